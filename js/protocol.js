@@ -1,0 +1,109 @@
+// protocol.js - the one message union between the page (js/qwasm.js) and the worker (js/qwasm-worker.js),
+// the error codes, and the Error <-> message conversion. Nothing here touches the DOM, wasm or the network.
+//
+// Page -> worker: requests, each with a unique integer `id`:
+//   {id, type:'init', flavour:'mt'|'st', wasmBase?:string, relaxed?:boolean|'auto'}   -> result {info, flavour, abortCell}
+//        abortCell (mt only): {buffer: the wasm memory's SharedArrayBuffer, index} - the page may
+//        Atomics.store(Int32Array(buffer), index, 1) to stop a running generation inside its current step
+//   {id, type:'load',       source, options}                                        -> result {info, files}
+//        source:  {kind:'url', url} | {kind:'path', path} | {kind:'files', files:File[]} | {kind:'dir', handle}
+//        options: {onnxFile?, cache:'auto'|'indexeddb'|'opfs'|'none', memoryCapMB?, threads?, revalidate?,
+//                  chunkMB?, concurrency?, maxContext?, hashes?:{[file]:sha256hex}, cacheDir? (Node)}
+//        while loading the worker sends {type:'progress', id, progress} (see Progress below)
+//   {id, type:'tokenize',   text}                                                   -> result {ids:Int32Array}
+//   {id, type:'detokenize', ids:Int32Array}                                         -> result {text}
+//   {id, type:'chat',       messages, addGenerationPrompt}                          -> result {text}
+//   {id, type:'generate',   prompt?:string, messages?:[], promptIds?:Int32Array, params}
+//        streams {type:'gen', id, event} per step, event = GenEvent below; the final event has done:true
+//        and the request then resolves with result {ids:Int32Array, stats}
+//   {id, type:'abort',      target}        aborts request `target` (a generate or a load)   -> result {}
+//   {id, type:'stats'}                                                              -> result {stats}
+//   {id, type:'unload'}                    frees the model (the worker stays)       -> result {}
+//   {id, type:'cache', op:'list'|'delete'|'estimate', model?, backend?}            -> result (op's value)
+// Worker -> page:
+//   {type:'result', id, value}                                success of request `id`
+//   {type:'error',  id, error:{code, message, file}}          failure of request `id`
+//   {type:'progress', id, progress}                           Progress of load `id`
+//   {type:'gen', id, event}                                   GenEvent of generate `id`
+// A worker that dies (uncaught error, exit) fails every pending request with code WORKER (js/qwasm.js).
+// Every ArrayBuffer in a message is transferred (Int32Array ids, never copied twice).
+//
+// Progress: {phase:'download'|'cache'|'compile'|'graph'|'weights'|'repack'|'warmup'|'ready',
+//            file?, bytesDone, bytesTotal, rate? (bytes/s), eta? (s), fromCache?}
+// GenEvent: {kind:'prefill'|'token'|'done', id?, text, nPrompt, nPromptDone, nGenerated,
+//            stopReason?, prefillMs, decodeMs, stepMs, done}
+
+/** Error codes carried by every rejection (`err.code`). */
+export const ErrorCode = Object.freeze({
+  NOT_FOUND: 'NOT_FOUND',       // HTTP 404 or a missing file in a folder/path
+  FORBIDDEN: 'FORBIDDEN',       // HTTP 401/403
+  HTTP: 'HTTP',                 // another HTTP status (5xx after retries, 416, ...)
+  NETWORK: 'NETWORK',           // fetch failed: offline, CORS, connection dropped (after retries)
+  QUOTA: 'QUOTA',               // not enough storage for the download
+  CORRUPT: 'CORRUPT',           // truncated or corrupt file: size or sha256 mismatch, bad protobuf/JSON
+  UNSUPPORTED: 'UNSUPPORTED',   // valid input qwasm does not handle (op, dtype, ...), from the C core
+  OUT_OF_MEMORY: 'OUT_OF_MEMORY',
+  CONTEXT: 'CONTEXT',           // context length exceeded
+  ABORTED: 'ABORTED',           // cancelled through an AbortSignal / abort()
+  ARG: 'ARG',                   // invalid argument
+  IO: 'IO',                     // a cache/file read failed
+  STATE: 'STATE',               // no model loaded, runtime disposed, a generate already running
+  WORKER: 'WORKER',             // the worker crashed or could not start
+  INTERNAL: 'INTERNAL',
+});
+
+/** qw_status (src/qwasm.h) -> error code. */
+export const STATUS_CODE = ['OK', 'ARG', 'IO', 'NOT_FOUND', 'CORRUPT', 'UNSUPPORTED', 'OUT_OF_MEMORY',
+  'CORRUPT' /* QW_E_RANGE: a locator past the end of its file = truncated */, 'CONTEXT', 'ABORTED', 'INTERNAL'];
+
+/** An Error with a machine-readable `code` and the `file` it concerns (when any). */
+export class QwasmError extends Error {
+  /** @param {string} code @param {string} message @param {{file?:string, status?:number, cause?:any}} [extra] */
+  constructor(code, message, extra = {}) {
+    super(message, extra.cause ? { cause: extra.cause } : undefined);
+    this.name = 'QwasmError';
+    this.code = code;
+    if (extra.file) this.file = extra.file;
+    if (extra.status) this.status = extra.status;
+    if (extra.bytesNeeded != null) this.bytesNeeded = extra.bytesNeeded;
+    if (extra.bytesAvailable != null) this.bytesAvailable = extra.bytesAvailable;
+  }
+}
+
+/** Error -> plain object for postMessage. */
+export function serializeError(e) {
+  if (e instanceof QwasmError || (e && typeof e.code === 'string' && ErrorCode[e.code])) {
+    const o = { code: e.code, message: String(e.message), file: e.file || null };
+    for (const k of ['status', 'bytesNeeded', 'bytesAvailable']) if (e[k] != null) o[k] = e[k];
+    return o;
+  }
+  if (e && e.name === 'AbortError') return { code: 'ABORTED', message: 'aborted', file: null };
+  if (e && (e.name === 'QuotaExceededError')) return { code: 'QUOTA', message: String(e.message), file: null };
+  if (e instanceof RangeError && /memory|allocation/i.test(e.message)) return { code: 'OUT_OF_MEMORY', message: e.message, file: null };
+  if (e && /out of memory|Cannot enlarge memory|OOM/i.test(String(e.message || e))) return { code: 'OUT_OF_MEMORY', message: String(e.message || e), file: null };
+  return { code: 'INTERNAL', message: String((e && (e.stack || e.message)) || e), file: null };
+}
+
+/** Plain object from postMessage -> QwasmError. */
+export function deserializeError(o) {
+  return new QwasmError(o.code || 'INTERNAL', o.message || 'unknown error', o);
+}
+
+/** Collects the ArrayBuffers of a value (shallow + one level of nesting) for postMessage's transfer list. */
+export function transferables(value) {
+  const out = [];
+  const add = (v) => {
+    if (!v) return;
+    if (ArrayBuffer.isView(v) && v.buffer instanceof ArrayBuffer && !out.includes(v.buffer)) out.push(v.buffer);
+    else if (v instanceof ArrayBuffer && !out.includes(v)) out.push(v);
+  };
+  add(value);
+  if (value && typeof value === 'object' && !ArrayBuffer.isView(value)) {
+    for (const k of Object.keys(value)) {
+      add(value[k]);
+      const v = value[k];
+      if (v && typeof v === 'object' && !ArrayBuffer.isView(v)) for (const k2 of Object.keys(v)) add(v[k2]);
+    }
+  }
+  return out;
+}

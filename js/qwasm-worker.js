@@ -1,0 +1,510 @@
+// qwasm-worker.js - the dedicated worker (a Web Worker of type 'module', or a Node worker_thread) that hosts the
+// wasm runtime. It owns the module, the model, the downloads and the caches; the page talks to it only through
+// the messages documented in js/protocol.js. Model logic (tokenizer, templates, sampling, the network) is in C;
+// this file moves bytes and messages.
+//
+// File sources (registered in Module.qwFs under an integer id, read synchronously by C through js/qw_library.js):
+//   url   -> the files are downloaded into a cache store (js/fetch.js, js/cache*.js) and read from it
+//   path  -> Node: fs.readSync on the folder
+//   files -> picked local Files (webkitRelativePath or name), read with FileReaderSync; nothing is uploaded
+//   dir   -> a FileSystemDirectoryHandle, enumerated into Files
+
+import { STATUS_CODE, QwasmError, serializeError, transferables } from './protocol.js';
+import { loadQwasmModule, canUseThreads } from './qwasm-loader.js';
+import { downloadFile, bytesCached, DEFAULT_CHUNK } from './fetch.js';
+import { openStore, resolveCacheKind, normalizeBaseUrl, cacheList, cacheDelete, cacheEstimate } from './cache.js';
+
+const IS_NODE = typeof process === 'object' && !!(process.versions && process.versions.node) &&
+  typeof WorkerGlobalScope === 'undefined';
+
+let post;
+if (IS_NODE) {
+  const { parentPort } = await import('node:worker_threads');
+  post = (m, t) => parentPort.postMessage(m, t);
+  parentPort.on('message', (m) => handle(m));
+} else {
+  post = (m, t) => self.postMessage(m, t);
+  self.onmessage = (e) => handle(e.data);
+}
+
+// ---- state ---------------------------------------------------------------------------------------------------
+let M = null;                 // the emscripten module
+let flavour = null;
+let initOpts = {};
+let broken = false;           // a wasm trap happened: the module is re-created on the next load
+let model = 0;                // qw_wasm_model*
+let modelFsId = 0;
+let modelStore = null;        // the cache store the model reads from (closed on unload)
+let nextFsId = 1;
+let gen = null;               // {id, aborted}
+const loads = new Map();      // request id -> AbortController
+
+const PROBE_SIZE = 2 ** 50;   // size reported for files not downloaded yet, while listing the graph's files
+
+// ---- helpers -----------------------------------------------------------------------------------------------
+function cstr(s) {
+  const n = M.lengthBytesUTF8(s) + 1;
+  const p = M._qw_wasm_malloc(n);
+  M.stringToUTF8(s, p, n);
+  return p;
+}
+
+function heapU8() { return new Uint8Array(M.wasmMemory ? M.wasmMemory.buffer : M.HEAPU8.buffer); }
+function memBuf() { return M.wasmMemory ? M.wasmMemory.buffer : M.HEAPU8.buffer; }
+
+/** The last C failure as a QwasmError (code from the qw_status, file from the message or the fs layer). */
+function cError(context) {
+  const st = M._qw_wasm_last_status();
+  const msg = M.UTF8ToString(M._qw_wasm_last_error()) || context;
+  let code = STATUS_CODE[st] || 'INTERNAL';
+  const js = M.qwFsLastError;
+  let file = (/^([^\s:]+\.(?:json|onnx|onnx_data|data|txt|bin)):/.exec(msg) || [])[1] || (js && js.file) || null;
+  let message = msg;
+  if (js && js.message && !msg.includes(js.message)) message += ` (${js.message})`;
+  if (js && js.code === 'ABORTED') code = 'ABORTED';
+  return new QwasmError(code, message, { file });
+}
+
+/** Runs a C call; a wasm trap (abort, OOM in JS glue) marks the module broken and becomes an error. */
+function ccall(fn) {
+  M.qwFsLastError = null;
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof QwasmError) throw e;
+    broken = true;
+    const oom = /memory|enlarge|alloc/i.test(String(e && e.message));
+    throw new QwasmError(oom ? 'OUT_OF_MEMORY' : 'INTERNAL', `wasm runtime error: ${e && e.message || e}; the runtime will be restarted on the next load`);
+  }
+}
+
+const yieldNow = IS_NODE
+  ? () => new Promise((r) => setImmediate(r))
+  : (() => {
+      const ch = new MessageChannel(); const q = [];
+      ch.port1.onmessage = () => { const r = q.shift(); if (r) r(); };
+      return () => new Promise((r) => { q.push(r); ch.port2.postMessage(0); });
+    })();
+
+function isAbsent(e) { return e && e.code === 'NOT_FOUND'; }
+
+/** transformers.js_config.dtype -> the .onnx file name used by the transformers.js layout. */
+export function pickOnnx(config) {
+  const cfg = config && config['transformers.js_config'];
+  let d = cfg && cfg.dtype;
+  if (d && typeof d === 'object') d = d.model || d.decoder_model_merged || Object.values(d)[0];
+  const suffix = { fp32: '', none: '', fp16: '_fp16', int8: '_int8', uint8: '_uint8', q8: '_quantized', quantized: '_quantized', q4: '_q4', q4f16: '_q4f16', bnb4: '_bnb4' };
+  if (typeof d === 'string' && d in suffix) return { name: `onnx/model${suffix[d]}.onnx`, fromConfig: true };
+  return { name: 'onnx/model.onnx', fromConfig: false };
+}
+
+// ---- file sources -----------------------------------------------------------------------------------------
+async function nodeDirSource(dir) {
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const st = fs.statSync(dir, { throwIfNoEntry: false });
+  if (!st || !st.isDirectory()) throw new QwasmError('NOT_FOUND', `${dir}: not a directory`, { file: dir });
+  const fds = new Map();
+  const fdOf = (name) => {
+    let fd = fds.get(name);
+    if (fd == null) { fd = fs.openSync(path.join(dir, name), 'r'); fds.set(name, fd); }
+    return fd;
+  };
+  return {
+    size(name) {
+      const s = fs.statSync(path.join(dir, name), { throwIfNoEntry: false });
+      return s && s.isFile() ? s.size : -1;
+    },
+    read(name, offset, dst) {
+      const fd = fdOf(name);
+      let pos = 0;
+      // fs.readSync refuses views on a SharedArrayBuffer in some Node versions: bounce when needed.
+      while (pos < dst.length) {
+        const n = fs.readSync(fd, dst, pos, dst.length - pos, offset + pos);
+        if (n <= 0) throw Object.assign(new Error(`${name}: short read at ${offset + pos}`), { qwStatus: 7 });
+        pos += n;
+      }
+    },
+    close() { for (const fd of fds.values()) { try { fs.closeSync(fd); } catch { /* closed */ } } },
+  };
+}
+
+function filesSource(files) {
+  const map = new Map();
+  for (const f of files) {
+    let rel = f.webkitRelativePath || f.relativePath || f.name;
+    // a picked folder "qwen/config.json": strip the folder itself
+    if (f.webkitRelativePath && rel.includes('/')) rel = rel.slice(rel.indexOf('/') + 1);
+    map.set(rel, f);
+  }
+  const frs = typeof FileReaderSync !== 'undefined' ? new FileReaderSync() : null;
+  return {
+    size(name) { const f = map.get(name); return f ? f.size : -1; },
+    read(name, offset, dst) {
+      const f = map.get(name);
+      if (!f) throw Object.assign(new Error(`${name}: not in the picked folder`), { qwStatus: 3 });
+      if (offset + dst.length > f.size) throw Object.assign(new Error(`${name}: read past the end`), { qwStatus: 7 });
+      dst.set(new Uint8Array(frs.readAsArrayBuffer(f.slice(offset, offset + dst.length))));
+    },
+    close() {},
+  };
+}
+
+async function dirHandleFiles(handle, prefix = '', out = []) {
+  for await (const [name, h] of handle.entries()) {
+    if (h.kind === 'directory') await dirHandleFiles(h, prefix + name + '/', out);
+    else { const f = await h.getFile(); out.push(Object.assign(f, { relativePath: prefix + name })); }
+  }
+  return out;
+}
+
+function storeSource(readers) {
+  return {
+    size(name) { const r = readers.get(name); return r ? r.size : -1; },
+    read(name, offset, dst) {
+      const r = readers.get(name);
+      if (!r) throw Object.assign(new Error(`${name}: not in the cache`), { qwStatus: 3 });
+      r.read(offset, dst);
+    },
+    close() { for (const r of readers.values()) r.close && r.close(); },
+  };
+}
+
+function readAllText(src, name) {
+  const n = src.size(name);
+  if (n < 0) return null;
+  const buf = new Uint8Array(n);
+  src.read(name, 0, buf);
+  return new TextDecoder().decode(buf);
+}
+
+// ---- requests ----------------------------------------------------------------------------------------------
+async function ensureModule(id) {
+  if (M && !broken) return;
+  if (M && broken) {
+    try { M.PThread && M.PThread.terminateAllThreads && M.PThread.terminateAllThreads(); } catch { /* gone */ }
+    M = null; model = 0; broken = false;
+  }
+  const r = await loadQwasmModule({
+    flavour: initOpts.flavour, wasmBase: initOpts.wasmBase, relaxedBase: initOpts.relaxedBase, relaxed: initOpts.relaxed,
+    onProgress: (p) => id != null && post({ type: 'progress', id, progress: p }),
+  });
+  M = r.module; flavour = r.flavour;
+}
+
+const handlers = {
+  async init(msg) {
+    initOpts = { flavour: msg.flavour || (canUseThreads() ? 'mt' : 'st'), wasmBase: msg.wasmBase, relaxedBase: msg.relaxedBase, relaxed: msg.relaxed };
+    await ensureModule(msg.id);
+    // mt: the page gets the abort flag's cell in the shared wasm memory, so an abort lands inside a running
+    // step (the C graph checks it between nodes) and not only between steps.
+    const buf = memBuf();
+    const abortCell = typeof SharedArrayBuffer === 'function' && buf instanceof SharedArrayBuffer
+      ? { buffer: buf, index: M._qw_wasm_abort_flag() >> 2 } : null;
+    return { flavour, info: JSON.parse(M.UTF8ToString(M._qw_wasm_info())), abortCell };
+  },
+
+  async load(msg) {
+    const ctrl = new AbortController();
+    loads.set(msg.id, ctrl);
+    try { return await doLoad(msg, ctrl.signal); } finally { loads.delete(msg.id); }
+  },
+
+  async tokenize(msg) {
+    requireModel();
+    const ids = tokenize(msg.text);
+    return { ids };
+  },
+
+  async detokenize(msg) {
+    requireModel();
+    return { text: detokenize(Int32Array.from(msg.ids || [])) };
+  },
+
+  async chat(msg) {
+    requireModel();
+    return { text: chatRender(msg.messages, msg.addGenerationPrompt !== false) };
+  },
+
+  async generate(msg) { return doGenerate(msg); },
+
+  async abort(msg) {
+    if (gen && gen.id === msg.target) {
+      gen.aborted = true;
+      if (M) new Int32Array(memBuf())[M._qw_wasm_abort_flag() >> 2] = 1;
+    }
+    const l = loads.get(msg.target);
+    if (l) l.abort();
+    return {};
+  },
+
+  async stats() {
+    requireModel();
+    return { stats: JSON.parse(M.UTF8ToString(M._qw_wasm_model_stats(model))) };
+  },
+
+  async unload() { await unloadModel(); return {}; },
+
+  async cache(msg) {
+    const opts = { cacheDir: msg.cacheDir };
+    if (msg.op === 'list') return cacheList(opts);
+    if (msg.op === 'delete') return cacheDelete(msg.model, opts);
+    if (msg.op === 'estimate') return cacheEstimate(opts);
+    throw new QwasmError('ARG', `unknown cache op ${msg.op}`);
+  },
+};
+
+function requireModel() {
+  if (!M || !model) throw new QwasmError('STATE', 'no model is loaded');
+}
+
+async function unloadModel() {
+  if (gen) throw new QwasmError('STATE', 'a generation is running; abort it first');
+  if (M && model && !broken) { try { M._qw_wasm_model_free(model); } catch { broken = true; } }
+  model = 0;
+  if (M && modelFsId) { const s = M.qwFs.get(modelFsId); if (s && s.close) s.close(); M.qwFs.delete(modelFsId); }
+  modelFsId = 0;
+  if (modelStore) { try { await modelStore.close(); } catch { /* ignore */ } modelStore = null; }
+}
+
+async function doLoad(msg, signal) {
+  const { source } = msg;
+  const o = msg.options || {};
+  const progress = (p) => post({ type: 'progress', id: msg.id, progress: p });
+  await ensureModule(msg.id);
+  await unloadModel();
+  let src, onnxFile = o.onnxFile || null, files = null, store = null;
+  if (source.kind === 'url') {
+    const r = await fetchModel(normalizeBaseUrl(source.url), o, signal, progress);
+    src = r.src; onnxFile = r.onnxFile; files = r.files; store = r.store;
+  } else if (source.kind === 'path') {
+    src = await nodeDirSource(source.path);
+  } else if (source.kind === 'files') {
+    src = filesSource(source.files);
+  } else if (source.kind === 'dir') {
+    src = filesSource(await dirHandleFiles(source.handle));
+  } else {
+    throw new QwasmError('ARG', `unknown model source ${source.kind}`);
+  }
+  if (signal.aborted) { src.close && src.close(); if (store) await store.close(); throw new QwasmError('ABORTED', 'load aborted'); }
+  const fsId = nextFsId++;
+  M.qwFs.set(fsId, src);
+  M.qwOnProgress = (phase, done, total) => progress({ phase, bytesDone: done, bytesTotal: total });
+  const opts = { onnx_file: onnxFile || '', threads: o.threads || 0, mem_cap_mb: o.memoryCapMB || 0, max_context: o.maxContext || 0, exact_lm_head: o.exactLmHead ? 1 : 0, profile: o.profile ? 1 : 0 };
+  const p = cstr(JSON.stringify(opts));
+  let h = 0;
+  try {
+    h = ccall(() => M._qw_wasm_model_load(fsId, p));
+    if (!h) throw cError('model load failed');
+  } catch (e) {
+    M.qwFs.delete(fsId);
+    src.close && src.close();
+    if (store) await store.close();
+    throw e;
+  } finally {
+    if (!broken) M._qw_wasm_free(p);
+    M.qwOnProgress = null;
+  }
+  model = h; modelFsId = fsId; modelStore = store;
+  const info = JSON.parse(M.UTF8ToString(M._qw_wasm_model_info(model)));
+  progress({ phase: 'ready', bytesDone: 1, bytesTotal: 1 });
+  return { info, files, flavour };
+}
+
+/** Downloads (or finds in the cache) the files of a model folder URL; returns a file source over the cache. */
+async function fetchModel(base, o, signal, progress) {
+  const kind = resolveCacheKind(o.cache);
+  if (kind !== 'memory' && !IS_NODE && navigator.storage && navigator.storage.persist) {
+    try { await navigator.storage.persist(); } catch { /* best effort */ }
+  }
+  const store = await openStore(kind, base, { cacheDir: o.cacheDir });
+  try {
+    const manifest = (await store.getManifest()) || {};
+    const absent = new Set(o.revalidate ? [] : (manifest.absent || []));
+    const chunkSize = (o.chunkMB ? Math.round(o.chunkMB * 1048576) : 0) || DEFAULT_CHUNK;
+    const checkQuota = async (need, name) => {
+      if (kind === 'memory') return;
+      const e = await cacheEstimate({ cacheDir: o.cacheDir });
+      if (need > e.available) {
+        throw new QwasmError('QUOTA', `${name}: not enough storage: ${need} bytes needed, ${e.available} available (${kind} cache, quota ${e.quota})`, { file: name, bytesNeeded: need, bytesAvailable: e.available });
+      }
+    };
+    const dl = (name, extra = {}) => downloadFile({
+      baseUrl: base, name, store, chunkSize, concurrency: o.concurrency, retries: o.retries, signal,
+      onProgress: progress, revalidate: o.revalidate, checkQuota, sha256: o.hashes && o.hashes[name], query: o.query, ...extra,
+    });
+    const got = [];
+    const newAbsent = [];
+    for (const [name, required] of [['config.json', true], ['generation_config.json', false], ['tokenizer.json', false], ['tokenizer_config.json', false]]) {
+      if (absent.has(name)) { newAbsent.push(name); continue; }
+      try { await dl(name); got.push(name); } catch (e) {
+        if (!required && isAbsent(e)) newAbsent.push(name); else throw e;
+      }
+    }
+    const readers = new Map();
+    const open = async (name) => { readers.set(name, await store.openReader(name, await store.getMeta(name))); };
+    await open('config.json');
+    const cfgSrc = storeSource(readers);
+    let config;
+    try { config = JSON.parse(readAllText(cfgSrc, 'config.json')); } catch (e) {
+      throw new QwasmError('CORRUPT', `config.json: invalid JSON (${e.message})`, { file: 'config.json' });
+    }
+    let onnxFile = o.onnxFile || manifest.onnxFile;
+    if (!onnxFile) {
+      const pick = pickOnnx(config);
+      onnxFile = pick.name;
+      if (!pick.fromConfig) {
+        try { await dl(onnxFile); } catch (e) { if (!isAbsent(e)) throw e; onnxFile = 'model.onnx'; }
+      }
+    }
+    await dl(onnxFile);
+    for (const n of got) if (!readers.has(n)) await open(n);
+    await open(onnxFile);
+    // Which external data files the graph's locators name, and how many bytes of each it needs (from C).
+    const probeId = nextFsId++;
+    const probe = { size: (n) => (readers.has(n) ? readers.get(n).size : PROBE_SIZE), read: (n, off, dst) => cfgSrc.read(n, off, dst) };
+    M.qwFs.set(probeId, probe);
+    const pn = cstr(onnxFile);
+    let listing;
+    try {
+      const r = ccall(() => M._qw_wasm_onnx_files(probeId, pn));
+      if (!r) throw cError('reading the graph');
+      listing = JSON.parse(M.UTF8ToString(r));
+    } finally { M._qw_wasm_free(pn); M.qwFs.delete(probeId); }
+    const ext = listing.files.slice(1);
+    const onnxNeeded = listing.files[0].bytes_needed;
+    if (onnxNeeded > readers.get(onnxFile).size) {
+      throw new QwasmError('CORRUPT', `${onnxFile}: truncated: ${readers.get(onnxFile).size} bytes, the graph's tensors need ${onnxNeeded}`, { file: onnxFile });
+    }
+    // Quota for everything still missing, before any large download starts.
+    let need = 0;
+    for (const f of ext) { const m = await store.getMeta(f.name); need += Math.max(0, f.bytes_needed - bytesCached(m && m.complete ? { ...m, done: m.done.map(() => 1) } : m)); }
+    if (need > 0) await checkQuota(need, ext.map((f) => f.name).join(', '));
+    for (const f of ext) { await dl(f.name, { bytesNeeded: f.bytes_needed }); await open(f.name); }
+    await store.putManifest({ onnxFile, files: [...got, onnxFile, ...ext.map((f) => f.name)], absent: newAbsent, complete: true, time: Date.now(), backend: kind });
+    return { src: storeSource(readers), onnxFile, files: listing.files, store };
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+}
+
+function tokenize(text) {
+  const bytes = new TextEncoder().encode(String(text));
+  const p = M._qw_wasm_malloc(bytes.length + 1);
+  const np = M._qw_wasm_malloc(4);
+  try {
+    heapU8().set(bytes, p);
+    heapU8()[p + bytes.length] = 0;
+    const r = ccall(() => M._qw_wasm_tokenize(model, p, bytes.length, np));
+    if (!r) throw cError('tokenize failed');
+    const n = new Int32Array(memBuf(), np, 1)[0];
+    const ids = new Int32Array(n);
+    ids.set(new Int32Array(memBuf(), r, n));
+    M._qw_wasm_free(r);
+    return ids;
+  } finally { M._qw_wasm_free(p); M._qw_wasm_free(np); }
+}
+
+function detokenize(ids) {
+  const p = M._qw_wasm_malloc(ids.length * 4 + 4);
+  try {
+    new Int32Array(memBuf(), p, ids.length).set(ids);
+    const r = ccall(() => M._qw_wasm_detokenize(model, p, ids.length));
+    if (!r) throw cError('detokenize failed');
+    const s = M.UTF8ToString(r);
+    M._qw_wasm_free(r);
+    return s;
+  } finally { M._qw_wasm_free(p); }
+}
+
+function chatRender(messages, addGen) {
+  const p = cstr(JSON.stringify(messages || []));
+  try {
+    const r = ccall(() => M._qw_wasm_chat_render(model, p, addGen ? 1 : 0));
+    if (!r) throw cError('chat template failed');
+    const s = M.UTF8ToString(r);
+    M._qw_wasm_free(r);
+    return s;
+  } finally { M._qw_wasm_free(p); }
+}
+
+const KIND = { 1: 'prefill', 2: 'token', 3: 'done' };
+
+async function doGenerate(msg) {
+  requireModel();
+  if (gen) throw new QwasmError('STATE', 'a generation is already running on this runtime');
+  const me = { id: msg.id, aborted: false };
+  gen = me;
+  let h = 0, idsPtr = 0, pp = 0;
+  try {
+    let ids;
+    if (msg.promptIds) ids = Int32Array.from(msg.promptIds);
+    else if (msg.messages) ids = tokenize(chatRender(msg.messages, true));
+    else if (typeof msg.prompt === 'string') ids = tokenize(msg.prompt);
+    else throw new QwasmError('ARG', 'generate needs messages, prompt or promptIds');
+    const P = msg.params || {};
+    const cp = {};
+    const map = { maxTokens: 'max_tokens', temperature: 'temperature', topK: 'top_k', topP: 'top_p', minP: 'min_p', repetitionPenalty: 'repetition_penalty', seed: 'seed', prefillChunk: 'prefill_chunk', ignoreEos: 'ignore_eos' };
+    for (const [k, c] of Object.entries(map)) if (P[k] != null) cp[c] = typeof P[k] === 'boolean' ? (P[k] ? 1 : 0) : P[k];
+    // greedy: argmax and no repetition penalty, as the CLI's --greedy (unless repetitionPenalty is given)
+    if (P.greedy) { cp.temperature = 0; if (P.repetitionPenalty == null) cp.repetition_penalty = 1; }
+    if (P.stop) cp.stop = Array.isArray(P.stop) ? P.stop : [P.stop];
+    if (P.logitBias) cp.bias = P.logitBias;
+    idsPtr = M._qw_wasm_malloc(ids.length * 4 + 4);
+    new Int32Array(memBuf(), idsPtr, ids.length).set(ids);
+    pp = cstr(JSON.stringify(cp));
+    h = ccall(() => M._qw_wasm_gen_begin(model, idsPtr, ids.length, pp));
+    if (!h) throw cError('generate failed');
+    const evp = M._qw_wasm_gen_event(h);
+    for (;;) {
+      if (me.aborted) throw new QwasmError('ABORTED', 'generation aborted');
+      const st = ccall(() => M._qw_wasm_gen_next(h));
+      if (st !== 0) throw cError('generation step failed');
+      if (me.aborted) throw new QwasmError('ABORTED', 'generation aborted');
+      const i32 = new Int32Array(memBuf(), evp, 8), f64 = new Float64Array(memBuf(), evp + 32, 3);
+      const kind = KIND[i32[0]] || 'token';
+      const text = i32[6] ? new TextDecoder().decode(heapU8().slice(i32[5], i32[5] + i32[6])) : '';
+      const event = {
+        kind, id: kind === 'token' ? i32[1] : undefined, text, nPrompt: i32[2], nPromptDone: i32[3], nGenerated: i32[4],
+        stopReason: i32[7] ? M.UTF8ToString(i32[7]) : undefined, prefillMs: f64[0], decodeMs: f64[1], stepMs: f64[2], done: kind === 'done',
+      };
+      post({ type: 'gen', id: msg.id, event });
+      if (kind === 'done') break;
+      await yieldNow(); // lets an abort message in between steps
+    }
+    const np = M._qw_wasm_malloc(4);
+    const gp = M._qw_wasm_gen_ids(h, np);
+    const n = new Int32Array(memBuf(), np, 1)[0];
+    M._qw_wasm_free(np);
+    const out = new Int32Array(n);
+    if (n) out.set(new Int32Array(memBuf(), gp, n));
+    return { ids: out, stats: JSON.parse(M.UTF8ToString(M._qw_wasm_model_stats(model))) };
+  } finally {
+    if (M && !broken) {
+      if (h) M._qw_wasm_gen_free(h);
+      if (idsPtr) M._qw_wasm_free(idsPtr);
+      if (pp) M._qw_wasm_free(pp);
+    }
+    gen = null;
+  }
+}
+
+// Requests run one at a time, except abort (and cache ops), which must get through while a load or
+// a generation awaits.
+let chain = Promise.resolve();
+function handle(msg) {
+  if (!msg || typeof msg.type !== 'string') return;
+  const run = async () => {
+    try {
+      const fn = handlers[msg.type];
+      if (!fn) throw new QwasmError('ARG', `unknown request ${msg.type}`);
+      const value = await fn(msg);
+      post({ type: 'result', id: msg.id, value }, transferables(value));
+    } catch (e) {
+      post({ type: 'error', id: msg.id, error: serializeError(e) });
+    }
+  };
+  if (msg.type === 'abort' || msg.type === 'cache') run();
+  else chain = chain.then(run);
+}

@@ -1,0 +1,158 @@
+// Type declarations of the qwasm browser/Node runtime (js/qwasm.js). The messages between the page and the worker
+// are documented in js/protocol.js.
+
+export type ErrorCodeName =
+  | 'NOT_FOUND' | 'FORBIDDEN' | 'HTTP' | 'NETWORK' | 'QUOTA' | 'CORRUPT' | 'UNSUPPORTED' | 'OUT_OF_MEMORY'
+  | 'CONTEXT' | 'ABORTED' | 'ARG' | 'IO' | 'STATE' | 'WORKER' | 'INTERNAL';
+
+/** Every rejection of this API is a QwasmError. */
+export declare class QwasmError extends Error {
+  readonly code: ErrorCodeName;
+  /** The model file concerned ("config.json", "onnx/model_q4f16.onnx_data"), when there is one. */
+  readonly file?: string;
+  /** HTTP status, for NOT_FOUND / FORBIDDEN / HTTP. */
+  readonly status?: number;
+  /** For QUOTA: bytes the download needs and bytes the storage has left. */
+  readonly bytesNeeded?: number;
+  readonly bytesAvailable?: number;
+}
+
+export declare const ErrorCode: { readonly [K in ErrorCodeName]: K };
+
+export type ProgressPhase = 'compile' | 'download' | 'cache' | 'verify' | 'graph' | 'weights' | 'repack' | 'warmup' | 'ready';
+
+export interface Progress {
+  phase: ProgressPhase;
+  /** The file concerned (download/cache/verify/compile). */
+  file?: string;
+  bytesDone: number;
+  bytesTotal: number | null;
+  /** bytes per second of this download session */
+  rate?: number;
+  /** seconds left, estimated */
+  eta?: number | null;
+  /** true when the file came from the cache without any request */
+  fromCache?: boolean;
+}
+
+export type CacheKind = 'auto' | 'indexeddb' | 'opfs' | 'none';
+
+export interface LoadOptions {
+  /** A Hugging Face-style folder: its base URL (hub `resolve/main/` URLs work), a FileSystemDirectoryHandle,
+   *  a list of Files (a picked folder; nothing is uploaded), or a path (Node). */
+  model: string | URL | FileSystemDirectoryHandle | ArrayLike<File>;
+  /** Which .onnx in the folder; default from config.json's transformers.js_config.dtype. */
+  onnxFile?: string;
+  /** Where downloads are kept (default 'auto': OPFS when sync access handles exist, else IndexedDB; Node: files). */
+  cache?: CacheKind;
+  /** Cap on resident weights in MiB; the rest is paged from the cache on demand. */
+  memoryCapMB?: number;
+  /** Compute threads (default: all; 1 in the single-thread build). */
+  threads?: number;
+  /** KV cache length in tokens (default: the model's limit). */
+  maxContext?: number;
+  /** Re-check cached files against the server (one 1-byte ranged request each). Default false: zero requests. */
+  revalidate?: boolean;
+  /** Download chunk size in MiB (default 32) and parallel requests (default 3), retries per chunk (default 4). */
+  chunkMB?: number;
+  concurrency?: number;
+  retries?: number;
+  /** Expected sha256 (hex) of files, by name; checked after download. */
+  hashes?: Record<string, string>;
+  /** 'mt' (needs crossOriginIsolated) or 'st'; default: mt when possible. */
+  flavour?: 'mt' | 'st';
+  /** Relaxed-SIMD build (qwasm-{mt,st}-relaxed.*): default 'auto' loads it when WebAssembly.validate accepts
+   *  relaxed SIMD and the files exist (relaxedBase, default ../build/wasm-relaxed/), else the baseline build. */
+  relaxed?: boolean | 'auto';
+  relaxedBase?: string | URL;
+  /** Folder (URL) holding qwasm-{mt,st}.{mjs,wasm}; default ../build/wasm/ relative to js/. */
+  wasmBase?: string | URL;
+  /** Node only: the cache directory (default $QWASM_CACHE_DIR or ~/.cache/qwasm). */
+  cacheDir?: string;
+  exactLmHead?: boolean;
+  profile?: boolean;
+  onProgress?: (p: Progress) => void;
+  signal?: AbortSignal;
+}
+
+export interface ChatMessage { role: 'system' | 'user' | 'assistant'; content: string }
+
+export interface GenerateOptions {
+  messages?: ChatMessage[];
+  prompt?: string;
+  promptIds?: ArrayLike<number>;
+  maxTokens?: number;
+  /** Argmax decoding without repetition penalty (as the CLI's --greedy). Defaults otherwise come from
+   *  generation_config.json (e.g. repetition_penalty 1.05 also applies with temperature 0). */
+  greedy?: boolean;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repetitionPenalty?: number;
+  seed?: number;
+  /** Stop strings; the text ends before them. */
+  stop?: string | string[];
+  ignoreEos?: boolean;
+  /** Logit bias by token id. */
+  logitBias?: Record<number, number>;
+  prefillChunk?: number;
+  /** Also yield prefill progress events (kind 'prefill'). */
+  includePrefill?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface GenEvent {
+  kind: 'prefill' | 'token' | 'done';
+  /** The new token id (kind 'token'). */
+  id?: number;
+  /** Its text (complete UTF-8 only; may be empty while a character is incomplete). */
+  text: string;
+  done: boolean;
+  nPrompt: number;
+  nPromptDone: number;
+  nGenerated: number;
+  /** 'eos' | 'max_tokens' | 'stop_string' | 'context' on the last event. */
+  stopReason?: string;
+  prefillMs: number;
+  decodeMs: number;
+  stepMs: number;
+  /** On the last event: the model's counters and all generated ids. */
+  stats?: Record<string, unknown>;
+  ids?: Int32Array;
+}
+
+export declare class Runtime {
+  /** qw_model_info_json of the C core. */
+  readonly info: Record<string, any>;
+  readonly flavour: 'mt' | 'st';
+  /** The files of the ONNX graph with the bytes its tensors need (URL loads). */
+  readonly files: Array<{ name: string; size: number; bytes_needed: number }> | null;
+  tokenize(text: string): Promise<Int32Array>;
+  detokenize(ids: ArrayLike<number>): Promise<string>;
+  applyChatTemplate(messages: ChatMessage[], addGenerationPrompt?: boolean): Promise<string>;
+  generate(opts: GenerateOptions): AsyncGenerator<GenEvent, void, void>;
+  stats(): Promise<Record<string, unknown>>;
+  dispose(): Promise<void>;
+}
+
+export interface CachedModel {
+  model: string;
+  backend: 'indexeddb' | 'opfs' | 'node';
+  complete: boolean;
+  bytes: number;
+  files: Array<{ name: string; size: number; complete: boolean }>;
+}
+
+export declare const Qwasm: {
+  load(opts: LoadOptions): Promise<Runtime>;
+  cache: {
+    list(opts?: { cacheDir?: string }): Promise<CachedModel[]>;
+    delete(model: string | URL, opts?: { cacheDir?: string }): Promise<void>;
+    estimate(opts?: { cacheDir?: string }): Promise<{ usage: number; quota: number; available: number; persisted: boolean }>;
+  };
+  ErrorCode: typeof ErrorCode;
+  QwasmError: typeof QwasmError;
+};
+
+export default Qwasm;

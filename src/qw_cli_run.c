@@ -1,0 +1,346 @@
+/* qw_cli_run.c - `qwasm run MODEL_DIR`: generate from a prompt, raw ids or an interactive chat.
+ * Uses only the public API (qwasm.h), as any embedder would. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "cJSON.h"
+#include "qwasm.h"
+#include "qw_cli.h"
+#if !defined(__wasi__)
+#include <sys/resource.h>
+#endif
+
+#define MAX_STOPS 16
+
+typedef struct run_args {
+    const char *dir, *prompt, *prompt_ids, *system, *onnx;
+    int chat, raw, json, threads, greedy, exact_lm_head, profile, max_context;
+    double mem_cap_mb;
+    const char *stops[MAX_STOPS];
+    int n_stops;
+    qw_gen_params gp;
+    int set_temp, set_topk, set_topp, set_minp, set_rep, set_max;
+} run_args;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double peak_rss_mb(void) {
+#if defined(__wasi__)
+    return 0;
+#else
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return ru.ru_maxrss / 1024.0; /* Linux reports KiB */
+#endif
+}
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: qwasm run MODEL_DIR [--prompt TEXT | --prompt-ids 1,2,3 | --chat] [options]\n"
+            "  --prompt TEXT        a user message, rendered with the chat template (--raw: no template)\n"
+            "  --prompt-ids IDS     raw prompt ids, comma-separated (no template, no tokenizer needed)\n"
+            "  --chat               interactive multi-turn chat on stdin\n"
+            "  --system TEXT        system prompt (default: the template's)\n"
+            "  --max-tokens N       new tokens (default 256)\n"
+            "  --greedy             argmax decoding (same as --temperature 0)\n"
+            "  --temperature F --top-k N --top-p F --min-p F --repeat-penalty F --seed N\n"
+            "  --stop TEXT          stop string (repeatable)\n"
+            "  --ignore-eos         keep generating past the eos ids (benchmarks)\n"
+            "  --threads N          compute threads (default: all)\n"
+            "  --mem-cap-mb N       cap resident weights; the rest is paged from disk\n"
+            "  --max-context N      KV cache length (default: the model's limit)\n"
+            "  --onnx FILE          which .onnx in the folder (default: from config.json)\n"
+            "  --exact-lm-head      keep the exact fp16 lm_head path\n"
+            "  --profile            print per-op time at the end (stderr, or in --json)\n"
+            "  --json               one JSON object per token, then a summary object\n");
+}
+
+static int parse_args(int argc, char **argv, run_args *a) {
+    memset(a, 0, sizeof *a);
+    qw_gen_params_init(&a->gp);
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_V() do { if (!v) { fprintf(stderr, "qwasm run: %s needs a value\n", o); return 2; } i++; } while (0)
+        if (!strcmp(o, "--prompt")) { NEED_V(); a->prompt = v; }
+        else if (!strcmp(o, "--prompt-ids")) { NEED_V(); a->prompt_ids = v; }
+        else if (!strcmp(o, "--system")) { NEED_V(); a->system = v; }
+        else if (!strcmp(o, "--onnx")) { NEED_V(); a->onnx = v; }
+        else if (!strcmp(o, "--chat")) a->chat = 1;
+        else if (!strcmp(o, "--raw")) a->raw = 1;
+        else if (!strcmp(o, "--json")) a->json = 1;
+        else if (!strcmp(o, "--greedy")) a->greedy = 1;
+        else if (!strcmp(o, "--exact-lm-head")) a->exact_lm_head = 1;
+        else if (!strcmp(o, "--profile")) a->profile = 1;
+        else if (!strcmp(o, "--ignore-eos")) a->gp.ignore_eos = 1;
+        else if (!strcmp(o, "--max-tokens")) { NEED_V(); a->gp.max_tokens = atoi(v); a->set_max = 1; }
+        else if (!strcmp(o, "--temperature")) { NEED_V(); a->gp.temperature = (float)atof(v); a->set_temp = 1; }
+        else if (!strcmp(o, "--top-k")) { NEED_V(); a->gp.top_k = atoi(v); a->set_topk = 1; }
+        else if (!strcmp(o, "--top-p")) { NEED_V(); a->gp.top_p = (float)atof(v); a->set_topp = 1; }
+        else if (!strcmp(o, "--min-p")) { NEED_V(); a->gp.min_p = (float)atof(v); a->set_minp = 1; }
+        else if (!strcmp(o, "--repeat-penalty")) { NEED_V(); a->gp.repetition_penalty = (float)atof(v); a->set_rep = 1; }
+        else if (!strcmp(o, "--seed")) { NEED_V(); a->gp.seed = strtoull(v, NULL, 10); }
+        else if (!strcmp(o, "--threads")) { NEED_V(); a->threads = atoi(v); }
+        else if (!strcmp(o, "--mem-cap-mb")) { NEED_V(); a->mem_cap_mb = atof(v); }
+        else if (!strcmp(o, "--max-context")) { NEED_V(); a->max_context = atoi(v); }
+        else if (!strcmp(o, "--stop")) {
+            NEED_V();
+            if (a->n_stops == MAX_STOPS) { fprintf(stderr, "qwasm run: at most %d --stop\n", MAX_STOPS); return 2; }
+            a->stops[a->n_stops++] = v;
+        } else if (!strcmp(o, "--help") || !strcmp(o, "-h")) { usage(); return 2; }
+        else if (o[0] == '-') { fprintf(stderr, "qwasm run: unknown option %s\n", o); usage(); return 2; }
+        else if (!a->dir) a->dir = o;
+        else { fprintf(stderr, "qwasm run: unexpected argument %s\n", o); return 2; }
+#undef NEED_V
+    }
+    if (!a->dir) { usage(); return 2; }
+    if (!!a->prompt + !!a->prompt_ids + a->chat != 1) {
+        fprintf(stderr, "qwasm run: give exactly one of --prompt, --prompt-ids, --chat\n");
+        return 2;
+    }
+    return 0;
+}
+
+/* Comma-separated ids -> malloc'd array. */
+static int parse_ids(const char *s, int32_t **ids, size_t *n) {
+    size_t cap = 16, k = 0;
+    int32_t *v = malloc(cap * sizeof *v);
+    if (!v) return -1;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (end == p || x < 0 || x > INT32_MAX) { free(v); return -1; }
+        if (k == cap) {
+            int32_t *nv = realloc(v, (cap *= 2) * sizeof *v);
+            if (!nv) { free(v); return -1; }
+            v = nv;
+        }
+        v[k++] = (int32_t)x;
+        p = end;
+        while (*p == ',' || *p == ' ') p++;
+    }
+    *ids = v;
+    *n = k;
+    return 0;
+}
+
+static void json_print_string(FILE *f, const char *s, size_t len) {
+    char *tmp = malloc(len + 1);
+    if (!tmp) return;
+    memcpy(tmp, s, len);
+    tmp[len] = 0;
+    cJSON *str = cJSON_CreateString(tmp);
+    char *out = str ? cJSON_PrintUnformatted(str) : NULL;
+    fputs(out ? out : "\"\"", f);
+    free(out);
+    cJSON_Delete(str);
+    free(tmp);
+}
+
+typedef struct run_result {
+    char *text;   /* all generated text (malloc'd) */
+    size_t len, cap;
+} run_result;
+
+static void result_append(run_result *r, const char *s, size_t n) {
+    if (r->len + n + 1 > r->cap) {
+        size_t nc = (r->len + n + 1) * 2;
+        char *nt = realloc(r->text, nc);
+        if (!nt) return;
+        r->text = nt;
+        r->cap = nc;
+    }
+    memcpy(r->text + r->len, s, n);
+    r->len += n;
+    r->text[r->len] = 0;
+}
+
+/* Generates after prompt ids, streaming to stdout; returns 0 on success. */
+static int generate(qw_model *m, const run_args *a, const int32_t *prompt, size_t n_prompt, int have_text,
+                    double load_s, run_result *res) {
+    qw_error err = {0};
+    qw_gen *g = NULL;
+    if (qw_gen_begin(m, prompt, n_prompt, &a->gp, &g, &err) != QW_OK) {
+        fprintf(stderr, "qwasm run: %s\n", err.msg);
+        return 1;
+    }
+    qw_gen_event ev;
+    int rc = 0;
+    for (;;) {
+        if (qw_gen_next(g, &ev, &err) != QW_OK) {
+            fprintf(stderr, "qwasm run: %s\n", err.msg);
+            rc = 1;
+            break;
+        }
+        if (ev.kind == QW_GEN_TOKEN) {
+            if (have_text) result_append(res, ev.text, ev.text_len);
+            if (a->json) {
+                printf("{\"id\":%d", ev.id);
+                if (have_text) { fputs(",\"text\":", stdout); json_print_string(stdout, ev.text, ev.text_len); }
+                fputs("}\n", stdout);
+            } else if (have_text) {
+                fwrite(ev.text, 1, ev.text_len, stdout);
+            } else {
+                printf("%s%d", ev.n_generated > 1 ? "," : "", ev.id);
+            }
+            fflush(stdout);
+        } else if (ev.kind == QW_GEN_DONE) {
+            break;
+        }
+    }
+    if (rc == 0) {
+        size_t n_ids = 0;
+        const int32_t *ids = qw_gen_ids(g, &n_ids);
+        double prefill_tps = ev.prefill_ms > 0 ? ev.n_prompt / (ev.prefill_ms / 1000.0) : 0;
+        /* decode rate over the tokens after the first (the first comes from the prefill's logits) */
+        double decode_tps = ev.decode_ms > 0 && n_ids > 1 ? (double)(n_ids - 1) / (ev.decode_ms / 1000.0) : 0;
+        if (a->json) {
+            fputs("{\"ids\":[", stdout);
+            for (size_t i = 0; i < n_ids; i++) printf("%s%d", i ? "," : "", ids[i]);
+            fputs("]", stdout);
+            if (have_text) { fputs(",\"text\":", stdout); json_print_string(stdout, res->text ? res->text : "", res->len); }
+            printf(",\"n_prompt\":%d,\"stop_reason\":\"%s\",\"load_s\":%.3f,\"prefill_tok_s\":%.2f,"
+                   "\"decode_tok_s\":%.2f,\"peak_rss_mb\":%.1f",
+                   ev.n_prompt, ev.stop_reason ? ev.stop_reason : "", load_s, prefill_tps, decode_tps, peak_rss_mb());
+            if (a->profile) printf(",\"stats\":%s", qw_model_stats_json(m));
+            fputs("}\n", stdout);
+        } else {
+            fprintf(stderr, "\n[%zu tokens, %s; load %.2f s, prefill %.1f tok/s, decode %.1f tok/s, peak RSS %.0f MB]\n",
+                    n_ids, ev.stop_reason ? ev.stop_reason : "", load_s, prefill_tps, decode_tps, peak_rss_mb());
+            if (a->profile) fprintf(stderr, "%s\n", qw_model_stats_json(m));
+        }
+    }
+    qw_gen_free(g);
+    return rc;
+}
+
+/* Renders [system?, ...history, user] through the model's chat template and tokenizes it. */
+static int chat_prompt(qw_model *m, cJSON *messages, int32_t **ids, size_t *n) {
+    qw_error err = {0};
+    char *json = cJSON_PrintUnformatted(messages);
+    char *text = NULL;
+    int rc = 1;
+    if (json && qw_chat_render(m, json, 1, &text, &err) == QW_OK &&
+        qw_tokenize(m, text, strlen(text), ids, n, &err) == QW_OK)
+        rc = 0;
+    else
+        fprintf(stderr, "qwasm run: %s\n", err.msg[0] ? err.msg : "out of memory");
+    free(text);
+    free(json);
+    return rc;
+}
+
+static cJSON *message(const char *role, const char *content) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "role", role);
+    cJSON_AddStringToObject(o, "content", content);
+    return o;
+}
+
+int qw_cli_run(int argc, char **argv) {
+    run_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc;
+    qw_error err = {0};
+    qw_fs fs;
+    if (qw_fs_open_dir(a.dir, &fs, &err) != QW_OK) {
+        fprintf(stderr, "qwasm run: %s\n", err.msg);
+        return 1;
+    }
+    qw_load_opts lo = {0};
+    lo.onnx_file = a.onnx;
+    lo.threads = a.threads;
+    lo.mem_cap_bytes = (uint64_t)(a.mem_cap_mb * 1024 * 1024);
+    lo.exact_lm_head = a.exact_lm_head;
+    lo.max_context = a.max_context;
+    lo.profile = a.profile;
+    double t0 = now_s();
+    qw_model *m = NULL;
+    if (qw_model_load(&fs, &lo, &m, &err) != QW_OK) {
+        fprintf(stderr, "qwasm run: %s\n", err.msg);
+        qw_fs_close(&fs);
+        return 1;
+    }
+    double load_s = now_s() - t0;
+
+    /* the model's generation_config.json gives the sampling defaults; flags override them */
+    qw_gen_params defaults = a.gp;
+    qw_gen_params_from_model(m, &a.gp);
+    if (a.set_temp) a.gp.temperature = defaults.temperature;
+    if (a.set_topk) a.gp.top_k = defaults.top_k;
+    if (a.set_topp) a.gp.top_p = defaults.top_p;
+    if (a.set_minp) a.gp.min_p = defaults.min_p;
+    if (a.set_rep) a.gp.repetition_penalty = defaults.repetition_penalty;
+    if (a.set_max) a.gp.max_tokens = defaults.max_tokens;
+    a.gp.seed = defaults.seed;
+    a.gp.ignore_eos = defaults.ignore_eos;
+    if (a.greedy) { a.gp.temperature = 0; a.gp.repetition_penalty = 1; }
+    a.gp.stop = a.stops;
+    a.gp.n_stop = a.n_stops;
+
+    int have_text = qw_model_has_tokenizer(m);
+    run_result res = {0};
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (a.prompt_ids) {
+        if (parse_ids(a.prompt_ids, &ids, &n) != 0 || n == 0) {
+            fprintf(stderr, "qwasm run: --prompt-ids: expected comma-separated non-negative ids\n");
+            rc = 2;
+        } else {
+            if (!have_text)
+                fprintf(stderr, "qwasm run: warning: %s; printing ids only, text is omitted\n",
+                        qw_model_tokenizer_error(m));
+            rc = generate(m, &a, ids, n, have_text, load_s, &res);
+        }
+    } else if (!have_text) {
+        fprintf(stderr, "qwasm run: %s; use --prompt-ids\n", qw_model_tokenizer_error(m));
+        rc = 1;
+    } else if (a.prompt) {
+        if (a.raw) {
+            if (qw_tokenize(m, a.prompt, strlen(a.prompt), &ids, &n, &err) != QW_OK) {
+                fprintf(stderr, "qwasm run: %s\n", err.msg);
+                rc = 1;
+            }
+        } else {
+            cJSON *msgs = cJSON_CreateArray();
+            if (a.system) cJSON_AddItemToArray(msgs, message("system", a.system));
+            cJSON_AddItemToArray(msgs, message("user", a.prompt));
+            rc = chat_prompt(m, msgs, &ids, &n);
+            cJSON_Delete(msgs);
+        }
+        if (rc == 0) rc = generate(m, &a, ids, n, 1, load_s, &res);
+        if (rc == 0 && !a.json) putchar('\n');
+    } else { /* --chat: the history grows each turn; the KV cache keeps the common prefix */
+        cJSON *msgs = cJSON_CreateArray();
+        if (a.system) cJSON_AddItemToArray(msgs, message("system", a.system));
+        char line[8192];
+        for (;;) {
+            if (!a.json) { fputs("> ", stdout); fflush(stdout); }
+            if (!fgets(line, sizeof line, stdin)) break;
+            line[strcspn(line, "\r\n")] = 0;
+            if (!line[0]) continue;
+            if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
+            cJSON_AddItemToArray(msgs, message("user", line));
+            free(ids);
+            ids = NULL;
+            if ((rc = chat_prompt(m, msgs, &ids, &n)) != 0) break;
+            res.len = 0;
+            if ((rc = generate(m, &a, ids, n, 1, load_s, &res)) != 0) break;
+            if (!a.json) putchar('\n');
+            cJSON_AddItemToArray(msgs, message("assistant", res.text ? res.text : ""));
+        }
+        cJSON_Delete(msgs);
+    }
+    free(ids);
+    free(res.text);
+    qw_model_free(m);
+    qw_fs_close(&fs);
+    return rc;
+}

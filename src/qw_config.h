@@ -1,0 +1,34 @@
+/* qw_config.h - what qwasm reads from a model folder's JSON files: config.json (Hugging Face),
+ * genai_config.json (onnxruntime-genai), generation_config.json. */
+#ifndef QW_CONFIG_H
+#define QW_CONFIG_H
+
+#include "qwasm.h"
+
+#define QW_MAX_EOS 8
+
+typedef struct qw_model_config {
+    char model_type[32];        /* "qwen2", "llama", ... */
+    int hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads, head_dim, vocab_size;
+    int max_position_embeddings; /* the context limit */
+    float rope_theta, rms_norm_eps;
+    int tie_word_embeddings;
+    int bos_token_id;           /* -1 when none */
+    int32_t eos_ids[QW_MAX_EOS]; /* generation_config's eos ids, else config's */
+    int n_eos;
+    char onnx_file[256];        /* the .onnx to open, relative to the folder */
+    char dtype[16];             /* transformers.js_config.dtype ("q4f16", "fp32", ...) or "" */
+    int use_external_data;      /* transformers.js_config.use_external_data_format (a hint) */
+    int has_config;             /* config.json or genai_config.json was found */
+    /* generation_config.json sampling defaults; has_* says whether the file set them */
+    int has_sampling;
+    int do_sample;
+    float temperature, top_p, repetition_penalty;
+    int top_k;
+} qw_model_config;
+
+/* Reads the folder's JSON files through fs. Missing files are fine (defaults); malformed JSON is an
+ * error naming the file. onnx_override (may be NULL) picks the .onnx instead of the config's choice. */
+qw_status qw_config_load(const qw_fs *fs, const char *onnx_override, qw_model_config *cfg, qw_error *err);
+
+#endif

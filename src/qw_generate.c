@@ -1,0 +1,274 @@
+/* qw_generate.c - the decoding loop as an iterator: prompt prefilled in chunks, then one token per step,
+ * with streaming text (complete UTF-8 only), stop strings, eos ids, the context limit and cancellation.
+ * The KV cache is kept between generations: a prompt that extends the previous conversation only
+ * prefills its new tokens. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "qw_model.h"
+#include "qw_sampler.h"
+
+#define QW_DEFAULT_PREFILL_CHUNK 64
+
+struct qw_gen {
+    qw_model *m;
+    qw_gen_params p;
+    qw_stop *stop;              /* stop strings: holds back text that may start one */
+    int32_t *prompt;            /* (n_prompt) */
+    int n_prompt, n_prompt_done;
+    int32_t *ids;               /* (cap) generated ids */
+    int n_ids, cap;
+    float *logits;              /* (vocab) the last position's logits */
+    int have_logits;            /* logits belong to the latest position */
+    int pending;                /* the last generated id has not been fed to the decoder yet */
+    qw_sampler *sampler;
+    qw_detok_stream detok;
+    char *out;                  /* the text returned by the last event */
+    size_t out_cap;
+    int done;
+    const char *stop_reason;
+    double prefill_ms, decode_ms;
+};
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+void qw_gen_params_init(qw_gen_params *p) {
+    memset(p, 0, sizeof *p);
+    p->max_tokens = 256;
+    p->temperature = 0.7f;
+    p->top_k = 20;
+    p->top_p = 0.8f;
+    p->min_p = 0.0f;
+    p->repetition_penalty = 1.0f;
+    p->seed = 42;
+}
+
+void qw_gen_params_from_model(const qw_model *m, qw_gen_params *p) {
+    if (!m->cfg.has_sampling) return;
+    if (!m->cfg.do_sample) {
+        p->temperature = 0;
+    } else {
+        p->temperature = m->cfg.temperature;
+        p->top_k = m->cfg.top_k;
+        p->top_p = m->cfg.top_p;
+    }
+    p->repetition_penalty = m->cfg.repetition_penalty;
+}
+
+static int is_eos(const qw_model *m, int32_t id) {
+    for (int i = 0; i < m->cfg.n_eos; i++)
+        if (m->cfg.eos_ids[i] == id) return 1;
+    return 0;
+}
+
+/* Feeds n ids to the decoder; logits of the last one land in g->logits. */
+static qw_status feed(qw_gen *g, const int32_t *ids, int n, qw_error *err) {
+    qw_model *m = g->m;
+    if (m->n_cached + n > m->max_seq)
+        return qw_error_set(err, QW_E_CONTEXT, "%s: %d tokens would exceed the context of %d tokens",
+                            m->cfg.onnx_file, m->n_cached + n, m->max_seq);
+    qw_status st = qw_decoder_forward(m->dec, ids, n, g->logits, g->p.abort_flag, err);
+    if (st != QW_OK) {
+        /* the decoder's cache may hold part of this step: forget it all, the next call re-prefills */
+        qw_decoder_reset(m->dec);
+        m->n_cached = 0;
+        return st;
+    }
+    memcpy(m->cached + m->n_cached, ids, (size_t)n * sizeof *ids);
+    m->n_cached += n;
+    g->have_logits = 1;
+    return QW_OK;
+}
+
+static int text_reserve(char **buf, size_t *cap, size_t need) {
+    if (need <= *cap) return 0;
+    size_t nc = need * 2 + 64;
+    char *nb = realloc(*buf, nc);
+    if (!nb) return -1;
+    *buf = nb;
+    *cap = nc;
+    return 0;
+}
+
+/* Appends text to the event text of this step (g->out, ev->text_len bytes so far). */
+static int append_out(qw_gen *g, qw_gen_event *ev, const char *t, size_t n) {
+    if (!n) return 0;
+    if (text_reserve(&g->out, &g->out_cap, ev->text_len + n + 1)) return -1;
+    memcpy(g->out + ev->text_len, t, n);
+    ev->text_len += n;
+    g->out[ev->text_len] = 0;
+    ev->text = g->out;
+    return 0;
+}
+
+qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, const qw_gen_params *p, qw_gen **out,
+                       qw_error *err) {
+    *out = NULL;
+    if (!m || (!prompt && n_prompt) || !p) return qw_error_set(err, QW_E_ARG, "qw_gen_begin: null argument");
+    if (n_prompt == 0) return qw_error_set(err, QW_E_ARG, "qw_gen_begin: the prompt is empty");
+    if (m->busy) return qw_error_set(err, QW_E_ARG, "qw_gen_begin: a generation is already running on this model");
+    int vocab = qw_decoder_vocab(m->dec);
+    for (size_t i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= vocab)
+            return qw_error_set(err, QW_E_ARG, "prompt id %d at position %zu is outside the vocabulary (%d)",
+                                prompt[i], i, vocab);
+    if ((int)n_prompt >= m->max_seq)
+        return qw_error_set(err, QW_E_CONTEXT, "%s: the prompt has %zu tokens; the context holds %d",
+                            m->cfg.onnx_file, n_prompt, m->max_seq);
+    qw_gen *g = calloc(1, sizeof *g);
+    if (!g) return qw_error_set(err, QW_E_NOMEM, "qw_gen_begin: out of memory");
+    g->m = m;
+    g->p = *p;
+    int room = m->max_seq - (int)n_prompt;
+    g->cap = p->max_tokens > 0 && p->max_tokens < room ? p->max_tokens : room;
+    g->n_prompt = (int)n_prompt;
+    g->prompt = malloc(n_prompt * sizeof *g->prompt);
+    g->ids = malloc((size_t)(g->cap + 1) * sizeof *g->ids);
+    g->logits = malloc((size_t)vocab * sizeof *g->logits);
+    qw_sampler_params sp = {.temperature = p->temperature, .top_k = p->top_k, .top_p = p->top_p,
+                            .min_p = p->min_p, .repetition_penalty = p->repetition_penalty, .seed = p->seed,
+                            .bias_ids = p->bias_ids, .bias_values = p->bias_values, .n_bias = p->n_bias};
+    qw_status st = QW_OK;
+    if (!g->prompt || !g->ids || !g->logits) st = qw_error_set(err, QW_E_NOMEM, "qw_gen_begin: out of memory");
+    if (st == QW_OK) st = qw_sampler_new(&sp, vocab, &g->sampler, err);
+    if (st == QW_OK) st = qw_stop_new(p->stop, p->n_stop, &g->stop, err);
+    if (st != QW_OK) {
+        qw_gen_free(g);
+        return st;
+    }
+    g->p.stop = NULL; /* the qw_stop holds copies */
+    memcpy(g->prompt, prompt, n_prompt * sizeof *prompt);
+    for (size_t i = 0; i < n_prompt; i++) qw_sampler_accept(g->sampler, prompt[i]);
+    if (m->tok) qw_detok_stream_init(&g->detok, m->tok, 1);
+
+    /* Reuse the cached keys/values of the longest common prefix (multi-turn chat), but always recompute
+     * at least the last prompt token so its logits are fresh. */
+    int keep = 0;
+    while (keep < m->n_cached && keep < (int)n_prompt - 1 && m->cached[keep] == prompt[keep]) keep++;
+    if (keep < m->n_cached) {
+        if (qw_decoder_truncate(m->dec, keep) != QW_OK) {
+            qw_decoder_reset(m->dec);
+            keep = 0;
+        }
+        m->n_cached = keep;
+    }
+    g->n_prompt_done = keep;
+    m->busy = 1;
+    *out = g;
+    return QW_OK;
+}
+
+static void fill_event(const qw_gen *g, qw_gen_event *ev, int kind) {
+    memset(ev, 0, sizeof *ev);
+    ev->kind = kind;
+    ev->n_prompt = g->n_prompt;
+    ev->n_prompt_done = g->n_prompt_done;
+    ev->n_generated = g->n_ids;
+    ev->prefill_ms = g->prefill_ms;
+    ev->decode_ms = g->decode_ms;
+    ev->text = "";
+    ev->stop_reason = g->stop_reason;
+}
+
+static void finish(qw_gen *g, const char *reason) {
+    g->done = 1;
+    if (!g->stop_reason) g->stop_reason = reason;
+}
+
+qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
+    if (!g || !ev) return qw_error_set(err, QW_E_ARG, "qw_gen_next: null argument");
+    if (g->done) {
+        fill_event(g, ev, QW_GEN_DONE);
+        return QW_OK;
+    }
+    if (g->p.abort_flag && *g->p.abort_flag) return qw_error_set(err, QW_E_ABORTED, "generation aborted");
+    double t0 = now_ms();
+    qw_status st;
+
+    /* 1. prefill, one chunk per step */
+    if (g->n_prompt_done < g->n_prompt) {
+        int chunk = g->p.prefill_chunk > 0 ? g->p.prefill_chunk : QW_DEFAULT_PREFILL_CHUNK;
+        int n = g->n_prompt - g->n_prompt_done;
+        if (n > chunk) n = chunk;
+        if ((st = feed(g, g->prompt + g->n_prompt_done, n, err)) != QW_OK) return st;
+        g->n_prompt_done += n;
+        g->prefill_ms += now_ms() - t0;
+        fill_event(g, ev, QW_GEN_PREFILL);
+        ev->step_ms = now_ms() - t0;
+        return QW_OK;
+    }
+
+    /* 2. feed the previous token, 3. sample the next one */
+    if (g->pending) {
+        if (g->n_ids >= g->cap) { /* the context is full */
+            finish(g, g->p.max_tokens > 0 && g->n_ids >= g->p.max_tokens ? "max_tokens" : "context");
+            fill_event(g, ev, QW_GEN_DONE);
+            return QW_OK;
+        }
+        if ((st = feed(g, &g->ids[g->n_ids - 1], 1, err)) != QW_OK) return st;
+        g->pending = 0;
+    }
+    int32_t id;
+    if ((st = qw_sampler_sample(g->sampler, g->logits, &id, err)) != QW_OK) return st;
+    qw_sampler_accept(g->sampler, id);
+    g->have_logits = 0;
+    g->ids[g->n_ids++] = id;
+    g->pending = 1;
+    g->decode_ms += now_ms() - t0;
+
+    fill_event(g, ev, QW_GEN_TOKEN);
+    ev->id = id;
+    if (!g->p.ignore_eos && is_eos(g->m, id)) {
+        finish(g, "eos");
+    } else if (g->m->tok) {
+        const char *t = NULL, *emit = NULL;
+        size_t tl = 0, el = 0;
+        int stopped = 0;
+        if ((st = qw_detok_stream_push(&g->detok, id, &t, &tl, err)) != QW_OK) return st;
+        if ((st = qw_stop_feed(g->stop, t, tl, &stopped, &emit, &el, err)) != QW_OK) return st;
+        if (append_out(g, ev, emit, el)) return qw_error_set(err, QW_E_NOMEM, "out of memory");
+        if (stopped) finish(g, "stop_string");
+    }
+    if (!g->done && g->p.max_tokens > 0 && g->n_ids >= g->p.max_tokens) finish(g, "max_tokens");
+    if (g->done && g->m->tok && strcmp(g->stop_reason, "stop_string") != 0) {
+        /* release a partial character and the text held back for a stop string that never came */
+        const char *t = NULL, *emit = NULL;
+        size_t tl = 0, el = 0;
+        int stopped = 0;
+        if ((st = qw_detok_stream_flush(&g->detok, &t, &tl, err)) != QW_OK) return st;
+        if ((st = qw_stop_feed(g->stop, t, tl, &stopped, &emit, &el, err)) != QW_OK) return st;
+        if (append_out(g, ev, emit, el)) return qw_error_set(err, QW_E_NOMEM, "out of memory");
+        if (!stopped) {
+            qw_stop_flush(g->stop, &emit, &el);
+            if (append_out(g, ev, emit, el)) return qw_error_set(err, QW_E_NOMEM, "out of memory");
+        }
+    }
+    ev->n_generated = g->n_ids;
+    ev->decode_ms = g->decode_ms;
+    ev->stop_reason = g->stop_reason;
+    ev->step_ms = now_ms() - t0;
+    return QW_OK;
+}
+
+const int32_t *qw_gen_ids(const qw_gen *g, size_t *n) {
+    if (n) *n = g ? (size_t)g->n_ids : 0;
+    return g ? g->ids : NULL;
+}
+
+void qw_gen_free(qw_gen *g) {
+    if (!g) return;
+    if (g->m) g->m->busy = 0;
+    if (g->m && g->m->tok && g->detok.tok) qw_detok_stream_free(&g->detok);
+    qw_stop_free(g->stop);
+    qw_sampler_free(g->sampler);
+    free(g->prompt);
+    free(g->ids);
+    free(g->logits);
+    free(g->out);
+    free(g);
+}

@@ -1,0 +1,142 @@
+/* qw_kernels.h - the compute kernels, apart from the model and the graph.
+ *
+ * Each kernel has a plain scalar reference (qw_*_ref) that tests compare the fast versions against;
+ * the fast versions use wasm SIMD128 (and relaxed SIMD when built with it) or SSE/AVX2 natively, and
+ * split rows across a qw_pool. All buffers are caller-owned; kernels never allocate.
+ * Activations are fp32; fp16 data is converted on the fly. */
+#ifndef QW_KERNELS_H
+#define QW_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "qw_pool.h"
+
+/* ---- 4-bit block-quantised weights, com.microsoft MatMulNBits layout ------------------------- */
+typedef struct qw_q4w {
+    int32_t N;                  /* output features (rows of the weight) */
+    int32_t K;                  /* input features */
+    int32_t block;              /* block size along K: a power of two >= 16 */
+    int32_t n_blocks;           /* ceil(K / block) */
+    const uint8_t *q;           /* (N, n_blocks, block/2): element 2k in the low nibble of byte k */
+    const float *scales;        /* (N, n_blocks) */
+    const uint8_t *zp;          /* (N, ceil(n_blocks/2)) 4-bit zero points, low nibble first; NULL = 8 */
+    int32_t packed;             /* 1: the decode layout below (qw_q4_pack_q), for qw_q4_matmul_q8 only */
+} qw_q4w;
+
+/* The decode layout, made once at load (qw_ops_quant.c, accuracy_level 4, N % 4 == 0, block % 32 == 0):
+ * rows in groups of 4, and for group g, block b, 32-element chunk c, row r the 16 bytes of row 4g+r for
+ * that chunk at q + ((g * n_blocks + b) * (block/32) + c) * 64 + r * 16 (nibble order unchanged), so a
+ * thread streams one contiguous run of bytes; scales (and zero points, one byte each 0..15, or NULL for 8)
+ * interleaved the same way at qw_q4_packed_ix(n, b, n_blocks). The bytes of a 4-row group occupy the same
+ * range before and after, so qw_q4_pack_q converts in place (tmp: 4 rows = 4 * n_blocks * block/2 bytes). */
+int qw_q4_packable(int N, int block);
+static inline size_t qw_q4_packed_ix(int n, int b, int n_blocks) {
+    return ((size_t)(n >> 2) * (size_t)n_blocks + (size_t)b) * 4 + (size_t)(n & 3);
+}
+void qw_q4_pack_q(uint8_t *q, int N, int n_blocks, int block, void *tmp);
+
+/* y(M,N) = x(M,K) . dequant(W)^T + bias(N). bias may be NULL. */
+void qw_q4_matmul(qw_pool *pool, const qw_q4w *w, const float *x, int M, const float *bias, float *y);
+void qw_q4_matmul_ref(const qw_q4w *w, const float *x, int M, const float *bias, float *y);
+
+/* Which to call for a MatMulNBits node (onnxruntime CPU semantics, attribute accuracy_level):
+ *  - accuracy_level 0 (unset), 1 (fp32), 2, 3: qw_q4_matmul above. fp32 activations; the weights are
+ *    dequantised in registers ((q - zp) * scale) and accumulated in fp32, like MLAS CompFp32. Matches
+ *    onnxruntime up to fp32 summation order.
+ *  - accuracy_level 4 (int8): qw_q4_matmul_q8. Each activation row is quantised once per call, per
+ *    weight block, to int8 = round_half_even(x * 127 / amax) with scale amax / 127 (MLAS
+ *    QuantizeARow_CompInt8), then integer dot products per block, scaled and summed in fp32. Matches
+ *    onnxruntime's CompInt8 path up to fp32 summation order; differs from exact fp32 by the int8
+ *    rounding of the activations (about 1e-3..1e-2 relative on one output, see tests/test_kernels.c).
+ *    It is the fast kernel (integer dot products, 2-4x the fp32 one in wasm).
+ * `work` holds the quantised activations: at least qw_q4_matmul_q8_work_size(w, M) bytes, any
+ * alignment; it may be reused between calls (the kernel never allocates). */
+size_t qw_q4_matmul_q8_work_size(const qw_q4w *w, int M);
+void qw_q4_matmul_q8(qw_pool *pool, const qw_q4w *w, const float *x, int M, const float *bias, float *y,
+                     void *work);
+void qw_q4_matmul_q8_ref(const qw_q4w *w, const float *x, int M, const float *bias, float *y);
+
+/* ---- dense matrix products ----------------------------------------------------------------- */
+/* C(M,N) = A(M,K) . B, where B is (K,N) row-major (trans_b = 0) or (N,K) row-major (trans_b = 1).
+ * lda/ldb/ldc are row strides in elements. */
+void qw_gemm_f32(qw_pool *pool, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                 int trans_b, float *C, int ldc);
+void qw_gemm_f32_ref(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int trans_b,
+                     float *C, int ldc);
+/* The same with B in fp16 (the tied lm_head: the (vocab, hidden) fp16 embedding with trans_b = 1). */
+void qw_gemm_f16b(qw_pool *pool, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
+                  int trans_b, float *C, int ldc);
+void qw_gemm_f16b_ref(int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
+                      int trans_b, float *C, int ldc);
+
+/* ---- int8 rows for the tied lm_head (qw_ops_lmhead.c) ---------------------------------------------
+ * A large (N, K) fp16/fp32 weight quantised once at load to int8 per block of QW_I8_BLOCK along K
+ * (round half even of w * 127 / amax, scale amax / 127), rows interleaved in groups of 4 in 16-byte
+ * chunks: group g, block b, chunk c, row r at q + ((g * n_blocks + b) * (block/16) + c) * 64 + r * 16;
+ * K padded with zeros to n_blocks * block, N padded to a multiple of 4 with zero rows. Per row also the
+ * L2 norm of the source row and of its quantisation error, for the error bound (see qw_i8_matvec). */
+#define QW_I8_BLOCK 64
+typedef struct qw_i8w {
+    int32_t N, K, block, n_blocks, N4; /* N4 = N rounded up to 4 */
+    int8_t *q;                  /* N4 * n_blocks * block */
+    float *scales;              /* (N4/4, n_blocks, 4) */
+    float *wnorm, *enorm;       /* (N4) ||w_n||_2, ||w_n - dequant(q_n)||_2 */
+} qw_i8w;
+/* Sets the sizes; bytes of q, scales (and 2 * N4 floats of norms) to allocate. */
+void qw_i8w_init(qw_i8w *w, int N, int K);
+size_t qw_i8w_q_bytes(const qw_i8w *w);
+size_t qw_i8w_scale_bytes(const qw_i8w *w);
+/* Fills q/scales/norms from B (N rows of K, row stride ldb elements; f16 = 1: uint16 halves, else
+ * float). Rows split across the pool. */
+void qw_i8w_quantize(qw_pool *pool, qw_i8w *w, const void *B, int f16, int ldb);
+/* y(N) = dequant(W) . dequant(xq) for one activation row x (K): x is quantised per block to 7-bit
+ * (round half even of x * 63 / amax, the i7 operand of relaxed SIMD), integer dot products per block,
+ * then y_n = sum over blocks, in order, of (float)dot * (dw * dx). Bit-identical across the scalar,
+ * SIMD128, relaxed and AVX2 versions. Error bound against the exact x . w_n (Cauchy-Schwarz):
+ *   |y_n - x.w_n| <= wnorm_n * ex + enorm_n * (xn + ex)  (+ fp32 rounding)
+ * with xn = ||x||_2 and ex = ||x - dequant(xq)||_2 returned through xn_out / ex_out.
+ * work: qw_i8_matvec_work_size(w) bytes. */
+size_t qw_i8_matvec_work_size(const qw_i8w *w);
+void qw_i8_matvec(qw_pool *pool, const qw_i8w *w, const float *x, float *y, void *work, double *xn_out,
+                  double *ex_out);
+void qw_i8_matvec_ref(const qw_i8w *w, const float *x, float *y);
+/* Exact rows of C = a . B^T for one A row (trans_b = 1): out[i] = the value qw_gemm_f16b / qw_gemm_f32
+ * with M = 1 computes for row rows[i], bit for bit. */
+void qw_gemm_tb_rows(const float *a, const void *B, int f16, int ldb, int K, const int32_t *rows, int n,
+                     float *out);
+
+/* Runs every decode kernel a few times on small scratch data so that JIT tiers (V8's TurboFan,
+ * SpiderMonkey's Ion) compile them before the first token; a few ms natively. Call once after load. */
+void qw_kernels_warmup(qw_pool *pool);
+
+/* ---- row-wise kernels ------------------------------------------------------------------------ */
+/* In-place softmax over n values (max-subtracted, as onnxruntime). */
+void qw_softmax_f32(float *x, int n);
+/* y = x / sqrt(mean(x^2) + eps) * w, over n values. */
+void qw_rmsnorm_f32(const float *x, const float *w, float eps, int n, float *y);
+/* fp16 <-> fp32 arrays. */
+void qw_f16_to_f32_array(const uint16_t *src, float *dst, size_t n);
+void qw_f32_to_f16_array(const float *src, uint16_t *dst, size_t n);
+/* out(D) = sum over i < n of p[i] * rows[i*ld .. i*ld+D), rows in order, zero weights skipped: the
+ * attention's probability-weighted sum of value rows. */
+void qw_weighted_rows_f32(const float *p, int n, const float *rows, size_t ld, int D, float *out);
+/* dot product of n floats */
+float qw_dot_f32(const float *a, const float *b, int n);
+
+/* ---- attention --------------------------------------------------------------------------------- */
+/* Causal grouped-query attention for n_q consecutive query positions pos0 .. pos0+n_q-1 (n_q = 1: one
+ * decode step; > 1: a prefill chunk), keys/values already written to the cache for positions
+ * 0 .. pos0+n_q-1. q and out are (n_q, n_heads, head_dim); k_cache and v_cache are
+ * (n_kv_heads, max_seq, head_dim); query head h reads kv head h / (n_heads / n_kv_heads).
+ * scores = q.k * scale (typically 1/sqrt(head_dim)), softmax over keys 0 .. pos0+t, out = p.V.
+ * work: qw_attention_work_size(pool, max_seq) bytes (fp32 score rows, one per thread). */
+size_t qw_attention_work_size(const qw_pool *pool, int max_seq);
+void qw_attention_gqa(qw_pool *pool, const float *q, int n_q, int n_heads, int n_kv_heads, int head_dim,
+                      const float *k_cache, const float *v_cache, int max_seq, int pos0, float scale,
+                      float *out, float *work);
+/* scores: max_seq floats. */
+void qw_attention_gqa_ref(const float *q, int n_q, int n_heads, int n_kv_heads, int head_dim,
+                          const float *k_cache, const float *v_cache, int max_seq, int pos0, float scale,
+                          float *out, float *scores);
+
+#endif /* QW_KERNELS_H */

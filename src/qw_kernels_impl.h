@@ -1,0 +1,159 @@
+/* qw_kernels_impl.h - private helpers shared by the qw_kernels_*.c files (not part of the API).
+ *
+ * One small fp32 vector layer (QV_*) so that the dense kernels are written once for AVX2 (8 lanes),
+ * wasm SIMD128 / SSE (4 lanes) and plain C (1 lane), like ggml's GGML_F32_VEC; fp16 loads convert
+ * with F16C natively and with integer ops in wasm (wasm has no fp16 arithmetic). */
+#ifndef QW_KERNELS_IMPL_H
+#define QW_KERNELS_IMPL_H
+
+#include <stdint.h>
+#include <string.h>
+#include "qw_dtype.h"
+#include "qw_kernels.h"
+
+#if defined(__wasm_simd128__)
+#include <wasm_simd128.h>
+#define QW_WASM_SIMD 1
+#if defined(__wasm_relaxed_simd__)
+#define QW_WASM_RELAXED 1
+#endif
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define QW_AVX2 1
+#endif
+
+#define QW_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define QW_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Rows of y handed to one thread are a multiple of this, so two threads never write the same 64-byte
+ * line of y (false sharing) as long as y rows start 64-byte aligned. */
+#define QW_ROW_ALIGN 16
+
+/* Split n items into nth contiguous ranges whose starts are multiples of `align`. */
+static inline void qw_split(int n, int ith, int nth, int align, int *lo, int *hi) {
+    int units = (n + align - 1) / align;
+    int per = (units + nth - 1) / nth;
+    int a = ith * per * align, b = (ith + 1) * per * align;
+    *lo = QW_MIN(a, n);
+    *hi = QW_MIN(b, n);
+}
+
+/* ---- fp32 vector layer -------------------------------------------------------------------------- */
+#if defined(QW_AVX2)
+typedef __m256 qv_f32;
+#define QV_W 8
+#define qv_zero() _mm256_setzero_ps()
+#define qv_set1(x) _mm256_set1_ps(x)
+#define qv_load(p) _mm256_loadu_ps(p)
+#define qv_store(p, v) _mm256_storeu_ps((p), (v))
+#define qv_fma(acc, a, b) _mm256_fmadd_ps((a), (b), (acc))
+#define qv_add(a, b) _mm256_add_ps((a), (b))
+#define qv_mul(a, b) _mm256_mul_ps((a), (b))
+#define qv_load_f16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+static inline float qv_hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#elif defined(QW_WASM_SIMD)
+typedef v128_t qv_f32;
+#define QV_W 4
+#define qv_zero() wasm_f32x4_splat(0.0f)
+#define qv_set1(x) wasm_f32x4_splat(x)
+#define qv_load(p) wasm_v128_load(p)
+#define qv_store(p, v) wasm_v128_store((p), (v))
+/* Not relaxed_madd: Debian's binaryen (wasm-emscripten-finalize of emscripten 3.1.6) cannot parse its
+ * standard opcode, so the relaxed build fails to link with it. */
+#define qv_fma(acc, a, b) wasm_f32x4_add((acc), wasm_f32x4_mul((a), (b)))
+#define qv_add(a, b) wasm_f32x4_add((a), (b))
+#define qv_mul(a, b) wasm_f32x4_mul((a), (b))
+static inline float qv_hsum(v128_t v) {
+    v = wasm_f32x4_add(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
+    v = wasm_f32x4_add(v, wasm_i32x4_shuffle(v, v, 1, 0, 3, 2));
+    return wasm_f32x4_extract_lane(v, 0);
+}
+/* fp16 -> fp32 for finite halves with four integer/float ops per 4 values: put the half in the top
+ * 16 bits of a lane (sign lands on bit 31), shift exponent+mantissa arithmetically into fp32 position,
+ * mask the smeared sign bits, and let one multiply by 2^112 rebias the exponent (exact, and it also
+ * normalises subnormal halves). Inf/NaN halves come out as large finite values: use qw_f16x8_full
+ * where they matter. */
+#define QW_F16_MAGIC 0x8fffe000u
+static inline void qw_f16x8_fast(v128_t h, v128_t *lo, v128_t *hi) {
+    const v128_t z = wasm_i32x4_splat(0);
+    const v128_t m = wasm_i32x4_splat((int32_t)QW_F16_MAGIC);
+    const v128_t k = wasm_f32x4_splat(0x1p112f);
+    v128_t a = wasm_i16x8_shuffle(z, h, 0, 8, 1, 9, 2, 10, 3, 11);
+    v128_t b = wasm_i16x8_shuffle(z, h, 4, 12, 5, 13, 6, 14, 7, 15);
+    *lo = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shr(a, 3), m), k);
+    *hi = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shr(b, 3), m), k);
+}
+/* The same, exact for every half including Inf and NaN (payload kept, as qw_f16_to_f32). */
+static inline void qw_f16x8_full(v128_t h, v128_t *lo, v128_t *hi) {
+    qw_f16x8_fast(h, lo, hi);
+    v128_t inf16 = wasm_i16x8_gt(wasm_v128_and(h, wasm_i16x8_splat(0x7fff)), wasm_i16x8_splat(0x7bff));
+    const v128_t e = wasm_i32x4_splat(0x7f800000);
+    *lo = wasm_v128_or(*lo, wasm_v128_and(wasm_i32x4_extend_low_i16x8(inf16), e));
+    *hi = wasm_v128_or(*hi, wasm_v128_and(wasm_i32x4_extend_high_i16x8(inf16), e));
+}
+static inline v128_t qv_load_f16(const uint16_t *p) {
+    const v128_t z = wasm_i32x4_splat(0);
+    v128_t h = wasm_v128_load64_zero(p);
+    v128_t a = wasm_i16x8_shuffle(z, h, 0, 8, 1, 9, 2, 10, 3, 11);
+    return wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shr(a, 3), wasm_i32x4_splat((int32_t)QW_F16_MAGIC)),
+                          wasm_f32x4_splat(0x1p112f));
+}
+#else
+typedef float qv_f32;
+#define QV_W 1
+#define qv_zero() 0.0f
+#define qv_set1(x) (x)
+#define qv_load(p) (*(p))
+#define qv_store(p, v) (*(p) = (v))
+#define qv_fma(acc, a, b) ((acc) + (a) * (b))
+#define qv_add(a, b) ((a) + (b))
+#define qv_mul(a, b) ((a) * (b))
+#define qv_load_f16(p) qw_f16_to_f32(*(p))
+#define qv_hsum(v) (v)
+#endif
+
+/* ---- int8 activations for the 4-bit kernels (accuracy_level 4) ------------------------------------
+ * Per activation row and weight block: int8 values round(x * 127/amax) (round half to even, as
+ * onnxruntime's MLAS on x86), the scale amax/127 and the sum of the int8 values (for the zero point:
+ * sum (q - zp) a = sum q a - zp sum a). Values are stored permuted inside each group of G = min(block,
+ * 32) as [even elements, odd elements], so they line up with the low and high nibbles of G/2 weight
+ * bytes without any shuffle; the row is padded with zeros to n_blocks * block. */
+typedef struct qw_q8act {
+    int M, n_blocks, block, kp; /* kp = n_blocks * block: bytes per row of q */
+    int8_t *q;                  /* (M, kp) */
+    float *d;                   /* (M, n_blocks) */
+    int32_t *s;                 /* (M, n_blocks) */
+} qw_q8act;
+
+size_t qw_q8act_size(int M, int K, int block);
+void qw_q8act_init(qw_q8act *a, void *work, int M, int K, int block);
+/* Quantises rows [m0, m1) of x (M, K). */
+void qw_q8act_quantize(qw_q8act *a, const float *x, int K, int m0, int m1);
+void qw_q8act_quantize_ref(qw_q8act *a, const float *x, int K, int m0, int m1);
+
+/* The packed-layout q8 product (qw_kernels_packed.c): rows of thread ith of nth, activations quantised. */
+void qw_q4_matmul_q8_packed_task(const qw_q4w *w, const qw_q8act *a, int M, const float *bias, float *y, int ith,
+                                 int nth);
+
+/* [sum(a), sum(b), sum(c), sum(d)]: four rows' integer block dot products in one vector, so each block
+ * costs one convert, one scale multiply and one add per row, in the scalar reference's order. */
+#if defined(QW_WASM_SIMD)
+/* [sum(a), sum(b), sum(c), sum(d)] of four i32x4 */
+static inline v128_t hsum4_i32(v128_t a, v128_t b, v128_t c, v128_t d) {
+    v128_t ab = wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 2, 6), wasm_i32x4_shuffle(a, b, 1, 5, 3, 7));
+    v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 2, 6), wasm_i32x4_shuffle(c, d, 1, 5, 3, 7));
+    return wasm_i32x4_add(wasm_i32x4_shuffle(ab, cd, 0, 1, 4, 5), wasm_i32x4_shuffle(ab, cd, 2, 3, 6, 7));
+}
+#elif defined(QW_AVX2)
+static inline __m128i hsum4_i32(__m256i a, __m256i b, __m256i c, __m256i d) {
+    __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+#endif
+
+#endif /* QW_KERNELS_IMPL_H */

@@ -1,0 +1,435 @@
+/* qw_kernels_packed.c - decode kernels over layouts made once at load:
+ *  - 4-bit MatMulNBits weights in 4-row groups (qw_q4_pack_q) times int8 activations (accuracy_level 4);
+ *  - the int8 lm_head rows (qw_i8w) times 7-bit activations;
+ *  - qw_kernels_warmup.
+ * Both stream one contiguous run of bytes per thread (4 rows interleaved in 16-byte chunks) and reduce the
+ * four rows' integer dot products of a block into one i32x4 [r0 r1 r2 r3], so each block costs one
+ * convert, one scale multiply and one add for four rows; the float arithmetic per output is the scalar
+ * reference's (sum over blocks, in order, of (float)dot * (d_x * d_w)), so every version (scalar, SIMD128,
+ * relaxed SIMD, AVX2) gives the same bits as the reference. For M > 1 (prefill) up to 4 activation rows
+ * share each unpacked weight vector, inside tiles of QW_M_TILE activation rows that stay in cache while the
+ * thread's weights stream once per tile. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "qw_kernels_impl.h"
+
+#define QW_M_TILE 32
+
+/* ================================ packed 4-bit x int8 ========================================= */
+
+int qw_q4_packable(int N, int block) { return N > 0 && N % 4 == 0 && block >= 32 && block % 32 == 0; }
+
+void qw_q4_pack_q(uint8_t *q, int N, int n_blocks, int block, void *tmp) {
+    const size_t rb = (size_t)n_blocks * (block / 2);
+    const int nc = block / 32;
+    uint8_t *t = tmp;
+    for (int g = 0; g < N / 4; g++) {
+        uint8_t *grp = q + (size_t)g * 4 * rb;
+        memcpy(t, grp, 4 * rb);
+        for (int b = 0; b < n_blocks; b++)
+            for (int c = 0; c < nc; c++)
+                for (int r = 0; r < 4; r++)
+                    memcpy(grp + ((size_t)b * nc + c) * 64 + r * 16, t + r * rb + (size_t)b * (block / 2) + c * 16, 16);
+    }
+}
+
+
+/* One 4-row group g times MB activation rows m .. m+MB-1: out[mi*4 + r]. */
+static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int g, const qw_q8act *a, int m,
+                                                           const int MB, float *out) {
+    const int nb = w->n_blocks, B = w->block, nc = B / 32;
+    const uint8_t *qg = w->q + (size_t)g * nb * nc * 64;
+    const float *sc = w->scales + (size_t)g * nb * 4;
+    const uint8_t *zp = w->zp ? w->zp + (size_t)g * nb * 4 : NULL;
+    const int8_t *qa[4];
+    const float *da[4];
+    const int32_t *sa[4];
+    for (int mi = 0; mi < MB; mi++) {
+        qa[mi] = a->q + (size_t)(m + mi) * a->kp;
+        da[mi] = a->d + (size_t)(m + mi) * nb;
+        sa[mi] = a->s + (size_t)(m + mi) * nb;
+    }
+#if defined(QW_WASM_SIMD)
+    v128_t acc[4];
+    for (int mi = 0; mi < MB; mi++) acc[mi] = wasm_f32x4_splat(0.0f);
+    const v128_t m4 = wasm_i8x16_splat(15);
+    for (int b = 0; b < nb; b++) {
+        v128_t bi[4][4];
+        for (int mi = 0; mi < MB; mi++)
+            for (int r = 0; r < 4; r++) bi[mi][r] = wasm_i32x4_splat(0);
+        const uint8_t *qb = qg + (size_t)b * nc * 64;
+        for (int c = 0; c < nc; c++) {
+            v128_t xe[4], xo[4];
+#if !defined(QW_WASM_RELAXED)
+            v128_t xel[4], xeh[4], xol[4], xoh[4];
+#endif
+            for (int mi = 0; mi < MB; mi++) {
+                xe[mi] = wasm_v128_load(qa[mi] + (size_t)b * B + c * 32);
+                xo[mi] = wasm_v128_load(qa[mi] + (size_t)b * B + c * 32 + 16);
+#if !defined(QW_WASM_RELAXED)
+                xel[mi] = wasm_i16x8_extend_low_i8x16(xe[mi]), xeh[mi] = wasm_i16x8_extend_high_i8x16(xe[mi]);
+                xol[mi] = wasm_i16x8_extend_low_i8x16(xo[mi]), xoh[mi] = wasm_i16x8_extend_high_i8x16(xo[mi]);
+#endif
+            }
+            for (int r = 0; r < 4; r++) {
+                v128_t v = wasm_v128_load(qb + c * 64 + r * 16);
+                v128_t lo = wasm_v128_and(v, m4), hi = wasm_u8x16_shr(v, 4);
+#if defined(QW_WASM_RELAXED)
+                for (int mi = 0; mi < MB; mi++) {
+                    v128_t s16 = wasm_i16x8_add(
+                        (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)xe[mi], (__i8x16)lo),
+                        (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)xo[mi], (__i8x16)hi));
+                    bi[mi][r] = wasm_i32x4_add(bi[mi][r], wasm_i32x4_extadd_pairwise_i16x8(s16));
+                }
+#else
+                v128_t l0 = wasm_u16x8_extend_low_u8x16(lo), l1 = wasm_u16x8_extend_high_u8x16(lo);
+                v128_t h0 = wasm_u16x8_extend_low_u8x16(hi), h1 = wasm_u16x8_extend_high_u8x16(hi);
+                for (int mi = 0; mi < MB; mi++) {
+                    v128_t p = wasm_i32x4_add(wasm_i32x4_dot_i16x8(l0, xel[mi]), wasm_i32x4_dot_i16x8(l1, xeh[mi]));
+                    v128_t q = wasm_i32x4_add(wasm_i32x4_dot_i16x8(h0, xol[mi]), wasm_i32x4_dot_i16x8(h1, xoh[mi]));
+                    bi[mi][r] = wasm_i32x4_add(bi[mi][r], wasm_i32x4_add(p, q));
+                }
+#endif
+            }
+        }
+        v128_t z = zp ? wasm_i32x4_make(zp[b * 4], zp[b * 4 + 1], zp[b * 4 + 2], zp[b * 4 + 3]) : wasm_i32x4_splat(8);
+        v128_t ws = wasm_v128_load(sc + (size_t)b * 4);
+        for (int mi = 0; mi < MB; mi++) {
+            v128_t s = hsum4_i32(bi[mi][0], bi[mi][1], bi[mi][2], bi[mi][3]);
+            s = wasm_i32x4_sub(s, wasm_i32x4_mul(z, wasm_i32x4_splat(sa[mi][b])));
+            v128_t ds = wasm_f32x4_mul(wasm_f32x4_splat(da[mi][b]), ws);
+            acc[mi] = wasm_f32x4_add(acc[mi], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), ds));
+        }
+    }
+    for (int mi = 0; mi < MB; mi++) wasm_v128_store(out + mi * 4, acc[mi]);
+#elif defined(QW_AVX2)
+    __m128 acc[4];
+    for (int mi = 0; mi < MB; mi++) acc[mi] = _mm_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    for (int b = 0; b < nb; b++) {
+        __m256i bi[4][4];
+        for (int mi = 0; mi < MB; mi++)
+            for (int r = 0; r < 4; r++) bi[mi][r] = _mm256_setzero_si256();
+        const uint8_t *qb = qg + (size_t)b * nc * 64;
+        for (int c = 0; c < nc; c++) {
+            __m256i xv[4];
+            for (int mi = 0; mi < MB; mi++) xv[mi] = _mm256_loadu_si256((const __m256i *)(qa[mi] + (size_t)b * B + c * 32));
+            for (int r = 0; r < 4; r++) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(qb + c * 64 + r * 16));
+                __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
+                for (int mi = 0; mi < MB; mi++)
+                    bi[mi][r] = _mm256_add_epi32(bi[mi][r], _mm256_madd_epi16(_mm256_maddubs_epi16(nib, xv[mi]), ones));
+            }
+        }
+        __m128i z = zp ? _mm_cvtepu8_epi32(_mm_cvtsi32_si128(*(const int32_t *)(zp + (size_t)b * 4))) : _mm_set1_epi32(8);
+        __m128 ws = _mm_loadu_ps(sc + (size_t)b * 4);
+        for (int mi = 0; mi < MB; mi++) {
+            __m128i s = hsum4_i32(bi[mi][0], bi[mi][1], bi[mi][2], bi[mi][3]);
+            s = _mm_sub_epi32(s, _mm_mullo_epi32(z, _mm_set1_epi32(sa[mi][b])));
+            __m128 ds = _mm_mul_ps(_mm_set1_ps(da[mi][b]), ws);
+            acc[mi] = _mm_add_ps(acc[mi], _mm_mul_ps(_mm_cvtepi32_ps(s), ds));
+        }
+    }
+    for (int mi = 0; mi < MB; mi++) _mm_storeu_ps(out + mi * 4, acc[mi]);
+#else
+    for (int mi = 0; mi < MB; mi++) {
+        for (int r = 0; r < 4; r++) {
+            float accr = 0.0f;
+            for (int b = 0; b < nb; b++) {
+                int32_t dot = -(zp ? zp[(size_t)b * 4 + r] : 8) * sa[mi][b];
+                for (int c = 0; c < nc; c++) {
+                    const uint8_t *v = qg + ((size_t)b * nc + c) * 64 + r * 16;
+                    const int8_t *x = qa[mi] + (size_t)b * B + c * 32;
+                    for (int i = 0; i < 16; i++) dot += (v[i] & 15) * x[i] + (v[i] >> 4) * x[16 + i];
+                }
+                accr += (float)dot * (da[mi][b] * sc[(size_t)b * 4 + r]);
+            }
+            out[mi * 4 + r] = accr;
+        }
+    }
+#endif
+}
+
+static void q8p_tile_any(const qw_q4w *w, int g, const qw_q8act *a, int m, int mb, float *out) {
+    switch (mb) {
+    case 4: q8p_tile(w, g, a, m, 4, out); break;
+    case 3: q8p_tile(w, g, a, m, 3, out); break;
+    case 2: q8p_tile(w, g, a, m, 2, out); break;
+    default: q8p_tile(w, g, a, m, 1, out); break;
+    }
+}
+
+void qw_q4_matmul_q8_packed_task(const qw_q4w *w, const qw_q8act *a, int M, const float *bias, float *y, int ith,
+                                 int nth) {
+    int lo, hi;
+    qw_split(w->N / 4, ith, nth, QW_ROW_ALIGN / 4, &lo, &hi);
+    float o[16];
+    if (M == 1) {
+        for (int g = lo; g < hi; g++) {
+            q8p_tile(w, g, a, 0, 1, o);
+            for (int r = 0; r < 4; r++) y[g * 4 + r] = o[r] + (bias ? bias[g * 4 + r] : 0.0f);
+        }
+        return;
+    }
+    for (int m0 = 0; m0 < M; m0 += QW_M_TILE) {
+        int m1 = QW_MIN(m0 + QW_M_TILE, M);
+        for (int g = lo; g < hi; g++)
+            for (int m = m0; m < m1; m += 4) {
+                int mb = QW_MIN(4, m1 - m);
+                q8p_tile_any(w, g, a, m, mb, o);
+                for (int mi = 0; mi < mb; mi++)
+                    for (int r = 0; r < 4; r++)
+                        y[(size_t)(m + mi) * w->N + g * 4 + r] = o[mi * 4 + r] + (bias ? bias[g * 4 + r] : 0.0f);
+            }
+    }
+}
+
+/* ================================ int8 lm_head =============================================== */
+
+void qw_i8w_init(qw_i8w *w, int N, int K) {
+    memset(w, 0, sizeof *w);
+    w->N = N;
+    w->K = K;
+    w->block = QW_I8_BLOCK;
+    w->n_blocks = (K + QW_I8_BLOCK - 1) / QW_I8_BLOCK;
+    w->N4 = (N + 3) & ~3;
+}
+size_t qw_i8w_q_bytes(const qw_i8w *w) { return (size_t)w->N4 * w->n_blocks * w->block; }
+size_t qw_i8w_scale_bytes(const qw_i8w *w) { return (size_t)w->N4 * w->n_blocks * sizeof(float); }
+
+typedef struct {
+    qw_i8w *w;
+    const void *B;
+    int f16, ldb;
+} i8q_task;
+
+static void i8_quant_rows(void *p, int ith, int nth) {
+    i8q_task *t = p;
+    qw_i8w *w = t->w;
+    const int nb = w->n_blocks, B = w->block, K = w->K, nc = B / 16;
+    int lo, hi;
+    qw_split(w->N4 / 4, ith, nth, 1, &lo, &hi);
+    float *row = malloc((size_t)nb * B * sizeof(float));
+    if (!row) return; /* cannot happen in practice; the rows stay zero and rescoring still bounds them */
+    for (int n = lo * 4; n < hi * 4; n++) {
+        for (int k = 0; k < nb * B; k++) {
+            float v = 0.0f;
+            if (n < w->N && k < K)
+                v = t->f16 ? qw_f16_to_f32(((const uint16_t *)t->B)[(size_t)n * t->ldb + k])
+                           : ((const float *)t->B)[(size_t)n * t->ldb + k];
+            row[k] = v;
+        }
+        double wn = 0, en = 0;
+        for (int b = 0; b < nb; b++) {
+            float amax = 0.0f;
+            for (int k = b * B; k < (b + 1) * B; k++) amax = fmaxf(amax, fabsf(row[k]));
+            float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+            w->scales[qw_q4_packed_ix(n, b, nb)] = d;
+            for (int k = b * B; k < (b + 1) * B; k++) {
+                int qv = (int)nearbyintf(row[k] * id);
+                qv = QW_MAX(-127, QW_MIN(127, qv));
+                int j = k - b * B, c = j / 16;
+                w->q[((size_t)(n / 4) * nb * nc + (size_t)b * nc + c) * 64 + (n & 3) * 16 + (j & 15)] = (int8_t)qv;
+                double e = (double)row[k] - (double)qv * (double)d;
+                wn += (double)row[k] * row[k];
+                en += e * e;
+            }
+        }
+        w->wnorm[n] = (float)sqrt(wn);
+        w->enorm[n] = (float)(sqrt(en) * (1 + 1e-6));
+    }
+    free(row);
+}
+
+void qw_i8w_quantize(qw_pool *pool, qw_i8w *w, const void *B, int f16, int ldb) {
+    i8q_task t = {w, B, f16, ldb};
+    qw_pool_run(pool, i8_quant_rows, &t);
+}
+
+/* 7-bit activations per block: (n_blocks * block) int8 + n_blocks float scales. */
+size_t qw_i8_matvec_work_size(const qw_i8w *w) {
+    return 128 + (size_t)w->n_blocks * w->block + (size_t)w->n_blocks * sizeof(float);
+}
+
+static void i8_quant_x(const qw_i8w *w, const float *x, int8_t *qx, float *dx, double *xn, double *ex) {
+    const int nb = w->n_blocks, B = w->block, K = w->K;
+    double sx = 0, se = 0;
+    for (int b = 0; b < nb; b++) {
+        int k0 = b * B, k1 = QW_MIN(k0 + B, K);
+        float amax = 0.0f;
+        for (int k = k0; k < k1; k++) amax = fmaxf(amax, fabsf(x[k]));
+        float d = amax / 63.0f, id = amax != 0.0f ? 63.0f / amax : 0.0f;
+        dx[b] = d;
+        for (int j = 0; j < B; j++) {
+            int k = k0 + j;
+            int v = k < k1 ? (int)nearbyintf(x[k] * id) : 0;
+            v = QW_MAX(-63, QW_MIN(63, v));
+            qx[k] = (int8_t)v;
+            if (k < k1) {
+                double e = (double)x[k] - (double)v * (double)d;
+                sx += (double)x[k] * x[k];
+                se += e * e;
+            }
+        }
+    }
+    if (xn) *xn = sqrt(sx);
+    if (ex) *ex = sqrt(se) * (1 + 1e-6);
+}
+
+/* One 4-row group times the quantised activation row: out[r]. */
+static inline void i8_group(const qw_i8w *w, int g, const int8_t *qx, const float *dx, float out[4]) {
+    const int nb = w->n_blocks, B = w->block, nc = B / 16;
+    const int8_t *qg = w->q + (size_t)g * nb * nc * 64;
+    const float *sc = w->scales + (size_t)g * nb * 4;
+#if defined(QW_WASM_SIMD)
+    v128_t acc = wasm_f32x4_splat(0.0f);
+    for (int b = 0; b < nb; b++) {
+        const int8_t *qb = qg + (size_t)b * nc * 64;
+        const int8_t *xb = qx + (size_t)b * B;
+        v128_t bi[4] = {wasm_i32x4_splat(0), wasm_i32x4_splat(0), wasm_i32x4_splat(0), wasm_i32x4_splat(0)};
+        for (int c = 0; c < nc; c += 2) {
+            v128_t x0 = wasm_v128_load(xb + c * 16), x1 = wasm_v128_load(xb + c * 16 + 16);
+            /* No relaxed dot here: its i7 operand must be non-negative (0..127) for a defined result and
+             * both operands are signed (V8 on x86 treats the other one as unsigned). */
+            v128_t x0l = wasm_i16x8_extend_low_i8x16(x0), x0h = wasm_i16x8_extend_high_i8x16(x0);
+            v128_t x1l = wasm_i16x8_extend_low_i8x16(x1), x1h = wasm_i16x8_extend_high_i8x16(x1);
+            for (int r = 0; r < 4; r++) {
+                v128_t w0 = wasm_v128_load(qb + c * 64 + r * 16), w1 = wasm_v128_load(qb + c * 64 + 64 + r * 16);
+                v128_t p = wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w0), x0l),
+                                          wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w0), x0h));
+                v128_t q = wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w1), x1l),
+                                          wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w1), x1h));
+                bi[r] = wasm_i32x4_add(bi[r], wasm_i32x4_add(p, q));
+            }
+        }
+        v128_t s = hsum4_i32(bi[0], bi[1], bi[2], bi[3]);
+        v128_t ds = wasm_f32x4_mul(wasm_f32x4_splat(dx[b]), wasm_v128_load(sc + (size_t)b * 4));
+        acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), ds));
+    }
+    wasm_v128_store(out, acc);
+#elif defined(QW_AVX2)
+    __m128 acc = _mm_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int b = 0; b < nb; b++) {
+        const int8_t *qb = qg + (size_t)b * nc * 64;
+        const int8_t *xb = qx + (size_t)b * B;
+        __m256i bi[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (int c = 0; c < nc; c += 2) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(xb + c * 16));
+            for (int r = 0; r < 4; r++) {
+                __m256i wv = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(qb + c * 64 + 64 + r * 16)),
+                                              _mm_loadu_si128((const __m128i *)(qb + c * 64 + r * 16)));
+                /* |w| (u8) x sign(w) x (s8): pairs <= 2 * 127 * 63, no saturation */
+                __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+                bi[r] = _mm256_add_epi32(bi[r], _mm256_madd_epi16(p, ones));
+            }
+        }
+        __m128i s = hsum4_i32(bi[0], bi[1], bi[2], bi[3]);
+        __m128 ds = _mm_mul_ps(_mm_set1_ps(dx[b]), _mm_loadu_ps(sc + (size_t)b * 4));
+        acc = _mm_add_ps(acc, _mm_mul_ps(_mm_cvtepi32_ps(s), ds));
+    }
+    _mm_storeu_ps(out, acc);
+#else
+    for (int r = 0; r < 4; r++) {
+        float accr = 0.0f;
+        for (int b = 0; b < nb; b++) {
+            int32_t dot = 0;
+            for (int c = 0; c < nc; c++)
+                for (int i = 0; i < 16; i++) dot += qg[((size_t)b * nc + c) * 64 + r * 16 + i] * qx[b * B + c * 16 + i];
+            accr += (float)dot * (dx[b] * sc[(size_t)b * 4 + r]);
+        }
+        out[r] = accr;
+    }
+#endif
+}
+
+typedef struct {
+    const qw_i8w *w;
+    const int8_t *qx;
+    const float *dx;
+    float *y;
+} i8mv_task;
+
+static void i8_mv_run(void *p, int ith, int nth) {
+    i8mv_task *t = p;
+    const qw_i8w *w = t->w;
+    int lo, hi;
+    qw_split(w->N4 / 4, ith, nth, QW_ROW_ALIGN / 4, &lo, &hi);
+    for (int g = lo; g < hi; g++) {
+        float o[4];
+        i8_group(w, g, t->qx, t->dx, o);
+        for (int r = 0; r < 4 && g * 4 + r < w->N; r++) t->y[g * 4 + r] = o[r];
+    }
+}
+
+void qw_i8_matvec(qw_pool *pool, const qw_i8w *w, const float *x, float *y, void *work, double *xn_out,
+                  double *ex_out) {
+    int8_t *qx = (int8_t *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
+    float *dx = (float *)(((uintptr_t)(qx + (size_t)w->n_blocks * w->block) + 63) & ~(uintptr_t)63);
+    i8_quant_x(w, x, qx, dx, xn_out, ex_out);
+    i8mv_task t = {w, qx, dx, y};
+    qw_pool_run(pool, i8_mv_run, &t);
+}
+
+void qw_i8_matvec_ref(const qw_i8w *w, const float *x, float *y) {
+    const int nb = w->n_blocks, B = w->block, nc = B / 16;
+    int8_t *qx = malloc((size_t)nb * B);
+    float *dx = malloc((size_t)nb * sizeof(float));
+    if (!qx || !dx) { free(qx); free(dx); return; }
+    i8_quant_x(w, x, qx, dx, NULL, NULL);
+    for (int n = 0; n < w->N; n++) {
+        float acc = 0.0f;
+        for (int b = 0; b < nb; b++) {
+            int32_t dot = 0;
+            for (int k = 0; k < B; k++) {
+                int c = k / 16;
+                dot += w->q[((size_t)(n / 4) * nb * nc + (size_t)b * nc + c) * 64 + (n & 3) * 16 + (k & 15)] * qx[b * B + k];
+            }
+            acc += (float)dot * (dx[b] * w->scales[qw_q4_packed_ix(n, b, nb)]);
+        }
+        y[n] = acc;
+    }
+    free(qx);
+    free(dx);
+}
+
+/* ================================ warm-up ==================================================== */
+
+void qw_kernels_warmup(qw_pool *pool) {
+    enum { N = 64, K = 256, V = 256, REPS = 24 };
+    const int nb = K / 32;
+    uint8_t *q = calloc((size_t)N * K / 2, 1);
+    float *sc = malloc((size_t)N * nb * sizeof(float));
+    float *x = malloc((size_t)4 * K * sizeof(float)), *y = malloc((size_t)4 * (N > V ? N : V) * sizeof(float));
+    uint16_t *h = malloc((size_t)V * K * sizeof(uint16_t));
+    qw_q4w w = {N, K, 32, nb, q, sc, NULL, 0};
+    qw_i8w iw;
+    qw_i8w_init(&iw, V, K);
+    iw.q = malloc(qw_i8w_q_bytes(&iw));
+    iw.scales = malloc(qw_i8w_scale_bytes(&iw));
+    iw.wnorm = malloc((size_t)iw.N4 * 2 * sizeof(float));
+    iw.enorm = iw.wnorm ? iw.wnorm + iw.N4 : NULL;
+    size_t ws = qw_q4_matmul_q8_work_size(&w, 4), ws2 = qw_i8_matvec_work_size(&iw);
+    void *work = malloc(ws > ws2 ? ws : ws2);
+    if (q && sc && x && y && h && iw.q && iw.scales && iw.wnorm && work) {
+        for (int i = 0; i < N * K / 2; i++) q[i] = (uint8_t)(i * 37);
+        for (int i = 0; i < N * nb; i++) sc[i] = 0.01f;
+        for (int i = 0; i < 4 * K; i++) x[i] = (float)((i * 13) % 17) - 8.0f;
+        for (int i = 0; i < V * K; i++) h[i] = (uint16_t)(0x2000 + (i * 7) % 0x1000);
+        qw_i8w_quantize(pool, &iw, h, 1, K);
+        for (int it = 0; it < REPS; it++) {
+            w.packed = 0;
+            qw_q4_matmul_q8(pool, &w, x, 1, NULL, y, work);
+            qw_q4_matmul(pool, &w, x, 1, NULL, y);
+            w.packed = 1;
+            qw_q4_matmul_q8(pool, &w, x, 1, NULL, y, work);
+            if (it % 4 == 0) qw_q4_matmul_q8(pool, &w, x, 4, NULL, y, work);
+            qw_i8_matvec(pool, &iw, x, y, work, NULL, NULL);
+            qw_gemm_f16b(pool, 1, V, K, x, K, h, K, 1, y, V);
+            qw_rmsnorm_f32(x, x + K, 1e-6f, K, y);
+            qw_softmax_f32(y, K);
+        }
+    }
+    free(q), free(sc), free(x), free(y), free(h), free(iw.q), free(iw.scales), free(iw.wnorm), free(work);
+}

@@ -1,0 +1,127 @@
+/* qw_kernels_ref.c - plain scalar references for every kernel in qw_kernels.h.
+ * Written for clarity, not speed: the tests compare the SIMD/threaded kernels against these, and the
+ * fast kernels' scalar tails follow the same formulas. */
+#include <math.h>
+
+#include "qw_kernels_impl.h"
+
+static inline int qw_q4_zp(const qw_q4w *w, int n, int b) {
+    if (!w->zp) return 8;
+    uint8_t z = w->zp[(size_t)n * ((w->n_blocks + 1) / 2) + b / 2];
+    return (b & 1) ? (z >> 4) : (z & 15);
+}
+
+static inline int qw_q4_get(const qw_q4w *w, int n, int k) {
+    uint8_t byte = w->q[(size_t)n * w->n_blocks * (w->block / 2) + k / 2];
+    return (k & 1) ? (byte >> 4) : (byte & 15);
+}
+
+void qw_q4_matmul_ref(const qw_q4w *w, const float *x, int M, const float *bias, float *y) {
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < w->N; n++) {
+            float acc = 0.0f;
+            for (int k = 0; k < w->K; k++) {
+                int b = k / w->block;
+                float wv = (float)(qw_q4_get(w, n, k) - qw_q4_zp(w, n, b)) * w->scales[(size_t)n * w->n_blocks + b];
+                acc += x[(size_t)m * w->K + k] * wv;
+            }
+            y[(size_t)m * w->N + n] = acc + (bias ? bias[n] : 0.0f);
+        }
+}
+
+/* onnxruntime MLAS CompInt8: per block, inverse scale 127/amax (0 for an all-zero block), round half to
+ * even, scale amax/127; the block's integer dot product times both scales, summed in fp32. */
+void qw_q4_matmul_q8_ref(const qw_q4w *w, const float *x, int M, const float *bias, float *y) {
+    for (int m = 0; m < M; m++) {
+        const float *xr = x + (size_t)m * w->K;
+        for (int n = 0; n < w->N; n++) {
+            float acc = 0.0f;
+            for (int b = 0; b < w->n_blocks; b++) {
+                int k0 = b * w->block, k1 = QW_MIN(k0 + w->block, w->K);
+                float amax = 0.0f;
+                for (int k = k0; k < k1; k++) amax = fmaxf(amax, fabsf(xr[k]));
+                float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+                int32_t dot = 0;
+                int zp = qw_q4_zp(w, n, b);
+                for (int k = k0; k < k1; k++) {
+                    int32_t qa = (int32_t)nearbyintf(xr[k] * id);
+                    dot += qa * (qw_q4_get(w, n, k) - zp);
+                }
+                acc += (float)dot * (d * w->scales[(size_t)n * w->n_blocks + b]);
+            }
+            y[(size_t)m * w->N + n] = acc + (bias ? bias[n] : 0.0f);
+        }
+    }
+}
+
+void qw_q8act_quantize_ref(qw_q8act *a, const float *x, int K, int m0, int m1) {
+    const int G = QW_MIN(a->block, 32);
+    for (int m = m0; m < m1; m++) {
+        const float *xr = x + (size_t)m * K;
+        int8_t *q = a->q + (size_t)m * a->kp;
+        for (int b = 0; b < a->n_blocks; b++) {
+            int k0 = b * a->block, k1 = QW_MIN(k0 + a->block, K);
+            float amax = 0.0f;
+            for (int k = k0; k < k1; k++) amax = fmaxf(amax, fabsf(xr[k]));
+            float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+            int32_t s = 0;
+            for (int j = 0; j < a->block; j++) {
+                int k = k0 + j;
+                int v = k < k1 ? (int)nearbyintf(xr[k] * id) : 0;
+                int g = j / G * G, i = j - g; /* position inside the group: evens first, then odds */
+                q[k0 + g + (i & 1) * (G / 2) + i / 2] = (int8_t)v;
+                s += v;
+            }
+            a->d[(size_t)m * a->n_blocks + b] = amax / 127.0f;
+            a->s[(size_t)m * a->n_blocks + b] = s;
+        }
+    }
+}
+
+void qw_gemm_f32_ref(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int trans_b,
+                     float *C, int ldc) {
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++)
+                acc += A[(size_t)m * lda + k] * (trans_b ? B[(size_t)n * ldb + k] : B[(size_t)k * ldb + n]);
+            C[(size_t)m * ldc + n] = acc;
+        }
+}
+
+void qw_gemm_f16b_ref(int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb, int trans_b,
+                      float *C, int ldc) {
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++)
+                acc += A[(size_t)m * lda + k] *
+                       qw_f16_to_f32(trans_b ? B[(size_t)n * ldb + k] : B[(size_t)k * ldb + n]);
+            C[(size_t)m * ldc + n] = acc;
+        }
+}
+
+void qw_attention_gqa_ref(const float *q, int n_q, int n_heads, int n_kv_heads, int head_dim,
+                          const float *k_cache, const float *v_cache, int max_seq, int pos0, float scale,
+                          float *out, float *scores) {
+    const int group = n_heads / n_kv_heads;
+    for (int t = 0; t < n_q; t++)
+        for (int h = 0; h < n_heads; h++) {
+            const float *qv = q + ((size_t)t * n_heads + h) * head_dim;
+            const float *kc = k_cache + (size_t)(h / group) * max_seq * head_dim;
+            const float *vc = v_cache + (size_t)(h / group) * max_seq * head_dim;
+            int len = pos0 + t + 1; /* causal: query at position pos0 + t sees keys 0..pos0 + t */
+            for (int j = 0; j < len; j++) {
+                float s = 0.0f;
+                for (int d = 0; d < head_dim; d++) s += qv[d] * kc[(size_t)j * head_dim + d];
+                scores[j] = s * scale;
+            }
+            qw_softmax_f32(scores, len);
+            float *o = out + ((size_t)t * n_heads + h) * head_dim;
+            for (int d = 0; d < head_dim; d++) {
+                float acc = 0.0f;
+                for (int j = 0; j < len; j++) acc += scores[j] * vc[(size_t)j * head_dim + d];
+                o[d] = acc;
+            }
+        }
+}

@@ -1,0 +1,183 @@
+/* qw_model.c - loading a model folder: configuration, tokenizer, ONNX graph, weights, decoder session;
+ * and the public text functions (tokenize, detokenize, chat template). */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "cJSON.h"
+#include "qw_model.h"
+#include "qw_chat.h"
+#include "qw_kernels.h"
+
+#define QW_TOKENIZER_MAX_BYTES (64u << 20)
+#define QW_DEFAULT_MAX_CONTEXT 4096 /* KV cache length when neither the caller nor the config limits it */
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+/* The tokenizer is optional: a folder whose tokenizer qwasm cannot read still runs on ids. */
+static void load_tokenizer(qw_model *m) {
+    qw_error err = {0};
+    uint64_t size;
+    if (m->fs.size(m->fs.ctx, "tokenizer.json", &size) != QW_OK) {
+        snprintf(m->tok_error, sizeof m->tok_error, "tokenizer.json: not found in the model folder");
+        return;
+    }
+    if (qw_tokenizer_load_fs(&m->fs, "tokenizer.json", &m->tok, &err) != QW_OK) {
+        snprintf(m->tok_error, sizeof m->tok_error, "%s", err.msg);
+        m->tok = NULL;
+        return;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    if (m->fs.size(m->fs.ctx, "tokenizer_config.json", &size) == QW_OK &&
+        qw_fs_read_all(&m->fs, "tokenizer_config.json", QW_TOKENIZER_MAX_BYTES, &text, &len, &err) == QW_OK)
+        qw_tokenizer_apply_config_json(m->tok, text, len, "tokenizer_config.json", &err);
+    free(text);
+}
+
+qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **out, qw_error *err) {
+    *out = NULL;
+    if (!fs || !fs->read || !fs->size) return qw_error_set(err, QW_E_ARG, "qw_model_load: no file source");
+    qw_load_opts defaults = {0};
+    if (!opts) opts = &defaults;
+    double t0 = now_ms();
+    qw_model *m = calloc(1, sizeof *m);
+    if (!m) return qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory");
+    m->fs = *fs;
+    qw_status st = qw_config_load(fs, opts->onnx_file, &m->cfg, err);
+    if (st != QW_OK) goto fail;
+    load_tokenizer(m);
+    if (m->cfg.n_eos == 0 && m->tok && qw_tokenizer_eos_id(m->tok) >= 0) {
+        m->cfg.eos_ids[0] = qw_tokenizer_eos_id(m->tok);
+        m->cfg.n_eos = 1;
+    }
+
+    m->pool = qw_pool_new(opts->threads);
+    if (opts->progress) opts->progress(opts->progress_user, "graph", 0, 0);
+    if ((st = qw_onnx_load(fs, m->cfg.onnx_file, &m->onnx, err)) != QW_OK) goto fail;
+
+    qw_graph_opts go = {0};
+    go.mem_cap_bytes = opts->mem_cap_bytes;
+    go.exact_lm_head = opts->exact_lm_head;
+    go.profile = opts->profile;
+    go.progress = opts->progress;
+    go.progress_user = opts->progress_user;
+    if ((st = qw_graph_build(fs, m->onnx, m->pool, &go, &m->graph, err)) != QW_OK) goto fail;
+
+    int limit = m->cfg.max_position_embeddings > 0 ? m->cfg.max_position_embeddings : QW_DEFAULT_MAX_CONTEXT;
+    m->max_seq = opts->max_context > 0 ? opts->max_context : limit;
+    if (m->max_seq > limit) m->max_seq = limit;
+    if ((st = qw_decoder_new(m->graph, m->max_seq, &m->dec, err)) != QW_OK) goto fail;
+    m->cached = malloc((size_t)m->max_seq * sizeof *m->cached);
+    if (!m->cached) { st = qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory"); goto fail; }
+    /* JS engines compile wasm in a baseline tier first: run the kernels once now so the first tokens
+     * are not the slow ones */
+    if (opts->progress) opts->progress(opts->progress_user, "warmup", 0, 0);
+    qw_kernels_warmup(m->pool);
+    m->load_ms = now_ms() - t0;
+    if (opts->progress) opts->progress(opts->progress_user, "ready", 0, 0);
+    *out = m;
+    return QW_OK;
+fail:
+    qw_model_free(m);
+    return st;
+}
+
+void qw_model_free(qw_model *m) {
+    if (!m) return;
+    qw_decoder_free(m->dec);
+    qw_graph_free(m->graph);
+    qw_onnx_free(m->onnx);
+    qw_pool_free(m->pool);
+    qw_tokenizer_free(m->tok);
+    free(m->cached);
+    free(m->info_json);
+    free(m->stats_json);
+    free(m);
+}
+
+int qw_model_has_tokenizer(const qw_model *m) { return m && m->tok != NULL; }
+
+const char *qw_model_tokenizer_error(const qw_model *m) {
+    return !m ? "no model" : m->tok ? "" : m->tok_error;
+}
+
+static qw_status need_tokenizer(const qw_model *m, qw_error *err) {
+    if (!m) return qw_error_set(err, QW_E_ARG, "no model");
+    if (!m->tok) return qw_error_set(err, QW_E_UNSUPPORTED, "%s", m->tok_error);
+    return QW_OK;
+}
+
+qw_status qw_tokenize(qw_model *m, const char *text, size_t len, int32_t **ids, size_t *n, qw_error *err) {
+    qw_status st = need_tokenizer(m, err);
+    return st != QW_OK ? st : qw_tokenizer_encode(m->tok, text, len, ids, n, err);
+}
+
+qw_status qw_detokenize(qw_model *m, const int32_t *ids, size_t n, char **text, qw_error *err) {
+    qw_status st = need_tokenizer(m, err);
+    return st != QW_OK ? st : qw_tokenizer_decode(m->tok, ids, n, 0, text, NULL, err);
+}
+
+qw_status qw_chat_render(qw_model *m, const char *messages_json, int add_generation_prompt, char **out,
+                         qw_error *err) {
+    qw_status st = need_tokenizer(m, err);
+    if (st != QW_OK) return st;
+    if (!messages_json) return qw_error_set(err, QW_E_ARG, "qw_chat_render: no messages");
+    return qw_chat_render_json(messages_json, strlen(messages_json), add_generation_prompt, out, NULL, err);
+}
+
+static char *replace_json(char **slot, cJSON *o) {
+    free(*slot);
+    *slot = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return *slot ? *slot : "{}";
+}
+
+const char *qw_model_info_json(qw_model *m) {
+    if (!m) return "{}";
+    const qw_model_config *c = &m->cfg;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model_type", c->model_type);
+    cJSON_AddStringToObject(o, "onnx_file", c->onnx_file);
+    cJSON_AddStringToObject(o, "dtype", c->dtype);
+    cJSON_AddNumberToObject(o, "opset", (double)qw_onnx_opset_version(m->onnx, ""));
+    cJSON_AddNumberToObject(o, "ir_version", (double)m->onnx->ir_version);
+    cJSON_AddNumberToObject(o, "hidden_size", c->hidden_size);
+    cJSON_AddNumberToObject(o, "num_layers", c->num_layers);
+    cJSON_AddNumberToObject(o, "num_heads", c->num_heads);
+    cJSON_AddNumberToObject(o, "num_kv_heads", c->num_kv_heads);
+    cJSON_AddNumberToObject(o, "vocab_size", qw_decoder_vocab(m->dec));
+    cJSON_AddNumberToObject(o, "max_context", m->max_seq);
+    cJSON *eos = cJSON_AddArrayToObject(o, "eos_ids");
+    for (int i = 0; i < c->n_eos; i++) cJSON_AddItemToArray(eos, cJSON_CreateNumber(c->eos_ids[i]));
+    cJSON_AddBoolToObject(o, "tokenizer", m->tok != NULL);
+    if (!m->tok) cJSON_AddStringToObject(o, "tokenizer_error", m->tok_error);
+    cJSON *files = cJSON_AddArrayToObject(o, "files");
+    for (int i = 0; i < m->onnx->n_files; i++) {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "name", m->onnx->files[i].name);
+        cJSON_AddNumberToObject(f, "size", (double)m->onnx->files[i].size);
+        cJSON_AddItemToArray(files, f);
+    }
+    cJSON_AddStringToObject(o, "engine", "qwasm");
+    cJSON_AddNumberToObject(o, "threads", qw_pool_threads(m->pool));
+    cJSON_AddNumberToObject(o, "load_ms", m->load_ms);
+    cJSON_AddItemToObject(o, "build", cJSON_Parse(qw_build_info_json()));
+    return replace_json(&m->info_json, o);
+}
+
+const char *qw_model_stats_json(qw_model *m) {
+    if (!m) return "{}";
+    cJSON *o = cJSON_Parse(qw_graph_stats_json(m->graph));
+    if (!o) o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "kv_tokens", m->n_cached);
+    cJSON_AddNumberToObject(o, "max_context", m->max_seq);
+    cJSON_AddNumberToObject(o, "threads", qw_pool_threads(m->pool));
+    cJSON_AddItemToObject(o, "build", cJSON_Parse(qw_build_info_json())); /* the variant: simd, relaxed, threads */
+    return replace_json(&m->stats_json, o);
+}

@@ -1,0 +1,31 @@
+/* qw_model.h - the loaded model (internal): configuration, graph + decoder session, tokenizer, pool.
+ * The public functions over it are in qwasm.h; qw_model.c loads, qw_generate.c runs the decode loop. */
+#ifndef QW_MODEL_H
+#define QW_MODEL_H
+
+#include "qwasm.h"
+#include "qw_config.h"
+#include "qw_onnx.h"
+#include "qw_pool.h"
+#include "qw_tokenizer.h"
+#include "qw_graph.h"
+#include "qw_decoder.h"
+
+struct qw_model {
+    qw_fs fs;                   /* the caller's, borrowed: weights may be paged from it */
+    qw_model_config cfg;
+    qw_onnx_model *onnx;
+    qw_graph *graph;
+    qw_decoder *dec;
+    qw_pool *pool;
+    qw_tokenizer *tok;          /* NULL when the folder's tokenizer is not one qwasm reads */
+    char tok_error[512];          /* why there is no tokenizer (a qw_error message) */
+    int max_seq;                /* KV cache length */
+    int32_t *cached;            /* (max_seq) the ids whose keys/values the decoder holds, in order */
+    int n_cached;
+    int busy;                   /* a qw_gen is live: one generation at a time per model */
+    double load_ms;
+    char *info_json, *stats_json;
+};
+
+#endif

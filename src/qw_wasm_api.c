@@ -1,0 +1,389 @@
+/* qw_wasm_api.c - the functions the JS glue (js/qwasm-worker.js) calls in qwasm-mt / qwasm-st.
+ *
+ * Conventions, for every export below:
+ *  - Errors: functions return a status int (0 = QW_OK, else a qw_status) or a handle/pointer that is 0 on
+ *    failure. After a failure, qw_wasm_last_status() gives the qw_status and qw_wasm_last_error() the
+ *    message (naming the file and the cause). Both are per module instance (the runtime is driven by one
+ *    JS thread: the worker hosting the module), valid until the next failing call.
+ *  - Ownership: handles (qw_wasm_model*, qw_wasm_gen*) are owned by JS and released with the matching
+ *    *_free. Strings returned as const char* are owned by the module (static, or by the model / generator
+ *    they came from, valid until the next call on that object). Buffers marked "malloc'd" are owned by JS,
+ *    which releases them with qw_wasm_free (in a `finally`). Inputs that JS allocates with qw_wasm_malloc
+ *    are freed by JS after the call; C copies what it keeps.
+ *  - Files: C reads every file through a qw_fs whose size/read are JS functions imported from
+ *    js/qw_library.js (qw_js_fs_size / qw_js_fs_read). A JS "file source" is registered in the worker under
+ *    an integer id (fs_id) and passed here. Reads are synchronous (FileReaderSync on IndexedDB Blobs or
+ *    picked Files, FileSystemSyncAccessHandle on OPFS, fs.readSync in Node) and happen on the thread that
+ *    calls these exports (the JS sources live there); a read from another pthread fails with QW_E_IO.
+ *  - Abort: qw_wasm_abort_flag() is the address of an int in wasm memory. JS stores 1 there to stop the
+ *    current generation step (qw_gen_next then fails with QW_E_ABORTED); qw_wasm_gen_begin resets it.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <emscripten/emscripten.h>
+#include "cJSON.h"
+#include "qwasm.h"
+#include "qw_onnx.h"
+
+/* ---- imported from js/qw_library.js --------------------------------------------------------------- */
+/* Size of file `name` of source fs_id into out[0] (low 32 bits) and out[1] (high 32 bits); status. */
+extern int qw_js_fs_size(int fs_id, const char *name, uint32_t *out);
+/* Reads exactly len bytes of `name` at offset into dst; status (QW_E_RANGE on a short read). */
+extern int qw_js_fs_read(int fs_id, const char *name, double offset, void *dst, size_t len);
+/* Load progress: phase "graph" | "weights" | "repack" | "warmup"; done/total in bytes. */
+extern void qw_js_progress(const char *phase, double done, double total);
+
+/* ---- errors ----------------------------------------------------------------------------------------- */
+
+static qw_error g_err;
+
+static void set_err(const qw_error *e) { g_err = *e; }
+
+/* The qw_status of the last failing call (0 when none yet). */
+EMSCRIPTEN_KEEPALIVE int qw_wasm_last_status(void) { return (int)g_err.status; }
+/* The message of the last failing call ("" when none yet). Static; valid until the next failure. */
+EMSCRIPTEN_KEEPALIVE const char *qw_wasm_last_error(void) { return g_err.msg; }
+/* A static name for a status ("corrupt or truncated input", ...). */
+EMSCRIPTEN_KEEPALIVE const char *qw_wasm_status_str(int s) { return qw_status_str((qw_status)s); }
+
+/* ---- info, memory ------------------------------------------------------------------------------------ */
+
+/* Build information as JSON: {"version","target","simd","relaxed_simd","threads","max_threads"}. Static. */
+EMSCRIPTEN_KEEPALIVE const char *qw_wasm_info(void) { return qw_build_info_json(); }
+
+/* malloc/free for the glue's buffers (strings and id arrays passed in, results handed out). */
+EMSCRIPTEN_KEEPALIVE void *qw_wasm_malloc(size_t n) { return malloc(n ? n : 1); }
+EMSCRIPTEN_KEEPALIVE void qw_wasm_free(void *p) { free(p); }
+
+static volatile int g_abort;
+/* Address of the abort flag (an int; JS writes 1 to cancel the running step). */
+EMSCRIPTEN_KEEPALIVE volatile int *qw_wasm_abort_flag(void) { return &g_abort; }
+
+/* ---- the qw_fs backed by a JS file source ------------------------------------------------------------- */
+
+typedef struct js_fs { int id; } js_fs;
+
+static qw_status js_size(void *ctx, const char *name, uint64_t *size) {
+    uint32_t v[2] = {0, 0};
+    int st = qw_js_fs_size(((js_fs *)ctx)->id, name, v);
+    if (st == QW_OK) *size = (uint64_t)v[0] | ((uint64_t)v[1] << 32);
+    return (qw_status)st;
+}
+
+static qw_status js_read(void *ctx, const char *name, uint64_t offset, void *dst, size_t len) {
+    if (len == 0) return QW_OK;
+    return (qw_status)qw_js_fs_read(((js_fs *)ctx)->id, name, (double)offset, dst, len);
+}
+
+static void js_close(void *ctx) { free(ctx); }
+
+static int js_fs_make(int fs_id, qw_fs *out) {
+    js_fs *c = malloc(sizeof *c);
+    if (!c) return 0;
+    c->id = fs_id;
+    out->ctx = c;
+    out->size = js_size;
+    out->read = js_read;
+    out->close = js_close;
+    return 1;
+}
+
+/* Parses the .onnx `onnx_name` of source fs_id (only its graph: external data files are not read, only
+ * sized) and lists the files its tensor locators name, as JSON (static buffer, valid until the next call):
+ *   {"onnx":"onnx/model.onnx","opset":18,"files":[{"name":"onnx/model.onnx","size":N,"bytes_needed":N},
+ *                                                  {"name":"onnx/model.onnx_data","size":N,"bytes_needed":N}]}
+ * files[0] is the .onnx itself. The glue calls it before downloading the data files, with a source that
+ * reports a placeholder size for files it does not have yet; bytes_needed is the end of the furthest
+ * locator into each file. NULL on failure (see qw_wasm_last_error). */
+EMSCRIPTEN_KEEPALIVE const char *qw_wasm_onnx_files(int fs_id, const char *onnx_name) {
+    static char *json;
+    qw_error err = {0};
+    qw_fs fs;
+    if (!js_fs_make(fs_id, &fs)) {
+        qw_error_set(&err, QW_E_NOMEM, "%s: out of memory", onnx_name);
+        set_err(&err);
+        return NULL;
+    }
+    qw_onnx_model *m = NULL;
+    qw_status st = qw_onnx_load(&fs, onnx_name, &m, &err);
+    qw_fs_close(&fs);
+    if (st != QW_OK) {
+        set_err(&err);
+        return NULL;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "onnx", onnx_name);
+    cJSON_AddNumberToObject(o, "opset", (double)qw_onnx_opset_version(m, ""));
+    cJSON_AddNumberToObject(o, "ir_version", (double)m->ir_version);
+    cJSON *files = cJSON_AddArrayToObject(o, "files");
+    for (int32_t i = 0; i < m->n_files; i++) {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "name", m->files[i].name);
+        cJSON_AddNumberToObject(f, "size", (double)m->files[i].size);
+        cJSON_AddNumberToObject(f, "bytes_needed", (double)m->files[i].bytes_needed);
+        cJSON_AddItemToArray(files, f);
+    }
+    qw_onnx_free(m);
+    free(json);
+    json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!json) {
+        qw_error_set(&err, QW_E_NOMEM, "%s: out of memory", onnx_name);
+        set_err(&err);
+    }
+    return json;
+}
+
+/* ---- models -------------------------------------------------------------------------------------------- */
+
+typedef struct qw_wasm_model {
+    qw_model *m;
+    qw_fs fs;
+} qw_wasm_model;
+
+static void on_progress(void *user, const char *phase, uint64_t done, uint64_t total) {
+    qw_js_progress(phase, (double)done, (double)total);
+}
+
+static double jnum(const cJSON *o, const char *k, double def) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : cJSON_IsBool(v) ? (cJSON_IsTrue(v) ? 1 : 0) : def;
+}
+
+/* Loads the model folder of source fs_id. opts_json (may be NULL or ""):
+ *   {"onnx_file":"onnx/model_q4f16.onnx", "threads":0, "mem_cap_mb":0, "exact_lm_head":false,
+ *    "max_context":0, "profile":false}
+ * Progress is reported through qw_js_progress. The source must stay registered until qw_wasm_model_free
+ * (weights may be paged from it). Returns a handle, or 0 (see qw_wasm_last_error). */
+EMSCRIPTEN_KEEPALIVE qw_wasm_model *qw_wasm_model_load(int fs_id, const char *opts_json) {
+    qw_error err = {0};
+    cJSON *o = opts_json && *opts_json ? cJSON_Parse(opts_json) : cJSON_CreateObject();
+    if (!o) {
+        qw_error_set(&err, QW_E_ARG, "model options: invalid JSON");
+        set_err(&err);
+        return NULL;
+    }
+    qw_wasm_model *w = calloc(1, sizeof *w);
+    if (!w || !js_fs_make(fs_id, &w->fs)) {
+        free(w);
+        cJSON_Delete(o);
+        qw_error_set(&err, QW_E_NOMEM, "qw_model_load: out of memory");
+        set_err(&err);
+        return NULL;
+    }
+    qw_load_opts lo = {0};
+    const cJSON *onnx = cJSON_GetObjectItemCaseSensitive(o, "onnx_file");
+    lo.onnx_file = cJSON_IsString(onnx) && onnx->valuestring[0] ? onnx->valuestring : NULL;
+    lo.threads = (int)jnum(o, "threads", 0);
+    lo.mem_cap_bytes = (uint64_t)(jnum(o, "mem_cap_mb", 0) * 1048576.0);
+    lo.exact_lm_head = (int)jnum(o, "exact_lm_head", 0);
+    lo.max_context = (int)jnum(o, "max_context", 0);
+    lo.profile = (int)jnum(o, "profile", 0);
+    lo.progress = on_progress;
+    qw_status st = qw_model_load(&w->fs, &lo, &w->m, &err);
+    cJSON_Delete(o);
+    if (st != QW_OK) {
+        set_err(&err);
+        qw_fs_close(&w->fs);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+/* Frees the model (0 is accepted). The JS source may be unregistered afterwards. */
+EMSCRIPTEN_KEEPALIVE void qw_wasm_model_free(qw_wasm_model *w) {
+    if (!w) return;
+    qw_model_free(w->m);
+    qw_fs_close(&w->fs);
+    free(w);
+}
+
+/* qw_model_info_json / qw_model_stats_json (owned by the model, valid until the next call on it). */
+EMSCRIPTEN_KEEPALIVE const char *qw_wasm_model_info(qw_wasm_model *w) { return w ? qw_model_info_json(w->m) : "{}"; }
+EMSCRIPTEN_KEEPALIVE const char *qw_wasm_model_stats(qw_wasm_model *w) { return w ? qw_model_stats_json(w->m) : "{}"; }
+
+/* ---- text ---------------------------------------------------------------------------------------------- */
+
+/* Encodes len bytes of UTF-8 text. Returns the ids (malloc'd int32 array; count in *n_out), or 0 on failure.
+ * An empty text gives a valid pointer and *n_out = 0. */
+EMSCRIPTEN_KEEPALIVE int32_t *qw_wasm_tokenize(qw_wasm_model *w, const char *text, size_t len, int *n_out) {
+    qw_error err = {0};
+    int32_t *ids = NULL;
+    size_t n = 0;
+    *n_out = 0;
+    if (!w) { qw_error_set(&err, QW_E_ARG, "tokenize: no model"); set_err(&err); return NULL; }
+    qw_status st = qw_tokenize(w->m, text, len, &ids, &n, &err);
+    if (st != QW_OK) { set_err(&err); free(ids); return NULL; }
+    if (!ids) ids = malloc(sizeof(int32_t));
+    *n_out = (int)n;
+    return ids;
+}
+
+/* Decodes n ids into UTF-8 text (malloc'd, NUL-terminated), or 0 on failure. */
+EMSCRIPTEN_KEEPALIVE char *qw_wasm_detokenize(qw_wasm_model *w, const int32_t *ids, int n) {
+    qw_error err = {0};
+    char *text = NULL;
+    if (!w) { qw_error_set(&err, QW_E_ARG, "detokenize: no model"); set_err(&err); return NULL; }
+    if (qw_detokenize(w->m, ids, (size_t)(n < 0 ? 0 : n), &text, &err) != QW_OK) { set_err(&err); free(text); return NULL; }
+    return text;
+}
+
+/* Renders a chat (JSON array of {role, content}) with the model's template (malloc'd), or 0 on failure. */
+EMSCRIPTEN_KEEPALIVE char *qw_wasm_chat_render(qw_wasm_model *w, const char *messages_json, int add_generation_prompt) {
+    qw_error err = {0};
+    char *out = NULL;
+    if (!w) { qw_error_set(&err, QW_E_ARG, "chat: no model"); set_err(&err); return NULL; }
+    if (qw_chat_render(w->m, messages_json, add_generation_prompt, &out, &err) != QW_OK) { set_err(&err); free(out); return NULL; }
+    return out;
+}
+
+/* ---- generation ------------------------------------------------------------------------------------------ */
+
+/* The event of the last qw_wasm_gen_next, at a fixed layout JS reads with HEAP32/HEAPF64:
+ *   +0 kind, +4 id, +8 n_prompt, +12 n_prompt_done, +16 n_generated,
+ *   +20 text (pointer), +24 text_len, +28 stop_reason (pointer to a C string, 0 unless DONE),
+ *   +32 prefill_ms (f64), +40 decode_ms (f64), +48 step_ms (f64). Owned by the generator. */
+typedef struct qw_wasm_event {
+    int32_t kind, id, n_prompt, n_prompt_done, n_generated;
+    int32_t text, text_len, stop_reason;
+    double prefill_ms, decode_ms, step_ms;
+} qw_wasm_event;
+
+_Static_assert(sizeof(qw_wasm_event) == 56, "qw_wasm_event layout is read by js/qwasm-worker.js");
+
+typedef struct qw_wasm_gen {
+    qw_gen *g;
+    qw_wasm_event ev;
+    char **stop;
+    int n_stop;
+    int32_t *bias_ids;
+    float *bias_values;
+} qw_wasm_gen;
+
+static void gen_release(qw_wasm_gen *h) {
+    if (!h) return;
+    qw_gen_free(h->g);
+    for (int i = 0; i < h->n_stop; i++) free(h->stop[i]);
+    free(h->stop);
+    free(h->bias_ids);
+    free(h->bias_values);
+    free(h);
+}
+
+/* Starts generating after n prompt ids. params_json (may be NULL or ""): the model's generation_config.json
+ * values, overridden by any of
+ *   {"max_tokens","temperature","top_k","top_p","min_p","repetition_penalty","seed","prefill_chunk",
+ *    "ignore_eos", "stop":["..."], "bias":{"<id>": value}}
+ * Resets the abort flag. Returns a generator handle, or 0 (see qw_wasm_last_error). */
+EMSCRIPTEN_KEEPALIVE qw_wasm_gen *qw_wasm_gen_begin(qw_wasm_model *w, const int32_t *ids, int n, const char *params_json) {
+    qw_error err = {0};
+    if (!w) { qw_error_set(&err, QW_E_ARG, "generate: no model"); set_err(&err); return NULL; }
+    cJSON *o = params_json && *params_json ? cJSON_Parse(params_json) : cJSON_CreateObject();
+    qw_wasm_gen *h = calloc(1, sizeof *h);
+    if (!o || !h) {
+        qw_error_set(&err, o ? QW_E_NOMEM : QW_E_ARG, o ? "generate: out of memory" : "generate options: invalid JSON");
+        set_err(&err);
+        cJSON_Delete(o);
+        free(h);
+        return NULL;
+    }
+    qw_gen_params p;
+    qw_gen_params_init(&p);
+    qw_gen_params_from_model(w->m, &p);
+    p.max_tokens = (int)jnum(o, "max_tokens", p.max_tokens);
+    p.temperature = (float)jnum(o, "temperature", p.temperature);
+    p.top_k = (int)jnum(o, "top_k", p.top_k);
+    p.top_p = (float)jnum(o, "top_p", p.top_p);
+    p.min_p = (float)jnum(o, "min_p", p.min_p);
+    p.repetition_penalty = (float)jnum(o, "repetition_penalty", p.repetition_penalty);
+    p.seed = (uint64_t)jnum(o, "seed", (double)p.seed);
+    p.prefill_chunk = (int)jnum(o, "prefill_chunk", p.prefill_chunk);
+    p.ignore_eos = (int)jnum(o, "ignore_eos", p.ignore_eos);
+    int oom = 0;
+    const cJSON *stop = cJSON_GetObjectItemCaseSensitive(o, "stop");
+    if (cJSON_IsArray(stop) && cJSON_GetArraySize(stop) > 0) {
+        int ns = cJSON_GetArraySize(stop);
+        h->stop = calloc((size_t)ns, sizeof *h->stop);
+        oom |= !h->stop;
+        const cJSON *s;
+        cJSON_ArrayForEach(s, stop) {
+            if (oom || !cJSON_IsString(s) || !s->valuestring[0]) continue;
+            if (!(h->stop[h->n_stop] = strdup(s->valuestring))) oom = 1;
+            else h->n_stop++;
+        }
+        p.stop = (const char *const *)h->stop;
+        p.n_stop = h->n_stop;
+    }
+    const cJSON *bias = cJSON_GetObjectItemCaseSensitive(o, "bias");
+    if (cJSON_IsObject(bias) && cJSON_GetArraySize(bias) > 0 && !oom) {
+        int nb = cJSON_GetArraySize(bias), k = 0;
+        h->bias_ids = malloc((size_t)nb * sizeof *h->bias_ids);
+        h->bias_values = malloc((size_t)nb * sizeof *h->bias_values);
+        oom |= !h->bias_ids || !h->bias_values;
+        const cJSON *b;
+        if (!oom) cJSON_ArrayForEach(b, bias) {
+            if (!cJSON_IsNumber(b)) continue;
+            h->bias_ids[k] = (int32_t)atoi(b->string);
+            h->bias_values[k++] = (float)b->valuedouble;
+        }
+        p.bias_ids = h->bias_ids;
+        p.bias_values = h->bias_values;
+        p.n_bias = k;
+    }
+    cJSON_Delete(o);
+    if (oom) {
+        gen_release(h);
+        qw_error_set(&err, QW_E_NOMEM, "generate: out of memory");
+        set_err(&err);
+        return NULL;
+    }
+    g_abort = 0;
+    p.abort_flag = &g_abort;
+    if (qw_gen_begin(w->m, ids, (size_t)(n < 0 ? 0 : n), &p, &h->g, &err) != QW_OK) {
+        set_err(&err);
+        gen_release(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* One step (a prefill chunk or one token). Returns 0 and fills the event (qw_wasm_gen_event), or a status
+ * (QW_E_ABORTED after an abort; the generator must then be freed, the model stays usable). */
+EMSCRIPTEN_KEEPALIVE int qw_wasm_gen_next(qw_wasm_gen *h) {
+    qw_error err = {0};
+    if (!h) { qw_error_set(&err, QW_E_ARG, "generate: no generator"); set_err(&err); return QW_E_ARG; }
+    qw_gen_event ev;
+    memset(&ev, 0, sizeof ev);
+    qw_status st = qw_gen_next(h->g, &ev, &err);
+    if (st != QW_OK) { set_err(&err); return (int)st; }
+    qw_wasm_event *e = &h->ev;
+    e->kind = ev.kind;
+    e->id = ev.id;
+    e->n_prompt = ev.n_prompt;
+    e->n_prompt_done = ev.n_prompt_done;
+    e->n_generated = ev.n_generated;
+    e->text = (int32_t)(intptr_t)ev.text;
+    e->text_len = (int32_t)ev.text_len;
+    e->stop_reason = ev.kind == QW_GEN_DONE ? (int32_t)(intptr_t)ev.stop_reason : 0;
+    e->prefill_ms = ev.prefill_ms;
+    e->decode_ms = ev.decode_ms;
+    e->step_ms = ev.step_ms;
+    return QW_OK;
+}
+
+/* The address of the generator's event (layout above). */
+EMSCRIPTEN_KEEPALIVE const qw_wasm_event *qw_wasm_gen_event(const qw_wasm_gen *h) { return h ? &h->ev : NULL; }
+
+/* All ids generated so far (owned by the generator); count in *n_out. */
+EMSCRIPTEN_KEEPALIVE const int32_t *qw_wasm_gen_ids(const qw_wasm_gen *h, int *n_out) {
+    size_t n = 0;
+    const int32_t *ids = h ? qw_gen_ids(h->g, &n) : NULL;
+    *n_out = (int)n;
+    return ids;
+}
+
+/* Frees a generator (0 is accepted). */
+EMSCRIPTEN_KEEPALIVE void qw_wasm_gen_free(qw_wasm_gen *h) { gen_release(h); }

@@ -1,0 +1,83 @@
+/* qw_weights.h - the weight store: the model's initializers, read through qw_fs in chunks straight into their
+ * final buffers, handed to ops with acquire/release. Derived forms (fp32 scales, repacked layouts) made once at
+ * load are owned by the store too and counted in the resident bytes.
+ *
+ * Without a cap (mem_cap_bytes = 0) every weight is loaded once and stays resident.
+ * Under a cap, small 1-D weights (norms, biases, scalars; <= 64 KB) are "sticky": loaded on first use and kept, so the build can
+ * read them and their pointers stay valid. Every other weight is pageable: read on acquire, evicted when the
+ * resident bytes would pass the cap. The executor touches the weights in the same order every step (a cycle,
+ * where LRU misses every time), so the store keeps a stable set: the first pageable weights of the cycle that fit
+ * into the cap minus a streaming reserve stay resident ("keep"), the others stream through the reserve, the most
+ * recently used streamed weight evicted first. Natively, with QW_PREFETCH=1 in the environment, a reader thread
+ * prefetches the next streamed weight (learned from the previous cycle) and the next lm_head chunk while the
+ * current op computes (off by default: with the file in the page cache on 2 cores it cost more than it saved); in wasm the fs reads go through JS on the
+ * worker's main thread, so there is no prefetch (reads are synchronous). Ops that need only part of a large weight
+ * (Gather rows, lm_head row chunks) read ranges and never make it resident. */
+#ifndef QW_WEIGHTS_H
+#define QW_WEIGHTS_H
+
+#include "qwasm.h"
+#include "qw_onnx.h"
+
+typedef struct qw_weights qw_weights;
+
+/* fs and m must outlive the store. mem_cap_bytes: 0 = everything resident, else weights are paged. Under a cap
+ * on native builds the store reads fs from its reader thread (under its own lock): nothing else may read the same
+ * qw_fs concurrently while a model runs. */
+qw_status qw_weights_new(const qw_fs *fs, const qw_onnx_model *m, uint64_t mem_cap_bytes, qw_weights **out,
+                         qw_error *err);
+void qw_weights_free(qw_weights *w);
+
+int qw_weights_count(const qw_weights *w);
+/* Id of an initializer by name, -1 when absent. */
+int qw_weights_find(const qw_weights *w, const char *name);
+const qw_onnx_tensor *qw_weights_info(const qw_weights *w, int id);
+
+/* 1 when id is paged (a cap is set and it is not a sticky 1-D weight): it is not loaded at build, its bytes are
+ * valid only between acquire and release, and ops that need part of it should use qw_weights_read_range. */
+int qw_weights_pageable(const qw_weights *w, int id);
+
+/* 1 when id is pageable and large against the cap (> cap / 8, e.g. the 467 MB embedding / tied lm_head under a
+ * 512 MB cap): ops that can should read it by ranges (rows, chunks) instead of acquiring it whole. */
+int qw_weights_streamed(const qw_weights *w, int id);
+
+/* Makes weight id resident now (load phase; progress is reported by bytes). */
+qw_status qw_weights_load(qw_weights *w, int id, qw_error *err);
+/* A pointer to id's bytes (nbytes, little-endian), valid until the matching release. Loads when needed. */
+qw_status qw_weights_acquire(qw_weights *w, int id, const void **data, qw_error *err);
+void qw_weights_release(qw_weights *w, int id);
+/* Frees id's bytes (no op acquires it any more, e.g. it was folded into a derived form; ranges may still be read). */
+void qw_weights_drop(qw_weights *w, int id);
+
+/* Copies bytes [offset, offset + len) of weight id into dst: from memory when resident, else from the fs (not
+ * cached). The _start/_wait pair overlaps the read with computation (natively, under a cap, on the reader
+ * thread; elsewhere _start reads synchronously): one read in flight, dst untouched by the caller until _wait. */
+qw_status qw_weights_read_range(qw_weights *w, int id, uint64_t offset, size_t len, void *dst, qw_error *err);
+qw_status qw_weights_read_range_start(qw_weights *w, int id, uint64_t offset, size_t len, void *dst,
+                                      qw_error *err);
+qw_status qw_weights_read_range_wait(qw_weights *w, qw_error *err);
+
+/* A zeroed buffer owned by the store (freed with it), counted as resident: derived forms made at load. */
+void *qw_weights_derived_alloc(qw_weights *w, size_t bytes);
+
+/* End of the build: under a cap, QW_E_NOMEM naming the cap and the minimum when the bytes that must stay
+ * resident (sticky weights + derived forms) do not fit. */
+qw_status qw_weights_check_cap(const qw_weights *w, qw_error *err);
+
+uint64_t qw_weights_resident_bytes(const qw_weights *w);
+void qw_weights_set_progress(qw_weights *w, qw_progress_fn fn, void *user, uint64_t total);
+
+/* Paging counters as a JSON object: {"cap_bytes":..,"resident_bytes":..,"peak_resident_bytes":..,
+ * "derived_bytes":..,"sticky_bytes":..,"keep_bytes":..,"largest_unit_bytes":..,"bytes_read":..,"loads":..,
+ * "evictions":..,"hits":..,"range_reads":..,"range_bytes":..,"prefetches":..,"prefetch_hits":..,
+ * "prefetch_wait_ms":..}. Writes at most cap bytes (NUL-terminated); returns the length. */
+size_t qw_weights_stats_json(const qw_weights *w, char *buf, size_t cap);
+
+typedef struct qw_weights_stats {
+    uint64_t cap, resident, peak_resident, derived, sticky, keep, largest_unit;
+    uint64_t bytes_read, loads, evictions, hits, range_reads, range_bytes, prefetches, prefetch_hits;
+    double prefetch_wait_ms;
+} qw_weights_stats;
+void qw_weights_get_stats(const qw_weights *w, qw_weights_stats *out);
+
+#endif /* QW_WEIGHTS_H */

@@ -1,0 +1,201 @@
+/* qwasm.h - the public C API of qwasm: Qwen2/Qwen2.5 ONNX decoders on CPU and in WebAssembly.
+ *
+ * Ownership and errors, for every function here:
+ *  - Functions return a qw_status; QW_OK (0) is success. When a qw_error* is passed and the call fails,
+ *    it is filled with the status and a message naming the file and the cause. Pass NULL to ignore it.
+ *  - Objects created by qw_*_load / qw_*_new are owned by the caller and released with the matching
+ *    qw_*_free, which accepts NULL. Strings returned as const char* are owned by the library and live as
+ *    long as the object they came from (or forever, for static strings such as qw_status_str()).
+ *  - No function calls exit() or abort(); out-of-memory is reported as QW_E_NOMEM.
+ */
+#ifndef QWASM_H
+#define QWASM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QW_VERSION_STRING "0.1.0"
+
+typedef enum qw_status {
+    QW_OK = 0,
+    QW_E_ARG,          /* invalid argument from the caller */
+    QW_E_IO,           /* a file could not be read */
+    QW_E_NOTFOUND,     /* a file or name does not exist */
+    QW_E_FORMAT,       /* corrupt or truncated input (protobuf, JSON, external data) */
+    QW_E_UNSUPPORTED,  /* valid input qwasm does not handle (op, dtype, attribute value, version) */
+    QW_E_NOMEM,        /* allocation failed or the memory cap cannot be met */
+    QW_E_RANGE,        /* a locator or index past the end of its data */
+    QW_E_CONTEXT,      /* the context length of the model would be exceeded */
+    QW_E_ABORTED,      /* cancelled by the caller */
+    QW_E_INTERNAL,     /* a bug in qwasm */
+    QW_STATUS_COUNT
+} qw_status;
+
+/* A static, human-readable name for a status ("ok", "corrupt or truncated input", ...). */
+const char *qw_status_str(qw_status s);
+
+/* Details of a failure: the status plus a message that names the file and the cause. */
+typedef struct qw_error {
+    qw_status status;
+    char msg[512];
+} qw_error;
+
+/* Fills err (when not NULL) with status and a printf-style message; returns status. */
+qw_status qw_error_set(qw_error *err, qw_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* ---- build information ---------------------------------------------------------------------- */
+
+typedef struct qw_build_info {
+    const char *version;   /* QW_VERSION_STRING */
+    const char *target;    /* "native", "wasm-mt", "wasm-st", "wasi" */
+    int simd;              /* 1 when built with SIMD kernels (wasm SIMD128, SSE/AVX2, NEON) */
+    int relaxed_simd;      /* 1 when built with wasm relaxed SIMD */
+    int threads;           /* 1 when the thread pool can run more than one thread */
+    int max_threads;       /* hardware threads available to the pool (1 without threads) */
+} qw_build_info;
+
+void qw_get_build_info(qw_build_info *out);
+
+/* The build info as one JSON object (static buffer, valid until the next call). */
+const char *qw_build_info_json(void);
+
+/* ---- files: everything is read through this, in pieces ------------------------------------- */
+
+/* A folder of model files, read by name in pieces. Names are relative to the folder ("config.json",
+ * "onnx/model_q4f16.onnx", "onnx/model_q4f16.onnx_data"). The library never asks for a whole large
+ * file in one read. Implementations: qw_fs_open_dir (POSIX, native and WASI) and the wasm glue (which
+ * reads from the browser cache, a picked folder or Node's fs). */
+typedef struct qw_fs {
+    void *ctx;
+    /* Size of a file in bytes; QW_E_NOTFOUND when it does not exist. */
+    qw_status (*size)(void *ctx, const char *name, uint64_t *size);
+    /* Reads exactly len bytes at offset into dst; QW_E_RANGE/QW_E_IO on short or failed reads. */
+    qw_status (*read)(void *ctx, const char *name, uint64_t offset, void *dst, size_t len);
+    /* Releases ctx; may be NULL. */
+    void (*close)(void *ctx);
+} qw_fs;
+
+/* A qw_fs over a directory on disk. dir is copied. Free with qw_fs_close. */
+qw_status qw_fs_open_dir(const char *dir, qw_fs *out, qw_error *err);
+void qw_fs_close(qw_fs *fs);
+
+/* Reads a whole small file (config.json, tokenizer.json) into a new NUL-terminated buffer that the
+ * caller frees with free(). max_bytes guards against reading a weight file by mistake. */
+qw_status qw_fs_read_all(const qw_fs *fs, const char *name, size_t max_bytes, char **out,
+                         size_t *out_len, qw_error *err);
+
+
+/* ---- models ---------------------------------------------------------------------------------- */
+
+typedef struct qw_model qw_model;
+typedef struct qw_gen qw_gen;
+
+/* Progress while loading: phase is "graph", "weights", "repack" or "warmup"; done/total in bytes. */
+typedef void (*qw_progress_fn)(void *user, const char *phase, uint64_t done, uint64_t total);
+
+typedef struct qw_load_opts {
+    const char *onnx_file;     /* which .onnx in the folder; NULL: from config.json's transformers.js_config
+                                  (dtype -> onnx/model_<dtype>.onnx), else onnx/model.onnx, else model.onnx */
+    int threads;               /* <= 0: all hardware threads */
+    uint64_t mem_cap_bytes;    /* 0: no cap (weights resident); else weights are paged from the fs */
+    int exact_lm_head;         /* 1: keep the all-fp16 lm_head path (no int8 conversion) */
+    int max_context;           /* KV cache length in tokens; <= 0: the model's limit (config.json) */
+    int profile;               /* 1: accumulate per-op time (qw_model_stats_json) */
+    qw_progress_fn progress;   /* may be NULL */
+    void *progress_user;
+} qw_load_opts;
+
+/* Loads a Hugging Face-style model folder (config.json, generation_config.json, tokenizer.json, onnx/...)
+ * through fs. fs must outlive the model (weights may be paged from it). A folder without a tokenizer
+ * qwasm reads still loads: text functions then fail with QW_E_UNSUPPORTED and ids still work. */
+qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **out, qw_error *err);
+void qw_model_free(qw_model *m);
+
+/* The model as JSON: config hyperparameters, onnx file, opset, engine, vocab, eos ids, memory figures,
+ * tokenizer availability. Owned by the model; valid until the next call on it. */
+const char *qw_model_info_json(qw_model *m);
+
+/* 1 when the folder's tokenizer was loaded; otherwise qw_model_tokenizer_error says why (for example a
+ * SentencePiece-style tokenizer.json, which qwasm does not read): ids still work. */
+int qw_model_has_tokenizer(const qw_model *m);
+const char *qw_model_tokenizer_error(const qw_model *m);
+
+/* ---- text ------------------------------------------------------------------------------------- */
+
+/* Encodes UTF-8 text into ids (special tokens in the text are matched). *ids is malloc'd; free() it. */
+qw_status qw_tokenize(qw_model *m, const char *text, size_t len, int32_t **ids, size_t *n, qw_error *err);
+/* Decodes ids into UTF-8 text (malloc'd, NUL-terminated; free() it). */
+qw_status qw_detokenize(qw_model *m, const int32_t *ids, size_t n, char **text, qw_error *err);
+/* Renders a chat as the model's chat template does. messages_json is a JSON array of
+ * {"role": "system"|"user"|"assistant", "content": "..."}; with add_generation_prompt the assistant turn
+ * is opened. *out is malloc'd; free() it. */
+qw_status qw_chat_render(qw_model *m, const char *messages_json, int add_generation_prompt, char **out,
+                         qw_error *err);
+
+/* ---- generation: an iterator, so callers (CLI, JS worker) can stream and cancel between steps --- */
+
+typedef struct qw_gen_params {
+    int max_tokens;            /* new tokens to generate; <= 0: up to the context limit */
+    float temperature;         /* <= 0: greedy */
+    int top_k;                 /* 0: off */
+    float top_p;               /* 1: off */
+    float min_p;               /* 0: off */
+    float repetition_penalty;  /* 1: off */
+    uint64_t seed;
+    int prefill_chunk;         /* prompt tokens per prefill step; <= 0: default (64) */
+    const char *const *stop;   /* stop strings (n_stop of them); the text stops before them */
+    int n_stop;
+    const int32_t *bias_ids;   /* per-id logit bias */
+    const float *bias_values;
+    int n_bias;
+    int ignore_eos;            /* 1: do not stop on the eos ids of generation_config.json */
+    volatile int *abort_flag;  /* when *abort_flag becomes nonzero, the current step stops: QW_E_ABORTED */
+} qw_gen_params;
+
+/* Defaults: greedy off (temperature 0.7, top_k 20, top_p 0.8 as Qwen2.5's generation_config when the
+ * folder has none), max_tokens 256. qw_gen_params_init fills them; the model's generation_config.json
+ * values take precedence when qw_gen_params_from_model is used. */
+void qw_gen_params_init(qw_gen_params *p);
+void qw_gen_params_from_model(const qw_model *m, qw_gen_params *p);
+
+typedef enum qw_gen_event_kind {
+    QW_GEN_PREFILL = 1,        /* a chunk of the prompt was processed (n_prompt_done of n_prompt) */
+    QW_GEN_TOKEN = 2,          /* a new token: id, text/text_len (complete UTF-8 only; may be empty) */
+    QW_GEN_DONE = 3            /* finished: stop_reason says why */
+} qw_gen_event_kind;
+
+typedef struct qw_gen_event {
+    int kind;                  /* qw_gen_event_kind */
+    int32_t id;
+    const char *text;          /* owned by the qw_gen; valid until the next qw_gen_next */
+    size_t text_len;
+    int n_prompt, n_prompt_done, n_generated;
+    const char *stop_reason;   /* "eos", "max_tokens", "stop_string", "context" when DONE */
+    double prefill_ms, decode_ms, step_ms; /* cumulative prefill and decode time; this step's time */
+} qw_gen_event;
+
+/* Starts generating after prompt (ids). The prompt is prefilled in chunks by qw_gen_next. */
+qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, const qw_gen_params *p,
+                       qw_gen **out, qw_error *err);
+/* Advances by one step (a prefill chunk or one token). After QW_GEN_DONE, further calls return DONE. */
+qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err);
+/* All ids generated so far. */
+const int32_t *qw_gen_ids(const qw_gen *g, size_t *n);
+void qw_gen_free(qw_gen *g);
+
+/* Memory and timing counters as JSON (peak activation bytes, resident weight bytes, paging counts,
+ * per-op time when profiling is on). Owned by the model; valid until the next call on it. */
+const char *qw_model_stats_json(qw_model *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* QWASM_H */

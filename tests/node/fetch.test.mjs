@@ -1,0 +1,132 @@
+// Downloads into the cache (js/fetch.js + the Node cache store): chunks, resume after a dropped connection,
+// HTTP errors, truncation, no-Range servers, sha256. Needs no wasm build; needs build/models/ (skips otherwise).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { downloadFile } from '../../js/fetch.js';
+import { NodeStore } from '../../js/cache.js';
+import { startTestServer, MODELS, modelDir } from './helpers.mjs';
+
+const MODEL = 'small-q4f16-op18-ext';
+const FILE = 'onnx/model_q4f16.onnx_data';
+const dir = modelDir(MODEL);
+const skip = dir ? false : `build/models/${MODEL} is missing (run tools/gen_test_models.sh)`;
+const CHUNK = 512 << 10;
+
+function tmp() { return fs.mkdtempSync(path.join(os.tmpdir(), 'qwasm-fetch-')); }
+const base = (srv) => `${srv.url}${MODEL}/`;
+const sha = (buf) => crypto.createHash('sha256').update(buf).digest('hex');
+
+async function cachedBytes(store, name) {
+  const meta = await store.getMeta(name);
+  const r = await store.openReader(name, meta);
+  const out = Buffer.alloc(meta.size);
+  r.read(0, out);
+  r.close();
+  return out;
+}
+
+test('downloads in chunks, then a second call makes no request', { skip }, async () => {
+  const srv = await startTestServer(MODELS);
+  const store = new NodeStore(base(srv), tmp());
+  try {
+    const events = [];
+    const meta = await downloadFile({ baseUrl: base(srv), name: FILE, store, chunkSize: CHUNK, concurrency: 3, onProgress: (p) => events.push(p) });
+    const orig = fs.readFileSync(path.join(dir, FILE));
+    assert.equal(meta.size, orig.length);
+    assert.equal(meta.complete, true);
+    assert.equal(meta.nChunks, Math.ceil(orig.length / CHUNK));
+    assert.ok(srv.requests.length >= meta.nChunks && srv.requests.every((r) => r.range), 'one ranged request per chunk');
+    assert.ok((await cachedBytes(store, FILE)).equals(orig), 'cached bytes equal the file');
+    assert.ok(events.some((e) => e.phase === 'download' && e.bytesDone === orig.length && e.bytesTotal === orig.length));
+    const n = srv.requests.length;
+    const again = await downloadFile({ baseUrl: base(srv), name: FILE, store, chunkSize: CHUNK });
+    assert.equal(again.complete, true);
+    assert.equal(srv.requests.length, n, 'no request for a complete cached file');
+  } finally { await srv.close(); }
+});
+
+test('a dropped connection keeps the finished chunks; the resume fetches only the rest', { skip }, async () => {
+  const size = fs.statSync(path.join(dir, FILE)).size;
+  const cut = Math.floor(size / 2);
+  let dropping = true;
+  const srv = await startTestServer(MODELS, { drop: (req, start) => (dropping && start >= cut ? 1000 : null) });
+  const store = new NodeStore(base(srv), tmp());
+  try {
+    await assert.rejects(
+      downloadFile({ baseUrl: base(srv), name: FILE, store, chunkSize: CHUNK, concurrency: 2, retries: 1 }),
+      (e) => e.code === 'NETWORK' && e.file === FILE && /connection/.test(e.message));
+    const meta1 = await store.getMeta(FILE);
+    const done1 = meta1.done.map((d, i) => (d ? i : -1)).filter((i) => i >= 0);
+    assert.ok(done1.length > 0 && done1.length < meta1.nChunks, `some chunks kept (${done1.length}/${meta1.nChunks})`);
+    assert.equal(meta1.complete, false);
+    dropping = false;
+    const before = srv.requests.length;
+    const meta2 = await downloadFile({ baseUrl: base(srv), name: FILE, store, chunkSize: CHUNK, concurrency: 2 });
+    const resumed = srv.requests.slice(before).map((r) => Math.floor(+/bytes=(\d+)/.exec(r.range)[1] / CHUNK));
+    assert.equal(resumed.length, meta1.nChunks - done1.length, 'one request per missing chunk');
+    for (const i of resumed) assert.ok(!done1.includes(i), `chunk ${i} was not fetched again`);
+    assert.equal(meta2.complete, true);
+    assert.ok((await cachedBytes(store, FILE)).equals(fs.readFileSync(path.join(dir, FILE))));
+  } finally { await srv.close(); }
+});
+
+test('404 and 403 reject with code and file', { skip }, async () => {
+  const srv = await startTestServer(MODELS, { status: (req, rel) => (rel.endsWith('secret.bin') ? 403 : null) });
+  const store = new NodeStore(base(srv), tmp());
+  try {
+    await assert.rejects(downloadFile({ baseUrl: base(srv), name: 'onnx/missing.onnx_data', store, retries: 0 }),
+      (e) => e.code === 'NOT_FOUND' && e.file === 'onnx/missing.onnx_data' && e.status === 404);
+    await assert.rejects(downloadFile({ baseUrl: base(srv), name: 'secret.bin', store, retries: 0 }),
+      (e) => e.code === 'FORBIDDEN' && e.file === 'secret.bin');
+  } finally { await srv.close(); }
+});
+
+test('a file shorter than its tensors need is CORRUPT, naming it', { skip }, async () => {
+  const size = fs.statSync(path.join(dir, FILE)).size;
+  const srv = await startTestServer(MODELS, { truncate: { [`${MODEL}/${FILE}`]: size - 4096 } });
+  const store = new NodeStore(base(srv), tmp());
+  try {
+    await assert.rejects(downloadFile({ baseUrl: base(srv), name: FILE, store, chunkSize: CHUNK, bytesNeeded: size }),
+      (e) => e.code === 'CORRUPT' && e.file === FILE && /4096 missing/.test(e.message));
+  } finally { await srv.close(); }
+});
+
+test('a server without Range support: one streamed GET, stored in chunks', { skip }, async () => {
+  const srv = await startTestServer(MODELS, { noRange: true });
+  const store = new NodeStore(base(srv), tmp());
+  try {
+    const meta = await downloadFile({ baseUrl: base(srv), name: FILE, store, chunkSize: CHUNK });
+    assert.equal(srv.requests.length, 1);
+    assert.equal(meta.complete, true);
+    assert.ok((await cachedBytes(store, FILE)).equals(fs.readFileSync(path.join(dir, FILE))));
+  } finally { await srv.close(); }
+});
+
+test('sha256: a match is recorded, a mismatch is CORRUPT and drops the file', { skip }, async () => {
+  const srv = await startTestServer(MODELS);
+  const store = new NodeStore(base(srv), tmp());
+  try {
+    const good = sha(fs.readFileSync(path.join(dir, FILE)));
+    const meta = await downloadFile({ baseUrl: base(srv), name: FILE, store, chunkSize: CHUNK, sha256: good });
+    assert.equal(meta.verified, true);
+    await assert.rejects(downloadFile({ baseUrl: base(srv), name: 'config.json', store, sha256: '0'.repeat(64) }),
+      (e) => e.code === 'CORRUPT' && e.file === 'config.json' && /sha256/.test(e.message));
+    assert.equal(await store.getMeta('config.json'), null);
+  } finally { await srv.close(); }
+});
+
+test('a 206 whose Content-Range cannot be read falls back to one plain GET', { skip }, async () => {
+  const srv = await startTestServer(MODELS, { noContentRange: true });
+  const store = new NodeStore(base(srv), tmp());
+  try {
+    const meta = await downloadFile({ baseUrl: base(srv), name: FILE, store, chunkSize: CHUNK });
+    assert.equal(srv.requests.length, 2);
+    assert.equal(srv.requests[1].range, null);
+    assert.equal(meta.size, fs.statSync(path.join(dir, FILE)).size);
+    assert.ok((await cachedBytes(store, FILE)).equals(fs.readFileSync(path.join(dir, FILE))));
+  } finally { await srv.close(); }
+});

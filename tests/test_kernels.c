@@ -1,0 +1,570 @@
+/* test_kernels.c - every kernel against its scalar reference, fp16 conversions exhaustively, the pool.
+ *
+ *   test_kernels                 run the tests (native ctest, or `node build/wasm/test_kernels-st.mjs`)
+ *   test_kernels bench [threads] print one JSON line of GB/s (weight bytes streamed per second)
+ *
+ * The same file builds natively and for wasm (st/mt, SIMD128, relaxed), so the SIMD variants of each
+ * target are checked against the same references. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "qw_dtype.h"
+#include "qw_kernels.h"
+#include "qw_pool.h"
+
+static int g_fail = 0, g_checks = 0;
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        g_checks++;                                                        \
+        if (!(cond)) {                                                     \
+            g_fail++;                                                      \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);           \
+            fprintf(stderr, __VA_ARGS__);                                  \
+            fprintf(stderr, "\n");                                         \
+        }                                                                  \
+    } while (0)
+
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 11);
+}
+static float frand(void) { return (float)(rnd() & 0xffffff) / 16777216.0f * 2.0f - 1.0f; } /* [-1, 1) */
+/* activations like a transformer's: mostly small, a few outliers */
+static float act_rand(void) { return (rnd() % 64 == 0) ? frand() * 8.0f : frand(); }
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* max |a - b| over max |b| (normalised error; robust when some outputs are near zero) */
+static double nerr(const float *a, const float *b, size_t n) {
+    double e = 0, m = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > e || d != d) e = d != d ? INFINITY : d;
+        if (fabs(b[i]) > m) m = fabs(b[i]);
+    }
+    return e / m;
+}
+
+/* ---- fp16 ----------------------------------------------------------------------------------------- */
+
+static float half_ref(uint16_t h) { /* independent: from the definition */
+    int e = (h >> 10) & 31, m = h & 1023;
+    float s = (h & 0x8000) ? -1.0f : 1.0f;
+    if (e == 0) return s * ldexpf((float)m, -24);
+    if (e == 31) return m ? NAN : s * INFINITY;
+    return s * ldexpf((float)(1024 + m), e - 25);
+}
+
+static void test_f16(void) {
+    static uint16_t hs[65536];
+    static float fs[65536];
+    for (int i = 0; i < 65536; i++) hs[i] = (uint16_t)i;
+    qw_f16_to_f32_array(hs, fs, 65536);
+    int bad = 0;
+    for (int i = 0; i < 65536; i++) {
+        float r = half_ref((uint16_t)i), s = qw_f16_to_f32((uint16_t)i);
+        uint32_t a, b;
+        memcpy(&a, &fs[i], 4);
+        memcpy(&b, &s, 4);
+        /* array == scalar bit for bit; for NaN only NaN-ness and sign (F16C quiets signalling NaNs) */
+        if (s != s ? !(fs[i] != fs[i] && (a >> 31) == (b >> 31)) : a != b) bad++;
+        if (!(r != r ? s != s : r == s && signbit(r) == signbit(s))) bad++; /* scalar == definition */
+    }
+    CHECK(bad == 0, "f16->f32: %d mismatches over all 65536 halves", bad);
+
+    /* f32 -> f16: reference = nearest finite half by search, ties to even mantissa, overflow rule */
+    enum { NV = 200000 };
+    static float v[NV];
+    static uint16_t o[NV];
+    for (int i = 0; i < NV; i++) {
+        uint32_t bits;
+        switch (i % 4) {
+        case 0: bits = rnd() | (rnd() << 21); break;                                    /* anything */
+        case 1: bits = (rnd() % (0x47800000u - 0x33000000u) + 0x33000000u) | (rnd() & 1) << 31; break;
+        case 2: { float f = half_ref((uint16_t)(rnd() & 0x7bff)); float g = half_ref((uint16_t)((rnd() & 0x7bff) + 1));
+                  f = (f + g) * 0.5f; memcpy(&bits, &f, 4); break; }                      /* ties-ish */
+        default: bits = (uint32_t)(rnd() % 0x00800000u) | (rnd() & 1) << 31; break;     /* f32 subnormal */
+        }
+        memcpy(&v[i], &bits, 4);
+    }
+    qw_f32_to_f16_array(v, o, NV);
+    bad = 0;
+    for (int i = 0; i < NV; i++) {
+        float x = v[i];
+        uint16_t want;
+        if (x != x) want = 0x7e00; /* compare NaN-ness only */
+        else {
+            double ax = fabs((double)x);
+            uint16_t sign = signbit(x) ? 0x8000 : 0;
+            if (ax >= 65520.0) want = sign | 0x7c00;
+            else {
+                int lo = 0, hi = 0x7bff; /* largest half <= ax */
+                while (lo < hi) { int mid = (lo + hi + 1) / 2; if (half_ref((uint16_t)mid) <= ax) lo = mid; else hi = mid - 1; }
+                double dl = ax - half_ref((uint16_t)lo), dh = lo < 0x7bff ? half_ref((uint16_t)(lo + 1)) - ax : 1e30;
+                if (lo == 0x7bff) dh = 65536.0 - ax; /* rounding up past max goes to inf */
+                int r = dl < dh ? lo : dl > dh ? lo + 1 : ((lo & 1) ? lo + 1 : lo);
+                want = sign | (uint16_t)r;
+            }
+        }
+        uint16_t s = qw_f32_to_f16(x);
+        if (x != x) { if ((o[i] & 0x7c00) != 0x7c00 || !(o[i] & 0x3ff) || (s & 0x7fff) <= 0x7c00) bad++; }
+        else if (o[i] != want || s != want) {
+            if (bad < 5) fprintf(stderr, "  f32->f16 %a: array %04x scalar %04x want %04x\n", x, o[i], s, want);
+            bad++;
+        }
+    }
+    CHECK(bad == 0, "f32->f16: %d mismatches of %d", bad, NV);
+}
+
+/* ---- q4 ----------------------------------------------------------------------------------------- */
+
+typedef struct {
+    qw_q4w w;
+    uint8_t *q, *zp;
+    float *sc;
+} q4buf;
+
+static void q4_make(q4buf *b, int N, int K, int block, int with_zp) {
+    qw_q4w *w = &b->w;
+    w->N = N, w->K = K, w->block = block, w->n_blocks = (K + block - 1) / block;
+    size_t qb = (size_t)N * w->n_blocks * block / 2;
+    b->q = malloc(qb);
+    b->sc = malloc((size_t)N * w->n_blocks * 4);
+    b->zp = with_zp ? malloc((size_t)N * ((w->n_blocks + 1) / 2)) : NULL;
+    for (size_t i = 0; i < qb; i++) b->q[i] = (uint8_t)rnd();
+    for (size_t i = 0; i < (size_t)N * w->n_blocks; i++) b->sc[i] = (0.5f + (rnd() % 1000) / 1000.0f) * 0.02f;
+    if (b->zp)
+        for (size_t i = 0; i < (size_t)N * ((w->n_blocks + 1) / 2); i++) b->zp[i] = (uint8_t)rnd();
+    w->q = b->q, w->scales = b->sc, w->zp = b->zp;
+}
+static void q4_free(q4buf *b) { free(b->q), free(b->sc), free(b->zp); }
+
+static double g_q8_vs_f32_max = 0, g_q8_vs_f32_rms = 0;
+
+static void test_q4(qw_pool *pool) {
+    static const int shapes[][6] = {
+        /* N, K, block, M, zp, bias */
+        {37, 100, 32, 1, 1, 1},  {64, 256, 16, 3, 0, 0},  {33, 1000, 128, 5, 1, 0}, {17, 64, 64, 1, 0, 1},
+        {130, 520, 32, 40, 1, 1}, {5, 48, 16, 2, 1, 1},   {96, 1536, 32, 1, 0, 0},  {257, 300, 256, 7, 1, 1},
+        {1, 31, 32, 1, 1, 0},    {300, 2048, 64, 2, 0, 1}, {40, 1024, 1024, 3, 1, 0}, {8, 17, 16, 33, 1, 1},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int N = shapes[s][0], K = shapes[s][1], B = shapes[s][2], M = shapes[s][3];
+        q4buf qb;
+        q4_make(&qb, N, K, B, shapes[s][4]);
+        float *x = malloc((size_t)M * K * 4), *bias = NULL;
+        float *y = malloc((size_t)M * N * 4), *yr = malloc((size_t)M * N * 4), *y8r = malloc((size_t)M * N * 4);
+        for (int i = 0; i < M * K; i++) x[i] = act_rand();
+        if (shapes[s][5]) {
+            bias = malloc((size_t)N * 4);
+            for (int i = 0; i < N; i++) bias[i] = frand();
+        }
+        size_t ws = qw_q4_matmul_q8_work_size(&qb.w, M);
+        void *work = malloc(ws);
+        qw_q4_matmul_ref(&qb.w, x, M, bias, yr);
+        qw_q4_matmul_q8_ref(&qb.w, x, M, bias, y8r);
+        for (int pass = 0; pass < 2; pass++) {
+            qw_pool *p = pass ? pool : NULL;
+            memset(y, 0xff, (size_t)M * N * 4);
+            qw_q4_matmul(p, &qb.w, x, M, bias, y);
+            double e = nerr(y, yr, (size_t)M * N);
+            CHECK(e < 2e-5, "q4_matmul N=%d K=%d block=%d M=%d zp=%d: err %.3g", N, K, B, M, shapes[s][4], e);
+            memset(y, 0xff, (size_t)M * N * 4);
+            qw_q4_matmul_q8(p, &qb.w, x, M, bias, y, work);
+            e = nerr(y, y8r, (size_t)M * N);
+            CHECK(e < 2e-5, "q4_matmul_q8 N=%d K=%d block=%d M=%d zp=%d: err %.3g", N, K, B, M, shapes[s][4], e);
+        }
+        /* int8 activations vs exact fp32: the accuracy_level 4 deviation */
+        double e = nerr(y8r, yr, (size_t)M * N), se = 0, sr = 0;
+        for (int i = 0; i < M * N; i++) se += (y8r[i] - yr[i]) * (double)(y8r[i] - yr[i]), sr += (double)yr[i] * yr[i];
+        if (e > g_q8_vs_f32_max) g_q8_vs_f32_max = e;
+        if (sqrt(se / sr) > g_q8_vs_f32_rms) g_q8_vs_f32_rms = sqrt(se / sr);
+        CHECK(e < 3e-2, "q8 reference vs fp32 reference: %.3g", e);
+        free(x), free(bias), free(y), free(yr), free(y8r), free(work);
+        q4_free(&qb);
+    }
+    printf("q4 int8-activation (accuracy_level 4) vs fp32, test shapes with outliers: max err/max|y| = %.2e, "
+           "rms rel = %.2e\n", g_q8_vs_f32_max, g_q8_vs_f32_rms);
+    /* the same on a 1.5B-like shape, activations without and with outliers */
+    for (int outl = 0; outl < 2; outl++) {
+        int N = 256, K = 1536;
+        q4buf qb;
+        q4_make(&qb, N, K, 32, 0);
+        float *x = malloc((size_t)K * 4), *y = malloc((size_t)N * 4), *yr = malloc((size_t)N * 4);
+        for (int i = 0; i < K; i++) x[i] = outl ? act_rand() : frand();
+        qw_q4_matmul_ref(&qb.w, x, 1, NULL, yr);
+        qw_q4_matmul_q8_ref(&qb.w, x, 1, NULL, y);
+        double se = 0, sr = 0;
+        for (int i = 0; i < N; i++) se += (y[i] - yr[i]) * (double)(y[i] - yr[i]), sr += (double)yr[i] * yr[i];
+        printf("  N=%d K=%d block 32, %s activations: max err/max|y| = %.2e, rms rel = %.2e\n", N, K,
+               outl ? "uniform + 1/64 outliers x8" : "uniform", nerr(y, yr, N), sqrt(se / sr));
+        free(x), free(y), free(yr);
+        q4_free(&qb);
+    }
+}
+
+/* The decode layout (qw_q4_pack_q): a packed copy of qb's weights, scales and zero points. */
+static void q4_pack_copy(const q4buf *src, q4buf *dst) {
+    const qw_q4w *w = &src->w;
+    int N = w->N, nb = w->n_blocks;
+    size_t rb = (size_t)nb * w->block / 2;
+    *dst = *src;
+    dst->q = malloc((size_t)N * rb);
+    dst->sc = malloc((size_t)N * nb * 4);
+    dst->zp = w->zp ? malloc((size_t)N * nb) : NULL;
+    memcpy(dst->q, w->q, (size_t)N * rb);
+    void *tmp = malloc(4 * rb);
+    qw_q4_pack_q(dst->q, N, nb, w->block, tmp);
+    free(tmp);
+    for (int n = 0; n < N; n++)
+        for (int b = 0; b < nb; b++) {
+            dst->sc[qw_q4_packed_ix(n, b, nb)] = w->scales[(size_t)n * nb + b];
+            if (w->zp) {
+                uint8_t z = w->zp[(size_t)n * ((nb + 1) / 2) + b / 2];
+                dst->zp[qw_q4_packed_ix(n, b, nb)] = (b & 1) ? z >> 4 : z & 15;
+            }
+        }
+    dst->w.q = dst->q, dst->w.scales = dst->sc, dst->w.zp = dst->zp, dst->w.packed = 1;
+}
+
+static void test_q4_packed(qw_pool *pool) {
+    static const int shapes[][6] = {
+        /* N, K, block, M, zp, bias */
+        {36, 100, 32, 1, 1, 1}, {64, 256, 64, 3, 0, 0}, {32, 1000, 128, 5, 1, 0}, {128, 1536, 32, 1, 0, 0},
+        {132, 520, 32, 40, 1, 1}, {256, 300, 256, 7, 1, 1}, {4, 31, 32, 1, 1, 0}, {300, 2048, 64, 2, 0, 1},
+        {8, 96, 32, 33, 1, 1}, {1536, 8960, 32, 1, 0, 0}, {64, 1536, 32, 64, 0, 1},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int N = shapes[s][0], K = shapes[s][1], B = shapes[s][2], M = shapes[s][3];
+        CHECK(qw_q4_packable(N, B), "packable N=%d block=%d", N, B);
+        q4buf qb, pk;
+        q4_make(&qb, N, K, B, shapes[s][4]);
+        q4_pack_copy(&qb, &pk);
+        float *x = malloc((size_t)M * K * 4), *bias = NULL;
+        float *y = malloc((size_t)M * N * 4), *y8r = malloc((size_t)M * N * 4);
+        for (int i = 0; i < M * K; i++) x[i] = act_rand();
+        if (shapes[s][5]) {
+            bias = malloc((size_t)N * 4);
+            for (int i = 0; i < N; i++) bias[i] = frand();
+        }
+        void *work = malloc(qw_q4_matmul_q8_work_size(&pk.w, M));
+        qw_q4_matmul_q8_ref(&qb.w, x, M, bias, y8r);
+        for (int pass = 0; pass < 2; pass++) {
+            memset(y, 0xff, (size_t)M * N * 4);
+            qw_q4_matmul_q8(pass ? pool : NULL, &pk.w, x, M, bias, y, work);
+            /* same arithmetic per output as the reference: identical bits */
+            CHECK(memcmp(y, y8r, (size_t)M * N * 4) == 0, "packed q4_matmul_q8 N=%d K=%d block=%d M=%d zp=%d: err %.3g",
+                  N, K, B, M, shapes[s][4], nerr(y, y8r, (size_t)M * N));
+        }
+        free(x), free(bias), free(y), free(y8r), free(work);
+        q4_free(&qb);
+        q4_free(&pk);
+    }
+    CHECK(!qw_q4_packable(30, 32) && !qw_q4_packable(32, 16), "not packable");
+}
+
+/* int8 lm_head rows: kernel = reference bit for bit; the documented error bound holds against exact. */
+static void test_i8_lmhead(qw_pool *pool) {
+    static const int shapes[][3] = {{37, 100, 1}, {64, 1536, 1}, {1001, 896, 0}, {4, 64, 1}, {259, 1000, 0}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int N = shapes[s][0], K = shapes[s][1], f16 = shapes[s][2];
+        void *Bm = malloc((size_t)N * K * (f16 ? 2 : 4));
+        for (size_t i = 0; i < (size_t)N * K; i++) {
+            float v = frand() * 0.05f * ((rnd() % 97 == 0) ? 6.0f : 1.0f);
+            if (f16) ((uint16_t *)Bm)[i] = qw_f32_to_f16(v);
+            else ((float *)Bm)[i] = v;
+        }
+        qw_i8w w;
+        qw_i8w_init(&w, N, K);
+        w.q = malloc(qw_i8w_q_bytes(&w));
+        w.scales = malloc(qw_i8w_scale_bytes(&w));
+        w.wnorm = malloc((size_t)w.N4 * 2 * 4);
+        w.enorm = w.wnorm + w.N4;
+        qw_i8w_quantize(pool, &w, Bm, f16, K);
+        float *x = malloc((size_t)K * 4), *y = malloc((size_t)N * 4), *yr = malloc((size_t)N * 4), *ye = malloc((size_t)N * 4);
+        for (int i = 0; i < K; i++) x[i] = act_rand() * 3.0f;
+        void *work = malloc(qw_i8_matvec_work_size(&w));
+        double xn = 0, ex = 0;
+        qw_i8_matvec_ref(&w, x, yr);
+        for (int pass = 0; pass < 2; pass++) {
+            memset(y, 0xff, (size_t)N * 4);
+            qw_i8_matvec(pass ? pool : NULL, &w, x, y, work, &xn, &ex);
+            CHECK(memcmp(y, yr, (size_t)N * 4) == 0, "i8_matvec N=%d K=%d: err %.3g", N, K, nerr(y, yr, N));
+        }
+        if (f16) qw_gemm_f16b(NULL, 1, N, K, x, K, Bm, K, 1, ye, N);
+        else qw_gemm_f32(NULL, 1, N, K, x, K, Bm, K, 1, ye, N);
+        double worst = 0, used = 0;
+        int ok = 1;
+        for (int n = 0; n < N; n++) {
+            double bound = w.wnorm[n] * ex + w.enorm[n] * (xn + ex) + 1e-4 * (1 + fabs(ye[n]));
+            double e = fabs((double)y[n] - ye[n]);
+            if (e > bound) ok = 0;
+            if (e > worst) worst = e;
+            if (e / bound > used) used = e / bound;
+        }
+        CHECK(ok, "i8 lm_head bound N=%d K=%d", N, K);
+        if (s == 1) printf("int8 lm_head rows (block %d, 7-bit x): max |err| %.3g, at most %.0f%% of the bound\n",
+                           QW_I8_BLOCK, worst, used * 100);
+        /* rows recomputed exactly = the full product's values */
+        int32_t rows[5] = {N - 1, 0, N / 2, N / 3, N - 1};
+        float ro[5];
+        qw_gemm_tb_rows(x, Bm, f16, K, K, rows, 5, ro);
+        int same = 1;
+        for (int i = 0; i < 5; i++) same &= memcmp(&ro[i], &ye[rows[i]], 4) == 0;
+        CHECK(same, "gemm_tb_rows = gemm rows N=%d K=%d f16=%d", N, K, f16);
+        free(Bm), free(w.q), free(w.scales), free(w.wnorm), free(x), free(y), free(yr), free(ye), free(work);
+    }
+    double t0 = now_s();
+    qw_kernels_warmup(pool);
+    printf("qw_kernels_warmup: %.1f ms\n", (now_s() - t0) * 1e3);
+}
+
+/* ---- dense -------------------------------------------------------------------------------------- */
+
+static void test_gemm(qw_pool *pool) {
+    static const int shapes[][4] = {{1, 37, 100, 1}, {1, 37, 100, 0}, {5, 129, 64, 1}, {5, 129, 64, 0},
+                                    {1, 1000, 1536, 1}, {33, 70, 128, 1}, {33, 70, 128, 0}, {3, 17, 9, 0},
+                                    {64, 64, 600, 1}, {2, 300, 1030, 1}, {200, 31, 64, 0}, {7, 200, 200, 0}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], tb = shapes[s][3];
+        int lda = K + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
+        size_t nb = (size_t)(tb ? N : K) * ldb;
+        float *A = malloc((size_t)M * lda * 4), *B = malloc(nb * 4), *C = malloc((size_t)M * ldc * 4),
+              *R = malloc((size_t)M * ldc * 4);
+        uint16_t *H = malloc(nb * 2);
+        for (size_t i = 0; i < (size_t)M * lda; i++) A[i] = frand();
+        for (size_t i = 0; i < nb; i++) H[i] = qw_f32_to_f16(B[i] = frand() * 0.1f);
+        for (int pass = 0; pass < 2; pass++) {
+            qw_pool *p = pass ? pool : NULL;
+            memset(C, 0, (size_t)M * ldc * 4), memset(R, 0, (size_t)M * ldc * 4);
+            qw_gemm_f32_ref(M, N, K, A, lda, B, ldb, tb, R, ldc);
+            qw_gemm_f32(p, M, N, K, A, lda, B, ldb, tb, C, ldc);
+            double e = nerr(C, R, (size_t)M * ldc);
+            CHECK(e < 1e-5, "gemm_f32 M=%d N=%d K=%d tb=%d: %.3g", M, N, K, tb, e);
+            memset(C, 0, (size_t)M * ldc * 4), memset(R, 0, (size_t)M * ldc * 4);
+            qw_gemm_f16b_ref(M, N, K, A, lda, H, ldb, tb, R, ldc);
+            qw_gemm_f16b(p, M, N, K, A, lda, H, ldb, tb, C, ldc);
+            e = nerr(C, R, (size_t)M * ldc);
+            CHECK(e < 1e-5, "gemm_f16b M=%d N=%d K=%d tb=%d: %.3g", M, N, K, tb, e);
+        }
+        free(A), free(B), free(C), free(R), free(H);
+    }
+}
+
+static void test_misc(qw_pool *pool) {
+    enum { n = 1537 };
+    static float x[n], w[n], y[n], r[n];
+    for (int i = 0; i < n; i++) x[i] = frand() * 3, w[i] = frand();
+    double d = 0;
+    for (int i = 0; i < n; i++) d += (double)x[i] * w[i];
+    CHECK(fabs(qw_dot_f32(x, w, n) - d) < 1e-4, "dot");
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    for (int i = 0; i < n; i++) r[i] = (float)(x[i] / sqrt(ss / n + 1e-6) * w[i]);
+    qw_rmsnorm_f32(x, w, 1e-6f, n, y);
+    CHECK(nerr(y, r, n) < 1e-5, "rmsnorm %.3g", nerr(y, r, n));
+    double mx = -1e30, sum = 0;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    for (int i = 0; i < n; i++) sum += exp(x[i] - mx);
+    for (int i = 0; i < n; i++) r[i] = (float)(exp(x[i] - mx) / sum);
+    memcpy(y, x, sizeof y);
+    qw_softmax_f32(y, n);
+    CHECK(nerr(y, r, n) < 1e-5, "softmax %.3g", nerr(y, r, n));
+
+    /* attention: decode step and prefill chunk, grouped heads */
+    static const int cases[][6] = {{1, 6, 2, 24, 40, 10}, {5, 6, 2, 24, 40, 3}, {1, 12, 2, 128, 64, 63},
+                                   {7, 4, 4, 20, 16, 0}, {3, 14, 2, 64, 100, 50}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int nq = cases[c][0], nh = cases[c][1], nkv = cases[c][2], hd = cases[c][3], ms = cases[c][4], p0 = cases[c][5];
+        size_t qn = (size_t)nq * nh * hd, kn = (size_t)nkv * ms * hd;
+        float *q = malloc(qn * 4), *k = malloc(kn * 4), *v = malloc(kn * 4), *o = malloc(qn * 4),
+              *or_ = malloc(qn * 4), *sc = malloc((size_t)ms * 4);
+        void *wk = malloc(qw_attention_work_size(pool, ms));
+        for (size_t i = 0; i < qn; i++) q[i] = frand();
+        for (size_t i = 0; i < kn; i++) k[i] = frand(), v[i] = frand();
+        float scale = 1.0f / sqrtf((float)hd);
+        qw_attention_gqa_ref(q, nq, nh, nkv, hd, k, v, ms, p0, scale, or_, sc);
+        qw_attention_gqa(pool, q, nq, nh, nkv, hd, k, v, ms, p0, scale, o, wk);
+        CHECK(nerr(o, or_, qn) < 1e-5, "attention case %zu: %.3g", c, nerr(o, or_, qn));
+        free(q), free(k), free(v), free(o), free(or_), free(sc), free(wk);
+    }
+}
+
+/* ---- pool --------------------------------------------------------------------------------------- */
+
+typedef struct {
+    int counts[64];
+    long sum;
+    int nth_seen;
+} pool_arg;
+
+static void pool_fn(void *p, int ith, int nth) {
+    pool_arg *a = p;
+    a->counts[ith]++; /* each ith owns its slot */
+    if (ith == 0) a->nth_seen = nth;
+}
+
+static void test_pool(void) {
+    for (int nt = 1; nt <= 4; nt++) {
+        qw_pool *p = qw_pool_new(nt);
+        CHECK(p != NULL, "pool_new(%d)", nt);
+        int nth = qw_pool_threads(p);
+        pool_arg a;
+        memset(&a, 0, sizeof a);
+        const int runs = 3000;
+        for (int i = 0; i < runs; i++) qw_pool_run(p, pool_fn, &a);
+        int ok = a.nth_seen == nth;
+        for (int i = 0; i < nth; i++) ok &= a.counts[i] == runs;
+        CHECK(ok, "pool(%d threads): each thread once per run", nth);
+        qw_pool_free(p);
+    }
+    pool_arg a;
+    memset(&a, 0, sizeof a);
+    qw_pool_run(NULL, pool_fn, &a);
+    CHECK(a.counts[0] == 1 && a.nth_seen == 1 && qw_pool_threads(NULL) == 1, "NULL pool runs serially");
+}
+
+/* ---- bench -------------------------------------------------------------------------------------- */
+
+static double bench_q4(qw_pool *pool, int N, int K, int q8, int reps) {
+    q4buf qb;
+    q4_make(&qb, N, K, 32, 0);
+    if (q8 == 2) { /* the packed decode layout */
+        q4buf pk;
+        q4_pack_copy(&qb, &pk);
+        q4_free(&qb);
+        qb = pk;
+    }
+    float *x = malloc((size_t)K * 4), *y = malloc((size_t)N * 4);
+    void *work = malloc(qw_q4_matmul_q8_work_size(&qb.w, 1));
+    for (int i = 0; i < K; i++) x[i] = act_rand();
+    double best = 1e30;
+    for (int r = 0; r < reps + 20; r++) { /* the first runs warm up (and let V8 tier up) */
+        double t0 = now_s();
+        if (q8) qw_q4_matmul_q8(pool, &qb.w, x, 1, NULL, y, work);
+        else qw_q4_matmul(pool, &qb.w, x, 1, NULL, y);
+        double t = now_s() - t0;
+        if (r >= 20 && t < best) best = t;
+    }
+    double bytes = (double)N * qb.w.n_blocks * (16 + 2); /* 4-bit data + fp16 scale as in the model file */
+    free(x), free(y), free(work);
+    q4_free(&qb);
+    return bytes / best * 1e-9;
+}
+
+static double bench_lm_head(qw_pool *pool, int N, int K, int reps, double *ms) {
+    uint16_t *B = malloc((size_t)N * K * 2);
+    float *x = malloc((size_t)K * 4), *y = malloc((size_t)N * 4);
+    for (size_t i = 0; i < (size_t)N * K; i++) B[i] = (uint16_t)(0x2000 + (rnd() & 0x1fff)) | (rnd() & 0x8000);
+    for (int i = 0; i < K; i++) x[i] = act_rand();
+    double best = 1e30;
+    for (int r = 0; r < reps + 3; r++) {
+        double t0 = now_s();
+        qw_gemm_f16b(pool, 1, N, K, x, K, B, K, 1, y, N);
+        double t = now_s() - t0;
+        if (r >= 3 && t < best) best = t;
+    }
+    free(B), free(x), free(y);
+    *ms = best * 1e3;
+    return (double)N * K * 2 / best * 1e-9;
+}
+
+static double bench_i8_lm_head(qw_pool *pool, int N, int K, int reps, double *ms) {
+    qw_i8w w;
+    qw_i8w_init(&w, N, K);
+    w.q = malloc(qw_i8w_q_bytes(&w));
+    w.scales = malloc(qw_i8w_scale_bytes(&w));
+    w.wnorm = malloc((size_t)w.N4 * 2 * 4);
+    w.enorm = w.wnorm + w.N4;
+    for (size_t i = 0; i < qw_i8w_q_bytes(&w); i++) w.q[i] = (int8_t)(rnd() % 255 - 127);
+    for (size_t i = 0; i < qw_i8w_scale_bytes(&w) / 4; i++) w.scales[i] = 1e-3f;
+    float *x = malloc((size_t)K * 4), *y = malloc((size_t)N * 4);
+    void *work = malloc(qw_i8_matvec_work_size(&w));
+    for (int i = 0; i < K; i++) x[i] = act_rand();
+    double best = 1e30;
+    for (int r = 0; r < reps + 5; r++) {
+        double t0 = now_s();
+        qw_i8_matvec(pool, &w, x, y, work, NULL, NULL);
+        double t = now_s() - t0;
+        if (r >= 5 && t < best) best = t;
+    }
+    double bytes = (double)qw_i8w_q_bytes(&w) + qw_i8w_scale_bytes(&w);
+    free(w.q), free(w.scales), free(w.wnorm), free(x), free(y), free(work);
+    *ms = best * 1e3;
+    return bytes / best * 1e-9;
+}
+
+static int bench(int threads) {
+    qw_pool *pool = qw_pool_new(threads);
+    double lm_ms;
+    double a = bench_q4(pool, 8960, 1536, 1, 60);  /* gate/up proj */
+    double b = bench_q4(pool, 1536, 8960, 1, 60);  /* down proj */
+    double c = bench_q4(pool, 1536, 1536, 1, 200); /* q/o proj (in cache) */
+    double d = bench_q4(pool, 8960, 1536, 0, 30);  /* exact fp32-activation path */
+    double e = bench_lm_head(pool, 151936, 1536, 5, &lm_ms);
+    double lm8_ms;
+    double pa = bench_q4(pool, 8960, 1536, 2, 60), pb = bench_q4(pool, 1536, 8960, 2, 60);
+    double pc = bench_q4(pool, 1536, 1536, 2, 200);
+    double f = bench_i8_lm_head(pool, 151936, 1536, 8, &lm8_ms);
+#if defined(__wasm_relaxed_simd__)
+    const char *isa = "wasm-simd128-relaxed";
+#elif defined(__wasm_simd128__)
+    const char *isa = "wasm-simd128";
+#elif defined(__AVX2__)
+    const char *isa = "avx2";
+#else
+    const char *isa = "scalar";
+#endif
+    printf("{\"isa\":\"%s\",\"threads\":%d,\"q4q8_8960x1536_GBs\":%.2f,\"q4q8_1536x8960_GBs\":%.2f,"
+           "\"q4q8_1536x1536_GBs\":%.2f,\"q4f32_8960x1536_GBs\":%.2f,\"lm_head_f16_151936x1536_GBs\":%.2f,"
+           "\"lm_head_ms\":%.1f,\"q4q8p_8960x1536_GBs\":%.2f,\"q4q8p_1536x8960_GBs\":%.2f,"
+           "\"q4q8p_1536x1536_GBs\":%.2f,\"lm_head_i8_151936x1536_GBs\":%.2f,\"lm_head_i8_ms\":%.1f}\n",
+           isa, qw_pool_threads(pool), a, b, c, d, e, lm_ms, pa, pb, pc, f, lm8_ms);
+    qw_pool_free(pool);
+    return 0;
+}
+
+static int run_tests(void) {
+    test_pool();
+    test_f16();
+    qw_pool *pool = qw_pool_new(3);
+    test_q4(pool);
+    test_q4_packed(pool);
+    test_i8_lmhead(pool);
+    test_gemm(pool);
+    test_misc(pool);
+    qw_pool_free(pool);
+    printf("test_kernels: %d checks, %d failed (%d threads)\n", g_checks, g_fail, 3);
+    return g_fail ? 1 : 0;
+}
+
+#if defined(__EMSCRIPTEN__)
+#include <emscripten.h>
+/* clang >= 16 renames main(argc, argv) to a symbol emscripten 3.1.6's runtime does not call (the
+ * relaxed-SIMD build), so wasm builds take `bench [threads]` from Node's process.argv instead. */
+int main(void) {
+    int mode = EM_ASM_INT({
+        var a = (typeof process == 'object') ? process.argv : [];
+        var i = a.indexOf('bench');
+        return i < 0 ? -1 : (a.length > i + 1 ? parseInt(a[i + 1], 10) : 0);
+    });
+    return mode >= 0 ? bench(mode) : run_tests();
+}
+#else
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "bench") == 0) return bench(argc > 2 ? atoi(argv[2]) : 0);
+    return run_tests();
+}
+#endif

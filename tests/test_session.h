@@ -1,0 +1,44 @@
+/* test_session.h - a model folder opened down to a decoder (fs, ONNX, graph, decoder), shared by the
+ * decoder and memory-cap tests. Header-only, like memfs.h. */
+#ifndef QW_TEST_SESSION_H
+#define QW_TEST_SESSION_H
+
+#include <string.h>
+#include "qwasm.h"
+#include "qw_decoder.h"
+#include "qw_graph.h"
+#include "qw_onnx.h"
+
+typedef struct session {
+    qw_fs fs;
+    qw_onnx_model *m;
+    qw_graph *g;
+    qw_decoder *d;
+} session;
+
+/* Opens dir/onnx with graph options go; on failure *s holds what was opened (close_session frees it). */
+static inline qw_status session_open(const char *dir, const char *onnx, qw_pool *pool, const qw_graph_opts *go,
+                                     int max_seq, session *s, qw_error *err) {
+    memset(s, 0, sizeof *s);
+    qw_status st;
+    if ((st = qw_fs_open_dir(dir, &s->fs, err)) != QW_OK) return st;
+    if ((st = qw_onnx_load(&s->fs, onnx, &s->m, err)) != QW_OK) return st;
+    if ((st = qw_graph_build(&s->fs, s->m, pool, go, &s->g, err)) != QW_OK) return st;
+    return qw_decoder_new(s->g, max_seq, &s->d, err);
+}
+
+static inline void close_session(session *s) {
+    qw_decoder_free(s->d);
+    qw_graph_free(s->g);
+    qw_onnx_free(s->m);
+    qw_fs_close(&s->fs);
+}
+
+/* Greedy pick: the first maximum (lowest id on ties), as onnxruntime's reference does. */
+static inline int argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++) if (x[i] > x[b]) b = i;
+    return b;
+}
+
+#endif

@@ -1,0 +1,42 @@
+// qwasm through its JS API (js/qwasm.js): Qwasm.load({model, threads[, memoryCapMB]}) then
+// for await (ev of rt.generate({promptIds, maxTokens, greedy: true, ignoreEos: true})): one event per token,
+// the last one (done) with ev.stats and every generated id.
+import { now, summarize, markReady, fail } from './common.js';
+
+let Q = null;
+let rt = null;
+
+async function load({ model, threads = 2, memoryCapMB = undefined }) {
+  const t0 = now();
+  const mod = await import('/js/qwasm.js');
+  Q = mod.Qwasm || mod.default || mod;
+  if (!Q || typeof Q.load !== 'function') throw new Error('js/qwasm.js exports no Qwasm.load');
+  const opts = { model: new URL(model, location.href).href, threads };
+  if (memoryCapMB) opts.memoryCapMB = memoryCapMB;
+  rt = await Q.load(opts);
+  return { loadMs: now() - t0 };
+}
+
+async function generate({ promptIds, maxTokens = 128 }) {
+  // generate() is an async generator of GenEvents: kind 'token' with the new id, a last done event with
+  // stats and every generated id (options go to a worker: no callbacks in them).
+  const tokens = [], times = [];
+  let stats = null, last = null;
+  const t0 = now();
+  for await (const ev of rt.generate({ promptIds, maxTokens, greedy: true, ignoreEos: true })) {
+    const t = now();
+    if (ev.kind === 'token') { times.push(t); if (typeof ev.id === 'number') tokens.push(ev.id); }
+    if (ev.stats) stats = ev.stats;
+    last = ev;
+    if (ev.done && ev.ids) { tokens.length = 0; tokens.push(...Array.from(ev.ids)); }
+  }
+  if (!times.length) throw new Error('qwasm generate produced no token events');
+  while (times.length < tokens.length) times.push(times[times.length - 1]);
+  const r = summarize(promptIds.length, t0, times, tokens, { stats, stopReason: last && last.stopReason, coreDecodeMs: last && last.decodeMs, corePrefillMs: last && last.prefillMs });
+  r.nGenerated = tokens.length;
+  return r;
+}
+
+async function unload() { if (rt) { try { await (rt.dispose || rt.close || (() => {})).call(rt); } catch {} rt = null; } }
+
+try { markReady({ name: 'qwasm', load, generate, unload }); } catch (e) { fail(e); }

@@ -1,0 +1,418 @@
+#!/usr/bin/env node
+// Browser benchmark: qwasm against onnxruntime-web, Transformers.js and wllama, in headless Chromium,
+// on the same model files and the same 64-token prompt.
+//
+//   node tools/bench_browser.mjs [--models 0.5b,1.5b] [--engines ort,tjs,wllama,qwasm,qwasm512]
+//        [--runs 3] [--tokens 128] [--prompt-len 64] [--threads 2] [--check 16]
+//        [--out build/bench-browser.json] [--md build/bench-browser.md] [--timeout-min 20]
+//        [--chromium /usr/bin/chromium] [--verbose]
+//
+// --models takes sizes (0.5b, 1.5b) or folder names under build/models/ (e.g. small-q4f16-op18-ext for a smoke test).
+// Defaults: both models, every engine, 3 runs (medians reported), 128 greedy tokens (eos ignored).
+// Models are tools/gen_model.py's --size 0.5b / 1.5b q4f16 folders under build/models/ (generated when
+// missing); wllama gets the GGUF tools/onnx2gguf.py writes next to them (converted when missing/stale).
+//
+// What one run of one engine does (a fresh Chromium profile each time, so caches start empty):
+//   1. cold load: open tools/bench/<engine>.html, clear the HTTP cache (CDP) and the origin's storage,
+//      load the model from the dev server (tools/serve.mjs, COOP/COEP so wasm threads work);
+//   2. close that page, open a new one in the same profile and load again: warm load (from the engine's
+//      own cache: Cache Storage for Transformers.js and the ort page, OPFS for wllama, qwasm's own);
+//   3. on that instance: generate maxTokens greedy tokens from the prompt ids: time to first token
+//      (TTFT), prefill tok/s = prompt / TTFT, decode tok/s = (tokens - 1) / (last - first token time).
+//   Peak memory = max over the whole run of the sum of RSS of every process of the launched browser
+//   (its process tree, read from /proc every 100 ms).
+// Engines: ort = onnxruntime-web 1.30 wasm EP (past-KV greedy loop, like optimum), tjs = Transformers.js
+// 4.3.1 (wasm, q4f16, local model path), wllama = wllama 3.8.1 (GGUF), qwasm = js/qwasm.js, qwasm512 =
+// qwasm with memoryCapMB 512. A failure (not available, out of memory, timeout) is a table cell, not fatal.
+// The first --check greedy tokens of each engine are compared with onnxruntime-node (tools/ort_ref.mjs).
+// Output: markdown table on stdout (+ --md file) and JSON (--out) with medians, every run, and the
+// qwasm/peer ratio of each figure (times and memory: < 1 is better for qwasm; tok/s: > 1 is better).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '..');
+const PY = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+
+const ENGINES = {
+  ort: { label: 'onnxruntime-web 1.30', page: 'ort' },
+  tjs: { label: 'Transformers.js 4.3.1', page: 'tjs' },
+  wllama: { label: 'wllama 3.8.1', page: 'wllama' },
+  qwasm: { label: 'qwasm', page: 'qwasm' },
+  qwasm512: { label: 'qwasm (512 MB cap)', page: 'qwasm', memoryCapMB: 512 },
+};
+const PROMPT_TEXT =
+  'The history of computing is a story of abstraction. Early machines were programmed by rewiring ' +
+  'panels and flipping switches; later, stored programs, assemblers and compilers let people describe ' +
+  'what they wanted rather than how the hardware should do it. Today a web browser can download a ' +
+  'language model and run it locally, one token at a time, inside a sandboxed page. Explain how that works.';
+
+function parseArgs(argv) {
+  const a = {
+    models: ['0.5b', '1.5b'], engines: Object.keys(ENGINES), runs: 3, tokens: 128, promptLen: 64, threads: 2,
+    check: 16, out: path.join(REPO, 'build/bench-browser.json'), md: path.join(REPO, 'build/bench-browser.md'),
+    timeoutMin: 20, chromium: '/usr/bin/chromium', verbose: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i], v = () => argv[++i];
+    if (k === '--models') a.models = v().split(',').filter(Boolean);
+    else if (k === '--engines') a.engines = v().split(',').filter(Boolean);
+    else if (k === '--runs') a.runs = +v();
+    else if (k === '--tokens') a.tokens = +v();
+    else if (k === '--prompt-len') a.promptLen = +v();
+    else if (k === '--threads') a.threads = +v();
+    else if (k === '--check') a.check = +v();
+    else if (k === '--out') a.out = path.resolve(v());
+    else if (k === '--md') a.md = path.resolve(v());
+    else if (k === '--timeout-min') a.timeoutMin = +v();
+    else if (k === '--chromium') a.chromium = v();
+    else if (k === '--verbose') a.verbose = true;
+    else if (k === '-h' || k === '--help') {
+      console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
+      process.exit(0);
+    } else throw new Error('unknown argument ' + k);
+  }
+  for (const e of a.engines) if (!ENGINES[e]) throw new Error('unknown engine ' + e);
+  return a;
+}
+
+const log = (...m) => console.error('[bench]', ...m);
+
+// ---------------------------------------------------------------- models
+function modelDir(size) {
+  const root = path.join(REPO, 'build/models');
+  const pick = () => (fs.existsSync(root) ? fs.readdirSync(root) : [])
+    .filter((d) => (d === size || d.startsWith(`qwen2.5-${size}-q4f16`)) && fs.existsSync(path.join(root, d, 'config.json')))
+    .sort()[0];
+  let d = pick();
+  if (!d) {
+    log(`generating the ${size} model (tools/gen_model.py --size ${size})`);
+    const r = spawnSync(PY, [path.join(REPO, 'tools/gen_model.py'), '--size', size], { stdio: 'inherit' });
+    if (r.status !== 0) throw new Error('gen_model failed');
+    d = pick();
+  }
+  const dir = path.join(root, d);
+  const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  const onnx = cfg.qwasm_test_model?.onnx || 'onnx/model_q4f16.onnx';
+  const ext = fs.existsSync(path.join(dir, onnx + '_data')) ? path.basename(onnx) + '_data' : null;
+  const gguf = path.join(dir, 'model-q4_0.gguf');
+  const src = path.join(dir, ext ? onnx + '_data' : onnx);
+  if (!fs.existsSync(gguf) || fs.statSync(gguf).mtimeMs < fs.statSync(src).mtimeMs) {
+    log(`converting ${d} to GGUF (tools/onnx2gguf.py)`);
+    const r = spawnSync(PY, [path.join(REPO, 'tools/onnx2gguf.py'), dir, '-o', gguf], { stdio: 'inherit' });
+    if (r.status !== 0) throw new Error('onnx2gguf failed');
+  }
+  const bytes = (f) => (fs.existsSync(f) ? fs.statSync(f).size : 0);
+  return {
+    size, name: d, dir, rel: path.relative(REPO, dir), cfg, onnx, ext, gguf: path.relative(REPO, gguf),
+    onnxBytes: bytes(path.join(dir, onnx)) + (ext ? bytes(path.join(dir, onnx + '_data')) : 0), ggufBytes: bytes(gguf),
+  };
+}
+
+async function promptIds(m, n) {
+  try {
+    const T = await import('@huggingface/transformers');
+    T.env.allowRemoteModels = false;
+    T.env.localModelPath = path.dirname(m.dir) + '/';
+    const tok = await T.AutoTokenizer.from_pretrained(m.name);
+    const ids = Array.from(tok.encode(PROMPT_TEXT + ' ' + PROMPT_TEXT), Number);
+    if (ids.length < n) throw new Error('prompt too short');
+    // wllama 3 only takes a text prompt: the text of exactly these ids (checked to re-encode to them)
+    const text = tok.decode(ids.slice(0, n));
+    const back = Array.from(tok.encode(text), Number);
+    const same = back.length === n && back.every((x, i) => x === ids[i]);
+    if (!same) log('warning: the decoded prompt text does not re-encode to the same ids (wllama may see other tokens)');
+    return { ids: ids.slice(0, n), text, textRoundTrips: same, decode: (t) => tok.decode(t) };
+  } catch (e) {
+    log('tokenizer unavailable (' + e.message + '): fixed prompt ids');
+    return { ids: Array.from({ length: n }, (_, i) => 1000 + ((i * 7919) % 50000)), text: null, textRoundTrips: false };
+  }
+}
+
+function ortReference(m, ids, steps, threads) {
+  const out = path.join(REPO, 'build', `bench-ref-${m.name}.json`);
+  const key = JSON.stringify({ ids, steps, onnx: m.onnx });
+  try {
+    const j = JSON.parse(fs.readFileSync(out, 'utf8'));
+    if (j.benchKey === key && fs.statSync(out).mtimeMs > fs.statSync(path.join(m.dir, m.onnx)).mtimeMs) return j.tokens;
+  } catch {}
+  log(`onnxruntime-node reference: ${steps} greedy tokens on ${m.name}`);
+  const r = spawnSync(process.execPath, [path.join(REPO, 'tools/ort_ref.mjs'), m.dir, '--prompt-ids', ids.join(','),
+    '--steps', String(steps), '--onnx', m.onnx, '--out', out, '--threads', String(threads)], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (r.status !== 0) { log('ort_ref failed'); return null; }
+  const j = JSON.parse(fs.readFileSync(out, 'utf8'));
+  const slim = { benchKey: key, ort_version: j.ort_version, prompt_ids: j.prompt_ids, tokens: j.tokens };
+  fs.writeFileSync(out, JSON.stringify(slim));
+  return j.tokens;
+}
+
+// ---------------------------------------------------------------- memory sampling from /proc
+function procTable() {
+  const t = new Map();
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const st = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+      const r = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      t.set(+e, +r[1]);
+    } catch {}
+  }
+  return t;
+}
+function findBrowserRoot(userDataDir) {
+  const me = process.pid;
+  const cands = [];
+  for (const [pid, ppid] of procTable()) {
+    try {
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (cmd.includes(userDataDir) && !cmd.includes('--type=')) cands.push({ pid, ppid });
+    } catch {}
+  }
+  const direct = cands.find((c) => c.ppid === me);
+  return (direct || cands.sort((a, b) => a.pid - b.pid)[0])?.pid ?? null;
+}
+const PAGE = 4096;
+function treeRss(root) {
+  const t = procTable();
+  const kids = new Map();
+  for (const [pid, ppid] of t) { if (!kids.has(ppid)) kids.set(ppid, []); kids.get(ppid).push(pid); }
+  let sum = 0, n = 0;
+  const stack = [root];
+  while (stack.length) {
+    const p = stack.pop();
+    try { sum += +fs.readFileSync(`/proc/${p}/statm`, 'utf8').split(' ')[1] * PAGE; n++; } catch {}
+    for (const c of kids.get(p) || []) stack.push(c);
+  }
+  return { sum, n };
+}
+class MemSampler {
+  constructor(root) {
+    this.root = root; this.phase = 'start'; this.peak = {}; this.maxProcs = 0;
+    this.timer = setInterval(() => this.sample(), 100);
+  }
+  sample() {
+    if (!this.root) return;
+    const { sum, n } = treeRss(this.root);
+    this.maxProcs = Math.max(this.maxProcs, n);
+    this.peak[this.phase] = Math.max(this.peak[this.phase] || 0, sum);
+  }
+  stop() { clearInterval(this.timer); this.sample(); }
+  get overall() { return Math.max(0, ...Object.values(this.peak)); }
+}
+
+// ---------------------------------------------------------------- one engine run
+const withTimeout = (p, ms, what) => Promise.race([p, new Promise((_, rej) =>
+  setTimeout(() => rej(new Error(`timeout after ${Math.round(ms / 1000)} s in ${what}`)), ms).unref())]);
+
+async function openPage(ctx, url, info) {
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => info.errors.push('pageerror: ' + e.message));
+  page.on('crash', () => info.errors.push('renderer crashed (out of memory?)'));
+  page.on('console', (m) => { if (m.type() === 'error' || info.verbose) info.console.push(`${m.type()}: ${m.text()}`.slice(0, 500)); });
+  await page.goto(url);
+  await page.waitForFunction(() => window.benchReady || window.benchLoadError, null, { timeout: 60000 });
+  const err = await page.evaluate(() => window.benchLoadError || null);
+  if (err) throw new Error('page failed: ' + err);
+  return page;
+}
+
+async function runEngine(chromium, a, srvUrl, m, prompt, engKey) {
+  const ids = prompt.ids;
+  const eng = ENGINES[engKey];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qwbench-'));
+  const res = { engine: engKey, ok: false, errors: [], console: [], verbose: a.verbose };
+  let ctx = null, mem = null;
+  const T = a.timeoutMin * 60000;
+  try {
+    ctx = await chromium.launchPersistentContext(dir, {
+      executablePath: a.chromium, headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+    });
+    mem = new MemSampler(findBrowserRoot(dir));
+    if (!mem.root) res.errors.push('browser pid not found: no memory figures');
+    const url = `${srvUrl}tools/bench/${eng.page}.html`;
+    const loadOpts = {
+      model: '/' + m.rel + '/', modelName: m.name, modelsPath: '/build/models/', onnx: m.onnx,
+      external: m.ext, gguf: '/' + m.gguf, threads: a.threads, memoryCapMB: eng.memoryCapMB,
+    };
+    // 1. cold
+    mem.phase = 'cold';
+    let page = await openPage(ctx, url, res);
+    const cdp = await ctx.newCDPSession(page);
+    await cdp.send('Network.clearBrowserCache');
+    res.cleared = await page.evaluate(async () => (await import('./common.js')).clearOriginStorage());
+    const cold = await withTimeout(page.evaluate((o) => window.benchEngine.load(o), loadOpts), T, 'cold load');
+    res.coldLoadMs = cold.loadMs; res.coldInfo = cold;
+    res.storage = await page.evaluate(async () => (await import('./common.js')).storageEstimate());
+    try { await withTimeout(page.evaluate(() => window.benchEngine.unload()), 60000, 'unload'); } catch {}
+    await page.close();
+    await new Promise((r) => setTimeout(r, 1000));
+    // 2. warm
+    mem.phase = 'warm';
+    page = await openPage(ctx, url, res);
+    const warm = await withTimeout(page.evaluate((o) => window.benchEngine.load(o), loadOpts), T, 'warm load');
+    res.warmLoadMs = warm.loadMs; res.warmInfo = warm;
+    // 3. generate
+    mem.phase = 'generate';
+    const g = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o), { promptIds: ids, promptText: prompt.text, maxTokens: a.tokens }), T, 'generate');
+    Object.assign(res, { ttftMs: g.ttftMs, prefillTokS: g.prefillTokS, decodeTokS: g.decodeTokS, nGenerated: g.nGenerated, tokens: g.tokens, text: g.text,
+      genExtra: { timings: g.timings, usage: g.usage, stats: g.stats, chunks: g.chunks, promptTokenMismatch: g.promptTokenMismatch } });
+    if (g.promptTokenMismatch != null) res.errors.push(`engine saw ${g.promptTokenMismatch} prompt tokens`);
+    if (g.nGenerated !== a.tokens) res.errors.push(`generated ${g.nGenerated} tokens, not ${a.tokens}`);
+    res.ok = true;
+  } catch (e) {
+    res.error = String(e && e.message || e).split('\n')[0].slice(0, 300);
+  } finally {
+    if (mem) { mem.stop(); res.peakRssBytes = mem.overall || null; res.peakByPhase = mem.peak; res.browserProcs = mem.maxProcs; }
+    if (ctx) await withTimeout(ctx.close(), 30000, 'close').catch(() => {});
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  delete res.verbose;
+  return res;
+}
+
+// ---------------------------------------------------------------- aggregation + report
+const FIGS = [
+  ['coldLoadMs', 'cold load (s)', (v) => (v / 1000).toFixed(1), 'lower'],
+  ['warmLoadMs', 'warm load (s)', (v) => (v / 1000).toFixed(1), 'lower'],
+  ['ttftMs', 'TTFT (s)', (v) => (v / 1000).toFixed(2), 'lower'],
+  ['prefillTokS', 'prefill tok/s', (v) => v.toFixed(1), 'higher'],
+  ['decodeTokS', 'decode tok/s', (v) => v.toFixed(2), 'higher'],
+  ['peakRssBytes', 'peak RSS (MB)', (v) => String(Math.round(v / 1048576)), 'lower'],
+];
+function median(xs) {
+  const v = xs.filter((x) => typeof x === 'number' && isFinite(x)).sort((p, q) => p - q);
+  if (!v.length) return null;
+  return v.length % 2 ? v[(v.length - 1) >> 1] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+}
+function matchCount(tokens, ref, n, text, decode) {
+  if (!ref) return null;
+  if (!tokens && typeof text === 'string' && decode) {
+    // text-only engine (wllama): how many leading reference tokens its text reproduces
+    let prefix = 0;
+    for (let k = 1; k <= n; k++) { if (text.startsWith(decode(ref.slice(0, k)))) prefix = k; else break; }
+    return { same: null, prefix, n, byText: true };
+  }
+  if (!tokens) return null;
+  let same = 0, prefix = 0, inPrefix = true;
+  for (let i = 0; i < n; i++) {
+    if (tokens[i] === ref[i]) { same++; if (inPrefix) prefix++; } else inPrefix = false;
+  }
+  return { same, prefix, n };
+}
+function aggregate(runs, ref, n, decode) {
+  const ok = runs.filter((r) => r.ok);
+  const agg = { runs: runs.length, ok: ok.length };
+  for (const [k] of FIGS) agg[k] = median((k === 'peakRssBytes' || k === 'coldLoadMs' || k === 'warmLoadMs' ? runs.filter((r) => r[k] != null) : ok).map((r) => r[k]));
+  const errs = [...new Set(runs.filter((r) => !r.ok).map((r) => r.error))];
+  if (errs.length) agg.error = errs.join(' | ');
+  const mt = ok.length ? matchCount(ok[0].tokens, ref, n, ok[0].text, decode) : null;
+  if (mt) agg.match = mt;
+  return agg;
+}
+
+function notAvailable(agg) {
+  const e = agg.error || '';
+  if (/qwasm\.js|Failed to fetch dynamically imported module|exports no Qwasm/i.test(e)) return 'not available';
+  if (/crash|out of memory|memory|OOM|Aborted/i.test(e)) return 'failed (memory)';
+  if (/timeout/i.test(e)) return 'timeout';
+  return 'failed';
+}
+
+function table(results, a) {
+  const lines = [];
+  for (const m of results) {
+    lines.push(`\n### ${m.model} (${m.name}; ONNX ${(m.onnxBytes / 1e6).toFixed(0)} MB, GGUF ${(m.ggufBytes / 1e6).toFixed(0)} MB; prompt ${m.promptIds.length} tokens, ${a.tokens} greedy tokens, ${a.threads} threads, median of ${a.runs})\n`);
+    lines.push(`| engine | ${FIGS.map((f) => f[1]).join(' | ')} | greedy match vs ort-node (first ${a.check}) | notes |`);
+    lines.push(`|---|${FIGS.map(() => '---:').join('|')}|---|---|`);
+    for (const [k, agg] of Object.entries(m.engines)) {
+      const cells = FIGS.map(([f, , fmt]) => (agg[f] != null ? fmt(agg[f]) : agg.ok ? '–' : notAvailable(agg)));
+      const mt = agg.match ? (agg.match.byText ? `prefix ${agg.match.prefix}/${agg.match.n} (by text)` : `${agg.match.same}/${agg.match.n} (prefix ${agg.match.prefix})`) : '–';
+      const note = agg.error ? `${agg.ok}/${agg.runs} ok; ${agg.error.slice(0, 160)}` : `${agg.ok}/${agg.runs} ok`;
+      lines.push(`| ${ENGINES[k].label} | ${cells.join(' | ')} | ${mt} | ${note} |`);
+    }
+    const q = m.engines.qwasm;
+    const peers = Object.keys(m.engines).filter((k) => !k.startsWith('qwasm'));
+    if (q && peers.length) {
+      lines.push(`\nqwasm / peer ratios (${m.model}; times and memory: < 1 means qwasm is better; tok/s: > 1 means qwasm is better)\n`);
+      lines.push(`| qwasm / … | ${FIGS.map((f) => f[1]).join(' | ')} |`);
+      lines.push(`|---|${FIGS.map(() => '---:').join('|')}|`);
+      for (const p of peers) {
+        const r = m.ratios[p];
+        lines.push(`| ${ENGINES[p].label} | ${FIGS.map(([f]) => (r[f] != null ? r[f].toFixed(2) : 'n/a')).join(' | ')} |`);
+      }
+      if (m.engines.qwasm512) {
+        const c = m.engines.qwasm512.decodeTokS;
+        lines.push(`\nqwasm decode under a 512 MB cap: ${c != null ? c.toFixed(2) + ' tok/s' : notAvailable(m.engines.qwasm512)}` +
+          (c != null ? '; ratio to peers: ' + peers.map((p) => `${ENGINES[p].label} ${m.engines[p].decodeTokS ? (c / m.engines[p].decodeTokS).toFixed(2) : 'n/a'}`).join(', ') : ''));
+      }
+    }
+  }
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------- main
+async function main() {
+  const a = parseArgs(process.argv.slice(2));
+  const { chromium } = await import('playwright-core');
+  const { startServer } = await import(path.join(REPO, 'tools/serve.mjs'));
+  const srv = await startServer({ port: 0, root: REPO, isolation: true, quiet: true });
+  const srvUrl = srv.url.endsWith('/') ? srv.url : srv.url + '/';
+  log('server', srvUrl);
+  const out = { format: 'qwasm-bench-browser-1', date: new Date().toISOString(), host: { cpus: os.cpus().length, mem: os.totalmem(), chromium: a.chromium },
+    params: { runs: a.runs, tokens: a.tokens, promptLen: a.promptLen, threads: a.threads, check: a.check }, models: [] };
+  const save = () => {
+    fs.mkdirSync(path.dirname(a.out), { recursive: true });
+    fs.writeFileSync(a.out, JSON.stringify(out, null, 1));
+  };
+  try {
+    for (const size of a.models) {
+      const m = modelDir(size);
+      const prompt = await promptIds(m, a.promptLen);
+      const ids = prompt.ids;
+      const ref = a.check > 0 ? ortReference(m, ids, a.check, a.threads) : null;
+      const entry = { model: size, name: m.name, onnx: m.onnx, gguf: m.gguf, onnxBytes: m.onnxBytes, ggufBytes: m.ggufBytes,
+        promptIds: ids, promptText: prompt.text, promptTextRoundTrips: prompt.textRoundTrips, refTokens: ref, engines: {}, runs: {}, ratios: {} };
+      out.models.push(entry);
+      for (let run = 0; run < a.runs; run++) {
+        for (const e of a.engines) {
+          log(`${size} ${e} run ${run + 1}/${a.runs}`);
+          const r = await runEngine(chromium, a, srvUrl, m, prompt, e);
+          (entry.runs[e] ||= []).push(r);
+          log(`  -> ${r.ok ? `cold ${(r.coldLoadMs / 1000).toFixed(1)} s warm ${(r.warmLoadMs / 1000).toFixed(1)} s ttft ${(r.ttftMs / 1000).toFixed(2)} s ` +
+            `prefill ${r.prefillTokS.toFixed(1)} decode ${r.decodeTokS.toFixed(2)} tok/s` : 'FAILED: ' + r.error} peak ${r.peakRssBytes ? Math.round(r.peakRssBytes / 1048576) + ' MB' : '?'}` +
+            (r.errors.length ? ` [${r.errors.join('; ').slice(0, 200)}]` : ''));
+          entry.engines[e] = aggregate(entry.runs[e], ref, a.check, prompt.decode);
+          save();
+        }
+      }
+      const q = entry.engines.qwasm;
+      for (const p of Object.keys(entry.engines).filter((k) => !k.startsWith('qwasm'))) {
+        entry.ratios[p] = {};
+        for (const [f] of FIGS) {
+          const qv = q?.ok ? q[f] : null, pv = entry.engines[p].ok ? entry.engines[p][f] : null;
+          entry.ratios[p][f] = qv != null && pv ? qv / pv : null;
+        }
+        if (entry.engines.qwasm512) {
+          const c = entry.engines.qwasm512.ok ? entry.engines.qwasm512.decodeTokS : null, pv = entry.engines[p].decodeTokS;
+          entry.ratios[p].decodeTokS_cap512 = c != null && pv ? c / pv : null;
+        }
+      }
+      save();
+    }
+  } finally {
+    await srv.close();
+  }
+  const md = table(out.models, a);
+  out.markdown = md;
+  save();
+  fs.writeFileSync(a.md, md + '\n');
+  console.log(md);
+  log('wrote', path.relative(REPO, a.out), 'and', path.relative(REPO, a.md));
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });

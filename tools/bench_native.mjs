@@ -1,0 +1,143 @@
+// Native benchmark: qwasm's CLI and onnxruntime-node on the same model files, in one run.
+//   node tools/bench_native.mjs [--runs 3] [--threads 2] [--prompt-len 64] [--decode 128] [--mem-cap-mb 512]
+//                               [--json OUT.json] MODEL_DIR...
+// Default models: the generated full-size shapes (tools/gen_model.py --size 1.5b / 0.5b) when present.
+// Figures: load seconds, prefill tokens/s (one prompt of --prompt-len ids), decode tokens/s (--decode
+// greedy tokens, eos ignored), peak RSS. Medians over --runs; each engine runs in a fresh process.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const args = process.argv.slice(2);
+const opt = (name, def) => {
+  const i = args.indexOf(name);
+  if (i < 0) return def;
+  const v = args[i + 1];
+  args.splice(i, 2);
+  return v;
+};
+const runs = +opt('--runs', 3);
+const threads = +opt('--threads', os.availableParallelism?.() ?? os.cpus().length);
+const promptLen = +opt('--prompt-len', 64);
+const decodeN = +opt('--decode', 128);
+const memCap = +opt('--mem-cap-mb', 0);
+const jsonOut = opt('--json', path.join(root, 'build', 'bench-native.json'));
+let models = args.length ? args : ['qwen2.5-1.5b-q4f16', 'qwen2.5-0.5b-q4f16']
+  .map((n) => path.join(root, 'build', 'models', n)).filter((d) => existsSync(d));
+if (!models.length) {
+  console.error('bench_native: no model folders; generate them with: /usr/bin/python3 tools/gen_model.py --size 1.5b');
+  process.exit(2);
+}
+const cli = process.env.QW_CLI || path.join(root, 'build', 'native', 'qwasm');
+
+// A deterministic prompt of ordinary ids (no special tokens).
+const promptIds = Array.from({ length: promptLen }, (_, i) => 1000 + ((i * 7919) % 50000));
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[(s.length - 1) >> 1] : NaN; };
+
+function runQwasm(dir, capMB) {
+  const a = ['run', dir, '--prompt-ids', promptIds.join(','), '--max-tokens', String(decodeN), '--greedy',
+             '--ignore-eos', '--json', '--threads', String(threads), '--profile'];
+  if (capMB) a.push('--mem-cap-mb', String(capMB));
+  const r = spawnSync(cli, a, { encoding: 'utf8', maxBuffer: 256 << 20 });
+  if (r.status !== 0) throw new Error(`qwasm run failed: ${r.stderr.trim().split('\n').pop()}`);
+  const last = JSON.parse(r.stdout.trim().split('\n').pop());
+  return { load_s: last.load_s, prefill_tok_s: last.prefill_tok_s, decode_tok_s: last.decode_tok_s,
+           peak_rss_mb: last.peak_rss_mb, tokens: last.ids, stats: last.stats };
+}
+
+// onnxruntime-node in a child process (its own peak RSS); the script is this file with --ort-child.
+function runOrt(dir) {
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--ort-child', dir, String(threads),
+                      promptIds.join(','), String(decodeN)], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  if (r.status !== 0) throw new Error(`onnxruntime-node failed: ${r.stderr.trim().split('\n').slice(-3).join(' ')}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop());
+}
+
+async function ortChild(dir, nThreads, ids, nDecode) {
+  const ort = (await import('onnxruntime-node')).default;
+  const cfg = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  const dtype = cfg['transformers.js_config']?.dtype;
+  const onnx = path.join(dir, 'onnx', dtype && dtype !== 'fp32' ? `model_${dtype}.onnx` : 'model.onnx');
+  const t0 = performance.now();
+  const sess = await ort.InferenceSession.create(onnx, { intraOpNumThreads: nThreads, interOpNumThreads: 1,
+                                                         graphOptimizationLevel: 'all' });
+  const load_s = (performance.now() - t0) / 1000;
+  const L = cfg.num_hidden_layers, kvh = cfg.num_key_value_heads, hd = cfg.hidden_size / cfg.num_attention_heads;
+  const i64 = (a) => BigInt64Array.from(a.map(BigInt));
+  let past = {};
+  for (let l = 0; l < L; l++) for (const kv of ['key', 'value'])
+    past[`past_key_values.${l}.${kv}`] = new ort.Tensor('float32', new Float32Array(0), [1, kvh, 0, hd]);
+  const step = async (tokens, pos0) => {
+    const n = tokens.length;
+    const feeds = { input_ids: new ort.Tensor('int64', i64(tokens), [1, n]),
+                    attention_mask: new ort.Tensor('int64', i64(new Array(pos0 + n).fill(1)), [1, pos0 + n]),
+                    position_ids: new ort.Tensor('int64', i64(tokens.map((_, i) => pos0 + i)), [1, n]), ...past };
+    const out = await sess.run(feeds);
+    past = {};
+    for (let l = 0; l < L; l++) for (const kv of ['key', 'value'])
+      past[`past_key_values.${l}.${kv}`] = out[`present.${l}.${kv}`];
+    const V = out.logits.dims[2], d = out.logits.data, off = (n - 1) * V;
+    let best = 0;
+    for (let v = 1; v < V; v++) if (d[off + v] > d[off + best]) best = v;
+    return best;
+  };
+  let t = performance.now();
+  let next = await step(ids, 0);
+  const prefill_s = (performance.now() - t) / 1000;
+  const tokens = [next];
+  t = performance.now();
+  for (let i = 1; i < nDecode; i++) tokens.push(next = await step([next], ids.length + i - 1));
+  const decode_s = (performance.now() - t) / 1000;
+  console.log(JSON.stringify({ load_s, prefill_tok_s: ids.length / prefill_s, decode_tok_s: (nDecode - 1) / decode_s,
+                               peak_rss_mb: process.resourceUsage().maxRSS / 1024, tokens }));
+}
+
+if (args[0] === '--ort-child') {
+  await ortChild(args[1], +args[2], args[3].split(',').map(Number), +args[4]);
+  process.exit(0);
+}
+
+const results = [];
+for (const dir of models) {
+  const name = path.basename(dir);
+  const engines = [['qwasm', () => runQwasm(dir, 0)], ['onnxruntime-node', () => runOrt(dir)]];
+  if (memCap) engines.push([`qwasm cap ${memCap} MB`, () => runQwasm(dir, memCap)]);
+  for (const [engine, fn] of engines) {
+    const rs = [];
+    for (let i = 0; i < runs; i++) {
+      try { rs.push(fn()); } catch (e) { console.error(`${name} ${engine}: ${e.message}`); break; }
+    }
+    if (!rs.length) { results.push({ model: name, engine, error: true }); continue; }
+    const row = { model: name, engine, runs: rs.length };
+    for (const k of ['load_s', 'prefill_tok_s', 'decode_tok_s', 'peak_rss_mb']) row[k] = median(rs.map((r) => r[k]));
+    row.tokens_head = rs[0].tokens.slice(0, 16);
+    if (rs[0].stats) row.profile = rs[0].stats;
+    results.push(row);
+  }
+  const q = results.find((r) => r.model === name && r.engine === 'qwasm');
+  const o = results.find((r) => r.model === name && r.engine === 'onnxruntime-node');
+  if (q && o && q.tokens_head && o.tokens_head) {
+    const same = q.tokens_head.filter((t, i) => t === o.tokens_head[i]).length;
+    q.tokens_equal_to_ort_prefix = same;
+  }
+}
+
+const fmt = (x, d = 1) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(d));
+const lines = [
+  `| model | engine | load s | prefill tok/s | decode tok/s | peak RSS MB | decode vs ORT |`,
+  `|---|---|---|---|---|---|---|`,
+];
+for (const r of results) {
+  const o = results.find((x) => x.model === r.model && x.engine === 'onnxruntime-node');
+  lines.push(`| ${r.model} | ${r.engine} | ${fmt(r.load_s, 2)} | ${fmt(r.prefill_tok_s)} | ${fmt(r.decode_tok_s)} | ` +
+             `${fmt(r.peak_rss_mb, 0)} | ${o && !r.error && !o.error ? fmt(r.decode_tok_s / o.decode_tok_s, 2) + '×' : '–'} |`);
+}
+const meta = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model, cores: os.cpus().length, threads, runs,
+               prompt_len: promptLen, decode: decodeN };
+console.log(`native benchmark, ${meta.date}, ${meta.cpu}, ${threads} threads, median of ${runs}`);
+console.log(lines.join('\n'));
+writeFileSync(jsonOut, JSON.stringify({ meta, results }, null, 1));
+console.log(JSON.stringify({ meta, results: results.map(({ profile, tokens_head, ...r }) => r) }));

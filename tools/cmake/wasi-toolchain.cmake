@@ -1,0 +1,15 @@
+# Toolchain for the WASI build of the CLI: clang --target=wasm32-wasi with Debian's wasi-libc
+# (apt-get install wasi-libc libclang-rt-14-dev-wasm32 lld).
+set(CMAKE_SYSTEM_NAME WASI)
+set(CMAKE_SYSTEM_VERSION 1)
+set(CMAKE_SYSTEM_PROCESSOR wasm32)
+set(CMAKE_C_COMPILER clang)
+set(CMAKE_C_COMPILER_TARGET wasm32-wasi)
+set(CMAKE_SYSROOT /usr)
+set(CMAKE_C_FLAGS_INIT "--target=wasm32-wasi -I/usr/include/wasm32-wasi")
+set(CMAKE_EXE_LINKER_FLAGS_INIT "-fuse-ld=lld -L/usr/lib/wasm32-wasi")
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
+set(CMAKE_C_COMPILER_WORKS 1)
+set(CMAKE_EXECUTABLE_SUFFIX ".wasm")

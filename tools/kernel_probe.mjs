@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+// kernel_probe.mjs - what the decode kernels reach on the machine at hand, against native streaming bandwidth.
+//
+//   node tools/kernel_probe.mjs [--json-only]
+//
+// 1. native streaming read bandwidth (tools/kernel_probe_stream.c, 1 GB buffer, 1 and 2 threads; built here);
+// 2. each kernel's GB/s of weight bytes natively (build/native/test_kernels bench 1|2);
+// 3. the same in Node: build/wasm test_kernels-st / -mt, build/wasm-relaxed *-relaxed (with
+//    --experimental-wasm-relaxed-simd); 2 pool threads for mt;
+// then a table (ratio of every figure to the native 1-thread stream) and one JSON line.
+// Kernels (test_kernels.c bench): q4q8 = 4-bit x int8 rows (MatMulNBits layout), q4q8p = the 4-row packed
+// decode layout, q4f32 = fp32 activations, lm_head_f16 = the fp16 tied head, lm_head_i8 = the int8 head rows.
+// Browsers (Chromium via playwright-core, Firefox via puppeteer-core/BiDi) are NOT probed yet: the kernel
+// bench is only built for Node (-sENVIRONMENT=node); see the report of issue #10.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const jsonOnly = process.argv.includes('--json-only');
+const out = { machine: {}, native: {}, node: {} };
+
+function run(cmd, args, opts = {}) {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', timeout: 120000, stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  } catch (e) {
+    return null;
+  }
+}
+function lastJson(s) {
+  if (!s) return null;
+  const lines = s.trim().split('\n').filter((l) => l.startsWith('{'));
+  try { return lines.length ? JSON.parse(lines[lines.length - 1]) : null; } catch { return null; }
+}
+
+const cpu = run('lscpu', []) || '';
+out.machine.cpu = (cpu.match(/Model name:\s*(.*)/) || [])[1] || '?';
+out.machine.nproc = Number(run('nproc', []) || 0);
+
+// 1. native stream
+const tmp = path.join(root, 'build', 'tmp');
+fs.mkdirSync(tmp, { recursive: true });
+const sbin = path.join(tmp, 'kernel_probe_stream');
+if (!fs.existsSync(sbin) || fs.statSync(sbin).mtimeMs < fs.statSync(path.join(root, 'tools/kernel_probe_stream.c')).mtimeMs)
+  run('cc', ['-O2', '-march=native', '-pthread', path.join(root, 'tools/kernel_probe_stream.c'), '-o', sbin]);
+out.stream = lastJson(run(sbin, [])) || {};
+
+// 2. native kernels
+const tk = path.join(root, 'build/native/test_kernels');
+for (const th of [1, 2]) out.native[`t${th}`] = lastJson(run(tk, ['bench', String(th)]));
+
+// 3. Node
+const variants = [
+  ['st', path.join(root, 'build/wasm/test_kernels-st.mjs'), []],
+  ['mt', path.join(root, 'build/wasm/test_kernels-mt.mjs'), []],
+  ['relaxed-st', path.join(root, 'build/wasm-relaxed/test_kernels-st-relaxed.mjs'), ['--experimental-wasm-relaxed-simd']],
+  ['relaxed-mt', path.join(root, 'build/wasm-relaxed/test_kernels-mt-relaxed.mjs'), ['--experimental-wasm-relaxed-simd']],
+];
+for (const [name, file, flags] of variants)
+  if (fs.existsSync(file)) out.node[name] = lastJson(run(process.execPath, [...flags, file, 'bench', name.endsWith('mt') ? '2' : '1']));
+
+const keys = ['q4q8_8960x1536_GBs', 'q4q8p_8960x1536_GBs', 'q4q8_1536x8960_GBs', 'q4q8p_1536x8960_GBs',
+  'q4q8_1536x1536_GBs', 'q4q8p_1536x1536_GBs', 'q4f32_8960x1536_GBs', 'lm_head_f16_151936x1536_GBs',
+  'lm_head_i8_151936x1536_GBs'];
+const ref = out.stream.stream_1t_GBs || NaN;
+if (!jsonOnly) {
+  console.log(`machine: ${out.machine.cpu}, ${out.machine.nproc} cpus; native stream 1 thread ${out.stream.stream_1t_GBs} GB/s, 2 threads ${out.stream.stream_2t_GBs} GB/s`);
+  const cols = [['native 1t', out.native.t1], ['native 2t', out.native.t2],
+    ...Object.entries(out.node).map(([k, v]) => [`node ${k}`, v])];
+  console.log(['kernel (GB/s, x = / native 1-thread stream)'.padEnd(34), ...cols.map(([n]) => n.padStart(16))].join(''));
+  for (const k of keys) {
+    const cells = cols.map(([, v]) => {
+      const g = v && v[k];
+      return (g == null ? '-' : `${g.toFixed(1)} (${(g / ref).toFixed(2)}x)`).padStart(16);
+    });
+    console.log([k.replace('_GBs', '').padEnd(34), ...cells].join(''));
+  }
+}
+console.log(JSON.stringify(out));

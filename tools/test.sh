@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every qwasm test from nothing: set-up, builds, native unit tests (plain and ASan/UBSan), a short
+# fuzz run, test models + onnxruntime references, Node tests (wasm in Node, tokenizer parity, runtime),
+# browser tests (Chromium via Playwright, Firefox via WebDriver BiDi).
+#   bash tools/test.sh            everything
+#   QW_TEST_SKIP="browser fuzz"   skips the named stages (for local iteration only; CI runs all)
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export QW_JOBS="${QW_JOBS:-2}"
+skip=" ${QW_TEST_SKIP:-} "
+failed=()
+
+stage() { # name, command...
+  local name="$1"; shift
+  if [[ "$skip" == *" $name "* ]]; then echo "== $name: skipped (QW_TEST_SKIP)"; return; fi
+  echo "== $name"
+  local t0=$SECONDS
+  if "$@"; then echo "== $name: ok ($((SECONDS - t0)) s)"; else echo "== $name: FAILED ($((SECONDS - t0)) s)"; failed+=("$name"); fi
+}
+
+ctest_in() { (cd "$1" && ctest --output-on-failure -j"$QW_JOBS" "${@:2}"); }
+
+stage setup bash tools/bootstrap.sh || exit 1
+stage build bash tools/build.sh native asan wasm wasm-relaxed wasi
+[ ${#failed[@]} -eq 0 ] || { echo "build failed: ${failed[*]}"; exit 1; }
+stage models bash tools/gen_test_models.sh
+stage wasi node --no-warnings tools/wasi-run.mjs --version
+[ -x tools/fuzz.sh ] && stage fuzz bash tools/fuzz.sh 60
+stage asan ctest_in build/asan
+stage node node tools/run_node_tests.mjs
+stage browser node tests/browser/run.mjs
+stage native ctest_in build/native
+
+echo
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "tools/test.sh: FAILED stages: ${failed[*]}"
+  exit 1
+fi
+echo "tools/test.sh: all stages passed"
