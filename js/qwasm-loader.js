@@ -12,6 +12,8 @@
 //    worker path and cannot fetch the .wasm: it is compiled here with WebAssembly.compileStreaming (which is
 //    also where the 'compile' progress phase comes from) and handed over through `instantiateWasm`.
 
+import { PortWorker } from './port-worker.js';
+
 const IS_NODE = typeof process === 'object' && !!(process.versions && process.versions.node) &&
   typeof window === 'undefined' && typeof WorkerGlobalScope === 'undefined';
 
@@ -133,13 +135,116 @@ async function loadVariant(opts) {
       throw err;
     }
     progress({ phase: 'compile', file: `${stem}.wasm`, bytesDone: 1, bytesTotal: 1, ms: performance.now() - t0 });
-    moduleArgs.instantiateWasm = (imports, receiveInstance) => {
-      WebAssembly.instantiate(compiled, imports).then((inst) => receiveInstance(inst, compiled));
+    moduleArgs.instantiateWasm = (imports, receiveInstance, onError) => {
+      WebAssembly.instantiate(compiled, imports).then((inst) => receiveInstance(inst, compiled), (e) => onError && onError(e));
       return {};
     };
   }
   const factory = (await import(mjsUrl)).default;
-  const module = await factory(moduleArgs);
+  let pool = [];
+  if (!IS_NODE && flavour === 'mt') {
+    moduleArgs.mainScriptUrlOrBlob = mjsUrl; // the pthreads import the .mjs by this URL, not relative to js/
+    pool = await startPthreadWorkers(new URL(`${stem}.worker.js`, base).href, navigator.hardwareConcurrency || 1,
+      opts.spawnWorker || spawnNested, progress);
+  }
+  const module = await startWatched(factory, moduleArgs, `${stem}.wasm`, progress, pool);
   module.qwFs = new Map();
   return { module, flavour, relaxed };
+}
+
+/** Starts js/qwasm-pthread.js as a worker of this worker (used when no page starts them for us). */
+function spawnNested(url) {
+  const w = new Worker(url);
+  const ch = new MessageChannel();
+  w.postMessage({ cmd: 'qw-port', port: ch.port1 }, [ch.port1]);
+  return new PortWorker(ch.port2, () => w.terminate());
+}
+
+/** How long the module may take to instantiate and start its pthread pool before the load fails. */
+export const START_TIMEOUT_MS = 60000;
+
+/**
+ * Runs the emscripten factory, but never waits forever: emscripten 3.1.6 resolves its ready promise only
+ * when every pool worker has posted 'loaded', and a worker that fails to start (its script or the .mjs import
+ * failing) leaves it pending with nothing reported. Worker errors and a timeout become an Error naming the file.
+ */
+/**
+ * Starts the pthread pool's workers one at a time through `spawn` (the page starts them: js/qwasm-pthread.js
+ * says why), each running emscripten's worker script; emscripten's own pool (PTHREAD_POOL_SIZE =
+ * hardwareConcurrency) then takes these instead of creating its own.
+ * @param {string} workerJsUrl emscripten's pthread script
+ * @param {number} n
+ * @param {(url:string) => Worker|Promise<Worker>} spawn starts js/qwasm-pthread.js at `url`
+ * @returns {Promise<Worker[]>}
+ */
+async function startPthreadWorkers(workerJsUrl, n, spawn, progress) {
+  const boot = new URL('./qwasm-pthread.js', import.meta.url);
+  boot.searchParams.set('src', workerJsUrl);
+  const file = workerJsUrl.split('/').pop();
+  const workers = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const w = await spawn(boot.href);
+      workers.push(w);
+      await new Promise((resolve, reject) => {
+        const timer = setTimeout(() => done(new Error(`thread worker ${i + 1} of ${n} did not start within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
+        const onMsg = (e) => { if (e.data && e.data.cmd === 'qw-pthread-up') done(); };
+        const onErr = (e) => { if (e.preventDefault) e.preventDefault(); done(new Error(`thread worker ${i + 1}: ${e.message || 'failed to load'}`)); };
+        function done(err) {
+          clearTimeout(timer);
+          w.removeEventListener('message', onMsg); w.removeEventListener('error', onErr);
+          if (err) reject(err); else resolve();
+        }
+        w.addEventListener('message', onMsg);
+        w.addEventListener('error', onErr);
+      });
+    }
+  } catch (e) {
+    for (const w of workers) w.terminate();
+    throw Object.assign(new Error(`${file}: ${e.message}`), { code: 'WORKER', file });
+  }
+  progress({ phase: 'compile', file, bytesDone: n, bytesTotal: n });
+  return workers;
+}
+
+function startWatched(factory, moduleArgs, file, progress, pool = []) {
+  return new Promise((resolve, reject) => {
+    const errors = [];
+    const fail = (why) => {
+      clearTimeout(timer);
+      reject(Object.assign(new Error(`${file}: the WebAssembly runtime did not start: ${why}`), { code: 'WORKER', file }));
+    };
+    moduleArgs.onAbort = (what) => fail(`aborted (${what})`);
+    const prevInstantiate = moduleArgs.instantiateWasm;
+    if (prevInstantiate) {
+      moduleArgs.instantiateWasm = (imports, receive) => prevInstantiate(imports, receive, (e) => fail(`instantiate failed: ${e && e.message || e}`));
+    }
+    const workers = () => (moduleArgs.PThread ? [...moduleArgs.PThread.unusedWorkers, ...moduleArgs.PThread.runningWorkers] : []);
+    const timer = setTimeout(() => {
+      const ws = workers();
+      fail(`${ws.filter((w) => w.loaded).length} of ${ws.length} thread workers loaded within ${START_TIMEOUT_MS / 1000} s` +
+        (errors.length ? `; worker errors: ${errors.join('; ')}` : ''));
+    }, START_TIMEOUT_MS);
+    // emscripten's PThread.init() runs `new Worker(...)` synchronously inside the factory: hand it ours.
+    let ready;
+    if (pool.length) {
+      const NativeWorker = globalThis.Worker;
+      globalThis.Worker = function PooledWorker(u, o) { return pool.length ? pool.shift() : new NativeWorker(u, o); };
+      try { ready = factory(moduleArgs); } finally { globalThis.Worker = NativeWorker; }
+    } else {
+      ready = factory(moduleArgs);
+    }
+    // The factory has built its PThread pool synchronously: listen for workers that fail to load.
+    for (const w of workers()) {
+      if (typeof w.addEventListener !== 'function') continue;
+      w.addEventListener('error', (e) => errors.push(`${e.message || 'error'}${e.filename ? ` (${e.filename}:${e.lineno})` : ''}`));
+      w.addEventListener('messageerror', () => errors.push('messageerror'));
+    }
+    ready.then((m) => {
+      clearTimeout(timer);
+      const ws = workers();
+      progress({ phase: 'compile', file, bytesDone: 1, bytesTotal: 1, threadsLoaded: ws.filter((w) => w.loaded).length, threads: ws.length });
+      resolve(m);
+    }, (e) => fail(e && e.message || String(e)));
+  });
 }

@@ -11,6 +11,7 @@
 
 import { STATUS_CODE, QwasmError, serializeError, transferables } from './protocol.js';
 import { loadQwasmModule, canUseThreads } from './qwasm-loader.js';
+import { PortWorker } from './port-worker.js';
 import { downloadFile, bytesCached, DEFAULT_CHUNK } from './fetch.js';
 import { openStore, resolveCacheKind, normalizeBaseUrl, cacheList, cacheDelete, cacheEstimate } from './cache.js';
 
@@ -24,8 +25,35 @@ if (IS_NODE) {
   parentPort.on('message', (m) => handle(m));
 } else {
   post = (m, t) => self.postMessage(m, t);
-  self.onmessage = (e) => handle(e.data);
+  self.onmessage = (e) => (e.data && PTHREAD_MESSAGES[e.data.type] ? PTHREAD_MESSAGES[e.data.type](e.data) : handle(e.data));
 }
+
+// ---- pthread workers started by the page (js/qwasm-pthread.js says why) --------------------------------------
+const spawns = new Map();     // spawn id -> {resolve, reject, worker}
+let nextSpawn = 1;
+
+/** Asks the page to start js/qwasm-pthread.js at `url`; resolves with a PortWorker. */
+function spawnOnPage(url) {
+  const spawn = nextSpawn++;
+  return new Promise((resolve, reject) => {
+    spawns.set(spawn, { resolve, reject, worker: null });
+    post({ type: 'spawn', spawn, url });
+  });
+}
+
+const PTHREAD_MESSAGES = {
+  spawned(m) {
+    const s = spawns.get(m.spawn);
+    if (!s) return;
+    if (m.error) { spawns.delete(m.spawn); s.reject(new Error(m.error)); return; }
+    s.worker = new PortWorker(m.port, () => { spawns.delete(m.spawn); post({ type: 'kill', spawn: m.spawn }); });
+    s.resolve(s.worker);
+  },
+  'spawn-error'(m) {
+    const s = spawns.get(m.spawn);
+    if (s && s.worker) s.worker.reportError(m);
+  },
+};
 
 // ---- state ---------------------------------------------------------------------------------------------------
 let M = null;                 // the emscripten module
@@ -188,6 +216,7 @@ async function ensureModule(id) {
   const r = await loadQwasmModule({
     flavour: initOpts.flavour, wasmBase: initOpts.wasmBase, relaxedBase: initOpts.relaxedBase, relaxed: initOpts.relaxed,
     onProgress: (p) => id != null && post({ type: 'progress', id, progress: p }),
+    spawnWorker: IS_NODE ? undefined : spawnOnPage,
   });
   M = r.module; flavour = r.flavour;
 }
@@ -290,7 +319,10 @@ async function doLoad(msg, signal) {
   const fsId = nextFsId++;
   M.qwFs.set(fsId, src);
   M.qwOnProgress = (phase, done, total) => progress({ phase, bytesDone: done, bytesTotal: total });
-  const opts = { onnx_file: onnxFile || '', threads: o.threads || 0, mem_cap_mb: o.memoryCapMB || 0, max_context: o.maxContext || 0, exact_lm_head: o.exactLmHead ? 1 : 0, profile: o.profile ? 1 : 0 };
+  // The pthread pool holds hardwareConcurrency workers, started at init; asking for more would make emscripten
+  // start workers mid-load, which a browser can only do once this worker returns to its event loop.
+  const poolSize = IS_NODE ? Infinity : (navigator.hardwareConcurrency || 1);
+  const opts = { onnx_file: onnxFile || '', threads: Math.min(o.threads || 0, poolSize), mem_cap_mb: o.memoryCapMB || 0, max_context: o.maxContext || 0, exact_lm_head: o.exactLmHead ? 1 : 0, profile: o.profile ? 1 : 0 };
   const p = cstr(JSON.stringify(opts));
   let h = 0;
   try {

@@ -35,6 +35,7 @@ class WorkerClient {
     }
   }
   _onMessage(m) {
+    if (m.type === 'spawn' || m.type === 'kill') { this._pthread(m); return; }
     if (m.type === 'progress' || m.type === 'gen') { const l = this.listeners.get(m.id); if (l) l(m); return; }
     const p = this.pending.get(m.id);
     if (!p) return;
@@ -53,7 +54,33 @@ class WorkerClient {
     return { id, promise };
   }
   call(type, body, transfer) { return this.request(type, body, null, transfer).promise; }
-  async terminate() { this.closing = true; await this.w.terminate(); }
+  /** The runtime worker's pthreads are started here, on the page (js/qwasm-pthread.js says why). */
+  _pthread(m) {
+    this.pthreads = this.pthreads || new Map();
+    if (m.type === 'kill') {
+      const w = this.pthreads.get(m.spawn);
+      if (w) { w.terminate(); this.pthreads.delete(m.spawn); }
+      return;
+    }
+    try {
+      const w = new Worker(m.url, { name: `qwasm-pthread-${m.spawn}` });
+      const ch = new MessageChannel();
+      w.onerror = (e) => {
+        e.preventDefault();
+        this.w.postMessage({ type: 'spawn-error', spawn: m.spawn, message: e.message, filename: e.filename, lineno: e.lineno });
+      };
+      w.postMessage({ cmd: 'qw-port', port: ch.port1 }, [ch.port1]);
+      this.pthreads.set(m.spawn, w);
+      this.w.postMessage({ type: 'spawned', spawn: m.spawn, port: ch.port2 }, [ch.port2]);
+    } catch (e) {
+      this.w.postMessage({ type: 'spawned', spawn: m.spawn, error: `could not start a thread worker: ${e.message}` });
+    }
+  }
+  async terminate() {
+    this.closing = true;
+    await this.w.terminate();
+    if (this.pthreads) { for (const w of this.pthreads.values()) w.terminate(); this.pthreads.clear(); }
+  }
 }
 
 async function startWorker() {

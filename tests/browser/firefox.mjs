@@ -36,8 +36,28 @@ async function launch() {
   return { browser, userDataDir };
 }
 
+const consoleLog = [];
+
+// On a timeout, say where the page was: the demo's state, its banner and the last console lines.
 async function waitFor(page, fn, arg, timeout = 120000) {
-  await page.waitForFunction(fn, { timeout, polling: 100 }, arg);
+  try {
+    // Polled from Node: a hung page then still answers with where it stands (below).
+    const t0 = Date.now();
+    while (!(await page.evaluate(fn, arg))) {
+      if (Date.now() - t0 > timeout) throw Object.assign(new Error(`Waiting failed: ${timeout}ms exceeded`), { name: 'TimeoutError' });
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } catch (e) {
+    const where = await page.evaluate(() => JSON.stringify({
+      state: window.qwasmDemo && window.qwasmDemo.state,
+      status: document.getElementById('status') && document.getElementById('status').innerText,
+      banner: document.getElementById('banner') && document.getElementById('banner').innerText,
+      progress: window.qwasmDemo && window.qwasmDemo.progressLog.slice(-4),
+      generations: window.qwasmDemo && window.qwasmDemo.generations,
+    })).catch((x) => `(page unreadable: ${x.message})`);
+    e.message += `\n  page: ${where}\n  console:\n    ${consoleLog.slice(-15).join('\n    ')}`;
+    throw e;
+  }
 }
 
 async function shot(page, name) {
@@ -87,6 +107,7 @@ export const tests = [
           if (!u.startsWith(s.origin) && !/^(data|blob|about|moz-extension|resource|chrome):/.test(u)) external.push(u);
         });
         const errors = [];
+        page.on('console', (m) => consoleLog.push(`${m.type()}: ${m.text()}`));
         page.on('pageerror', (e) => errors.push(String(e && e.message || e)));
         await page.goto(`${s.url}demo/?model=${chatModelName()}`, { waitUntil: 'load' });
         await waitFor(page, () => document.body.dataset.ready === '1', null, 20000);
