@@ -12,6 +12,7 @@
 import { STATUS_CODE, QwasmError, serializeError, transferables } from './protocol.js';
 import { loadQwasmModule, canUseThreads } from './qwasm-loader.js';
 import { PortWorker } from './port-worker.js';
+import { createOrtEngine } from './ort-engine.js';
 import { downloadFile, bytesCached, DEFAULT_CHUNK } from './fetch.js';
 import { openStore, resolveCacheKind, normalizeBaseUrl, cacheList, cacheDelete, cacheEstimate } from './cache.js';
 
@@ -63,6 +64,7 @@ let broken = false;           // a wasm trap happened: the module is re-created 
 let model = 0;                // qw_wasm_model*
 let modelFsId = 0;
 let modelStore = null;        // the cache store the model reads from (closed on unload)
+let engine = null;            // the fallback engine computing the logits ({name, run, release, reason}), or null
 let nextFsId = 1;
 let gen = null;               // {id, aborted}
 const loads = new Map();      // request id -> AbortController
@@ -269,7 +271,7 @@ const handlers = {
 
   async stats() {
     requireModel();
-    return { stats: JSON.parse(M.UTF8ToString(M._qw_wasm_model_stats(model))) };
+    return { stats: modelStats() };
   },
 
   async unload() { await unloadModel(); return {}; },
@@ -287,8 +289,17 @@ function requireModel() {
   if (!M || !model) throw new QwasmError('STATE', 'no model is loaded');
 }
 
+/** The C core's counters, and which engine computes the logits. */
+function modelStats() {
+  const s = JSON.parse(M.UTF8ToString(M._qw_wasm_model_stats(model)));
+  s.engine = engine ? engine.name : 'qwasm';
+  if (engine) s.memory_cap = 'none (onnxruntime-web holds every file whole)';
+  return s;
+}
+
 async function unloadModel() {
   if (gen) throw new QwasmError('STATE', 'a generation is running; abort it first');
+  if (engine) { const e = engine; engine = null; try { await e.release(); } catch { /* already gone */ } }
   if (M && model && !broken) { try { M._qw_wasm_model_free(model); } catch { broken = true; } }
   model = 0;
   if (M && modelFsId) { const s = M.qwFs.get(modelFsId); if (s && s.close) s.close(); M.qwFs.delete(modelFsId); }
@@ -323,24 +334,50 @@ async function doLoad(msg, signal) {
   // start workers mid-load, which a browser can only do once this worker returns to its event loop.
   const poolSize = IS_NODE ? Infinity : (navigator.hardwareConcurrency || 1);
   const opts = { onnx_file: onnxFile || '', threads: Math.min(o.threads || 0, poolSize), mem_cap_mb: o.memoryCapMB || 0, max_context: o.maxContext || 0, exact_lm_head: o.exactLmHead ? 1 : 0, profile: o.profile ? 1 : 0 };
-  const p = cstr(JSON.stringify(opts));
-  let h = 0;
+  const loadC = (extra) => {
+    const p = cstr(JSON.stringify({ ...opts, ...extra }));
+    try {
+      const h = ccall(() => M._qw_wasm_model_load(fsId, p));
+      if (!h) throw cError('model load failed');
+      return h;
+    } finally { if (!broken) M._qw_wasm_free(p); }
+  };
+  let h = 0, fb = null;
   try {
-    h = ccall(() => M._qw_wasm_model_load(fsId, p));
-    if (!h) throw cError('model load failed');
+    try {
+      h = loadC({});
+    } catch (e) {
+      if (e.code !== 'UNSUPPORTED' || o.fallback !== 'onnxruntime-web' || broken) throw e;
+      // qwasm's executor refuses this graph: the C core keeps the text side, onnxruntime-web runs the graph.
+      h = loadC({ external_decoder: 1 });
+      try {
+        fb = await startFallback(h, src, o, progress);
+        fb.reason = e.message;
+      } catch (e2) { M._qw_wasm_model_free(h); h = 0; throw e2; }
+    }
   } catch (e) {
     M.qwFs.delete(fsId);
     src.close && src.close();
     if (store) await store.close();
     throw e;
   } finally {
-    if (!broken) M._qw_wasm_free(p);
     M.qwOnProgress = null;
   }
-  model = h; modelFsId = fsId; modelStore = store;
+  model = h; modelFsId = fsId; modelStore = store; engine = fb;
   const info = JSON.parse(M.UTF8ToString(M._qw_wasm_model_info(model)));
+  if (engine) Object.assign(info, { engine: engine.name, engine_version: engine.version, fallback_reason: engine.reason });
   progress({ phase: 'ready', bytesDone: 1, bytesTotal: 1 });
   return { info, files, flavour };
+}
+
+/** Opens the model's graph with onnxruntime-web (js/ort-engine.js) for a model loaded with an external decoder. */
+async function startFallback(h, src, o, progress) {
+  const info = JSON.parse(M.UTF8ToString(M._qw_wasm_model_info(h)));
+  const config = JSON.parse(readAllText(src, 'config.json'));
+  progress({ phase: 'graph', file: info.onnx_file, bytesDone: 0, bytesTotal: 0, engine: 'onnxruntime-web' });
+  const dataFiles = (info.files || []).map((f) => f.name).filter((n) => n !== info.onnx_file);
+  const e = await createOrtEngine({ src, onnxFile: info.onnx_file, dataFiles, config, threads: o.threads, ortUrl: o.ortUrl });
+  return { name: 'onnxruntime-web', version: e.version, run: e.run, release: e.release };
 }
 
 /** Downloads (or finds in the cache) the files of a model folder URL; returns a file source over the cache. */
@@ -461,14 +498,14 @@ function chatRender(messages, addGen) {
   } finally { M._qw_wasm_free(p); }
 }
 
-const KIND = { 1: 'prefill', 2: 'token', 3: 'done' };
+const KIND = { 1: 'prefill', 2: 'token', 3: 'done', 4: 'feed' };
 
 async function doGenerate(msg) {
   requireModel();
   if (gen) throw new QwasmError('STATE', 'a generation is already running on this runtime');
   const me = { id: msg.id, aborted: false };
   gen = me;
-  let h = 0, idsPtr = 0, pp = 0;
+  let h = 0, idsPtr = 0, pp = 0, logitsPtr = 0;
   try {
     let ids;
     if (msg.promptIds) ids = Int32Array.from(msg.promptIds);
@@ -494,7 +531,17 @@ async function doGenerate(msg) {
       const st = ccall(() => M._qw_wasm_gen_next(h));
       if (st !== 0) throw cError('generation step failed');
       if (me.aborted) throw new QwasmError('ABORTED', 'generation aborted');
-      const i32 = new Int32Array(memBuf(), evp, 8), f64 = new Float64Array(memBuf(), evp + 32, 3);
+      let i32 = new Int32Array(memBuf(), evp, 18);
+      if (KIND[i32[0]] === 'feed') { // the fallback engine computes these logits (qw_gen_set_logits)
+        const feedIds = new Int32Array(memBuf(), i32[14], i32[15]).slice();
+        const logits = await engine.run(feedIds, i32[16]);
+        if (!logitsPtr) logitsPtr = M._qw_wasm_malloc(logits.length * 4);
+        new Float32Array(memBuf(), logitsPtr, logits.length).set(logits);
+        if (ccall(() => M._qw_wasm_gen_logits(h, logitsPtr, logits.length)) !== 0) throw cError('generation step failed');
+        continue;
+      }
+      i32 = new Int32Array(memBuf(), evp, 8);
+      const f64 = new Float64Array(memBuf(), evp + 32, 3);
       const kind = KIND[i32[0]] || 'token';
       const text = i32[6] ? new TextDecoder().decode(heapU8().slice(i32[5], i32[5] + i32[6])) : '';
       const event = {
@@ -511,12 +558,13 @@ async function doGenerate(msg) {
     M._qw_wasm_free(np);
     const out = new Int32Array(n);
     if (n) out.set(new Int32Array(memBuf(), gp, n));
-    return { ids: out, stats: JSON.parse(M.UTF8ToString(M._qw_wasm_model_stats(model))) };
+    return { ids: out, stats: modelStats() };
   } finally {
     if (M && !broken) {
       if (h) M._qw_wasm_gen_free(h);
       if (idsPtr) M._qw_wasm_free(idsPtr);
       if (pp) M._qw_wasm_free(pp);
+      if (logitsPtr) M._qw_wasm_free(logitsPtr);
     }
     gen = null;
   }

@@ -29,6 +29,12 @@ struct qw_gen {
     int done;
     const char *stop_reason;
     double prefill_ms, decode_ms;
+    /* external decoder (m->external): the feed waiting for logits */
+    const int32_t *ext_ids;     /* (ext_n) points into prompt or ids */
+    int ext_n;
+    int ext_wait;               /* a QW_GEN_FEED event was returned; qw_gen_set_logits not called yet */
+    int ext_have;               /* g->logits hold the external logits of ext_ids */
+    double ext_t0;              /* when the feed was asked for: the step's time includes the other engine's */
 };
 
 static double now_ms(void) {
@@ -66,12 +72,29 @@ static int is_eos(const qw_model *m, int32_t id) {
     return 0;
 }
 
-/* Feeds n ids to the decoder; logits of the last one land in g->logits. */
-static qw_status feed(qw_gen *g, const int32_t *ids, int n, qw_error *err) {
+/* Feeds n ids to the decoder; logits of the last one land in g->logits. With an external decoder the
+ * first call only records the feed (g->ext_wait: the caller returns a QW_GEN_FEED event) and the call after
+ * qw_gen_set_logits completes it; *t0 then moves back to when the feed was asked for. */
+static qw_status feed(qw_gen *g, const int32_t *ids, int n, double *t0, qw_error *err) {
     qw_model *m = g->m;
     if (m->n_cached + n > m->max_seq)
         return qw_error_set(err, QW_E_CONTEXT, "%s: %d tokens would exceed the context of %d tokens",
                             m->cfg.onnx_file, m->n_cached + n, m->max_seq);
+    if (m->external) {
+        if (!g->ext_have) {
+            g->ext_ids = ids;
+            g->ext_n = n;
+            g->ext_wait = 1;
+            g->ext_t0 = *t0;
+            return QW_OK;
+        }
+        g->ext_have = 0;
+        *t0 = g->ext_t0;
+        memcpy(m->cached + m->n_cached, ids, (size_t)n * sizeof *ids);
+        m->n_cached += n;
+        g->have_logits = 1;
+        return QW_OK;
+    }
     qw_status st = qw_decoder_forward(m->dec, ids, n, g->logits, g->p.abort_flag, err);
     if (st != QW_OK) {
         /* the decoder's cache may hold part of this step: forget it all, the next call re-prefills */
@@ -112,7 +135,7 @@ qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, cons
     if (!m || (!prompt && n_prompt) || !p) return qw_error_set(err, QW_E_ARG, "qw_gen_begin: null argument");
     if (n_prompt == 0) return qw_error_set(err, QW_E_ARG, "qw_gen_begin: the prompt is empty");
     if (m->busy) return qw_error_set(err, QW_E_ARG, "qw_gen_begin: a generation is already running on this model");
-    int vocab = qw_decoder_vocab(m->dec);
+    int vocab = qw_model_vocab(m);
     for (size_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= vocab)
             return qw_error_set(err, QW_E_ARG, "prompt id %d at position %zu is outside the vocabulary (%d)",
@@ -149,6 +172,7 @@ qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, cons
     /* Reuse the cached keys/values of the longest common prefix (multi-turn chat), but always recompute
      * at least the last prompt token so its logits are fresh. */
     int keep = 0;
+    if (m->external) m->n_cached = 0; /* the other engine starts over: it is told n_past = 0 */
     while (keep < m->n_cached && keep < (int)n_prompt - 1 && m->cached[keep] == prompt[keep]) keep++;
     if (keep < m->n_cached) {
         if (qw_decoder_truncate(m->dec, keep) != QW_OK) {
@@ -175,6 +199,27 @@ static void fill_event(const qw_gen *g, qw_gen_event *ev, int kind) {
     ev->stop_reason = g->stop_reason;
 }
 
+/* External decoder: ask the caller to run g->ext_ids. */
+static qw_status feed_event(qw_gen *g, qw_gen_event *ev) {
+    fill_event(g, ev, QW_GEN_FEED);
+    ev->feed_ids = g->ext_ids;
+    ev->n_feed = g->ext_n;
+    ev->n_past = g->m->n_cached;
+    return QW_OK;
+}
+
+qw_status qw_gen_set_logits(qw_gen *g, const float *logits, size_t n_vocab, qw_error *err) {
+    if (!g || !logits) return qw_error_set(err, QW_E_ARG, "qw_gen_set_logits: null argument");
+    if (!g->ext_wait) return qw_error_set(err, QW_E_ARG, "qw_gen_set_logits: no QW_GEN_FEED event is waiting");
+    if (n_vocab != (size_t)qw_model_vocab(g->m))
+        return qw_error_set(err, QW_E_ARG, "qw_gen_set_logits: %zu logits for a vocabulary of %d", n_vocab,
+                            qw_model_vocab(g->m));
+    memcpy(g->logits, logits, n_vocab * sizeof *logits);
+    g->ext_wait = 0;
+    g->ext_have = 1;
+    return QW_OK;
+}
+
 static void finish(qw_gen *g, const char *reason) {
     g->done = 1;
     if (!g->stop_reason) g->stop_reason = reason;
@@ -187,6 +232,7 @@ qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
         return QW_OK;
     }
     if (g->p.abort_flag && *g->p.abort_flag) return qw_error_set(err, QW_E_ABORTED, "generation aborted");
+    if (g->ext_wait) return qw_error_set(err, QW_E_ARG, "qw_gen_next: the logits of the QW_GEN_FEED event are missing");
     double t0 = now_ms();
     qw_status st;
 
@@ -195,7 +241,8 @@ qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
         int chunk = g->p.prefill_chunk > 0 ? g->p.prefill_chunk : QW_DEFAULT_PREFILL_CHUNK;
         int n = g->n_prompt - g->n_prompt_done;
         if (n > chunk) n = chunk;
-        if ((st = feed(g, g->prompt + g->n_prompt_done, n, err)) != QW_OK) return st;
+        if ((st = feed(g, g->prompt + g->n_prompt_done, n, &t0, err)) != QW_OK) return st;
+        if (g->ext_wait) return feed_event(g, ev);
         g->n_prompt_done += n;
         g->prefill_ms += now_ms() - t0;
         fill_event(g, ev, QW_GEN_PREFILL);
@@ -210,7 +257,8 @@ qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
             fill_event(g, ev, QW_GEN_DONE);
             return QW_OK;
         }
-        if ((st = feed(g, &g->ids[g->n_ids - 1], 1, err)) != QW_OK) return st;
+        if ((st = feed(g, &g->ids[g->n_ids - 1], 1, &t0, err)) != QW_OK) return st;
+        if (g->ext_wait) return feed_event(g, ev);
         g->pending = 0;
     }
     int32_t id;

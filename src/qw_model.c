@@ -57,9 +57,25 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
         m->cfg.n_eos = 1;
     }
 
-    m->pool = qw_pool_new(opts->threads);
     if (opts->progress) opts->progress(opts->progress_user, "graph", 0, 0);
     if ((st = qw_onnx_load(fs, m->cfg.onnx_file, &m->onnx, err)) != QW_OK) goto fail;
+    int limit = m->cfg.max_position_embeddings > 0 ? m->cfg.max_position_embeddings : QW_DEFAULT_MAX_CONTEXT;
+    m->max_seq = opts->max_context > 0 ? opts->max_context : limit;
+    if (m->max_seq > limit) m->max_seq = limit;
+    m->cached = malloc((size_t)m->max_seq * sizeof *m->cached);
+    if (!m->cached) { st = qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory"); goto fail; }
+    if (opts->external_decoder) { /* the graph is another engine's: keep its structure for the info only */
+        if (m->cfg.vocab_size <= 0) {
+            st = qw_error_set(err, QW_E_FORMAT, "config.json: no vocab_size (needed with an external decoder)");
+            goto fail;
+        }
+        m->external = 1;
+        m->load_ms = now_ms() - t0;
+        *out = m;
+        return QW_OK;
+    }
+
+    m->pool = qw_pool_new(opts->threads);
 
     qw_graph_opts go = {0};
     go.mem_cap_bytes = opts->mem_cap_bytes;
@@ -69,12 +85,7 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
     go.progress_user = opts->progress_user;
     if ((st = qw_graph_build(fs, m->onnx, m->pool, &go, &m->graph, err)) != QW_OK) goto fail;
 
-    int limit = m->cfg.max_position_embeddings > 0 ? m->cfg.max_position_embeddings : QW_DEFAULT_MAX_CONTEXT;
-    m->max_seq = opts->max_context > 0 ? opts->max_context : limit;
-    if (m->max_seq > limit) m->max_seq = limit;
     if ((st = qw_decoder_new(m->graph, m->max_seq, &m->dec, err)) != QW_OK) goto fail;
-    m->cached = malloc((size_t)m->max_seq * sizeof *m->cached);
-    if (!m->cached) { st = qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory"); goto fail; }
     /* JS engines compile wasm in a baseline tier first: run the kernels once now so the first tokens
      * are not the slow ones */
     if (opts->progress) opts->progress(opts->progress_user, "warmup", 0, 0);
@@ -100,6 +111,8 @@ void qw_model_free(qw_model *m) {
     free(m->stats_json);
     free(m);
 }
+
+int qw_model_vocab(const qw_model *m) { return m->external ? m->cfg.vocab_size : qw_decoder_vocab(m->dec); }
 
 int qw_model_has_tokenizer(const qw_model *m) { return m && m->tok != NULL; }
 
@@ -151,7 +164,7 @@ const char *qw_model_info_json(qw_model *m) {
     cJSON_AddNumberToObject(o, "num_layers", c->num_layers);
     cJSON_AddNumberToObject(o, "num_heads", c->num_heads);
     cJSON_AddNumberToObject(o, "num_kv_heads", c->num_kv_heads);
-    cJSON_AddNumberToObject(o, "vocab_size", qw_decoder_vocab(m->dec));
+    cJSON_AddNumberToObject(o, "vocab_size", qw_model_vocab(m));
     cJSON_AddNumberToObject(o, "max_context", m->max_seq);
     cJSON *eos = cJSON_AddArrayToObject(o, "eos_ids");
     for (int i = 0; i < c->n_eos; i++) cJSON_AddItemToArray(eos, cJSON_CreateNumber(c->eos_ids[i]));
@@ -164,7 +177,7 @@ const char *qw_model_info_json(qw_model *m) {
         cJSON_AddNumberToObject(f, "size", (double)m->onnx->files[i].size);
         cJSON_AddItemToArray(files, f);
     }
-    cJSON_AddStringToObject(o, "engine", "qwasm");
+    cJSON_AddStringToObject(o, "engine", m->external ? "external" : "qwasm");
     cJSON_AddNumberToObject(o, "threads", qw_pool_threads(m->pool));
     cJSON_AddNumberToObject(o, "load_ms", m->load_ms);
     cJSON_AddItemToObject(o, "build", cJSON_Parse(qw_build_info_json()));
@@ -173,7 +186,7 @@ const char *qw_model_info_json(qw_model *m) {
 
 const char *qw_model_stats_json(qw_model *m) {
     if (!m) return "{}";
-    cJSON *o = cJSON_Parse(qw_graph_stats_json(m->graph));
+    cJSON *o = m->graph ? cJSON_Parse(qw_graph_stats_json(m->graph)) : NULL;
     if (!o) o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "kv_tokens", m->n_cached);
     cJSON_AddNumberToObject(o, "max_context", m->max_seq);

@@ -24,8 +24,12 @@ struct qw_model {
     int32_t *cached;            /* (max_seq) the ids whose keys/values the decoder holds, in order */
     int n_cached;
     int busy;                   /* a qw_gen is live: one generation at a time per model */
+    int external;               /* no graph: another engine computes the logits (qw_load_opts.external_decoder) */
     double load_ms;
     char *info_json, *stats_json;
 };
+
+/* Vocabulary size: the decoder's logits width, or config.json's vocab_size with an external decoder. */
+int qw_model_vocab(const qw_model *m);
 
 #endif

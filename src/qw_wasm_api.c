@@ -154,7 +154,7 @@ static double jnum(const cJSON *o, const char *k, double def) {
 
 /* Loads the model folder of source fs_id. opts_json (may be NULL or ""):
  *   {"onnx_file":"onnx/model_q4f16.onnx", "threads":0, "mem_cap_mb":0, "exact_lm_head":false,
- *    "max_context":0, "profile":false}
+ *    "max_context":0, "profile":false, "external_decoder":false}
  * Progress is reported through qw_js_progress. The source must stay registered until qw_wasm_model_free
  * (weights may be paged from it). Returns a handle, or 0 (see qw_wasm_last_error). */
 EMSCRIPTEN_KEEPALIVE qw_wasm_model *qw_wasm_model_load(int fs_id, const char *opts_json) {
@@ -181,6 +181,7 @@ EMSCRIPTEN_KEEPALIVE qw_wasm_model *qw_wasm_model_load(int fs_id, const char *op
     lo.exact_lm_head = (int)jnum(o, "exact_lm_head", 0);
     lo.max_context = (int)jnum(o, "max_context", 0);
     lo.profile = (int)jnum(o, "profile", 0);
+    lo.external_decoder = (int)jnum(o, "external_decoder", 0);
     lo.progress = on_progress;
     qw_status st = qw_model_load(&w->fs, &lo, &w->m, &err);
     cJSON_Delete(o);
@@ -245,14 +246,17 @@ EMSCRIPTEN_KEEPALIVE char *qw_wasm_chat_render(qw_wasm_model *w, const char *mes
 /* The event of the last qw_wasm_gen_next, at a fixed layout JS reads with HEAP32/HEAPF64:
  *   +0 kind, +4 id, +8 n_prompt, +12 n_prompt_done, +16 n_generated,
  *   +20 text (pointer), +24 text_len, +28 stop_reason (pointer to a C string, 0 unless DONE),
- *   +32 prefill_ms (f64), +40 decode_ms (f64), +48 step_ms (f64). Owned by the generator. */
+ *   +32 prefill_ms (f64), +40 decode_ms (f64), +48 step_ms (f64),
+ *   +56 feed_ids (pointer), +60 n_feed, +64 n_past (QW_GEN_FEED, external decoder), +68 padding.
+ * Owned by the generator. */
 typedef struct qw_wasm_event {
     int32_t kind, id, n_prompt, n_prompt_done, n_generated;
     int32_t text, text_len, stop_reason;
     double prefill_ms, decode_ms, step_ms;
+    int32_t feed_ids, n_feed, n_past, pad;
 } qw_wasm_event;
 
-_Static_assert(sizeof(qw_wasm_event) == 56, "qw_wasm_event layout is read by js/qwasm-worker.js");
+_Static_assert(sizeof(qw_wasm_event) == 72, "qw_wasm_event layout is read by js/qwasm-worker.js");
 
 typedef struct qw_wasm_gen {
     qw_gen *g;
@@ -371,7 +375,20 @@ EMSCRIPTEN_KEEPALIVE int qw_wasm_gen_next(qw_wasm_gen *h) {
     e->prefill_ms = ev.prefill_ms;
     e->decode_ms = ev.decode_ms;
     e->step_ms = ev.step_ms;
+    e->feed_ids = (int32_t)(intptr_t)ev.feed_ids;
+    e->n_feed = ev.n_feed;
+    e->n_past = ev.n_past;
     return QW_OK;
+}
+
+/* External decoder: hands over the logits (n floats, copied) asked for by the QW_GEN_FEED event just
+ * returned. Returns 0 or a status (see qw_wasm_last_error). */
+EMSCRIPTEN_KEEPALIVE int qw_wasm_gen_logits(qw_wasm_gen *h, const float *logits, int n) {
+    qw_error err = {0};
+    if (!h) { qw_error_set(&err, QW_E_ARG, "generate: no generator"); set_err(&err); return QW_E_ARG; }
+    qw_status st = qw_gen_set_logits(h->g, logits, (size_t)(n < 0 ? 0 : n), &err);
+    if (st != QW_OK) set_err(&err);
+    return (int)st;
 }
 
 /* The address of the generator's event (layout above). */

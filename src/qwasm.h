@@ -109,6 +109,8 @@ typedef struct qw_load_opts {
     int exact_lm_head;         /* 1: keep the all-fp16 lm_head path (no int8 conversion) */
     int max_context;           /* KV cache length in tokens; <= 0: the model's limit (config.json) */
     int profile;               /* 1: accumulate per-op time (qw_model_stats_json) */
+    int external_decoder;      /* 1: read config, tokenizer and template only, not the graph: another engine
+                                  computes the logits, which qw_gen_next asks for with QW_GEN_FEED events */
     qw_progress_fn progress;   /* may be NULL */
     void *progress_user;
 } qw_load_opts;
@@ -169,7 +171,10 @@ void qw_gen_params_from_model(const qw_model *m, qw_gen_params *p);
 typedef enum qw_gen_event_kind {
     QW_GEN_PREFILL = 1,        /* a chunk of the prompt was processed (n_prompt_done of n_prompt) */
     QW_GEN_TOKEN = 2,          /* a new token: id, text/text_len (complete UTF-8 only; may be empty) */
-    QW_GEN_DONE = 3            /* finished: stop_reason says why */
+    QW_GEN_DONE = 3,           /* finished: stop_reason says why */
+    QW_GEN_FEED = 4            /* external decoder only: run feed_ids (after the n_past ids it already
+                                  holds; 0: start over) and pass the last position's logits to
+                                  qw_gen_set_logits before the next qw_gen_next */
 } qw_gen_event_kind;
 
 typedef struct qw_gen_event {
@@ -180,6 +185,8 @@ typedef struct qw_gen_event {
     int n_prompt, n_prompt_done, n_generated;
     const char *stop_reason;   /* "eos", "max_tokens", "stop_string", "context" when DONE */
     double prefill_ms, decode_ms, step_ms; /* cumulative prefill and decode time; this step's time */
+    const int32_t *feed_ids;   /* QW_GEN_FEED: the ids to run (owned by the qw_gen) */
+    int n_feed, n_past;
 } qw_gen_event;
 
 /* Starts generating after prompt (ids). The prompt is prefilled in chunks by qw_gen_next. */
@@ -187,6 +194,8 @@ qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, cons
                        qw_gen **out, qw_error *err);
 /* Advances by one step (a prefill chunk or one token). After QW_GEN_DONE, further calls return DONE. */
 qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err);
+/* External decoder: the logits (n_vocab floats) of the last id of the QW_GEN_FEED event just returned. */
+qw_status qw_gen_set_logits(qw_gen *g, const float *logits, size_t n_vocab, qw_error *err);
 /* All ids generated so far. */
 const int32_t *qw_gen_ids(const qw_gen *g, size_t *n);
 void qw_gen_free(qw_gen *g);

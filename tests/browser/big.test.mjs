@@ -1,0 +1,100 @@
+// The full-size test: the generated Qwen2.5-1.5B-shaped model (q4f16, opset 18, 1.2 GB external data) in
+// headless Chromium through the demo page: load from the local server, generate greedily, reload -> from the
+// cache with zero model-file requests and the same tokens, then under a 512 MB memory cap -> the same tokens
+// again with at most 512 MB of weights resident. The first token must equal the native CLI's (later tokens of
+// random full-size weights may drift between builds, see README "What differs from onnxruntime").
+//   node tests/browser/big.test.mjs      (needs: bash tools/gen_test_models.sh --big)
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  REPO, server, chromium, openDemo, setSettings, loadAndWait, chat, nativeGreedy, shot, assert, assertEq,
+  runIfMain, missingRuntime, DEFAULT_SYSTEM,
+} from './lib.mjs';
+
+const MODEL = 'qwen2.5-1.5b-q4f16-op18-ext';
+const PROMPT = 'Redacta la epicrisis de un paciente de 67 años ingresado por neumonía.';
+const MAX = 12;
+const CAP_MB = 512;
+const MB = 1024 * 1024;
+
+function missing() {
+  if (!fs.existsSync(path.join(REPO, 'build/models', MODEL, 'config.json'))) return `build/models/${MODEL} missing (bash tools/gen_test_models.sh --big)`;
+  return missingRuntime();
+}
+
+export const tests = [
+  {
+    name: `big: ${MODEL} loads, generates, reloads from the cache and generates the same under a ${CAP_MB} MB cap`,
+    needs: missing,
+    fn: async () => {
+      const s = await server();
+      const b = await chromium(s.origin, { timeout: 600000 });
+      const { page, requests, external } = b;
+      const modelReqs = (from) => requests.slice(from).filter((r) => r.url.includes(`/build/models/${MODEL}/`));
+      const settings = { greedy: true, maxTokens: MAX, system: DEFAULT_SYSTEM };
+      try {
+        await openDemo(page, s.url, `?model=${MODEL}`);
+        await setSettings(page, { ...settings, memCap: 0 });
+        let t0 = Date.now();
+        await loadAndWait(page, 600000);
+        const coldS = (Date.now() - t0) / 1000;
+        const r1 = await chat(page, PROMPT, 600000);
+        assert(!r1.error, `no error (${JSON.stringify(r1.error)})`);
+        assertEq(r1.ids.length, MAX, 'tokens generated');
+        const st1 = await page.evaluate(() => window.qwasmDemo.stats());
+        const rate1 = await decodeRate(page);
+        await shot(page, 'big-chat');
+
+        const native = nativeGreedy(path.join(REPO, 'build/models', MODEL), { prompt: PROMPT, system: DEFAULT_SYSTEM, maxTokens: MAX });
+        assertEq(r1.ids[0], native.ids[0], 'first token vs `qwasm run --greedy`');
+        const sameAsNative = r1.ids.findIndex((id, i) => id !== native.ids[i]);
+
+        // Reload: everything from the cache, nothing from the network.
+        let mark = requests.length;
+        await page.reload({ waitUntil: 'load' });
+        await page.waitForFunction(() => document.body.dataset.ready === '1');
+        await setSettings(page, { ...settings, memCap: 0 });
+        t0 = Date.now();
+        await loadAndWait(page, 600000);
+        const warmS = (Date.now() - t0) / 1000;
+        assertEq(modelReqs(mark).map((r) => `${r.method} ${r.url}`), [], 'model-file requests after reload');
+        const load = await page.evaluate(() => window.qwasmDemo.lastLoad);
+        assert(load && load.fromCache === true, `loaded from cache (${JSON.stringify(load)})`);
+        const r2 = await chat(page, PROMPT, 600000);
+        assertEq(r2.ids, r1.ids, 'ids after a cached reload');
+
+        // The same under a memory cap, from the cache too.
+        mark = requests.length;
+        await page.reload({ waitUntil: 'load' });
+        await page.waitForFunction(() => document.body.dataset.ready === '1');
+        await setSettings(page, { ...settings, memCap: CAP_MB });
+        await loadAndWait(page, 600000);
+        const r3 = await chat(page, PROMPT, 600000);
+        assertEq(r3.ids, r1.ids, `ids under a ${CAP_MB} MB cap`);
+        const st3 = await page.evaluate(() => window.qwasmDemo.stats());
+        const rate3 = await decodeRate(page);
+        assert(st3.resident_weight_bytes <= CAP_MB * MB, `resident weights ${st3.resident_weight_bytes} B <= cap`);
+        assertEq(modelReqs(mark).map((r) => `${r.method} ${r.url}`), [], 'model-file requests for the capped load');
+        await shot(page, 'big-capped');
+        assertEq(external, [], 'requests outside the origin');
+        console.log(`        cold load ${coldS.toFixed(1)} s, warm ${warmS.toFixed(1)} s; decode ${fmt(rate1)} uncapped, ${fmt(rate3)} capped; ` +
+          `resident weights ${(st1.resident_weight_bytes / MB).toFixed(0)} MB / ${(st3.resident_weight_bytes / MB).toFixed(0)} MB capped; ` +
+          `equal to the native CLI for ${sameAsNative < 0 ? MAX : sameAsNative} of ${MAX} tokens`);
+      } finally {
+        await b.close();
+        await s.close();
+      }
+    },
+  },
+];
+
+function fmt(rate) { return rate ? `${rate.toFixed(2)} tok/s` : '?'; }
+
+/** Decode tok/s of the page's last reply, from the demo's status line. */
+async function decodeRate(page) {
+  const t = await page.evaluate(() => document.getElementById('stat-speed') && document.getElementById('stat-speed').textContent);
+  const m = /([\d.]+) tok\/s/.exec(t || '');
+  return m ? Number(m[1]) : null;
+}
+
+await runIfMain(import.meta.url, tests);
