@@ -71,6 +71,14 @@ export interface LoadOptions {
   cacheDir?: string;
   exactLmHead?: boolean;
   profile?: boolean;
+  /** 'onnxruntime-web': when qwasm's executor refuses the graph (an op it lacks, code UNSUPPORTED), run it with
+   *  onnxruntime-web's wasm build instead, fed from the same cache and driven by the same C tokenizer, chat
+   *  template and sampler; `rt.stats().engine` and `rt.info.engine` say which engine runs. No memory cap on
+   *  that path (onnxruntime-web holds every file whole); it uses `threads` threads (default 1). */
+  fallback?: 'onnxruntime-web';
+  /** URL of onnxruntime-web's ort.wasm.min.mjs, served from the page's origin; default
+   *  ../node_modules/onnxruntime-web/dist/ort.wasm.min.mjs relative to js/ (Node: the npm package). */
+  ortUrl?: string | URL;
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
 }

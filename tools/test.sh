@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every qwasm test from nothing: set-up, builds, native unit tests (plain and ASan/UBSan), a short
 # fuzz run, test models + onnxruntime references, Node tests (wasm in Node, tokenizer parity, runtime),
-# browser tests (Chromium via Playwright, Firefox via WebDriver BiDi).
+# browser tests (Chromium via Playwright, Firefox via WebDriver BiDi), the full-size model in Chromium.
 #   bash tools/test.sh            everything
 #   QW_TEST_SKIP="browser fuzz"   skips the named stages (for local iteration only; CI runs all)
 set -uo pipefail
@@ -30,6 +30,8 @@ stage wasi node --no-warnings tools/wasi-run.mjs --version
 stage asan ctest_in build/asan
 stage node node tools/run_node_tests.mjs
 stage browser node tests/browser/run.mjs
+# the full-size model (1.2 GB, Qwen2.5-1.5B shape) in Chromium: load, cached reload, 512 MB cap
+stage big bash -c 'bash tools/gen_test_models.sh --big >/dev/null && node tests/browser/big.test.mjs'
 stage native ctest_in build/native
 
 echo
