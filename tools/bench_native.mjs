@@ -25,7 +25,7 @@ const promptLen = +opt('--prompt-len', 64);
 const decodeN = +opt('--decode', 128);
 const memCap = +opt('--mem-cap-mb', 0);
 const jsonOut = opt('--json', path.join(root, 'build', 'bench-native.json'));
-let models = args.length ? args : ['qwen2.5-1.5b-q4f16', 'qwen2.5-0.5b-q4f16']
+let models = args.length ? args : ['qwen2.5-1.5b-q4f16-op18-ext', 'qwen2.5-0.5b-q4f16-op14']
   .map((n) => path.join(root, 'build', 'models', n)).filter((d) => existsSync(d));
 if (!models.length) {
   console.error('bench_native: no model folders; generate them with: /usr/bin/python3 tools/gen_model.py --size 1.5b');
