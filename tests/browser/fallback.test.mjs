@@ -16,17 +16,7 @@ function dropoutCopy() {
   fs.rmSync(d, { recursive: true, force: true });
   fs.cpSync(good, d, { recursive: true, filter: (src) => !src.endsWith('ref.json') });
   const onnx = path.join(d, 'onnx', fs.readdirSync(path.join(d, 'onnx')).find((f) => f.endsWith('.onnx')));
-  execFileSync('/usr/bin/python3', ['-c', `
-import onnx, sys
-from onnx import helper
-p = sys.argv[1]
-m = onnx.load(p, load_external_data=False)
-g = m.graph
-i, n = next((i, n) for i, n in enumerate(g.node) if n.op_type == 'Softmax')
-y = n.output[0]
-n.output[0] = y + '_before_dropout'
-g.node.insert(i + 1, helper.make_node('Dropout', [n.output[0]], [y], name='inserted_dropout'))
-onnx.save(m, p)`, onnx]);
+  execFileSync('/usr/bin/python3', [path.join(REPO, 'tools/insert_dropout.py'), onnx]);
   return good;
 }
 

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { Qwasm } from '../../js/qwasm.js';
-import { WASM_DIR, modelDir, wasmReady } from './helpers.mjs';
+import { ROOT, WASM_DIR, modelDir, wasmReady } from './helpers.mjs';
 
 const tiny = modelDir('tiny-q4f16-op18-ext');
 const small = modelDir('small-q4f16-op18-ext');
@@ -21,17 +21,7 @@ function withDropout(dir) {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'qwasm-fallback-'));
   fs.cpSync(dir, out, { recursive: true });
   const onnx = path.join(out, 'onnx', fs.readdirSync(path.join(out, 'onnx')).find((f) => f.endsWith('.onnx')));
-  execFileSync('/usr/bin/python3', ['-c', `
-import onnx, sys
-from onnx import helper
-p = sys.argv[1]
-m = onnx.load(p, load_external_data=False)
-g = m.graph
-i, n = next((i, n) for i, n in enumerate(g.node) if n.op_type == 'Softmax')
-y = n.output[0]
-n.output[0] = y + '_before_dropout'
-g.node.insert(i + 1, helper.make_node('Dropout', [n.output[0]], [y], name='inserted_dropout'))
-onnx.save(m, p)`, onnx]);
+  execFileSync('/usr/bin/python3', [path.join(ROOT, 'tools/insert_dropout.py'), onnx]);
   return out;
 }
 
