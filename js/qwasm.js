@@ -20,6 +20,7 @@ class WorkerClient {
     const onMessage = (m) => this._onMessage(m);
     const onFatal = (err) => {
       this.dead = new QwasmError('WORKER', `the qwasm worker stopped: ${err && (err.message || err)}`);
+      if (this.pthreads) { for (const t of this.pthreads.values()) t.terminate(); this.pthreads.clear(); }
       for (const p of this.pending.values()) p.reject(this.dead);
       this.pending.clear();
       for (const l of this.listeners.values()) l({ type: 'error', error: { code: 'WORKER', message: this.dead.message } });
