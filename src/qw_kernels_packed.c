@@ -20,6 +20,10 @@
 
 int qw_q4_packable(int N, int block) { return N > 0 && N % 4 == 0 && block >= 32 && block % 32 == 0; }
 
+/* The weight nibble that meets activation position p of a 32-element chunk: the q8 activations keep a
+ * chunk's even elements at positions 0..15 and its odd ones at 16..31 (qw_q8act_quantize). */
+static inline unsigned chunk_nib(const uint8_t *src, int p) { return p < 16 ? src[p] & 15u : src[p - 16] >> 4; }
+
 void qw_q4_pack_q(uint8_t *q, int N, int n_blocks, int block, void *tmp) {
     const size_t rb = (size_t)n_blocks * (block / 2);
     const int nc = block / 32;
@@ -28,16 +32,24 @@ void qw_q4_pack_q(uint8_t *q, int N, int n_blocks, int block, void *tmp) {
         uint8_t *grp = q + (size_t)g * 4 * rb;
         memcpy(t, grp, 4 * rb);
         for (int b = 0; b < n_blocks; b++)
-            for (int c = 0; c < nc; c++)
-                for (int r = 0; r < 4; r++)
-                    memcpy(grp + ((size_t)b * nc + c) * 64 + r * 16, t + r * rb + (size_t)b * (block / 2) + c * 16, 16);
+            for (int c = 0; c < nc; c++) {
+                uint8_t *dst = grp + ((size_t)b * nc + c) * 64;
+                for (int r = 0; r < 4; r++) {
+                    const uint8_t *src = t + r * rb + (size_t)b * (block / 2) + c * 16;
+                    for (int j = 0; j < 4; j++)
+                        for (int i = 0; i < 4; i++)
+                            dst[j * 16 + r * 4 + i] = (uint8_t)(chunk_nib(src, 8 * j + i) | chunk_nib(src, 8 * j + 4 + i) << 4);
+                }
+            }
     }
 }
 
-
-/* One 4-row group g times MB activation rows m .. m+MB-1: out[mi*4 + r]. */
+/* One 4-row group g times MB activation rows m .. m+MB-1: out[mi*4 + r].
+ * Each 16-byte weight vector holds 4 rows x 4 bytes, so one dot product of its nibbles with 4 activation
+ * bytes broadcast to every lane leaves each row's sum in its own lane: no horizontal sums. */
 static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int g, const qw_q8act *a, int m,
-                                                           const int MB, float *out) {
+                                                           const int MB, const int DA, float *out) {
+    (void)DA;
     const int nb = w->n_blocks, B = w->block, nc = B / 32;
     const uint8_t *qg = w->q + (size_t)g * nb * nc * 64;
     const float *sc = w->scales + (size_t)g * nb * 4;
@@ -55,77 +67,109 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
     for (int mi = 0; mi < MB; mi++) acc[mi] = wasm_f32x4_splat(0.0f);
     const v128_t m4 = wasm_i8x16_splat(15);
     for (int b = 0; b < nb; b++) {
-        v128_t bi[4][4];
-        for (int mi = 0; mi < MB; mi++)
-            for (int r = 0; r < 4; r++) bi[mi][r] = wasm_i32x4_splat(0);
+        v128_t bi[4]; /* [r0 r1 r2 r3] integer dot products of the block */
         const uint8_t *qb = qg + (size_t)b * nc * 64;
         for (int c = 0; c < nc; c++) {
-            v128_t xe[4], xo[4];
-#if !defined(QW_WASM_RELAXED)
-            v128_t xel[4], xeh[4], xol[4], xoh[4];
-#endif
-            for (int mi = 0; mi < MB; mi++) {
-                xe[mi] = wasm_v128_load(qa[mi] + (size_t)b * B + c * 32);
-                xo[mi] = wasm_v128_load(qa[mi] + (size_t)b * B + c * 32 + 16);
-#if !defined(QW_WASM_RELAXED)
-                xel[mi] = wasm_i16x8_extend_low_i8x16(xe[mi]), xeh[mi] = wasm_i16x8_extend_high_i8x16(xe[mi]);
-                xol[mi] = wasm_i16x8_extend_low_i8x16(xo[mi]), xoh[mi] = wasm_i16x8_extend_high_i8x16(xo[mi]);
-#endif
-            }
-            for (int r = 0; r < 4; r++) {
-                v128_t v = wasm_v128_load(qb + c * 64 + r * 16);
+            const int koff = b * B + c * 32;
+#if defined(QW_WASM_DOT_ADD)
+            if (DA) { /* i32x4.relaxed_dot_i8x16_i7x16_add_s: one instruction (VNNI) per dot in V8 */
+            if (!c)
+                for (int mi = 0; mi < MB; mi++) bi[mi] = wasm_i32x4_splat(0);
+            for (int j = 0; j < 4; j++) {
+                v128_t v = wasm_v128_load(qb + c * 64 + j * 16);
                 v128_t lo = wasm_v128_and(v, m4), hi = wasm_u8x16_shr(v, 4);
-#if defined(QW_WASM_RELAXED)
                 for (int mi = 0; mi < MB; mi++) {
-                    v128_t s16 = wasm_i16x8_add(
-                        (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)xe[mi], (__i8x16)lo),
-                        (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)xo[mi], (__i8x16)hi));
-                    bi[mi][r] = wasm_i32x4_add(bi[mi][r], wasm_i32x4_extadd_pairwise_i16x8(s16));
+                    v128_t xa = wasm_v128_load32_splat(qa[mi] + koff + 8 * j);
+                    v128_t xb = wasm_v128_load32_splat(qa[mi] + koff + 8 * j + 4);
+                    bi[mi] = (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_add_s_i32x4((__i8x16)xa, (__i8x16)lo, (__i32x4)bi[mi]);
+                    bi[mi] = (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_add_s_i32x4((__i8x16)xb, (__i8x16)hi, (__i32x4)bi[mi]);
                 }
-#else
-                v128_t l0 = wasm_u16x8_extend_low_u8x16(lo), l1 = wasm_u16x8_extend_high_u8x16(lo);
-                v128_t h0 = wasm_u16x8_extend_low_u8x16(hi), h1 = wasm_u16x8_extend_high_u8x16(hi);
-                for (int mi = 0; mi < MB; mi++) {
-                    v128_t p = wasm_i32x4_add(wasm_i32x4_dot_i16x8(l0, xel[mi]), wasm_i32x4_dot_i16x8(l1, xeh[mi]));
-                    v128_t q = wasm_i32x4_add(wasm_i32x4_dot_i16x8(h0, xol[mi]), wasm_i32x4_dot_i16x8(h1, xoh[mi]));
-                    bi[mi][r] = wasm_i32x4_add(bi[mi][r], wasm_i32x4_add(p, q));
-                }
-#endif
             }
+            continue;
+            }
+#endif
+#if defined(QW_WASM_RELAXED)
+            /* i16 partial sums: 8 dots of 2 products (|nibble x int8| <= 15 x 127) stay below 2^15 */
+            v128_t s16[4];
+            for (int mi = 0; mi < MB; mi++) s16[mi] = wasm_i16x8_splat(0);
+            for (int j = 0; j < 4; j++) {
+                v128_t v = wasm_v128_load(qb + c * 64 + j * 16);
+                v128_t lo = wasm_v128_and(v, m4), hi = wasm_u8x16_shr(v, 4);
+                for (int mi = 0; mi < MB; mi++) {
+                    v128_t xa = wasm_v128_load32_splat(qa[mi] + koff + 8 * j);
+                    v128_t xb = wasm_v128_load32_splat(qa[mi] + koff + 8 * j + 4);
+                    s16[mi] = wasm_i16x8_add(s16[mi], wasm_i16x8_add(
+                        (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)xa, (__i8x16)lo),
+                        (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)xb, (__i8x16)hi)));
+                }
+            }
+            for (int mi = 0; mi < MB; mi++) {
+                v128_t s32 = wasm_i32x4_extadd_pairwise_i16x8(s16[mi]);
+                bi[mi] = c ? wasm_i32x4_add(bi[mi], s32) : s32;
+            }
+#else
+            /* nibbles widened to i16: rows 0-1 in the low half, rows 2-3 in the high half; each i32 lane
+             * of a product holds half a row, paired up once per chunk */
+            v128_t p01[4], p23[4];
+            for (int mi = 0; mi < MB; mi++) p01[mi] = p23[mi] = wasm_i32x4_splat(0);
+            for (int j = 0; j < 4; j++) {
+                v128_t v = wasm_v128_load(qb + c * 64 + j * 16);
+                v128_t lo = wasm_v128_and(v, m4), hi = wasm_u8x16_shr(v, 4);
+                v128_t lo01 = wasm_u16x8_extend_low_u8x16(lo), lo23 = wasm_u16x8_extend_high_u8x16(lo);
+                v128_t hi01 = wasm_u16x8_extend_low_u8x16(hi), hi23 = wasm_u16x8_extend_high_u8x16(hi);
+                for (int mi = 0; mi < MB; mi++) {
+                    v128_t xa = wasm_i16x8_extend_low_i8x16(wasm_v128_load32_splat(qa[mi] + koff + 8 * j));
+                    v128_t xb = wasm_i16x8_extend_low_i8x16(wasm_v128_load32_splat(qa[mi] + koff + 8 * j + 4));
+                    p01[mi] = wasm_i32x4_add(p01[mi], wasm_i32x4_add(wasm_i32x4_dot_i16x8(lo01, xa), wasm_i32x4_dot_i16x8(hi01, xb)));
+                    p23[mi] = wasm_i32x4_add(p23[mi], wasm_i32x4_add(wasm_i32x4_dot_i16x8(lo23, xa), wasm_i32x4_dot_i16x8(hi23, xb)));
+                }
+            }
+            for (int mi = 0; mi < MB; mi++) {
+                v128_t s32 = wasm_i32x4_add(wasm_i32x4_shuffle(p01[mi], p23[mi], 0, 2, 4, 6),
+                                            wasm_i32x4_shuffle(p01[mi], p23[mi], 1, 3, 5, 7));
+                bi[mi] = c ? wasm_i32x4_add(bi[mi], s32) : s32;
+            }
+#endif
         }
-        v128_t z = zp ? wasm_i32x4_make(zp[b * 4], zp[b * 4 + 1], zp[b * 4 + 2], zp[b * 4 + 3]) : wasm_i32x4_splat(8);
+        v128_t z = zp ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(wasm_v128_load32_zero(zp + (size_t)b * 4)))
+                      : wasm_i32x4_splat(8);
         v128_t ws = wasm_v128_load(sc + (size_t)b * 4);
         for (int mi = 0; mi < MB; mi++) {
-            v128_t s = hsum4_i32(bi[mi][0], bi[mi][1], bi[mi][2], bi[mi][3]);
-            s = wasm_i32x4_sub(s, wasm_i32x4_mul(z, wasm_i32x4_splat(sa[mi][b])));
+            v128_t s = wasm_i32x4_sub(bi[mi], wasm_i32x4_mul(z, wasm_i32x4_splat(sa[mi][b])));
             v128_t ds = wasm_f32x4_mul(wasm_f32x4_splat(da[mi][b]), ws);
             acc[mi] = wasm_f32x4_add(acc[mi], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), ds));
         }
     }
     for (int mi = 0; mi < MB; mi++) wasm_v128_store(out + mi * 4, acc[mi]);
 #elif defined(QW_AVX2)
+    /* two weight vectors (j, j+1) per 256-bit step; the halves add up once per block */
     __m128 acc[4];
     for (int mi = 0; mi < MB; mi++) acc[mi] = _mm_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    const __m256i ia = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2), ib = _mm256_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3);
     for (int b = 0; b < nb; b++) {
-        __m256i bi[4][4];
-        for (int mi = 0; mi < MB; mi++)
-            for (int r = 0; r < 4; r++) bi[mi][r] = _mm256_setzero_si256();
+        __m256i bi[4];
+        for (int mi = 0; mi < MB; mi++) bi[mi] = _mm256_setzero_si256();
         const uint8_t *qb = qg + (size_t)b * nc * 64;
         for (int c = 0; c < nc; c++) {
-            __m256i xv[4];
-            for (int mi = 0; mi < MB; mi++) xv[mi] = _mm256_loadu_si256((const __m256i *)(qa[mi] + (size_t)b * B + c * 32));
-            for (int r = 0; r < 4; r++) {
-                __m128i v = _mm_loadu_si128((const __m128i *)(qb + c * 64 + r * 16));
-                __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m4);
-                for (int mi = 0; mi < MB; mi++)
-                    bi[mi][r] = _mm256_add_epi32(bi[mi][r], _mm256_madd_epi16(_mm256_maddubs_epi16(nib, xv[mi]), ones));
+            __m256i s16[4];
+            for (int mi = 0; mi < MB; mi++) s16[mi] = _mm256_setzero_si256();
+            for (int h = 0; h < 2; h++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(qb + c * 64 + h * 32));
+                __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                for (int mi = 0; mi < MB; mi++) {
+                    __m256i xx = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(qa[mi] + b * B + c * 32 + h * 16)));
+                    s16[mi] = _mm256_add_epi16(s16[mi], _mm256_add_epi16(
+                        _mm256_maddubs_epi16(lo, _mm256_permutevar8x32_epi32(xx, ia)),
+                        _mm256_maddubs_epi16(hi, _mm256_permutevar8x32_epi32(xx, ib))));
+                }
             }
+            for (int mi = 0; mi < MB; mi++) bi[mi] = _mm256_add_epi32(bi[mi], _mm256_madd_epi16(s16[mi], ones));
         }
         __m128i z = zp ? _mm_cvtepu8_epi32(_mm_cvtsi32_si128(*(const int32_t *)(zp + (size_t)b * 4))) : _mm_set1_epi32(8);
         __m128 ws = _mm_loadu_ps(sc + (size_t)b * 4);
         for (int mi = 0; mi < MB; mi++) {
-            __m128i s = hsum4_i32(bi[mi][0], bi[mi][1], bi[mi][2], bi[mi][3]);
+            __m128i s = _mm_add_epi32(_mm256_castsi256_si128(bi[mi]), _mm256_extracti128_si256(bi[mi], 1));
             s = _mm_sub_epi32(s, _mm_mullo_epi32(z, _mm_set1_epi32(sa[mi][b])));
             __m128 ds = _mm_mul_ps(_mm_set1_ps(da[mi][b]), ws);
             acc[mi] = _mm_add_ps(acc[mi], _mm_mul_ps(_mm_cvtepi32_ps(s), ds));
@@ -138,11 +182,12 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
             float accr = 0.0f;
             for (int b = 0; b < nb; b++) {
                 int32_t dot = -(zp ? zp[(size_t)b * 4 + r] : 8) * sa[mi][b];
-                for (int c = 0; c < nc; c++) {
-                    const uint8_t *v = qg + ((size_t)b * nc + c) * 64 + r * 16;
-                    const int8_t *x = qa[mi] + (size_t)b * B + c * 32;
-                    for (int i = 0; i < 16; i++) dot += (v[i] & 15) * x[i] + (v[i] >> 4) * x[16 + i];
-                }
+                for (int c = 0; c < nc; c++)
+                    for (int j = 0; j < 4; j++) {
+                        const uint8_t *v = qg + ((size_t)b * nc + c) * 64 + j * 16 + r * 4;
+                        const int8_t *x = qa[mi] + (size_t)b * B + c * 32 + 8 * j;
+                        for (int i = 0; i < 4; i++) dot += (v[i] & 15) * x[i] + (v[i] >> 4) * x[4 + i];
+                    }
                 accr += (float)dot * (da[mi][b] * sc[(size_t)b * 4 + r]);
             }
             out[mi * 4 + r] = accr;
@@ -151,13 +196,57 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
 #endif
 }
 
+/* 1 where the engine computes i32x4.relaxed_dot_i8x16_i7x16_add_s right and qw_kernels_dot_add enabled it */
+static int g_dot_add;
+
 static void q8p_tile_any(const qw_q4w *w, int g, const qw_q8act *a, int m, int mb, float *out) {
-    switch (mb) {
-    case 4: q8p_tile(w, g, a, m, 4, out); break;
-    case 3: q8p_tile(w, g, a, m, 3, out); break;
-    case 2: q8p_tile(w, g, a, m, 2, out); break;
-    default: q8p_tile(w, g, a, m, 1, out); break;
+#if defined(QW_WASM_DOT_ADD)
+    if (g_dot_add) {
+        switch (mb) {
+        case 4: q8p_tile(w, g, a, m, 4, 1, out); break;
+        case 3: q8p_tile(w, g, a, m, 3, 1, out); break;
+        case 2: q8p_tile(w, g, a, m, 2, 1, out); break;
+        default: q8p_tile(w, g, a, m, 1, 1, out); break;
+        }
+        return;
     }
+#endif
+    switch (mb) {
+    case 4: q8p_tile(w, g, a, m, 4, 0, out); break;
+    case 3: q8p_tile(w, g, a, m, 3, 0, out); break;
+    case 2: q8p_tile(w, g, a, m, 2, 0, out); break;
+    default: q8p_tile(w, g, a, m, 1, 0, out); break;
+    }
+}
+
+/* Node 20's V8 (11.3) gets i32x4.relaxed_dot_i8x16_i7x16_add_s wrong; Chromium's is right (and one VNNI
+ * instruction). So the relaxed build checks the engine on known values before using it. */
+static int dot_add_works(void) {
+#if defined(QW_WASM_DOT_ADD)
+    int8_t x[16];
+    uint8_t v[16];
+    int32_t c[4] = {1000, -2000, 3000, -4000}, r[4];
+    for (int i = 0; i < 16; i++) x[i] = (int8_t)(i * 17 - 127), v[i] = (uint8_t)((i * 7 + 3) & 15);
+    volatile v128_t vx = wasm_v128_load(x), vv = wasm_v128_load(v), vc = wasm_v128_load(c); /* not folded */
+    wasm_v128_store(r, (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_add_s_i32x4((__i8x16)vx, (__i8x16)vv, (__i32x4)vc));
+    for (int l = 0; l < 4; l++) {
+        int32_t e = c[l];
+        for (int t = 0; t < 4; t++) e += x[4 * l + t] * v[4 * l + t];
+        if (r[l] != e) return 0;
+    }
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int qw_kernels_dot_add(int on) {
+    static int works = -1;
+    if (on >= 0) {
+        if (works < 0) works = dot_add_works();
+        g_dot_add = on && works;
+    }
+    return g_dot_add;
 }
 
 void qw_q4_matmul_q8_packed_task(const qw_q4w *w, const qw_q8act *a, int M, const float *bias, float *y, int ith,
@@ -167,7 +256,7 @@ void qw_q4_matmul_q8_packed_task(const qw_q4w *w, const qw_q8act *a, int M, cons
     float o[16];
     if (M == 1) {
         for (int g = lo; g < hi; g++) {
-            q8p_tile(w, g, a, 0, 1, o);
+            q8p_tile_any(w, g, a, 0, 1, o);
             for (int r = 0; r < 4; r++) y[g * 4 + r] = o[r] + (bias ? bias[g * 4 + r] : 0.0f);
         }
         return;
@@ -397,6 +486,7 @@ void qw_i8_matvec_ref(const qw_i8w *w, const float *x, float *y) {
 /* ================================ warm-up ==================================================== */
 
 void qw_kernels_warmup(qw_pool *pool) {
+    qw_kernels_dot_add(1);
     enum { N = 64, K = 256, V = 256, REPS = 24 };
     const int nb = K / 32;
     uint8_t *q = calloc((size_t)N * K / 2, 1);

@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include "qwasm.h"
+#include "qw_kernels.h"
 #include "qw_dtype.h"
 
 #ifndef QW_THREADS
@@ -91,6 +92,7 @@ void qw_get_build_info(qw_build_info *out) {
     out->relaxed_simd = 0;
 #endif
     out->threads = QW_THREADS ? 1 : 0;
+    out->dot_add = qw_kernels_dot_add(-1);
     out->max_threads = 1;
 #if QW_THREADS && defined(__EMSCRIPTEN__)
     out->max_threads = emscripten_num_logical_cores();
@@ -106,8 +108,8 @@ const char *qw_build_info_json(void) {
     qw_get_build_info(&bi);
     snprintf(buf, sizeof buf,
              "{\"version\":\"%s\",\"target\":\"%s\",\"simd\":%s,\"relaxed_simd\":%s,\"threads\":%s,"
-             "\"max_threads\":%d}",
+             "\"max_threads\":%d,\"dot_add\":%s}",
              bi.version, bi.target, bi.simd ? "true" : "false", bi.relaxed_simd ? "true" : "false",
-             bi.threads ? "true" : "false", bi.max_threads);
+             bi.threads ? "true" : "false", bi.max_threads, bi.dot_add ? "true" : "false");
     return buf;
 }

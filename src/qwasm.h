@@ -60,6 +60,7 @@ typedef struct qw_build_info {
     int relaxed_simd;      /* 1 when built with wasm relaxed SIMD */
     int threads;           /* 1 when the thread pool can run more than one thread */
     int max_threads;       /* hardware threads available to the pool (1 without threads) */
+    int dot_add;           /* 1 when the 4-bit kernels use the relaxed i32 dot-add (checked on this engine) */
 } qw_build_info;
 
 void qw_get_build_info(qw_build_info *out);

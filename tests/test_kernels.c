@@ -464,6 +464,27 @@ static double bench_q4(qw_pool *pool, int N, int K, int q8, int reps) {
     return bytes / best * 1e-9;
 }
 
+/* Prefill: M activation rows against the packed layout; GMAC/s (compute-bound, unlike the matvecs). */
+static double bench_q4_prefill(qw_pool *pool, int N, int K, int M, int reps) {
+    q4buf qb, pk;
+    q4_make(&qb, N, K, 32, 0);
+    q4_pack_copy(&qb, &pk);
+    q4_free(&qb);
+    float *x = malloc((size_t)M * K * 4), *y = malloc((size_t)M * N * 4);
+    void *work = malloc(qw_q4_matmul_q8_work_size(&pk.w, M));
+    for (size_t i = 0; i < (size_t)M * K; i++) x[i] = act_rand();
+    double best = 1e30;
+    for (int r = 0; r < reps + 5; r++) {
+        double t0 = now_s();
+        qw_q4_matmul_q8(pool, &pk.w, x, M, NULL, y, work);
+        double t = now_s() - t0;
+        if (r >= 5 && t < best) best = t;
+    }
+    free(x), free(y), free(work);
+    q4_free(&pk);
+    return (double)M * N * K / best * 1e-9;
+}
+
 static double bench_lm_head(qw_pool *pool, int N, int K, int reps, double *ms) {
     uint16_t *B = malloc((size_t)N * K * 2);
     float *x = malloc((size_t)K * 4), *y = malloc((size_t)N * 4);
@@ -508,6 +529,7 @@ static double bench_i8_lm_head(qw_pool *pool, int N, int K, int reps, double *ms
 
 static int bench(int threads) {
     qw_pool *pool = qw_pool_new(threads);
+    int dot_add = qw_kernels_dot_add(1); /* as a model load does (qw_kernels_warmup) */
     double lm_ms;
     double a = bench_q4(pool, 8960, 1536, 1, 60);  /* gate/up proj */
     double b = bench_q4(pool, 1536, 8960, 1, 60);  /* down proj */
@@ -518,6 +540,7 @@ static int bench(int threads) {
     double pa = bench_q4(pool, 8960, 1536, 2, 60), pb = bench_q4(pool, 1536, 8960, 2, 60);
     double pc = bench_q4(pool, 1536, 1536, 2, 200);
     double f = bench_i8_lm_head(pool, 151936, 1536, 8, &lm8_ms);
+    double g = bench_q4_prefill(pool, 8960, 1536, 64, 8), h = bench_q4_prefill(pool, 1536, 8960, 64, 8);
 #if defined(__wasm_relaxed_simd__)
     const char *isa = "wasm-simd128-relaxed";
 #elif defined(__wasm_simd128__)
@@ -527,11 +550,12 @@ static int bench(int threads) {
 #else
     const char *isa = "scalar";
 #endif
-    printf("{\"isa\":\"%s\",\"threads\":%d,\"q4q8_8960x1536_GBs\":%.2f,\"q4q8_1536x8960_GBs\":%.2f,"
+    printf("{\"isa\":\"%s\",\"dot_add\":%d,\"threads\":%d,\"q4q8_8960x1536_GBs\":%.2f,\"q4q8_1536x8960_GBs\":%.2f,"
            "\"q4q8_1536x1536_GBs\":%.2f,\"q4f32_8960x1536_GBs\":%.2f,\"lm_head_f16_151936x1536_GBs\":%.2f,"
            "\"lm_head_ms\":%.1f,\"q4q8p_8960x1536_GBs\":%.2f,\"q4q8p_1536x8960_GBs\":%.2f,"
-           "\"q4q8p_1536x1536_GBs\":%.2f,\"lm_head_i8_151936x1536_GBs\":%.2f,\"lm_head_i8_ms\":%.1f}\n",
-           isa, qw_pool_threads(pool), a, b, c, d, e, lm_ms, pa, pb, pc, f, lm8_ms);
+           "\"q4q8p_1536x1536_GBs\":%.2f,\"lm_head_i8_151936x1536_GBs\":%.2f,\"lm_head_i8_ms\":%.1f,"
+           "\"prefill64_8960x1536_GMACs\":%.1f,\"prefill64_1536x8960_GMACs\":%.1f}\n",
+           isa, dot_add, qw_pool_threads(pool), a, b, c, d, e, lm_ms, pa, pb, pc, f, lm8_ms, g, h);
     qw_pool_free(pool);
     return 0;
 }
@@ -542,6 +566,11 @@ static int run_tests(void) {
     qw_pool *pool = qw_pool_new(3);
     test_q4(pool);
     test_q4_packed(pool);
+    if (qw_kernels_dot_add(1)) { /* the relaxed build on an engine that computes the dot-add right */
+        printf("  packed q4 kernels again with the relaxed i32 dot-add\n");
+        test_q4_packed(pool);
+        qw_kernels_dot_add(0);
+    }
     test_i8_lmhead(pool);
     test_gemm(pool);
     test_misc(pool);
@@ -553,10 +582,11 @@ static int run_tests(void) {
 #if defined(__EMSCRIPTEN__)
 #include <emscripten.h>
 /* clang >= 16 renames main(argc, argv) to a symbol emscripten 3.1.6's runtime does not call (the
- * relaxed-SIMD build), so wasm builds take `bench [threads]` from Node's process.argv instead. */
+ * relaxed-SIMD build), so wasm builds take `bench [threads]` from Node's process.argv instead, or in a
+ * browser from Module.arguments (tools/bench/kernels.html). */
 int main(void) {
     int mode = EM_ASM_INT({
-        var a = (typeof process == 'object') ? process.argv : [];
+        var a = (typeof process == 'object' && process.argv) ? process.argv : (Module['arguments'] || []);
         var i = a.indexOf('bench');
         return i < 0 ? -1 : (a.length > i + 1 ? parseInt(a[i + 1], 10) : 0);
     });

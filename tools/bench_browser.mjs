@@ -22,7 +22,8 @@
 //   Peak memory = max over the whole run of the sum of RSS of every process of the launched browser
 //   (its process tree, read from /proc every 100 ms).
 // Engines: ort = onnxruntime-web 1.30 wasm EP (past-KV greedy loop, like optimum), tjs = Transformers.js
-// 4.3.1 (wasm, q4f16, local model path), wllama = wllama 3.8.1 (GGUF), qwasm = js/qwasm.js, qwasm512 =
+// 4.3.1 (wasm, q4f16, local model path), wllama = wllama 3.8.1 (GGUF; greedy over the tokens that are whole
+// UTF-8 text, since invalid UTF-8 output aborts it: see tools/bench/wllama.js), qwasm = js/qwasm.js, qwasm512 =
 // qwasm with memoryCapMB 512. A failure (not available, out of memory, timeout) is a table cell, not fatal.
 // The first --check greedy tokens of each engine are compared with onnxruntime-node (tools/ort_ref.mjs).
 // Output: markdown table on stdout (+ --md file) and JSON (--out) with medians, every run, and the
@@ -260,7 +261,7 @@ async function runEngine(chromium, a, srvUrl, m, prompt, engKey) {
     mem.phase = 'generate';
     const g = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o), { promptIds: ids, promptText: prompt.text, maxTokens: a.tokens }), T, 'generate');
     Object.assign(res, { ttftMs: g.ttftMs, prefillTokS: g.prefillTokS, decodeTokS: g.decodeTokS, nGenerated: g.nGenerated, tokens: g.tokens, text: g.text,
-      genExtra: { timings: g.timings, usage: g.usage, stats: g.stats, chunks: g.chunks, promptTokenMismatch: g.promptTokenMismatch } });
+      genExtra: { timings: g.timings, usage: g.usage, stats: g.stats, chunks: g.chunks, promptTokenMismatch: g.promptTokenMismatch, bannedTokens: g.bannedTokens } });
     if (g.promptTokenMismatch != null) res.errors.push(`engine saw ${g.promptTokenMismatch} prompt tokens`);
     if (g.nGenerated !== a.tokens) res.errors.push(`generated ${g.nGenerated} tokens, not ${a.tokens}`);
     res.ok = true;
@@ -312,6 +313,7 @@ function aggregate(runs, ref, n, decode) {
   if (errs.length) agg.error = errs.join(' | ');
   const mt = ok.length ? matchCount(ok[0].tokens, ref, n, ok[0].text, decode) : null;
   if (mt) agg.match = mt;
+  if (ok[0]?.genExtra?.bannedTokens) agg.bannedTokens = ok[0].genExtra.bannedTokens;
   return agg;
 }
 
@@ -332,7 +334,8 @@ function table(results, a) {
     for (const [k, agg] of Object.entries(m.engines)) {
       const cells = FIGS.map(([f, , fmt]) => (agg[f] != null ? fmt(agg[f]) : agg.ok ? '–' : notAvailable(agg)));
       const mt = agg.match ? (agg.match.byText ? `prefix ${agg.match.prefix}/${agg.match.n} (by text)` : `${agg.match.same}/${agg.match.n} (prefix ${agg.match.prefix})`) : '–';
-      const note = agg.error ? `${agg.ok}/${agg.runs} ok; ${agg.error.slice(0, 160)}` : `${agg.ok}/${agg.runs} ok`;
+      const note = (agg.error ? `${agg.ok}/${agg.runs} ok; ${agg.error.slice(0, 160)}` : `${agg.ok}/${agg.runs} ok`) +
+        (agg.bannedTokens ? `; greedy over whole-UTF-8 tokens (${agg.bannedTokens} banned)` : '');
       lines.push(`| ${ENGINES[k].label} | ${cells.join(' | ')} | ${mt} | ${note} |`);
     }
     const q = m.engines.qwasm;

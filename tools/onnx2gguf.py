@@ -3,6 +3,7 @@
 onnx-community "text-generation-with-past" export) to a GGUF file that llama.cpp / wllama load.
 
     /usr/bin/python3 tools/onnx2gguf.py MODEL_DIR [-o OUT.gguf] [--onnx onnx/model_q4f16.onnx] [--name NAME]
+    /usr/bin/python3 tools/onnx2gguf.py --check MODEL_DIR [-o OUT.gguf]   (or --check FILE.gguf)
 
 Default output: MODEL_DIR/model-q4_0.gguf. Needs only numpy + onnx (Debian's python3); the GGUF (v3)
 format is written here directly: header, metadata key/values, tensor infos, data aligned to 32 bytes.
@@ -25,6 +26,11 @@ MatMul weights ([K, N] initializers) are written transposed as F16 (F32 with --f
 biases are F32. Tensors are streamed one at a time (external data is read by offset), so the 1.5B's 1.2 GB
 of data never sits in memory at once.
 
+--check reads a GGUF back by the spec alone (header, every key/value and tensor info, offsets aligned and
+inside the file, no overlaps, the qwen2 tensor set and shapes from the hyper-parameters, key types llama.cpp
+insists on, one token per embedding row) and, given the model folder, decodes layer 0's weights (Q4_0
+dequantised by ggml's layout) and compares them with the ONNX MatMulNBits / MatMul ones. Every conversion runs the same check on its output.
+
 Metadata: general.architecture=qwen2 with qwen2.* hyper-parameters from config.json (checked against the
 tensor shapes) and the real tokenizer from tokenizer.json: tokenizer.ggml.model=gpt2, pre=qwen2, tokens
 (padded with [PAD<i>] up to the embedding's row count, as convert_hf_to_gguf does), token_type, merges,
@@ -32,6 +38,7 @@ eos/bos/padding ids, add_bos_token=false and the chat template from tokenizer_co
 """
 import argparse
 import json
+import mmap
 import os
 import re
 import struct
@@ -416,6 +423,283 @@ def tokenizer_kv(kv, model_dir, n_vocab, cfg):
     return dict(n_tokens=len(tokens), n_merges=len(merges), eos=eos, bos=bos, pad=pad)
 
 
+# ---- independent reader / validator (--check): parses the file back by the GGUF v3 spec alone
+GGML_BLOCK = {GGML_F32: (1, 4), GGML_F16: (1, 2), GGML_Q4_0: (32, 18)}  # type: (elements per block, bytes)
+SCALAR_FMT = {T_UINT8: '<B', T_INT8: '<b', T_UINT16: '<H', T_INT16: '<h', T_UINT32: '<I', T_INT32: '<i',
+              T_FLOAT32: '<f', T_BOOL: '<B', T_UINT64: '<Q', T_INT64: '<q', T_FLOAT64: '<d'}
+INT_TYPES = (T_UINT8, T_INT8, T_UINT16, T_INT16, T_UINT32, T_INT32, T_UINT64, T_INT64)
+
+
+class GGUFReader:
+    """Reads header, key/values and tensor infos; every length is checked against the file size before it
+    is used, so a corrupt file gives a message naming the field, not a huge allocation."""
+
+    def __init__(self, path):
+        self.path = path
+        self.size = os.path.getsize(path)
+        with open(path, 'rb') as f:
+            # mapped, not read: only the header pages (and the few tensors compared) are touched
+            self.buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else b''
+        self.pos = 0
+        magic, self.version = self.unpack('<II', 'header')
+        if magic != GGUF_MAGIC:
+            raise ValueError('bad magic %r (want b"GGUF")' % self.buf[:4])
+        if self.version != GGUF_VERSION:
+            raise ValueError('version %d (want %d)' % (self.version, GGUF_VERSION))
+        self.n_tensors, self.n_kv = self.unpack('<QQ', 'header counts')
+        self.kv, self.kv_types = {}, {}
+        for i in range(self.n_kv):
+            key = self.string('key %d' % i)
+            if key in self.kv:
+                raise ValueError('duplicate key %s' % key)
+            vtype, = self.unpack('<I', key + ' type')
+            self.kv_types[key] = vtype
+            self.kv[key] = self.value(vtype, key)
+        self.alignment = self.kv.get('general.alignment', ALIGN)
+        # gguf.cpp refuses anything but a u32 power of two
+        if self.kv_types.get('general.alignment', T_UINT32) != T_UINT32 or self.alignment <= 0 or \
+                self.alignment & (self.alignment - 1):
+            raise ValueError('general.alignment must be a u32 power of two, got %r' % self.alignment)
+        self.tensors = []
+        for i in range(self.n_tensors):
+            name = self.string('tensor %d name' % i)
+            nd, = self.unpack('<I', name + ' n_dims')
+            if not 1 <= nd <= 4:
+                raise ValueError('%s: n_dims %d' % (name, nd))
+            ne = list(self.unpack('<%dQ' % nd, name + ' dims'))
+            gtype, off = self.unpack('<IQ', name + ' type/offset')
+            self.tensors.append(dict(name=name, ne=ne, type=gtype, offset=off))
+        self.data_start = (self.pos + self.alignment - 1) // self.alignment * self.alignment
+
+    def need(self, n, what):
+        if n < 0 or self.pos + n > len(self.buf):
+            raise ValueError('%s: %d bytes at offset %d run past the end of the file (%d bytes)'
+                             % (what, n, self.pos, self.size))
+
+    def unpack(self, fmt, what):
+        n = struct.calcsize(fmt)
+        self.need(n, what)
+        v = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += n
+        return v
+
+    def string(self, what):
+        n, = self.unpack('<Q', what + ' length')
+        self.need(n, what)
+        b = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return b.decode('utf-8')  # the spec requires UTF-8; a bad byte raises here
+
+    def value(self, vtype, what):
+        if vtype == T_STRING:
+            return self.string(what)
+        if vtype == T_ARRAY:
+            etype, n = self.unpack('<IQ', what + ' array header')
+            if etype == T_ARRAY:
+                raise ValueError('%s: nested arrays are not written by this tool' % what)
+            if etype == T_STRING:
+                return [self.string('%s[%d]' % (what, i)) for i in range(n)]
+            if etype not in SCALAR_FMT:
+                raise ValueError('%s: array element type %d' % (what, etype))
+            fmt = SCALAR_FMT[etype]
+            sz = struct.calcsize(fmt)
+            self.need(n * sz, what)
+            v = list(np.frombuffer(self.buf, dtype=np.dtype(fmt), count=n, offset=self.pos))
+            self.pos += n * sz
+            return v
+        if vtype not in SCALAR_FMT:
+            raise ValueError('%s: value type %d' % (what, vtype))
+        v, = self.unpack(SCALAR_FMT[vtype], what)
+        if vtype == T_BOOL and v not in (0, 1):
+            raise ValueError('%s: bool byte %d' % (what, v))
+        return v
+
+    def tensor_bytes(self, t):
+        blk, bsz = GGML_BLOCK[t['type']]
+        if t['ne'][0] % blk:
+            raise ValueError('%s: ne0 %d not a multiple of the block size %d' % (t['name'], t['ne'][0], blk))
+        return int(np.prod(t['ne'])) // blk * bsz
+
+    def read_tensor(self, t):
+        o = self.data_start + t['offset']
+        return memoryview(self.buf)[o:o + self.tensor_bytes(t)]  # a view: the embedding is hundreds of MB
+
+
+def dequant_q4_0(raw, n_rows, K):
+    """ggml block_q4_0: fp16 d, then 16 bytes; byte j = element j (low nibble) | element j+16 (high)."""
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(n_rows, K // 32, 18)
+    d = blocks[:, :, :2].copy().view('<f2').astype(np.float32)  # [rows, nb, 1]
+    qs = blocks[:, :, 2:]
+    q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.float32) - 8
+    return (q * d).reshape(n_rows, K)
+
+
+def dequant_matmulnbits(b, scales, n_rows, K):
+    """ONNX MatMulNBits (4 bits, block 32, no zero points): byte k of a block = element 2k (low) | 2k+1 (high)."""
+    b = np.asarray(b, dtype=np.uint8)[:n_rows].reshape(n_rows, K // 32, 16)
+    q = np.empty((n_rows, K // 32, 32), dtype=np.float32)
+    q[:, :, 0::2] = b & 0x0F
+    q[:, :, 1::2] = b >> 4
+    s = np.asarray(scales, dtype=np.float32).reshape(-1, K // 32)[:n_rows, :, None]
+    return ((q - 8) * s).reshape(n_rows, K)
+
+
+def check_gguf(path, onnx_model=None, quiet=False):
+    """Validates a GGUF written by this tool against the spec and what llama.cpp's qwen2 loader reads.
+    Returns a list of problems (empty = OK). Given the source OnnxModel, layer 0's weights are also
+    decoded both ways and compared (catches a wrong nibble order, scale layout or transpose)."""
+    errs = []
+    try:
+        r = GGUFReader(path)
+    except (ValueError, UnicodeDecodeError, struct.error) as e:
+        return ['%s: unreadable: %s' % (path, e)]
+    kv, kt = r.kv, r.kv_types
+    # keys llama.cpp reads with a fixed type (a wrong type is a load error there, not a conversion)
+    want = {'general.architecture': T_STRING, 'general.alignment': T_UINT32, 'general.file_type': T_UINT32,
+            'qwen2.context_length': T_UINT32, 'qwen2.embedding_length': T_UINT32, 'qwen2.block_count': T_UINT32,
+            'qwen2.feed_forward_length': T_UINT32, 'qwen2.attention.head_count': T_UINT32,
+            'qwen2.attention.head_count_kv': T_UINT32, 'qwen2.rope.freq_base': T_FLOAT32,
+            'qwen2.attention.layer_norm_rms_epsilon': T_FLOAT32, 'tokenizer.ggml.model': T_STRING,
+            'tokenizer.ggml.pre': T_STRING, 'tokenizer.ggml.tokens': T_ARRAY,
+            'tokenizer.ggml.token_type': T_ARRAY, 'tokenizer.ggml.merges': T_ARRAY}
+    for k, t in want.items():
+        if k not in kv:
+            errs.append('missing key %s' % k)
+        elif kt[k] != t:
+            errs.append('key %s has type %d, want %d' % (k, kt[k], t))
+    for k in ('tokenizer.ggml.eos_token_id', 'tokenizer.ggml.bos_token_id', 'tokenizer.ggml.padding_token_id'):
+        if k in kv and kt[k] not in INT_TYPES:
+            errs.append('key %s has type %d, want an integer' % (k, kt[k]))
+    if kv.get('general.architecture') != 'qwen2':
+        errs.append('general.architecture = %r' % kv.get('general.architecture'))
+    if errs:
+        return errs
+    # ---- tensors: known type, offsets aligned, inside the data section, not overlapping
+    data_size = r.size - r.data_start
+    if data_size < 0:
+        return ['data section starts at %d, past the end of the file (%d)' % (r.data_start, r.size)]
+    end_max, spans = 0, []
+    by_name = {}
+    for t in r.tensors:
+        if t['name'] in by_name:
+            errs.append('duplicate tensor %s' % t['name'])
+        by_name[t['name']] = t
+        if t['type'] not in GGML_BLOCK:
+            errs.append('%s: ggml type %d not written by this tool' % (t['name'], t['type']))
+            continue
+        if any(d <= 0 for d in t['ne']):
+            errs.append('%s: dims %s' % (t['name'], t['ne']))
+            continue
+        try:
+            nb = r.tensor_bytes(t)
+        except ValueError as e:
+            errs.append(str(e))
+            continue
+        if t['offset'] % r.alignment:
+            errs.append('%s: offset %d not aligned to %d' % (t['name'], t['offset'], r.alignment))
+        if t['offset'] + nb > data_size:
+            errs.append('%s: data [%d, %d) past the end of the data section (%d bytes)'
+                        % (t['name'], t['offset'], t['offset'] + nb, data_size))
+        spans.append((t['offset'], t['offset'] + nb, t['name']))
+        end_max = max(end_max, t['offset'] + nb)
+    spans.sort()
+    for (a0, a1, an), (b0, b1, bn) in zip(spans, spans[1:]):
+        if b0 < a1:
+            errs.append('tensors %s and %s overlap' % (an, bn))
+    if data_size - end_max >= r.alignment:
+        errs.append('%d bytes after the last tensor (more than the alignment padding)' % (data_size - end_max))
+    # ---- the qwen2 tensor set and shapes llama.cpp expects from the hyper-parameters
+    H, L = kv['qwen2.embedding_length'], kv['qwen2.block_count']
+    F, nh, nkv = kv['qwen2.feed_forward_length'], kv['qwen2.attention.head_count'], \
+        kv['qwen2.attention.head_count_kv']
+    hd = H // nh if nh else 0
+    emb = by_name.get('token_embd.weight')
+    if emb is None or len(emb['ne']) != 2 or emb['ne'][0] != H:
+        errs.append('token_embd.weight: %s (want [%d, n_vocab])' % (emb and emb['ne'], H))
+        return errs
+    V = emb['ne'][1]
+    shapes = {'token_embd.weight': [H, V], 'output_norm.weight': [H]}
+    if 'output.weight' in by_name:
+        shapes['output.weight'] = [H, V]
+    for i in range(L):
+        b = 'blk.%d.' % i
+        shapes.update({b + 'attn_norm.weight': [H], b + 'ffn_norm.weight': [H],
+                       b + 'attn_q.weight': [H, nh * hd], b + 'attn_q.bias': [nh * hd],
+                       b + 'attn_k.weight': [H, nkv * hd], b + 'attn_k.bias': [nkv * hd],
+                       b + 'attn_v.weight': [H, nkv * hd], b + 'attn_v.bias': [nkv * hd],
+                       b + 'attn_output.weight': [nh * hd, H], b + 'ffn_gate.weight': [H, F],
+                       b + 'ffn_up.weight': [H, F], b + 'ffn_down.weight': [F, H]})
+    for n, ne in shapes.items():
+        if n not in by_name:
+            errs.append('missing tensor %s' % n)
+        elif by_name[n]['ne'] != ne:
+            errs.append('%s: dims %s, want %s' % (n, by_name[n]['ne'], ne))
+    for n in by_name:
+        if n not in shapes:
+            errs.append('unexpected tensor %s' % n)
+    # ---- tokenizer: one token / type per embedding row, ids in range
+    toks, types = kv['tokenizer.ggml.tokens'], kv['tokenizer.ggml.token_type']
+    if len(toks) != V or len(types) != V:
+        errs.append('%d tokens / %d token types for %d embedding rows' % (len(toks), len(types), V))
+    for k in ('tokenizer.ggml.eos_token_id', 'tokenizer.ggml.bos_token_id', 'tokenizer.ggml.padding_token_id'):
+        if k in kv and not 0 <= kv[k] < V:
+            errs.append('%s = %d out of range' % (k, kv[k]))
+    if any(' ' not in m for m in kv['tokenizer.ggml.merges']):
+        errs.append('a merge without a space separator')
+    # ---- values: finite scales / floats (sampled: the first layer and the small tensors)
+    for n in ['token_embd.weight', 'output_norm.weight'] + [n for n in shapes if n.startswith('blk.0.')]:
+        t = by_name.get(n)
+        if t is None or t['type'] not in GGML_BLOCK or t['offset'] + r.tensor_bytes(t) > data_size:
+            continue
+        raw = r.read_tensor(t)
+        if t['type'] == GGML_Q4_0:
+            v = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 18)[:, :2].copy().view('<f2')
+        else:
+            v = np.frombuffer(raw, dtype='<f4' if t['type'] == GGML_F32 else '<f2')
+        if not np.all(np.isfinite(v)):
+            errs.append('%s: non-finite values' % n)
+    # ---- against the ONNX weights: layer 0, the first 64 rows (output features) of each linear weight
+    compared = 0
+    if onnx_model is not None and not errs:
+        m = onnx_model
+        for n in m.nodes:
+            mm = ROLE_RE.search(n.name or '') or (ROLE_RE.search(n.input[1]) if len(n.input) > 1 else None)
+            if n.op_type not in ('MatMulNBits', 'MatMul') or mm is None or int(mm.group(1)) != 0:
+                continue
+            w = None if n.op_type == 'MatMulNBits' else m.init_source(n.input[1])
+            if n.op_type == 'MatMul' and w is None:
+                continue
+            t = by_name.get('blk.0.%s.weight' % ROLE_NAMES[mm.group(2)])
+            K, N = t['ne']
+            rows = min(64, N)
+            if n.op_type == 'MatMulNBits':
+                if t['type'] != GGML_Q4_0:
+                    errs.append('%s is not Q4_0' % t['name'])
+                    continue
+                got = dequant_q4_0(r.read_tensor(t)[:rows * (K // 32) * 18], rows, K)
+                ref = dequant_matmulnbits(m.array(n.input[1]), m.array(n.input[2]), rows, K)
+                # the scale goes through fp16 on both sides (q4f16) or is rounded to fp16 here (q4)
+                tol = dict(rtol=2e-3, atol=1e-6)
+            else:  # plain MatMul: [K, N] initializer, written transposed (row n = column n)
+                dt = '<f4' if t['type'] == GGML_F32 else '<f2'
+                got = np.frombuffer(r.read_tensor(t), dtype=dt, count=rows * K).astype(np.float32).reshape(rows, K)
+                ref = np.asarray(m.array(w), dtype=np.float32)[:, :rows].T
+                tol = dict(rtol=1e-3 if dt == '<f2' else 0, atol=1e-7 if dt == '<f2' else 0)
+            if not np.allclose(got, ref, **tol):
+                errs.append('%s: rows differ from the ONNX %s weight (max |diff| %g)'
+                            % (t['name'], n.op_type, float(np.max(np.abs(got - ref)))))
+            compared += 1
+        if compared == 0:
+            errs.append('no layer-0 linear weight found in the ONNX to compare with')
+    if not quiet and not errs:
+        print('onnx2gguf --check: %s OK: v%d, %d keys, %d tensors, alignment %d, data at %d, %d bytes, '
+              'vocab %d, merges %d, layers %d%s' % (
+                  path, r.version, r.n_kv, r.n_tensors, r.alignment, r.data_start, r.size, V,
+                  len(kv['tokenizer.ggml.merges']), L,
+                  ', layer-0 weights equal to the ONNX (%d matrices)' % compared if compared else ''))
+    return errs
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('model_dir')
@@ -424,10 +708,18 @@ def main(argv=None):
                                    'else onnx/model_q4f16.onnx, model_q4.onnx, model.onnx)')
     ap.add_argument('--name', help='general.name (default: folder name)')
     ap.add_argument('--f32-matmul', action='store_true', help='write float MatMul weights as F32, not F16')
+    ap.add_argument('--check', action='store_true',
+                    help='validate instead of converting: MODEL_DIR\'s GGUF (-o) against the spec and the ONNX, '
+                         'or a .gguf file given in place of MODEL_DIR against the spec only')
     ap.add_argument('--quiet', action='store_true')
     args = ap.parse_args(argv)
     t0 = time.time()
     md = args.model_dir
+    if args.check and os.path.isfile(md):
+        errs = check_gguf(md, quiet=args.quiet)
+        for e in errs:
+            print('onnx2gguf --check: %s: %s' % (md, e), file=sys.stderr)
+        return 1 if errs else 0
     cfg = json.load(open(os.path.join(md, 'config.json'), encoding='utf-8'))
     rel = args.onnx or (cfg.get('qwasm_test_model') or {}).get('onnx')
     if not rel:
@@ -438,6 +730,11 @@ def main(argv=None):
     if not rel:
         raise SystemExit('onnx2gguf: no ONNX model in %s/onnx' % md)
     out = args.out or os.path.join(md, 'model-q4_0.gguf')
+    if args.check:
+        errs = check_gguf(out, OnnxModel(os.path.join(md, rel)), quiet=args.quiet)
+        for e in errs:
+            print('onnx2gguf --check: %s: %s' % (out, e), file=sys.stderr)
+        return 1 if errs else 0
     m = OnnxModel(os.path.join(md, rel))
     plans, shp = plan_tensors(m, cfg, args)
 
@@ -498,6 +795,10 @@ def main(argv=None):
             f.write(data)
             f.write(b'\0' * ((-len(data)) % ALIGN))
         total = f.tell()
+    # read back before it replaces a good file: a writer bug must not reach llama.cpp as a load error
+    errs = check_gguf(tmp, m, quiet=True)
+    if errs:
+        raise SystemExit('onnx2gguf: the written file fails its check (kept as %s):\n  %s' % (tmp, '\n  '.join(errs)))
     os.replace(tmp, out)
     if not args.quiet:
         nq = sum(1 for p in plans if p.gtype == GGML_Q4_0)
@@ -509,4 +810,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    r = main()
+    sys.exit(r if isinstance(r, int) else 0)  # --check returns an exit status, a conversion its output path

@@ -1,4 +1,5 @@
-# qw_wasm_tests.cmake - wasm builds of the kernel test, runnable in Node:
+# qw_wasm_tests.cmake - wasm builds of the kernel test, runnable in Node and in browsers
+# (tools/bench/kernels.html?prog=wasm/test_kernels-mt&args=bench,2 through tools/serve.mjs):
 #   node build/wasm/test_kernels-st.mjs            (SIMD128, one thread)
 #   node build/wasm/test_kernels-mt.mjs            (SIMD128 + pthreads)
 #   node build/wasm/test_kernels-st.mjs bench 2    (one JSON line of GB/s; the number is pool threads)
@@ -23,13 +24,13 @@ if(EMSCRIPTEN)
       target_compile_options(${_t} PRIVATE -mrelaxed-simd)
     endif()
     # TOTAL_STACK: emscripten 3.1.6 does not know STACK_SIZE yet.
-    set(_lk -sENVIRONMENT=node -sALLOW_MEMORY_GROWTH=1 -sMAXIMUM_MEMORY=4GB -sINITIAL_MEMORY=64MB
+    set(_lk -sENVIRONMENT=node,web,worker -sALLOW_MEMORY_GROWTH=1 -sMAXIMUM_MEMORY=4GB -sINITIAL_MEMORY=64MB
             -sTOTAL_STACK=1MB -sEXIT_RUNTIME=1)
     if(_fl STREQUAL "mt")
       # 4 workers: the tests use pools of up to 4 threads; created at startup, so pthread_create never waits.
       list(APPEND _lk -pthread -sPTHREAD_POOL_SIZE=4)
     endif()
-    target_link_options(${_t} PRIVATE ${_lk})
+    target_link_options(${_t} PRIVATE ${_lk} ${QW_RELAXED_LINK})
     file(WRITE "${CMAKE_BINARY_DIR}/${_t}.mjs"
       "// Runs ${_t}.js under Node (see tools/cmake/qw_wasm_tests.cmake).\n"
       "import { createRequire } from 'module';\n"
