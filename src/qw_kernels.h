@@ -109,10 +109,10 @@ void qw_gemm_tb_rows(const float *a, const void *B, int f16, int ldb, int K, con
  * SpiderMonkey's Ion) compile them before the first token; a few ms natively. Call once after load. */
 void qw_kernels_warmup(qw_pool *pool);
 
-/* Relaxed-SIMD wasm builds: whether the packed 4-bit kernels use i32x4.relaxed_dot_i8x16_i7x16_add_s (one
- * VNNI instruction in Chromium) instead of the i16 dot products. on = 1 enables it if the engine computes it
- * right (checked once on known values), 0 disables it, -1 only asks. Returns the state now; always 0 in
- * other builds. qw_kernels_warmup enables it. Not thread-safe: set it while no kernel runs. */
+/* Relaxed-SIMD wasm builds: whether the packed 4-bit decode kernel (one activation row) uses
+ * i32x4.relaxed_dot_i8x16_i7x16_add_s instead of the i16 dot products. on = 1 enables it if the engine
+ * computes it right (checked once on known values), 0 disables it, -1 only asks. Returns the state now;
+ * always 0 in other builds. qw_kernels_warmup enables it. Not thread-safe: set it while no kernel runs. */
 int qw_kernels_dot_add(int on);
 
 /* ---- row-wise kernels ------------------------------------------------------------------------ */

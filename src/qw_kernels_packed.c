@@ -72,7 +72,7 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
         for (int c = 0; c < nc; c++) {
             const int koff = b * B + c * 32;
 #if defined(QW_WASM_DOT_ADD)
-            if (DA) { /* i32x4.relaxed_dot_i8x16_i7x16_add_s: one instruction (VNNI) per dot in V8 */
+            if (DA) { /* i32x4.relaxed_dot_i8x16_i7x16_add_s (decode rows only, see q8p_tile_any) */
             if (!c)
                 for (int mi = 0; mi < MB; mi++) bi[mi] = wasm_i32x4_splat(0);
             for (int j = 0; j < 4; j++) {
@@ -81,8 +81,10 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
                 for (int mi = 0; mi < MB; mi++) {
                     v128_t xa = wasm_v128_load32_splat(qa[mi] + koff + 8 * j);
                     v128_t xb = wasm_v128_load32_splat(qa[mi] + koff + 8 * j + 4);
-                    bi[mi] = (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_add_s_i32x4((__i8x16)xa, (__i8x16)lo, (__i32x4)bi[mi]);
-                    bi[mi] = (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_add_s_i32x4((__i8x16)xb, (__i8x16)hi, (__i32x4)bi[mi]);
+                    /* short chains: the dot-add's latency would otherwise bound the loop */
+                    v128_t t = (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_add_s_i32x4((__i8x16)xa, (__i8x16)lo, (__i32x4)wasm_i32x4_splat(0));
+                    t = (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_add_s_i32x4((__i8x16)xb, (__i8x16)hi, (__i32x4)t);
+                    bi[mi] = wasm_i32x4_add(bi[mi], t);
                 }
             }
             continue;
@@ -199,18 +201,9 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
 /* 1 where the engine computes i32x4.relaxed_dot_i8x16_i7x16_add_s right and qw_kernels_dot_add enabled it */
 static int g_dot_add;
 
+/* Prefill tiles use the i16 dot products: in Chromium 156 on this kind of machine the dot-add made the
+ * 4-row tiles 12 % slower and the one-row decode tile 10 % faster (tools/kernel_probe.mjs, no-dot-add). */
 static void q8p_tile_any(const qw_q4w *w, int g, const qw_q8act *a, int m, int mb, float *out) {
-#if defined(QW_WASM_DOT_ADD)
-    if (g_dot_add) {
-        switch (mb) {
-        case 4: q8p_tile(w, g, a, m, 4, 1, out); break;
-        case 3: q8p_tile(w, g, a, m, 3, 1, out); break;
-        case 2: q8p_tile(w, g, a, m, 2, 1, out); break;
-        default: q8p_tile(w, g, a, m, 1, 1, out); break;
-        }
-        return;
-    }
-#endif
     switch (mb) {
     case 4: q8p_tile(w, g, a, m, 4, 0, out); break;
     case 3: q8p_tile(w, g, a, m, 3, 0, out); break;
@@ -219,8 +212,8 @@ static void q8p_tile_any(const qw_q4w *w, int g, const qw_q8act *a, int m, int m
     }
 }
 
-/* Node 20's V8 (11.3) gets i32x4.relaxed_dot_i8x16_i7x16_add_s wrong; Chromium's is right (and one VNNI
- * instruction). So the relaxed build checks the engine on known values before using it. */
+/* Node 20's V8 (11.3) gets i32x4.relaxed_dot_i8x16_i7x16_add_s wrong; Chromium's and Firefox's are right.
+ * So the relaxed build checks the engine on known values before using it. */
 static int dot_add_works(void) {
 #if defined(QW_WASM_DOT_ADD)
     int8_t x[16];
@@ -255,8 +248,10 @@ void qw_q4_matmul_q8_packed_task(const qw_q4w *w, const qw_q8act *a, int M, cons
     qw_split(w->N / 4, ith, nth, QW_ROW_ALIGN / 4, &lo, &hi);
     float o[16];
     if (M == 1) {
+        const int da = g_dot_add;
         for (int g = lo; g < hi; g++) {
-            q8p_tile_any(w, g, a, 0, 1, o);
+            if (da) q8p_tile(w, g, a, 0, 1, 1, o);
+            else q8p_tile(w, g, a, 0, 1, 0, o);
             for (int r = 0; r < 4; r++) y[g * 4 + r] = o[r] + (bias ? bias[g * 4 + r] : 0.0f);
         }
         return;

@@ -527,9 +527,10 @@ static double bench_i8_lm_head(qw_pool *pool, int N, int K, int reps, double *ms
     return bytes / best * 1e-9;
 }
 
-static int bench(int threads) {
+/* bench [threads] [no-dot-add]: the second word compares the relaxed build's i16 path on the same engine */
+static int bench(int threads, int no_dot_add) {
     qw_pool *pool = qw_pool_new(threads);
-    int dot_add = qw_kernels_dot_add(1); /* as a model load does (qw_kernels_warmup) */
+    int dot_add = qw_kernels_dot_add(!no_dot_add); /* as a model load does (qw_kernels_warmup) */
     double lm_ms;
     double a = bench_q4(pool, 8960, 1536, 1, 60);  /* gate/up proj */
     double b = bench_q4(pool, 1536, 8960, 1, 60);  /* down proj */
@@ -588,13 +589,14 @@ int main(void) {
     int mode = EM_ASM_INT({
         var a = (typeof process == 'object' && process.argv) ? process.argv : (Module['arguments'] || []);
         var i = a.indexOf('bench');
-        return i < 0 ? -1 : (a.length > i + 1 ? parseInt(a[i + 1], 10) : 0);
+        return i < 0 ? -1 : (a.length > i + 1 ? parseInt(a[i + 1], 10) : 0) + (a.indexOf('no-dot-add') >= 0 ? 1000 : 0);
     });
-    return mode >= 0 ? bench(mode) : run_tests();
+    return mode >= 0 ? bench(mode % 1000, mode >= 1000) : run_tests();
 }
 #else
 int main(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "bench") == 0) return bench(argc > 2 ? atoi(argv[2]) : 0);
+    if (argc > 1 && strcmp(argv[1], "bench") == 0)
+        return bench(argc > 2 ? atoi(argv[2]) : 0, argc > 3 && strcmp(argv[3], "no-dot-add") == 0);
     return run_tests();
 }
 #endif

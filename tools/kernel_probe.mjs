@@ -1,17 +1,20 @@
 #!/usr/bin/env node
 // kernel_probe.mjs - what the decode kernels reach on the machine at hand, against native streaming bandwidth.
 //
-//   node tools/kernel_probe.mjs [--json-only]
+//   node tools/kernel_probe.mjs [--json-only] [--no-browsers]
 //
 // 1. native streaming read bandwidth (tools/kernel_probe_stream.c, 1 GB buffer, 1 and 2 threads; built here);
 // 2. each kernel's GB/s of weight bytes natively (build/native/test_kernels bench 1|2);
 // 3. the same in Node: build/wasm test_kernels-st / -mt, build/wasm-relaxed *-relaxed (with
 //    --experimental-wasm-relaxed-simd); 2 pool threads for mt;
+// 4. the same in headless Chromium (playwright-core) and Firefox (puppeteer-core over WebDriver BiDi): the
+//    emscripten builds of the kernel bench run in tools/bench/kernels.html, served cross-origin isolated
+//    by tools/serve.mjs (so the -mt builds get their threads); the relaxed build uses the i32 dot-add
+//    where the engine computes it right ("dot_add" in the JSON);
 // then a table (ratio of every figure to the native 1-thread stream) and one JSON line.
 // Kernels (test_kernels.c bench): q4q8 = 4-bit x int8 rows (MatMulNBits layout), q4q8p = the 4-row packed
 // decode layout, q4f32 = fp32 activations, lm_head_f16 = the fp16 tied head, lm_head_i8 = the int8 head rows.
-// Browsers (Chromium via playwright-core, Firefox via puppeteer-core/BiDi) are NOT probed yet: the kernel
-// bench is only built for Node (-sENVIRONMENT=node); see the report of issue #10.
+// prefill64 = 64 activation rows against the packed layout (GMAC/s, compute-bound).
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -19,7 +22,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const jsonOnly = process.argv.includes('--json-only');
-const out = { machine: {}, native: {}, node: {} };
+const noBrowsers = process.argv.includes('--no-browsers');
+const out = { machine: {}, native: {}, node: {}, chromium: {}, firefox: {} };
 
 function run(cmd, args, opts = {}) {
   try {
@@ -60,19 +64,65 @@ const variants = [
 for (const [name, file, flags] of variants)
   if (fs.existsSync(file)) out.node[name] = lastJson(run(process.execPath, [...flags, file, 'bench', name.endsWith('mt') ? '2' : '1']));
 
+// 4. browsers
+async function browserStage(name, open) {
+  const { startServer } = await import('./serve.mjs');
+  const { runKernelPage } = await import('./kernel_page.mjs');
+  const srv = await startServer({ port: 0, root, isolation: true, quiet: true });
+  let b = null;
+  try {
+    b = await open();
+    for (const [v, prog] of [['st', 'wasm/test_kernels-st'], ['mt', 'wasm/test_kernels-mt'],
+      ['relaxed-st', 'wasm-relaxed/test_kernels-st-relaxed'], ['relaxed-mt', 'wasm-relaxed/test_kernels-mt-relaxed']]) {
+      if (!fs.existsSync(path.join(root, 'build', prog + '.js'))) continue;
+      try {
+        const r = await runKernelPage(b.page, srv.origin, prog, `bench,${v.endsWith('mt') ? 2 : 1}`);
+        out[name][v] = r.bench || { error: r.error || `exit ${r.exitCode}` };
+      } catch (e) { out[name][v] = { error: e.message }; }
+    }
+  } catch (e) {
+    out[name].error = e.message;
+  } finally {
+    if (b) await b.close().catch(() => {});
+    await srv.close();
+  }
+}
+const CHROME_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync'];
+if (!noBrowsers) {
+  await browserStage('chromium', async () => {
+    const { chromium } = await import('playwright-core');
+    const dir = fs.mkdtempSync(path.join(tmp, 'probe-chromium-'));
+    const ctx = await chromium.launchPersistentContext(dir, { executablePath: '/usr/bin/chromium', headless: true, args: CHROME_ARGS });
+    const page = ctx.pages()[0] || await ctx.newPage();
+    return { page, close: async () => { await ctx.close(); fs.rmSync(dir, { recursive: true, force: true }); } };
+  });
+  await browserStage('firefox', async () => {
+    const puppeteer = (await import('puppeteer-core')).default;
+    const dir = fs.mkdtempSync(path.join(tmp, 'probe-firefox-'));
+    const browser = await puppeteer.launch({ browser: 'firefox', protocol: 'webDriverBiDi', executablePath: '/usr/bin/firefox-esr',
+      headless: true, userDataDir: dir, extraPrefsFirefox: { 'network.captive-portal-service.enabled': false,
+        'network.connectivity-service.enabled': false, 'app.update.enabled': false } });
+    const page = await browser.newPage();
+    return { page, close: async () => { await browser.close(); fs.rmSync(dir, { recursive: true, force: true }); } };
+  });
+}
+
 const keys = ['q4q8_8960x1536_GBs', 'q4q8p_8960x1536_GBs', 'q4q8_1536x8960_GBs', 'q4q8p_1536x8960_GBs',
   'q4q8_1536x1536_GBs', 'q4q8p_1536x1536_GBs', 'q4f32_8960x1536_GBs', 'lm_head_f16_151936x1536_GBs',
-  'lm_head_i8_151936x1536_GBs'];
+  'lm_head_i8_151936x1536_GBs', 'prefill64_8960x1536_GMACs', 'prefill64_1536x8960_GMACs'];
 const ref = out.stream.stream_1t_GBs || NaN;
 if (!jsonOnly) {
   console.log(`machine: ${out.machine.cpu}, ${out.machine.nproc} cpus; native stream 1 thread ${out.stream.stream_1t_GBs} GB/s, 2 threads ${out.stream.stream_2t_GBs} GB/s`);
   const cols = [['native 1t', out.native.t1], ['native 2t', out.native.t2],
-    ...Object.entries(out.node).map(([k, v]) => [`node ${k}`, v])];
+    ...['node', 'chromium', 'firefox'].flatMap((e) => Object.entries(out[e]).filter(([, v]) => v && typeof v === 'object')
+      .map(([k, v]) => [`${e} ${k}${v.dot_add ? '+da' : ''}`, v]))];
   console.log(['kernel (GB/s, x = / native 1-thread stream)'.padEnd(34), ...cols.map(([n]) => n.padStart(16))].join(''));
   for (const k of keys) {
     const cells = cols.map(([, v]) => {
       const g = v && v[k];
-      return (g == null ? '-' : `${g.toFixed(1)} (${(g / ref).toFixed(2)}x)`).padStart(16);
+      if (g == null) return '-'.padStart(16);
+      return (k.endsWith('_GMACs') ? `${g.toFixed(1)} GMAC/s` : `${g.toFixed(1)} (${(g / ref).toFixed(2)}x)`).padStart(16);
     });
     console.log([k.replace('_GBs', '').padEnd(34), ...cells].join(''));
   }

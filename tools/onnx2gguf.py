@@ -424,7 +424,7 @@ def tokenizer_kv(kv, model_dir, n_vocab, cfg):
 
 
 # ---- independent reader / validator (--check): parses the file back by the GGUF v3 spec alone
-GGML_BLOCK = {GGML_F32: (1, 4), GGML_F16: (1, 2), GGML_Q4_0: (32, 18)}  # type: (elements per block, bytes)
+GGML_BLOCK = {GGML_F32: (1, 4), GGML_F16: (1, 2), GGML_Q4_0: (32, 18)}  # ggml type -> (elements per block, bytes)
 SCALAR_FMT = {T_UINT8: '<B', T_INT8: '<b', T_UINT16: '<H', T_INT16: '<h', T_UINT32: '<I', T_INT32: '<i',
               T_FLOAT32: '<f', T_BOOL: '<B', T_UINT64: '<Q', T_INT64: '<q', T_FLOAT64: '<d'}
 INT_TYPES = (T_UINT8, T_INT8, T_UINT16, T_INT16, T_UINT32, T_INT32, T_UINT64, T_INT64)
