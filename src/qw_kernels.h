@@ -118,6 +118,9 @@ int qw_kernels_dot_add(int on);
 /* ---- row-wise kernels ------------------------------------------------------------------------ */
 /* In-place softmax over n values (max-subtracted, as onnxruntime). */
 void qw_softmax_f32(float *x, int n);
+/* y = onnxruntime's Sigmoid (MLAS's rational approximation) of x; y may equal x. */
+void qw_logistic_f32(qw_pool *pool, const float *x, float *y, size_t n);
+float qw_logistic_ref(float x);
 /* y = x / sqrt(mean(x^2) + eps) * w, over n values. */
 void qw_rmsnorm_f32(const float *x, const float *w, float eps, int n, float *y);
 /* fp16 <-> fp32 arrays. */

@@ -122,3 +122,92 @@ void qw_weighted_rows_f32(const float *p, int n, const float *rows, size_t ld, i
         for (int e = 0; e < D; e++) out[e] += p[i] * r[e];
     }
 }
+
+/* ---- logistic (Sigmoid) ------------------------------------------------------------------------
+ * onnxruntime's Sigmoid is MLAS's rational approximation, not 1/(1+exp(-x)): the same here (its published
+ * coefficients). The reference and AVX2 use fused multiply-adds as MLAS does; wasm has no fma outside
+ * relaxed SIMD, so its vectors round the products separately (a last-bit difference at most). */
+#define LG_P0 4.37031012579801e-11f
+#define LG_P1 1.15627324459942e-07f
+#define LG_P2 6.08574864600143e-05f
+#define LG_P3 8.51377133304701e-03f
+#define LG_P4 2.48287947061529e-01f
+#define LG_Q0 6.10247389755681e-13f
+#define LG_Q1 5.76102136993427e-09f
+#define LG_Q2 6.29106785017040e-06f
+#define LG_Q3 1.70198817374094e-03f
+#define LG_Q4 1.16817656904453e-01f
+#define LG_Q5 9.93151921023180e-01f
+
+float qw_logistic_ref(float x) {
+    float v = x < -18.0f ? -18.0f : x > 18.0f ? 18.0f : x;
+    float v2 = v * v;
+    float p = fmaf(v2, LG_P0, LG_P1);
+    p = fmaf(p, v2, LG_P2);
+    p = fmaf(p, v2, LG_P3);
+    p = fmaf(p, v2, LG_P4);
+    p = p * v;
+    float q = fmaf(v2, LG_Q0, LG_Q1);
+    q = fmaf(q, v2, LG_Q2);
+    q = fmaf(q, v2, LG_Q3);
+    q = fmaf(q, v2, LG_Q4);
+    q = fmaf(q, v2, LG_Q5);
+    return p / q + 0.5f;
+}
+
+static void logistic_span(const float *x, float *y, size_t n) {
+    size_t i = 0;
+#if defined(QW_WASM_SIMD)
+#define LG_FMA(a, b, c) wasm_f32x4_add(wasm_f32x4_mul((a), (b)), (c))
+    const v128_t lo = wasm_f32x4_splat(-18.0f), hi = wasm_f32x4_splat(18.0f);
+    for (; i + 4 <= n; i += 4) {
+        v128_t v = wasm_f32x4_pmax(wasm_f32x4_pmin(wasm_v128_load(x + i), hi), lo);
+        v128_t v2 = wasm_f32x4_mul(v, v);
+        v128_t p = LG_FMA(v2, wasm_f32x4_splat(LG_P0), wasm_f32x4_splat(LG_P1));
+        p = LG_FMA(p, v2, wasm_f32x4_splat(LG_P2));
+        p = LG_FMA(p, v2, wasm_f32x4_splat(LG_P3));
+        p = LG_FMA(p, v2, wasm_f32x4_splat(LG_P4));
+        p = wasm_f32x4_mul(p, v);
+        v128_t q = LG_FMA(v2, wasm_f32x4_splat(LG_Q0), wasm_f32x4_splat(LG_Q1));
+        q = LG_FMA(q, v2, wasm_f32x4_splat(LG_Q2));
+        q = LG_FMA(q, v2, wasm_f32x4_splat(LG_Q3));
+        q = LG_FMA(q, v2, wasm_f32x4_splat(LG_Q4));
+        q = LG_FMA(q, v2, wasm_f32x4_splat(LG_Q5));
+        wasm_v128_store(y + i, wasm_f32x4_add(wasm_f32x4_div(p, q), wasm_f32x4_splat(0.5f)));
+    }
+#undef LG_FMA
+#elif defined(QW_AVX2)
+    const __m256 lo = _mm256_set1_ps(-18.0f), hi = _mm256_set1_ps(18.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_max_ps(_mm256_min_ps(_mm256_loadu_ps(x + i), hi), lo);
+        __m256 v2 = _mm256_mul_ps(v, v);
+        __m256 p = _mm256_fmadd_ps(v2, _mm256_set1_ps(LG_P0), _mm256_set1_ps(LG_P1));
+        p = _mm256_fmadd_ps(p, v2, _mm256_set1_ps(LG_P2));
+        p = _mm256_fmadd_ps(p, v2, _mm256_set1_ps(LG_P3));
+        p = _mm256_fmadd_ps(p, v2, _mm256_set1_ps(LG_P4));
+        p = _mm256_mul_ps(p, v);
+        __m256 q = _mm256_fmadd_ps(v2, _mm256_set1_ps(LG_Q0), _mm256_set1_ps(LG_Q1));
+        q = _mm256_fmadd_ps(q, v2, _mm256_set1_ps(LG_Q2));
+        q = _mm256_fmadd_ps(q, v2, _mm256_set1_ps(LG_Q3));
+        q = _mm256_fmadd_ps(q, v2, _mm256_set1_ps(LG_Q4));
+        q = _mm256_fmadd_ps(q, v2, _mm256_set1_ps(LG_Q5));
+        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_div_ps(p, q), _mm256_set1_ps(0.5f)));
+    }
+#endif
+    for (; i < n; i++) y[i] = qw_logistic_ref(x[i]);
+}
+
+typedef struct { const float *x; float *y; size_t n; } logistic_task;
+
+static void logistic_run(void *p, int ith, int nth) {
+    const logistic_task *t = p;
+    size_t per = (t->n / (size_t)nth + 15) & ~(size_t)15, lo = (size_t)ith * per, hi = lo + per;
+    if (hi > t->n) hi = t->n;
+    if (lo < hi) logistic_span(t->x + lo, t->y + lo, hi - lo);
+}
+
+void qw_logistic_f32(qw_pool *pool, const float *x, float *y, size_t n) {
+    logistic_task t = {x, y, n};
+    if (n < 16384 || !pool) logistic_span(x, y, n); /* a decode step's 8960 values: not worth a dispatch */
+    else qw_pool_run(pool, logistic_run, &t);
+}

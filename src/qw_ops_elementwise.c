@@ -125,24 +125,6 @@ static int icmp(int op, int64_t a, int64_t b) {
     }
 }
 
-/* onnxruntime's Sigmoid (and QuickGelu) is MLAS's rational approximation, not 1/(1+exp(-x)): the same here
- * (its published coefficients), so values match to the last bit or two. */
-static float mlas_logistic(float x) {
-    float v = x < -18.0f ? -18.0f : x > 18.0f ? 18.0f : x;
-    float v2 = v * v;
-    float p = fmaf(v2, 4.37031012579801e-11f, 1.15627324459942e-07f);
-    p = fmaf(p, v2, 6.08574864600143e-05f);
-    p = fmaf(p, v2, 8.51377133304701e-03f);
-    p = fmaf(p, v2, 2.48287947061529e-01f);
-    p = p * v;
-    float q = fmaf(v2, 6.10247389755681e-13f, 5.76102136993427e-09f);
-    q = fmaf(q, v2, 6.29106785017040e-06f);
-    q = fmaf(q, v2, 1.70198817374094e-03f);
-    q = fmaf(q, v2, 1.16817656904453e-01f);
-    q = fmaf(q, v2, 9.93151921023180e-01f);
-    return p / q + 0.5f;
-}
-
 static float funary(int op, float x) {
     switch (op) {
     case OP_SQRT: return sqrtf(x);
@@ -152,7 +134,7 @@ static float funary(int op, float x) {
     case OP_EXP: return expf(x);
     case OP_LOG: return logf(x);
     case OP_TANH: return tanhf(x);
-    case OP_SIGMOID: return mlas_logistic(x);
+    case OP_SIGMOID: return qw_logistic_ref(x);
     case OP_ERF: return erff(x);
     case OP_COS: return cosf(x);
     case OP_SIN: return sinf(x);
@@ -330,7 +312,7 @@ static qw_status run_unary(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
     float *y = out[0]->dtype == QW_DT_F32 ? (float *)out[0]->data : qw_op_scratch(c, (size_t)n * sizeof(float) + 1);
     if (!xf || !y) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
     switch (op) {
-    case OP_SIGMOID: for (int64_t i = 0; i < n; i++) y[i] = funary(OP_SIGMOID, xf[i]); break;
+    case OP_SIGMOID: qw_logistic_f32(c->pool, xf, y, (size_t)n); break;
     case OP_NEG: for (int64_t i = 0; i < n; i++) y[i] = -xf[i]; break;
     default: for (int64_t i = 0; i < n; i++) y[i] = funary(op, xf[i]); break;
     }

@@ -363,6 +363,26 @@ static void test_gemm(qw_pool *pool) {
     }
 }
 
+/* Sigmoid: the vector versions against the scalar reference (fma there; wasm rounds products apart). */
+static void test_logistic(qw_pool *pool) {
+    enum { N = 70001 };
+    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
+    for (int i = 0; i < N; i++) x[i] = (float)(i - N / 2) * (40.0f / N) + (i % 7) * 1e-3f; /* -20 .. 20 */
+    for (int pass = 0; pass < 2; pass++) {
+        qw_logistic_f32(pass ? pool : NULL, x, y, N);
+        double worst = 0;
+        for (int i = 0; i < N; i++) {
+            /* 4e-7 relative, or 5e-7 absolute near 0 (8 ulps of 0.5): p/q + 0.5 cancels there */
+            double r = qw_logistic_ref(x[i]), e = fabs(y[i] - r) / (4e-7 * fabs(r) + 5e-7);
+            if (e > worst) worst = e;
+        }
+        CHECK(worst <= 1.0, "logistic (%s) vs reference: max err %.2f of the tolerance", pass ? "pool" : "one thread", worst);
+    }
+    CHECK(fabsf(qw_logistic_ref(0.0f) - 0.5f) < 1e-7f && qw_logistic_ref(-30.0f) < 1e-7f && qw_logistic_ref(30.0f) > 0.9999999f,
+          "logistic endpoints");
+    free(x), free(y);
+}
+
 static void test_misc(qw_pool *pool) {
     enum { n = 1537 };
     static float x[n], w[n], y[n], r[n];
@@ -574,6 +594,7 @@ static int run_tests(void) {
     }
     test_i8_lmhead(pool);
     test_gemm(pool);
+    test_logistic(pool);
     test_misc(pool);
     qw_pool_free(pool);
     printf("test_kernels: %d checks, %d failed (%d threads)\n", g_checks, g_fail, 3);

@@ -238,7 +238,7 @@ async function runEngine(chromium, a, srvUrl, m, prompt, engKey) {
     const url = `${srvUrl}tools/bench/${eng.page}.html`;
     const loadOpts = {
       model: '/' + m.rel + '/', modelName: m.name, modelsPath: '/build/models/', onnx: m.onnx,
-      external: m.ext, gguf: '/' + m.gguf, threads: a.threads, memoryCapMB: eng.memoryCapMB,
+      external: m.ext, gguf: '/' + m.gguf, threads: a.threads, memoryCapMB: eng.memoryCapMB, profile: engKey === 'qwasm',
     };
     // 1. cold
     mem.phase = 'cold';
@@ -261,7 +261,7 @@ async function runEngine(chromium, a, srvUrl, m, prompt, engKey) {
     mem.phase = 'generate';
     const g = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o), { promptIds: ids, promptText: prompt.text, maxTokens: a.tokens }), T, 'generate');
     Object.assign(res, { ttftMs: g.ttftMs, prefillTokS: g.prefillTokS, decodeTokS: g.decodeTokS, nGenerated: g.nGenerated, tokens: g.tokens, text: g.text,
-      genExtra: { timings: g.timings, usage: g.usage, stats: g.stats, chunks: g.chunks, promptTokenMismatch: g.promptTokenMismatch, bannedTokens: g.bannedTokens } });
+      profile: g.profile, genExtra: { timings: g.timings, usage: g.usage, stats: g.stats, chunks: g.chunks, promptTokenMismatch: g.promptTokenMismatch, bannedTokens: g.bannedTokens } });
     if (g.promptTokenMismatch != null) res.errors.push(`engine saw ${g.promptTokenMismatch} prompt tokens`);
     if (g.nGenerated !== a.tokens) res.errors.push(`generated ${g.nGenerated} tokens, not ${a.tokens}`);
     res.ok = true;
@@ -314,6 +314,14 @@ function aggregate(runs, ref, n, decode) {
   const mt = ok.length ? matchCount(ok[0].tokens, ref, n, ok[0].text, decode) : null;
   if (mt) agg.match = mt;
   if (ok[0]?.genExtra?.bannedTokens) agg.bannedTokens = ok[0].genExtra.bannedTokens;
+  const profs = ok.map((r) => r.profile).filter(Boolean);
+  if (profs.length) { // per op, the median over runs
+    agg.profile = {};
+    for (const part of ['prefillMs', 'decodeMsPerToken']) {
+      agg.profile[part] = {};
+      for (const op of Object.keys(profs[0][part])) agg.profile[part][op] = median(profs.map((p) => p[part][op]));
+    }
+  }
   return agg;
 }
 
@@ -354,6 +362,24 @@ function table(results, a) {
           (c != null ? '; ratio to peers: ' + peers.map((p) => `${ENGINES[p].label} ${m.engines[p].decodeTokS ? (c / m.engines[p].decodeTokS).toFixed(2) : 'n/a'}`).join(', ') : ''));
       }
     }
+  }
+  for (const m of results) {
+    const pr = m.engines.qwasm?.profile;
+    if (!pr) continue;
+    lines.push(`\nWhere qwasm's time goes (${m.model}; its own per-op counters, median of the runs): prefill of ${m.promptIds.length} tokens, and one decoded token\n`);
+    lines.push('| op | prefill ms | share | decode ms/token | share |');
+    lines.push('|---|---:|---:|---:|---:|');
+    const tot = (o) => Object.values(o).reduce((x, y) => x + Math.max(0, y), 0);
+    const tp = tot(pr.prefillMs), td = tot(pr.decodeMsPerToken);
+    const ops = Object.keys(pr.prefillMs).sort((x, y) => (pr.decodeMsPerToken[y] + pr.prefillMs[y] / 64) - (pr.decodeMsPerToken[x] + pr.prefillMs[x] / 64));
+    let restP = 0, restD = 0;
+    for (const [i, op] of ops.entries()) {
+      const p = Math.max(0, pr.prefillMs[op]), d = Math.max(0, pr.decodeMsPerToken[op]);
+      if (i < 8) lines.push(`| ${op} | ${p.toFixed(1)} | ${(100 * p / tp).toFixed(0)} % | ${d.toFixed(2)} | ${(100 * d / td).toFixed(0)} % |`);
+      else { restP += p; restD += d; }
+    }
+    lines.push(`| the other ${Math.max(0, ops.length - 8)} ops | ${restP.toFixed(1)} | ${(100 * restP / tp).toFixed(0)} % | ${restD.toFixed(2)} | ${(100 * restD / td).toFixed(0)} % |`);
+    lines.push(`| total inside the graph | ${tp.toFixed(1)} | | ${td.toFixed(2)} | |`);
   }
   return lines.join('\n');
 }

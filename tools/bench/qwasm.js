@@ -6,13 +6,17 @@ import { now, summarize, markReady, fail } from './common.js';
 let Q = null;
 let rt = null;
 
-async function load({ model, threads = 2, memoryCapMB = undefined }) {
+let profiling = false;
+
+async function load({ model, threads = 2, memoryCapMB = undefined, profile = false }) {
   const t0 = now();
+  profiling = profile;
   const mod = await import('/js/qwasm.js');
   Q = mod.Qwasm || mod.default || mod;
   if (!Q || typeof Q.load !== 'function') throw new Error('js/qwasm.js exports no Qwasm.load');
   const opts = { model: new URL(model, location.href).href, threads };
   if (memoryCapMB) opts.memoryCapMB = memoryCapMB;
+  if (profile) opts.profile = true; // qwasm's per-op counters (two clock reads per node)
   rt = await Q.load(opts);
   return { loadMs: now() - t0 };
 }
@@ -34,7 +38,24 @@ async function generate({ promptIds, maxTokens = 128 }) {
   while (times.length < tokens.length) times.push(times[times.length - 1]);
   const r = summarize(promptIds.length, t0, times, tokens, { stats, stopReason: last && last.stopReason, coreDecodeMs: last && last.decodeMs, corePrefillMs: last && last.prefillMs });
   r.nGenerated = tokens.length;
+  if (profiling) r.profile = await profileSplit(promptIds, tokens.length);
   return r;
+}
+
+// Where the time goes: the counters add up since load, so after the timed run (prefill + decode) one
+// more prefill of as many tokens gives the prefill's share; decode = the rest, per token. That prompt is
+// the same ids reversed: the same prompt would reuse the cached KV prefix and prefill one token.
+async function profileSplit(promptIds, nGenerated) {
+  const ms = (st) => Object.fromEntries(Object.entries(st.profile || {}).map(([k, v]) => [k, v.ms]));
+  const p1 = ms(await rt.stats());
+  for await (const ev of rt.generate({ promptIds: [...promptIds].reverse(), maxTokens: 1, greedy: true, ignoreEos: true })) void ev;
+  const p2 = ms(await rt.stats());
+  const prefill = {}, decodePerToken = {};
+  for (const k of Object.keys(p2)) {
+    prefill[k] = (p2[k] || 0) - (p1[k] || 0);
+    decodePerToken[k] = ((p1[k] || 0) - prefill[k]) / Math.max(1, nGenerated - 1);
+  }
+  return { prefillMs: prefill, decodeMsPerToken: decodePerToken };
 }
 
 async function unload() { if (rt) { try { await (rt.dispose || rt.close || (() => {})).call(rt); } catch {} rt = null; } }
