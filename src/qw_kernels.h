@@ -71,15 +71,18 @@ void qw_gemm_f16b_ref(int M, int N, int K, const float *A, int lda, const uint16
 
 /* ---- int8 rows for the tied lm_head (qw_ops_lmhead.c) ---------------------------------------------
  * A large (N, K) fp16/fp32 weight quantised once at load to int8 per block of QW_I8_BLOCK along K
- * (round half even of w * 127 / amax, scale amax / 127), rows interleaved in groups of 4 in 16-byte
- * chunks: group g, block b, chunk c, row r at q + ((g * n_blocks + b) * (block/16) + c) * 64 + r * 16;
- * K padded with zeros to n_blocks * block, N padded to a multiple of 4 with zero rows. Per row also the
+ * (round half even of w * 127 / amax, scale amax / 127), rows in groups of 4 with 4 bytes of each row per
+ * 16-byte vector (a dot product with 4 activation bytes broadcast leaves each row's sum in its lane):
+ * group g, block b, elements k .. k+3 (k % 4 == 0) of row r at q + ((g * n_blocks + b) * block + k) * 4 + r * 4;
+ * K padded with zeros to n_blocks * block, N padded to a multiple of 4 with zero rows. The scales buffer
+ * holds the scales, (N4/4, n_blocks, 4) floats, followed by each row's block sums of q in the same layout
+ * (int32, for the relaxed dot whose activation operand must be non-negative: x + 64). Per row also the
  * L2 norm of the source row and of its quantisation error, for the error bound (see qw_i8_matvec). */
 #define QW_I8_BLOCK 64
 typedef struct qw_i8w {
     int32_t N, K, block, n_blocks, N4; /* N4 = N rounded up to 4 */
     int8_t *q;                  /* N4 * n_blocks * block */
-    float *scales;              /* (N4/4, n_blocks, 4) */
+    float *scales;              /* (N4/4, n_blocks, 4), then int32 block sums of q in the same layout */
     float *wnorm, *enorm;       /* (N4) ||w_n||_2, ||w_n - dequant(q_n)||_2 */
 } qw_i8w;
 /* Sets the sizes; bytes of q, scales (and 2 * N4 floats of norms) to allocate. */

@@ -280,7 +280,11 @@ void qw_i8w_init(qw_i8w *w, int N, int K) {
     w->N4 = (N + 3) & ~3;
 }
 size_t qw_i8w_q_bytes(const qw_i8w *w) { return (size_t)w->N4 * w->n_blocks * w->block; }
-size_t qw_i8w_scale_bytes(const qw_i8w *w) { return (size_t)w->N4 * w->n_blocks * sizeof(float); }
+size_t qw_i8w_scale_bytes(const qw_i8w *w) { return (size_t)w->N4 * w->n_blocks * (sizeof(float) + sizeof(int32_t)); }
+static inline const int32_t *i8w_sums(const qw_i8w *w) { return (const int32_t *)(w->scales + (size_t)w->N4 * w->n_blocks); }
+static inline size_t i8w_ix(const qw_i8w *w, int n, int k) { /* byte of row n, element k (k < n_blocks * block) */
+    return ((size_t)(n >> 2) * w->n_blocks * w->block + (size_t)(k & ~3)) * 4 + (size_t)(n & 3) * 4 + (size_t)(k & 3);
+}
 
 typedef struct {
     qw_i8w *w;
@@ -291,7 +295,8 @@ typedef struct {
 static void i8_quant_rows(void *p, int ith, int nth) {
     i8q_task *t = p;
     qw_i8w *w = t->w;
-    const int nb = w->n_blocks, B = w->block, K = w->K, nc = B / 16;
+    const int nb = w->n_blocks, B = w->block, K = w->K;
+    int32_t *sums = (int32_t *)i8w_sums(w);
     int lo, hi;
     qw_split(w->N4 / 4, ith, nth, 1, &lo, &hi);
     float *row = malloc((size_t)nb * B * sizeof(float));
@@ -310,15 +315,17 @@ static void i8_quant_rows(void *p, int ith, int nth) {
             for (int k = b * B; k < (b + 1) * B; k++) amax = fmaxf(amax, fabsf(row[k]));
             float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
             w->scales[qw_q4_packed_ix(n, b, nb)] = d;
+            int32_t bsum = 0;
             for (int k = b * B; k < (b + 1) * B; k++) {
                 int qv = (int)nearbyintf(row[k] * id);
                 qv = QW_MAX(-127, QW_MIN(127, qv));
-                int j = k - b * B, c = j / 16;
-                w->q[((size_t)(n / 4) * nb * nc + (size_t)b * nc + c) * 64 + (n & 3) * 16 + (j & 15)] = (int8_t)qv;
+                w->q[i8w_ix(w, n, k)] = (int8_t)qv;
+                bsum += qv;
                 double e = (double)row[k] - (double)qv * (double)d;
                 wn += (double)row[k] * row[k];
                 en += e * e;
             }
+            sums[qw_q4_packed_ix(n, b, nb)] = bsum;
         }
         w->wnorm[n] = (float)sqrt(wn);
         w->enorm[n] = (float)(sqrt(en) * (1 + 1e-6));
@@ -331,9 +338,10 @@ void qw_i8w_quantize(qw_pool *pool, qw_i8w *w, const void *B, int f16, int ldb) 
     qw_pool_run(pool, i8_quant_rows, &t);
 }
 
-/* 7-bit activations per block: (n_blocks * block) int8 + n_blocks float scales. */
+/* 7-bit activations per block: (n_blocks * block) int8, the same + 64 (0..127, the relaxed dot's unsigned
+ * operand) and n_blocks float scales. */
 size_t qw_i8_matvec_work_size(const qw_i8w *w) {
-    return 128 + (size_t)w->n_blocks * w->block + (size_t)w->n_blocks * sizeof(float);
+    return 192 + 2 * (size_t)w->n_blocks * w->block + (size_t)w->n_blocks * sizeof(float);
 }
 
 static void i8_quant_x(const qw_i8w *w, const float *x, int8_t *qx, float *dx, double *xn, double *ex) {
@@ -361,55 +369,64 @@ static void i8_quant_x(const qw_i8w *w, const float *x, int8_t *qx, float *dx, d
     if (ex) *ex = sqrt(se) * (1 + 1e-6);
 }
 
-/* One 4-row group times the quantised activation row: out[r]. */
-static inline void i8_group(const qw_i8w *w, int g, const int8_t *qx, const float *dx, float out[4]) {
-    const int nb = w->n_blocks, B = w->block, nc = B / 16;
-    const int8_t *qg = w->q + (size_t)g * nb * nc * 64;
+/* One 4-row group times the quantised activation row: out[r]. qu = qx + 64 (relaxed SIMD only). */
+static inline void i8_group(const qw_i8w *w, int g, const int8_t *qx, const uint8_t *qu, const float *dx, float out[4]) {
+    const int nb = w->n_blocks, B = w->block;
+    const int8_t *qg = w->q + (size_t)g * nb * B * 4;
     const float *sc = w->scales + (size_t)g * nb * 4;
-#if defined(QW_WASM_SIMD)
+    (void)qu;
+#if defined(QW_WASM_RELAXED)
+    /* dot(w, x + 64) - 64 sum(w): products of pairs stay within i16 (2 x 127 x 127) */
+    const int32_t *sm = i8w_sums(w) + (size_t)g * nb * 4;
     v128_t acc = wasm_f32x4_splat(0.0f);
     for (int b = 0; b < nb; b++) {
-        const int8_t *qb = qg + (size_t)b * nc * 64;
-        const int8_t *xb = qx + (size_t)b * B;
-        v128_t bi[4] = {wasm_i32x4_splat(0), wasm_i32x4_splat(0), wasm_i32x4_splat(0), wasm_i32x4_splat(0)};
-        for (int c = 0; c < nc; c += 2) {
-            v128_t x0 = wasm_v128_load(xb + c * 16), x1 = wasm_v128_load(xb + c * 16 + 16);
-            /* No relaxed dot here: its i7 operand must be non-negative (0..127) for a defined result and
-             * both operands are signed (V8 on x86 treats the other one as unsigned). */
-            v128_t x0l = wasm_i16x8_extend_low_i8x16(x0), x0h = wasm_i16x8_extend_high_i8x16(x0);
-            v128_t x1l = wasm_i16x8_extend_low_i8x16(x1), x1h = wasm_i16x8_extend_high_i8x16(x1);
-            for (int r = 0; r < 4; r++) {
-                v128_t w0 = wasm_v128_load(qb + c * 64 + r * 16), w1 = wasm_v128_load(qb + c * 64 + 64 + r * 16);
-                v128_t p = wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w0), x0l),
-                                          wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w0), x0h));
-                v128_t q = wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(w1), x1l),
-                                          wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(w1), x1h));
-                bi[r] = wasm_i32x4_add(bi[r], wasm_i32x4_add(p, q));
-            }
+        const int8_t *qb = qg + (size_t)b * B * 4;
+        const uint8_t *xb = qu + (size_t)b * B;
+        v128_t b0 = wasm_i32x4_splat(0), b1 = wasm_i32x4_splat(0);
+        for (int k = 0; k < B; k += 8) {
+            v128_t d0 = (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)wasm_v128_load(qb + k * 4), (__i8x16)wasm_v128_load32_splat(xb + k));
+            v128_t d1 = (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)wasm_v128_load(qb + k * 4 + 16), (__i8x16)wasm_v128_load32_splat(xb + k + 4));
+            b0 = wasm_i32x4_add(b0, wasm_i32x4_extadd_pairwise_i16x8(d0));
+            b1 = wasm_i32x4_add(b1, wasm_i32x4_extadd_pairwise_i16x8(d1));
         }
-        v128_t s = hsum4_i32(bi[0], bi[1], bi[2], bi[3]);
+        v128_t s = wasm_i32x4_sub(wasm_i32x4_add(b0, b1), wasm_i32x4_shl(wasm_v128_load(sm + (size_t)b * 4), 6));
+        v128_t ds = wasm_f32x4_mul(wasm_f32x4_splat(dx[b]), wasm_v128_load(sc + (size_t)b * 4));
+        acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), ds));
+    }
+    wasm_v128_store(out, acc);
+#elif defined(QW_WASM_SIMD)
+    /* i16 products: rows 0-1 from the low half, rows 2-3 from the high half, paired up per block */
+    v128_t acc = wasm_f32x4_splat(0.0f);
+    for (int b = 0; b < nb; b++) {
+        const int8_t *qb = qg + (size_t)b * B * 4;
+        const int8_t *xb = qx + (size_t)b * B;
+        v128_t p01 = wasm_i32x4_splat(0), p23 = wasm_i32x4_splat(0);
+        for (int k = 0; k < B; k += 4) {
+            v128_t wv = wasm_v128_load(qb + k * 4);
+            v128_t xv = wasm_i16x8_extend_low_i8x16(wasm_v128_load32_splat(xb + k));
+            p01 = wasm_i32x4_add(p01, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(wv), xv));
+            p23 = wasm_i32x4_add(p23, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(wv), xv));
+        }
+        v128_t s = wasm_i32x4_add(wasm_i32x4_shuffle(p01, p23, 0, 2, 4, 6), wasm_i32x4_shuffle(p01, p23, 1, 3, 5, 7));
         v128_t ds = wasm_f32x4_mul(wasm_f32x4_splat(dx[b]), wasm_v128_load(sc + (size_t)b * 4));
         acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), ds));
     }
     wasm_v128_store(out, acc);
 #elif defined(QW_AVX2)
+    /* two vectors (k, k+4) per 256-bit step; |w| (u8) x sign(w) x (s8): pairs <= 2 * 127 * 63 */
     __m128 acc = _mm_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i ones = _mm256_set1_epi16(1), idx = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     for (int b = 0; b < nb; b++) {
-        const int8_t *qb = qg + (size_t)b * nc * 64;
+        const int8_t *qb = qg + (size_t)b * B * 4;
         const int8_t *xb = qx + (size_t)b * B;
-        __m256i bi[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-        for (int c = 0; c < nc; c += 2) {
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(xb + c * 16));
-            for (int r = 0; r < 4; r++) {
-                __m256i wv = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(qb + c * 64 + 64 + r * 16)),
-                                              _mm_loadu_si128((const __m128i *)(qb + c * 64 + r * 16)));
-                /* |w| (u8) x sign(w) x (s8): pairs <= 2 * 127 * 63, no saturation */
-                __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
-                bi[r] = _mm256_add_epi32(bi[r], _mm256_madd_epi16(p, ones));
-            }
+        __m256i bi = _mm256_setzero_si256();
+        for (int k = 0; k < B; k += 8) {
+            __m256i wv = _mm256_loadu_si256((const __m256i *)(qb + k * 4));
+            __m256i xv = _mm256_permutevar8x32_epi32(_mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(xb + k))), idx);
+            __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+            bi = _mm256_add_epi32(bi, _mm256_madd_epi16(p, ones));
         }
-        __m128i s = hsum4_i32(bi[0], bi[1], bi[2], bi[3]);
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(bi), _mm256_extracti128_si256(bi, 1));
         __m128 ds = _mm_mul_ps(_mm_set1_ps(dx[b]), _mm_loadu_ps(sc + (size_t)b * 4));
         acc = _mm_add_ps(acc, _mm_mul_ps(_mm_cvtepi32_ps(s), ds));
     }
@@ -419,8 +436,7 @@ static inline void i8_group(const qw_i8w *w, int g, const int8_t *qx, const floa
         float accr = 0.0f;
         for (int b = 0; b < nb; b++) {
             int32_t dot = 0;
-            for (int c = 0; c < nc; c++)
-                for (int i = 0; i < 16; i++) dot += qg[((size_t)b * nc + c) * 64 + r * 16 + i] * qx[b * B + c * 16 + i];
+            for (int k = 0; k < B; k++) dot += qg[((size_t)b * B + (k & ~3)) * 4 + r * 4 + (k & 3)] * qx[b * B + k];
             accr += (float)dot * (dx[b] * sc[(size_t)b * 4 + r]);
         }
         out[r] = accr;
@@ -431,6 +447,7 @@ static inline void i8_group(const qw_i8w *w, int g, const int8_t *qx, const floa
 typedef struct {
     const qw_i8w *w;
     const int8_t *qx;
+    const uint8_t *qu;
     const float *dx;
     float *y;
 } i8mv_task;
@@ -442,7 +459,7 @@ static void i8_mv_run(void *p, int ith, int nth) {
     qw_split(w->N4 / 4, ith, nth, QW_ROW_ALIGN / 4, &lo, &hi);
     for (int g = lo; g < hi; g++) {
         float o[4];
-        i8_group(w, g, t->qx, t->dx, o);
+        i8_group(w, g, t->qx, t->qu, t->dx, o);
         for (int r = 0; r < 4 && g * 4 + r < w->N; r++) t->y[g * 4 + r] = o[r];
     }
 }
@@ -450,14 +467,19 @@ static void i8_mv_run(void *p, int ith, int nth) {
 void qw_i8_matvec(qw_pool *pool, const qw_i8w *w, const float *x, float *y, void *work, double *xn_out,
                   double *ex_out) {
     int8_t *qx = (int8_t *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
-    float *dx = (float *)(((uintptr_t)(qx + (size_t)w->n_blocks * w->block) + 63) & ~(uintptr_t)63);
+    const size_t kp = (size_t)w->n_blocks * w->block;
+    uint8_t *qu = (uint8_t *)(((uintptr_t)(qx + kp) + 63) & ~(uintptr_t)63);
+    float *dx = (float *)(((uintptr_t)(qu + kp) + 63) & ~(uintptr_t)63);
     i8_quant_x(w, x, qx, dx, xn_out, ex_out);
-    i8mv_task t = {w, qx, dx, y};
+#if defined(QW_WASM_RELAXED)
+    for (size_t k = 0; k < kp; k++) qu[k] = (uint8_t)(qx[k] + 64);
+#endif
+    i8mv_task t = {w, qx, qu, dx, y};
     qw_pool_run(pool, i8_mv_run, &t);
 }
 
 void qw_i8_matvec_ref(const qw_i8w *w, const float *x, float *y) {
-    const int nb = w->n_blocks, B = w->block, nc = B / 16;
+    const int nb = w->n_blocks, B = w->block;
     int8_t *qx = malloc((size_t)nb * B);
     float *dx = malloc((size_t)nb * sizeof(float));
     if (!qx || !dx) { free(qx); free(dx); return; }
@@ -466,10 +488,7 @@ void qw_i8_matvec_ref(const qw_i8w *w, const float *x, float *y) {
         float acc = 0.0f;
         for (int b = 0; b < nb; b++) {
             int32_t dot = 0;
-            for (int k = 0; k < B; k++) {
-                int c = k / 16;
-                dot += w->q[((size_t)(n / 4) * nb * nc + (size_t)b * nc + c) * 64 + (n & 3) * 16 + (k & 15)] * qx[b * B + k];
-            }
+            for (int k = 0; k < B; k++) dot += w->q[i8w_ix(w, n, b * B + k)] * qx[b * B + k];
             acc += (float)dot * (dx[b] * w->scales[qw_q4_packed_ix(n, b, nb)]);
         }
         y[n] = acc;
