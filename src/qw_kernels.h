@@ -107,6 +107,9 @@ void qw_i8_matvec_ref(const qw_i8w *w, const float *x, float *y);
  * with M = 1 computes for row rows[i], bit for bit. */
 void qw_gemm_tb_rows(const float *a, const void *B, int f16, int ldb, int K, const int32_t *rows, int n,
                      float *out);
+/* The same split across the pool (each row's value depends on that row only: identical bits). */
+void qw_gemm_tb_rows_pool(qw_pool *pool, const float *a, const void *B, int f16, int ldb, int K, const int32_t *rows,
+                          int n, float *out);
 
 /* Runs every decode kernel a few times on small scratch data so that JIT tiers (V8's TurboFan,
  * SpiderMonkey's Ion) compile them before the first token; a few ms natively. Call once after load. */

@@ -200,6 +200,28 @@ void qw_gemm_f16b(qw_pool *pool, int M, int N, int K, const float *A, int lda, c
     else qw_pool_run(pool, gemm_run, &t);
 }
 
+typedef struct {
+    const float *a;
+    const void *B;
+    int f16, ldb, K, n;
+    const int32_t *rows;
+    float *out;
+} tb_rows_task;
+
+static void tb_rows_run(void *p, int ith, int nth) {
+    const tb_rows_task *t = p;
+    int lo, hi;
+    qw_split(t->n, ith, nth, QW_ROW_ALIGN, &lo, &hi);
+    if (lo < hi) qw_gemm_tb_rows(t->a, t->B, t->f16, t->ldb, t->K, t->rows + lo, hi - lo, t->out + lo);
+}
+
+void qw_gemm_tb_rows_pool(qw_pool *pool, const float *a, const void *B, int f16, int ldb, int K, const int32_t *rows,
+                          int n, float *out) {
+    tb_rows_task t = {a, B, f16, ldb, K, n, rows, out};
+    if (!pool || (size_t)n * K < 65536) qw_gemm_tb_rows(a, B, f16, ldb, K, rows, n, out);
+    else qw_pool_run(pool, tb_rows_run, &t);
+}
+
 void qw_gemm_tb_rows(const float *a, const void *B, int f16, int ldb, int K, const int32_t *rows, int n,
                      float *out) {
     /* each row's result in dot4_* depends on that row only (own accumulator chains), as in gemm_tb1 M = 1 */

@@ -106,7 +106,7 @@ static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     } else {
         s->rescored += cnt;
         float *vals = lb; /* the upper bounds are no longer needed */
-        qw_gemm_tb_rows(x, B->data, s->f16, K, K, rows, cnt, vals);
+        qw_gemm_tb_rows_pool(c->pool, x, B->data, s->f16, K, K, rows, cnt, vals);
         if (ye) {
             double worst = 0;
             int am = 0, ame = 0;

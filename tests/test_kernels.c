@@ -324,6 +324,16 @@ static void test_i8_lmhead(qw_pool *pool) {
         int same = 1;
         for (int i = 0; i < 5; i++) same &= memcmp(&ro[i], &ye[rows[i]], 4) == 0;
         CHECK(same, "gemm_tb_rows = gemm rows N=%d K=%d f16=%d", N, K, f16);
+        { /* split across the pool: the same bits */
+            int nr = N < 200 ? N : 200;
+            int32_t *rr = malloc((size_t)nr * 4);
+            float *r1 = malloc((size_t)nr * 4), *r2 = malloc((size_t)nr * 4);
+            for (int i = 0; i < nr; i++) rr[i] = (int32_t)((i * 7919) % N);
+            qw_gemm_tb_rows(x, Bm, f16, K, K, rr, nr, r1);
+            qw_gemm_tb_rows_pool(pool, x, Bm, f16, K, K, rr, nr, r2);
+            CHECK(memcmp(r1, r2, (size_t)nr * 4) == 0, "gemm_tb_rows_pool = gemm_tb_rows N=%d K=%d", N, K);
+            free(rr), free(r1), free(r2);
+        }
         free(Bm), free(w.q), free(w.scales), free(w.wnorm), free(x), free(y), free(yr), free(ye), free(work);
     }
     double t0 = now_s();
