@@ -5,7 +5,7 @@
 //   node tools/bench_browser.mjs [--models 0.5b,1.5b] [--engines ort,tjs,wllama,qwasm,qwasm512]
 //        [--runs 3] [--tokens 128] [--prompt-len 64] [--threads 2] [--check 16]
 //        [--out build/bench-browser.json] [--md build/bench-browser.md] [--timeout-min 20]
-//        [--chromium /usr/bin/chromium] [--verbose]
+//        [--chromium /usr/bin/chromium] [--no-native] [--verbose]
 //
 // --models takes sizes (0.5b, 1.5b) or folder names under build/models/ (e.g. small-q4f16-op18-ext for a smoke test).
 // Defaults: both models, every engine, 3 runs (medians reported), 128 greedy tokens (eos ignored).
@@ -26,6 +26,8 @@
 // UTF-8 text, since invalid UTF-8 output aborts it: see tools/bench/wllama.js), qwasm = js/qwasm.js, qwasm512 =
 // qwasm with memoryCapMB 512. A failure (not available, out of memory, timeout) is a table cell, not fatal.
 // The first --check greedy tokens of each engine are compared with onnxruntime-node (tools/ort_ref.mjs).
+// Then, unless --no-native, the native rows of the same run: tools/bench_native.mjs (qwasm's CLI,
+// onnxruntime-node 1.30 and the CLI under a 512 MB cap) with the same prompt ids, threads, tokens and runs.
 // Output: markdown table on stdout (+ --md file) and JSON (--out) with medians, every run, and the
 // qwasm/peer ratio of each figure (times and memory: < 1 is better for qwasm; tok/s: > 1 is better).
 import fs from 'node:fs';
@@ -55,7 +57,7 @@ function parseArgs(argv) {
   const a = {
     models: ['0.5b', '1.5b'], engines: Object.keys(ENGINES), runs: 3, tokens: 128, promptLen: 64, threads: 2,
     check: 16, out: path.join(REPO, 'build/bench-browser.json'), md: path.join(REPO, 'build/bench-browser.md'),
-    timeoutMin: 20, chromium: '/usr/bin/chromium', verbose: false,
+    timeoutMin: 20, chromium: '/usr/bin/chromium', verbose: false, native: true,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i], v = () => argv[++i];
@@ -71,6 +73,7 @@ function parseArgs(argv) {
     else if (k === '--timeout-min') a.timeoutMin = +v();
     else if (k === '--chromium') a.chromium = v();
     else if (k === '--verbose') a.verbose = true;
+    else if (k === '--no-native') a.native = false;
     else if (k === '-h' || k === '--help') {
       console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
       process.exit(0);
@@ -356,6 +359,20 @@ function table(results, a) {
         (agg.bannedTokens ? `; greedy over whole-UTF-8 tokens (${agg.bannedTokens} banned)` : '');
       lines.push(`| ${ENGINES[k].label} | ${cells.join(' | ')} | ${mt} | ${note} |`);
     }
+    if (Array.isArray(m.native)) {
+      const label = { qwasm: 'qwasm native (CLI)', 'onnxruntime-node': 'onnxruntime-node 1.30 (native)' };
+      for (const r of m.native) {
+        const name = label[r.engine] || `${r.engine.replace(/^qwasm cap (\d+) MB$/, 'qwasm native, $1 MB cap')}`;
+        if (r.error) { lines.push(`| ${name} | ${FIGS.map(() => 'failed').join(' | ')} | – | |`); continue; }
+        const cells = FIGS.map(([f]) => (f === 'coldLoadMs' ? r.load_s.toFixed(2) : f === 'prefillTokS' ? r.prefill_tok_s.toFixed(1)
+          : f === 'decodeTokS' ? r.decode_tok_s.toFixed(2) : f === 'peakRssBytes' ? `${Math.round(r.peak_rss_mb)} (process)` : '–'));
+        lines.push(`| ${name} | ${cells.join(' | ')} | – | ${r.runs}/${a.runs} ok; load from the files on disk |`);
+      }
+      const on = m.native.find((r) => r.engine === 'onnxruntime-node');
+      if (on && !on.error && m.engines.qwasm?.decodeTokS)
+        lines.push(`\nqwasm in Chromium decodes at ${(m.engines.qwasm.decodeTokS / on.decode_tok_s).toFixed(2)}× native onnxruntime-node` +
+          ` and prefills at ${(m.engines.qwasm.prefillTokS / on.prefill_tok_s).toFixed(2)}× (same files, prompt, threads).`);
+    }
     const q = m.engines.qwasm;
     const peers = Object.keys(m.engines).filter((k) => !k.startsWith('qwasm'));
     if (q && peers.length) {
@@ -392,6 +409,18 @@ function table(results, a) {
     lines.push(`| total inside the graph | ${tp.toFixed(1)} | | ${td.toFixed(2)} | |`);
   }
   return lines.join('\n');
+}
+
+// ---------------------------------------------------------------- native rows (same run)
+function nativeRows(a, entry) {
+  const dir = path.join(REPO, 'build/models', entry.name);
+  const json = path.join(REPO, 'build', `bench-native-${entry.model}.json`);
+  log(`${entry.model} native: tools/bench_native.mjs (qwasm CLI, onnxruntime-node, 512 MB cap)`);
+  const r = spawnSync(process.execPath, [path.join(REPO, 'tools/bench_native.mjs'), '--runs', String(a.runs),
+    '--threads', String(a.threads), '--decode', String(a.tokens), '--mem-cap-mb', '512',
+    '--prompt-ids', entry.promptIds.join(','), '--json', json, dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (r.status !== 0 || !fs.existsSync(json)) return { error: `bench_native exited with ${r.status}` };
+  return JSON.parse(fs.readFileSync(json, 'utf8')).results.map(({ profile, ...x }) => x);
 }
 
 // ---------------------------------------------------------------- main
@@ -446,6 +475,7 @@ async function main() {
   } finally {
     await srv.close();
   }
+  if (a.native) for (const entry of out.models) entry.native = nativeRows(a, entry);
   const md = table(out.models, a);
   out.markdown = md;
   save();

@@ -1,6 +1,6 @@
 // Native benchmark: qwasm's CLI and onnxruntime-node on the same model files, in one run.
 //   node tools/bench_native.mjs [--runs 3] [--threads 2] [--prompt-len 64] [--decode 128] [--mem-cap-mb 512]
-//                               [--json OUT.json] MODEL_DIR...
+//                               [--prompt-ids 1,2,3] [--json OUT.json] MODEL_DIR...
 // Default models: the generated full-size shapes (tools/gen_model.py --size 1.5b / 0.5b) when present.
 // Figures: load seconds, prefill tokens/s (one prompt of --prompt-len ids), decode tokens/s (--decode
 // greedy tokens, eos ignored), peak RSS. Medians over --runs; each engine runs in a fresh process.
@@ -25,6 +25,7 @@ const promptLen = +opt('--prompt-len', 64);
 const decodeN = +opt('--decode', 128);
 const memCap = +opt('--mem-cap-mb', 0);
 const jsonOut = opt('--json', path.join(root, 'build', 'bench-native.json'));
+const idsArg = opt('--prompt-ids', ''); // tools/bench_browser.mjs passes the browser prompt's ids
 let models = args.length ? args : ['qwen2.5-1.5b-q4f16-op18-ext', 'qwen2.5-0.5b-q4f16-op14']
   .map((n) => path.join(root, 'build', 'models', n)).filter((d) => existsSync(d));
 if (!models.length) {
@@ -33,8 +34,8 @@ if (!models.length) {
 }
 const cli = process.env.QW_CLI || path.join(root, 'build', 'native', 'qwasm');
 
-// A deterministic prompt of ordinary ids (no special tokens).
-const promptIds = Array.from({ length: promptLen }, (_, i) => 1000 + ((i * 7919) % 50000));
+// A deterministic prompt of ordinary ids (no special tokens), unless given.
+const promptIds = idsArg ? idsArg.split(',').map(Number) : Array.from({ length: promptLen }, (_, i) => 1000 + ((i * 7919) % 50000));
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[(s.length - 1) >> 1] : NaN; };
 
 function runQwasm(dir, capMB) {
