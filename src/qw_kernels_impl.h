@@ -49,6 +49,9 @@ typedef __m256 qv_f32;
 #define qv_fma(acc, a, b) _mm256_fmadd_ps((a), (b), (acc))
 #define qv_add(a, b) _mm256_add_ps((a), (b))
 #define qv_mul(a, b) _mm256_mul_ps((a), (b))
+#define qv_div(a, b) _mm256_div_ps((a), (b))
+#define qv_min(a, b) _mm256_min_ps((a), (b))
+#define qv_max(a, b) _mm256_max_ps((a), (b))
 #define qv_load_f16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
 static inline float qv_hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -68,6 +71,9 @@ typedef v128_t qv_f32;
 #define qv_fma(acc, a, b) wasm_f32x4_add((acc), wasm_f32x4_mul((a), (b)))
 #define qv_add(a, b) wasm_f32x4_add((a), (b))
 #define qv_mul(a, b) wasm_f32x4_mul((a), (b))
+#define qv_div(a, b) wasm_f32x4_div((a), (b))
+#define qv_min(a, b) wasm_f32x4_pmin((b), (a)) /* min for numbers; b when either is NaN, like minps */
+#define qv_max(a, b) wasm_f32x4_pmax((b), (a))
 static inline float qv_hsum(v128_t v) {
     v = wasm_f32x4_add(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
     v = wasm_f32x4_add(v, wasm_i32x4_shuffle(v, v, 1, 0, 3, 2));
@@ -113,6 +119,9 @@ typedef float qv_f32;
 #define qv_fma(acc, a, b) ((acc) + (a) * (b))
 #define qv_add(a, b) ((a) + (b))
 #define qv_mul(a, b) ((a) * (b))
+#define qv_div(a, b) ((a) / (b))
+#define qv_min(a, b) ((a) < (b) ? (a) : (b))
+#define qv_max(a, b) ((a) > (b) ? (a) : (b))
 #define qv_load_f16(p) qw_f16_to_f32(*(p))
 #define qv_hsum(v) (v)
 #endif

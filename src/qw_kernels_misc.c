@@ -157,41 +157,23 @@ float qw_logistic_ref(float x) {
 
 static void logistic_span(const float *x, float *y, size_t n) {
     size_t i = 0;
-#if defined(QW_WASM_SIMD)
-#define LG_FMA(a, b, c) wasm_f32x4_add(wasm_f32x4_mul((a), (b)), (c))
-    const v128_t lo = wasm_f32x4_splat(-18.0f), hi = wasm_f32x4_splat(18.0f);
-    for (; i + 4 <= n; i += 4) {
-        v128_t v = wasm_f32x4_pmax(wasm_f32x4_pmin(wasm_v128_load(x + i), hi), lo);
-        v128_t v2 = wasm_f32x4_mul(v, v);
-        v128_t p = LG_FMA(v2, wasm_f32x4_splat(LG_P0), wasm_f32x4_splat(LG_P1));
-        p = LG_FMA(p, v2, wasm_f32x4_splat(LG_P2));
-        p = LG_FMA(p, v2, wasm_f32x4_splat(LG_P3));
-        p = LG_FMA(p, v2, wasm_f32x4_splat(LG_P4));
-        p = wasm_f32x4_mul(p, v);
-        v128_t q = LG_FMA(v2, wasm_f32x4_splat(LG_Q0), wasm_f32x4_splat(LG_Q1));
-        q = LG_FMA(q, v2, wasm_f32x4_splat(LG_Q2));
-        q = LG_FMA(q, v2, wasm_f32x4_splat(LG_Q3));
-        q = LG_FMA(q, v2, wasm_f32x4_splat(LG_Q4));
-        q = LG_FMA(q, v2, wasm_f32x4_splat(LG_Q5));
-        wasm_v128_store(y + i, wasm_f32x4_add(wasm_f32x4_div(p, q), wasm_f32x4_splat(0.5f)));
-    }
-#undef LG_FMA
-#elif defined(QW_AVX2)
-    const __m256 lo = _mm256_set1_ps(-18.0f), hi = _mm256_set1_ps(18.0f);
-    for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_max_ps(_mm256_min_ps(_mm256_loadu_ps(x + i), hi), lo);
-        __m256 v2 = _mm256_mul_ps(v, v);
-        __m256 p = _mm256_fmadd_ps(v2, _mm256_set1_ps(LG_P0), _mm256_set1_ps(LG_P1));
-        p = _mm256_fmadd_ps(p, v2, _mm256_set1_ps(LG_P2));
-        p = _mm256_fmadd_ps(p, v2, _mm256_set1_ps(LG_P3));
-        p = _mm256_fmadd_ps(p, v2, _mm256_set1_ps(LG_P4));
-        p = _mm256_mul_ps(p, v);
-        __m256 q = _mm256_fmadd_ps(v2, _mm256_set1_ps(LG_Q0), _mm256_set1_ps(LG_Q1));
-        q = _mm256_fmadd_ps(q, v2, _mm256_set1_ps(LG_Q2));
-        q = _mm256_fmadd_ps(q, v2, _mm256_set1_ps(LG_Q3));
-        q = _mm256_fmadd_ps(q, v2, _mm256_set1_ps(LG_Q4));
-        q = _mm256_fmadd_ps(q, v2, _mm256_set1_ps(LG_Q5));
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_div_ps(p, q), _mm256_set1_ps(0.5f)));
+#if defined(QW_WASM_SIMD) || defined(QW_AVX2)
+    /* qv_fma(c, a, b) = c + a * b: fused on AVX2 (as the reference's fmaf), two roundings in wasm */
+    const qv_f32 lo = qv_set1(-18.0f), hi = qv_set1(18.0f);
+    for (; i + QV_W <= n; i += QV_W) {
+        qv_f32 v = qv_max(qv_min(qv_load(x + i), hi), lo);
+        qv_f32 v2 = qv_mul(v, v);
+        qv_f32 p = qv_fma(qv_set1(LG_P1), v2, qv_set1(LG_P0));
+        p = qv_fma(qv_set1(LG_P2), p, v2);
+        p = qv_fma(qv_set1(LG_P3), p, v2);
+        p = qv_fma(qv_set1(LG_P4), p, v2);
+        p = qv_mul(p, v);
+        qv_f32 q = qv_fma(qv_set1(LG_Q1), v2, qv_set1(LG_Q0));
+        q = qv_fma(qv_set1(LG_Q2), q, v2);
+        q = qv_fma(qv_set1(LG_Q3), q, v2);
+        q = qv_fma(qv_set1(LG_Q4), q, v2);
+        q = qv_fma(qv_set1(LG_Q5), q, v2);
+        qv_store(y + i, qv_add(qv_div(p, q), qv_set1(0.5f)));
     }
 #endif
     for (; i < n; i++) y[i] = qw_logistic_ref(x[i]);
