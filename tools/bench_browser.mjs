@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-// Browser benchmark: qwasm against onnxruntime-web, Transformers.js and wllama, in headless Chromium,
+// Browser benchmark: qwasm against onnxruntime-web, Transformers.js and wllama, in headless Chromium (or
+// Firefox with --browser firefox: e.g. --browser firefox --engines qwasm --no-native for Chromium/Firefox),
 // on the same model files and the same 64-token prompt.
 //
 //   node tools/bench_browser.mjs [--models 0.5b,1.5b] [--engines ort,tjs,wllama,qwasm,qwasm512]
 //        [--runs 3] [--tokens 128] [--prompt-len 64] [--threads 2] [--check 16]
 //        [--out build/bench-browser.json] [--md build/bench-browser.md] [--timeout-min 20]
-//        [--chromium /usr/bin/chromium] [--no-native] [--verbose]
+//        [--chromium /usr/bin/chromium] [--browser chromium|firefox] [--firefox /usr/bin/firefox-esr]
+//        [--no-native] [--verbose]
 //
 // --models takes sizes (0.5b, 1.5b) or folder names under build/models/ (e.g. small-q4f16-op18-ext for a smoke test).
 // Defaults: both models, every engine, 3 runs (medians reported), 128 greedy tokens (eos ignored).
@@ -57,7 +59,7 @@ function parseArgs(argv) {
   const a = {
     models: ['0.5b', '1.5b'], engines: Object.keys(ENGINES), runs: 3, tokens: 128, promptLen: 64, threads: 2,
     check: 16, out: path.join(REPO, 'build/bench-browser.json'), md: path.join(REPO, 'build/bench-browser.md'),
-    timeoutMin: 20, chromium: '/usr/bin/chromium', verbose: false, native: true,
+    timeoutMin: 20, chromium: '/usr/bin/chromium', firefox: '/usr/bin/firefox-esr', browser: 'chromium', verbose: false, native: true,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i], v = () => argv[++i];
@@ -72,6 +74,8 @@ function parseArgs(argv) {
     else if (k === '--md') a.md = path.resolve(v());
     else if (k === '--timeout-min') a.timeoutMin = +v();
     else if (k === '--chromium') a.chromium = v();
+    else if (k === '--browser') a.browser = v();
+    else if (k === '--firefox') a.firefox = v();
     else if (k === '--verbose') a.verbose = true;
     else if (k === '--no-native') a.native = false;
     else if (k === '-h' || k === '--help') {
@@ -226,10 +230,31 @@ async function openPage(ctx, url, info) {
   page.on('crash', () => info.errors.push('renderer crashed (out of memory?)'));
   page.on('console', (m) => { if (m.type() === 'error' || info.verbose) info.console.push(`${m.type()}: ${m.text()}`.slice(0, 500)); });
   await page.goto(url);
-  await page.waitForFunction(() => window.benchReady || window.benchLoadError, null, { timeout: 60000 });
+  for (const t0 = Date.now(); !(await page.evaluate(() => !!(window.benchReady || window.benchLoadError)));) {
+    if (Date.now() - t0 > 60000) throw new Error('page not ready after 60 s');
+    await new Promise((r) => setTimeout(r, 200));
+  }
   const err = await page.evaluate(() => window.benchLoadError || null);
   if (err) throw new Error('page failed: ' + err);
   return page;
+}
+
+// A fresh browser on its own profile dir: Chromium through Playwright, or Firefox (--browser firefox)
+// through puppeteer-core over WebDriver BiDi; both give {newPage(), close()} (+ newCDPSession on Chromium).
+async function launchBrowser(chromium, a, dir) {
+  if (a.browser !== 'firefox')
+    return chromium.launchPersistentContext(dir, {
+      executablePath: a.chromium, headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+    });
+  const puppeteer = (await import('puppeteer-core')).default;
+  const browser = await puppeteer.launch({
+    browser: 'firefox', protocol: 'webDriverBiDi', executablePath: a.firefox, headless: true, userDataDir: dir,
+    extraPrefsFirefox: { 'network.captive-portal-service.enabled': false, 'network.connectivity-service.enabled': false,
+      'app.update.enabled': false, 'browser.safebrowsing.malware.enabled': false, 'browser.safebrowsing.phishing.enabled': false },
+  });
+  return { newPage: () => browser.newPage(), close: () => browser.close() };
 }
 
 async function runEngine(chromium, a, srvUrl, m, prompt, engKey) {
@@ -240,11 +265,7 @@ async function runEngine(chromium, a, srvUrl, m, prompt, engKey) {
   let ctx = null, mem = null;
   const T = a.timeoutMin * 60000;
   try {
-    ctx = await chromium.launchPersistentContext(dir, {
-      executablePath: a.chromium, headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
-    });
+    ctx = await launchBrowser(chromium, a, dir);
     mem = new MemSampler(findBrowserRoot(dir));
     if (!mem.root) res.errors.push('browser pid not found: no memory figures');
     const url = `${srvUrl}tools/bench/${eng.page}.html`;
@@ -255,8 +276,7 @@ async function runEngine(chromium, a, srvUrl, m, prompt, engKey) {
     // 1. cold
     mem.phase = 'cold';
     let page = await openPage(ctx, url, res);
-    const cdp = await ctx.newCDPSession(page);
-    await cdp.send('Network.clearBrowserCache');
+    if (ctx.newCDPSession) await (await ctx.newCDPSession(page)).send('Network.clearBrowserCache'); // Firefox: the profile is new
     res.cleared = await page.evaluate(async () => (await import('./common.js')).clearOriginStorage());
     const cold = await withTimeout(page.evaluate((o) => window.benchEngine.load(o), loadOpts), T, 'cold load');
     res.coldLoadMs = cold.loadMs; res.coldInfo = cold;
@@ -349,7 +369,7 @@ function notAvailable(agg) {
 function table(results, a) {
   const lines = [];
   for (const m of results) {
-    lines.push(`\n### ${m.model} (${m.name}; ONNX ${(m.onnxBytes / 1e6).toFixed(0)} MB, GGUF ${(m.ggufBytes / 1e6).toFixed(0)} MB; prompt ${m.promptIds.length} tokens, ${a.tokens} greedy tokens, ${a.threads} threads, median of ${a.runs})\n`);
+    lines.push(`\n### ${m.model} in ${a.browser === 'firefox' ? 'Firefox' : 'Chromium'} (${m.name}; ONNX ${(m.onnxBytes / 1e6).toFixed(0)} MB, GGUF ${(m.ggufBytes / 1e6).toFixed(0)} MB; prompt ${m.promptIds.length} tokens, ${a.tokens} greedy tokens, ${a.threads} threads, median of ${a.runs})\n`);
     lines.push(`| engine | ${FIGS.map((f) => f[1]).join(' | ')} | greedy match vs ort-node (first ${a.check}) | notes |`);
     lines.push(`|---|${FIGS.map(() => '---:').join('|')}|---|---|`);
     for (const [k, agg] of Object.entries(m.engines)) {
@@ -431,7 +451,7 @@ async function main() {
   const srv = await startServer({ port: 0, root: REPO, isolation: true, quiet: true });
   const srvUrl = srv.url.endsWith('/') ? srv.url : srv.url + '/';
   log('server', srvUrl);
-  const out = { format: 'qwasm-bench-browser-1', date: new Date().toISOString(), host: { cpus: os.cpus().length, mem: os.totalmem(), chromium: a.chromium },
+  const out = { format: 'qwasm-bench-browser-1', date: new Date().toISOString(), host: { cpus: os.cpus().length, mem: os.totalmem(), browser: a.browser, chromium: a.chromium, firefox: a.firefox },
     params: { runs: a.runs, tokens: a.tokens, promptLen: a.promptLen, threads: a.threads, check: a.check }, models: [] };
   const save = () => {
     fs.mkdirSync(path.dirname(a.out), { recursive: true });
