@@ -70,6 +70,7 @@ export interface LoadOptions {
   /** Node only: the cache directory (default $QWASM_CACHE_DIR or ~/.cache/qwasm). */
   cacheDir?: string;
   exactLmHead?: boolean;
+  /** Per-op time counters (two clock reads per node), in rt.stats().profile: {op: {ms, calls}} since load. */
   profile?: boolean;
   /** 'onnxruntime-web': when qwasm's executor refuses the graph (an op it lacks, code UNSUPPORTED), run it with
    *  onnxruntime-web's wasm build instead, fed from the same cache and driven by the same C tokenizer, chat
@@ -140,6 +141,9 @@ export declare class Runtime {
   detokenize(ids: ArrayLike<number>): Promise<string>;
   applyChatTemplate(messages: ChatMessage[], addGenerationPrompt?: boolean): Promise<string>;
   generate(opts: GenerateOptions): AsyncGenerator<GenEvent, void, void>;
+  /** Counters of the C core (qw_model_stats_json): resident/derived weight bytes, paging, kv_tokens, profile,
+   *  and build: {target, simd, relaxed_simd, threads, max_threads, dot_add} (dot_add: the relaxed build's decode
+   *  kernel uses i32x4.relaxed_dot_i8x16_i7x16_add_s, which the engine was checked to compute right). */
   stats(): Promise<Record<string, unknown>>;
   dispose(): Promise<void>;
 }

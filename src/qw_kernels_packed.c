@@ -20,10 +20,10 @@
 
 int qw_q4_packable(int N, int block) { return N > 0 && N % 4 == 0 && block >= 32 && block % 32 == 0; }
 
-/* The weight nibble that meets activation position p of a 32-element chunk: the q8 activations keep a
- * chunk's even elements at positions 0..15 and its odd ones at 16..31 (qw_q8act_quantize). */
-static inline unsigned chunk_nib(const uint8_t *src, int p) { return p < 16 ? src[p] & 15u : src[p - 16] >> 4; }
-
+/* Activation position p of a 32-element chunk meets weight nibble: p < 16: low nibble of source byte p
+ * (element 2p), else high nibble of byte p - 16 (element 2(p-16)+1), since the q8 activations keep a chunk's
+ * even elements at positions 0..15 and its odd ones at 16..31 (qw_q8act_quantize). Output vector j holds, for
+ * row r, positions 8j..8j+3 (low nibbles) and 8j+4..8j+7 (high nibbles) in bytes 4r..4r+3. */
 void qw_q4_pack_q(uint8_t *q, int N, int n_blocks, int block, void *tmp) {
     const size_t rb = (size_t)n_blocks * (block / 2);
     const int nc = block / 32;
@@ -36,9 +36,14 @@ void qw_q4_pack_q(uint8_t *q, int N, int n_blocks, int block, void *tmp) {
                 uint8_t *dst = grp + ((size_t)b * nc + c) * 64;
                 for (int r = 0; r < 4; r++) {
                     const uint8_t *src = t + r * rb + (size_t)b * (block / 2) + c * 16;
-                    for (int j = 0; j < 4; j++)
-                        for (int i = 0; i < 4; i++)
-                            dst[j * 16 + r * 4 + i] = (uint8_t)(chunk_nib(src, 8 * j + i) | chunk_nib(src, 8 * j + 4 + i) << 4);
+                    /* 4 output bytes at a time from two 4-byte words of the source */
+                    for (int j = 0; j < 4; j++) {
+                        uint32_t w1, w2, o;
+                        memcpy(&w1, src + 8 * (j & 1), 4);
+                        memcpy(&w2, src + 8 * (j & 1) + 4, 4);
+                        o = j < 2 ? (w1 & 0x0f0f0f0fu) | (w2 & 0x0f0f0f0fu) << 4 : (w1 >> 4 & 0x0f0f0f0fu) | (w2 & 0xf0f0f0f0u);
+                        memcpy(dst + j * 16 + r * 4, &o, 4);
+                    }
                 }
             }
     }
