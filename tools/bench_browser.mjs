@@ -22,7 +22,7 @@
 //   3. on that instance: generate maxTokens greedy tokens from the prompt ids: time to first token
 //      (TTFT), prefill tok/s = prompt / TTFT, decode tok/s = (tokens - 1) / (last - first token time).
 //   Peak memory = max over the whole run of the sum of RSS of every process of the launched browser
-//   (its process tree, read from /proc every 100 ms).
+//   (its process tree, read from /proc every 100 ms), and of the sum of their PSS (every 2 s).
 // Engines: ort = onnxruntime-web 1.30 wasm EP (past-KV greedy loop, like optimum), tjs = Transformers.js
 // 4.3.1 (wasm, q4f16, local model path), wllama = wllama 3.8.1 (GGUF; greedy over the tokens that are whole
 // UTF-8 text, since invalid UTF-8 output aborts it: see tools/bench/wllama.js), qwasm = js/qwasm.js, qwasm512 =
