@@ -6,6 +6,7 @@
 #ifndef QW_KERNELS_IMPL_H
 #define QW_KERNELS_IMPL_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include "qw_dtype.h"
@@ -52,6 +53,8 @@ typedef __m256 qv_f32;
 #define qv_div(a, b) _mm256_div_ps((a), (b))
 #define qv_min(a, b) _mm256_min_ps((a), (b))
 #define qv_max(a, b) _mm256_max_ps((a), (b))
+#define qv_abs(a) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), (a))
+#define qv_round(a) _mm256_round_ps((a), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC) /* ties to even */
 #define qv_load_f16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
 static inline float qv_hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -74,6 +77,8 @@ typedef v128_t qv_f32;
 #define qv_div(a, b) wasm_f32x4_div((a), (b))
 #define qv_min(a, b) wasm_f32x4_pmin((b), (a)) /* min for numbers; b when either is NaN, like minps */
 #define qv_max(a, b) wasm_f32x4_pmax((b), (a))
+#define qv_abs(a) wasm_f32x4_abs(a)
+#define qv_round(a) wasm_f32x4_nearest(a) /* ties to even */
 static inline float qv_hsum(v128_t v) {
     v = wasm_f32x4_add(v, wasm_i32x4_shuffle(v, v, 2, 3, 0, 1));
     v = wasm_f32x4_add(v, wasm_i32x4_shuffle(v, v, 1, 0, 3, 2));
@@ -122,6 +127,8 @@ typedef float qv_f32;
 #define qv_div(a, b) ((a) / (b))
 #define qv_min(a, b) ((a) < (b) ? (a) : (b))
 #define qv_max(a, b) ((a) > (b) ? (a) : (b))
+#define qv_abs(a) fabsf(a)
+#define qv_round(a) nearbyintf(a)
 #define qv_load_f16(p) qw_f16_to_f32(*(p))
 #define qv_hsum(v) (v)
 #endif
