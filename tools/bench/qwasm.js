@@ -17,8 +17,11 @@ async function load({ model, threads = 2, memoryCapMB = undefined, profile = fal
   const opts = { model: new URL(model, location.href).href, threads };
   if (memoryCapMB) opts.memoryCapMB = memoryCapMB;
   if (profile) opts.profile = true; // qwasm's per-op counters (two clock reads per node)
+  // where the load time goes: ms from the start of the load to the first event of each progress phase
+  const phases = {};
+  opts.onProgress = (p) => { if (!(p.phase in phases)) phases[p.phase] = Math.round(now() - t0); };
   rt = await Q.load(opts);
-  return { loadMs: now() - t0 };
+  return { loadMs: now() - t0, phases };
 }
 
 async function generate({ promptIds, maxTokens = 128 }) {
