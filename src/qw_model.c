@@ -90,6 +90,19 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
      * are not the slow ones */
     if (opts->progress) opts->progress(opts->progress_user, "warmup", 0, 0);
     qw_kernels_warmup(m->pool);
+    /* and one decode step through the whole graph, then forgotten: every op's code has run and the
+     * executor's buffers exist before the first real token (not under a cap: it would page in every
+     * weight once) */
+    if (!opts->mem_cap_bytes) {
+        float *lg = malloc((size_t)qw_decoder_vocab(m->dec) * sizeof(float));
+        int32_t id = 0;
+        if (!lg) { st = qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory"); goto fail; }
+        st = qw_decoder_forward(m->dec, &id, 1, lg, NULL, err);
+        free(lg);
+        qw_decoder_reset(m->dec);
+        qw_graph_profile_reset(m->graph);
+        if (st != QW_OK) goto fail;
+    }
     m->load_ms = now_ms() - t0;
     if (opts->progress) opts->progress(opts->progress_user, "ready", 0, 0);
     *out = m;

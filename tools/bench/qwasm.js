@@ -41,6 +41,8 @@ async function generate({ promptIds, maxTokens = 128 }) {
   while (times.length < tokens.length) times.push(times[times.length - 1]);
   const r = summarize(promptIds.length, t0, times, tokens, { stats, stopReason: last && last.stopReason, coreDecodeMs: last && last.decodeMs, corePrefillMs: last && last.prefillMs });
   r.nGenerated = tokens.length;
+  // warm-up check (issue #10: the first decode steps no slower than the tenth): ms of decode steps 1..10
+  r.firstStepsMs = times.slice(0, 11).map((t, i, a) => (i ? Math.round((t - a[i - 1]) * 10) / 10 : null)).slice(1);
   if (profiling) r.profile = await profileSplit(promptIds, tokens.length);
   return r;
 }
