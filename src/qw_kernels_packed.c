@@ -454,7 +454,7 @@ static inline void i8_group(const qw_i8w *w, int g, const int8_t *qx, const uint
         float accr = 0.0f;
         for (int b = 0; b < nb; b++) {
             int32_t dot = 0;
-            for (int k = 0; k < B; k++) dot += qg[((size_t)b * B + (k & ~3)) * 4 + r * 4 + (k & 3)] * qx[b * B + k];
+            for (int k = 0; k < B; k++) dot += qg[i8w_ix(w, r, b * B + k)] * qx[b * B + k]; /* rows of group g, from qg */
             accr += (float)dot * (dx[b] * sc[(size_t)b * 4 + r]);
         }
         out[r] = accr;

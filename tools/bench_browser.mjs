@@ -36,6 +36,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { launchBrowser } from './browsers.mjs';
 import { fileURLToPath } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -239,25 +240,7 @@ async function openPage(ctx, url, info) {
   return page;
 }
 
-// A fresh browser on its own profile dir: Chromium through Playwright, or Firefox (--browser firefox)
-// through puppeteer-core over WebDriver BiDi; both give {newPage(), close()} (+ newCDPSession on Chromium).
-async function launchBrowser(chromium, a, dir) {
-  if (a.browser !== 'firefox')
-    return chromium.launchPersistentContext(dir, {
-      executablePath: a.chromium, headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
-    });
-  const puppeteer = (await import('puppeteer-core')).default;
-  const browser = await puppeteer.launch({
-    browser: 'firefox', protocol: 'webDriverBiDi', executablePath: a.firefox, headless: true, userDataDir: dir,
-    extraPrefsFirefox: { 'network.captive-portal-service.enabled': false, 'network.connectivity-service.enabled': false,
-      'app.update.enabled': false, 'browser.safebrowsing.malware.enabled': false, 'browser.safebrowsing.phishing.enabled': false },
-  });
-  return { newPage: () => browser.newPage(), close: () => browser.close() };
-}
-
-async function runEngine(chromium, a, srvUrl, m, prompt, engKey) {
+async function runEngine(a, srvUrl, m, prompt, engKey) {
   const ids = prompt.ids;
   const eng = ENGINES[engKey];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qwbench-'));
@@ -265,7 +248,7 @@ async function runEngine(chromium, a, srvUrl, m, prompt, engKey) {
   let ctx = null, mem = null;
   const T = a.timeoutMin * 60000;
   try {
-    ctx = await launchBrowser(chromium, a, dir);
+    ctx = await launchBrowser(a.browser, dir, { chromium: a.chromium, firefox: a.firefox });
     mem = new MemSampler(findBrowserRoot(dir));
     if (!mem.root) res.errors.push('browser pid not found: no memory figures');
     const url = `${srvUrl}tools/bench/${eng.page}.html`;
@@ -446,7 +429,6 @@ function nativeRows(a, entry) {
 // ---------------------------------------------------------------- main
 async function main() {
   const a = parseArgs(process.argv.slice(2));
-  const { chromium } = await import('playwright-core');
   const { startServer } = await import(path.join(REPO, 'tools/serve.mjs'));
   const srv = await startServer({ port: 0, root: REPO, isolation: true, quiet: true });
   const srvUrl = srv.url.endsWith('/') ? srv.url : srv.url + '/';
@@ -469,7 +451,7 @@ async function main() {
       for (let run = 0; run < a.runs; run++) {
         for (const e of a.engines) {
           log(`${size} ${e} run ${run + 1}/${a.runs}`);
-          const r = await runEngine(chromium, a, srvUrl, m, prompt, e);
+          const r = await runEngine(a, srvUrl, m, prompt, e);
           (entry.runs[e] ||= []).push(r);
           log(`  -> ${r.ok ? `cold ${(r.coldLoadMs / 1000).toFixed(1)} s warm ${(r.warmLoadMs / 1000).toFixed(1)} s ttft ${(r.ttftMs / 1000).toFixed(2)} s ` +
             `prefill ${r.prefillTokS.toFixed(1)} decode ${r.decodeTokS.toFixed(2)} tok/s` : 'FAILED: ' + r.error} peak ${r.peakRssBytes ? Math.round(r.peakRssBytes / 1048576) + ' MB' : '?'}` +

@@ -87,25 +87,15 @@ async function browserStage(name, open) {
     await srv.close();
   }
 }
-const CHROME_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync'];
 if (!noBrowsers) {
-  await browserStage('chromium', async () => {
-    const { chromium } = await import('playwright-core');
-    const dir = fs.mkdtempSync(path.join(tmp, 'probe-chromium-'));
-    const ctx = await chromium.launchPersistentContext(dir, { executablePath: '/usr/bin/chromium', headless: true, args: CHROME_ARGS });
-    const page = ctx.pages()[0] || await ctx.newPage();
-    return { page, close: async () => { await ctx.close(); fs.rmSync(dir, { recursive: true, force: true }); } };
-  });
-  await browserStage('firefox', async () => {
-    const puppeteer = (await import('puppeteer-core')).default;
-    const dir = fs.mkdtempSync(path.join(tmp, 'probe-firefox-'));
-    const browser = await puppeteer.launch({ browser: 'firefox', protocol: 'webDriverBiDi', executablePath: '/usr/bin/firefox-esr',
-      headless: true, userDataDir: dir, extraPrefsFirefox: { 'network.captive-portal-service.enabled': false,
-        'network.connectivity-service.enabled': false, 'app.update.enabled': false } });
-    const page = await browser.newPage();
-    return { page, close: async () => { await browser.close(); fs.rmSync(dir, { recursive: true, force: true }); } };
-  });
+  const { launchBrowser } = await import('./browsers.mjs');
+  for (const kind of ['chromium', 'firefox'])
+    await browserStage(kind, async () => {
+      const dir = fs.mkdtempSync(path.join(tmp, `probe-${kind}-`));
+      const b = await launchBrowser(kind, dir);
+      const page = (b.pages && b.pages()[0]) || await b.newPage();
+      return { page, close: async () => { await b.close(); fs.rmSync(dir, { recursive: true, force: true }); } };
+    });
 }
 
 const keys = ['q4q8_8960x1536_GBs', 'q4q8p_8960x1536_GBs', 'q4q8_1536x8960_GBs', 'q4q8p_1536x8960_GBs',
