@@ -19,6 +19,7 @@ typedef struct qw_q4w {
     int32_t n_blocks;           /* ceil(K / block) */
     const uint8_t *q;           /* (N, n_blocks, block/2): element 2k in the low nibble of byte k */
     const float *scales;        /* (N, n_blocks) */
+    const uint16_t *scales_h;   /* packed only, instead of scales: fp16 scales in the packed order (finite) */
     const uint8_t *zp;          /* (N, ceil(n_blocks/2)) 4-bit zero points, low nibble first; NULL = 8 */
     int32_t packed;             /* 1: the decode layout below (qw_q4_pack_q), for qw_q4_matmul_q8 only */
 } qw_q4w;
@@ -34,6 +35,10 @@ static inline size_t qw_q4_packed_ix(int n, int b, int n_blocks) {
     return ((size_t)(n >> 2) * (size_t)n_blocks + (size_t)b) * 4 + (size_t)(n & 3);
 }
 void qw_q4_pack_q(uint8_t *q, int N, int n_blocks, int block, void *tmp);
+/* Scales (N, n_blocks) of elem_size 2 (fp16) or 4 (fp32) bytes into the packed order, in place (tmp: 4 *
+ * n_blocks * elem_size bytes). Returns the first row whose fp16 scale is Inf or NaN (the kernels convert
+ * halves with integer ops that assume finite values), or -1. */
+int qw_q4_pack_scales(void *scales, int N, int n_blocks, int elem_size, void *tmp);
 
 /* y(M,N) = x(M,K) . dequant(W)^T + bias(N). bias may be NULL. */
 void qw_q4_matmul(qw_pool *pool, const qw_q4w *w, const float *x, int M, const float *bias, float *y);

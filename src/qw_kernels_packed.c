@@ -49,6 +49,34 @@ void qw_q4_pack_q(uint8_t *q, int N, int n_blocks, int block, void *tmp) {
     }
 }
 
+int qw_q4_pack_scales(void *scales, int N, int n_blocks, int elem_size, void *tmp) {
+    uint8_t *s = scales, *t = tmp;
+    const size_t es = (size_t)elem_size, rs = (size_t)n_blocks * es;
+    int bad = -1;
+    for (int g = 0; g < N / 4; g++) {
+        uint8_t *grp = s + (size_t)g * 4 * rs;
+        memcpy(t, grp, 4 * rs);
+        for (int r = 0; r < 4; r++)
+            for (int b = 0; b < n_blocks; b++) {
+                const uint8_t *src = t + r * rs + b * es;
+                if (es == 2 && bad < 0 && ((src[0] | src[1] << 8) & 0x7c00) == 0x7c00) bad = g * 4 + r;
+                memcpy(grp + ((size_t)b * 4 + r) * es, src, es);
+            }
+    }
+    return bad;
+}
+
+/* The 4 rows' scales of block b: fp32, or fp16 converted exactly (finite halves, see qw_q4_pack_scales) */
+#if defined(QW_WASM_SIMD)
+static inline v128_t q8p_scales(const qw_q4w *w, const float *sc, const uint16_t *sh, int b) {
+    return w->scales_h ? qv_load_f16(sh + (size_t)b * 4) : wasm_v128_load(sc + (size_t)b * 4);
+}
+#elif defined(QW_AVX2)
+static inline __m128 q8p_scales(const qw_q4w *w, const float *sc, const uint16_t *sh, int b) {
+    return w->scales_h ? _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(sh + (size_t)b * 4))) : _mm_loadu_ps(sc + (size_t)b * 4);
+}
+#endif
+
 /* One 4-row group g times MB activation rows m .. m+MB-1: out[mi*4 + r].
  * Each 16-byte weight vector holds 4 rows x 4 bytes, so one dot product of its nibbles with 4 activation
  * bytes broadcast to every lane leaves each row's sum in its own lane: no horizontal sums. */
@@ -57,7 +85,8 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
     (void)DA;
     const int nb = w->n_blocks, B = w->block, nc = B / 32;
     const uint8_t *qg = w->q + (size_t)g * nb * nc * 64;
-    const float *sc = w->scales + (size_t)g * nb * 4;
+    const float *sc = w->scales_h ? NULL : w->scales + (size_t)g * nb * 4;
+    const uint16_t *sh = w->scales_h ? w->scales_h + (size_t)g * nb * 4 : NULL;
     const uint8_t *zp = w->zp ? w->zp + (size_t)g * nb * 4 : NULL;
     const int8_t *qa[4];
     const float *da[4];
@@ -140,7 +169,7 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
         }
         v128_t z = zp ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(wasm_v128_load32_zero(zp + (size_t)b * 4)))
                       : wasm_i32x4_splat(8);
-        v128_t ws = wasm_v128_load(sc + (size_t)b * 4);
+        v128_t ws = q8p_scales(w, sc, sh, b);
         for (int mi = 0; mi < MB; mi++) {
             v128_t s = wasm_i32x4_sub(bi[mi], wasm_i32x4_mul(z, wasm_i32x4_splat(sa[mi][b])));
             v128_t ds = wasm_f32x4_mul(wasm_f32x4_splat(da[mi][b]), ws);
@@ -174,7 +203,7 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
             for (int mi = 0; mi < MB; mi++) bi[mi] = _mm256_add_epi32(bi[mi], _mm256_madd_epi16(s16[mi], ones));
         }
         __m128i z = zp ? _mm_cvtepu8_epi32(_mm_cvtsi32_si128(*(const int32_t *)(zp + (size_t)b * 4))) : _mm_set1_epi32(8);
-        __m128 ws = _mm_loadu_ps(sc + (size_t)b * 4);
+        __m128 ws = q8p_scales(w, sc, sh, b);
         for (int mi = 0; mi < MB; mi++) {
             __m128i s = _mm_add_epi32(_mm256_castsi256_si128(bi[mi]), _mm256_extracti128_si256(bi[mi], 1));
             s = _mm_sub_epi32(s, _mm_mullo_epi32(z, _mm_set1_epi32(sa[mi][b])));
@@ -195,7 +224,7 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
                         const int8_t *x = qa[mi] + (size_t)b * B + c * 32 + 8 * j;
                         for (int i = 0; i < 4; i++) dot += (v[i] & 15) * x[i] + (v[i] >> 4) * x[4 + i];
                     }
-                accr += (float)dot * (da[mi][b] * sc[(size_t)b * 4 + r]);
+                accr += (float)dot * (da[mi][b] * (sh ? qw_f16_to_f32(sh[(size_t)b * 4 + r]) : sc[(size_t)b * 4 + r]));
             }
             out[mi * 4 + r] = accr;
         }
@@ -525,7 +554,7 @@ void qw_kernels_warmup(qw_pool *pool) {
     float *sc = malloc((size_t)N * nb * sizeof(float));
     float *x = malloc((size_t)4 * K * sizeof(float)), *y = malloc((size_t)4 * (N > V ? N : V) * sizeof(float));
     uint16_t *h = malloc((size_t)V * K * sizeof(uint16_t));
-    qw_q4w w = {N, K, 32, nb, q, sc, NULL, 0};
+    qw_q4w w = {.N = N, .K = K, .block = 32, .n_blocks = nb, .q = q, .scales = sc};
     qw_i8w iw;
     qw_i8w_init(&iw, V, K);
     iw.q = malloc(qw_i8w_q_bytes(&iw));
@@ -544,9 +573,11 @@ void qw_kernels_warmup(qw_pool *pool) {
             w.packed = 0;
             qw_q4_matmul_q8(pool, &w, x, 1, NULL, y, work);
             qw_q4_matmul(pool, &w, x, 1, NULL, y);
-            w.packed = 1;
+            w.packed = 1; /* as models run it: fp16 scales (h: finite halves) */
+            w.scales_h = h;
             qw_q4_matmul_q8(pool, &w, x, 1, NULL, y, work);
             if (it % 4 == 0) qw_q4_matmul_q8(pool, &w, x, 4, NULL, y, work);
+            w.scales_h = NULL;
             qw_i8_matvec(pool, &iw, x, y, work, NULL, NULL);
             qw_gemm_f16b(pool, 1, V, K, x, K, h, K, 1, y, V);
             qw_rmsnorm_f32(x, x + K, 1e-6f, K, y);

@@ -11,25 +11,56 @@ typedef struct nbits_state {
     qw_q4w w;                      /* q points into the weight store via acquire at run; scales/zp derived */
     int acc4;                      /* accuracy_level 4: int8 activations */
     int wid_q, wid_zp;             /* weight ids of B and zero points */
+    int pack;                      /* B takes the packed layout when resident for good (qw_q4_pack_q) */
+    int scale_bytes;               /* pack: bytes per scale as stored (2: fp16, 4: fp32) */
     float *bias;                   /* (N) fp32 or NULL */
 } nbits_state;
 
 static void free_nbits(void *p) { free(p); }
 
-/* The 4-row decode layout (qw_q4_pack_q) is made in place in B's buffer: only when the weights are resident
- * (no memory cap: paged weights come back from the file in the original layout) and no other node reads B. */
+/* The 4-row decode layout (qw_q4_pack_q, qw_q4_pack_scales) is made in place in the weights' own buffers, each
+ * time they become resident (once without a cap, at every page-in under one: the store's layout change), so
+ * no second copy exists. Only when no other node reads B or the scales, the scales are fp16 or fp32 and the
+ * zero points (if any) stay resident (a one-byte-per-block derived form). */
 static int pack_ok(const qw_op_node *n, int N, int block) {
-    if (!qw_q4_packable(N, block) || !n->in_const[1] || !n->in_const[1]->data || n->in_weight[1] < 0) return 0;
-    if (n->gopts && n->gopts->mem_cap_bytes) return 0;
+    if (!qw_q4_packable(N, block) || !n->in_const[1] || n->in_weight[1] < 0 || n->in_weight[2] < 0) return 0;
+    if (n->in_dtype[2] != QW_DT_F16 && n->in_dtype[2] != QW_DT_F32) return 0;
+    if (n->n_in > 3 && n->in_dtype[3] && qw_weights_pageable(n->weights, n->in_weight[3])) return 0;
     if (getenv("QW_NO_REPACK")) return 0;
-    const char *name = n->on->inputs[1];
-    int uses = 0;
-    for (int i = 0; i < n->model->n_nodes; i++) {
-        const qw_onnx_node *o = &n->model->nodes[i];
-        for (int k = 0; k < o->n_inputs; k++) uses += !strcmp(o->inputs[k], name);
+    for (int k = 1; k <= 2; k++) {
+        const char *name = n->on->inputs[k];
+        int uses = 0;
+        for (int i = 0; i < n->model->n_nodes; i++) {
+            const qw_onnx_node *o = &n->model->nodes[i];
+            for (int j = 0; j < o->n_inputs; j++) uses += !strcmp(o->inputs[j], name);
+        }
+        for (int i = 0; i < n->model->n_outputs; i++) uses += !strcmp(n->model->outputs[i].name, name) ? 2 : 0;
+        if (uses != 1) return 0;
     }
-    for (int i = 0; i < n->model->n_outputs; i++) uses += !strcmp(n->model->outputs[i].name, name) ? 2 : 0;
-    return uses == 1;
+    return 1;
+}
+
+static qw_status pack_b(void *ctx, void *data, uint64_t nbytes, const char *name, qw_error *err) {
+    const qw_q4w *w = &((nbits_state *)ctx)->w;
+    size_t rb = (size_t)w->n_blocks * (size_t)(w->block / 2);
+    if (nbytes != (uint64_t)w->N * rb) return qw_error_set(err, QW_E_FORMAT, "MatMulNBits weight '%s': %llu bytes", name, (unsigned long long)nbytes);
+    void *tmp = malloc(4 * rb);
+    if (!tmp) return qw_error_set(err, QW_E_NOMEM, "out of memory repacking '%s'", name);
+    qw_q4_pack_q(data, w->N, w->n_blocks, w->block, tmp);
+    free(tmp);
+    return QW_OK;
+}
+
+static qw_status pack_scales(void *ctx, void *data, uint64_t nbytes, const char *name, qw_error *err) {
+    const qw_q4w *w = &((nbits_state *)ctx)->w;
+    int es = ((nbits_state *)ctx)->scale_bytes;
+    if (nbytes != (uint64_t)w->N * (uint64_t)w->n_blocks * es) return qw_error_set(err, QW_E_FORMAT, "MatMulNBits scales '%s': %llu bytes", name, (unsigned long long)nbytes);
+    void *tmp = malloc(4 * (size_t)w->n_blocks * es);
+    if (!tmp) return qw_error_set(err, QW_E_NOMEM, "out of memory repacking '%s'", name);
+    int bad = qw_q4_pack_scales(data, w->N, w->n_blocks, es, tmp);
+    free(tmp);
+    if (bad >= 0) return qw_error_set(err, QW_E_UNSUPPORTED, "MatMulNBits scales '%s': row %d has an Inf or NaN scale", name, bad);
+    return QW_OK;
 }
 
 static qw_status check_nbits(qw_op_node *n, qw_error *err) {
@@ -57,18 +88,25 @@ static qw_status check_nbits(qw_op_node *n, qw_error *err) {
     s->wid_q = n->in_weight[1];
     int pack = s->acc4 && pack_ok(n, (int)N, (int)bs);
     /* under a memory cap the scales (and zero points) stay paged weights read at run (fp16 scales converted per
-     * call into scratch, exactly): a resident fp32 copy of every layer's scales would count against the cap */
-    if (!qw_weights_pageable(n->weights, n->in_weight[2])) {
+     * call into scratch, exactly): a resident fp32 copy of every layer's scales would count against the cap.
+     * Packed, the scales stay in their own dtype (fp16: half the bytes of an fp32 copy, converted in the kernel) */
+    if (pack) {
+        /* B packed whenever its bytes stay resident (qw_weights_transformed tells at run). Without a cap the
+         * scales are packed once too; under one they keep the file's order (the unpacked kernel reads them
+         * when B streams) and are put in the packed order per call when B is packed (an eighth of B's bytes) */
+        s->pack = 1;
+        s->scale_bytes = n->in_dtype[2] == QW_DT_F16 ? 2 : 4;
+        qw_status st = QW_OK;
+        if (!qw_weights_pageable(n->weights, n->in_weight[1]))
+            st = qw_weights_set_transform(n->weights, n->in_weight[2], pack_scales, s, err);
+        if (st == QW_OK) st = qw_weights_set_transform(n->weights, n->in_weight[1], pack_b, s, err);
+        if (st != QW_OK) return st;
+    } else if (!qw_weights_pageable(n->weights, n->in_weight[2])) {
         float *sc = qw_weights_derived_alloc(n->weights, (size_t)(N * nb) * sizeof(float));
         if (!sc) return qw_op_err(n, err, QW_E_NOMEM, "out of memory");
         const void *src = n->in_const[2]->data;
-        for (int64_t r = 0; r < N; r++) /* row by row: 41 M scales in the 1.5B, a visible part of the load */
-            for (int64_t b = 0; b < nb; b++) {
-                int64_t i = r * nb + b;
-                sc[pack ? qw_q4_packed_ix((int)r, (int)b, (int)nb) : (size_t)i] =
-                    n->in_dtype[2] == QW_DT_F16 ? qw_f16_to_f32(((const uint16_t *)src)[i])
-                                                : (float)qw_elem_get_f(src, n->in_dtype[2], i);
-            }
+        if (n->in_dtype[2] == QW_DT_F16) qw_f16_to_f32_array(src, sc, (size_t)(N * nb));
+        else for (int64_t i = 0; i < N * nb; i++) sc[i] = (float)qw_elem_get_f(src, n->in_dtype[2], i);
         s->w.scales = sc;
         n->in_skip[2] = 1;
     }
@@ -88,16 +126,6 @@ static qw_status check_nbits(qw_op_node *n, qw_error *err) {
         else memcpy(zp, z, (size_t)(N * zb));
         s->w.zp = zp;
         n->in_skip[3] = 1;
-    }
-    if (pack) {
-        /* the decode layout, in place in the weight's own buffer (no second copy): B is read by this node
-         * only and stays resident (no memory cap), so acquire at run returns these bytes */
-        size_t rb = (size_t)nb * (size_t)(bs / 2);
-        void *tmp = malloc(4 * rb);
-        if (!tmp) return qw_op_err(n, err, QW_E_NOMEM, "out of memory");
-        qw_q4_pack_q((uint8_t *)n->in_const[1]->data, (int)N, (int)nb, (int)bs, tmp);
-        free(tmp);
-        s->w.packed = 1;
     }
     if (n->n_in > 5 && n->in_dtype[5]) {
         if (n->in_const[5]->numel != N) return qw_op_err(n, err, QW_E_FORMAT, "bias size");
@@ -126,7 +154,31 @@ static qw_status run_nbits(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
     if (!x || !y) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
     qw_q4w w = s->w;
     w.q = in[1]->data;
-    if (!w.scales) { /* paged (memory cap): this call's fp32 scales from the fp16/fp32 weight */
+    w.packed = s->pack && qw_weights_transformed(c->node->weights, s->wid_q);
+    if (w.packed) { /* B in the packed layout (the store's layout change); scales packed too, or made so here */
+        const void *sc = in[2]->data;
+        if (!qw_weights_transformed(c->node->weights, c->node->in_weight[2])) {
+            const int nb = w.n_blocks;
+            void *tmp = qw_op_scratch(c, (size_t)in[2]->numel * (size_t)s->scale_bytes);
+            if (!tmp) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
+            int bad = 0;
+            for (int r = 0; r < w.N; r++)
+                for (int b = 0; b < nb; b++) {
+                    size_t i = (size_t)r * nb + b, o = qw_q4_packed_ix(r, b, nb);
+                    if (s->scale_bytes == 4) {
+                        ((float *)tmp)[o] = ((const float *)sc)[i];
+                    } else {
+                        uint16_t h = ((const uint16_t *)sc)[i];
+                        bad |= (h & 0x7c00) == 0x7c00;
+                        ((uint16_t *)tmp)[o] = h;
+                    }
+                }
+            if (bad) return qw_op_err(c->node, err, QW_E_UNSUPPORTED, "scales '%s' hold an Inf or NaN", c->node->on->inputs[2]);
+            sc = tmp;
+        }
+        w.scales_h = s->scale_bytes == 2 ? sc : NULL;
+        w.scales = s->scale_bytes == 2 ? NULL : sc;
+    } else if (!w.scales) { /* paged (memory cap): this call's fp32 scales from the fp16/fp32 weight */
         if (in[2]->dtype == QW_DT_F32) {
             w.scales = in[2]->data;
         } else {

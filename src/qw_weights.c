@@ -32,6 +32,9 @@ typedef struct qw_weight {
     uint8_t keep;            /* under a cap: member of the stable resident set */
     uint8_t loading;         /* a prefetch into data is in flight */
     uint8_t prefetched;      /* loaded by prefetch and not acquired since: not a victim while others exist */
+    qw_weight_xform_fn xform; /* in-place layout change for resident copies (qw_weights_set_transform), or NULL */
+    void *xform_ctx;
+    uint8_t xformed;         /* data holds the changed layout */
     int next;                /* the pageable weight acquired after this one in the last cycle, -1 */
     uint64_t last_use;       /* tick of the last acquire (MRU eviction) */
 } qw_weight;
@@ -293,6 +296,7 @@ static uint64_t keep_budget(const qw_weights *w) {
 static void evict(qw_weights *w, qw_weight *x) {
     free(x->data);
     x->data = NULL;
+    x->xformed = 0;
     w->resident -= x->t->nbytes;
     if (x->keep) { w->st.keep -= x->t->nbytes; x->keep = 0; }
     x->prefetched = 0;
@@ -338,7 +342,11 @@ static qw_status load_one(qw_weights *w, int id, qw_error *err) {
     if (!x->data) return qw_error_set(err, QW_E_NOMEM, "weights: out of memory for %s (%llu bytes)", x->t->name,
                                       (unsigned long long)nb);
     qw_status st = read_chunks(w, x->t, 0, (size_t)nb, x->data, !w->cap, err);
+    /* the layout change only for copies that stay: a streamed page would pay for it at every read */
+    int stays = !w->cap || x->sticky || w->st.keep + nb <= keep_budget(w);
+    if (st == QW_OK && x->xform && stays) st = x->xform(x->xform_ctx, x->data, nb, x->t->name, err);
     if (st != QW_OK) { free(x->data); x->data = NULL; return st; }
+    x->xformed = x->xform && stays;
     add_resident(w, nb);
     if (w->cap) {
         if (x->sticky) {
@@ -346,7 +354,7 @@ static qw_status load_one(qw_weights *w, int id, qw_error *err) {
         } else {
             w->st.bytes_read += nb;
             w->st.loads++;
-            if (w->st.keep + nb <= keep_budget(w)) { x->keep = 1; w->st.keep += nb; }
+            if (stays) { x->keep = 1; w->st.keep += nb; }
         }
     }
     return QW_OK;
@@ -422,11 +430,14 @@ void qw_weights_drop(qw_weights *w, int id) {
     if (x->keep) { w->st.keep -= x->t->nbytes; x->keep = 0; }
     free(x->data);
     x->data = NULL;
+    x->xformed = 0;
 }
 
 static qw_status range_check(qw_weights *w, int id, uint64_t offset, size_t len, qw_error *err) {
     if (id < 0 || id >= w->n) return qw_error_set(err, QW_E_ARG, "weights: bad id %d", id);
     const qw_onnx_tensor *t = w->w[id].t;
+    if (w->w[id].xform)
+        return qw_error_set(err, QW_E_ARG, "weights: '%s' is kept in a repacked layout and read whole only", t->name);
     if (offset > t->nbytes || len > t->nbytes - offset)
         return qw_error_set(err, QW_E_RANGE, "weights: range %llu+%zu is past the %llu bytes of '%s'",
                             (unsigned long long)offset, len, (unsigned long long)t->nbytes, t->name);
@@ -468,6 +479,25 @@ qw_status qw_weights_read_range_wait(qw_weights *w, qw_error *err) {
     if (st != QW_OK && err) *err = w->range_err;
     w->range_status = QW_OK;
     return st;
+}
+
+qw_status qw_weights_set_transform(qw_weights *w, int id, qw_weight_xform_fn fn, void *ctx, qw_error *err) {
+    if (id < 0 || id >= w->n) return qw_error_set(err, QW_E_ARG, "weights: bad id %d", id);
+    qw_weight *x = &w->w[id];
+    if (x->xform) return qw_error_set(err, QW_E_ARG, "weights: '%s' already has a layout change", x->t->name);
+    if (x->loading) job_finish(w);
+    if (x->data && (!w->cap || x->sticky || x->keep)) {
+        qw_status st = fn(ctx, x->data, x->t->nbytes, x->t->name, err);
+        if (st != QW_OK) return st;
+        x->xformed = 1;
+    }
+    x->xform = fn;
+    x->xform_ctx = ctx;
+    return QW_OK;
+}
+
+int qw_weights_transformed(const qw_weights *w, int id) {
+    return id >= 0 && id < w->n && w->w[id].data && w->w[id].xformed;
 }
 
 void *qw_weights_derived_alloc(qw_weights *w, size_t bytes) {

@@ -57,6 +57,15 @@ qw_status qw_weights_read_range_start(qw_weights *w, int id, uint64_t offset, si
                                       qw_error *err);
 qw_status qw_weights_read_range_wait(qw_weights *w, qw_error *err);
 
+/* A layout change made in place on a weight's bytes when they become resident for good (repacking for a
+ * kernel): without a cap once (now, if id is resident), under a cap each time id is read into the stable set;
+ * streamed pages keep the file's layout (changing it at every read would cost more than the faster kernel
+ * saves). qw_weights_transformed says which layout the bytes of an acquired weight have. ctx must outlive the
+ * store's use of id. A weight with a layout change is read whole only (range reads fail). */
+typedef qw_status (*qw_weight_xform_fn)(void *ctx, void *data, uint64_t nbytes, const char *name, qw_error *err);
+qw_status qw_weights_set_transform(qw_weights *w, int id, qw_weight_xform_fn fn, void *ctx, qw_error *err);
+int qw_weights_transformed(const qw_weights *w, int id);
+
 /* A zeroed buffer owned by the store (freed with it), counted as resident: derived forms made at load. */
 void *qw_weights_derived_alloc(qw_weights *w, size_t bytes);
 

@@ -138,6 +138,7 @@ typedef struct {
 
 static void q4_make(q4buf *b, int N, int K, int block, int with_zp) {
     qw_q4w *w = &b->w;
+    memset(b, 0, sizeof *b);
     w->N = N, w->K = K, w->block = block, w->n_blocks = (K + block - 1) / block;
     size_t qb = (size_t)N * w->n_blocks * block / 2;
     b->q = malloc(qb);
@@ -260,14 +261,29 @@ static void test_q4_packed(qw_pool *pool) {
             for (int i = 0; i < N; i++) bias[i] = frand();
         }
         void *work = malloc(qw_q4_matmul_q8_work_size(&pk.w, M));
-        qw_q4_matmul_q8_ref(&qb.w, x, M, bias, y8r);
-        for (int pass = 0; pass < 2; pass++) {
-            memset(y, 0xff, (size_t)M * N * 4);
-            qw_q4_matmul_q8(pass ? pool : NULL, &pk.w, x, M, bias, y, work);
-            /* same arithmetic per output as the reference: identical bits */
-            CHECK(memcmp(y, y8r, (size_t)M * N * 4) == 0, "packed q4_matmul_q8 N=%d K=%d block=%d M=%d zp=%d: err %.3g",
-                  N, K, B, M, shapes[s][4], nerr(y, y8r, (size_t)M * N));
+        int nb = pk.w.n_blocks;
+        uint16_t *sh = malloc((size_t)N * nb * 2), *tmp = malloc((size_t)4 * nb * 2);
+        for (int f16 = 0; f16 < 2; f16++) {
+            if (f16) { /* fp16 scales as models store them (one subnormal), packed by qw_q4_pack_scales */
+                qb.sc[1 % (N * nb)] = qw_f16_to_f32(0x0123);
+                for (int i = 0; i < N * nb; i++) sh[i] = qw_f32_to_f16(qb.sc[i]), qb.sc[i] = qw_f16_to_f32(sh[i]);
+                CHECK(qw_q4_pack_scales(sh, N, nb, 2, tmp) == -1, "pack_scales: finite");
+                pk.w.scales = NULL, pk.w.scales_h = sh;
+            }
+            qw_q4_matmul_q8_ref(&qb.w, x, M, bias, y8r);
+            for (int pass = 0; pass < 2; pass++) {
+                memset(y, 0xff, (size_t)M * N * 4);
+                qw_q4_matmul_q8(pass ? pool : NULL, &pk.w, x, M, bias, y, work);
+                /* same arithmetic per output as the reference: identical bits */
+                CHECK(memcmp(y, y8r, (size_t)M * N * 4) == 0,
+                      "packed q4_matmul_q8 N=%d K=%d block=%d M=%d zp=%d scales %s: err %.3g", N, K, B, M,
+                      shapes[s][4], f16 ? "fp16" : "fp32", nerr(y, y8r, (size_t)M * N));
+            }
         }
+        for (int i = 0; i < N * nb; i++) sh[i] = 0x3c00;
+        sh[(size_t)(N - 1) * nb + nb - 1] = 0x7e00; /* NaN in the last row's last block: reported */
+        CHECK(qw_q4_pack_scales(sh, N, nb, 2, tmp) == N - 1, "pack_scales reports the row with NaN");
+        free(sh), free(tmp);
         free(x), free(bias), free(y), free(y8r), free(work);
         q4_free(&qb);
         q4_free(&pk);

@@ -49,6 +49,12 @@ export const tests = [
         // wasm and native builds' tokens are compared but not required to match.
         const native = nativeGreedy(path.join(REPO, 'build/models', MODEL), { prompt: PROMPT, system: DEFAULT_SYSTEM, maxTokens: MAX });
         const sameAsNative = r1.ids.findIndex((id, i) => id !== native.ids[i]);
+        // The native CLI under caps that keep part of the layer weights (packed in place) and stream the rest
+        // (file layout): the same tokens as its uncapped run, exactly.
+        for (const memCapMB of [CAP_MB, 1000]) {
+          const capped = nativeGreedy(path.join(REPO, 'build/models', MODEL), { prompt: PROMPT, system: DEFAULT_SYSTEM, maxTokens: MAX, memCapMB });
+          assertEq(capped.ids.join(','), native.ids.join(','), `native CLI tokens under a ${memCapMB} MB cap = uncapped`);
+        }
 
         // Reload: everything from the cache, nothing from the network.
         let mark = requests.length;
