@@ -15,6 +15,13 @@
 #include "qw_kernels_impl.h"
 
 #define QW_M_TILE 32
+/* Activation rows sharing each unpacked weight vector in a prefill tile: 8 where the i16 relaxed dot keeps
+ * the per-row work at one splat, one dot and one add (its accumulators fit the 16 vector registers), else 4 */
+#if defined(QW_WASM_RELAXED) && !defined(QW_MB4)
+#define QW_MB_MAX 8
+#else
+#define QW_MB_MAX 4
+#endif
 
 /* ================================ packed 4-bit x int8 ========================================= */
 
@@ -88,20 +95,20 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
     const float *sc = w->scales_h ? NULL : w->scales + (size_t)g * nb * 4;
     const uint16_t *sh = w->scales_h ? w->scales_h + (size_t)g * nb * 4 : NULL;
     const uint8_t *zp = w->zp ? w->zp + (size_t)g * nb * 4 : NULL;
-    const int8_t *qa[4];
-    const float *da[4];
-    const int32_t *sa[4];
+    const int8_t *qa[QW_MB_MAX];
+    const float *da[QW_MB_MAX];
+    const int32_t *sa[QW_MB_MAX];
     for (int mi = 0; mi < MB; mi++) {
         qa[mi] = a->q + (size_t)(m + mi) * a->kp;
         da[mi] = a->d + (size_t)(m + mi) * nb;
         sa[mi] = a->s + (size_t)(m + mi) * nb;
     }
 #if defined(QW_WASM_SIMD)
-    v128_t acc[4];
+    v128_t acc[QW_MB_MAX];
     for (int mi = 0; mi < MB; mi++) acc[mi] = wasm_f32x4_splat(0.0f);
     const v128_t m4 = wasm_i8x16_splat(15);
     for (int b = 0; b < nb; b++) {
-        v128_t bi[4]; /* [r0 r1 r2 r3] integer dot products of the block */
+        v128_t bi[QW_MB_MAX]; /* [r0 r1 r2 r3] integer dot products of the block */
         const uint8_t *qb = qg + (size_t)b * nc * 64;
         for (int c = 0; c < nc; c++) {
             const int koff = b * B + c * 32;
@@ -126,7 +133,7 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
 #endif
 #if defined(QW_WASM_RELAXED)
             /* i16 partial sums: 8 dots of 2 products (|nibble x int8| <= 15 x 127) stay below 2^15 */
-            v128_t s16[4];
+            v128_t s16[QW_MB_MAX];
             for (int mi = 0; mi < MB; mi++) s16[mi] = wasm_i16x8_splat(0);
             for (int j = 0; j < 4; j++) {
                 v128_t v = wasm_v128_load(qb + c * 64 + j * 16);
@@ -146,7 +153,7 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
 #else
             /* nibbles widened to i16: rows 0-1 in the low half, rows 2-3 in the high half; each i32 lane
              * of a product holds half a row, paired up once per chunk */
-            v128_t p01[4], p23[4];
+            v128_t p01[QW_MB_MAX], p23[QW_MB_MAX];
             for (int mi = 0; mi < MB; mi++) p01[mi] = p23[mi] = wasm_i32x4_splat(0);
             for (int j = 0; j < 4; j++) {
                 v128_t v = wasm_v128_load(qb + c * 64 + j * 16);
@@ -179,16 +186,16 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
     for (int mi = 0; mi < MB; mi++) wasm_v128_store(out + mi * 4, acc[mi]);
 #elif defined(QW_AVX2)
     /* two weight vectors (j, j+1) per 256-bit step; the halves add up once per block */
-    __m128 acc[4];
+    __m128 acc[QW_MB_MAX];
     for (int mi = 0; mi < MB; mi++) acc[mi] = _mm_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
     const __m256i ia = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2), ib = _mm256_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3);
     for (int b = 0; b < nb; b++) {
-        __m256i bi[4];
+        __m256i bi[QW_MB_MAX];
         for (int mi = 0; mi < MB; mi++) bi[mi] = _mm256_setzero_si256();
         const uint8_t *qb = qg + (size_t)b * nc * 64;
         for (int c = 0; c < nc; c++) {
-            __m256i s16[4];
+            __m256i s16[QW_MB_MAX];
             for (int mi = 0; mi < MB; mi++) s16[mi] = _mm256_setzero_si256();
             for (int h = 0; h < 2; h++) {
                 __m256i v = _mm256_loadu_si256((const __m256i *)(qb + c * 64 + h * 32));
@@ -239,6 +246,12 @@ static int g_dot_add;
  * 4-row tiles 12 % slower and the one-row decode tile 10 % faster (tools/kernel_probe.mjs, no-dot-add). */
 static void q8p_tile_any(const qw_q4w *w, int g, const qw_q8act *a, int m, int mb, float *out) {
     switch (mb) {
+#if QW_MB_MAX == 8
+    case 8: q8p_tile(w, g, a, m, 8, 0, out); break;
+    case 7: q8p_tile(w, g, a, m, 7, 0, out); break;
+    case 6: q8p_tile(w, g, a, m, 6, 0, out); break;
+    case 5: q8p_tile(w, g, a, m, 5, 0, out); break;
+#endif
     case 4: q8p_tile(w, g, a, m, 4, 0, out); break;
     case 3: q8p_tile(w, g, a, m, 3, 0, out); break;
     case 2: q8p_tile(w, g, a, m, 2, 0, out); break;
@@ -280,7 +293,7 @@ void qw_q4_matmul_q8_packed_task(const qw_q4w *w, const qw_q8act *a, int M, cons
                                  int nth) {
     int lo, hi;
     qw_split(w->N / 4, ith, nth, QW_ROW_ALIGN / 4, &lo, &hi);
-    float o[16];
+    float o[4 * QW_MB_MAX];
     if (M == 1) {
         const int da = g_dot_add;
         for (int g = lo; g < hi; g++) {
@@ -293,8 +306,8 @@ void qw_q4_matmul_q8_packed_task(const qw_q4w *w, const qw_q8act *a, int M, cons
     for (int m0 = 0; m0 < M; m0 += QW_M_TILE) {
         int m1 = QW_MIN(m0 + QW_M_TILE, M);
         for (int g = lo; g < hi; g++)
-            for (int m = m0; m < m1; m += 4) {
-                int mb = QW_MIN(4, m1 - m);
+            for (int m = m0; m < m1; m += QW_MB_MAX) {
+                int mb = QW_MIN(QW_MB_MAX, m1 - m);
                 q8p_tile_any(w, g, a, m, mb, o);
                 for (int mi = 0; mi < mb; mi++)
                     for (int r = 0; r < 4; r++)
