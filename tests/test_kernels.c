@@ -134,6 +134,7 @@ typedef struct {
     qw_q4w w;
     uint8_t *q, *zp;
     float *sc;
+    uint16_t *sh; /* packed fp16 scales (q4_pack_copy with f16) */
 } q4buf;
 
 static void q4_make(q4buf *b, int N, int K, int block, int with_zp) {
@@ -150,7 +151,7 @@ static void q4_make(q4buf *b, int N, int K, int block, int with_zp) {
         for (size_t i = 0; i < (size_t)N * ((w->n_blocks + 1) / 2); i++) b->zp[i] = (uint8_t)rnd();
     w->q = b->q, w->scales = b->sc, w->zp = b->zp;
 }
-static void q4_free(q4buf *b) { free(b->q), free(b->sc), free(b->zp); }
+static void q4_free(q4buf *b) { free(b->q), free(b->sc), free(b->zp), free(b->sh); }
 
 static double g_q8_vs_f32_max = 0, g_q8_vs_f32_rms = 0;
 
@@ -216,8 +217,9 @@ static void test_q4(qw_pool *pool) {
     }
 }
 
-/* The decode layout (qw_q4_pack_q): a packed copy of qb's weights, scales and zero points. */
-static void q4_pack_copy(const q4buf *src, q4buf *dst) {
+/* The decode layout (qw_q4_pack_q): a packed copy of qb's weights, scales (f16: as fp16, like models) and
+ * zero points. */
+static void q4_pack_copy(const q4buf *src, q4buf *dst, int f16) {
     const qw_q4w *w = &src->w;
     int N = w->N, nb = w->n_blocks;
     size_t rb = (size_t)nb * w->block / 2;
@@ -238,6 +240,12 @@ static void q4_pack_copy(const q4buf *src, q4buf *dst) {
             }
         }
     dst->w.q = dst->q, dst->w.scales = dst->sc, dst->w.zp = dst->zp, dst->w.packed = 1;
+    dst->sh = NULL;
+    if (f16) {
+        dst->sh = malloc((size_t)N * nb * 2);
+        for (size_t i = 0; i < (size_t)N * nb; i++) dst->sh[i] = qw_f32_to_f16(dst->sc[i]);
+        dst->w.scales = NULL, dst->w.scales_h = dst->sh;
+    }
 }
 
 static void test_q4_packed(qw_pool *pool) {
@@ -252,7 +260,7 @@ static void test_q4_packed(qw_pool *pool) {
         CHECK(qw_q4_packable(N, B), "packable N=%d block=%d", N, B);
         q4buf qb, pk;
         q4_make(&qb, N, K, B, shapes[s][4]);
-        q4_pack_copy(&qb, &pk);
+        q4_pack_copy(&qb, &pk, 0);
         float *x = malloc((size_t)M * K * 4), *bias = NULL;
         float *y = malloc((size_t)M * N * 4), *y8r = malloc((size_t)M * N * 4);
         for (int i = 0; i < M * K; i++) x[i] = act_rand();
@@ -489,7 +497,7 @@ static double bench_q4(qw_pool *pool, int N, int K, int q8, int reps) {
     q4_make(&qb, N, K, 32, 0);
     if (q8 == 2) { /* the packed decode layout */
         q4buf pk;
-        q4_pack_copy(&qb, &pk);
+        q4_pack_copy(&qb, &pk, 1);
         q4_free(&qb);
         qb = pk;
     }
@@ -514,7 +522,7 @@ static double bench_q4(qw_pool *pool, int N, int K, int q8, int reps) {
 static double bench_q4_prefill(qw_pool *pool, int N, int K, int M, int reps) {
     q4buf qb, pk;
     q4_make(&qb, N, K, 32, 0);
-    q4_pack_copy(&qb, &pk);
+    q4_pack_copy(&qb, &pk, 1);
     q4_free(&qb);
     float *x = malloc((size_t)M * K * 4), *y = malloc((size_t)M * N * 4);
     void *work = malloc(qw_q4_matmul_q8_work_size(&pk.w, M));
