@@ -8,6 +8,7 @@
 #include <time.h>
 #include "qw_model.h"
 #include "qw_sampler.h"
+#include "qw_clock.h"
 
 #define QW_DEFAULT_PREFILL_CHUNK 64
 
@@ -36,12 +37,6 @@ struct qw_gen {
     int ext_have;               /* g->logits hold the external logits of ext_ids */
     double ext_t0;              /* when the feed was asked for: the step's time includes the other engine's */
 };
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
 
 void qw_gen_params_init(qw_gen_params *p) {
     memset(p, 0, sizeof *p);
@@ -233,7 +228,7 @@ qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
     }
     if (g->p.abort_flag && *g->p.abort_flag) return qw_error_set(err, QW_E_ABORTED, "generation aborted");
     if (g->ext_wait) return qw_error_set(err, QW_E_ARG, "qw_gen_next: the logits of the QW_GEN_FEED event are missing");
-    double t0 = now_ms();
+    double t0 = qw_now_ms();
     qw_status st;
 
     /* 1. prefill, one chunk per step */
@@ -244,9 +239,9 @@ qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
         if ((st = feed(g, g->prompt + g->n_prompt_done, n, &t0, err)) != QW_OK) return st;
         if (g->ext_wait) return feed_event(g, ev);
         g->n_prompt_done += n;
-        g->prefill_ms += now_ms() - t0;
+        g->prefill_ms += qw_now_ms() - t0;
         fill_event(g, ev, QW_GEN_PREFILL);
-        ev->step_ms = now_ms() - t0;
+        ev->step_ms = qw_now_ms() - t0;
         return QW_OK;
     }
 
@@ -267,7 +262,7 @@ qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
     g->have_logits = 0;
     g->ids[g->n_ids++] = id;
     g->pending = 1;
-    g->decode_ms += now_ms() - t0;
+    g->decode_ms += qw_now_ms() - t0;
 
     fill_event(g, ev, QW_GEN_TOKEN);
     ev->id = id;
@@ -299,7 +294,7 @@ qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
     ev->n_generated = g->n_ids;
     ev->decode_ms = g->decode_ms;
     ev->stop_reason = g->stop_reason;
-    ev->step_ms = now_ms() - t0;
+    ev->step_ms = qw_now_ms() - t0;
     return QW_OK;
 }
 

@@ -11,6 +11,7 @@
 #include "qw_ops.h"
 #include "qw_weights.h"
 #include "qw_kernels.h"
+#include "qw_clock.h"
 
 enum { V_INTER = 0, V_CONST = 1, V_INPUT = 2 };
 
@@ -100,12 +101,6 @@ int64_t qw_attr_i(const qw_onnx_node *n, const char *name, int64_t def) {
 float qw_attr_f(const qw_onnx_node *n, const char *name, float def) {
     const qw_onnx_attr *a = qw_onnx_attr_find(n, name);
     return a && a->type == QW_ATTR_FLOAT ? a->f : def;
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
 /* ---- buffer pool -------------------------------------------------------------------------- */
@@ -1174,9 +1169,9 @@ qw_status qw_graph_run(qw_graph *g, volatile int *abort_flag, qw_error *err) {
         if (abort_flag && *abort_flag) { st = qw_error_set(err, QW_E_ABORTED, "cancelled"); break; }
         int ni = g->sched[s];
         qw_node_rt *n = &g->nodes[ni];
-        double t0 = g->opts.profile ? now_ms() : 0;
+        double t0 = g->opts.profile ? qw_now_ms() : 0;
         st = run_node(g, ni, err);
-        if (g->opts.profile) { g->prof[n->prof].ms += now_ms() - t0; g->prof[n->prof].calls++; }
+        if (g->opts.profile) { g->prof[n->prof].ms += qw_now_ms() - t0; g->prof[n->prof].calls++; }
         if (st != QW_OK) break;
         /* intermediates whose last use this was go back to the pool; unused outputs too */
         for (int k = 0; k < n->n.n_in; k++) {

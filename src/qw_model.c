@@ -9,15 +9,10 @@
 #include "qw_model.h"
 #include "qw_chat.h"
 #include "qw_kernels.h"
+#include "qw_clock.h"
 
 #define QW_TOKENIZER_MAX_BYTES (64u << 20)
 #define QW_DEFAULT_MAX_CONTEXT 4096 /* KV cache length when neither the caller nor the config limits it */
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
 
 /* The tokenizer is optional: a folder whose tokenizer qwasm cannot read still runs on ids. */
 static void load_tokenizer(qw_model *m) {
@@ -45,7 +40,7 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
     if (!fs || !fs->read || !fs->size) return qw_error_set(err, QW_E_ARG, "qw_model_load: no file source");
     qw_load_opts defaults = {0};
     if (!opts) opts = &defaults;
-    double t0 = now_ms();
+    double t0 = qw_now_ms();
     qw_model *m = calloc(1, sizeof *m);
     if (!m) return qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory");
     m->fs = *fs;
@@ -70,7 +65,7 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
             goto fail;
         }
         m->external = 1;
-        m->load_ms = now_ms() - t0;
+        m->load_ms = qw_now_ms() - t0;
         *out = m;
         return QW_OK;
     }
@@ -103,7 +98,7 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
         qw_graph_profile_reset(m->graph);
         if (st != QW_OK) goto fail;
     }
-    m->load_ms = now_ms() - t0;
+    m->load_ms = qw_now_ms() - t0;
     if (opts->progress) opts->progress(opts->progress_user, "ready", 0, 0);
     *out = m;
     return QW_OK;

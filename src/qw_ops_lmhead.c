@@ -20,12 +20,14 @@
  * node is last_row_only (qw_graph_logits_last_only, set by the decoder) has one row, so it runs as a decode step.
  * QW_LMHEAD_CHECK=1 (environment) also computes the exact product and prints per call how many rows were
  * rescored, the largest error of the approximate (not rescored) logits and whether the argmax matches. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "qw_ops.h"
 #include "qw_dtype.h"
+#include "qw_clock.h"
 
 #define QW_LMHEAD_TOPK 64
 #define QW_LMHEAD_MIN_ROWS 16384
@@ -154,7 +156,9 @@ qw_status qw_op_lmhead_select(qw_op_node *n, qw_pool *pool, int *selected, qw_er
     s->w.wnorm = qw_weights_derived_alloc(n->weights, (size_t)s->w.N4 * 2 * sizeof(float));
     if (!s->w.q || !s->w.scales || !s->w.wnorm) { free(s); return qw_op_err(n, err, QW_E_NOMEM, "out of memory (int8 lm_head)"); }
     s->w.enorm = s->w.wnorm + s->w.N4;
+    double t0 = qw_now_ms();
     qw_i8w_quantize(pool, &s->w, B->data, s->f16, (int)K);
+    qw_weights_add_derive_ms(n->weights, qw_now_ms() - t0);
     if (n->state && n->op && n->op->free_state) n->op->free_state(n->state);
     n->state = s;
     n->op = &qw_op_lmhead;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include "qw_weights.h"
+#include "qw_clock.h"
 
 #define QW_WEIGHTS_CHUNK (4u << 20)
 /* 1-D weights up to this stay resident under a cap (norms and biases: a few KB); larger ones (MatMulNBits
@@ -79,12 +80,6 @@ struct qw_weights {
 #endif
 };
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
-
 static void add_resident(qw_weights *w, uint64_t n) {
     w->resident += n;
     if (w->resident > w->st.peak_resident) w->st.peak_resident = w->resident;
@@ -145,11 +140,11 @@ static void *reader_main(void *p) {
 static void job_finish(qw_weights *w) {
     if (w->job_state == JOB_IDLE) return;
 #if QW_WEIGHTS_READER
-    double t0 = now_ms();
+    double t0 = qw_now_ms();
     pthread_mutex_lock(&w->mu);
     while (w->job_state == JOB_PENDING) pthread_cond_wait(&w->cv, &w->mu);
     pthread_mutex_unlock(&w->mu);
-    w->st.prefetch_wait_ms += now_ms() - t0;
+    w->st.prefetch_wait_ms += qw_now_ms() - t0;
 #endif
     if (w->job_kind == KIND_WEIGHT) {
         qw_weight *x = &w->w[w->job_id];
@@ -341,10 +336,14 @@ static qw_status load_one(qw_weights *w, int id, qw_error *err) {
     x->data = malloc(nb > 0 ? (size_t)nb : 1);
     if (!x->data) return qw_error_set(err, QW_E_NOMEM, "weights: out of memory for %s (%llu bytes)", x->t->name,
                                       (unsigned long long)nb);
+    double t0 = qw_now_ms();
     qw_status st = read_chunks(w, x->t, 0, (size_t)nb, x->data, !w->cap, err);
+    double t1 = qw_now_ms();
+    w->st.read_ms += t1 - t0;
     /* the layout change only for copies that stay: a streamed page would pay for it at every read */
     int stays = !w->cap || x->sticky || w->st.keep + nb <= keep_budget(w);
     if (st == QW_OK && x->xform && stays) st = x->xform(x->xform_ctx, x->data, nb, x->t->name, err);
+    if (x->xform && stays) w->st.derive_ms += qw_now_ms() - t1;
     if (st != QW_OK) { free(x->data); x->data = NULL; return st; }
     x->xformed = x->xform && stays;
     add_resident(w, nb);
@@ -487,7 +486,9 @@ qw_status qw_weights_set_transform(qw_weights *w, int id, qw_weight_xform_fn fn,
     if (x->xform) return qw_error_set(err, QW_E_ARG, "weights: '%s' already has a layout change", x->t->name);
     if (x->loading) job_finish(w);
     if (x->data && (!w->cap || x->sticky || x->keep)) {
+        double t0 = qw_now_ms();
         qw_status st = fn(ctx, x->data, x->t->nbytes, x->t->name, err);
+        w->st.derive_ms += qw_now_ms() - t0;
         if (st != QW_OK) return st;
         x->xformed = 1;
     }
@@ -499,6 +500,8 @@ qw_status qw_weights_set_transform(qw_weights *w, int id, qw_weight_xform_fn fn,
 int qw_weights_transformed(const qw_weights *w, int id) {
     return id >= 0 && id < w->n && w->w[id].data && w->w[id].xformed;
 }
+
+void qw_weights_add_derive_ms(qw_weights *w, double ms) { w->st.derive_ms += ms; }
 
 void *qw_weights_derived_alloc(qw_weights *w, size_t bytes) {
     qw_derived *d = calloc(1, sizeof(qw_derived) + bytes + 64);
@@ -541,12 +544,13 @@ size_t qw_weights_stats_json(const qw_weights *w, char *buf, size_t cap) {
                      "{\"cap_bytes\":%llu,\"resident_bytes\":%llu,\"peak_resident_bytes\":%llu,\"derived_bytes\":%llu,"
                      "\"sticky_bytes\":%llu,\"keep_bytes\":%llu,\"largest_unit_bytes\":%llu,\"bytes_read\":%llu,"
                      "\"loads\":%llu,\"evictions\":%llu,\"hits\":%llu,\"range_reads\":%llu,\"range_bytes\":%llu,"
-                     "\"prefetches\":%llu,\"prefetch_hits\":%llu,\"prefetch_wait_ms\":%.3f}",
+                     "\"prefetches\":%llu,\"prefetch_hits\":%llu,\"prefetch_wait_ms\":%.3f,\"read_ms\":%.1f,"
+                     "\"derive_ms\":%.1f}",
                      (unsigned long long)s.cap, (unsigned long long)s.resident, (unsigned long long)s.peak_resident,
                      (unsigned long long)s.derived, (unsigned long long)s.sticky, (unsigned long long)s.keep,
                      (unsigned long long)s.largest_unit, (unsigned long long)s.bytes_read,
                      (unsigned long long)s.loads, (unsigned long long)s.evictions, (unsigned long long)s.hits,
                      (unsigned long long)s.range_reads, (unsigned long long)s.range_bytes,
-                     (unsigned long long)s.prefetches, (unsigned long long)s.prefetch_hits, s.prefetch_wait_ms);
+                     (unsigned long long)s.prefetches, (unsigned long long)s.prefetch_hits, s.prefetch_wait_ms, s.read_ms, s.derive_ms);
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap ? cap - 1 : 0;
 }

@@ -79,14 +79,18 @@ void qw_weights_set_progress(qw_weights *w, qw_progress_fn fn, void *user, uint6
 /* Paging counters as a JSON object: {"cap_bytes":..,"resident_bytes":..,"peak_resident_bytes":..,
  * "derived_bytes":..,"sticky_bytes":..,"keep_bytes":..,"largest_unit_bytes":..,"bytes_read":..,"loads":..,
  * "evictions":..,"hits":..,"range_reads":..,"range_bytes":..,"prefetches":..,"prefetch_hits":..,
- * "prefetch_wait_ms":..}. Writes at most cap bytes (NUL-terminated); returns the length. */
+ * "prefetch_wait_ms":..,"read_ms":..,"derive_ms":..}. Writes at most cap bytes (NUL-terminated); returns the length. */
 size_t qw_weights_stats_json(const qw_weights *w, char *buf, size_t cap);
 
 typedef struct qw_weights_stats {
     uint64_t cap, resident, peak_resident, derived, sticky, keep, largest_unit;
     uint64_t bytes_read, loads, evictions, hits, range_reads, range_bytes, prefetches, prefetch_hits;
     double prefetch_wait_ms;
+    double read_ms;          /* time in reads of whole weights (the load, page-ins) */
+    double derive_ms;        /* time making derived forms and layout changes (qw_weights_add_derive_ms) */
 } qw_weights_stats;
+/* Adds time spent making a derived form (an op's work at load) to the derive_ms counter. */
+void qw_weights_add_derive_ms(qw_weights *w, double ms);
 void qw_weights_get_stats(const qw_weights *w, qw_weights_stats *out);
 
 #endif /* QW_WEIGHTS_H */

@@ -21,7 +21,10 @@ async function load({ model, threads = 2, memoryCapMB = undefined, profile = fal
   const phases = {};
   opts.onProgress = (p) => { if (!(p.phase in phases)) phases[p.phase] = Math.round(now() - t0); };
   rt = await Q.load(opts);
-  return { loadMs: now() - t0, phases };
+  const loadMs = now() - t0;
+  // inside the core: reading whole weights into the heap, and making derived forms (repacking, int8 lm_head)
+  const w = (await rt.stats()).paging || {};
+  return { loadMs, phases, coreLoadMs: rt.info && rt.info.load_ms, readMs: w.read_ms, deriveMs: w.derive_ms };
 }
 
 async function generate({ promptIds, maxTokens = 128 }) {
