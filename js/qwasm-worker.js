@@ -15,6 +15,7 @@ import { PortWorker } from './port-worker.js';
 import { createOrtEngine } from './ort-engine.js';
 import { downloadFile, bytesCached, DEFAULT_CHUNK } from './fetch.js';
 import { openStore, resolveCacheKind, normalizeBaseUrl, cacheList, cacheDelete, cacheEstimate } from './cache.js';
+import { openDerived, saveDerived } from './derived-cache.js';
 
 const IS_NODE = typeof process === 'object' && !!(process.versions && process.versions.node) &&
   typeof WorkerGlobalScope === 'undefined';
@@ -289,9 +290,23 @@ function requireModel() {
   if (!M || !model) throw new QwasmError('STATE', 'no model is loaded');
 }
 
+/** Derived forms the core made at this load go to the model's cache in the background (js/derived-cache.js). */
+let derivedCache = { state: 'off' };
+function startDerivedSave(h, store, o) {
+  const entries = (!engine && JSON.parse(M.UTF8ToString(M._qw_wasm_model_stats(h))).derived) || [];
+  if (!store || store.kind === 'memory' || o.derivedCache === false || !entries.length) { derivedCache = { state: 'off' }; return; }
+  const made = entries.filter((e) => !e.loaded);
+  const state = { state: made.length ? 'saving' : 'loaded', files: entries.map((e) => ({ name: e.name, bytes: e.size, loaded: !!e.loaded })) };
+  derivedCache = state;
+  saveDerived(store, entries, heapU8, () => model === h && !broken)
+    .then((r) => { if (derivedCache === state) derivedCache = { ...state, state: made.length ? (r.saved.length === made.length ? 'saved' : 'partial') : 'loaded', savedBytes: r.bytes }; })
+    .catch((e) => { if (derivedCache === state) derivedCache = { ...state, state: 'error', error: String(e && e.message || e) }; });
+}
+
 /** The C core's counters, and which engine computes the logits. */
 function modelStats() {
   const s = JSON.parse(M.UTF8ToString(M._qw_wasm_model_stats(model)));
+  s.derived_cache = derivedCache;
   s.engine = engine ? engine.name : 'qwasm';
   if (engine) s.memory_cap = 'none (onnxruntime-web holds every file whole)';
   return s;
@@ -305,6 +320,7 @@ async function unloadModel() {
   if (M && modelFsId) { const s = M.qwFs.get(modelFsId); if (s && s.close) s.close(); M.qwFs.delete(modelFsId); }
   modelFsId = 0;
   if (modelStore) { try { await modelStore.close(); } catch { /* ignore */ } modelStore = null; }
+  derivedCache = { state: 'off' };
 }
 
 async function doLoad(msg, signal) {
@@ -364,6 +380,7 @@ async function doLoad(msg, signal) {
     M.qwOnProgress = null;
   }
   model = h; modelFsId = fsId; modelStore = store; engine = fb;
+  startDerivedSave(h, store, o);
   const info = JSON.parse(M.UTF8ToString(M._qw_wasm_model_info(model)));
   if (engine) Object.assign(info, { engine: engine.name, engine_version: engine.version, fallback_reason: engine.reason });
   progress({ phase: 'ready', bytesDone: 1, bytesTotal: 1 });
@@ -450,7 +467,9 @@ async function fetchModel(base, o, signal, progress) {
     for (const f of ext) { const m = await store.getMeta(f.name); need += Math.max(0, f.bytes_needed - bytesCached(m && m.complete ? { ...m, done: m.done.map(() => 1) } : m)); }
     if (need > 0) await checkQuota(need, ext.map((f) => f.name).join(', '));
     for (const f of ext) { await dl(f.name, { bytesNeeded: f.bytes_needed }); await open(f.name); }
-    await store.putManifest({ onnxFile, files: [...got, onnxFile, ...ext.map((f) => f.name)], absent: newAbsent, complete: true, time: Date.now(), backend: kind });
+    // what the core derived from these files at an earlier load (int8 lm_head rows), while still valid
+    const derived = kind === 'memory' || o.derivedCache === false ? [] : await openDerived(store, manifest, readers);
+    await store.putManifest({ onnxFile, files: [...got, onnxFile, ...ext.map((f) => f.name)], absent: newAbsent, derived, complete: true, time: Date.now(), backend: kind });
     return { src: storeSource(readers), onnxFile, files: listing.files, store };
   } catch (e) {
     await store.close();

@@ -70,6 +70,11 @@ export interface LoadOptions {
   /** Node only: the cache directory (default $QWASM_CACHE_DIR or ~/.cache/qwasm). */
   cacheDir?: string;
   exactLmHead?: boolean;
+  /** Keep what the core derives at load (the int8 lm_head rows) in the model's cache, beside the files it was
+   *  made from, and read it at the next load instead of recomputing (URL models with a persistent cache; the
+   *  save runs in the background after load: rt.stats().derived_cache says 'saving', 'saved', 'loaded', 'off'
+   *  or 'error'). Default true; false neither reads nor writes derived files. */
+  derivedCache?: boolean;
   /** Per-op time counters (two clock reads per node), in rt.stats().profile: {op: {ms, calls}} since load. */
   profile?: boolean;
   /** 'onnxruntime-web': when qwasm's executor refuses the graph (an op it lacks, code UNSUPPORTED), run it with

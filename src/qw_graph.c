@@ -1207,7 +1207,7 @@ void qw_graph_profile_reset(qw_graph *g) {
 void qw_graph_set_profile(qw_graph *g, int on) { g->opts.profile = on; }
 
 const char *qw_graph_stats_json(qw_graph *g) {
-    size_t cap = 1280 + (size_t)g->n_prof * 128;
+    size_t cap = 4096 + (size_t)g->n_prof * 128;
     char *b = malloc(cap);
     if (!b) return "{}";
     uint64_t pool_bytes = 0;
@@ -1228,6 +1228,8 @@ const char *qw_graph_stats_json(qw_graph *g) {
     }
     if (o < cap) o += (size_t)snprintf(b + o, cap - o, "},\"paging\":");
     if (o < cap) o += qw_weights_stats_json(g->w, b + o, cap - o);
+    if (o < cap) o += (size_t)snprintf(b + o, cap - o, ",\"derived\":");
+    if (o < cap) o += qw_weights_derived_json(g->w, b + o, cap - o);
     if (o < cap) snprintf(b + o, cap - o, "}");
     free(g->stats);
     g->stats = b;

@@ -90,6 +90,9 @@ typedef struct qw_i8w {
     float *scales;              /* (N4/4, n_blocks, 4), then int32 block sums of q in the same layout */
     float *wnorm, *enorm;       /* (N4) ||w_n||_2, ||w_n - dequant(q_n)||_2 */
 } qw_i8w;
+/* Version of what qw_i8w_quantize writes (layout and arithmetic): part of the name of the derived file a
+ * cache keeps, so a changed quantiser never reads an old file. Bump on any change to its output. */
+#define QW_I8W_LAYOUT 1
 /* Sets the sizes; bytes of q, scales (and 2 * N4 floats of norms) to allocate. */
 void qw_i8w_init(qw_i8w *w, int N, int K);
 size_t qw_i8w_q_bytes(const qw_i8w *w);

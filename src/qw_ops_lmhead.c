@@ -33,7 +33,17 @@
 #define QW_LMHEAD_MIN_ROWS 16384
 #define QW_LMHEAD_MIN_ELEMS (8u << 20)
 
+/* The first segment of the derived file (QW_DERIVED_DIR "lmhead-i8-v<layout>-<hash>.bin"): what the rows
+ * were made from and how; a file whose header differs is not used. Then q, scales (+ block sums), norms. */
+typedef struct lmh_header {
+    char magic[8];                 /* "QWLMHI8" */
+    uint32_t layout, N, K, block, n_blocks, N4, f16, pad;
+    uint64_t src_offset, src_bytes, src_file_size;
+} lmh_header;
+_Static_assert(sizeof(lmh_header) == 64, "lmh_header is 64 bytes");
+
 typedef struct lmh_state {
+    lmh_header head;
     qw_i8w w;
     int N, K, f16;
     int check;                     /* QW_LMHEAD_CHECK */
@@ -134,6 +144,41 @@ static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
 
 const qw_op_def qw_op_lmhead = {"LmHeadInt8", "", NULL, run_lmh, free_lmh};
 
+static uint64_t fnv1a64(uint64_t h, const void *p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const uint8_t *)p)[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* The int8 rows: from the derived file when the fs has a matching one (a cache kept it), else quantised now
+ * and registered, so the host can keep them for the next load. */
+static qw_status make_rows(qw_op_node *n, qw_pool *pool, lmh_state *s, const qw_tensor *B, qw_error *err) {
+    const qw_onnx_tensor *t = qw_weights_info(n->weights, n->in_weight[1]);
+    char name[128] = "";
+    qw_derived_seg segs[4] = {{&s->head, sizeof s->head}, {s->w.q, qw_i8w_q_bytes(&s->w)},
+                              {s->w.scales, qw_i8w_scale_bytes(&s->w)}, {s->w.wnorm, (size_t)s->w.N4 * 2 * sizeof(float)}};
+    if (t && t->file >= 0 && t->file < n->model->n_files) {
+        lmh_header *h = &s->head;
+        memcpy(h->magic, "QWLMHI8", 8);
+        h->layout = QW_I8W_LAYOUT, h->N = (uint32_t)s->N, h->K = (uint32_t)s->K, h->block = (uint32_t)s->w.block;
+        h->n_blocks = (uint32_t)s->w.n_blocks, h->N4 = (uint32_t)s->w.N4, h->f16 = (uint32_t)s->f16;
+        h->src_offset = t->offset, h->src_bytes = t->nbytes, h->src_file_size = n->model->files[t->file].size;
+        uint64_t hash = fnv1a64(0xcbf29ce484222325ull, h, sizeof *h);
+        hash = fnv1a64(hash, t->name, strlen(t->name));
+        hash = fnv1a64(hash, n->model->files[t->file].name, strlen(n->model->files[t->file].name));
+        snprintf(name, sizeof name, QW_DERIVED_DIR "lmhead-i8-v%d-%016llx.bin", QW_I8W_LAYOUT, (unsigned long long)hash);
+        int found = 0;
+        qw_status st = qw_weights_derived_read(n->weights, name, segs, 4, &found, err);
+        if (st != QW_OK) return st;
+        if (found) return qw_weights_derived_register(n->weights, name, t->file, segs, 4, 1) == QW_OK ? QW_OK
+                   : qw_op_err(n, err, QW_E_INTERNAL, "too many derived files");
+    }
+    double t0 = qw_now_ms();
+    qw_i8w_quantize(pool, &s->w, B->data, s->f16, s->K);
+    qw_weights_add_derive_ms(n->weights, qw_now_ms() - t0);
+    if (name[0]) qw_weights_derived_register(n->weights, name, t->file, segs, 4, 0); /* best effort: not kept if full */
+    return QW_OK;
+}
+
 qw_status qw_op_lmhead_select(qw_op_node *n, qw_pool *pool, int *selected, qw_error *err) {
     *selected = 0;
     if (!n->trans_b || n->n_in != 2 || strcmp(n->on->op_type, "MatMul") || n->on->domain[0]) return QW_OK;
@@ -156,9 +201,8 @@ qw_status qw_op_lmhead_select(qw_op_node *n, qw_pool *pool, int *selected, qw_er
     s->w.wnorm = qw_weights_derived_alloc(n->weights, (size_t)s->w.N4 * 2 * sizeof(float));
     if (!s->w.q || !s->w.scales || !s->w.wnorm) { free(s); return qw_op_err(n, err, QW_E_NOMEM, "out of memory (int8 lm_head)"); }
     s->w.enorm = s->w.wnorm + s->w.N4;
-    double t0 = qw_now_ms();
-    qw_i8w_quantize(pool, &s->w, B->data, s->f16, (int)K);
-    qw_weights_add_derive_ms(n->weights, qw_now_ms() - t0);
+    qw_status st = make_rows(n, pool, s, B, err);
+    if (st != QW_OK) { free(s); return st; }
     if (n->state && n->op && n->op->free_state) n->op->free_state(n->state);
     n->state = s;
     n->op = &qw_op_lmhead;

@@ -45,6 +45,16 @@ typedef struct qw_derived {
     size_t bytes;
 } qw_derived;
 
+#define QW_DERIVED_MAX_FILES 8
+#define QW_DERIVED_MAX_SEGS 8
+typedef struct qw_derived_file {
+    char name[160];
+    int source_file;         /* index into the model's files, -1 */
+    int loaded;              /* read from the fs (1) or computed at this load (0) */
+    int n_segs;
+    qw_derived_seg segs[QW_DERIVED_MAX_SEGS];
+} qw_derived_file;
+
 enum { JOB_IDLE = 0, JOB_PENDING = 1, JOB_DONE = 2 };
 enum { KIND_WEIGHT = 1, KIND_RANGE = 2 };
 
@@ -54,6 +64,8 @@ struct qw_weights {
     int n;
     qw_weight *w;            /* (n) one per initializer, same order as m->inits */
     qw_derived *derived;     /* list of derived buffers (header + bytes) */
+    qw_derived_file dfiles[QW_DERIVED_MAX_FILES]; /* derived forms a cache may keep (qw_weights_derived_*) */
+    int n_dfiles;
     uint64_t resident;       /* weights (sticky + paged + in flight) + derived */
     uint64_t cap;
     uint64_t total;          /* bytes of all initializers */
@@ -502,6 +514,69 @@ int qw_weights_transformed(const qw_weights *w, int id) {
 }
 
 void qw_weights_add_derive_ms(qw_weights *w, double ms) { w->st.derive_ms += ms; }
+
+qw_status qw_weights_derived_read(qw_weights *w, const char *name, const qw_derived_seg *segs, int n, int *found,
+                                  qw_error *err) {
+    *found = 0;
+    uint64_t total = 0, size = 0;
+    for (int i = 0; i < n; i++) total += segs[i].len;
+    if (n < 1 || w->fs->size(w->fs->ctx, name, &size) != QW_OK || size != total) return QW_OK;
+    double t0 = qw_now_ms();
+    /* the header must be the one the caller expects (layout version, shapes): read it aside first */
+    uint8_t head[256];
+    if (segs[0].len > sizeof head) return qw_error_set(err, QW_E_ARG, "weights: derived header of %zu bytes", segs[0].len);
+    if (w->fs->read(w->fs->ctx, name, 0, head, segs[0].len) != QW_OK || memcmp(head, segs[0].p, segs[0].len)) return QW_OK;
+    uint64_t off = segs[0].len;
+    for (int i = 1; i < n; i++)
+        for (size_t done = 0; done < segs[i].len;) {
+            size_t len = segs[i].len - done > QW_WEIGHTS_CHUNK ? QW_WEIGHTS_CHUNK : segs[i].len - done;
+            qw_status st = w->fs->read(w->fs->ctx, name, off, (uint8_t *)segs[i].p + done, len);
+            if (st != QW_OK) return qw_error_set(err, st, "weights: reading %s at %llu failed", name, (unsigned long long)off);
+            off += len;
+            done += len;
+        }
+    w->st.read_ms += qw_now_ms() - t0;
+    *found = 1;
+    return QW_OK;
+}
+
+qw_status qw_weights_derived_register(qw_weights *w, const char *name, int source_file, const qw_derived_seg *segs,
+                                      int n, int loaded) {
+    if (w->n_dfiles >= QW_DERIVED_MAX_FILES || n > QW_DERIVED_MAX_SEGS || strlen(name) >= sizeof w->dfiles[0].name)
+        return QW_E_ARG;
+    qw_derived_file *f = &w->dfiles[w->n_dfiles++];
+    snprintf(f->name, sizeof f->name, "%s", name);
+    f->source_file = source_file;
+    f->loaded = loaded;
+    f->n_segs = n;
+    memcpy(f->segs, segs, (size_t)n * sizeof *segs);
+    return QW_OK;
+}
+
+size_t qw_weights_derived_json(const qw_weights *w, char *buf, size_t cap) {
+    size_t o = 0;
+#define QW_PUT(...) do { int k_ = snprintf(buf + o, o < cap ? cap - o : 0, __VA_ARGS__); if (k_ > 0) o += (size_t)k_; } while (0)
+    QW_PUT("[");
+    for (int i = 0; i < w->n_dfiles; i++) {
+        const qw_derived_file *f = &w->dfiles[i];
+        uint64_t size = 0;
+        for (int k = 0; k < f->n_segs; k++) size += f->segs[k].len;
+        const char *src = f->source_file >= 0 && f->source_file < w->m->n_files ? w->m->files[f->source_file].name : "";
+        QW_PUT("%s{\"name\":\"%s\",\"size\":%llu,\"loaded\":%d,\"source\":\"", i ? "," : "", f->name,
+               (unsigned long long)size, f->loaded);
+        for (const char *c = src; *c; c++) /* a file name from the graph: JSON-escaped */
+            if (*c == '"' || *c == '\\') QW_PUT("\\%c", *c);
+            else if ((unsigned char)*c < 0x20) QW_PUT("\\u%04x", *c);
+            else QW_PUT("%c", *c);
+        QW_PUT("\",\"segments\":[");
+        for (int k = 0; k < f->n_segs; k++) QW_PUT("%s[%llu,%llu]", k ? "," : "", (unsigned long long)(uintptr_t)f->segs[k].p, (unsigned long long)f->segs[k].len);
+        QW_PUT("]}");
+    }
+    QW_PUT("]");
+#undef QW_PUT
+    if (cap) buf[o < cap ? o : cap - 1] = 0;
+    return o < cap ? o : cap ? cap - 1 : 0;
+}
 
 void *qw_weights_derived_alloc(qw_weights *w, size_t bytes) {
     qw_derived *d = calloc(1, sizeof(qw_derived) + bytes + 64);

@@ -89,6 +89,23 @@ typedef struct qw_weights_stats {
     double read_ms;          /* time in reads of whole weights (the load, page-ins) */
     double derive_ms;        /* time making derived forms and layout changes (qw_weights_add_derive_ms) */
 } qw_weights_stats;
+/* ---- derived files: forms made at load that a cache may keep for the next load --------------------------
+ * A derived form (the int8 lm_head rows, ...) is described as segments of buffers the caller owns (a header
+ * first, then the data), under a name that encodes its layout version and source tensor (DERIVED_DIR/...).
+ * qw_weights_derived_read fills the segments from the fs when it holds that name with exactly their total
+ * size and the same header bytes (*found = 1); else the caller computes the form. Either way it registers the
+ * file, so the host (the browser runtime) can save the ones computed at this load into its cache, with the
+ * source file's identity beside them, and drop stale ones (qw_weights_derived_json). */
+#define QW_DERIVED_DIR "qwasm-derived/"
+typedef struct qw_derived_seg { void *p; size_t len; } qw_derived_seg;
+qw_status qw_weights_derived_read(qw_weights *w, const char *name, const qw_derived_seg *segs, int n, int *found,
+                                  qw_error *err);
+qw_status qw_weights_derived_register(qw_weights *w, const char *name, int source_file, const qw_derived_seg *segs,
+                                      int n, int loaded);
+/* [{"name":..,"size":..,"loaded":0|1,"source":"<data file name>","segments":[[address,len],...]}] of this
+ * load; addresses are the buffers' (valid while the model lives). Writes at most cap bytes; returns the length. */
+size_t qw_weights_derived_json(const qw_weights *w, char *buf, size_t cap);
+
 /* Adds time spent making a derived form (an op's work at load) to the derive_ms counter. */
 void qw_weights_add_derive_ms(qw_weights *w, double ms);
 void qw_weights_get_stats(const qw_weights *w, qw_weights_stats *out);

@@ -1,6 +1,7 @@
 // The full-size test: the generated Qwen2.5-1.5B-shaped model (q4f16, opset 18, 1.2 GB external data) in
 // headless Chromium through the demo page: load from the local server, generate greedily, reload -> from the
-// cache with zero model-file requests and the same tokens, then under a 512 MB memory cap -> the same tokens
+// cache with zero model-file requests, the int8 lm_head rows read from the cache (saved there after the first
+// load) and the same tokens, then under a 512 MB memory cap -> the same tokens
 // again with at most 512 MB of weights resident. How many tokens equal the native CLI's is printed, not
 // asserted: random full-size weights amplify last-bit differences between builds (README).
 //   node tests/browser/big.test.mjs      (needs: bash tools/gen_test_models.sh --big)
@@ -56,6 +57,10 @@ export const tests = [
           assertEq(capped.ids.join(','), native.ids.join(','), `native CLI tokens under a ${memCapMB} MB cap = uncapped`);
         }
 
+        // The int8 lm_head rows made at this load go to the cache in the background (derived data).
+        const saved = await waitDerived(page, (d) => d.state !== 'saving', 600000);
+        assertEq(saved.state, 'saved', `derived cache after the first load (${JSON.stringify(saved)})`);
+
         // Reload: everything from the cache, nothing from the network.
         let mark = requests.length;
         await page.reload({ waitUntil: 'load' });
@@ -67,6 +72,9 @@ export const tests = [
         assertEq(modelReqs(mark).map((r) => `${r.method} ${r.url}`), [], 'model-file requests after reload');
         const load = await page.evaluate(() => window.qwasmDemo.lastLoad);
         assert(load && load.fromCache === true, `loaded from cache (${JSON.stringify(load)})`);
+        const st2 = await page.evaluate(() => window.qwasmDemo.stats());
+        assertEq(st2.derived_cache && st2.derived_cache.state, 'loaded', 'the int8 lm_head rows read from the cache, not made again');
+        assert(st2.derived.length === 1 && st2.derived[0].loaded === 1, `derived files read (${JSON.stringify(st2.derived)})`);
         const r2 = await chat(page, PROMPT, 600000);
         assertEq(r2.ids, r1.ids, 'ids after a cached reload');
 
@@ -94,6 +102,17 @@ export const tests = [
     },
   },
 ];
+
+/** Polls the runtime's stats until the derived-cache state satisfies done(state). */
+async function waitDerived(page, done, timeoutMs) {
+  const t0 = Date.now();
+  for (;;) {
+    const st = await page.evaluate(() => window.qwasmDemo.stats());
+    const d = (st && st.derived_cache) || { state: 'missing' };
+    if (done(d) || Date.now() - t0 > timeoutMs) return d;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
 
 function fmt(rate) { return rate ? `${rate.toFixed(2)} tok/s` : '?'; }
 
