@@ -59,10 +59,13 @@ export async function saveDerived(store, entries, heap, alive, opts = {}) {
       complete: false, derivedFrom: { name: e.source, ...identity(src) }, time: Date.now(),
     };
     let seg = 0, segOff = 0, ok = true;
+    // one private buffer for every chunk (stores take no views of a shared wasm heap, and every store copies
+    // or writes the bytes before writeChunk resolves): no garbage the size of the file while the model runs
+    const buf = new Uint8Array(Math.min(chunkSize, e.size));
     for (let i = 0; i < nChunks && ok; i++) {
       if (!alive()) { ok = false; break; }
       const len = Math.min(chunkSize, e.size - i * chunkSize);
-      const chunk = new Uint8Array(len); // a copy: stores take no views of a shared wasm heap
+      const chunk = buf.subarray(0, len);
       const h = heap();
       for (let fill = 0; fill < len;) {
         const [addr, slen] = e.segments[seg];
