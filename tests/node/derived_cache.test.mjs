@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { NodeStore } from '../../js/cache.js';
 import { openDerived, saveDerived } from '../../js/derived-cache.js';
+import { cachedBytes } from './helpers.mjs';
 
 const SRC = 'onnx/model_q4f16.onnx_data';
 const NAME = 'qwasm-derived/lmhead-i8-v1-0123456789abcdef.bin';
@@ -29,21 +30,12 @@ async function fixture() {
   return { store, heap, entry, expect };
 }
 
-async function readAll(store, name) {
-  const meta = await store.getMeta(name);
-  const r = await store.openReader(name, meta);
-  const out = Buffer.alloc(meta.size);
-  r.read(0, out);
-  r.close();
-  return out;
-}
-
 test('a saved derived file reads back and is offered while its source is unchanged', async () => {
   const { store, heap, entry, expect } = await fixture();
   const r = await saveDerived(store, [entry], () => heap, () => true, { chunkSize: 1000 }); // several chunks
   assert.deepEqual(r.saved, [NAME]);
   assert.deepEqual((await store.getManifest()).derived, [NAME]);
-  assert.deepEqual(await readAll(store, NAME), expect);
+  assert.deepEqual(await cachedBytes(store, NAME), expect);
   const meta = await store.getMeta(NAME);
   assert.equal(meta.complete, true);
   assert.deepEqual(meta.derivedFrom, { name: SRC, size: 12, etag: '"v1"', lastModified: 'Mon, 23 Nov 2026 10:00:00 GMT', sha256: '' });

@@ -8,7 +8,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { downloadFile } from '../../js/fetch.js';
 import { NodeStore } from '../../js/cache.js';
-import { startTestServer, MODELS, modelDir } from './helpers.mjs';
+import { startTestServer, MODELS, modelDir, cachedBytes } from './helpers.mjs';
 
 const MODEL = 'small-q4f16-op18-ext';
 const FILE = 'onnx/model_q4f16.onnx_data';
@@ -20,14 +20,6 @@ function tmp() { return fs.mkdtempSync(path.join(os.tmpdir(), 'qwasm-fetch-')); 
 const base = (srv) => `${srv.url}${MODEL}/`;
 const sha = (buf) => crypto.createHash('sha256').update(buf).digest('hex');
 
-async function cachedBytes(store, name) {
-  const meta = await store.getMeta(name);
-  const r = await store.openReader(name, meta);
-  const out = Buffer.alloc(meta.size);
-  r.read(0, out);
-  r.close();
-  return out;
-}
 
 test('downloads in chunks, then a second call makes no request', { skip }, async () => {
   const srv = await startTestServer(MODELS);

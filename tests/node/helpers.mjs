@@ -73,3 +73,13 @@ export async function startTestServer(root, hooks = {}) {
     close: () => new Promise((r) => { server.closeAllConnections && server.closeAllConnections(); server.close(() => r()); }),
   };
 }
+
+/** The bytes of a complete file in a cache store (js/cache*.js), read through its synchronous reader. */
+export async function cachedBytes(store, name) {
+  const meta = await store.getMeta(name);
+  const r = await store.openReader(name, meta);
+  const out = Buffer.alloc(meta.size);
+  r.read(0, out);
+  r.close();
+  return out;
+}
