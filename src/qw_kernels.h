@@ -24,11 +24,12 @@ typedef struct qw_q4w {
     int32_t packed;             /* 1: the decode layout below (qw_q4_pack_q), for qw_q4_matmul_q8 only */
 } qw_q4w;
 
-/* The decode layout, made once at load (qw_ops_quant.c, accuracy_level 4, N % 4 == 0, block % 32 == 0):
+/* The decode layout, made in place when a weight becomes resident (qw_ops_quant.c, accuracy_level 4, N % 4 == 0,
+ * block % 32 == 0):
  * rows in groups of 4, and for group g, block b, 32-element chunk c, row r the 16 bytes of row 4g+r for
  * that chunk at q + ((g * n_blocks + b) * (block/32) + c) * 64 + r * 16 (nibble order unchanged), so a
- * thread streams one contiguous run of bytes; scales (and zero points, one byte each 0..15, or NULL for 8)
- * interleaved the same way at qw_q4_packed_ix(n, b, n_blocks). The bytes of a 4-row group occupy the same
+ * thread streams one contiguous run of bytes; scales (fp32 in scales, or fp16 in scales_h) and zero points
+ * (one byte each 0..15, or NULL for 8) interleaved the same way at qw_q4_packed_ix(n, b, n_blocks). The bytes of a 4-row group occupy the same
  * range before and after, so qw_q4_pack_q converts in place (tmp: 4 rows = 4 * n_blocks * block/2 bytes). */
 int qw_q4_packable(int N, int block);
 static inline size_t qw_q4_packed_ix(int n, int b, int n_blocks) {

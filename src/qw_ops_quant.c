@@ -1,7 +1,8 @@
 /* qw_ops_quant.c - com.microsoft MatMulNBits (4 bit, block >= 16, power of two; optional uint8 zero points and
- * bias; fp32 or fp16 scales made fp32 once at load; accuracy_level 4 weights repacked once at load, in place,
- * into the 4-row decode layout of qw_q4_pack_q) and GatherBlockQuantized (4-bit uint8-packed data, gather
- * along axis 0, blocks along the last axis). accuracy_level 4 uses the int8-activation kernel like onnxruntime. */
+ * bias; fp32 or fp16 scales) and GatherBlockQuantized (4-bit uint8-packed data, gather along axis 0, blocks along
+ * the last axis). accuracy_level 4 uses the int8-activation kernel like onnxruntime, on weights repacked in place
+ * into the 4-row decode layout of qw_q4_pack_q with their scales in their own dtype (fp16 converted in the
+ * kernel); other levels, and pages streamed under a memory cap, run on the file's layout with fp32 scales. */
 #include <stdlib.h>
 #include <string.h>
 #include "qw_ops.h"
@@ -18,10 +19,10 @@ typedef struct nbits_state {
 
 static void free_nbits(void *p) { free(p); }
 
-/* The 4-row decode layout (qw_q4_pack_q, qw_q4_pack_scales) is made in place in the weights' own buffers, each
- * time they become resident (once without a cap, at every page-in under one: the store's layout change), so
- * no second copy exists. Only when no other node reads B or the scales, the scales are fp16 or fp32 and the
- * zero points (if any) stay resident (a one-byte-per-block derived form). */
+/* The 4-row decode layout (qw_q4_pack_q, qw_q4_pack_scales) is made in place in the weights' own buffers when
+ * they become resident for good (the store's layout change: at load without a cap, at page-in into the stable
+ * set under one), so no second copy exists. Only when no other node reads B or the scales, the scales are fp16
+ * or fp32 and the zero points (if any) stay resident (a one-byte-per-block derived form). */
 static int pack_ok(const qw_op_node *n, int N, int block) {
     if (!qw_q4_packable(N, block) || !n->in_const[1] || n->in_weight[1] < 0 || n->in_weight[2] < 0) return 0;
     if (n->in_dtype[2] != QW_DT_F16 && n->in_dtype[2] != QW_DT_F32) return 0;
