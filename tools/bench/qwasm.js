@@ -28,7 +28,7 @@ async function load({ model, threads = 2, memoryCapMB = undefined, profile = fal
   // the int8 lm_head rows made at a cold load are saved to the cache in the background: wait for it (not timed
   // as load), so the next (warm) load finds them, as it would for a user who loads the model again later
   const t1 = now();
-  while (st.derived_cache && st.derived_cache.state === 'saving') {
+  while (st.derived_cache && st.derived_cache.state === 'saving' && now() - t1 < 120000) {
     await new Promise((r) => setTimeout(r, 100));
     st = await rt.stats();
   }
