@@ -290,11 +290,15 @@ function requireModel() {
   if (!M || !model) throw new QwasmError('STATE', 'no model is loaded');
 }
 
+/** Whether derived forms are kept in this cache: not in memory, and not in IndexedDB, whose reads (Blob slices
+ *  through FileReaderSync, ~210 MB/s measured) take longer than making the int8 lm_head rows again. */
+function derivedCacheOn(kind, o) { return o.derivedCache !== false && (kind === 'opfs' || kind === 'node'); }
+
 /** Derived forms the core made at this load go to the model's cache in the background (js/derived-cache.js). */
 let derivedCache = { state: 'off' };
 function startDerivedSave(h, store, o) {
   const entries = (!engine && JSON.parse(M.UTF8ToString(M._qw_wasm_model_stats(h))).derived) || [];
-  if (!store || store.kind === 'memory' || o.derivedCache === false || !entries.length) { derivedCache = { state: 'off' }; return; }
+  if (!store || !derivedCacheOn(store.kind, o) || !entries.length) { derivedCache = { state: 'off' }; return; }
   const made = entries.filter((e) => !e.loaded);
   const state = { state: made.length ? 'saving' : 'loaded', files: entries.map((e) => ({ name: e.name, bytes: e.size, loaded: !!e.loaded })) };
   derivedCache = state;
@@ -468,7 +472,7 @@ async function fetchModel(base, o, signal, progress) {
     if (need > 0) await checkQuota(need, ext.map((f) => f.name).join(', '));
     for (const f of ext) { await dl(f.name, { bytesNeeded: f.bytes_needed }); await open(f.name); }
     // what the core derived from these files at an earlier load (int8 lm_head rows), while still valid
-    const derived = kind === 'memory' || o.derivedCache === false ? [] : await openDerived(store, manifest, readers);
+    const derived = derivedCacheOn(kind, o) ? await openDerived(store, manifest, readers) : [];
     await store.putManifest({ onnxFile, files: [...got, onnxFile, ...ext.map((f) => f.name)], absent: newAbsent, derived, complete: true, time: Date.now(), backend: kind });
     return { src: storeSource(readers), onnxFile, files: listing.files, store };
   } catch (e) {

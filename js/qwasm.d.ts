@@ -73,7 +73,8 @@ export interface LoadOptions {
   /** Keep what the core derives at load (the int8 lm_head rows) in the model's cache, beside the files it was
    *  made from, and read it at the next load instead of recomputing (URL models with a persistent cache; the
    *  save runs in the background after load: rt.stats().derived_cache says 'saving', 'saved', 'loaded', 'off'
-   *  or 'error'). Default true; false neither reads nor writes derived files. */
+   *  or 'error'). Default true; false neither reads nor writes derived files. Only with the OPFS and Node caches:
+   *  IndexedDB reads back slower than the rows are made. */
   derivedCache?: boolean;
   /** Per-op time counters (two clock reads per node), in rt.stats().profile: {op: {ms, calls}} since load. */
   profile?: boolean;
