@@ -276,7 +276,7 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
     mem.phase = 'generate';
     const g = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o), { promptIds: ids, promptText: prompt.text, maxTokens: a.tokens }), T, 'generate');
     Object.assign(res, { ttftMs: g.ttftMs, prefillTokS: g.prefillTokS, decodeTokS: g.decodeTokS, nGenerated: g.nGenerated, tokens: g.tokens, text: g.text,
-      profile: g.profile, firstStepsMs: g.firstStepsMs, genExtra: { timings: g.timings, usage: g.usage, stats: g.stats, chunks: g.chunks, promptTokenMismatch: g.promptTokenMismatch, bannedTokens: g.bannedTokens } });
+      profile: g.profile, firstStepsMs: g.firstStepsMs, coreStepsMs: g.coreStepsMs, genExtra: { timings: g.timings, usage: g.usage, stats: g.stats, chunks: g.chunks, promptTokenMismatch: g.promptTokenMismatch, bannedTokens: g.bannedTokens } });
     if (g.promptTokenMismatch != null) res.errors.push(`engine saw ${g.promptTokenMismatch} prompt tokens`);
     if (g.nGenerated !== a.tokens) res.errors.push(`generated ${g.nGenerated} tokens, not ${a.tokens}`);
     res.ok = true;

@@ -39,12 +39,12 @@ async function load({ model, threads = 2, memoryCapMB = undefined, profile = fal
 async function generate({ promptIds, maxTokens = 128 }) {
   // generate() is an async generator of GenEvents: kind 'token' with the new id, a last done event with
   // stats and every generated id (options go to a worker: no callbacks in them).
-  const tokens = [], times = [];
+  const tokens = [], times = [], coreSteps = [];
   let stats = null, last = null;
   const t0 = now();
   for await (const ev of rt.generate({ promptIds, maxTokens, greedy: true, ignoreEos: true })) {
     const t = now();
-    if (ev.kind === 'token') { times.push(t); if (typeof ev.id === 'number') tokens.push(ev.id); }
+    if (ev.kind === 'token') { times.push(t); coreSteps.push(ev.stepMs); if (typeof ev.id === 'number') tokens.push(ev.id); }
     if (ev.stats) stats = ev.stats;
     last = ev;
     if (ev.done && ev.ids) { tokens.length = 0; tokens.push(...Array.from(ev.ids)); }
@@ -55,6 +55,8 @@ async function generate({ promptIds, maxTokens = 128 }) {
   r.nGenerated = tokens.length;
   // warm-up check (issue #10: the first decode steps no slower than the tenth): ms of decode steps 1..10
   r.firstStepsMs = times.slice(0, 11).map((t, i, a) => (i ? Math.round((t - a[i - 1]) * 10) / 10 : null)).slice(1);
+  // the same steps timed inside the core (the graph and the sampler, without the message to the page)
+  r.coreStepsMs = coreSteps.slice(1, 11).map((x) => Math.round(x * 10) / 10);
   if (profiling) r.profile = await profileSplit(promptIds, tokens.length);
   return r;
 }
