@@ -182,7 +182,7 @@ static int generate(qw_model *m, const run_args *a, const int32_t *prompt, size_
         if (ev.kind == QW_GEN_TOKEN) {
             if (have_text) result_append(res, ev.text, ev.text_len);
             if (a->json) {
-                printf("{\"id\":%d", ev.id);
+                printf("{\"id\":%d,\"step_ms\":%.2f", ev.id, ev.step_ms);
                 if (have_text) { fputs(",\"text\":", stdout); json_print_string(stdout, ev.text, ev.text_len); }
                 fputs("}\n", stdout);
             } else if (have_text) {
