@@ -62,21 +62,26 @@ export async function saveDerived(store, entries, heap, alive, opts = {}) {
     // one private buffer for every chunk (stores take no views of a shared wasm heap, and every store copies
     // or writes the bytes before writeChunk resolves): no garbage the size of the file while the model runs
     const buf = new Uint8Array(Math.min(chunkSize, e.size));
-    for (let i = 0; i < nChunks && ok; i++) {
-      if (!alive()) { ok = false; break; }
-      const len = Math.min(chunkSize, e.size - i * chunkSize);
-      const chunk = buf.subarray(0, len);
-      const h = heap();
-      for (let fill = 0; fill < len;) {
-        const [addr, slen] = e.segments[seg];
-        const n = Math.min(len - fill, slen - segOff);
-        chunk.set(h.subarray(addr + segOff, addr + segOff + n), fill);
-        fill += n; segOff += n;
-        if (segOff === slen) { seg++; segOff = 0; }
+    try {
+      for (let i = 0; i < nChunks && ok; i++) {
+        if (!alive()) { ok = false; break; }
+        const len = Math.min(chunkSize, e.size - i * chunkSize);
+        const chunk = buf.subarray(0, len);
+        const h = heap();
+        for (let fill = 0; fill < len;) {
+          const [addr, slen] = e.segments[seg];
+          const n = Math.min(len - fill, slen - segOff);
+          chunk.set(h.subarray(addr + segOff, addr + segOff + n), fill);
+          fill += n; segOff += n;
+          if (segOff === slen) { seg++; segOff = 0; }
+        }
+        meta.done[i] = 1;
+        if (i === nChunks - 1) meta.complete = true;
+        await store.writeChunk(e.name, i, i * chunkSize, chunk, { ...meta, done: meta.done.slice() });
       }
-      meta.done[i] = 1;
-      if (i === nChunks - 1) meta.complete = true;
-      await store.writeChunk(e.name, i, i * chunkSize, chunk, { ...meta, done: meta.done.slice() });
+    } catch (err) { // quota, I/O: no half file left to take space (the model's own files are untouched)
+      try { await store.deleteFile(e.name); } catch { /* ignore */ }
+      throw err;
     }
     if (!ok) { try { await store.deleteFile(e.name); } catch { /* ignore */ } continue; }
     saved.push(e.name);

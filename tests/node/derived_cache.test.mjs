@@ -1,7 +1,7 @@
 // The derived cache (js/derived-cache.js) on the Node cache store: a derived file saved from "heap" segments
 // reads back byte for byte, is offered again while its source file's identity holds, and is deleted when the
-// source changes (new ETag or size), when a save is cut off (model unloaded), or when the core stops asking for
-// it (another layout version). Needs no wasm build and no model.
+// source changes (new ETag or size), when a save is cut off (model unloaded) or fails (quota), or when the core
+// stops asking for it (another layout version). Needs no wasm build and no model.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -78,4 +78,17 @@ test('nothing is saved for a source that is not a complete cached file', async (
   const r = await saveDerived(store, [{ ...entry, source: 'onnx/elsewhere.onnx_data' }], () => heap, () => true);
   assert.deepEqual(r.saved, []);
   assert.deepEqual((await store.getManifest()).derived, []);
+});
+
+test('a save that fails (quota) removes its half-written file and leaves the model files alone', async () => {
+  const { store, heap, entry } = await fixture();
+  const write = store.writeChunk.bind(store);
+  let n = 0;
+  store.writeChunk = async (...a) => {
+    if (n++ === 1) throw Object.assign(new Error('QuotaExceededError'), { name: 'QuotaExceededError' });
+    return write(...a);
+  };
+  await assert.rejects(saveDerived(store, [entry], () => heap, () => true, { chunkSize: 1000 }), /Quota/);
+  assert.equal(await store.getMeta(NAME), null);
+  assert.equal((await store.getMeta(SRC)).complete, true);
 });
