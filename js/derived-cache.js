@@ -88,13 +88,11 @@ export async function saveDerived(store, entries, heap, alive, opts = {}) {
     bytes += e.size;
   }
   if (!alive()) return { saved: [], kept: [], bytes: 0 }; // unloaded meanwhile: its store may be closed
-  // the manifest lists what the core asked for (read or made now); anything else is stale
-  const wanted = new Set(entries.map((e) => e.name));
+  // the manifest lists what the core read or had saved now; anything else is stale
+  const kept = [...entries.filter((e) => e.loaded).map((e) => e.name), ...saved];
   const manifest = (await store.getManifest()) || {};
-  const kept = [];
-  for (const name of new Set([...(manifest.derived || []), ...saved])) {
-    if (wanted.has(name) && (saved.includes(name) || entries.find((e) => e.name === name && e.loaded))) kept.push(name);
-    else { try { await store.deleteFile(name); } catch { /* ignore */ } }
+  for (const name of manifest.derived || []) {
+    if (!kept.includes(name)) { try { await store.deleteFile(name); } catch { /* ignore */ } }
   }
   await store.putManifest({ ...manifest, derived: kept });
   return { saved, kept, bytes };

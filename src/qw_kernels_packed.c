@@ -73,14 +73,14 @@ int qw_q4_pack_scales(void *scales, int N, int n_blocks, int elem_size, void *tm
     return bad;
 }
 
-/* The 4 rows' scales of block b: fp32, or fp16 converted exactly (finite halves, see qw_q4_pack_scales) */
+/* The 4 rows' scales of block b: fp16 (sh) converted exactly (finite halves, see qw_q4_pack_scales), else fp32 */
 #if defined(QW_WASM_SIMD)
-static inline v128_t q8p_scales(const qw_q4w *w, const float *sc, const uint16_t *sh, int b) {
-    return w->scales_h ? qv_load_f16(sh + (size_t)b * 4) : wasm_v128_load(sc + (size_t)b * 4);
+static inline v128_t q8p_scales(const float *sc, const uint16_t *sh, int b) {
+    return sh ? qv_load_f16(sh + (size_t)b * 4) : wasm_v128_load(sc + (size_t)b * 4);
 }
 #elif defined(QW_AVX2)
-static inline __m128 q8p_scales(const qw_q4w *w, const float *sc, const uint16_t *sh, int b) {
-    return w->scales_h ? _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(sh + (size_t)b * 4))) : _mm_loadu_ps(sc + (size_t)b * 4);
+static inline __m128 q8p_scales(const float *sc, const uint16_t *sh, int b) {
+    return sh ? _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(sh + (size_t)b * 4))) : _mm_loadu_ps(sc + (size_t)b * 4);
 }
 #endif
 
@@ -176,7 +176,7 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
         }
         v128_t z = zp ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(wasm_v128_load32_zero(zp + (size_t)b * 4)))
                       : wasm_i32x4_splat(8);
-        v128_t ws = q8p_scales(w, sc, sh, b);
+        v128_t ws = q8p_scales(sc, sh, b);
         for (int mi = 0; mi < MB; mi++) {
             v128_t s = wasm_i32x4_sub(bi[mi], wasm_i32x4_mul(z, wasm_i32x4_splat(sa[mi][b])));
             v128_t ds = wasm_f32x4_mul(wasm_f32x4_splat(da[mi][b]), ws);
@@ -210,7 +210,7 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
             for (int mi = 0; mi < MB; mi++) bi[mi] = _mm256_add_epi32(bi[mi], _mm256_madd_epi16(s16[mi], ones));
         }
         __m128i z = zp ? _mm_cvtepu8_epi32(_mm_cvtsi32_si128(*(const int32_t *)(zp + (size_t)b * 4))) : _mm_set1_epi32(8);
-        __m128 ws = q8p_scales(w, sc, sh, b);
+        __m128 ws = q8p_scales(sc, sh, b);
         for (int mi = 0; mi < MB; mi++) {
             __m128i s = _mm_add_epi32(_mm256_castsi256_si128(bi[mi]), _mm256_extracti128_si256(bi[mi], 1));
             s = _mm_sub_epi32(s, _mm_mullo_epi32(z, _mm_set1_epi32(sa[mi][b])));

@@ -166,16 +166,19 @@ static qw_status make_rows(qw_op_node *n, qw_pool *pool, lmh_state *s, const qw_
         hash = fnv1a64(hash, t->name, strlen(t->name));
         hash = fnv1a64(hash, n->model->files[t->file].name, strlen(n->model->files[t->file].name));
         snprintf(name, sizeof name, QW_DERIVED_DIR "lmhead-i8-v%d-%016llx.bin", QW_I8W_LAYOUT, (unsigned long long)hash);
-        int found = 0;
+    }
+    int found = 0;
+    if (name[0]) {
         qw_status st = qw_weights_derived_read(n->weights, name, segs, 4, &found, err);
         if (st != QW_OK) return st;
-        if (found) return qw_weights_derived_register(n->weights, name, t->file, segs, 4, 1) == QW_OK ? QW_OK
-                   : qw_op_err(n, err, QW_E_INTERNAL, "too many derived files");
     }
-    double t0 = qw_now_ms();
-    qw_i8w_quantize(pool, &s->w, B->data, s->f16, s->K);
-    qw_weights_add_derive_ms(n->weights, qw_now_ms() - t0);
-    if (name[0]) qw_weights_derived_register(n->weights, name, t->file, segs, 4, 0); /* best effort: not kept if full */
+    if (!found) {
+        double t0 = qw_now_ms();
+        qw_i8w_quantize(pool, &s->w, B->data, s->f16, s->K);
+        qw_weights_add_derive_ms(n->weights, qw_now_ms() - t0);
+    }
+    /* best effort: when the store's list is full the rows just are not offered to the cache */
+    if (name[0]) qw_weights_derived_register(n->weights, name, t->file, segs, 4, found);
     return QW_OK;
 }
 

@@ -158,23 +158,13 @@ static qw_status run_nbits(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
     w.packed = s->pack && qw_weights_transformed(c->node->weights, s->wid_q);
     if (w.packed) { /* B in the packed layout (the store's layout change); scales packed too, or made so here */
         const void *sc = in[2]->data;
-        if (!qw_weights_transformed(c->node->weights, c->node->in_weight[2])) {
-            const int nb = w.n_blocks;
-            void *tmp = qw_op_scratch(c, (size_t)in[2]->numel * (size_t)s->scale_bytes);
+        if (!qw_weights_transformed(c->node->weights, c->node->in_weight[2])) { /* paged: a packed copy */
+            size_t bytes = (size_t)in[2]->numel * (size_t)s->scale_bytes;
+            void *tmp = qw_op_scratch(c, bytes);
             if (!tmp) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
-            int bad = 0;
-            for (int r = 0; r < w.N; r++)
-                for (int b = 0; b < nb; b++) {
-                    size_t i = (size_t)r * nb + b, o = qw_q4_packed_ix(r, b, nb);
-                    if (s->scale_bytes == 4) {
-                        ((float *)tmp)[o] = ((const float *)sc)[i];
-                    } else {
-                        uint16_t h = ((const uint16_t *)sc)[i];
-                        bad |= (h & 0x7c00) == 0x7c00;
-                        ((uint16_t *)tmp)[o] = h;
-                    }
-                }
-            if (bad) return qw_op_err(c->node, err, QW_E_UNSUPPORTED, "scales '%s' hold an Inf or NaN", c->node->on->inputs[2]);
+            memcpy(tmp, sc, bytes);
+            qw_status st = pack_scales(s, tmp, bytes, c->node->on->inputs[2], err);
+            if (st != QW_OK) return st;
             sc = tmp;
         }
         w.scales_h = s->scale_bytes == 2 ? sc : NULL;
