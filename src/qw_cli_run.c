@@ -16,7 +16,7 @@
 
 typedef struct run_args {
     const char *dir, *prompt, *prompt_ids, *system, *onnx;
-    int chat, raw, json, threads, greedy, exact_lm_head, profile, max_context;
+    int chat, raw, json, threads, greedy, exact_lm_head, embedding_resident, profile, max_context;
     double mem_cap_mb;
     const char *stops[MAX_STOPS];
     int n_stops;
@@ -57,6 +57,8 @@ static void usage(void) {
             "  --max-context N      KV cache length (default: the model's limit)\n"
             "  --onnx FILE          which .onnx in the folder (default: from config.json)\n"
             "  --exact-lm-head      keep the exact fp16 lm_head path\n"
+            "  --embedding-resident keep the tied embedding in memory (default: its rows are read from the\n"
+            "                       file as needed once the int8 lm_head replaces its product)\n"
             "  --profile            print per-op time at the end (stderr, or in --json)\n"
             "  --json               one JSON object per token, then a summary object\n");
 }
@@ -77,6 +79,7 @@ static int parse_args(int argc, char **argv, run_args *a) {
         else if (!strcmp(o, "--json")) a->json = 1;
         else if (!strcmp(o, "--greedy")) a->greedy = 1;
         else if (!strcmp(o, "--exact-lm-head")) a->exact_lm_head = 1;
+        else if (!strcmp(o, "--embedding-resident")) a->embedding_resident = 1;
         else if (!strcmp(o, "--profile")) a->profile = 1;
         else if (!strcmp(o, "--ignore-eos")) a->gp.ignore_eos = 1;
         else if (!strcmp(o, "--max-tokens")) { NEED_V(); a->gp.max_tokens = atoi(v); a->set_max = 1; }
@@ -259,6 +262,7 @@ int qw_cli_run(int argc, char **argv) {
     lo.threads = a.threads;
     lo.mem_cap_bytes = (uint64_t)(a.mem_cap_mb * 1024 * 1024);
     lo.exact_lm_head = a.exact_lm_head;
+    lo.embedding_on_demand = !a.embedding_resident; /* files on disk: a row read is a pread from the page cache */
     lo.max_context = a.max_context;
     lo.profile = a.profile;
     double t0 = now_s();

@@ -657,6 +657,37 @@ static qw_status select_lmhead(qw_graph *g, qw_error *err) {
     return QW_OK;
 }
 
+/* Before the weights load: a tied embedding that the int8 lm_head will replace in its product, read elsewhere
+ * only by Gather (rows), is not loaded at all when embedding_on_demand is set (qw_weights_set_on_demand): the
+ * Gather and the lm_head read the rows they need from the fs. Any other reader keeps it resident. */
+static qw_status plan_on_demand(qw_graph *g, qw_error *err) {
+    if (!g->opts.embedding_on_demand) return QW_OK;
+    for (int s = 0; s < g->n_sched; s++) {
+        qw_node_rt *n = &g->nodes[g->sched[s]];
+        int w = n->n.n_in == 2 ? n->in[1] : -1;
+        if (strcmp(n->n.on->op_type, "MatMul") || n->n.on->domain[0] || !n->n.trans_b || !is_const(g, w) ||
+            is_const(g, n->in[0]) || g->values[w].wid < 0 || g->values[w].is_output)
+            continue;
+        const qw_tensor *t = &g->values[w].t;
+        if (!qw_op_lmhead_eligible(&g->opts, t->dtype, t->ndim, t->dims)) continue;
+        int ok = 1;
+        for (int s2 = 0; s2 < g->n_sched && ok; s2++) {
+            qw_node_rt *c = &g->nodes[g->sched[s2]];
+            for (int k = 0; k < c->n.n_in && ok; k++) {
+                if (c->in[k] != w) continue;
+                int gather = !strcmp(c->n.on->op_type, "Gather") && k == 0 && c->n.n_in == 2 && !is_const(g, c->in[1]);
+                int lm = !strcmp(c->n.on->op_type, "MatMul") && k == 1 && c->n.trans_b && !is_const(g, c->in[0]);
+                ok = !c->n.on->domain[0] && (gather || lm);
+            }
+        }
+        if (ok) {
+            qw_status st = qw_weights_set_on_demand(g->w, g->values[w].wid, err);
+            if (st != QW_OK) return st;
+        }
+    }
+    return QW_OK;
+}
+
 /* MatMulNBits -> Add(const bias): the bias moves into the MatMulNBits node (onnxruntime's MatMulNBits bias
  * fusion), so the sum is rounded once. */
 static void fuse_nbits_bias(qw_graph *g) {
@@ -988,12 +1019,14 @@ qw_status qw_graph_build(const qw_fs *fs, const qw_onnx_model *m, qw_pool *pool,
     if (st == QW_OK) {
         rewrite_transposed_b(g);
         dead_code(g);
+        st = plan_on_demand(g, err);
         uint64_t total = 0;
         count_uses(g);
-        for (int v = 0; v < g->n_values; v++)
-            if (g->values[v].wid >= 0 && g->values[v].n_uses > 0) total += g->m->inits[g->values[v].wid].nbytes;
+        for (int v = 0; v < g->n_values; v++) /* what the load reads (on-demand weights are not loaded) */
+            if (g->values[v].wid >= 0 && g->values[v].n_uses > 0 && !qw_weights_streamed(g->w, g->values[v].wid))
+                total += g->m->inits[g->values[v].wid].nbytes;
         qw_weights_set_progress(g->w, g->opts.progress, g->opts.progress_user, total);
-        st = check_and_fold(g, err);
+        if (st == QW_OK) st = check_and_fold(g, err);
         if (st == QW_OK) st = select_lmhead(g, err);
     }
     if (st == QW_OK) {
@@ -1205,6 +1238,7 @@ void qw_graph_profile_reset(qw_graph *g) {
     for (int i = 0; i < g->n_prof; i++) { g->prof[i].ms = 0; g->prof[i].calls = 0; }
 }
 void qw_graph_set_profile(qw_graph *g, int on) { g->opts.profile = on; }
+void qw_graph_set_lm_head_top(qw_graph *g, int r) { g->opts.lm_head_top = r; }
 
 const char *qw_graph_stats_json(qw_graph *g) {
     size_t cap = 4096 + (size_t)g->n_prof * 128;

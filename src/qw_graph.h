@@ -38,6 +38,9 @@ typedef struct qw_graph_opts {
                                       kernel (its inserted Cast pairs cancel), rounding only where an fp16
                                       kernel (data movement, MatMulNBits, ...) or a graph output takes them */
     int no_kv_fuse;                /* 1: qw_graph_kv_fuse does nothing (decomposed attention, whole-cache Concat) */
+    int embedding_on_demand;       /* 1: a tied embedding whose lm_head product the int8 lm_head replaces is not
+                                      loaded: Gather and the lm_head read its rows from the fs (qw_load_opts) */
+    int lm_head_top;               /* the int8 lm_head's exact top rows (1..64; 0: 64); qw_graph_set_lm_head_top */
     qw_progress_fn progress;
     void *progress_user;
 } qw_graph_opts;
@@ -106,5 +109,8 @@ uint64_t qw_graph_weight_bytes(const qw_graph *g);
 const char *qw_graph_stats_json(qw_graph *g);
 void qw_graph_profile_reset(qw_graph *g);
 void qw_graph_set_profile(qw_graph *g, int on);
+/* How many of the largest logits the int8 lm_head must compute exactly (qw_ops_lmhead.c) for the next runs:
+ * 1 for greedy, top_k for top-k sampling, else 64 (also the default, 0). Clamped to 1..64. */
+void qw_graph_set_lm_head_top(qw_graph *g, int r);
 
 #endif /* QW_GRAPH_H */

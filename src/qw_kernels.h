@@ -101,6 +101,9 @@ size_t qw_i8w_scale_bytes(const qw_i8w *w);
 /* Fills q/scales/norms from B (N rows of K, row stride ldb elements; f16 = 1: uint16 halves, else
  * float). Rows split across the pool. */
 void qw_i8w_quantize(qw_pool *pool, qw_i8w *w, const void *B, int f16, int ldb);
+/* The same for rows [row0, row0 + n_rows) only (row0 % 4 == 0; B points at row row0): a weight quantised a
+ * chunk of rows at a time, as it is read, gives the same bytes as in one call. The last chunk pads to N4. */
+void qw_i8w_quantize_rows(qw_pool *pool, qw_i8w *w, const void *B, int f16, int ldb, int row0, int n_rows);
 /* y(N) = dequant(W) . dequant(xq) for one activation row x (K): x is quantised per block to 7-bit
  * (round half even of x * 63 / amax, the i7 operand of relaxed SIMD), integer dot products per block,
  * then y_n = sum over blocks, in order, of (float)dot * (dw * dx). Bit-identical across the scalar,

@@ -335,8 +335,8 @@ static inline size_t i8w_ix(const qw_i8w *w, int n, int k) { /* byte of row n, e
 
 typedef struct {
     qw_i8w *w;
-    const void *B;
-    int f16, ldb;
+    const void *B;           /* row row0 */
+    int f16, ldb, row0, n_rows;
 } i8q_task;
 
 _Static_assert(QW_I8_BLOCK % 8 == 0, "i8_quant_rows steps through a block by whole vectors");
@@ -346,15 +346,18 @@ static void i8_quant_rows(void *p, int ith, int nth) {
     qw_i8w *w = t->w;
     const int nb = w->n_blocks, B = w->block, K = w->K;
     int32_t *sums = (int32_t *)i8w_sums(w);
-    int lo, hi;
-    qw_split(w->N4 / 4, ith, nth, 1, &lo, &hi);
+    /* the 4-row groups of rows [row0, row0 + n_rows) (row0 % 4 == 0; only the last chunk ends inside a group) */
+    int lo, hi, g0 = t->row0 / 4, g1 = QW_MIN((t->row0 + t->n_rows + 3) / 4, w->N4 / 4);
+    qw_split(g1 - g0, ith, nth, 1, &lo, &hi);
+    lo += g0, hi += g0;
     float *row = malloc((size_t)nb * B * sizeof(float)), *qf = malloc((size_t)B * sizeof(float));
     if (!row || !qf) { free(row), free(qf); return; } /* cannot happen in practice; zero rows stay bounded */
     for (int n = lo * 4; n < hi * 4; n++) {
         memset(row, 0, (size_t)nb * B * sizeof(float));
-        if (n < w->N) {
-            if (t->f16) qw_f16_to_f32_array((const uint16_t *)t->B + (size_t)n * t->ldb, row, (size_t)K);
-            else memcpy(row, (const float *)t->B + (size_t)n * t->ldb, (size_t)K * sizeof(float));
+        if (n < w->N && n < t->row0 + t->n_rows) {
+            size_t at = (size_t)(n - t->row0) * t->ldb;
+            if (t->f16) qw_f16_to_f32_array((const uint16_t *)t->B + at, row, (size_t)K);
+            else memcpy(row, (const float *)t->B + at, (size_t)K * sizeof(float));
         }
         /* vectors per block (B % QV_W == 0); the norms summed in float per block (64 terms: relative error
          * ~4e-6, far inside the bound's 1e-4 margin) and in double across blocks */
@@ -394,7 +397,12 @@ static void i8_quant_rows(void *p, int ith, int nth) {
 }
 
 void qw_i8w_quantize(qw_pool *pool, qw_i8w *w, const void *B, int f16, int ldb) {
-    i8q_task t = {w, B, f16, ldb};
+    qw_i8w_quantize_rows(pool, w, B, f16, ldb, 0, w->N);
+}
+
+void qw_i8w_quantize_rows(qw_pool *pool, qw_i8w *w, const void *B, int f16, int ldb, int row0, int n_rows) {
+    if (row0 % 4 || n_rows <= 0) return;
+    i8q_task t = {w, B, f16, ldb, row0, n_rows};
     qw_pool_run(pool, i8_quant_rows, &t);
 }
 

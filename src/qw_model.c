@@ -75,6 +75,7 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
     qw_graph_opts go = {0};
     go.mem_cap_bytes = opts->mem_cap_bytes;
     go.exact_lm_head = opts->exact_lm_head;
+    go.embedding_on_demand = opts->embedding_on_demand;
     go.profile = opts->profile;
     go.progress = opts->progress;
     go.progress_user = opts->progress_user;

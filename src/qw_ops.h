@@ -84,6 +84,13 @@ extern const qw_op_def qw_op_kv_attention;
  * qw_op_lmhead_select swaps n's op for it (1 when done, 0 when n does not qualify). */
 extern const qw_op_def qw_op_lmhead;
 qw_status qw_op_lmhead_select(qw_op_node *n, qw_pool *pool, int *selected, qw_error *err);
+/* 1 when a constant trans_b weight of this dtype and shape would get the int8 lm_head under these options (the
+ * graph asks before the weights load: its tied embedding may then stay in the fs, qw_weights_set_on_demand). */
+int qw_op_lmhead_eligible(const qw_graph_opts *o, int dtype, int ndim, const int64_t *dims);
+/* C(rows, N) = Af(rows, K) . W^T for the node's input-1 weight W (N, K; fp16 or fp32), streamed from the weight
+ * store in chunks of rows (qw_ops_matmul.c): the same bits as the resident product. */
+qw_status qw_op_matmul_tb_streamed(qw_op_ctx *c, const float *Af, int64_t rows, int64_t N, int64_t K, int bdtype,
+                                   float *C, qw_error *err);
 /* internal: folds a constant bias (N) into a checked MatMulNBits node; 1 when done */
 int qw_op_nbits_fuse_bias(qw_op_node *n, const qw_tensor *bias);
 

@@ -30,6 +30,9 @@
 #include "qw_clock.h"
 
 #define QW_LMHEAD_TOPK 64
+#define LMH_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define QW_LMHEAD_BATCH 64 /* rows rescored between two checks of the stop rule */
+#define QW_LMHEAD_READ_CHUNK (16u << 20) /* bytes read per chunk when quantising an on-demand embedding */
 #define QW_LMHEAD_MIN_ROWS 16384
 #define QW_LMHEAD_MIN_ELEMS (8u << 20)
 
@@ -50,14 +53,51 @@ typedef struct lmh_state {
     long calls, rescored, fallbacks;
 } lmh_state;
 
+/* A row whose exact value may enter the top R: its upper bound, and the row (rescored best bound first). */
+typedef struct lmh_cand { float ub; int32_t row; } lmh_cand;
+
+static int cand_cmp(const void *a, const void *b) { /* upper bound descending, then row: a total order */
+    const lmh_cand *x = a, *y = b;
+    if (x->ub != y->ub) return x->ub < y->ub ? 1 : -1;
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+/* min-heap of the R largest values seen */
+static void heap_push(float *h, int *hn, int R, float v) {
+    if (*hn < R) {
+        int i = (*hn)++;
+        h[i] = v;
+        while (i > 0 && h[(i - 1) / 2] > h[i]) { float t = h[i]; h[i] = h[(i - 1) / 2]; h[(i - 1) / 2] = t; i = (i - 1) / 2; }
+    } else if (v > h[0]) {
+        h[0] = v;
+        for (int i = 0;;) {
+            int a = 2 * i + 1, b = a + 1, m = i;
+            if (a < R && h[a] < h[m]) m = a;
+            if (b < R && h[b] < h[m]) m = b;
+            if (m == i) break;
+            float t = h[i]; h[i] = h[m]; h[m] = t; i = m;
+        }
+    }
+}
+
 static void free_lmh(void *p) { free(p); }
+
+/* The exact product of x with every row, into y: from the resident weight, or streamed from the weight store when
+ * the embedding is read on demand. */
+static qw_status exact_all(qw_op_ctx *c, const lmh_state *s, const void *B, const float *x, float *y, qw_error *err) {
+    if (!B) return qw_op_matmul_tb_streamed(c, x, 1, s->N, s->K, s->f16 ? QW_DT_F16 : QW_DT_F32, y, err);
+    if (s->f16) qw_gemm_f16b(c->pool, 1, s->N, s->K, x, s->K, B, s->K, 1, y, s->N);
+    else qw_gemm_f32(c->pool, 1, s->N, s->K, x, s->K, B, s->K, 1, y, s->N);
+    return QW_OK;
+}
 
 static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     lmh_state *s = c->node->state;
     qw_tensor last;
-    const qw_tensor *A = qw_op_last_row(c->node, in[0], &last), *B = in[1]; /* logits of the last position only */
+    const qw_tensor *A = qw_op_last_row(c->node, in[0], &last);
+    const void *B = in[1] ? in[1]->data : NULL; /* NULL: the embedding is read on demand */
     int ra = A->ndim;
-    if (ra < 1 || A->dims[ra - 1] != s->K || A->numel != s->K || !B || !B->data)
+    if (ra < 1 || A->dims[ra - 1] != s->K || A->numel != s->K)
         return qw_ops_matmul[0].run(c, in, n_in, out, n_out, err); /* prefill / other shapes: exact */
     int64_t dims[QW_MAX_DIMS];
     memcpy(dims, A->dims, sizeof dims);
@@ -65,79 +105,89 @@ static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     qw_status st = qw_op_out(c, out[0], A->dtype, ra, dims, err);
     if (st != QW_OK) return st;
     const int N = s->N, K = s->K;
+    const size_t row_bytes = (size_t)K * (s->f16 ? 2 : 4);
+    const int top = c->node->gopts ? c->node->gopts->lm_head_top : 0;
+    const int R = LMH_MIN(N, top >= 1 && top <= QW_LMHEAD_TOPK ? top : QW_LMHEAD_TOPK);
     const float *x = qw_tensor_f32(c, A);
     float *y = out[0]->dtype == QW_DT_F32 ? (float *)out[0]->data : qw_op_scratch(c, (size_t)N * 4 + 4);
     void *work = qw_op_scratch(c, qw_i8_matvec_work_size(&s->w));
-    float *lb = qw_op_scratch(c, (size_t)N * 4 + 4);
-    int32_t *rows = qw_op_scratch(c, (size_t)N * 4 + 4);
-    float *heap = qw_op_scratch(c, QW_LMHEAD_TOPK * 4);
-    if (!x || !y || !work || !lb || !rows || !heap) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
+    lmh_cand *cand = qw_op_scratch(c, (size_t)N * sizeof(lmh_cand) + 8);
+    int32_t *rows = qw_op_scratch(c, QW_LMHEAD_BATCH * 4);
+    float *vals = qw_op_scratch(c, QW_LMHEAD_BATCH * 4), *heap = qw_op_scratch(c, QW_LMHEAD_TOPK * 4);
+    void *rbuf = B ? NULL : qw_op_scratch(c, QW_LMHEAD_BATCH * row_bytes);
+    if (!x || !y || !work || !cand || !rows || !vals || !heap || (!B && !rbuf))
+        return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
     double xn, ex;
     qw_i8_matvec(c->pool, &s->w, x, y, work, &xn, &ex);
-    /* lower bounds, and the R-th largest of them (min-heap of the R largest) */
-    const int R = N < QW_LMHEAD_TOPK ? N : QW_LMHEAD_TOPK;
+    /* bounds; L = the R-th largest lower bound; candidates: rows whose upper bound reaches L */
     const double slack_k = 1.2e-7 * (K + 2 * s->w.n_blocks);
-    int hn = 0;
+    int hn = 0, cnt = 0;
     for (int n = 0; n < N; n++) {
         double wn = s->w.wnorm[n], en = s->w.enorm[n];
         double e = wn * ex + en * (xn + ex) + slack_k * (xn + ex) * (wn + en) + 1e-6 * fabs(y[n]);
-        float l = (float)(y[n] - e * 1.0001);
-        lb[n] = (float)(y[n] + e * 1.0001); /* upper bound, kept for the second pass */
-        if (hn < R) {
-            int i = hn++;
-            heap[i] = l;
-            while (i > 0 && heap[(i - 1) / 2] > heap[i]) { float t = heap[i]; heap[i] = heap[(i - 1) / 2]; heap[(i - 1) / 2] = t; i = (i - 1) / 2; }
-        } else if (l > heap[0]) {
-            heap[0] = l;
-            for (int i = 0;;) {
-                int a = 2 * i + 1, b = a + 1, m = i;
-                if (a < R && heap[a] < heap[m]) m = a;
-                if (b < R && heap[b] < heap[m]) m = b;
-                if (m == i) break;
-                float t = heap[i]; heap[i] = heap[m]; heap[m] = t; i = m;
-            }
-        }
+        heap_push(heap, &hn, R, (float)(y[n] - e * 1.0001));
+        cand[n].ub = (float)(y[n] + e * 1.0001);
     }
     const float L = heap[0];
-    int cnt = 0;
     for (int n = 0; n < N; n++)
-        if (lb[n] >= L) rows[cnt++] = n;
+        if (cand[n].ub >= L) cand[cnt].ub = cand[n].ub, cand[cnt++].row = n;
+    qsort(cand, (size_t)cnt, sizeof *cand, cand_cmp);
     float *ye = NULL;
-    if (s->check) {
-        ye = malloc((size_t)N * 4);
-        if (ye) {
-            if (s->f16) qw_gemm_f16b(c->pool, 1, N, K, x, K, B->data, K, 1, ye, N);
-            else qw_gemm_f32(c->pool, 1, N, K, x, K, B->data, K, 1, ye, N);
-        }
+    if (s->check && (ye = malloc((size_t)N * 4)) != NULL && (st = exact_all(c, s, B, x, ye, err)) != QW_OK) {
+        free(ye);
+        return st;
     }
+    /* Rescore best upper bound first, a batch at a time, until the R-th largest exact value so far exceeds the
+     * next upper bound: no later row can enter the top R. Past a budget of rows (flat logits), the whole exact
+     * product is cheaper: N / 8 rows from memory, N / 64 when each row is a read from the fs. */
+    const int budget = B ? N / 8 : N / 64;
+    int done = 0;
+    hn = 0;
     s->calls++;
-    if (cnt > N / 8) { /* flat logits: the exact product is cheaper than rescoring that many rows */
-        s->fallbacks++;
-        if (s->f16) qw_gemm_f16b(c->pool, 1, N, K, x, K, B->data, K, 1, y, N);
-        else qw_gemm_f32(c->pool, 1, N, K, x, K, B->data, K, 1, y, N);
-    } else {
-        s->rescored += cnt;
-        float *vals = lb; /* the upper bounds are no longer needed */
-        qw_gemm_tb_rows_pool(c->pool, x, B->data, s->f16, K, K, rows, cnt, vals);
-        if (ye) {
-            double worst = 0;
-            int am = 0, ame = 0;
-            for (int n = 0; n < N; n++) {
-                double d = fabs((double)y[n] - ye[n]);
-                if (d > worst) worst = d;
-            }
-            for (int j = 0; j < cnt; j++) y[rows[j]] = vals[j];
-            for (int n = 1; n < N; n++) { if (y[n] > y[am]) am = n; if (ye[n] > ye[ame]) ame = n; }
-            int exact_same = 1;
-            for (int j = 0; j < cnt; j++) exact_same &= memcmp(&y[rows[j]], &ye[rows[j]], 4) == 0;
-            fprintf(stderr, "lmhead: call %ld rescored %d rows, max |approx - exact| of the other logits %.4g, "
-                            "argmax %d (exact %d)%s%s\n",
-                    s->calls, cnt, worst, am, ame, am == ame ? "" : " MISMATCH", exact_same ? "" : " RESCORE-DIFF");
-        } else {
-            for (int j = 0; j < cnt; j++) y[rows[j]] = vals[j];
+    while (done < cnt && !(hn == R && heap[0] > cand[done].ub)) {
+        if (done > budget) {
+            s->fallbacks++;
+            if ((st = exact_all(c, s, B, x, y, err)) != QW_OK) { free(ye); return st; }
+            done = -1;
+            break;
         }
+        /* greedy's top 1 usually settles within a few rows: a small first batch saves reads */
+        int nb = LMH_MIN(done < QW_LMHEAD_BATCH && R <= 8 ? 16 : QW_LMHEAD_BATCH, cnt - done);
+        for (int j = 0; j < nb; j++) rows[j] = cand[done + j].row;
+        if (B) {
+            qw_gemm_tb_rows_pool(c->pool, x, B, s->f16, K, K, rows, nb, vals);
+        } else {
+            int32_t ix[QW_LMHEAD_BATCH];
+            for (int j = 0; j < nb; j++) {
+                st = qw_weights_read_range(c->node->weights, c->node->in_weight[1], (uint64_t)rows[j] * row_bytes,
+                                           row_bytes, (char *)rbuf + (size_t)j * row_bytes, err);
+                if (st != QW_OK) { free(ye); return st; }
+                ix[j] = j;
+            }
+            qw_gemm_tb_rows_pool(c->pool, x, rbuf, s->f16, K, K, ix, nb, vals);
+        }
+        for (int j = 0; j < nb; j++) {
+            y[rows[j]] = vals[j];
+            heap_push(heap, &hn, R, vals[j]);
+        }
+        done += nb;
     }
-    free(ye);
+    if (done >= 0) s->rescored += done;
+    if (ye) {
+        double worst = 0;
+        int am = 0, ame = 0, exact_same = 1;
+        for (int n = 0; n < N; n++) {
+            double d = fabs((double)y[n] - ye[n]);
+            if (d > worst) worst = d;
+        }
+        for (int j = 0; j < (done < 0 ? 0 : done); j++) exact_same &= memcmp(&y[cand[j].row], &ye[cand[j].row], 4) == 0;
+        for (int n = 1; n < N; n++) { if (y[n] > y[am]) am = n; if (ye[n] > ye[ame]) ame = n; }
+        fprintf(stderr, "lmhead: call %ld R %d, %d candidates, rescored %d rows%s, max |y - exact| %.4g, argmax %d "
+                        "(exact %d)%s%s\n",
+                s->calls, R, cnt, done < 0 ? cnt : done, done < 0 ? " (whole product)" : "", worst, am, ame,
+                am == ame ? "" : " MISMATCH", exact_same ? "" : " RESCORE-DIFF");
+        free(ye);
+    }
     if (out[0]->dtype != QW_DT_F32) qw_store_f32(out[0], y, N);
     return QW_OK;
 }
@@ -174,7 +224,23 @@ static qw_status make_rows(qw_op_node *n, qw_pool *pool, lmh_state *s, const qw_
     }
     if (!found) {
         double t0 = qw_now_ms();
-        qw_i8w_quantize(pool, &s->w, B->data, s->f16, s->K);
+        if (B->data) {
+            qw_i8w_quantize(pool, &s->w, B->data, s->f16, s->K);
+        } else { /* read on demand: quantised a chunk of rows at a time as it is read */
+            size_t row_bytes = (size_t)s->K * (s->f16 ? 2 : 4);
+            int chunk = (int)((QW_LMHEAD_READ_CHUNK / row_bytes) & ~(size_t)3);
+            if (chunk < 4) chunk = 4;
+            void *buf = malloc((size_t)chunk * row_bytes);
+            if (!buf) return qw_op_err(n, err, QW_E_NOMEM, "out of memory (int8 lm_head)");
+            for (int r0 = 0; r0 < s->N; r0 += chunk) {
+                int nr = LMH_MIN(chunk, s->N - r0);
+                qw_status st = qw_weights_read_range(n->weights, n->in_weight[1], (uint64_t)r0 * row_bytes,
+                                                     (size_t)nr * row_bytes, buf, err);
+                if (st != QW_OK) { free(buf); return st; }
+                qw_i8w_quantize_rows(pool, &s->w, buf, s->f16, s->K, r0, nr);
+            }
+            free(buf);
+        }
         qw_weights_add_derive_ms(n->weights, qw_now_ms() - t0);
     }
     /* best effort: when the store's list is full the rows just are not offered to the cache */
@@ -182,18 +248,24 @@ static qw_status make_rows(qw_op_node *n, qw_pool *pool, lmh_state *s, const qw_
     return QW_OK;
 }
 
+int qw_op_lmhead_eligible(const qw_graph_opts *o, int dtype, int ndim, const int64_t *dims) {
+    if (o && (o->exact_lm_head || o->mem_cap_bytes)) return 0;
+    if (ndim != 2 || (dtype != QW_DT_F16 && dtype != QW_DT_F32)) return 0;
+    int64_t N = dims[0], K = dims[1];
+    const char *mr = getenv("QW_LMHEAD_MIN_ROWS");
+    int64_t min_rows = mr ? atoll(mr) : QW_LMHEAD_MIN_ROWS;
+    return !(N < min_rows || (!mr && (uint64_t)(N * K) < QW_LMHEAD_MIN_ELEMS) || N > INT32_MAX / 2 || K < 1 ||
+             K > 1 << 20);
+}
+
 qw_status qw_op_lmhead_select(qw_op_node *n, qw_pool *pool, int *selected, qw_error *err) {
     *selected = 0;
     if (!n->trans_b || n->n_in != 2 || strcmp(n->on->op_type, "MatMul") || n->on->domain[0]) return QW_OK;
-    if (n->gopts && (n->gopts->exact_lm_head || n->gopts->mem_cap_bytes)) return QW_OK;
     const qw_tensor *B = n->in_const[1];
-    if (!B || !B->data || B->ndim != 2 || (B->dtype != QW_DT_F16 && B->dtype != QW_DT_F32)) return QW_OK;
+    if (!B || !qw_op_lmhead_eligible(n->gopts, B->dtype, B->ndim, B->dims)) return QW_OK;
+    if (!B->data && !(n->in_skip[1] && qw_weights_streamed(n->weights, n->in_weight[1]))) return QW_OK;
     if (n->in_const[0] || !qw_dtype_is_float(n->in_dtype[0])) return QW_OK;
     int64_t N = B->dims[0], K = B->dims[1];
-    const char *mr = getenv("QW_LMHEAD_MIN_ROWS");
-    int64_t min_rows = mr ? atoll(mr) : QW_LMHEAD_MIN_ROWS;
-    if (N < min_rows || (!mr && (uint64_t)(N * K) < QW_LMHEAD_MIN_ELEMS) || N > INT32_MAX / 2 || K > 1 << 20)
-        return QW_OK;
     lmh_state *s = calloc(1, sizeof *s);
     if (!s) return qw_op_err(n, err, QW_E_NOMEM, "out of memory");
     s->N = (int)N, s->K = (int)K, s->f16 = B->dtype == QW_DT_F16;

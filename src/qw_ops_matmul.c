@@ -30,8 +30,6 @@ static qw_status check_matmul(qw_op_node *n, qw_error *err) {
  * on the weight store's reader thread) while the current one is multiplied. */
 static qw_status run_matmul_streamed(qw_op_ctx *c, const qw_tensor *A, const qw_tensor *B, qw_tensor *Y,
                                      qw_error *err) {
-    qw_weights *ws = c->node->weights;
-    int wid = c->node->in_weight[1];
     int64_t N = B->dims[0], K = B->dims[1];
     if (A->ndim < 1 || A->dims[A->ndim - 1] != K)
         return qw_op_err(c->node, err, QW_E_ARG, "inner dims %lld and %lld differ",
@@ -47,11 +45,20 @@ static qw_status run_matmul_streamed(qw_op_ctx *c, const qw_tensor *A, const qw_
     const float *Af = qw_tensor_f32(c, A);
     float *C = Y->dtype == QW_DT_F32 ? (float *)Y->data : qw_op_scratch(c, (size_t)Y->numel * 4 + 4);
     if (!Af || !C) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
-    size_t es = qw_dtype_size(B->dtype), row_bytes = (size_t)K * es;
+    if (rows && N && (st = qw_op_matmul_tb_streamed(c, Af, rows, N, K, B->dtype, C, err)) != QW_OK) return st;
+    if (Y->dtype != QW_DT_F32) qw_store_f32(Y, C, Y->numel);
+    return QW_OK;
+}
+
+qw_status qw_op_matmul_tb_streamed(qw_op_ctx *c, const float *Af, int64_t rows, int64_t N, int64_t K, int bdtype,
+                                   float *C, qw_error *err) {
+    qw_weights *ws = c->node->weights;
+    int wid = c->node->in_weight[1];
+    qw_status st;
+    size_t es = qw_dtype_size(bdtype), row_bytes = (size_t)K * es;
     int64_t chunk = row_bytes ? (int64_t)(QW_MATMUL_STREAM_CHUNK / row_bytes) : N;
     chunk = chunk >= 64 ? chunk / 64 * 64 : chunk < 4 ? 4 : chunk;
     if (chunk > N) chunk = N;
-    if (!rows || !N) { if (Y->dtype != QW_DT_F32) qw_store_f32(Y, C, Y->numel); return QW_OK; }
     void *buf[2] = {qw_op_scratch(c, (size_t)chunk * row_bytes), qw_op_scratch(c, (size_t)chunk * row_bytes)};
     if (!buf[0] || !buf[1]) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory for the streamed weight");
     int64_t n1 = chunk < N ? chunk : N;
@@ -66,12 +73,11 @@ static qw_status run_matmul_streamed(qw_op_ctx *c, const qw_tensor *A, const qw_
             if (st != QW_OK) return st;
         }
         const void *Bc = buf[i & 1];
-        if (B->dtype == QW_DT_F16)
+        if (bdtype == QW_DT_F16)
             qw_gemm_f16b(c->pool, (int)rows, (int)cur, (int)K, Af, (int)K, Bc, (int)K, 1, C + n0, (int)N);
         else
             qw_gemm_f32(c->pool, (int)rows, (int)cur, (int)K, Af, (int)K, Bc, (int)K, 1, C + n0, (int)N);
     }
-    if (Y->dtype != QW_DT_F32) qw_store_f32(Y, C, Y->numel);
     return QW_OK;
 }
 

@@ -60,9 +60,19 @@ static qw_status run_constant(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_t
     return QW_OK;
 }
 
+/* The fill value is read from the graph file once, at load (state: 8 bytes), not at every run. */
 static qw_status check_cos(qw_op_node *n, qw_error *err) {
     const qw_onnx_attr *a = qw_attr(n->on, "value");
     n->out_dtype[0] = a && a->type == QW_ATTR_TENSOR ? a->t->dtype : QW_DT_F32;
+    uint8_t *v = calloc(1, 8);
+    if (!v) return qw_op_err(n, err, QW_E_NOMEM, "out of memory");
+    size_t es = qw_dtype_size(n->out_dtype[0]);
+    if (a && a->type == QW_ATTR_TENSOR && a->t->nbytes >= es && es <= 8) {
+        qw_status st = qw_onnx_tensor_read(n->fs, n->model, a->t, 0, v, es, err);
+        if (st != QW_OK) { free(v); return st; }
+    }
+    free(n->state);
+    n->state = v;
     return QW_OK;
 }
 
@@ -73,12 +83,8 @@ static qw_status run_cos(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     if (nd < 0) return qw_op_err(c->node, err, QW_E_UNSUPPORTED, "rank %lld", (long long)in[0]->numel);
     qw_status st = qw_op_out(c, out[0], c->node->out_dtype[0], nd, dims, err);
     if (st != QW_OK) return st;
-    const qw_onnx_attr *a = qw_attr(c->node->on, "value");
-    uint8_t v[8] = {0};
+    const uint8_t *v = c->node->state;
     size_t es = esize(out[0]);
-    if (a && a->type == QW_ATTR_TENSOR && a->t->nbytes >= es &&
-        (st = qw_onnx_tensor_read(c->node->fs, c->node->model, a->t, 0, v, es, err)) != QW_OK)
-        return st;
     for (int64_t i = 0; i < out[0]->numel; i++) memcpy((uint8_t *)out[0]->data + i * es, v, es);
     return QW_OK;
 }
@@ -648,7 +654,7 @@ static qw_status check_range(qw_op_node *n, qw_error *err) {
 
 const qw_op_def qw_ops_shape[] = {
     {"Constant", "", check_constant, run_constant, NULL},
-    {"ConstantOfShape", "", check_cos, run_cos, NULL},
+    {"ConstantOfShape", "", check_cos, run_cos, free},
     {"Shape", "", check_i64, run_shape, NULL},
     {"Size", "", check_i64, run_size, NULL},
     {"Identity", "", check_same, run_identity, NULL},

@@ -154,7 +154,7 @@ static double jnum(const cJSON *o, const char *k, double def) {
 
 /* Loads the model folder of source fs_id. opts_json (may be NULL or ""):
  *   {"onnx_file":"onnx/model_q4f16.onnx", "threads":0, "mem_cap_mb":0, "exact_lm_head":false,
- *    "max_context":0, "profile":false, "external_decoder":false}
+ *    "embedding_on_demand":false, "max_context":0, "profile":false, "external_decoder":false}
  * Progress is reported through qw_js_progress. The source must stay registered until qw_wasm_model_free
  * (weights may be paged from it). Returns a handle, or 0 (see qw_wasm_last_error). */
 EMSCRIPTEN_KEEPALIVE qw_wasm_model *qw_wasm_model_load(int fs_id, const char *opts_json) {
@@ -179,6 +179,7 @@ EMSCRIPTEN_KEEPALIVE qw_wasm_model *qw_wasm_model_load(int fs_id, const char *op
     lo.threads = (int)jnum(o, "threads", 0);
     lo.mem_cap_bytes = (uint64_t)(jnum(o, "mem_cap_mb", 0) * 1048576.0);
     lo.exact_lm_head = (int)jnum(o, "exact_lm_head", 0);
+    lo.embedding_on_demand = (int)jnum(o, "embedding_on_demand", 0);
     lo.max_context = (int)jnum(o, "max_context", 0);
     lo.profile = (int)jnum(o, "profile", 0);
     lo.external_decoder = (int)jnum(o, "external_decoder", 0);

@@ -33,6 +33,7 @@ typedef struct qw_weight {
     uint8_t keep;            /* under a cap: member of the stable resident set */
     uint8_t loading;         /* a prefetch into data is in flight */
     uint8_t prefetched;      /* loaded by prefetch and not acquired since: not a victim while others exist */
+    uint8_t on_demand;       /* never resident: read by ranges only (qw_weights_set_on_demand) */
     qw_weight_xform_fn xform; /* in-place layout change for resident copies (qw_weights_set_transform), or NULL */
     void *xform_ctx;
     uint8_t xformed;         /* data holds the changed layout */
@@ -278,12 +279,23 @@ const qw_onnx_tensor *qw_weights_info(const qw_weights *w, int id) {
 }
 
 int qw_weights_pageable(const qw_weights *w, int id) {
-    return w->cap && id >= 0 && id < w->n && !w->w[id].sticky;
+    return id >= 0 && id < w->n && ((w->cap && !w->w[id].sticky) || w->w[id].on_demand);
 }
 
 int qw_weights_streamed(const qw_weights *w, int id) {
+    if (id >= 0 && id < w->n && w->w[id].on_demand) return 1;
     /* when the whole model fits, nothing streams: everything becomes resident once */
     return qw_weights_pageable(w, id) && w->w[id].t->nbytes > w->cap / 8 && w->total > w->cap;
+}
+
+qw_status qw_weights_set_on_demand(qw_weights *w, int id, qw_error *err) {
+    if (id < 0 || id >= w->n) return qw_error_set(err, QW_E_ARG, "weights: bad id %d", id);
+    qw_weight *x = &w->w[id];
+    if (x->data || x->refs || x->xform)
+        return qw_error_set(err, QW_E_ARG, "weights: '%s' is already loaded or repacked", x->t->name);
+    if (!x->on_demand) w->st.on_demand += x->t->nbytes;
+    x->on_demand = 1;
+    return QW_OK;
 }
 
 void qw_weights_set_progress(qw_weights *w, qw_progress_fn fn, void *user, uint64_t total) {
@@ -620,12 +632,13 @@ size_t qw_weights_stats_json(const qw_weights *w, char *buf, size_t cap) {
                      "\"sticky_bytes\":%llu,\"keep_bytes\":%llu,\"largest_unit_bytes\":%llu,\"bytes_read\":%llu,"
                      "\"loads\":%llu,\"evictions\":%llu,\"hits\":%llu,\"range_reads\":%llu,\"range_bytes\":%llu,"
                      "\"prefetches\":%llu,\"prefetch_hits\":%llu,\"prefetch_wait_ms\":%.3f,\"read_ms\":%.1f,"
-                     "\"derive_ms\":%.1f}",
+                     "\"derive_ms\":%.1f,\"on_demand_bytes\":%llu}",
                      (unsigned long long)s.cap, (unsigned long long)s.resident, (unsigned long long)s.peak_resident,
                      (unsigned long long)s.derived, (unsigned long long)s.sticky, (unsigned long long)s.keep,
                      (unsigned long long)s.largest_unit, (unsigned long long)s.bytes_read,
                      (unsigned long long)s.loads, (unsigned long long)s.evictions, (unsigned long long)s.hits,
                      (unsigned long long)s.range_reads, (unsigned long long)s.range_bytes,
-                     (unsigned long long)s.prefetches, (unsigned long long)s.prefetch_hits, s.prefetch_wait_ms, s.read_ms, s.derive_ms);
+                     (unsigned long long)s.prefetches, (unsigned long long)s.prefetch_hits, s.prefetch_wait_ms, s.read_ms, s.derive_ms,
+                     (unsigned long long)s.on_demand);
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap ? cap - 1 : 0;
 }

@@ -41,6 +41,12 @@ int qw_weights_pageable(const qw_weights *w, int id);
  * 512 MB cap): ops that can should read it by ranges (rows, chunks) instead of acquiring it whole. */
 int qw_weights_streamed(const qw_weights *w, int id);
 
+/* Marks id (not loaded yet) as read on demand: never made resident, with or without a cap; pageable and
+ * streamed say 1, so its ops read the ranges they need (Gather rows, the int8 lm_head's rescored rows, row
+ * chunks). Used for the tied embedding when the int8 lm_head replaces its product (the model's largest
+ * tensor: 467 MB of fp16 in the 1.5B) and the fs reads ranges fast. */
+qw_status qw_weights_set_on_demand(qw_weights *w, int id, qw_error *err);
+
 /* Makes weight id resident now (load phase; progress is reported by bytes). */
 qw_status qw_weights_load(qw_weights *w, int id, qw_error *err);
 /* A pointer to id's bytes (nbytes, little-endian), valid until the matching release. Loads when needed. */
@@ -79,7 +85,7 @@ void qw_weights_set_progress(qw_weights *w, qw_progress_fn fn, void *user, uint6
 /* Paging counters as a JSON object: {"cap_bytes":..,"resident_bytes":..,"peak_resident_bytes":..,
  * "derived_bytes":..,"sticky_bytes":..,"keep_bytes":..,"largest_unit_bytes":..,"bytes_read":..,"loads":..,
  * "evictions":..,"hits":..,"range_reads":..,"range_bytes":..,"prefetches":..,"prefetch_hits":..,
- * "prefetch_wait_ms":..,"read_ms":..,"derive_ms":..}. Writes at most cap bytes (NUL-terminated); returns the length. */
+ * "prefetch_wait_ms":..,"read_ms":..,"derive_ms":..,"on_demand_bytes":..}. Writes at most cap bytes (NUL-terminated); returns the length. */
 size_t qw_weights_stats_json(const qw_weights *w, char *buf, size_t cap);
 
 typedef struct qw_weights_stats {
@@ -88,6 +94,7 @@ typedef struct qw_weights_stats {
     double prefetch_wait_ms;
     double read_ms;          /* time in reads of whole weights (the load, page-ins) */
     double derive_ms;        /* time making derived forms and layout changes (qw_weights_add_derive_ms) */
+    uint64_t on_demand;      /* bytes of the weights read on demand only (qw_weights_set_on_demand) */
 } qw_weights_stats;
 /* ---- derived files: forms made at load that a cache may keep for the next load --------------------------
  * A derived form (the int8 lm_head rows, ...) is described as segments of buffers the caller owns (a header

@@ -108,6 +108,10 @@ typedef struct qw_load_opts {
     int threads;               /* <= 0: all hardware threads */
     uint64_t mem_cap_bytes;    /* 0: no cap (weights resident); else weights are paged from the fs */
     int exact_lm_head;         /* 1: keep the all-fp16 lm_head path (no int8 conversion) */
+    int embedding_on_demand;   /* 1: when the int8 lm_head replaces the tied embedding's product, that embedding
+                                  (the model's largest tensor) is not loaded: its rows are read from fs when a
+                                  token is embedded or a logit rescored. For an fs with fast random reads (files
+                                  on disk, OPFS); saves its bytes (467 MB in the 1.5B model) */
     int max_context;           /* KV cache length in tokens; <= 0: the model's limit (config.json) */
     int profile;               /* 1: accumulate per-op time (qw_model_stats_json) */
     int external_decoder;      /* 1: read config, tokenizer and template only, not the graph: another engine

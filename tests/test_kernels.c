@@ -317,6 +317,18 @@ static void test_i8_lmhead(qw_pool *pool) {
         w.wnorm = malloc((size_t)w.N4 * 2 * 4);
         w.enorm = w.wnorm + w.N4;
         qw_i8w_quantize(pool, &w, Bm, f16, K);
+        { /* chunks of rows, as a weight read on demand is quantised, give the same bytes */
+            qw_i8w c = w;
+            c.q = calloc(1, qw_i8w_q_bytes(&w));
+            c.scales = calloc(1, qw_i8w_scale_bytes(&w));
+            c.wnorm = calloc((size_t)w.N4 * 2, 4);
+            c.enorm = c.wnorm + w.N4;
+            for (int r0 = 0; r0 < N; r0 += 12)
+                qw_i8w_quantize_rows(pool, &c, (const char *)Bm + (size_t)r0 * K * (f16 ? 2 : 4), f16, K, r0, N - r0 < 12 ? N - r0 : 12);
+            CHECK(!memcmp(c.q, w.q, qw_i8w_q_bytes(&w)) && !memcmp(c.scales, w.scales, qw_i8w_scale_bytes(&w)) &&
+                  !memcmp(c.wnorm, w.wnorm, (size_t)w.N4 * 2 * 4), "i8w_quantize_rows N=%d K=%d: chunks differ", N, K);
+            free(c.q), free(c.scales), free(c.wnorm);
+        }
         float *x = malloc((size_t)K * 4), *y = malloc((size_t)N * 4), *yr = malloc((size_t)N * 4), *ye = malloc((size_t)N * 4);
         for (int i = 0; i < K; i++) x[i] = act_rand() * 3.0f;
         void *work = malloc(qw_i8_matvec_work_size(&w));

@@ -325,6 +325,11 @@ function aggregate(runs, ref, n, decode) {
   const ok = runs.filter((r) => r.ok);
   const agg = { runs: runs.length, ok: ok.length };
   for (const [k] of FIGS) agg[k] = median((k === 'peakRssBytes' || k === 'peakPssBytes' || k === 'coldLoadMs' || k === 'warmLoadMs' ? runs.filter((r) => r[k] != null) : ok).map((r) => r[k]));
+  // where the peak happens: per phase (cold load, warm load, generate), the median over runs
+  for (const k of ['peakByPhase', 'peakPssByPhase']) {
+    const ph = runs.map((r) => r[k]).filter(Boolean);
+    if (ph.length) agg[k] = Object.fromEntries(Object.keys(ph[0]).map((p) => [p, median(ph.map((x) => x[p]).filter((v) => v != null))]));
+  }
   const errs = [...new Set(runs.filter((r) => !r.ok).map((r) => r.error))];
   if (errs.length) agg.error = errs.join(' | ');
   const mt = ok.length ? matchCount(ok[0].tokens, ref, n, ok[0].text, decode) : null;

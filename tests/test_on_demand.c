@@ -1,0 +1,176 @@
+/* test_on_demand.c - the tied embedding read on demand (qw_graph_opts.embedding_on_demand) and the int8
+ * lm_head's exact top R (qw_graph_set_lm_head_top):
+ *  - on demand, the embedding is never resident (resident bytes drop by exactly its size, stats name it) and the
+ *    logits are bit for bit those of the resident int8 lm_head, for R = 1 and R = 64;
+ *  - in both, the R largest logits are exactly the all-fp16 product's (same rows, same bits), and with R = 1
+ *    the argmax is the exact argmax;
+ *  - per decode step the fs is asked for a few rows (the token's embedding row, the rescored rows), not for the
+ *    embedding;
+ *  - a read error on demand fails the step with the fs's status (and the name of the tensor).
+ * On the generated small model (tools/gen_test_models.sh; skipped with a message when absent), whose head is
+ * made eligible for the int8 rows with QW_LMHEAD_MIN_ROWS. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "qwasm.h"
+#include "qw_decoder.h"
+#include "qw_graph.h"
+#include "qw_onnx.h"
+#include "qw_pool.h"
+
+static int failures;
+#define CHECK(c, ...) do { if (!(c)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+/* A qw_fs over a directory that counts the bytes read from the data file and can fail reads on request. */
+typedef struct counting {
+    qw_fs dir;
+    uint64_t data_bytes, data_reads;
+    int fail;                  /* 1: every read fails with QW_E_IO */
+} counting;
+static qw_status c_size(void *ctx, const char *name, uint64_t *size) {
+    counting *c = ctx;
+    return c->dir.size(c->dir.ctx, name, size);
+}
+static qw_status c_read(void *ctx, const char *name, uint64_t off, void *dst, size_t len) {
+    counting *c = ctx;
+    if (c->fail) return QW_E_IO;
+    if (strstr(name, "_data")) { c->data_bytes += len; c->data_reads++; }
+    return c->dir.read(c->dir.ctx, name, off, dst, len);
+}
+
+typedef struct run_out {
+    float *logits;             /* (steps, V) */
+    int V;
+    uint64_t resident, on_demand, step_bytes, step_reads;
+} run_out;
+
+static double json_num(const char *js, const char *key) {
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(js, k);
+    return p ? strtod(p + strlen(k), NULL) : -1;
+}
+
+#define STEPS 4
+static const int32_t ids[STEPS] = {1, 17, 300, 5};
+
+static int run(counting *cf, const char *onnx, qw_pool *pool, int exact, int on_demand, int R, run_out *r) {
+    memset(r, 0, sizeof *r);
+    qw_fs fs = {cf, c_size, c_read, NULL};
+    qw_error err = {0};
+    qw_onnx_model *m = NULL;
+    qw_graph *g = NULL;
+    qw_decoder *d = NULL;
+    qw_graph_opts go = {0};
+    go.exact_lm_head = exact;
+    go.embedding_on_demand = on_demand;
+    int ok = 0;
+    if (qw_onnx_load(&fs, onnx, &m, &err) != QW_OK || qw_graph_build(&fs, m, pool, &go, &g, &err) != QW_OK ||
+        qw_decoder_new(g, 16, &d, &err) != QW_OK) {
+        CHECK(0, "load: %s", err.msg);
+        goto done;
+    }
+    qw_graph_set_lm_head_top(g, R);
+    r->V = qw_decoder_vocab(d);
+    r->logits = malloc((size_t)STEPS * r->V * sizeof(float));
+    uint64_t b0 = cf->data_bytes, n0 = cf->data_reads;
+    for (int t = 0; t < STEPS; t++)
+        if (qw_decoder_forward(d, &ids[t], 1, r->logits + (size_t)t * r->V, NULL, &err) != QW_OK) {
+            CHECK(0, "step: %s", err.msg);
+            goto done;
+        }
+    r->step_bytes = (cf->data_bytes - b0) / STEPS;
+    r->step_reads = (cf->data_reads - n0) / STEPS;
+    const char *js = qw_graph_stats_json(g);
+    r->resident = (uint64_t)json_num(js, "resident_bytes");
+    r->on_demand = (uint64_t)json_num(js, "on_demand_bytes");
+    /* a failing fs: the next step fails with its status, nothing crashes */
+    float *scratch = malloc((size_t)r->V * sizeof(float));
+    cf->fail = 1;
+    qw_status st = qw_decoder_forward(d, &ids[0], 1, scratch, NULL, &err);
+    cf->fail = 0;
+    free(scratch);
+    if (on_demand) CHECK(st == QW_E_IO && strstr(err.msg, "embed"), "failing read: status %d '%s'", st, err.msg);
+    else CHECK(st == QW_OK, "resident run read the fs: %s", err.msg);
+    ok = 1;
+done:
+    qw_decoder_free(d);
+    qw_graph_free(g);
+    qw_onnx_free(m);
+    return ok;
+}
+
+static int cmp_desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The R largest values of y are the R largest of exact, at the same rows, bit for bit. */
+static int top_exact(const float *y, const float *exact, int V, int R) {
+    float *s = malloc((size_t)V * sizeof(float));
+    memcpy(s, exact, (size_t)V * sizeof(float));
+    qsort(s, (size_t)V, sizeof(float), cmp_desc);
+    float thr = s[R - 1];
+    free(s);
+    int ok = 1;
+    for (int n = 0; n < V; n++) {
+        if (exact[n] >= thr && memcmp(&y[n], &exact[n], 4)) ok = 0; /* a top row not exact */
+        if (exact[n] < thr && y[n] >= thr) ok = 0;                  /* another row pushed into the top R */
+    }
+    return ok;
+}
+
+int main(void) {
+    const char *bd = getenv("QW_BUILD_DIR");
+    char dir[900];
+    snprintf(dir, sizeof dir, "%s/../models/small-q4f16-op18-ext", bd ? bd : ".");
+    counting cf = {0};
+    qw_error err = {0};
+    if (qw_fs_open_dir(dir, &cf.dir, &err) != QW_OK || cf.dir.size(cf.dir.ctx, "onnx/model_q4f16.onnx", &(uint64_t){0}) != QW_OK) {
+        printf("skip: %s not generated (tools/gen_test_models.sh)\nok (0 failures)\n", dir);
+        qw_fs_close(&cf.dir);
+        return 0;
+    }
+    setenv("QW_LMHEAD_MIN_ROWS", "1000", 0); /* the small model's head is below the size where int8 rows pay */
+    const char *onnx = "onnx/model_q4f16.onnx";
+    qw_pool *pool = qw_pool_new(2);
+    run_out ex, res, dem;
+    if (run(&cf, onnx, pool, 1, 0, 64, &ex)) {
+        const int V = ex.V;
+        const int Rs[2] = {1, 64};
+        for (int i = 0; i < 2; i++) {
+            int R = Rs[i];
+            if (!run(&cf, onnx, pool, 0, 0, R, &res)) continue;
+            if (run(&cf, onnx, pool, 0, 1, R, &dem)) {
+                uint64_t emb = dem.on_demand;
+                CHECK(emb > 0 && res.on_demand == 0, "on_demand_bytes %llu / resident run %llu", (unsigned long long)emb,
+                      (unsigned long long)res.on_demand);
+                CHECK(res.resident == dem.resident + emb, "resident %llu on demand vs %llu resident, embedding %llu",
+                      (unsigned long long)dem.resident, (unsigned long long)res.resident, (unsigned long long)emb);
+                CHECK(!memcmp(res.logits, dem.logits, (size_t)STEPS * V * sizeof(float)),
+                      "R %d: logits on demand differ from the resident int8 lm_head's", R);
+                /* a step reads rows: at most the token's row and 2 batches of 64 rescored rows' worth */
+                uint64_t row = emb / (uint64_t)V;
+                CHECK(dem.step_bytes <= (1 + 128) * row && dem.step_reads >= 2 && res.step_bytes == 0,
+                      "R %d: a step read %llu bytes in %llu reads (row %llu bytes; resident run %llu)", R,
+                      (unsigned long long)dem.step_bytes, (unsigned long long)dem.step_reads, (unsigned long long)row,
+                      (unsigned long long)res.step_bytes);
+                printf("R %2d: embedding %llu bytes not resident (%llu vs %llu); per step %llu reads, %llu bytes\n", R,
+                       (unsigned long long)emb, (unsigned long long)dem.resident, (unsigned long long)res.resident,
+                       (unsigned long long)dem.step_reads, (unsigned long long)dem.step_bytes);
+                free(dem.logits);
+            }
+            for (int t = 0; t < STEPS; t++) {
+                const float *y = res.logits + (size_t)t * V, *e = ex.logits + (size_t)t * V;
+                CHECK(top_exact(y, e, V, R), "R %d step %d: the top %d logits are not the exact ones", R, t, R);
+            }
+            free(res.logits);
+        }
+        free(ex.logits);
+    }
+    qw_pool_free(pool);
+    qw_fs_close(&cf.dir);
+    printf("%s (%d failures)\n", failures ? "FAILED" : "ok", failures);
+    return failures ? 1 : 0;
+}
