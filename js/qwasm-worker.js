@@ -294,6 +294,13 @@ function requireModel() {
  *  through FileReaderSync, ~210 MB/s measured) take longer than making the int8 lm_head rows again. */
 function derivedCacheOn(kind, o) { return o.derivedCache !== false && (kind === 'opfs' || kind === 'node'); }
 
+/** Whether the tied embedding is left in the model's files (read a row at a time; qwasm.d.ts embeddingOnDemand):
+ *  'auto' where random reads are fast: the OPFS cache (sync access handles), the Node cache and Node paths. */
+function embeddingOnDemandOn(kind, o) {
+  const v = o.embeddingOnDemand;
+  return v === true || ((v === undefined || v === 'auto') && (kind === 'opfs' || kind === 'node' || kind === 'path'));
+}
+
 /** Derived forms the core made at this load go to the model's cache in the background (js/derived-cache.js). */
 let derivedCache = { state: 'off' };
 function startDerivedSave(h, store, o) {
@@ -353,7 +360,8 @@ async function doLoad(msg, signal) {
   // The pthread pool holds hardwareConcurrency workers, started at init; asking for more would make emscripten
   // start workers mid-load, which a browser can only do once this worker returns to its event loop.
   const poolSize = IS_NODE ? Infinity : (navigator.hardwareConcurrency || 1);
-  const opts = { onnx_file: onnxFile || '', threads: Math.min(o.threads || 0, poolSize), mem_cap_mb: o.memoryCapMB || 0, max_context: o.maxContext || 0, exact_lm_head: o.exactLmHead ? 1 : 0, profile: o.profile ? 1 : 0 };
+  const opts = { onnx_file: onnxFile || '', threads: Math.min(o.threads || 0, poolSize), mem_cap_mb: o.memoryCapMB || 0, max_context: o.maxContext || 0, exact_lm_head: o.exactLmHead ? 1 : 0, profile: o.profile ? 1 : 0,
+    embedding_on_demand: embeddingOnDemandOn(store ? store.kind : source.kind, o) ? 1 : 0 };
   const loadC = (extra) => {
     const p = cstr(JSON.stringify({ ...opts, ...extra }));
     try {

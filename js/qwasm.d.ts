@@ -76,6 +76,12 @@ export interface LoadOptions {
    *  or 'error'). Default true; false neither reads nor writes derived files. Only with the OPFS and Node caches:
    *  IndexedDB reads back slower than the rows are made. */
   derivedCache?: boolean;
+  /** Leave the tied embedding (the model's largest tensor: 467 MB of the 1.5B's 1211) in the cache instead of
+   *  memory: once the int8 lm_head replaces its product, only rows are needed (the token being embedded, the
+   *  logits rescored exactly), read from the cache as needed. Default 'auto': on with the OPFS and Node caches
+   *  and a Node path (fast random reads), off with IndexedDB, picked Files and cache 'none'.
+   *  rt.stats().paging.on_demand_bytes says how many bytes stay out of memory. */
+  embeddingOnDemand?: boolean | 'auto';
   /** Per-op time counters (two clock reads per node), in rt.stats().profile: {op: {ms, calls}} since load. */
   profile?: boolean;
   /** 'onnxruntime-web': when qwasm's executor refuses the graph (an op it lacks, code UNSUPPORTED), run it with

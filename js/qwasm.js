@@ -219,7 +219,7 @@ async function load(opts = {}) {
       onnxFile: opts.onnxFile, cache: opts.cache || 'auto', memoryCapMB: opts.memoryCapMB, threads: opts.threads,
       revalidate: !!opts.revalidate, chunkMB: opts.chunkMB, concurrency: opts.concurrency, retries: opts.retries,
       maxContext: opts.maxContext, hashes: opts.hashes, cacheDir: opts.cacheDir, exactLmHead: opts.exactLmHead, profile: opts.profile,
-      derivedCache: opts.derivedCache,
+      derivedCache: opts.derivedCache, embeddingOnDemand: opts.embeddingOnDemand,
       query: opts.query, fallback: opts.fallback, ortUrl: opts.ortUrl && String(opts.ortUrl),
     };
     const req = client.request('load', { source, options }, listener);

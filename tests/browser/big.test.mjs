@@ -56,6 +56,12 @@ export const tests = [
           const capped = nativeGreedy(path.join(REPO, 'build/models', MODEL), { prompt: PROMPT, system: DEFAULT_SYSTEM, maxTokens: MAX, memCapMB });
           assertEq(capped.ids.join(','), native.ids.join(','), `native CLI tokens under a ${memCapMB} MB cap = uncapped`);
         }
+        // The tied embedding stays in the cache (read by rows): the same tokens as with it in memory.
+        const resident = nativeGreedy(path.join(REPO, 'build/models', MODEL), { prompt: PROMPT, system: DEFAULT_SYSTEM, maxTokens: MAX, embeddingResident: true });
+        assertEq(resident.ids.join(','), native.ids.join(','), 'native CLI tokens with the embedding resident = read on demand');
+        const EMB = 151936 * 1536 * 2; // the 1.5B's tied embedding, fp16
+        assertEq(st1.paging && st1.paging.on_demand_bytes, EMB, 'embedding bytes left in the OPFS cache, read on demand');
+        assert(st1.resident_weight_bytes < 1211e6 - EMB + 350e6, `resident weights ${st1.resident_weight_bytes} B: the layers and the int8 rows, not the embedding`);
 
         // The int8 lm_head rows made at this load go to the cache in the background (derived data).
         const saved = await waitDerived(page, (d) => d.state !== 'saving', 600000);
@@ -77,6 +83,7 @@ export const tests = [
         assert(st2.derived.length === 1 && st2.derived[0].loaded === 1, `derived files read (${JSON.stringify(st2.derived)})`);
         const r2 = await chat(page, PROMPT, 600000);
         assertEq(r2.ids, r1.ids, 'ids after a cached reload');
+        assertEq(st2.paging && st2.paging.on_demand_bytes, EMB, 'embedding read on demand after the reload');
 
         // The same under a memory cap, from the cache too.
         mark = requests.length;

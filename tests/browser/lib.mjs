@@ -140,11 +140,12 @@ export async function chat(page, text, timeout = 120000) {
 }
 
 /** Runs the native CLI greedily with the same chat the page sends. Returns the generated ids. */
-export function nativeGreedy(modelDir, { prompt, system, maxTokens, memCapMB }) {
+export function nativeGreedy(modelDir, { prompt, system, maxTokens, memCapMB, embeddingResident }) {
   if (!fs.existsSync(CLI)) throw new Skip(`native CLI missing (${CLI})`);
   const args = ['run', modelDir, '--prompt', prompt, '--greedy', '--max-tokens', String(maxTokens), '--json'];
   if (system) args.push('--system', system);
   if (memCapMB) args.push('--mem-cap-mb', String(memCapMB));
+  if (embeddingResident) args.push('--embedding-resident');
   const out = execFileSync(CLI, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
   const lines = out.trim().split('\n').filter((l) => l.includes('"ids"'));
   if (!lines.length) throw new Error(`qwasm run printed no ids line:\n${out.slice(-1000)}`);
