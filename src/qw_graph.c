@@ -644,7 +644,7 @@ static void fuse_rmsnorm(qw_graph *g) {
 }
 
 /* The tied lm_head (a MatMul on a large constant trans_b weight) -> the int8 op of qw_ops_lmhead.c, unless
- * exact_lm_head or a memory cap is set (qw_op_lmhead_select checks). */
+ * exact_lm_head is set or a memory cap is too small for its rows (qw_op_lmhead_eligible). */
 static qw_status select_lmhead(qw_graph *g, qw_error *err) {
     for (int s = 0; s < g->n_sched; s++) {
         qw_node_rt *n = &g->nodes[g->sched[s]];
