@@ -476,7 +476,10 @@ qw_status qw_weights_read_range(qw_weights *w, int id, uint64_t offset, size_t l
     if (x->data) { memcpy(dst, (const uint8_t *)x->data + offset, len); return QW_OK; }
     w->st.range_bytes += len;
     w->st.bytes_read += len;
-    return read_chunks(w, x->t, offset, len, dst, 0, err);
+    double t0 = qw_now_ms();
+    st = read_chunks(w, x->t, offset, len, dst, 0, err);
+    w->st.range_ms += qw_now_ms() - t0;
+    return st;
 }
 
 qw_status qw_weights_read_range_start(qw_weights *w, int id, uint64_t offset, size_t len, void *dst,
@@ -632,13 +635,13 @@ size_t qw_weights_stats_json(const qw_weights *w, char *buf, size_t cap) {
                      "\"sticky_bytes\":%llu,\"keep_bytes\":%llu,\"largest_unit_bytes\":%llu,\"bytes_read\":%llu,"
                      "\"loads\":%llu,\"evictions\":%llu,\"hits\":%llu,\"range_reads\":%llu,\"range_bytes\":%llu,"
                      "\"prefetches\":%llu,\"prefetch_hits\":%llu,\"prefetch_wait_ms\":%.3f,\"read_ms\":%.1f,"
-                     "\"derive_ms\":%.1f,\"on_demand_bytes\":%llu}",
+                     "\"derive_ms\":%.1f,\"on_demand_bytes\":%llu,\"range_ms\":%.1f}",
                      (unsigned long long)s.cap, (unsigned long long)s.resident, (unsigned long long)s.peak_resident,
                      (unsigned long long)s.derived, (unsigned long long)s.sticky, (unsigned long long)s.keep,
                      (unsigned long long)s.largest_unit, (unsigned long long)s.bytes_read,
                      (unsigned long long)s.loads, (unsigned long long)s.evictions, (unsigned long long)s.hits,
                      (unsigned long long)s.range_reads, (unsigned long long)s.range_bytes,
                      (unsigned long long)s.prefetches, (unsigned long long)s.prefetch_hits, s.prefetch_wait_ms, s.read_ms, s.derive_ms,
-                     (unsigned long long)s.on_demand);
+                     (unsigned long long)s.on_demand, s.range_ms);
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap ? cap - 1 : 0;
 }

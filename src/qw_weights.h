@@ -85,7 +85,7 @@ void qw_weights_set_progress(qw_weights *w, qw_progress_fn fn, void *user, uint6
 /* Paging counters as a JSON object: {"cap_bytes":..,"resident_bytes":..,"peak_resident_bytes":..,
  * "derived_bytes":..,"sticky_bytes":..,"keep_bytes":..,"largest_unit_bytes":..,"bytes_read":..,"loads":..,
  * "evictions":..,"hits":..,"range_reads":..,"range_bytes":..,"prefetches":..,"prefetch_hits":..,
- * "prefetch_wait_ms":..,"read_ms":..,"derive_ms":..,"on_demand_bytes":..}. Writes at most cap bytes (NUL-terminated); returns the length. */
+ * "prefetch_wait_ms":..,"read_ms":..,"derive_ms":..,"on_demand_bytes":..,"range_ms":..}. Writes at most cap bytes (NUL-terminated); returns the length. */
 size_t qw_weights_stats_json(const qw_weights *w, char *buf, size_t cap);
 
 typedef struct qw_weights_stats {
@@ -95,6 +95,7 @@ typedef struct qw_weights_stats {
     double read_ms;          /* time in reads of whole weights (the load, page-ins) */
     double derive_ms;        /* time making derived forms and layout changes (qw_weights_add_derive_ms) */
     uint64_t on_demand;      /* bytes of the weights read on demand only (qw_weights_set_on_demand) */
+    double range_ms;         /* time in synchronous range reads from the fs (rows, streamed chunks) */
 } qw_weights_stats;
 /* ---- derived files: forms made at load that a cache may keep for the next load --------------------------
  * A derived form (the int8 lm_head rows, ...) is described as segments of buffers the caller owns (a header

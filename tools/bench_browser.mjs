@@ -26,7 +26,8 @@
 // Engines: ort = onnxruntime-web 1.30 wasm EP (past-KV greedy loop, like optimum), tjs = Transformers.js
 // 4.3.1 (wasm, q4f16, local model path), wllama = wllama 3.8.1 (GGUF; greedy over the tokens that are whole
 // UTF-8 text, since invalid UTF-8 output aborts it: see tools/bench/wllama.js), qwasm = js/qwasm.js, qwasm512 =
-// qwasm with memoryCapMB 512. A failure (not available, out of memory, timeout) is a table cell, not fatal.
+// qwasm with memoryCapMB 512, qwasmsample = qwasm sampling as Qwen2.5-Instruct's generation_config says (not in
+// the default engine list; its tokens are not compared). A failure (not available, out of memory, timeout) is a table cell, not fatal.
 // The first --check greedy tokens of each engine are compared with onnxruntime-node (tools/ort_ref.mjs).
 // Then, unless --no-native, the native rows of the same run: tools/bench_native.mjs (qwasm's CLI,
 // onnxruntime-node 1.30 and the CLI under a 512 MB cap) with the same prompt ids, threads, tokens and runs.
@@ -49,6 +50,9 @@ const ENGINES = {
   wllama: { label: 'wllama 3.8.1', page: 'wllama' },
   qwasm: { label: 'qwasm', page: 'qwasm' },
   qwasm512: { label: 'qwasm (512 MB cap)', page: 'qwasm', memoryCapMB: 512 },
+  // Qwen2.5-Instruct's generation_config.json sampling instead of greedy: the int8 lm_head then keeps the top 64
+  // logits exact (a repetition penalty can promote any of them), i.e. rescores more rows than greedy's top 1
+  qwasmsample: { label: 'qwasm (sampling)', page: 'qwasm', sampling: { temperature: 0.7, topK: 20, topP: 0.8, repetitionPenalty: 1.05, seed: 1 } },
 };
 const PROMPT_TEXT =
   'The history of computing is a story of abstraction. Early machines were programmed by rewiring ' +
@@ -58,7 +62,7 @@ const PROMPT_TEXT =
 
 function parseArgs(argv) {
   const a = {
-    models: ['0.5b', '1.5b'], engines: Object.keys(ENGINES), runs: 3, tokens: 128, promptLen: 64, threads: 2,
+    models: ['0.5b', '1.5b'], engines: Object.keys(ENGINES).filter((e) => e !== 'qwasmsample'), runs: 3, tokens: 128, promptLen: 64, threads: 2,
     check: 16, out: path.join(REPO, 'build/bench-browser.json'), md: path.join(REPO, 'build/bench-browser.md'),
     timeoutMin: 20, chromium: '/usr/bin/chromium', firefox: '/usr/bin/firefox-esr', browser: 'chromium', verbose: false, native: true,
   };
@@ -274,7 +278,7 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
     res.warmLoadMs = warm.loadMs; res.warmInfo = warm;
     // 3. generate
     mem.phase = 'generate';
-    const g = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o), { promptIds: ids, promptText: prompt.text, maxTokens: a.tokens }), T, 'generate');
+    const g = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o), { promptIds: ids, promptText: prompt.text, maxTokens: a.tokens, sampling: eng.sampling }), T, 'generate');
     Object.assign(res, { ttftMs: g.ttftMs, prefillTokS: g.prefillTokS, decodeTokS: g.decodeTokS, nGenerated: g.nGenerated, tokens: g.tokens, text: g.text,
       profile: g.profile, firstStepsMs: g.firstStepsMs, coreStepsMs: g.coreStepsMs, genExtra: { timings: g.timings, usage: g.usage, stats: g.stats, chunks: g.chunks, promptTokenMismatch: g.promptTokenMismatch, bannedTokens: g.bannedTokens } });
     if (g.promptTokenMismatch != null) res.errors.push(`engine saw ${g.promptTokenMismatch} prompt tokens`);
@@ -461,7 +465,7 @@ async function main() {
           log(`  -> ${r.ok ? `cold ${(r.coldLoadMs / 1000).toFixed(1)} s warm ${(r.warmLoadMs / 1000).toFixed(1)} s ttft ${(r.ttftMs / 1000).toFixed(2)} s ` +
             `prefill ${r.prefillTokS.toFixed(1)} decode ${r.decodeTokS.toFixed(2)} tok/s` : 'FAILED: ' + r.error} peak ${r.peakRssBytes ? Math.round(r.peakRssBytes / 1048576) + ' MB' : '?'}` +
             (r.errors.length ? ` [${r.errors.join('; ').slice(0, 200)}]` : ''));
-          entry.engines[e] = aggregate(entry.runs[e], ref, a.check, prompt.decode);
+          entry.engines[e] = aggregate(entry.runs[e], ENGINES[e].sampling ? null : ref, a.check, prompt.decode);
           save();
         }
       }
