@@ -22,7 +22,7 @@
 //   3. on that instance: generate maxTokens greedy tokens from the prompt ids: time to first token
 //      (TTFT), prefill tok/s = prompt / TTFT, decode tok/s = (tokens - 1) / (last - first token time).
 //   Peak memory = max over the whole run of the sum of RSS of every process of the launched browser
-//   (its process tree, read from /proc every 100 ms), and of the sum of their PSS (every 2 s).
+//   (its process tree, read from /proc every 100 ms), and of the sum of their PSS and of the tab's processes' PSS (every 2 s).
 // Engines: ort = onnxruntime-web 1.30 wasm EP (past-KV greedy loop, like optimum), tjs = Transformers.js
 // 4.3.1 (wasm, q4f16, local model path), wllama = wllama 3.8.1 (GGUF; greedy over the tokens that are whole
 // UTF-8 text, since invalid UTF-8 output aborts it: see tools/bench/wllama.js), qwasm = js/qwasm.js, qwasm512 =
@@ -188,26 +188,36 @@ function findBrowserRoot(userDataDir) {
   return (direct || cands.sort((a, b) => a.pid - b.pid)[0])?.pid ?? null;
 }
 const PAGE = 4096;
+const mbs = (b) => Math.round(b / 1048576);
 // The browser's processes: the summed RSS counts pages shared between them (libraries, shared memory) once per
 // process; the summed PSS (proportional set size, /proc/PID/smaps_rollup) counts each page once in total.
-// Idle headless Chromium here: 923 MB summed RSS, 385 MB summed PSS.
+// Idle headless Chromium here: 923 MB summed RSS, 385 MB summed PSS. The tab's share: the PSS of the processes
+// that host pages and their workers (Chromium renderers, Firefox 'tab' content processes), what a browser's task
+// manager shows for a tab; the browser, GPU, network and utility processes are the rest.
+const isTabProcess = (cmd) => cmd.includes('--type=renderer') || (cmd.includes('-contentproc') && /\0tab(\0|$)/.test(cmd));
 function treeMem(root, withPss) {
   const t = procTable();
   const kids = new Map();
   for (const [pid, ppid] of t) { if (!kids.has(ppid)) kids.set(ppid, []); kids.get(ppid).push(pid); }
-  let sum = 0, pss = 0, n = 0;
+  let sum = 0, pss = 0, tabPss = 0, n = 0;
   const stack = [root];
   while (stack.length) {
     const p = stack.pop();
     try { sum += +fs.readFileSync(`/proc/${p}/statm`, 'utf8').split(' ')[1] * PAGE; n++; } catch {}
-    if (withPss) try { pss += +(fs.readFileSync(`/proc/${p}/smaps_rollup`, 'utf8').match(/^Pss:\s+(\d+)/m) || [0, 0])[1] * 1024; } catch {}
+    if (withPss) {
+      try {
+        const v = +(fs.readFileSync(`/proc/${p}/smaps_rollup`, 'utf8').match(/^Pss:\s+(\d+)/m) || [0, 0])[1] * 1024;
+        pss += v;
+        if (isTabProcess(fs.readFileSync(`/proc/${p}/cmdline`, 'utf8'))) tabPss += v;
+      } catch {}
+    }
     for (const c of kids.get(p) || []) stack.push(c);
   }
-  return { sum, pss, n };
+  return { sum, pss, tabPss, n };
 }
 class MemSampler {
   constructor(root) {
-    this.root = root; this.phase = 'start'; this.peak = {}; this.peakPss = {}; this.maxProcs = 0; this.ticks = 0;
+    this.root = root; this.phase = 'start'; this.peak = {}; this.peakPss = {}; this.peakTabPss = {}; this.maxProcs = 0; this.ticks = 0;
     this.timer = setInterval(() => this.sample(), 100);
   }
   sample(force = false) {
@@ -215,14 +225,16 @@ class MemSampler {
     // PSS walks the page tables of every process (tens of ms for a renderer holding GBs, CPU taken from the
     // engine measured on a 2-core machine): every 2 s only, so its peak is a sampled lower bound
     const withPss = force || ++this.ticks % 20 === 0;
-    const { sum, pss, n } = treeMem(this.root, withPss);
+    const { sum, pss, tabPss, n } = treeMem(this.root, withPss);
     this.maxProcs = Math.max(this.maxProcs, n);
     this.peak[this.phase] = Math.max(this.peak[this.phase] || 0, sum);
     if (withPss) this.peakPss[this.phase] = Math.max(this.peakPss[this.phase] || 0, pss);
+    if (withPss) this.peakTabPss[this.phase] = Math.max(this.peakTabPss[this.phase] || 0, tabPss);
   }
   stop() { clearInterval(this.timer); this.sample(true); }
   get overall() { return Math.max(0, ...Object.values(this.peak)); }
   get overallPss() { return Math.max(0, ...Object.values(this.peakPss)); }
+  get overallTabPss() { return Math.max(0, ...Object.values(this.peakTabPss)); }
 }
 
 // ---------------------------------------------------------------- one engine run
@@ -287,7 +299,7 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
   } catch (e) {
     res.error = String(e && e.message || e).split('\n')[0].slice(0, 300);
   } finally {
-    if (mem) { mem.stop(); res.peakRssBytes = mem.overall || null; res.peakPssBytes = mem.overallPss || null; res.peakByPhase = mem.peak; res.peakPssByPhase = mem.peakPss; res.browserProcs = mem.maxProcs; }
+    if (mem) { mem.stop(); res.peakRssBytes = mem.overall || null; res.peakPssBytes = mem.overallPss || null; res.peakTabPssBytes = mem.overallTabPss || null; res.peakByPhase = mem.peak; res.peakPssByPhase = mem.peakPss; res.peakTabPssByPhase = mem.peakTabPss; res.browserProcs = mem.maxProcs; }
     if (ctx) await withTimeout(ctx.close(), 30000, 'close').catch(() => {});
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -304,6 +316,7 @@ const FIGS = [
   ['decodeTokS', 'decode tok/s', (v) => v.toFixed(2), 'higher'],
   ['peakRssBytes', 'peak RSS (MB)', (v) => String(Math.round(v / 1048576)), 'lower'],
   ['peakPssBytes', 'peak PSS (MB)', (v) => String(Math.round(v / 1048576)), 'lower'],
+  ['peakTabPssBytes', 'tab PSS (MB)', (v) => String(Math.round(v / 1048576)), 'lower'],
 ];
 function median(xs) {
   const v = xs.filter((x) => typeof x === 'number' && isFinite(x)).sort((p, q) => p - q);
@@ -328,9 +341,9 @@ function matchCount(tokens, ref, n, text, decode) {
 function aggregate(runs, ref, n, decode) {
   const ok = runs.filter((r) => r.ok);
   const agg = { runs: runs.length, ok: ok.length };
-  for (const [k] of FIGS) agg[k] = median((k === 'peakRssBytes' || k === 'peakPssBytes' || k === 'coldLoadMs' || k === 'warmLoadMs' ? runs.filter((r) => r[k] != null) : ok).map((r) => r[k]));
+  for (const [k] of FIGS) agg[k] = median((k === 'peakRssBytes' || k === 'peakPssBytes' || k === 'peakTabPssBytes' || k === 'coldLoadMs' || k === 'warmLoadMs' ? runs.filter((r) => r[k] != null) : ok).map((r) => r[k]));
   // where the peak happens: per phase (cold load, warm load, generate), the median over runs
-  for (const k of ['peakByPhase', 'peakPssByPhase']) {
+  for (const k of ['peakByPhase', 'peakPssByPhase', 'peakTabPssByPhase']) {
     const ph = runs.map((r) => r[k]).filter(Boolean);
     if (ph.length) agg[k] = Object.fromEntries(Object.keys(ph[0]).map((p) => [p, median(ph.map((x) => x[p]).filter((v) => v != null))]));
   }
@@ -435,6 +448,27 @@ function nativeRows(a, entry) {
   return JSON.parse(fs.readFileSync(json, 'utf8')).results.map(({ profile, ...x }) => x);
 }
 
+/** The launched browser with one empty page (about:blank), settled: what every engine's figures include. */
+async function idleBrowser(a) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qwbench-'));
+  let ctx = null;
+  try {
+    ctx = await launchBrowser(a.browser, dir, { chromium: a.chromium, firefox: a.firefox });
+    const page = await ctx.newPage();
+    await page.goto('about:blank');
+    await new Promise((r) => setTimeout(r, 5000));
+    const root = findBrowserRoot(dir);
+    if (!root) return null;
+    const m = treeMem(root, true);
+    return { rssBytes: m.sum, pssBytes: m.pss, tabPssBytes: m.tabPss, processes: m.n };
+  } catch (e) {
+    return { error: String(e && e.message || e) };
+  } finally {
+    if (ctx) await withTimeout(ctx.close(), 30000, 'close').catch(() => {});
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 // ---------------------------------------------------------------- main
 async function main() {
   const a = parseArgs(process.argv.slice(2));
@@ -444,6 +478,8 @@ async function main() {
   log('server', srvUrl);
   const out = { format: 'qwasm-bench-browser-1', date: new Date().toISOString(), host: { cpus: os.cpus().length, mem: os.totalmem(), browser: a.browser, chromium: a.chromium, firefox: a.firefox },
     params: { runs: a.runs, tokens: a.tokens, promptLen: a.promptLen, threads: a.threads, check: a.check }, models: [] };
+  out.idle = await idleBrowser(a);
+  if (out.idle && out.idle.pssBytes) log(`idle browser: ${mbs(out.idle.rssBytes)} MB summed RSS, ${mbs(out.idle.pssBytes)} MB PSS, tab ${mbs(out.idle.tabPssBytes)} MB PSS`);
   const save = () => {
     fs.mkdirSync(path.dirname(a.out), { recursive: true });
     fs.writeFileSync(a.out, JSON.stringify(out, null, 1));
@@ -487,7 +523,9 @@ async function main() {
     await srv.close();
   }
   if (a.native) for (const entry of out.models) entry.native = nativeRows(a, entry);
-  const md = table(out.models, a);
+  let md = table(out.models, a);
+  if (out.idle && out.idle.pssBytes) md = `\nThe browser alone (one empty page, same flags): ${mbs(out.idle.rssBytes)} MB summed RSS, ` +
+    `${mbs(out.idle.pssBytes)} MB PSS, of which the tab ${mbs(out.idle.tabPssBytes)} MB.\n` + md;
   out.markdown = md;
   save();
   fs.writeFileSync(a.md, md + '\n');
