@@ -134,6 +134,11 @@ static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
         cand[n].ub = (float)(y[n] + e * 1.0001);
     }
     const float L = heap[0];
+    if (L != L) { /* NaN activations: no bound means anything; the exact product says what it says */
+        if ((st = exact_all(c, s, B, x, y, err)) != QW_OK) return st;
+        if (out[0]->dtype != QW_DT_F32) qw_store_f32(out[0], y, N);
+        return QW_OK;
+    }
     for (int n = 0; n < N; n++)
         if (cand[n].ub >= L) cand[cnt].ub = cand[n].ub, cand[cnt++].row = n;
     qsort(cand, (size_t)cnt, sizeof *cand, cand_cmp);
@@ -278,7 +283,9 @@ qw_status qw_op_lmhead_select(qw_op_node *n, qw_pool *pool, int *selected, qw_er
     if (!n->trans_b || n->n_in != 2 || strcmp(n->on->op_type, "MatMul") || n->on->domain[0]) return QW_OK;
     const qw_tensor *B = n->in_const[1];
     if (!B || !qw_op_lmhead_eligible(n->gopts, B->dtype, B->ndim, B->dims)) return QW_OK;
-    if (!B->data && !(n->in_skip[1] && qw_weights_streamed(n->weights, n->in_weight[1]))) return QW_OK;
+    /* a weight not in memory (read on demand, or paged under a cap) is read by rows: for the int8 rows at load,
+     * then only for the rows rescored */
+    if (!B->data && !qw_weights_pageable(n->weights, n->in_weight[1])) return QW_OK;
     if (n->in_const[0] || !qw_dtype_is_float(n->in_dtype[0])) return QW_OK;
     int64_t N = B->dims[0], K = B->dims[1];
     lmh_state *s = calloc(1, sizeof *s);
@@ -294,6 +301,7 @@ qw_status qw_op_lmhead_select(qw_op_node *n, qw_pool *pool, int *selected, qw_er
     qw_status st = make_rows(n, pool, s, B, err);
     if (st != QW_OK) { free(s); return st; }
     if (n->state && n->op && n->op->free_state) n->op->free_state(n->state);
+    if (!B->data) n->in_skip[1] = 1;
     n->state = s;
     n->op = &qw_op_lmhead;
     *selected = 1;

@@ -13,6 +13,7 @@
 #include "qw_onnx.h"
 #include "qw_pool.h"
 #include "qw_weights.h"
+#include "test_session.h"
 
 static int failures;
 #define CHECK(c, ...) do { if (!(c)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
@@ -117,16 +118,8 @@ done:
 }
 
 int main(void) {
-    const char *bd = getenv("QW_BUILD_DIR");
-    char dir[900];
-    snprintf(dir, sizeof dir, "%s/../models/small-q4f16-op18-ext", bd ? bd : ".");
     overlay ov = {0};
-    qw_error err = {0};
-    if (qw_fs_open_dir(dir, &ov.dir, &err) != QW_OK || ov.dir.size(ov.dir.ctx, "onnx/model_q4f16.onnx", &(uint64_t){0}) != QW_OK) {
-        printf("skip: %s not generated (tools/gen_test_models.sh)\nok (0 failures)\n", dir);
-        qw_fs_close(&ov.dir);
-        return 0;
-    }
+    if (!open_small_model(&ov.dir)) return 0;
     /* the small model's head (vocab x 64) is below the size where the int8 rows pay; lower the bar */
     setenv("QW_LMHEAD_MIN_ROWS", "1000", 0);
     qw_fs fs = {&ov, ov_size, ov_read, NULL};

@@ -18,6 +18,7 @@
 #include "qw_graph.h"
 #include "qw_onnx.h"
 #include "qw_pool.h"
+#include "test_session.h"
 
 static int failures;
 #define CHECK(c, ...) do { if (!(c)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
@@ -122,16 +123,8 @@ static int top_exact(const float *y, const float *exact, int V, int R) {
 }
 
 int main(void) {
-    const char *bd = getenv("QW_BUILD_DIR");
-    char dir[900];
-    snprintf(dir, sizeof dir, "%s/../models/small-q4f16-op18-ext", bd ? bd : ".");
     counting cf = {0};
-    qw_error err = {0};
-    if (qw_fs_open_dir(dir, &cf.dir, &err) != QW_OK || cf.dir.size(cf.dir.ctx, "onnx/model_q4f16.onnx", &(uint64_t){0}) != QW_OK) {
-        printf("skip: %s not generated (tools/gen_test_models.sh)\nok (0 failures)\n", dir);
-        qw_fs_close(&cf.dir);
-        return 0;
-    }
+    if (!open_small_model(&cf.dir)) return 0;
     setenv("QW_LMHEAD_MIN_ROWS", "1000", 0); /* the small model's head is below the size where int8 rows pay */
     const char *onnx = "onnx/model_q4f16.onnx";
     qw_pool *pool = qw_pool_new(2);

@@ -1,8 +1,10 @@
 /* test_session.h - a model folder opened down to a decoder (fs, ONNX, graph, decoder), shared by the
- * decoder and memory-cap tests. Header-only, like memfs.h. */
+ * decoder, memory-cap, derived-file and on-demand tests. Header-only, like memfs.h. */
 #ifndef QW_TEST_SESSION_H
 #define QW_TEST_SESSION_H
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "qwasm.h"
 #include "qw_decoder.h"
@@ -32,6 +34,22 @@ static inline void close_session(session *s) {
     qw_graph_free(s->g);
     qw_onnx_free(s->m);
     qw_fs_close(&s->fs);
+}
+
+/* Opens the generated small model's folder (build/models/small-q4f16-op18-ext, from tools/gen_test_models.sh)
+ * as fs; 0 after printing a skip line when it is not there. The q4f16 graph's path is onnx/model_q4f16.onnx. */
+static inline int open_small_model(qw_fs *fs) {
+    const char *bd = getenv("QW_BUILD_DIR");
+    char dir[900];
+    snprintf(dir, sizeof dir, "%s/../models/small-q4f16-op18-ext", bd ? bd : ".");
+    qw_error err = {0};
+    uint64_t size;
+    if (qw_fs_open_dir(dir, fs, &err) != QW_OK || fs->size(fs->ctx, "onnx/model_q4f16.onnx", &size) != QW_OK) {
+        printf("skip: %s not generated (tools/gen_test_models.sh)\nok (0 failures)\n", dir);
+        qw_fs_close(fs);
+        return 0;
+    }
+    return 1;
 }
 
 /* Greedy pick: the first maximum (lowest id on ties), as onnxruntime's reference does. */
