@@ -442,7 +442,9 @@ async function refreshStats() {
     const heap = Number(s.wasm_memory_bytes || s.heap_bytes || s.memory_bytes) || 0;
     if (w || a || heap) {
       el.statMemory.textContent = heap ? `${fmtBytes(heap)}` : `${fmtBytes(w + a)}`;
-      el.statMemory.title = `weights resident ${fmtBytes(w)}, activations ${fmtBytes(a)}${heap ? `, wasm memory ${fmtBytes(heap)}` : ''}`;
+      const od = Number(s.paging && s.paging.on_demand_bytes) || 0;
+      el.statMemory.title = `weights resident ${fmtBytes(w)}, activations ${fmtBytes(a)}${heap ? `, wasm memory ${fmtBytes(heap)}` : ''}` +
+        (od ? `; ${fmtBytes(od)} of embedding read from the cache on demand` : '');
     }
     if (s.max_context) el.statContext.textContent = `${s.kv_tokens ?? 0} / ${s.max_context}`;
   } catch { /* stats are best effort */ } finally { statsInFlight = false; }
