@@ -194,7 +194,8 @@ const mbs = (b) => Math.round(b / 1048576);
 // Idle headless Chromium here: 923 MB summed RSS, 385 MB summed PSS. The tab's share: the PSS of the processes
 // that host pages and their workers (Chromium renderers, Firefox 'tab' content processes), what a browser's task
 // manager shows for a tab; the browser, GPU, network and utility processes are the rest.
-const isTabProcess = (cmd) => cmd.includes('--type=renderer') || (cmd.includes('-contentproc') && /\0tab(\0|$)/.test(cmd));
+// (Firefox's fork server leaves a content process's arguments as one string: its type is the last word)
+const isTabProcess = (cmd) => cmd.includes('--type=renderer') || (cmd.includes('-contentproc') && /[\0 ]tab\0*$/.test(cmd));
 function treeMem(root, withPss) {
   const t = procTable();
   const kids = new Map();
