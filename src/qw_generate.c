@@ -12,15 +12,6 @@
 
 #define QW_DEFAULT_PREFILL_CHUNK 64
 
-/* How many of the largest logits the sampler can pick from, i.e. must be exact (the int8 lm_head computes the
- * others approximately, qw_ops_lmhead.c): greedy needs the top 1, top-k the top k; a penalty or a bias can move
- * any of the top 64 ahead, and top-p / min-p alone see the whole distribution: 64 then. */
-static int lm_head_top(const qw_gen_params *p) {
-    if ((p->repetition_penalty > 0 && p->repetition_penalty != 1.0f) || p->n_bias > 0) return 64;
-    if (p->temperature <= 0) return 1;
-    return p->top_k >= 1 && p->top_k <= 64 ? p->top_k : 64;
-}
-
 struct qw_gen {
     qw_model *m;
     qw_gen_params p;
@@ -99,7 +90,10 @@ static qw_status feed(qw_gen *g, const int32_t *ids, int n, double *t0, qw_error
         g->have_logits = 1;
         return QW_OK;
     }
-    qw_graph_set_lm_head_top(m->graph, lm_head_top(&g->p));
+    /* the logits the sampler can pick from must be exact; the int8 lm_head computes the others approximately */
+    const uint8_t *lowered;
+    int top = qw_sampler_exact_top(g->sampler, &lowered);
+    qw_graph_set_lm_head_top(m->graph, top, lowered);
     qw_status st = qw_decoder_forward(m->dec, ids, n, g->logits, g->p.abort_flag, err);
     if (st != QW_OK) {
         /* the decoder's cache may hold part of this step: forget it all, the next call re-prefills */

@@ -1238,7 +1238,10 @@ void qw_graph_profile_reset(qw_graph *g) {
     for (int i = 0; i < g->n_prof; i++) { g->prof[i].ms = 0; g->prof[i].calls = 0; }
 }
 void qw_graph_set_profile(qw_graph *g, int on) { g->opts.profile = on; }
-void qw_graph_set_lm_head_top(qw_graph *g, int r) { g->opts.lm_head_top = r; }
+void qw_graph_set_lm_head_top(qw_graph *g, int r, const uint8_t *lowered) {
+    g->opts.lm_head_top = r;
+    g->opts.lm_head_lowered = lowered;
+}
 
 const char *qw_graph_stats_json(qw_graph *g) {
     size_t cap = 4096 + (size_t)g->n_prof * 128;

@@ -41,6 +41,7 @@ typedef struct qw_graph_opts {
     int embedding_on_demand;       /* 1: a tied embedding whose lm_head product the int8 lm_head replaces is not
                                       loaded: Gather and the lm_head read its rows from the fs (qw_load_opts) */
     int lm_head_top;               /* the int8 lm_head's exact top rows (1..64; 0: 64); qw_graph_set_lm_head_top */
+    const uint8_t *lm_head_lowered; /* ids the sampler may only lower, not counted in lm_head_top (or NULL) */
     qw_progress_fn progress;
     void *progress_user;
 } qw_graph_opts;
@@ -110,7 +111,9 @@ const char *qw_graph_stats_json(qw_graph *g);
 void qw_graph_profile_reset(qw_graph *g);
 void qw_graph_set_profile(qw_graph *g, int on);
 /* How many of the largest logits the int8 lm_head must compute exactly (qw_ops_lmhead.c) for the next runs:
- * 1 for greedy, top_k for top-k sampling, else 64 (also the default, 0). Clamped to 1..64. */
-void qw_graph_set_lm_head_top(qw_graph *g, int r);
+ * 1 for greedy, top_k for top-k sampling, else 64 (also the default, 0); clamped to 1..64. lowered (vocab bytes,
+ * or NULL; qw_sampler_exact_top): ids the sampler may only lower, which do not count among those r. The map must
+ * stay valid while the graph runs. */
+void qw_graph_set_lm_head_top(qw_graph *g, int r, const uint8_t *lowered);
 
 #endif /* QW_GRAPH_H */

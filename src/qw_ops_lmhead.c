@@ -12,8 +12,9 @@
  *   |y_approx_n - x.w_n| <= E_n = wnorm_n * ex + enorm_n * (xn + ex) + fp32 rounding slack
  * holds (Cauchy-Schwarz on the weight and activation quantisation errors, both known exactly). Let L be the
  * R-th largest lower bound y_approx_n - E_n; R is what the sampler can pick from (qw_graph_set_lm_head_top: 1
- * for greedy, top_k, else QW_LMHEAD_TOPK = 64). Every row whose true value can reach the true top R has
- * y_approx_n + E_n >= L. Those candidates are recomputed from the fp16/fp32 row with the exact kernel's
+ * for greedy, top_k, else QW_LMHEAD_TOPK = 64), counted among the rows the sampler cannot lower (a repetition
+ * penalty only lowers the seen ids' logits: they can drop out of its top R, never push another row out).
+ * Every row whose true value can reach the true top R has y_approx_n + E_n >= L. Those candidates are recomputed from the fp16/fp32 row with the exact kernel's
  * arithmetic (qw_gemm_tb_rows: the same bits qw_gemm_f16b gives), highest upper bound first, a batch at a time,
  * until the R-th largest exact value found exceeds the next candidate's upper bound (no later row can enter the
  * top R): on the random 1.5B model 16-48 rows per greedy step instead of ~4400 candidates, ~700 for R = 64.
@@ -36,7 +37,7 @@
 
 #define QW_LMHEAD_TOPK 64
 #define LMH_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define QW_LMHEAD_BATCH 64 /* rows rescored between two checks of the stop rule */
+#define QW_LMHEAD_BATCH 32 /* rows rescored between two checks of the stop rule */
 #define QW_LMHEAD_READ_CHUNK (16u << 20) /* bytes read per chunk when quantising an on-demand embedding */
 #define QW_LMHEAD_MIN_ROWS 16384
 #define QW_LMHEAD_MIN_ELEMS (8u << 20)
@@ -113,6 +114,9 @@ static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     const size_t row_bytes = (size_t)K * (s->f16 ? 2 : 4);
     const int top = c->node->gopts ? c->node->gopts->lm_head_top : 0;
     const int R = LMH_MIN(N, top >= 1 && top <= QW_LMHEAD_TOPK ? top : QW_LMHEAD_TOPK);
+    /* ids the sampler can only lower (a repetition penalty's seen ids): they never push another row out of the
+     * top R, so R counts the others only */
+    const uint8_t *low = c->node->gopts ? c->node->gopts->lm_head_lowered : NULL;
     const float *x = qw_tensor_f32(c, A);
     float *y = out[0]->dtype == QW_DT_F32 ? (float *)out[0]->data : qw_op_scratch(c, (size_t)N * 4 + 4);
     void *work = qw_op_scratch(c, qw_i8_matvec_work_size(&s->w));
@@ -130,10 +134,10 @@ static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     for (int n = 0; n < N; n++) {
         double wn = s->w.wnorm[n], en = s->w.enorm[n];
         double e = wn * ex + en * (xn + ex) + slack_k * (xn + ex) * (wn + en) + 1e-6 * fabs(y[n]);
-        heap_push(heap, &hn, R, (float)(y[n] - e * 1.0001));
+        if (!low || !low[n]) heap_push(heap, &hn, R, (float)(y[n] - e * 1.0001));
         cand[n].ub = (float)(y[n] + e * 1.0001);
     }
-    const float L = heap[0];
+    const float L = hn == R ? heap[0] : -INFINITY; /* fewer than R rows the sampler cannot lower: all candidates */
     if (L != L) { /* NaN activations: no bound means anything; the exact product says what it says */
         if ((st = exact_all(c, s, B, x, y, err)) != QW_OK) return st;
         if (out[0]->dtype != QW_DT_F32) qw_store_f32(out[0], y, N);
@@ -178,7 +182,7 @@ static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
         }
         for (int j = 0; j < nb; j++) {
             y[rows[j]] = vals[j];
-            heap_push(heap, &hn, R, vals[j]);
+            if (!low || !low[rows[j]]) heap_push(heap, &hn, R, vals[j]);
         }
         done += nb;
     }

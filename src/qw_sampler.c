@@ -67,6 +67,9 @@ struct qw_sampler {
     int32_t *bias_ids;
     float *bias_values;
     uint8_t *seen;
+    uint8_t *lowered;          /* (n_vocab) 1: this logit may only be lowered (seen under a penalty > 1, a negative
+                                  bias); NULL when no logit can be */
+    int raises;                /* a logit may be raised (penalty < 1, a positive bias) */
     int32_t *seen_list;
     size_t n_seen;
     qw_rng rng;
@@ -86,6 +89,7 @@ void qw_sampler_free(qw_sampler *s) {
     free(s->bias_ids);
     free(s->bias_values);
     free(s->seen);
+    free(s->lowered);
     free(s->seen_list);
     free(s->cand);
     free(s->w);
@@ -122,6 +126,15 @@ qw_status qw_sampler_new(const qw_sampler_params *p, int32_t n_vocab, qw_sampler
     }
     s->p.bias_ids = s->bias_ids;
     s->p.bias_values = s->bias_values;
+    float pen = p->repetition_penalty;
+    int lowers = pen > 1.0f;
+    s->raises = pen > 0 && pen < 1.0f;
+    for (int i = 0; i < p->n_bias; i++) lowers |= p->bias_values[i] < 0, s->raises |= p->bias_values[i] > 0;
+    if (lowers && !(s->lowered = calloc((size_t)n_vocab, 1))) {
+        qw_sampler_free(s);
+        return qw_error_set(err, QW_E_NOMEM, "qw_sampler: out of memory for a vocabulary of %d", n_vocab);
+    }
+    for (int i = 0; s->lowered && i < p->n_bias; i++) if (p->bias_values[i] < 0) s->lowered[p->bias_ids[i]] = 1;
     qw_rng_seed(&s->rng, p->seed);
     *out = s;
     return QW_OK;
@@ -129,6 +142,10 @@ qw_status qw_sampler_new(const qw_sampler_params *p, int32_t n_vocab, qw_sampler
 
 void qw_sampler_reset(qw_sampler *s, uint64_t seed) {
     for (size_t i = 0; i < s->n_seen; i++) s->seen[s->seen_list[i]] = 0;
+    if (s->lowered) {
+        for (size_t i = 0; i < s->n_seen; i++) s->lowered[s->seen_list[i]] = 0;
+        for (int i = 0; i < s->p.n_bias; i++) if (s->p.bias_values[i] < 0) s->lowered[s->p.bias_ids[i]] = 1;
+    }
     s->n_seen = 0;
     s->p.seed = seed;
     qw_rng_seed(&s->rng, seed);
@@ -138,6 +155,16 @@ void qw_sampler_accept(qw_sampler *s, int32_t id) {
     if (id < 0 || id >= s->n_vocab || s->seen[id]) return;
     s->seen[id] = 1;
     s->seen_list[s->n_seen++] = id;
+    if (s->lowered && s->p.repetition_penalty > 1.0f) s->lowered[id] = 1;
+}
+
+int qw_sampler_exact_top(const qw_sampler *s, const uint8_t **lowered) {
+    const qw_sampler_params *p = &s->p;
+    *lowered = NULL;
+    if (s->raises) return QW_SAMPLER_EXACT_MAX;
+    *lowered = s->lowered;
+    if (p->temperature <= 0 || p->top_k == 1) return 1;
+    return p->top_k >= 1 && p->top_k <= QW_SAMPLER_EXACT_MAX ? p->top_k : QW_SAMPLER_EXACT_MAX;
 }
 
 /* a ranks before b: larger value, then smaller id (a total order, so any sort gives one result) */

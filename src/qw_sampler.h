@@ -34,6 +34,15 @@ void qw_sampler_free(qw_sampler *s);
 void qw_sampler_reset(qw_sampler *s, uint64_t seed);
 /* Records an id as seen (call for every prompt id and every generated id) for the repetition penalty. */
 void qw_sampler_accept(qw_sampler *s, int32_t id);
+/* For a producer of logits that computes only the largest ones exactly (the int8 lm_head, qw_ops_lmhead.c): how
+ * many the sampler can pick from (1 for greedy, top_k, else QW_SAMPLER_EXACT_MAX) and, in *lowered, a byte per id
+ * set where the sampler may only lower that logit (ids seen under a repetition penalty > 1, negative biases; NULL
+ * when none). Exact values for the top that many among the other ids suffice: a lowered logit can only drop out.
+ * When the sampler may raise a logit (penalty < 1, a positive bias) *lowered is NULL and the answer is
+ * QW_SAMPLER_EXACT_MAX with no guarantee. *lowered stays valid until the next qw_sampler_accept/reset. */
+#define QW_SAMPLER_EXACT_MAX 64
+int qw_sampler_exact_top(const qw_sampler *s, const uint8_t **lowered);
+
 /* Picks the next id from logits[0..n_vocab). logits is modified (penalty, bias, temperature applied in
  * place). Greedy uses no random number; sampling uses exactly one. NaN counts as -inf. Does not call
  * qw_sampler_accept. QW_E_ARG when every logit is -inf/NaN. */

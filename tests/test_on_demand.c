@@ -6,7 +6,10 @@
  *    the argmax is the exact argmax;
  *  - per decode step the fs is asked for a few rows (the token's embedding row, the rescored rows), not for the
  *    embedding;
- *  - a read error on demand fails the step with the fs's status (and the name of the tensor).
+ *  - a read error on demand fails the step with the fs's status (and the name of the tensor);
+ *  - through the decode loop, the tokens of the int8 lm_head (resident or on demand) equal the all-fp16 lm_head's,
+ *    sampled with top-k and a repetition penalty (the sampler's exact top counts only ids it cannot lower) and
+ *    greedy with a penalty: the sampler only ever sees exact values where it can pick.
  * On the generated small model (tools/gen_test_models.sh; skipped with a message when absent), whose head is
  * made eligible for the int8 rows with QW_LMHEAD_MIN_ROWS. */
 #define _POSIX_C_SOURCE 200809L
@@ -72,7 +75,7 @@ static int run(counting *cf, const char *onnx, qw_pool *pool, int exact, int on_
         CHECK(0, "load: %s", err.msg);
         goto done;
     }
-    qw_graph_set_lm_head_top(g, R);
+    qw_graph_set_lm_head_top(g, R, NULL);
     r->V = qw_decoder_vocab(d);
     r->logits = malloc((size_t)STEPS * r->V * sizeof(float));
     uint64_t b0 = cf->data_bytes, n0 = cf->data_reads;
@@ -100,6 +103,49 @@ done:
     qw_graph_free(g);
     qw_onnx_free(m);
     return ok;
+}
+
+/* A generation through qw_model / qw_gen: the ids. */
+static int gen_ids(qw_fs *fs, int exact, int on_demand, const qw_gen_params *p, int32_t *ids, int max) {
+    qw_load_opts lo = {0};
+    lo.threads = 2;
+    lo.exact_lm_head = exact;
+    lo.embedding_on_demand = on_demand;
+    qw_model *m = NULL;
+    qw_gen *g = NULL;
+    qw_error err = {0};
+    int n = 0;
+    int32_t prompt[6] = {9707, 11, 1246, 525, 498, 30};
+    if (qw_model_load(fs, &lo, &m, &err) != QW_OK || qw_gen_begin(m, prompt, 6, p, &g, &err) != QW_OK) {
+        CHECK(0, "gen: %s", err.msg);
+    } else {
+        for (;;) {
+            qw_gen_event ev;
+            if (qw_gen_next(g, &ev, &err) != QW_OK) { CHECK(0, "gen: %s", err.msg); break; }
+            if (ev.kind == QW_GEN_TOKEN && n < max) ids[n++] = ev.id;
+            if (ev.kind == QW_GEN_DONE) break;
+        }
+    }
+    qw_gen_free(g);
+    qw_model_free(m);
+    return n;
+}
+
+static void test_sampled(qw_fs *fs) {
+    qw_gen_params p;
+    qw_gen_params_init(&p);
+    p.max_tokens = 24;
+    p.ignore_eos = 1;
+    for (int k = 0; k < 2; k++) {
+        if (k == 0) { p.temperature = 0.7f; p.top_k = 20; p.top_p = 0.8f; p.repetition_penalty = 1.05f; p.seed = 3; }
+        else { p.temperature = 0; p.top_k = 0; p.top_p = 1; p.repetition_penalty = 3.0f; } /* greedy, strongly penalised */
+        int32_t a[24], b[24], c[24];
+        int na = gen_ids(fs, 1, 0, &p, a, 24), nb = gen_ids(fs, 0, 0, &p, b, 24), nc = gen_ids(fs, 0, 1, &p, c, 24);
+        const char *what = k ? "greedy with a repetition penalty" : "top-k 20, top-p 0.8, penalty 1.05";
+        CHECK(na == 24 && nb == na && !memcmp(a, b, sizeof a), "%s: int8 lm_head tokens differ from the exact path", what);
+        CHECK(nc == na && !memcmp(a, c, sizeof a), "%s: tokens on demand differ from the exact path", what);
+        printf("%s: %d tokens, the same with the exact, int8 and on-demand lm_head\n", what, na);
+    }
 }
 
 static int cmp_desc(const void *a, const void *b) {
@@ -162,6 +208,7 @@ int main(void) {
         }
         free(ex.logits);
     }
+    test_sampled(&cf.dir);
     qw_pool_free(pool);
     qw_fs_close(&cf.dir);
     printf("%s (%d failures)\n", failures ? "FAILED" : "ok", failures);
