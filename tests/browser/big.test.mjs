@@ -59,6 +59,12 @@ export const tests = [
         // The tied embedding stays in the cache (read by rows): the same tokens as with it in memory.
         const resident = nativeGreedy(path.join(REPO, 'build/models', MODEL), { prompt: PROMPT, system: DEFAULT_SYSTEM, maxTokens: MAX, embeddingResident: true });
         assertEq(resident.ids.join(','), native.ids.join(','), 'native CLI tokens with the embedding resident = read on demand');
+        // Sampled as Qwen2.5-Instruct's generation_config says: the int8 lm_head keeps exact what the sampler can
+        // pick from, so the tokens are the all-fp16 lm_head's.
+        const sample = ['--temperature', '0.7', '--top-k', '20', '--top-p', '0.8', '--repeat-penalty', '1.05', '--seed', '1'];
+        const s8 = nativeGreedy(path.join(REPO, 'build/models', MODEL), { prompt: PROMPT, system: DEFAULT_SYSTEM, maxTokens: MAX, sample });
+        const s16 = nativeGreedy(path.join(REPO, 'build/models', MODEL), { prompt: PROMPT, system: DEFAULT_SYSTEM, maxTokens: MAX, sample, exactLmHead: true });
+        assertEq(s8.ids.join(','), s16.ids.join(','), 'native CLI sampled tokens: int8 lm_head = all-fp16 lm_head');
         const EMB = 151936 * 1536 * 2; // the 1.5B's tied embedding, fp16
         assertEq(st1.paging && st1.paging.on_demand_bytes, EMB, 'embedding bytes left in the OPFS cache, read on demand');
         assert(st1.resident_weight_bytes < 1211e6 - EMB + 350e6, `resident weights ${st1.resident_weight_bytes} B: the layers and the int8 rows, not the embedding`);

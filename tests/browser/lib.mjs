@@ -140,9 +140,11 @@ export async function chat(page, text, timeout = 120000) {
 }
 
 /** Runs the native CLI greedily with the same chat the page sends. Returns the generated ids. */
-export function nativeGreedy(modelDir, { prompt, system, maxTokens, memCapMB, embeddingResident }) {
+/** The native CLI's tokens: greedy, or with sample = [flags] (e.g. ['--temperature', '0.7', ...]) instead. */
+export function nativeGreedy(modelDir, { prompt, system, maxTokens, memCapMB, embeddingResident, exactLmHead, sample }) {
   if (!fs.existsSync(CLI)) throw new Skip(`native CLI missing (${CLI})`);
-  const args = ['run', modelDir, '--prompt', prompt, '--greedy', '--max-tokens', String(maxTokens), '--json'];
+  const args = ['run', modelDir, '--prompt', prompt, ...(sample || ['--greedy']), '--max-tokens', String(maxTokens), '--json'];
+  if (exactLmHead) args.push('--exact-lm-head');
   if (system) args.push('--system', system);
   if (memCapMB) args.push('--mem-cap-mb', String(memCapMB));
   if (embeddingResident) args.push('--embedding-resident');
