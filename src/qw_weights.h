@@ -2,7 +2,8 @@
  * final buffers, handed to ops with acquire/release. Derived forms (fp32 scales, repacked layouts) made once at
  * load are owned by the store too and counted in the resident bytes.
  *
- * Without a cap (mem_cap_bytes = 0) every weight is loaded once and stays resident.
+ * Without a cap (mem_cap_bytes = 0) every weight is loaded once and stays resident, except those marked read on
+ * demand (qw_weights_set_on_demand: the tied embedding once the int8 lm_head has its rows), which never are.
  * Under a cap, small 1-D weights (norms, biases, scalars; <= 64 KB) are "sticky": loaded on first use and kept, so the build can
  * read them and their pointers stay valid. Every other weight is pageable: read on acquire, evicted when the
  * resident bytes would pass the cap. The executor touches the weights in the same order every step (a cycle,
