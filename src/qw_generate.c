@@ -312,6 +312,8 @@ void qw_gen_free(qw_gen *g) {
     if (g->m) g->m->busy = 0;
     if (g->m && g->m->tok && g->detok.tok) qw_detok_stream_free(&g->detok);
     qw_stop_free(g->stop);
+    /* the graph must not keep pointing at the sampler's map of lowered ids */
+    if (g->m && g->m->graph) qw_graph_set_lm_head_top(g->m->graph, 0, NULL);
     qw_sampler_free(g->sampler);
     free(g->prompt);
     free(g->ids);
