@@ -11,6 +11,9 @@
 #include <stdint.h>
 #include "qw_pool.h"
 
+#define QW_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define QW_MAX(a, b) ((a) > (b) ? (a) : (b))
+
 /* ---- 4-bit block-quantised weights, com.microsoft MatMulNBits layout ------------------------- */
 typedef struct qw_q4w {
     int32_t N;                  /* output features (rows of the weight) */

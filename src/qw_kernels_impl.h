@@ -23,9 +23,6 @@
 #define QW_AVX2 1
 #endif
 
-#define QW_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define QW_MAX(a, b) ((a) > (b) ? (a) : (b))
-
 /* Rows of y handed to one thread are a multiple of this, so two threads never write the same 64-byte
  * line of y (false sharing) as long as y rows start 64-byte aligned. */
 #define QW_ROW_ALIGN 16

@@ -36,7 +36,6 @@
 #include "qw_clock.h"
 
 #define QW_LMHEAD_TOPK 64
-#define LMH_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define QW_LMHEAD_BATCH 32 /* rows rescored between two checks of the stop rule */
 #define QW_LMHEAD_READ_CHUNK (16u << 20) /* bytes read per chunk when quantising an on-demand embedding */
 #define QW_LMHEAD_MIN_ROWS 16384
@@ -113,7 +112,7 @@ static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     const int N = s->N, K = s->K;
     const size_t row_bytes = (size_t)K * (s->f16 ? 2 : 4);
     const int top = c->node->gopts ? c->node->gopts->lm_head_top : 0;
-    const int R = LMH_MIN(N, top >= 1 && top <= QW_LMHEAD_TOPK ? top : QW_LMHEAD_TOPK);
+    const int R = QW_MIN(N, top >= 1 && top <= QW_LMHEAD_TOPK ? top : QW_LMHEAD_TOPK);
     /* ids the sampler can only lower (a repetition penalty's seen ids): they never push another row out of the
      * top R, so R counts the others only */
     const uint8_t *low = c->node->gopts ? c->node->gopts->lm_head_lowered : NULL;
@@ -166,7 +165,7 @@ static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
             break;
         }
         /* greedy's top 1 usually settles within a few rows: a small first batch saves reads */
-        int nb = LMH_MIN(done < QW_LMHEAD_BATCH && R <= 8 ? 16 : QW_LMHEAD_BATCH, cnt - done);
+        int nb = QW_MIN(done < QW_LMHEAD_BATCH && R <= 8 ? 16 : QW_LMHEAD_BATCH, cnt - done);
         for (int j = 0; j < nb; j++) rows[j] = cand[done + j].row;
         if (B) {
             qw_gemm_tb_rows_pool(c->pool, x, B, s->f16, K, K, rows, nb, vals);
@@ -247,7 +246,7 @@ static qw_status make_rows(qw_op_node *n, qw_pool *pool, lmh_state *s, const qw_
             void *buf = malloc((size_t)chunk * row_bytes);
             if (!buf) return qw_op_err(n, err, QW_E_NOMEM, "out of memory (int8 lm_head)");
             for (int r0 = 0; r0 < s->N; r0 += chunk) {
-                int nr = LMH_MIN(chunk, s->N - r0);
+                int nr = QW_MIN(chunk, s->N - r0);
                 qw_status st = qw_weights_read_range(n->weights, n->in_weight[1], (uint64_t)r0 * row_bytes,
                                                      (size_t)nr * row_bytes, buf, err);
                 if (st != QW_OK) { free(buf); return st; }

@@ -66,12 +66,6 @@ static const char *json_str(const char *js, const char *key, char *out, size_t c
     out[n] = 0;
     return p + n;
 }
-static double json_num(const char *js, const char *key) {
-    char k[64];
-    snprintf(k, sizeof k, "\"%s\":", key);
-    const char *p = strstr(js, k);
-    return p ? strtod(p + strlen(k), NULL) : -1;
-}
 
 /* Loads the model through fs, runs 3 greedy steps, and reads back what the store says about the derived file. */
 static int run(qw_fs *fs, const char *onnx, qw_pool *pool, run_out *r) {

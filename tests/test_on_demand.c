@@ -49,13 +49,6 @@ typedef struct run_out {
     uint64_t resident, on_demand, step_bytes, step_reads;
 } run_out;
 
-static double json_num(const char *js, const char *key) {
-    char k[64];
-    snprintf(k, sizeof k, "\"%s\":", key);
-    const char *p = strstr(js, k);
-    return p ? strtod(p + strlen(k), NULL) : -1;
-}
-
 #define STEPS 4
 static const int32_t ids[STEPS] = {1, 17, 300, 5};
 

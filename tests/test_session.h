@@ -52,6 +52,14 @@ static inline int open_small_model(qw_fs *fs) {
     return 1;
 }
 
+/* The number after "key": in a JSON text (the first occurrence), -1 when absent: enough for the stats objects. */
+static inline double json_num(const char *js, const char *key) {
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(js, k);
+    return p ? strtod(p + strlen(k), NULL) : -1;
+}
+
 /* Greedy pick: the first maximum (lowest id on ties), as onnxruntime's reference does. */
 static inline int argmax(const float *x, int n) {
     int b = 0;
