@@ -1,6 +1,8 @@
 /* qw_cli_run.c - `qwasm run MODEL_DIR`: generate from a prompt, raw ids or an interactive chat.
  * Uses only the public API (qwasm.h), as any embedder would. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,11 @@
 #endif
 
 #define MAX_STOPS 16
+/* the library's limits (qw_sampler_params_check, qw_model_load, the pool): refused here first, naming the flag */
+#define QW_CLI_MAX_CONTEXT (1 << 24)
+#define QW_CLI_MAX_THREADS 64
+#define QW_SAMPLER_MAX_TEMPERATURE 1e4
+#define QW_SAMPLER_MAX_PENALTY 1e4
 
 typedef struct run_args {
     const char *dir, *prompt, *prompt_ids, *system, *onnx;
@@ -63,6 +70,46 @@ static void usage(void) {
             "  --json               one JSON object per token, then a summary object\n");
 }
 
+/* Flag values are parsed whole ("1e3", "abc", "12x", "" are refused, as is anything outside [lo, hi]); a refusal
+ * prints a usage error naming the flag and returns 0. */
+static int flag_int(const char *flag, const char *v, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (end == v || *end || errno || x < lo || x > hi) {
+        fprintf(stderr, "qwasm run: %s '%s': an integer from %lld to %lld expected\n", flag, v, lo, hi);
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
+
+/* lo_open: lo itself is refused */
+static int flag_num(const char *flag, const char *v, double lo, int lo_open, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || *end || errno || !(lo_open ? x > lo : x >= lo) || !(x <= hi)) { /* NaN fails */
+        fprintf(stderr, "qwasm run: %s '%s': a number %s %g and at most %g expected\n", flag, v,
+                lo_open ? "above" : "from", lo, hi);
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
+
+static int flag_u64(const char *flag, const char *v, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long x = v[0] >= '0' && v[0] <= '9' ? strtoull(v, &end, 10) : 0; /* strtoull takes "-1" */
+    if (!(v[0] >= '0' && v[0] <= '9') || *end || errno) {
+        fprintf(stderr, "qwasm run: %s '%s': an integer from 0 to %llu expected\n", flag, v, (unsigned long long)UINT64_MAX);
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
+
 static int parse_args(int argc, char **argv, run_args *a) {
     memset(a, 0, sizeof *a);
     qw_gen_params_init(&a->gp);
@@ -82,16 +129,20 @@ static int parse_args(int argc, char **argv, run_args *a) {
         else if (!strcmp(o, "--embedding-resident")) a->embedding_resident = 1;
         else if (!strcmp(o, "--profile")) a->profile = 1;
         else if (!strcmp(o, "--ignore-eos")) a->gp.ignore_eos = 1;
-        else if (!strcmp(o, "--max-tokens")) { NEED_V(); a->gp.max_tokens = atoi(v); a->set_max = 1; }
-        else if (!strcmp(o, "--temperature")) { NEED_V(); a->gp.temperature = (float)atof(v); a->set_temp = 1; }
-        else if (!strcmp(o, "--top-k")) { NEED_V(); a->gp.top_k = atoi(v); a->set_topk = 1; }
-        else if (!strcmp(o, "--top-p")) { NEED_V(); a->gp.top_p = (float)atof(v); a->set_topp = 1; }
-        else if (!strcmp(o, "--min-p")) { NEED_V(); a->gp.min_p = (float)atof(v); a->set_minp = 1; }
-        else if (!strcmp(o, "--repeat-penalty")) { NEED_V(); a->gp.repetition_penalty = (float)atof(v); a->set_rep = 1; }
-        else if (!strcmp(o, "--seed")) { NEED_V(); a->gp.seed = strtoull(v, NULL, 10); }
-        else if (!strcmp(o, "--threads")) { NEED_V(); a->threads = atoi(v); }
-        else if (!strcmp(o, "--mem-cap-mb")) { NEED_V(); a->mem_cap_mb = atof(v); }
-        else if (!strcmp(o, "--max-context")) { NEED_V(); a->max_context = atoi(v); }
+#define INT_FLAG(dst, lo, hi) do { long long x_; NEED_V(); if (!flag_int(o, v, lo, hi, &x_)) return 2; dst = (int)x_; } while (0)
+#define NUM_FLAG(dst, lo, open, hi) do { double x_; NEED_V(); if (!flag_num(o, v, lo, open, hi, &x_)) return 2; dst = x_; } while (0)
+        else if (!strcmp(o, "--max-tokens")) { INT_FLAG(a->gp.max_tokens, 1, QW_CLI_MAX_CONTEXT); a->set_max = 1; }
+        else if (!strcmp(o, "--temperature")) { NUM_FLAG(a->gp.temperature, 0, 0, QW_SAMPLER_MAX_TEMPERATURE); a->set_temp = 1; }
+        else if (!strcmp(o, "--top-k")) { INT_FLAG(a->gp.top_k, 0, INT32_MAX); a->set_topk = 1; }
+        else if (!strcmp(o, "--top-p")) { NUM_FLAG(a->gp.top_p, 0, 1, 1); a->set_topp = 1; }
+        else if (!strcmp(o, "--min-p")) { NUM_FLAG(a->gp.min_p, 0, 0, 1); a->set_minp = 1; }
+        else if (!strcmp(o, "--repeat-penalty")) { NUM_FLAG(a->gp.repetition_penalty, 0, 1, QW_SAMPLER_MAX_PENALTY); a->set_rep = 1; }
+        else if (!strcmp(o, "--seed")) { NEED_V(); if (!flag_u64(o, v, &a->gp.seed)) return 2; }
+        else if (!strcmp(o, "--threads")) INT_FLAG(a->threads, 1, QW_CLI_MAX_THREADS);
+        else if (!strcmp(o, "--mem-cap-mb")) NUM_FLAG(a->mem_cap_mb, 0, 1, 1 << 22); /* fractions: tiny test models */
+        else if (!strcmp(o, "--max-context")) INT_FLAG(a->max_context, 1, QW_CLI_MAX_CONTEXT);
+#undef INT_FLAG
+#undef NUM_FLAG
         else if (!strcmp(o, "--stop")) {
             NEED_V();
             if (a->n_stops == MAX_STOPS) { fprintf(stderr, "qwasm run: at most %d --stop\n", MAX_STOPS); return 2; }
@@ -118,7 +169,7 @@ static int parse_ids(const char *s, int32_t **ids, size_t *n) {
     const char *p = s;
     while (*p) {
         char *end;
-        long x = strtol(p, &end, 10);
+        long long x = strtoll(p, &end, 10); /* long is 32 bits on WASI */
         if (end == p || x < 0 || x > INT32_MAX) { free(v); return -1; }
         if (k == cap) {
             int32_t *nv = realloc(v, (cap *= 2) * sizeof *v);

@@ -48,8 +48,13 @@ static char *read_path(const char *path, size_t *len) {
 static int load_tok(const char *dir, qw_tokenizer **t) {
     qw_fs fs;
     qw_error e;
-    if (qw_fs_open_dir(dir, &fs, &e) || qw_tokenizer_load_fs(&fs, "tokenizer.json", t, &e)) {
+    if (qw_fs_open_dir(dir, &fs, &e)) {
         fprintf(stderr, "qwasm: %s\n", e.msg);
+        return 0;
+    }
+    if (qw_tokenizer_load_fs(&fs, "tokenizer.json", t, &e)) {
+        fprintf(stderr, "qwasm: %s\n", e.msg);
+        qw_fs_close(&fs);
         return 0;
     }
     char *cfg = NULL;
@@ -198,7 +203,7 @@ static int parse_ids(const char *s, int32_t **ids, size_t *n) {
         while (*s == ' ' || *s == ',' || *s == '[' || *s == ']' || *s == '\n') s++;
         if (!*s) break;
         char *end;
-        long v = strtol(s, &end, 10);
+        long long v = strtoll(s, &end, 10); /* long is 32 bits on WASI */
         if (end == s || v < 0 || v > 0x7fffffff) { fprintf(stderr, "qwasm: bad id list near \"%.20s\"\n", s); free(*ids); return 0; }
         if (*n == cap) {
             int32_t *ni = realloc(*ids, cap * 2 * sizeof *ni);

@@ -25,7 +25,11 @@ typedef struct qw_model_config {
     int do_sample;
     float temperature, top_p, repetition_penalty;
     int top_k;
+    char warnings[1024];        /* values generation_config.json had wrong (defaults used), one per line, or "" */
 } qw_model_config;
+
+/* The longest context a config may declare (tokens): the buffers sized from it stay far inside 32 bits. */
+#define QW_CFG_MAX_CONTEXT (1 << 24)
 
 /* Reads the folder's JSON files through fs. Missing files are fine (defaults); malformed JSON is an
  * error naming the file. onnx_override (may be NULL) picks the .onnx instead of the config's choice. */

@@ -3,6 +3,7 @@
  * The KV cache is kept between generations: a prompt that extends the previous conversation only
  * prefills its new tokens. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -157,7 +158,35 @@ qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, cons
                             .bias_ids = p->bias_ids, .bias_values = p->bias_values, .n_bias = p->n_bias};
     qw_status st = QW_OK;
     if (!g->prompt || !g->ids || !g->logits) st = qw_error_set(err, QW_E_NOMEM, "qw_gen_begin: out of memory");
+    /* ids with an lm_head row but no token (Qwen2.5: 151936 rows, 151665 tokens) are never sampled: a bias of
+     * -inf after the caller's */
+    int32_t *bids = NULL;
+    float *bvals = NULL;
+    if (st == QW_OK && m->n_no_token) {
+        size_t nb = (size_t)(p->n_bias > 0 ? p->n_bias : 0) + (size_t)m->n_no_token;
+        bids = malloc(nb * sizeof *bids);
+        bvals = malloc(nb * sizeof *bvals);
+        if (!bids || !bvals) st = qw_error_set(err, QW_E_NOMEM, "qw_gen_begin: out of memory");
+        else {
+            if (p->n_bias > 0 && p->bias_ids && p->bias_values) {
+                memcpy(bids, p->bias_ids, (size_t)p->n_bias * sizeof *bids);
+                memcpy(bvals, p->bias_values, (size_t)p->n_bias * sizeof *bvals);
+            }
+            for (int i = 0; i < m->n_no_token; i++) {
+                bids[nb - (size_t)m->n_no_token + (size_t)i] = m->no_token[i];
+                bvals[nb - (size_t)m->n_no_token + (size_t)i] = -INFINITY;
+            }
+            /* the caller's own values are checked as given (a NaN bias is theirs to hear about) */
+            if (p->n_bias >= 0 && (!p->n_bias || (p->bias_ids && p->bias_values))) {
+                sp.bias_ids = bids;
+                sp.bias_values = bvals;
+                sp.n_bias = (int)nb;
+            }
+        }
+    }
     if (st == QW_OK) st = qw_sampler_new(&sp, vocab, &g->sampler, err);
+    free(bids);
+    free(bvals);
     if (st == QW_OK) st = qw_stop_new(p->stop, p->n_stop, &g->stop, err);
     if (st != QW_OK) {
         qw_gen_free(g);

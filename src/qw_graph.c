@@ -173,10 +173,26 @@ static void tensor_release(qw_graph *g, qw_tensor *t) {
     t->cap = 0;
 }
 
+/* Checked: -1 for a negative dim or when the product of the nonzero dims passes QW_NUMEL_MAX, so every sub-shape's
+ * product of a tensor that has one is bounded too (callers multiply by element sizes freely). */
 int64_t qw_numel(int ndim, const int64_t *dims) {
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= dims[i];
-    return n;
+    int64_t n = 1, nz = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (dims[i] < 0) return -1;
+        if (dims[i] == 0) { n = 0; continue; }
+        if (nz > QW_NUMEL_MAX / dims[i]) return -1;
+        nz *= dims[i];
+    }
+    return n ? nz : 0;
+}
+
+/* "(7, 123, 9)" into buf, for messages */
+const char *qw_shape_str(int ndim, const int64_t *dims, char *buf, size_t cap) {
+    size_t k = (size_t)snprintf(buf, cap, "(");
+    for (int i = 0; i < ndim && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%lld", i ? ", " : "", (long long)dims[i]);
+    if (k < cap) snprintf(buf + k, cap - k, ")");
+    return buf;
 }
 
 static uint8_t qw_empty_data[64];
@@ -197,6 +213,13 @@ qw_status qw_op_out(qw_op_ctx *c, qw_tensor *t, int dtype, int ndim, const int64
     t->ndim = ndim;
     for (int i = 0; i < ndim; i++) t->dims[i] = dims[i];
     t->numel = qw_numel(ndim, dims);
+    if (t->numel < 0) {
+        char sh[200];
+        t->numel = 0;
+        t->ndim = 0;
+        return qw_op_err(c->node, err, QW_E_FORMAT, "output shape %s has more than %lld elements",
+                         qw_shape_str(ndim, dims, sh, sizeof sh), (long long)QW_NUMEL_MAX);
+    }
     size_t bytes = (size_t)t->numel * qw_dtype_size(dtype);
     if (g->folding) {
         t->data = malloc(bytes ? bytes : 1);
@@ -1106,6 +1129,11 @@ qw_status qw_graph_set_input(qw_graph *g, int i, int dtype, int ndim, const int6
     x->t.ndim = ndim;
     for (int k = 0; k < ndim; k++) x->t.dims[k] = dims[k];
     x->t.numel = qw_numel(ndim, dims);
+    if (x->t.numel < 0) {
+        x->t.numel = 0;
+        return qw_error_set(err, QW_E_ARG, "graph input '%s': more than %lld elements", x->name,
+                            (long long)QW_NUMEL_MAX);
+    }
     x->t.data = (void *)(data ? data : (const void *)qw_empty_data);
     x->t.cap = 0;
     return QW_OK;

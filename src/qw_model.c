@@ -35,6 +35,20 @@ static void load_tokenizer(qw_model *m) {
     free(text);
 }
 
+/* The ids below the logits' width that the tokenizer has no token for (m->no_token): never sampled. */
+static qw_status find_no_token_ids(qw_model *m, qw_error *err) {
+    if (!m->tok) return QW_OK; /* ids only: every id is the caller's to judge */
+    int vocab = qw_model_vocab(m), n = 0;
+    for (int32_t id = 0; id < vocab; id++) n += qw_tokenizer_token_bytes(m->tok, id, NULL) == NULL;
+    if (!n) return QW_OK;
+    if (n == vocab) return QW_OK; /* a tokenizer of none of these ids: nothing to mask by */
+    if (!(m->no_token = malloc((size_t)n * sizeof *m->no_token)))
+        return qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory");
+    for (int32_t id = 0; id < vocab; id++)
+        if (!qw_tokenizer_token_bytes(m->tok, id, NULL)) m->no_token[m->n_no_token++] = id;
+    return QW_OK;
+}
+
 qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **out, qw_error *err) {
     *out = NULL;
     if (!fs || !fs->read || !fs->size) return qw_error_set(err, QW_E_ARG, "qw_model_load: no file source");
@@ -55,6 +69,11 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
     if (opts->progress) opts->progress(opts->progress_user, "graph", 0, 0);
     if ((st = qw_onnx_load(fs, m->cfg.onnx_file, &m->onnx, err)) != QW_OK) goto fail;
     int limit = m->cfg.max_position_embeddings > 0 ? m->cfg.max_position_embeddings : QW_DEFAULT_MAX_CONTEXT;
+    if (opts->max_context > QW_CFG_MAX_CONTEXT) {
+        st = qw_error_set(err, QW_E_ARG, "qw_model_load: max_context %d is above qwasm's limit of %d tokens",
+                          opts->max_context, QW_CFG_MAX_CONTEXT);
+        goto fail;
+    }
     m->max_seq = opts->max_context > 0 ? opts->max_context : limit;
     if (m->max_seq > limit) m->max_seq = limit;
     m->cached = malloc((size_t)m->max_seq * sizeof *m->cached);
@@ -65,6 +84,7 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
             goto fail;
         }
         m->external = 1;
+        if ((st = find_no_token_ids(m, err)) != QW_OK) goto fail;
         m->load_ms = qw_now_ms() - t0;
         *out = m;
         return QW_OK;
@@ -99,6 +119,7 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
         qw_graph_profile_reset(m->graph);
         if (st != QW_OK) goto fail;
     }
+    if ((st = find_no_token_ids(m, err)) != QW_OK) goto fail;
     m->load_ms = qw_now_ms() - t0;
     if (opts->progress) opts->progress(opts->progress_user, "ready", 0, 0);
     *out = m;
@@ -116,6 +137,7 @@ void qw_model_free(qw_model *m) {
     qw_pool_free(m->pool);
     qw_tokenizer_free(m->tok);
     free(m->cached);
+    free(m->no_token);
     free(m->info_json);
     free(m->stats_json);
     free(m);

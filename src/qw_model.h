@@ -24,6 +24,8 @@ struct qw_model {
     int32_t *cached;            /* (max_seq) the ids whose keys/values the decoder holds, in order */
     int n_cached;
     int busy;                   /* a qw_gen is live: one generation at a time per model */
+    int32_t *no_token;          /* (n_no_token) ids below the vocabulary with no token in the tokenizer: never sampled */
+    int n_no_token;
     int external;               /* no graph: another engine computes the logits (qw_load_opts.external_decoder) */
     double load_ms;
     char *info_json, *stats_json;

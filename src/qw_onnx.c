@@ -333,14 +333,16 @@ static qw_status parse_tensor(ld *L, uint64_t start, uint64_t end, qw_onnx_tenso
         return qw_error_set(L->err, QW_E_UNSUPPORTED, "%s: tensor '%s' has %llu dimensions (qwasm handles %d)", L->name,
                             tn, (unsigned long long)ndims, QW_MAX_DIMS);
     t->ndim = (int32_t)ndims;
-    int64_t numel = 1;
+    int64_t numel = 1, nz = 1; /* nz: product of the nonzero dims, bounded so every sub-shape's product is too */
     for (int i = 0; i < t->ndim; i++) {
         if (t->dims[i] < 0)
             return qw_error_set(L->err, QW_E_FORMAT, "%s: tensor '%s' has a negative dimension", L->name, tn);
-        if (t->dims[i] && numel > INT64_MAX / t->dims[i])
+        if (t->dims[i] == 0) { numel = 0; continue; }
+        if (nz > ((int64_t)1 << 48) / t->dims[i])
             return qw_error_set(L->err, QW_E_FORMAT, "%s: tensor '%s' has too many elements", L->name, tn);
-        numel *= t->dims[i];
+        nz *= t->dims[i];
     }
+    if (numel) numel = nz;
     t->numel = numel;
     if (t->dtype == QW_DT_STRING) {
         /* strings are not read: the tensor is described, with no bytes */

@@ -7,6 +7,7 @@
 #ifndef QW_OPS_H
 #define QW_OPS_H
 
+#include <stdint.h>
 #include "qw_graph.h"
 #include "qw_weights.h"
 #include "qw_kernels.h"
@@ -128,7 +129,18 @@ const float *qw_tensor_f32(qw_op_ctx *c, const qw_tensor *t);
 void qw_store_f32(qw_tensor *t, const float *src, int64_t n);
 
 /* shape helpers */
+/* Largest element count of a tensor: 2^48, and on 32-bit targets what keeps numel * 8 (+ small) inside size_t, so
+ * byte sizes computed as (size_t)numel * esize (esize <= 8) never wrap on wasm32. */
+#define QW_NUMEL_MAX ((int64_t)(SIZE_MAX >> 3) - 64 < ((int64_t)1 << 48) ? (int64_t)(SIZE_MAX >> 3) - 64 : ((int64_t)1 << 48))
+/* product of dims; -1 when a dim is negative or the product of the nonzero dims passes QW_NUMEL_MAX */
 int64_t qw_numel(int ndim, const int64_t *dims);
+/* a * b for element counts: -1 when either is negative or the product passes QW_NUMEL_MAX */
+static inline int64_t qw_mul_numel(int64_t a, int64_t b) {
+    if (a < 0 || b < 0) return -1;
+    if (a && b > QW_NUMEL_MAX / a) return -1;
+    return a * b;
+}
+const char *qw_shape_str(int ndim, const int64_t *dims, char *buf, size_t cap);
 int qw_norm_axis(int64_t axis, int ndim, int *out); /* 0 when out of range */
 /* multidirectional broadcast of a and b shapes -> out; 0 when incompatible */
 int qw_broadcast_shape(int na, const int64_t *a, int nb, const int64_t *b, int *nout, int64_t *out);

@@ -224,14 +224,18 @@ static qw_status run_reshape(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_te
             infer = i;
         } else if (dims[i] < 0) {
             return qw_op_err(c->node, err, QW_E_ARG, "dim %lld", (long long)dims[i]);
-        } else {
-            known *= dims[i];
+        } else if ((known = qw_mul_numel(known, dims[i])) < 0) {
+            char sh[200];
+            return qw_op_err(c->node, err, QW_E_FORMAT, "shape %s has more than %lld elements",
+                             qw_shape_str(nd, dims, sh, sizeof sh), (long long)QW_NUMEL_MAX);
         }
     }
     if (infer >= 0) dims[infer] = known ? x->numel / known : 0;
-    if (qw_numel(nd, dims) != x->numel)
-        return qw_op_err(c->node, err, QW_E_ARG, "cannot reshape %lld elements to %lld", (long long)x->numel,
-                         (long long)qw_numel(nd, dims));
+    if (qw_numel(nd, dims) != x->numel) {
+        char sh[200];
+        return qw_op_err(c->node, err, QW_E_FORMAT, "cannot reshape %lld elements to %s", (long long)x->numel,
+                         qw_shape_str(nd, dims, sh, sizeof sh));
+    }
     return copy_out(c, x, out[0], nd, dims, err);
 }
 
@@ -289,10 +293,16 @@ static qw_status run_transpose(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_
                                qw_error *err) {
     const qw_tensor *x = in[0];
     int r = x->ndim;
-    int perm[QW_MAX_DIMS];
+    int perm[QW_MAX_DIMS] = {0}, seen[QW_MAX_DIMS] = {0};
     const qw_onnx_attr *a = qw_attr(c->node->on, "perm");
-    for (int i = 0; i < r; i++) perm[i] = a ? (int)a->ints[i] : r - 1 - i;
-    if (a && (int)a->n != r) return qw_op_err(c->node, err, QW_E_ARG, "perm has %zu entries for rank %d", a->n, r);
+    if (a && (a->type != QW_ATTR_INTS || a->n != (size_t)r))
+        return qw_op_err(c->node, err, QW_E_FORMAT, "perm has %zu entries for rank %d", a->n, r);
+    for (int i = 0; i < r; i++) {
+        int64_t p = a ? a->ints[i] : r - 1 - i;
+        if (p < 0 || p >= r || seen[p]++)
+            return qw_op_err(c->node, err, QW_E_FORMAT, "perm is not a permutation of 0..%d", r - 1);
+        perm[i] = (int)p;
+    }
     int64_t dims[QW_MAX_DIMS], xs[QW_MAX_DIMS], s = 1;
     for (int d = r - 1; d >= 0; d--) { xs[d] = s; s *= x->dims[d]; }
     for (int i = 0; i < r; i++) dims[i] = x->dims[perm[i]];
@@ -385,7 +395,10 @@ static qw_status run_split(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
     }
     if (ns != n_out) return qw_op_err(c->node, err, QW_E_ARG, "%d splits for %d outputs", ns, n_out);
     int64_t sum = 0;
-    for (int i = 0; i < ns; i++) sum += split[i];
+    for (int i = 0; i < ns; i++) {
+        if (split[i] < 0 || split[i] > len) return qw_op_err(c->node, err, QW_E_FORMAT, "split %lld", (long long)split[i]);
+        sum += split[i];
+    }
     if (sum != len) return qw_op_err(c->node, err, QW_E_ARG, "splits sum to %lld, axis has %lld", (long long)sum, (long long)len);
     size_t es = esize(x);
     int64_t outer = qw_numel(axis, x->dims), inner = qw_numel(r - axis - 1, x->dims + axis + 1);
@@ -415,37 +428,43 @@ static qw_status run_slice(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
     if (n_in >= 3) {
         n = read_ints(in[1], starts, QW_MAX_DIMS);
         if (read_ints(in[2], ends, QW_MAX_DIMS) != n) return qw_op_err(c->node, err, QW_E_ARG, "starts/ends lengths differ");
-        if (n_in > 3 && in[3]) read_ints(in[3], axes, QW_MAX_DIMS); else for (int i = 0; i < n; i++) axes[i] = i;
-        if (n_in > 4 && in[4]) read_ints(in[4], steps, QW_MAX_DIMS); else for (int i = 0; i < n; i++) steps[i] = 1;
+        if (n_in > 3 && in[3]) { if (read_ints(in[3], axes, QW_MAX_DIMS) != n) n = -1; }
+        else for (int i = 0; i < n; i++) axes[i] = i;
+        if (n_in > 4 && in[4]) { if (read_ints(in[4], steps, QW_MAX_DIMS) != n) n = -1; }
+        else for (int i = 0; i < n; i++) steps[i] = 1;
     } else { /* opset < 10: attributes */
         const qw_onnx_attr *as = qw_attr(c->node->on, "starts"), *ae = qw_attr(c->node->on, "ends"),
                            *aa = qw_attr(c->node->on, "axes");
         if (!as || !ae) return qw_op_err(c->node, err, QW_E_FORMAT, "missing starts/ends");
+        if (as->type != QW_ATTR_INTS || ae->type != QW_ATTR_INTS || ae->n != as->n || as->n > QW_MAX_DIMS ||
+            (aa && (aa->type != QW_ATTR_INTS || aa->n != as->n)))
+            return qw_op_err(c->node, err, QW_E_FORMAT, "starts/ends/axes attributes differ in length or type");
         n = (int)as->n;
         for (int i = 0; i < n; i++) {
             starts[i] = as->ints[i]; ends[i] = ae->ints[i]; steps[i] = 1;
             axes[i] = aa ? aa->ints[i] : i;
         }
     }
-    if (n < 0) return qw_op_err(c->node, err, QW_E_ARG, "too many axes");
+    if (n < 0) return qw_op_err(c->node, err, QW_E_FORMAT, "starts/ends/axes/steps: lengths differ or too many axes");
     int64_t st_[QW_MAX_DIMS], sp[QW_MAX_DIMS], dims[QW_MAX_DIMS];
     for (int d = 0; d < r; d++) { st_[d] = 0; sp[d] = 1; dims[d] = x->dims[d]; }
     for (int i = 0; i < n; i++) {
         int d;
         if (!qw_norm_axis(axes[i], r, &d)) return qw_op_err(c->node, err, QW_E_ARG, "axis %lld", (long long)axes[i]);
         int64_t dim = x->dims[d], s = starts[i], e = ends[i], step = steps[i];
-        if (step == 0) return qw_op_err(c->node, err, QW_E_ARG, "step 0");
-        if (s < 0) s += dim;
+        if (step == 0 || step == INT64_MIN) return qw_op_err(c->node, err, QW_E_FORMAT, "step %lld", (long long)step);
+        if (s < 0 && s > INT64_MIN / 2) s += dim;
+        else if (s < 0) s = step > 0 ? 0 : -1;
         if (e < 0 && e > INT64_MIN / 2) e += dim;
         else if (e < 0) e = -1;
         if (step > 0) {
             s = s < 0 ? 0 : s > dim ? dim : s;
             e = e < 0 ? 0 : e > dim ? dim : e;
-            dims[d] = e > s ? (e - s + step - 1) / step : 0;
+            dims[d] = e > s ? (e - s - 1) / step + 1 : 0; /* not (e - s + step - 1): step may be near INT64_MAX */
         } else {
             s = s < 0 ? -1 : s > dim - 1 ? dim - 1 : s;
             e = e < -1 ? -1 : e > dim - 1 ? dim - 1 : e;
-            dims[d] = s > e ? (s - e + (-step) - 1) / (-step) : 0;
+            dims[d] = s > e ? (s - e - 1) / (-step) + 1 : 0;
         }
         st_[d] = s;
         sp[d] = step;
@@ -518,7 +537,10 @@ static qw_status run_tile(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tenso
     const qw_tensor *x = in[0];
     int64_t rep[QW_MAX_DIMS], dims[QW_MAX_DIMS];
     if (read_ints(in[1], rep, QW_MAX_DIMS) != x->ndim) return qw_op_err(c->node, err, QW_E_ARG, "repeats length");
-    for (int d = 0; d < x->ndim; d++) dims[d] = x->dims[d] * rep[d];
+    for (int d = 0; d < x->ndim; d++)
+        if ((dims[d] = qw_mul_numel(x->dims[d], rep[d])) < 0)
+            return qw_op_err(c->node, err, QW_E_FORMAT, "repeats[%d] = %lld on a dim of %lld", d, (long long)rep[d],
+                             (long long)x->dims[d]);
     qw_status st = qw_op_out(c, out[0], x->dtype, x->ndim, dims, err);
     if (st != QW_OK) return st;
     size_t es = esize(x);
@@ -547,17 +569,22 @@ static qw_status run_range(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
     if (qw_dtype_is_float(dt)) {
         double s = qw_elem_get_f(in[0]->data, dt, 0), l = qw_elem_get_f(in[1]->data, dt, 0),
                d = qw_elem_get_f(in[2]->data, dt, 0);
-        if (d == 0) return qw_op_err(c->node, err, QW_E_ARG, "delta 0");
-        n = (int64_t)ceil((l - s) / d);
-        if (n < 0) n = 0;
+        double nf = ceil((l - s) / d);
+        if (d == 0 || !(nf < (double)QW_NUMEL_MAX)) /* also NaN and infinite bounds */
+            return qw_op_err(c->node, err, QW_E_FORMAT, "range (%g, %g, %g) has no finite length", s, l, d);
+        n = nf > 0 ? (int64_t)nf : 0;
         if ((st = qw_op_out(c, out[0], dt, 1, &n, err)) != QW_OK) return st;
         for (int64_t i = 0; i < n; i++) qw_elem_set_f(out[0]->data, dt, i, (float)s + (float)i * (float)d);
     } else {
         int64_t s = qw_elem_get_i(in[0]->data, dt, 0), l = qw_elem_get_i(in[1]->data, dt, 0),
                 d = qw_elem_get_i(in[2]->data, dt, 0);
-        if (d == 0) return qw_op_err(c->node, err, QW_E_ARG, "delta 0");
-        n = d > 0 ? (l - s + d - 1) / d : (s - l + (-d) - 1) / (-d);
-        if (n < 0) n = 0;
+        if (d == 0 || d == INT64_MIN) return qw_op_err(c->node, err, QW_E_FORMAT, "delta %lld", (long long)d);
+        /* in double: l - s may overflow int64 */
+        double nf = d > 0 ? ((double)l - (double)s) / (double)d : ((double)s - (double)l) / (double)-d;
+        if (nf >= (double)QW_NUMEL_MAX)
+            return qw_op_err(c->node, err, QW_E_FORMAT, "range (%lld, %lld, %lld) is too long", (long long)s,
+                             (long long)l, (long long)d);
+        n = d > 0 ? (l > s ? (l - s - 1) / d + 1 : 0) : (s > l ? (s - l - 1) / -d + 1 : 0);
         if ((st = qw_op_out(c, out[0], dt, 1, &n, err)) != QW_OK) return st;
         for (int64_t i = 0; i < n; i++) qw_elem_set_i(out[0]->data, dt, i, s + i * d);
     }
@@ -592,10 +619,15 @@ static qw_status run_scatternd(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_
     qw_status st = copy_out(c, x, out[0], x->ndim, x->dims, err);
     if (st != QW_OK) return st;
     int q = ix->ndim;
+    if (q < 1) return qw_op_err(c->node, err, QW_E_FORMAT, "indices of rank 0");
     int64_t kd = ix->dims[q - 1];
     if (kd > x->ndim) return qw_op_err(c->node, err, QW_E_ARG, "index depth %lld > rank", (long long)kd);
     int64_t slice = qw_numel(x->ndim - (int)kd, x->dims + kd);
     int64_t n = kd ? ix->numel / kd : 0;
+    if (up->dtype != x->dtype || qw_mul_numel(n, slice) != up->numel)
+        return qw_op_err(c->node, err, QW_E_FORMAT, "updates have %lld elements of %s, %lld of %s expected",
+                         (long long)up->numel, qw_dtype_name(up->dtype), (long long)qw_mul_numel(n, slice),
+                         qw_dtype_name(x->dtype));
     size_t es = esize(x);
     int64_t xs[QW_MAX_DIMS], s = 1;
     for (int d = x->ndim - 1; d >= 0; d--) { xs[d] = s; s *= x->dims[d]; }

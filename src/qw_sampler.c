@@ -84,6 +84,26 @@ void qw_sampler_params_init(qw_sampler_params *p) {
     p->repetition_penalty = 1.0f;
 }
 
+qw_status qw_sampler_params_check(const qw_sampler_params *p, qw_error *err) {
+    /* written so that NaN fails every test */
+    if (!(p->temperature >= 0 && p->temperature <= QW_SAMPLER_MAX_TEMPERATURE))
+        return qw_error_set(err, QW_E_ARG, "temperature %g: 0 (greedy) to %g expected", p->temperature,
+                            QW_SAMPLER_MAX_TEMPERATURE);
+    if (p->top_k < 0) return qw_error_set(err, QW_E_ARG, "top_k %d: 0 (off) or more expected", p->top_k);
+    if (!(p->top_p > 0 && p->top_p <= 1))
+        return qw_error_set(err, QW_E_ARG, "top_p %g: above 0 and at most 1 (off) expected", p->top_p);
+    if (!(p->min_p >= 0 && p->min_p <= 1))
+        return qw_error_set(err, QW_E_ARG, "min_p %g: 0 (off) to 1 expected", p->min_p);
+    if (!(p->repetition_penalty > 0 && p->repetition_penalty <= QW_SAMPLER_MAX_PENALTY))
+        return qw_error_set(err, QW_E_ARG, "repetition_penalty %g: above 0 and at most %g expected (1: off)",
+                            p->repetition_penalty, QW_SAMPLER_MAX_PENALTY);
+    for (int i = 0; i < p->n_bias && p->bias_values; i++) /* -inf bans an id; NaN and +inf mean nothing */
+        if (p->bias_values[i] != p->bias_values[i] || p->bias_values[i] == INFINITY)
+            return qw_error_set(err, QW_E_ARG, "logit bias %g for id %d: a number or -inf expected",
+                                p->bias_values[i], p->bias_ids ? p->bias_ids[i] : -1);
+    return QW_OK;
+}
+
 void qw_sampler_free(qw_sampler *s) {
     if (!s) return;
     free(s->bias_ids);
@@ -100,6 +120,8 @@ qw_status qw_sampler_new(const qw_sampler_params *p, int32_t n_vocab, qw_sampler
     if (!p || !out || n_vocab <= 0) return qw_error_set(err, QW_E_ARG, "qw_sampler: bad arguments (n_vocab %d)", n_vocab);
     if (p->n_bias < 0 || (p->n_bias && (!p->bias_ids || !p->bias_values)))
         return qw_error_set(err, QW_E_ARG, "qw_sampler: logit bias without ids/values");
+    qw_status st = qw_sampler_params_check(p, err);
+    if (st != QW_OK) return st;
     for (int i = 0; i < p->n_bias; i++)
         if (p->bias_ids[i] < 0 || p->bias_ids[i] >= n_vocab)
             return qw_error_set(err, QW_E_ARG, "qw_sampler: logit bias id %d is outside the vocabulary (%d)",
@@ -226,6 +248,8 @@ qw_status qw_sampler_sample(qw_sampler *s, float *x, int32_t *out_id, qw_error *
 
     float inv_t = p->temperature; /* divide, as HF does, rather than multiply by 1/t */
     for (int32_t i = 0; i < n; i++) x[i] = x[i] / inv_t;
+    /* a temperature so small that the best logit overflows: the distribution is its limit, the argmax */
+    if (x[best] == INFINITY) { *out_id = best; return QW_OK; }
     double mx = x[best];
     int use_topp = p->top_p > 0 && p->top_p < 1;
     cand *c = s->cand;
@@ -279,7 +303,7 @@ qw_status qw_sampler_sample(qw_sampler *s, float *x, int32_t *out_id, qw_error *
         cum += w[j];
         if (u < cum) { *out_id = c[j].id; return QW_OK; }
     }
-    *out_id = c[nc - 1].id; /* u rounded up to total */
+    *out_id = nc ? c[nc - 1].id : best; /* u rounded up to total */
     return QW_OK;
 }
 

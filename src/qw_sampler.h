@@ -22,6 +22,13 @@ typedef struct qw_sampler_params {
     int n_bias;
 } qw_sampler_params;
 
+/* The values qw_sampler_params_check accepts: temperature 0 (greedy) to QW_SAMPLER_MAX_TEMPERATURE, top_k >= 0,
+ * top_p in (0, 1], min_p in [0, 1], repetition_penalty in (0, QW_SAMPLER_MAX_PENALTY], finite biases. */
+#define QW_SAMPLER_MAX_TEMPERATURE 1e4
+#define QW_SAMPLER_MAX_PENALTY 1e4
+/* QW_E_ARG naming the first value outside those ranges (NaN and infinities included). */
+qw_status qw_sampler_params_check(const qw_sampler_params *p, qw_error *err);
+
 /* temperature 1, top_k 0, top_p 1, min_p 0, repetition_penalty 1, seed 0, no bias. */
 void qw_sampler_params_init(qw_sampler_params *p);
 

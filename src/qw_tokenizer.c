@@ -6,10 +6,12 @@
  *   ties, as tokenizers' Word::merge_all) -> ids.
  * Vocabulary strings are kept as raw bytes (the GPT-2 bytes_to_unicode alphabet is undone at load), so
  * BPE starts from one symbol per byte and decoding is a concatenation. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cJSON.h"
+#include "qw_json.h"
 #include "qw_tokenizer.h"
 #include "qw_unicode.h"
 
@@ -270,8 +272,9 @@ static qw_status build(qw_tokenizer *t, const cJSON *root, qw_error *err) {
     int32_t max_id = -1;
     int n_vocab = 0;
     for (const cJSON *v = vocab->child; v; v = v->next) {
-        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 16777216.0)
-            return qw_error_set(err, QW_E_FORMAT, "%s: vocab entry \"%s\" has no valid id", nm, v->string ? v->string : "?");
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 16777216.0 || v->valuedouble != floor(v->valuedouble))
+            return qw_error_set(err, QW_E_FORMAT, "%s: vocab entry \"%.40s\" has no valid id (an integer from 0 to 16777216)",
+                                nm, v->string ? v->string : "?");
         if (v->valueint > max_id) max_id = v->valueint;
         n_vocab++;
     }
@@ -279,7 +282,8 @@ static qw_status build(qw_tokenizer *t, const cJSON *root, qw_error *err) {
     for (int i = 0; i < n_added; i++) {
         const cJSON *a = cJSON_GetArrayItem(added, i);
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
-        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 16777216.0 || !jstr(a, "content"))
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 16777216.0 ||
+            id->valuedouble != floor(id->valuedouble) || !jstr(a, "content"))
             return qw_error_set(err, QW_E_FORMAT, "%s: added_tokens[%d] has no valid id/content", nm, i);
         if (id->valueint > max_id) max_id = id->valueint;
     }
@@ -398,9 +402,9 @@ qw_status qw_tokenizer_load_json(const char *json, size_t len, const char *name,
     *out = NULL;
     if (!name) name = "tokenizer.json";
     if (!bytemap_ready) bytemap_init();
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!root) return qw_error_set(err, QW_E_FORMAT, "%s: not valid JSON (near byte %zu)", name,
-                                   cJSON_GetErrorPtr() ? (size_t)(cJSON_GetErrorPtr() - json) : (size_t)0);
+    cJSON *root;
+    qw_status pst = qw_json_parse(json, len, name, &root, err);
+    if (pst != QW_OK) return pst;
     qw_tokenizer *t = calloc(1, sizeof *t);
     if (!t) { cJSON_Delete(root); return qw_error_set(err, QW_E_NOMEM, "%s: out of memory", name); }
     snprintf(t->name, sizeof t->name, "%s", name);
@@ -431,8 +435,10 @@ static int32_t config_token(const qw_tokenizer *t, const cJSON *root, const char
 
 qw_status qw_tokenizer_apply_config_json(qw_tokenizer *t, const char *json, size_t len, const char *name, qw_error *err) {
     if (!name) name = "tokenizer_config.json";
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!root || !cJSON_IsObject(root)) {
+    cJSON *root;
+    qw_status pst = qw_json_parse(json, len, name, &root, err);
+    if (pst != QW_OK) return pst;
+    if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return qw_error_set(err, QW_E_FORMAT, "%s: not a JSON object", name);
     }
@@ -819,6 +825,7 @@ void qw_detok_stream_free(qw_detok_stream *s) {
 qw_status qw_detok_stream_push(qw_detok_stream *s, int32_t id, const char **text, size_t *len, qw_error *err) {
     const qw_tokenizer *t = s->tok;
     if (id < 0) return qw_error_set(err, QW_E_RANGE, "%s: id %d is negative", t->name, id);
+    /* an id with an lm_head row but no token (past the tokenizer's ids, or a hole) decodes to nothing */
     size_t tl = !has_token(t, id) || (s->skip_special && t->is_special[id]) ? 0 : t->tokens[id].len;
     size_t n = (size_t)s->npend + tl;
     /* output <= 3 bytes per input byte (U+FFFD for each) */
@@ -826,7 +833,7 @@ qw_status qw_detok_stream_push(qw_detok_stream *s, int32_t id, const char **text
         return qw_error_set(err, QW_E_NOMEM, "%s: out of memory decoding", t->name);
     unsigned char *in = (unsigned char *)s->buf + n * 3 + 1; /* scratch after the output area */
     memcpy(in, s->pend, (size_t)s->npend);
-    memcpy(in + s->npend, t->arena + t->tokens[id].off, tl);
+    if (tl) memcpy(in + s->npend, t->arena + t->tokens[id].off, tl);
     s->npend = 0;
     size_t w = 0;
     for (size_t i = 0; i < n;) {
