@@ -67,6 +67,7 @@ let modelFsId = 0;
 let modelStore = null;        // the cache store the model reads from (closed on unload)
 let engine = null;            // the fallback engine computing the logits ({name, run, release, reason}), or null
 let nextFsId = 1;
+let runningOp = 0;            // address of the C side's {name, op_type} of the running node (qw_wasm_running_op)
 let gen = null;               // {id, aborted}
 const loads = new Map();      // request id -> AbortController
 
@@ -104,8 +105,13 @@ function ccall(fn) {
   } catch (e) {
     if (e instanceof QwasmError) throw e;
     broken = true;
-    const oom = /memory|enlarge|alloc/i.test(String(e && e.message));
-    throw new QwasmError(oom ? 'OUT_OF_MEMORY' : 'INTERNAL', `wasm runtime error: ${e && e.message || e}; the runtime will be restarted on the next load`);
+    // Only a failed allocation is OUT_OF_MEMORY (C reports its own as QW_E_NOMEM; the JS glue's say so). A trap
+    // such as "memory access out of bounds" is a bug in qwasm: INTERNAL, naming the op that was running.
+    const text = String(e && e.message || e);
+    const oom = /out of memory|cannot enlarge memory|array buffer allocation failed|allocation failed/i.test(text);
+    const op = runningOpName();
+    throw new QwasmError(oom ? 'OUT_OF_MEMORY' : 'INTERNAL', `wasm runtime error${op ? ` in node ${op}` : ''}: ${text}; ` +
+      'the runtime will be restarted on the next load');
   }
 }
 
@@ -144,7 +150,10 @@ async function nodeDirSource(dir) {
   return {
     size(name) {
       const s = fs.statSync(path.join(dir, name), { throwIfNoEntry: false });
-      return s && s.isFile() ? s.size : -1;
+      if (s && !s.isFile()) { // a directory, FIFO or device: there, but never opened (a FIFO blocks)
+        throw Object.assign(new Error(`${name}: not a regular file (a directory, FIFO or device)`), { qwStatus: 5, code: 'UNSUPPORTED' });
+      }
+      return s ? s.size : -1;
     },
     read(name, offset, dst) {
       const fd = fdOf(name);
@@ -209,6 +218,34 @@ function readAllText(src, name) {
   return new TextDecoder().decode(buf);
 }
 
+/** Refuses generate options outside what the C sampler accepts (NaN and Infinity would reach C as JSON null, the
+ *  default: a silent change of meaning), with the option's name. Ranges as qw_sampler_params_check. */
+const SAMPLING_RANGES = {
+  maxTokens: [1, 2 ** 24, true], topK: [0, 2 ** 31 - 1, true], seed: [0, Number.MAX_SAFE_INTEGER, true],
+  prefillChunk: [1, 2 ** 24, true], temperature: [0, 1e4], minP: [0, 1], topP: [0, 1, false, true],
+  repetitionPenalty: [0, 1e4, false, true],
+};
+export function checkSampling(P) {
+  for (const [k, [lo, hi, int, openLo]] of Object.entries(SAMPLING_RANGES)) {
+    const v = P[k];
+    if (v == null) continue;
+    const ok = typeof v === 'number' && Number.isFinite(v) && (openLo ? v > lo : v >= lo) && v <= hi &&
+      (!int || Number.isInteger(v));
+    if (!ok) {
+      throw new QwasmError('ARG', `generate: ${k} ${typeof v === 'number' ? v : JSON.stringify(v)}: ` +
+        `${int ? 'an integer' : 'a number'} ${openLo ? 'above' : 'from'} ${lo} and at most ${hi} expected`);
+    }
+  }
+  if (P.logitBias != null) {
+    if (typeof P.logitBias !== 'object') throw new QwasmError('ARG', 'generate: logitBias must be an object {id: bias}');
+    for (const [id, b] of Object.entries(P.logitBias)) {
+      if (!/^\d+$/.test(id) || typeof b !== 'number' || Number.isNaN(b) || b === Infinity) {
+        throw new QwasmError('ARG', `generate: logitBias[${id}] = ${b}: a non-negative integer id and a number or -Infinity expected`);
+      }
+    }
+  }
+}
+
 // ---- requests ----------------------------------------------------------------------------------------------
 async function ensureModule(id) {
   if (M && !broken) return;
@@ -222,6 +259,17 @@ async function ensureModule(id) {
     spawnWorker: IS_NODE ? undefined : spawnOnPage,
   });
   M = r.module; flavour = r.flavour;
+  runningOp = M._qw_wasm_running_op ? M._qw_wasm_running_op() : 0;
+}
+
+/** The graph node running when the module trapped ("'name' (OpType)"), read from memory: no call into wasm. */
+function runningOpName() {
+  try {
+    if (!runningOp) return null;
+    const p = new Uint32Array(memBuf(), runningOp, 2);
+    if (!p[0] && !p[1]) return null;
+    return `'${p[0] ? M.UTF8ToString(p[0]) : '?'}' (${p[1] ? M.UTF8ToString(p[1]) : '?'})`;
+  } catch { return null; }
 }
 
 const handlers = {
@@ -544,13 +592,15 @@ async function doGenerate(msg) {
     else if (typeof msg.prompt === 'string') ids = tokenize(msg.prompt);
     else throw new QwasmError('ARG', 'generate needs messages, prompt or promptIds');
     const P = msg.params || {};
+    checkSampling(P);
     const cp = {};
     const map = { maxTokens: 'max_tokens', temperature: 'temperature', topK: 'top_k', topP: 'top_p', minP: 'min_p', repetitionPenalty: 'repetition_penalty', seed: 'seed', prefillChunk: 'prefill_chunk', ignoreEos: 'ignore_eos' };
     for (const [k, c] of Object.entries(map)) if (P[k] != null) cp[c] = typeof P[k] === 'boolean' ? (P[k] ? 1 : 0) : P[k];
     // greedy: argmax and no repetition penalty, as the CLI's --greedy (unless repetitionPenalty is given)
     if (P.greedy) { cp.temperature = 0; if (P.repetitionPenalty == null) cp.repetition_penalty = 1; }
     if (P.stop) cp.stop = Array.isArray(P.stop) ? P.stop : [P.stop];
-    if (P.logitBias) cp.bias = P.logitBias;
+    // -Infinity (a ban) would be JSON null: the most negative float bans as well
+    if (P.logitBias) cp.bias = Object.fromEntries(Object.entries(P.logitBias).map(([id, b]) => [id, b === -Infinity ? -3.4028234663852886e38 : b]));
     idsPtr = M._qw_wasm_malloc(ids.length * 4 + 4);
     new Int32Array(memBuf(), idsPtr, ids.length).set(ids);
     pp = cstr(JSON.stringify(cp));

@@ -324,6 +324,12 @@ int qw_cli_run(int argc, char **argv) {
         return 1;
     }
     double load_s = now_s() - t0;
+    for (const char *w = qw_model_warnings(m); *w;) { /* generation_config.json values replaced by defaults */
+        const char *e = strchr(w, '\n');
+        int l = e ? (int)(e - w) : (int)strlen(w);
+        fprintf(stderr, "qwasm run: warning: %.*s\n", l, w);
+        w += l + (e != NULL);
+    }
 
     /* the model's generation_config.json gives the sampling defaults; flags override them */
     qw_gen_params defaults = a.gp;

@@ -102,7 +102,10 @@ static void json_eos(jctx *J, const cJSON *o, qw_model_config *cfg) {
 static qw_status read_json(const qw_fs *fs, const char *name, cJSON **out, qw_error *err) {
     *out = NULL;
     uint64_t size;
-    if (fs->size(fs->ctx, name, &size) != QW_OK) return QW_OK;
+    qw_status sst = fs->size(fs->ctx, name, &size);
+    if (sst == QW_E_NOTFOUND) return QW_OK;
+    if (sst != QW_OK) /* there but unreadable (a directory, FIFO, device): not a missing file */
+        return qw_error_set(err, sst, "%s: %s", name, sst == QW_E_UNSUPPORTED ? QW_FS_NOT_REGULAR : qw_status_str(sst));
     char *text = NULL;
     size_t len = 0;
     qw_status st = qw_fs_read_all(fs, name, QW_CONFIG_MAX_BYTES, &text, &len, err);

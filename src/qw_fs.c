@@ -52,7 +52,7 @@ static qw_status dir_size(void *ctx, const char *name, uint64_t *size) {
     int rc = stat(path, &st);
     free(path);
     if (rc != 0) return errno == ENOENT || errno == ENOTDIR ? QW_E_NOTFOUND : QW_E_IO;
-    if (!S_ISREG(st.st_mode)) return QW_E_NOTFOUND;
+    if (!S_ISREG(st.st_mode)) return QW_E_UNSUPPORTED; /* a directory, FIFO or device: never opened (a FIFO blocks) */
     *size = (uint64_t)st.st_size;
     return QW_OK;
 }
@@ -110,7 +110,8 @@ qw_status qw_fs_read_all(const qw_fs *fs, const char *name, size_t max_bytes, ch
                          qw_error *err) {
     uint64_t size = 0;
     qw_status st = fs->size(fs->ctx, name, &size);
-    if (st != QW_OK) return qw_error_set(err, st, "%s: %s", name, qw_status_str(st));
+    if (st != QW_OK)
+        return qw_error_set(err, st, "%s: %s", name, st == QW_E_UNSUPPORTED ? QW_FS_NOT_REGULAR : qw_status_str(st));
     if (size > max_bytes)
         return qw_error_set(err, QW_E_RANGE, "%s: %llu bytes, more than the %zu expected for this file", name,
                             (unsigned long long)size, max_bytes);

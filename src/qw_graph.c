@@ -81,6 +81,8 @@ struct qw_graph {
     char *stats;
 };
 
+qw_graph_running_op qw_graph_running;
+
 /* ---- helpers shared with the ops ----------------------------------------------------------- */
 
 qw_status qw_op_err(const qw_op_node *n, qw_error *err, qw_status st, const char *fmt, ...) {
@@ -1206,7 +1208,11 @@ static qw_status run_node(qw_graph *g, int ni, qw_error *err) {
         else { outs[k] = &dummy_out[k]; }
     }
     qw_op_ctx c = {g, &n->n, g->pool};
+    /* two stores, so that a wasm trap can be reported with the op that was running (qw_graph.h) */
+    qw_graph_running.name = n->n.on->name;
+    qw_graph_running.op_type = n->n.on->op_type;
     st = n->n.op->run(&c, in, n->n.n_in, outs, n->n.n_out, err);
+    qw_graph_running.name = qw_graph_running.op_type = NULL;
     for (int k = 0; k < n->n.n_out; k++)
         if (n->out[k] < 0 && dummy_out[k].data) {
             if (g->folding) { free(dummy_out[k].data); dummy_out[k].data = NULL; }

@@ -64,6 +64,10 @@ qw_status qw_graph_set_input(qw_graph *g, int i, int dtype, int ndim, const int6
                              qw_error *err);
 /* Runs the schedule. abort_flag (may be NULL) is checked between nodes: QW_E_ABORTED. */
 qw_status qw_graph_run(qw_graph *g, volatile int *abort_flag, qw_error *err);
+/* The node whose op is running (names owned by the model), NULLs between nodes: what the JS glue reports when
+ * the wasm module traps (it reads this from memory; the module cannot be called after a trap). */
+typedef struct qw_graph_running_op { const char *volatile name, *volatile op_type; } qw_graph_running_op;
+extern qw_graph_running_op qw_graph_running;
 /* Output i of the last run (NULL when not produced). Valid until the next run / qw_graph_reset_outputs. */
 const qw_tensor *qw_graph_output(const qw_graph *g, int i);
 /* Moves output i's buffer to the caller (*out; free with qw_graph_buffer_free or give back with

@@ -151,6 +151,8 @@ const char *qw_model_tokenizer_error(const qw_model *m) {
     return !m ? "no model" : m->tok ? "" : m->tok_error;
 }
 
+const char *qw_model_warnings(const qw_model *m) { return m ? m->cfg.warnings : ""; }
+
 static qw_status need_tokenizer(const qw_model *m, qw_error *err) {
     if (!m) return qw_error_set(err, QW_E_ARG, "no model");
     if (!m->tok) return qw_error_set(err, QW_E_UNSUPPORTED, "%s", m->tok_error);
@@ -197,6 +199,15 @@ const char *qw_model_info_json(qw_model *m) {
     cJSON_AddNumberToObject(o, "num_kv_heads", c->num_kv_heads);
     cJSON_AddNumberToObject(o, "vocab_size", qw_model_vocab(m));
     cJSON_AddNumberToObject(o, "max_context", m->max_seq);
+    cJSON *warn = cJSON_AddArrayToObject(o, "warnings");
+    for (const char *p = c->warnings; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        char line[sizeof c->warnings];
+        snprintf(line, sizeof line, "%.*s", (int)l, p);
+        cJSON_AddItemToArray(warn, cJSON_CreateString(line));
+        p += l + (e != NULL);
+    }
     cJSON *eos = cJSON_AddArrayToObject(o, "eos_ids");
     for (int i = 0; i < c->n_eos; i++) cJSON_AddItemToArray(eos, cJSON_CreateNumber(c->eos_ids[i]));
     cJSON_AddBoolToObject(o, "tokenizer", m->tok != NULL);

@@ -806,7 +806,9 @@ static qw_status check_files(ld *L) {
                                     "%s: external data file not found (tensor '%s' of %s needs %llu bytes of it)",
                                     f->name, L->need_by[i] ? L->need_by[i] : "?", L->name,
                                     (unsigned long long)f->bytes_needed);
-            if (st != QW_OK) return qw_error_set(L->err, st, "%s: %s", f->name, qw_status_str(st));
+            if (st != QW_OK)
+                return qw_error_set(L->err, st, "%s: %s (external data of %s)", f->name,
+                                    st == QW_E_UNSUPPORTED ? QW_FS_NOT_REGULAR : qw_status_str(st), L->name);
         }
         if (f->bytes_needed > f->size)
             return qw_error_set(L->err, QW_E_RANGE,

@@ -26,6 +26,7 @@
 #include "cJSON.h"
 #include "qwasm.h"
 #include "qw_onnx.h"
+#include "qw_graph.h"
 
 /* ---- imported from js/qw_library.js --------------------------------------------------------------- */
 /* Size of file `name` of source fs_id into out[0] (low 32 bits) and out[1] (high 32 bits); status. */
@@ -45,6 +46,8 @@ static void set_err(const qw_error *e) { g_err = *e; }
 EMSCRIPTEN_KEEPALIVE int qw_wasm_last_status(void) { return (int)g_err.status; }
 /* The message of the last failing call ("" when none yet). Static; valid until the next failure. */
 EMSCRIPTEN_KEEPALIVE const char *qw_wasm_last_error(void) { return g_err.msg; }
+/* Address of {name, op_type} of the running node (qw_graph.h), read by the glue after a trap. */
+EMSCRIPTEN_KEEPALIVE const void *qw_wasm_running_op(void) { return &qw_graph_running; }
 /* A static name for a status ("corrupt or truncated input", ...). */
 EMSCRIPTEN_KEEPALIVE const char *qw_wasm_status_str(int s) { return qw_status_str((qw_status)s); }
 
@@ -298,6 +301,20 @@ EMSCRIPTEN_KEEPALIVE qw_wasm_gen *qw_wasm_gen_begin(qw_wasm_model *w, const int3
     qw_gen_params p;
     qw_gen_params_init(&p);
     qw_gen_params_from_model(w->m, &p);
+    /* integers are range-checked before the casts (a cast of 1e300 to int is undefined); the sampling values are
+     * checked by qw_gen_begin */
+    static const char *const ikeys[] = {"max_tokens", "top_k", "seed", "prefill_chunk"};
+    for (int i = 0; i < 4; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, ikeys[i]);
+        double x = cJSON_IsNumber(v) ? v->valuedouble : 0, hi = i == 2 ? 9007199254740991.0 : 2147483647.0;
+        if (v && !cJSON_IsNull(v) && (!cJSON_IsNumber(v) || !(x >= 0 && x <= hi) || x != (double)(int64_t)x)) {
+            qw_error_set(&err, QW_E_ARG, "generate: %s must be an integer from 0 to %.0f", ikeys[i], hi);
+            set_err(&err);
+            cJSON_Delete(o);
+            free(h);
+            return NULL;
+        }
+    }
     p.max_tokens = (int)jnum(o, "max_tokens", p.max_tokens);
     p.temperature = (float)jnum(o, "temperature", p.temperature);
     p.top_k = (int)jnum(o, "top_k", p.top_k);
@@ -331,7 +348,8 @@ EMSCRIPTEN_KEEPALIVE qw_wasm_gen *qw_wasm_gen_begin(qw_wasm_model *w, const int3
         const cJSON *b;
         if (!oom) cJSON_ArrayForEach(b, bias) {
             if (!cJSON_IsNumber(b)) continue;
-            h->bias_ids[k] = (int32_t)atoi(b->string);
+            long long id = strtoll(b->string, NULL, 10); /* out of range: -1, which qw_gen_begin refuses */
+            h->bias_ids[k] = id >= 0 && id <= INT32_MAX ? (int32_t)id : -1;
             h->bias_values[k++] = (float)b->valuedouble;
         }
         p.bias_ids = h->bias_ids;

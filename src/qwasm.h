@@ -76,13 +76,17 @@ const char *qw_build_info_json(void);
  * reads from the browser cache, a picked folder or Node's fs). */
 typedef struct qw_fs {
     void *ctx;
-    /* Size of a file in bytes; QW_E_NOTFOUND when it does not exist. */
+    /* Size of a file in bytes; QW_E_NOTFOUND when it does not exist, QW_E_UNSUPPORTED when it is not a regular file
+     * (a directory, FIFO or device: never read). */
     qw_status (*size)(void *ctx, const char *name, uint64_t *size);
     /* Reads exactly len bytes at offset into dst; QW_E_RANGE/QW_E_IO on short or failed reads. */
     qw_status (*read)(void *ctx, const char *name, uint64_t offset, void *dst, size_t len);
     /* Releases ctx; may be NULL. */
     void (*close)(void *ctx);
 } qw_fs;
+
+/* What an error message says for a QW_E_UNSUPPORTED from qw_fs.size. */
+#define QW_FS_NOT_REGULAR "not a regular file (a directory, FIFO or device)"
 
 /* A qw_fs over a directory on disk. dir is copied. Free with qw_fs_close. */
 qw_status qw_fs_open_dir(const char *dir, qw_fs *out, qw_error *err);
@@ -133,6 +137,9 @@ const char *qw_model_info_json(qw_model *m);
 /* 1 when the folder's tokenizer was loaded; otherwise qw_model_tokenizer_error says why (for example a
  * SentencePiece-style tokenizer.json, which qwasm does not read): ids still work. */
 int qw_model_has_tokenizer(const qw_model *m);
+/* Values of the folder's files that were refused and replaced by their defaults (generation_config.json's sampling
+ * values), one per line naming the file and the key; "" when none. Also "warnings" in qw_model_info_json. */
+const char *qw_model_warnings(const qw_model *m);
 const char *qw_model_tokenizer_error(const qw_model *m);
 
 /* ---- text ------------------------------------------------------------------------------------- */
