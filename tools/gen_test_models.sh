@@ -23,6 +23,8 @@ gen --size tiny --logit-std 2 --dtype q4 --opset 14                    # tiny-q4
 gen --size tiny --logit-std 2 --dtype q4f16 --opset 18 --external      # tiny-q4f16-op18-ext  onnx/model_q4f16.onnx + _data
 # small: real vocab 151936 + real tokenizer, hidden 32, 2 layers (chat / tokenizer tests)
 gen --size small --dtype q4f16 --opset 18 --external     # small-q4f16-op18-ext
+# hostile: minimal decoders with one bad node each, bad external data (tests/test_hostile.c)
+"$PY" tools/gen_hostile.py
 
 TINY_PROMPT=1,2,3,4,5,6,7,8,9,10,11
 # "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello!<|im_end|>\n<|im_start|>assistant\n"
