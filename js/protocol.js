@@ -84,6 +84,44 @@ export function serializeError(e) {
   return { code: 'INTERNAL', message: String((e && (e.stack || e.message)) || e), file: null };
 }
 
+/** A wasm trap (or a JS glue failure) while C ran -> QwasmError. Only a failed allocation is OUT_OF_MEMORY (C
+ *  reports its own as QW_E_NOMEM); any other trap, "memory access out of bounds" included, is a bug in qwasm:
+ *  INTERNAL, naming the graph node that was running (`op`, e.g. "'node' (MatMul)") when known. */
+export function wasmTrapError(e, op) {
+  const text = String((e && e.message) || e);
+  const oom = /out of memory|cannot enlarge memory|array buffer allocation failed|allocation failed/i.test(text);
+  return new QwasmError(oom ? 'OUT_OF_MEMORY' : 'INTERNAL', `wasm runtime error${op ? ` in node ${op}` : ''}: ${text}; ` +
+    'the runtime will be restarted on the next load');
+}
+
+/** Refuses generate options outside what the C sampler accepts (NaN and Infinity would reach C as JSON null, the
+ *  default: a silent change of meaning), with the option's name. Ranges as qw_sampler_params_check. */
+const SAMPLING_RANGES = {
+  maxTokens: [1, 2 ** 24, true], topK: [0, 2 ** 31 - 1, true], seed: [0, Number.MAX_SAFE_INTEGER, true],
+  prefillChunk: [1, 2 ** 24, true], temperature: [0, 1e4], minP: [0, 1], topP: [0, 1, false, true],
+  repetitionPenalty: [0, 1e4, false, true],
+};
+export function checkSampling(P) {
+  for (const [k, [lo, hi, int, openLo]] of Object.entries(SAMPLING_RANGES)) {
+    const v = P[k];
+    if (v == null) continue;
+    const ok = typeof v === 'number' && Number.isFinite(v) && (openLo ? v > lo : v >= lo) && v <= hi &&
+      (!int || Number.isInteger(v));
+    if (!ok) {
+      throw new QwasmError('ARG', `generate: ${k} ${typeof v === 'number' ? v : JSON.stringify(v)}: ` +
+        `${int ? 'an integer' : 'a number'} ${openLo ? 'above' : 'from'} ${lo} and at most ${hi} expected`);
+    }
+  }
+  if (P.logitBias != null) {
+    if (typeof P.logitBias !== 'object') throw new QwasmError('ARG', 'generate: logitBias must be an object {id: bias}');
+    for (const [id, b] of Object.entries(P.logitBias)) {
+      if (!/^\d+$/.test(id) || typeof b !== 'number' || Number.isNaN(b) || b === Infinity) {
+        throw new QwasmError('ARG', `generate: logitBias[${id}] = ${b}: a non-negative integer id and a number or -Infinity expected`);
+      }
+    }
+  }
+}
+
 /** Plain object from postMessage -> QwasmError. */
 export function deserializeError(o) {
   return new QwasmError(o.code || 'INTERNAL', o.message || 'unknown error', o);

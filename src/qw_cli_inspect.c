@@ -10,6 +10,7 @@
 #include "qw_cli.h"
 #include "qw_config.h"
 #include "qw_onnx.h"
+#include "qw_unicode.h"
 
 typedef struct count_entry { char *key; double count, bytes; } count_entry;
 typedef struct counter { count_entry *e; int n, cap; } counter;
@@ -367,9 +368,19 @@ int qw_cli_inspect(int argc, char **argv) {
     cJSON *o = build(m, onnx_name, cfgp, cfg_where);
     if (!o) { fprintf(stderr, "qwasm inspect: out of memory\n"); goto done; }
     if (json) {
-        char *s = cJSON_Print(o);
-        if (s) { printf("%s\n", s); free(s); rc = 0; }
-        else fprintf(stderr, "qwasm inspect: out of memory\n");
+        /* names come from the file as bytes and cJSON copies them as they are: ill-formed UTF-8 becomes U+FFFD, so
+         * the output is valid JSON for any reader (the structure is ASCII and unaffected) */
+        char *s = cJSON_Print(o), *u = NULL;
+        size_t ul = 0;
+        if (s && qw_utf8_lossy((const unsigned char *)s, strlen(s), &u, &ul, NULL) == QW_OK) {
+            fwrite(u, 1, ul, stdout);
+            putchar('\n');
+            rc = 0;
+        } else {
+            fprintf(stderr, "qwasm inspect: out of memory\n");
+        }
+        free(s);
+        free(u);
     } else {
         print_text(o);
         rc = 0;

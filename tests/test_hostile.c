@@ -2,6 +2,7 @@
  * (the folders of tools/gen_hostile.py), out-of-range config numbers, generation_config.json values (warnings),
  * tokenizer files (fractional ids, deep nesting), sampling values, and ids with an lm_head row but no token
  * (the small model: 151936 rows, a tokenizer of 151669 ids). Run under ASan/UBSan too (build/asan). */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,8 @@
 #include "qw_ops.h"
 #include "qw_sampler.h"
 #include "qw_tokenizer.h"
+#include "qw_unicode.h"
+#include <sys/wait.h>
 #include "memfs.h"
 #include "test_session.h"
 
@@ -324,6 +327,62 @@ static void test_vocab_past_tokenizer(void) {
     qw_fs_close(&tfs);
 }
 
+/* ---- the CLI ($QW_CLI): tokenize's error path frees its fs (LeakSanitizer in build/asan), inspect --json is UTF-8 */
+
+static void test_cli(void) {
+    const char *cli = getenv("QW_CLI");
+    char cmd[2600], dir[1200];
+    snprintf(dir, sizeof dir, "%s/hostile/tok_bad", models);
+    FILE *f;
+    snprintf(cmd, sizeof cmd, "%s/tokenizer.json", dir);
+    if (!cli || !(f = fopen(cmd, "rb"))) { printf("skip: no QW_CLI or %s not generated\n", dir); return; }
+    fclose(f);
+    /* exit 1 is the CLI's own failure; a leak report would exit 23 */
+    snprintf(cmd, sizeof cmd, "LSAN_OPTIONS=exitcode=23 '%s' tokenize '%s' hola 2>/dev/null", cli, dir);
+    int rc = system(cmd);
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "tokenize on a bad tokenizer.json: exit %d", WEXITSTATUS(rc));
+    snprintf(cmd, sizeof cmd, "'%s' inspect '%s/hostile/utf8_name/onnx/model.onnx' --json", cli, models);
+    FILE *p = popen(cmd, "r");
+    static char out[1 << 16];
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    if (p) pclose(p);
+    out[n] = 0;
+    size_t bad = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        i += qw_utf8_decode((const unsigned char *)out + i, n - i, &cp, NULL);
+        bad += cp == QW_UC_BAD;
+    }
+    CHECK(n > 0 && bad == 0 && strstr(out, "hostile-\xEF\xBF\xBD"), "inspect --json: %zu bytes, %zu ill-formed", n, bad);
+}
+
+/* generation_config.json's bad values reach the model as warnings (qw_model_warnings, info "warnings") */
+static void test_model_warnings(void) {
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/hostile/genconfig_bad", models);
+    qw_fs fs;
+    qw_error err = {0};
+    if (qw_fs_open_dir(dir, &fs, &err) != QW_OK) { printf("skip: %s not generated\n", dir); return; }
+    qw_model *m = NULL;
+    qw_load_opts lo = {0};
+    lo.threads = 1;
+    CHECK(qw_model_load(&fs, &lo, &m, &err) == QW_OK, "%s: %s", dir, err.msg);
+    if (m) {
+        const char *w = qw_model_warnings(m);
+        CHECK(strstr(w, "generation_config.json: temperature is a string") && strstr(w, "top_p is 1.5") &&
+              strstr(w, "top_k is -4") && strstr(w, "repetition_penalty is 0"), "warnings: '%s'", w);
+        CHECK(strstr(qw_model_info_json(m), "\"warnings\":[\"generation_config.json: temperature"), "info: %s",
+              qw_model_info_json(m));
+        qw_gen_params p;
+        qw_gen_params_init(&p);
+        qw_gen_params_from_model(m, &p);
+        CHECK(p.temperature == 1.0f && p.top_p == 1.0f && p.top_k == 0 && p.repetition_penalty == 1.0f,
+              "defaults: t %g p %g k %d rp %g", p.temperature, p.top_p, p.top_k, p.repetition_penalty);
+        qw_model_free(m);
+    }
+    qw_fs_close(&fs);
+}
+
 int main(void) {
     const char *bd = getenv("QW_BUILD_DIR");
     snprintf(models, sizeof models, "%s/../models", bd ? bd : ".");
@@ -333,6 +392,8 @@ int main(void) {
     test_tokenizer_ids();
     test_sampler_values();
     test_vocab_past_tokenizer();
+    test_cli();
+    test_model_warnings();
     printf("%s (%d checks, %d failures)\n", failures ? "FAILED" : "ok", checks, failures);
     return failures ? 1 : 0;
 }

@@ -16,6 +16,9 @@ Cases (the node that must be named is called "hostile"):
   slice_step_max   Slice with step INT64_MAX (valid: loads; the step once overflowed in the length)
   ext_dir          external data file that is a directory
   ext_fifo         external data file that is a FIFO (opening it would block)
+  utf8_name        a valid model whose producer_name is ill-formed UTF-8 (inspect --json must print valid UTF-8)
+  tok_bad          a valid model with a malformed tokenizer.json (qwasm tokenize: an error, no leak)
+  genconfig_bad    a valid model whose generation_config.json has wrong values (warnings, defaults used)
 Idempotent (a stamp of this script's version); a few milliseconds.
 """
 import json
@@ -27,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-VERSION = 1
+VERSION = 4
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(REPO, 'build', 'models', 'hostile')
 V = 16
@@ -66,7 +69,7 @@ def model(hostile_nodes, inits, external=False):
     return m
 
 
-def write(case, m, external=None):
+def write(case, m, external=None, patch=None, files=None):
     d = os.path.join(OUT, case)
     if os.path.isdir(d):
         shutil.rmtree(d)
@@ -86,8 +89,15 @@ def write(case, m, external=None):
             os.makedirs(data)
         else:
             os.mkfifo(data)
+    data = m.SerializeToString()
+    if patch:
+        assert data.count(patch[0]) == 1 and len(patch[0]) == len(patch[1]), patch  # lengths are in the bytes
+        data = data.replace(*patch)
     with open(os.path.join(d, 'onnx', 'model.onnx'), 'wb') as f:
-        f.write(m.SerializeToString())
+        f.write(data)
+    for name, text in (files or {}).items():
+        with open(os.path.join(d, name), 'w') as f:
+            f.write(text)
     with open(os.path.join(d, 'config.json'), 'w') as f:
         json.dump({'model_type': 'qwen2', 'vocab_size': V, 'max_position_embeddings': 64}, f)
 
@@ -121,9 +131,16 @@ def main():
                                   [i64('s0', [0]), i64('s1', [1]), i64('s2', [2]), i64('s3', [(1 << 63) - 1])]))
     write('ext_dir', model([N('Identity', ['x'], ['hostile_out'], name='hostile')], []), external='dir')
     write('ext_fifo', model([N('Identity', ['x'], ['hostile_out'], name='hostile')], []), external='fifo')
+    ok = lambda: model([N('Identity', ['x'], ['hostile_out'], name='hostile')], [])
+    u = ok()
+    u.producer_name = 'hostile-producer'
+    write('utf8_name', u, patch=(b'hostile-producer', b'hostile-\xff\xfe\xc3ducer'))
+    write('tok_bad', ok(), files={'tokenizer.json': '{"model": {"vocab": {"a": 0}, '})
+    write('genconfig_bad', ok(), files={'generation_config.json': json.dumps(
+        {'do_sample': True, 'temperature': 'hot', 'top_p': 1.5, 'top_k': -4, 'repetition_penalty': 0})})
     with open(stamp, 'w') as f:
         json.dump({'version': VERSION}, f)
-    print('gen_hostile: 11 cases -> %s' % OUT)
+    print('gen_hostile: 14 cases -> %s' % OUT)
     return 0
 
 
