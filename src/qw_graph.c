@@ -117,6 +117,7 @@ static size_t size_class(size_t n) {
 }
 
 static int pool_alloc(qw_graph *g, size_t bytes) {
+    if (g->opts.max_tensor_bytes && bytes > g->opts.max_tensor_bytes) return -1;
     int best = -1, small = -1;
     for (int i = 0; i < g->n_bufs; i++) {
         qw_buf *b = &g->bufs[i];
@@ -223,6 +224,9 @@ qw_status qw_op_out(qw_op_ctx *c, qw_tensor *t, int dtype, int ndim, const int64
                          qw_shape_str(ndim, dims, sh, sizeof sh), (long long)QW_NUMEL_MAX);
     }
     size_t bytes = (size_t)t->numel * qw_dtype_size(dtype);
+    if (g->opts.max_tensor_bytes && bytes > g->opts.max_tensor_bytes)
+        return qw_op_err(c->node, err, QW_E_NOMEM, "output of %zu bytes, above the limit of %llu", bytes,
+                         (unsigned long long)g->opts.max_tensor_bytes);
     if (g->folding) {
         t->data = malloc(bytes ? bytes : 1);
         if (!t->data) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory (%zu bytes)", bytes);

@@ -42,6 +42,8 @@ typedef struct qw_graph_opts {
                                       loaded: Gather and the lm_head read its rows from the fs (qw_load_opts) */
     int lm_head_top;               /* the int8 lm_head's exact top rows (1..64; 0: 64); qw_graph_set_lm_head_top */
     const uint8_t *lm_head_lowered; /* ids the sampler may only lower, not counted in lm_head_top (or NULL) */
+    uint64_t max_tensor_bytes;     /* 0: none; else a larger op output or scratch buffer is QW_E_NOMEM naming the
+                                      node (the graph fuzzer bounds a mutated model's work this way) */
     qw_progress_fn progress;
     void *progress_user;
 } qw_graph_opts;

@@ -14,6 +14,7 @@ if(QWASM_FUZZ AND QW_PLATFORM STREQUAL "native")
       # qwasm_core is defined after the tools/cmake parts are included; names resolve at generate time
       target_link_libraries(${fn} PRIVATE qwasm_core)
       target_link_options(${fn} PRIVATE -fsanitize=fuzzer)
+      target_compile_definitions(${fn} PRIVATE QW_FUZZ_SOURCE_DIR="${CMAKE_SOURCE_DIR}") # seed files read at start
     endforeach()
   endif()
 endif()
