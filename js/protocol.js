@@ -122,6 +122,19 @@ export function checkSampling(P) {
   }
 }
 
+/** Refuses load options that are not numbers in range (NaN would become "no cap" / "the model's limit"). */
+export function checkLoadOptions(o) {
+  const lim = { memoryCapMB: [2 ** 22, false], maxContext: [2 ** 24, true], threads: [1024, true] };
+  for (const [k, [hi, int]] of Object.entries(lim)) {
+    const v = o[k];
+    if (v == null) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > hi || (int && !Number.isInteger(v))) {
+      throw new QwasmError('ARG', `load: ${k} ${typeof v === 'number' ? v : JSON.stringify(v)}: ` +
+        `${int ? 'an integer' : 'a number'} from 0 to ${hi} expected`);
+    }
+  }
+}
+
 /** Plain object from postMessage -> QwasmError. */
 export function deserializeError(o) {
   return new QwasmError(o.code || 'INTERNAL', o.message || 'unknown error', o);

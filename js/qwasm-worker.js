@@ -9,7 +9,7 @@
 //   files -> picked local Files (webkitRelativePath or name), read with FileReaderSync; nothing is uploaded
 //   dir   -> a FileSystemDirectoryHandle, enumerated into Files
 
-import { STATUS_CODE, QwasmError, serializeError, transferables, wasmTrapError, checkSampling } from './protocol.js';
+import { STATUS_CODE, QwasmError, serializeError, transferables, wasmTrapError, checkSampling, checkLoadOptions } from './protocol.js';
 import { loadQwasmModule, canUseThreads } from './qwasm-loader.js';
 import { PortWorker } from './port-worker.js';
 import { createOrtEngine } from './ort-engine.js';
@@ -351,6 +351,7 @@ async function unloadModel() {
 async function doLoad(msg, signal) {
   const { source } = msg;
   const o = msg.options || {};
+  checkLoadOptions(o);
   const progress = (p) => post({ type: 'progress', id: msg.id, progress: p });
   await ensureModule(msg.id);
   await unloadModel();

@@ -176,6 +176,22 @@ EMSCRIPTEN_KEEPALIVE qw_wasm_model *qw_wasm_model_load(int fs_id, const char *op
         set_err(&err);
         return NULL;
     }
+    /* numbers checked before the casts to int (undefined for 1e300 or NaN), named when refused */
+    static const struct { const char *k; double hi; } lim[] = {
+        {"threads", 1024}, {"mem_cap_mb", 4194304}, {"max_context", 16777216}};
+    for (int i = 0; i < 3; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, lim[i].k);
+        if (v && !cJSON_IsNull(v) && (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= lim[i].hi) ||
+                                      (i != 1 && v->valuedouble != (double)(int64_t)v->valuedouble))) {
+            qw_error_set(&err, QW_E_ARG, "model options: %s must be %s from 0 to %.0f", lim[i].k,
+                         i == 1 ? "a number" : "an integer", lim[i].hi);
+            set_err(&err);
+            qw_fs_close(&w->fs);
+            free(w);
+            cJSON_Delete(o);
+            return NULL;
+        }
+    }
     qw_load_opts lo = {0};
     const cJSON *onnx = cJSON_GetObjectItemCaseSensitive(o, "onnx_file");
     lo.onnx_file = cJSON_IsString(onnx) && onnx->valuestring[0] ? onnx->valuestring : NULL;
