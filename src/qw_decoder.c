@@ -193,7 +193,12 @@ static qw_status kv_reserve(qw_decoder *d, int64_t need, qw_error *err) {
         while (cap < need) cap *= 2;
         if (cap > d->max_seq) cap = d->max_seq < need ? need : d->max_seq;
         size_t row = (size_t)kc->head_dim * sizeof(float);
-        float *nk = malloc((size_t)(kc->heads * cap) * row), *nv = malloc((size_t)(kc->heads * cap) * row);
+        uint64_t bytes = (uint64_t)kc->heads * (uint64_t)cap * row; /* in 64 bits: size_t is 32 on wasm32 */
+        if (bytes > SIZE_MAX / 2)
+            return qw_error_set(err, QW_E_NOMEM, "decoder: a KV cache of %lld positions needs %llu bytes per layer, "
+                                "more than this build can address (lower the context)", (long long)cap,
+                                (unsigned long long)bytes * 2);
+        float *nk = malloc((size_t)bytes), *nv = malloc((size_t)bytes);
         if (!nk || !nv) {
             free(nk); free(nv);
             return qw_error_set(err, QW_E_NOMEM, "decoder: out of memory for a KV cache of %lld positions", (long long)cap);

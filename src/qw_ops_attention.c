@@ -56,8 +56,9 @@ static qw_status run_rope(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tenso
     else if (x->ndim == 3) {
         S = x->dims[1];
         if (nh > 0) { H = nh; D = x->dims[2] / nh; }
-        else { D = cc->dims[1] * 2; H = x->dims[2] / D; }
+        else { D = cc->dims[1] * 2; H = D ? x->dims[2] / D : 0; }
     } else return qw_op_err(c->node, err, QW_E_ARG, "input rank %d", x->ndim);
+    if (H <= 0 || D <= 0) return qw_op_err(c->node, err, QW_E_FORMAT, "%lld heads of %lld", (long long)H, (long long)D);
     if (rot == 0) rot = (int)D;
     if (rot > D || cc->dims[1] * 2 != rot) return qw_op_err(c->node, err, QW_E_ARG, "rotary dim %d vs cache %lld", rot, (long long)cc->dims[1]);
     qw_status st = qw_op_out(c, out[0], x->dtype, x->ndim, x->dims, err);
@@ -164,13 +165,16 @@ static qw_status check_attn(qw_op_node *n, qw_error *err) {
     if (!qw_dtype_is_float(dt)) return qw_op_err(n, err, QW_E_UNSUPPORTED, "dtype %s", qw_dtype_name(dt));
     int gqa = !strcmp(n->on->op_type, "GroupQueryAttention");
     if (gqa) {
-        if (qw_attr_i(n->on, "num_heads", 0) <= 0 || qw_attr_i(n->on, "kv_num_heads", 0) <= 0)
-            return qw_op_err(n, err, QW_E_FORMAT, "num_heads / kv_num_heads missing");
+        int64_t h = qw_attr_i(n->on, "num_heads", 0), hkv = qw_attr_i(n->on, "kv_num_heads", 0);
+        if (h <= 0 || hkv <= 0 || h > 4096 || hkv > h) /* read as int at run: no truncation to 0 */
+            return qw_op_err(n, err, QW_E_FORMAT, "num_heads %lld / kv_num_heads %lld missing or out of range",
+                             (long long)h, (long long)hkv);
         if (n->n_in > 11 && n->in_dtype[11]) return qw_op_err(n, err, QW_E_UNSUPPORTED, "head_sink input");
         if (qw_attr_i(n->on, "smooth_softmax", 0)) return qw_op_err(n, err, QW_E_UNSUPPORTED, "smooth_softmax=1");
         if (qw_attr_i(n->on, "qk_output", 0)) return qw_op_err(n, err, QW_E_UNSUPPORTED, "qk_output");
     } else {
-        if (qw_attr_i(n->on, "num_heads", 0) <= 0) return qw_op_err(n, err, QW_E_FORMAT, "num_heads missing");
+        int64_t h = qw_attr_i(n->on, "num_heads", 0);
+        if (h <= 0 || h > 4096) return qw_op_err(n, err, QW_E_FORMAT, "num_heads %lld missing or out of range", (long long)h);
         if (n->n_in > 3 && n->in_dtype[3]) return qw_op_err(n, err, QW_E_UNSUPPORTED, "bias input");
         if (n->n_in > 8 && n->in_dtype[8]) return qw_op_err(n, err, QW_E_UNSUPPORTED, "past_sequence_length input");
     }
