@@ -202,6 +202,9 @@ static qw_status run_mha(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     qw_status st = qw_op_out(c, out[0], q->dtype, 3, q->dims, err);
     if (st != QW_OK) return st;
     int64_t pd[4] = {B, H, T, D};
+    if (qw_numel(4, pd) < 0) /* the scratch copies below are sized from it */
+        return qw_op_err(c->node, err, QW_E_FORMAT, "present (%lld, %d, %lld, %d) is too large", (long long)B, H,
+                         (long long)T, D);
     qw_tensor pres_k = {0}, pres_v = {0};
     qw_tensor *PK = n_out > 1 && on->outputs[1][0] ? out[1] : &pres_k, *PV = n_out > 2 && on->outputs[2][0] ? out[2] : &pres_v;
     if (PK == &pres_k) { PK->data = qw_op_scratch(c, (size_t)(B * H * T * D) * 4 + 4); PK->dtype = q->dtype; memcpy(PK->dims, pd, sizeof pd); PK->ndim = 4; }
