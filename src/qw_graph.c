@@ -319,6 +319,22 @@ static const qw_op_def *op_lookup(const char *op_type, const char *domain) {
 
 /* ---- build --------------------------------------------------------------------------------- */
 
+/* Inputs an op cannot run without (ONNX's required inputs; 1 for ops not listed): refused at load when missing or
+ * omitted, so no op reads an input that is not there. */
+static int required_inputs(const char *op, int64_t opset) {
+    static const struct { const char *op; int n; } t[] = {
+        {"Constant", 0}, {"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"Pow", 2}, {"Max", 2}, {"Min", 2},
+        {"Equal", 2}, {"Less", 2}, {"Greater", 2}, {"LessOrEqual", 2}, {"GreaterOrEqual", 2}, {"And", 2}, {"Or", 2},
+        {"Where", 3}, {"CastLike", 2}, {"MatMul", 2}, {"Gemm", 2}, {"LayerNormalization", 2},
+        {"SimplifiedLayerNormalization", 2}, {"SkipSimplifiedLayerNormalization", 3}, {"MatMulNBits", 3},
+        {"GatherBlockQuantized", 3}, {"Gather", 2}, {"GatherElements", 2}, {"Reshape", 2}, {"Expand", 2},
+        {"Tile", 2}, {"Range", 3}, {"ScatterND", 3}, {"CumSum", 2}, {"RotaryEmbedding", 4},
+    };
+    if (!strcmp(op, "Slice")) return opset >= 10 ? 3 : 1;
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) if (!strcmp(t[i].op, op)) return t[i].n;
+    return 1;
+}
+
 static qw_status run_node(qw_graph *g, int ni, qw_error *err);
 
 static int is_const(const qw_graph *g, int v) { return v >= 0 && g->values[v].kind == V_CONST; }
@@ -553,6 +569,11 @@ static qw_status check_and_fold(qw_graph *g, qw_error *err) {
         n->n.op = d;
         n->n.opset = qw_onnx_opset_version(g->m, on->domain);
         if (n->n.opset < 0 && strcmp(on->domain, "com.microsoft") == 0) n->n.opset = 1;
+        int need = required_inputs(on->op_type, n->n.opset);
+        if (n->n.n_in < need) return qw_op_err(&n->n, err, QW_E_FORMAT, "%d inputs, %d required", n->n.n_in, need);
+        for (int k = 0; k < need; k++)
+            if (n->in[k] < 0) return qw_op_err(&n->n, err, QW_E_FORMAT, "required input %d is omitted", k);
+        if (n->n.n_out < 1) return qw_op_err(&n->n, err, QW_E_FORMAT, "no outputs");
         int all_const = 1;
         for (int k = 0; k < n->n.n_in; k++) {
             int v = n->in[k];
@@ -1177,6 +1198,7 @@ static qw_status run_node(qw_graph *g, int ni, qw_error *err) {
     qw_tensor *in[16], *outs[16], rounded[16];
     int acquired[16];
     qw_status st = QW_OK;
+    for (int k = n->n.n_in; k < 16; k++) in[k] = NULL; /* never read (required_inputs), never garbage either */
     for (int k = 0; k < n->n.n_in; k++) acquired[k] = -1;
     for (int k = 0; k < n->n.n_in; k++) {
         int v = n->in[k];
