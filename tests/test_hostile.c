@@ -383,6 +383,37 @@ static void test_model_warnings(void) {
     qw_fs_close(&fs);
 }
 
+/* ---- inputs the fuzzers found (tests/corpus/graph/regress_*.onnx): refused with a message, no crash ------- */
+
+static void test_fuzz_regressions(void) {
+    static const struct { const char *file, *msg; } cases[] = {
+        {"regress_cast_no_input.onnx", "required"}, /* a Cast with no input read stack garbage as its input */
+    };
+    const char *src = getenv("QW_SOURCE_DIR");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/tests/corpus/graph/%s", src ? src : ".", cases[i].file);
+        FILE *f = fopen(path, "rb");
+        if (!f) { CHECK(0, "%s missing", path); continue; }
+        static uint8_t buf[1 << 16];
+        size_t n = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        memfs mf = {0};
+        memfs_add(&mf, "onnx/model.onnx", buf, n);
+        qw_fs fs = memfs_fs(&mf);
+        qw_onnx_model *m = NULL;
+        qw_graph *g = NULL;
+        qw_error err = {0};
+        qw_graph_opts go = {0};
+        go.max_tensor_bytes = 1u << 20;
+        qw_status st = qw_onnx_load(&fs, "onnx/model.onnx", &m, &err);
+        if (st == QW_OK) st = qw_graph_build(&fs, m, NULL, &go, &g, &err);
+        CHECK(st == QW_E_FORMAT && strstr(err.msg, cases[i].msg), "%s: %s (%s)", cases[i].file, qw_status_str(st), err.msg);
+        qw_graph_free(g);
+        qw_onnx_free(m);
+    }
+}
+
 int main(void) {
     const char *bd = getenv("QW_BUILD_DIR");
     snprintf(models, sizeof models, "%s/../models", bd ? bd : ".");
@@ -394,6 +425,7 @@ int main(void) {
     test_vocab_past_tokenizer();
     test_cli();
     test_model_warnings();
+    test_fuzz_regressions();
     printf("%s (%d checks, %d failures)\n", failures ? "FAILED" : "ok", checks, failures);
     return failures ? 1 : 0;
 }
