@@ -158,7 +158,7 @@ qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, cons
                             .bias_ids = p->bias_ids, .bias_values = p->bias_values, .n_bias = p->n_bias};
     qw_status st = QW_OK;
     if (!g->prompt || !g->ids || !g->logits) st = qw_error_set(err, QW_E_NOMEM, "qw_gen_begin: out of memory");
-    /* ids with an lm_head row but no token (Qwen2.5: 151936 rows, 151665 tokens) are never sampled: a bias of
+    /* ids with an lm_head row but no token (Qwen2.5: 151936 rows, about 151,665 tokenizer ids) are never sampled: a bias of
      * -inf after the caller's */
     int32_t *bids = NULL;
     float *bvals = NULL;
