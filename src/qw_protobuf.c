@@ -10,7 +10,9 @@ qw_status qw_pb_open(qw_pb_reader *r, const qw_fs *fs, const char *name, qw_erro
     r->err = err;
     if (!fs || !fs->size || !fs->read) return qw_error_set(err, QW_E_ARG, "%s: no file system given", name);
     qw_status st = fs->size(fs->ctx, name, &r->size);
-    if (st != QW_OK) return qw_error_set(err, st, "%s: %s", name, st == QW_E_NOTFOUND ? "file not found" : qw_status_str(st));
+    if (st != QW_OK)
+        return qw_error_set(err, st, "%s: %s", name, st == QW_E_NOTFOUND ? "file not found"
+                                                     : st == QW_E_FORMAT ? qw_fs_refusal(name) : qw_status_str(st));
     r->cap = QW_PB_WINDOW;
     r->buf = malloc(r->cap);
     if (!r->buf) return qw_error_set(err, QW_E_NOMEM, "%s: out of memory for the read window", name);
