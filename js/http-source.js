@@ -14,7 +14,7 @@ import { QwasmError } from './protocol.js';
 import { Sha256 } from './sha256.js';
 
 const WINDOW_MIN = 1 << 20;   // the graph's protobuf is read in 64 KiB pieces: small windows, few wasted bytes
-const WINDOW_MAX = 16 << 20;  // the weights' 4 MiB reads: 16 MiB per request
+const WINDOW_MAX = 8 << 20;   // the weights' 4 MiB reads: 8 MiB per request (each response is garbage once copied)
 
 /** Whether this context can read synchronously over HTTP (a dedicated worker; not Node, not a page). */
 export function syncHttpAvailable() {
