@@ -512,6 +512,10 @@ async function fetchModel(base, o, signal, progress) {
     const newAbsent = [];
     for (const [name, required] of [['config.json', true], ['genai_config.json', false], ['generation_config.json', false], ['tokenizer.json', false], ['tokenizer_config.json', false]]) {
       if (absent.has(name)) { newAbsent.push(name); continue; }
+      // revalidating a file absent before: a 1-byte probe, as for the cached files
+      if (o.revalidate && (manifest.absent || []).includes(name) && !(await probeFile({ baseUrl: base, name, signal, retries: o.retries, query: o.query })).exists) {
+        newAbsent.push(name); continue;
+      }
       try { await dl(name); got.push(name); } catch (e) {
         if (!required && isAbsent(e)) newAbsent.push(name); else throw e;
       }
