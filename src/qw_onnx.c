@@ -200,8 +200,8 @@ static qw_status resolve_location(ld *L, const char *loc, size_t len, const char
     }
     const char *why = qw_fs_name_problem(path); /* the rule every file source applies: ':', controls, length */
     if (why) {
-        qw_error_set(L->err, QW_E_FORMAT, "%s: tensor '%s' has an external data location (key 'location') with %s: '%.*s'",
-                     L->name, tensor, why, (int)(len > 200 ? 200 : len), loc);
+        qw_error_set(L->err, QW_E_FORMAT, "%s: tensor '%s' has an external data location (key 'location') with "
+                     "%s: '%.*s'", L->name, tensor, why, (int)(len > 200 ? 200 : len), loc);
         free(path);
         return QW_E_FORMAT;
     }
