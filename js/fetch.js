@@ -113,7 +113,7 @@ async function downloadFileInner(o) {
   const chunkSize = o.chunkSize || DEFAULT_CHUNK;
   const concurrency = Math.max(1, o.concurrency || 3);
   const retries = o.retries == null ? 4 : o.retries;
-  const url = new URL(name.split('/').map(encodeURIComponent).join('/'), o.baseUrl).href + (o.query || '');
+  const url = fileUrl(o.baseUrl, name, o.query);
   const progress = o.onProgress || (() => {});
   let meta = await store.getMeta(name);
   if (meta && meta.url !== o.baseUrl) meta = null;
@@ -259,6 +259,41 @@ async function downloadFileInner(o) {
   if (firstErr) throw (signal && signal.aborted) ? abortError() : firstErr;
   report(true);
   return finish(o, meta);
+}
+
+/**
+ * Whether `name` exists in the folder at baseUrl, with one 1-byte ranged GET (a HEAD is not enough: some hosts
+ * answer HEAD differently, and the range answer tells whether ranges work). Resolves {exists, status, size,
+ * etag, lastModified, sha256, ranges}; 404/410 -> exists false; other failures throw as downloadFile's do.
+ */
+export async function probeFile(o) {
+  const { name, signal } = o;
+  const retries = o.retries == null ? 4 : o.retries;
+  const url = fileUrl(o.baseUrl, name, o.query);
+  const r = await withRetries(async () => {
+    const resp = await doFetch(url, { headers: { Range: 'bytes=0-0' }, signal, cache: 'no-store' }, name);
+    if (!resp.ok && resp.status !== 404 && resp.status !== 410) {
+      try { await resp.body?.cancel(); } catch { /* ignore */ }
+      throw httpError(resp, name, url);
+    }
+    return resp;
+  }, retries, signal);
+  try { await r.body?.cancel(); } catch { /* ignore */ }
+  if (r.status === 404 || r.status === 410) return { exists: false, status: r.status, url };
+  const cr = r.status === 206 ? parseContentRange(r.headers.get('content-range')) : null;
+  const clen = r.headers.get('content-length');
+  const size = cr && cr.total != null ? cr.total : r.status === 200 && clen != null ? +clen : null;
+  const etag = r.headers.get('etag');
+  return { exists: true, status: r.status, url, size, etag, lastModified: r.headers.get('last-modified'),
+           sha256: o.sha256 || hexSha(r.headers.get('x-linked-etag')) || hexSha(etag) || null, ranges: r.status === 206 };
+}
+
+/** The URL of a file of the folder: each segment encoded, so a name cannot leave the folder's path. */
+export function fileUrl(baseUrl, name, query) {
+  if (name.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')) {
+    throw new QwasmError('CORRUPT', `${name}: not a name inside the model folder (empty, '.' or '..' segment)`, { file: name });
+  }
+  return new URL(name.split('/').map(encodeURIComponent).join('/'), baseUrl).href + (query || '');
 }
 
 /** A failed cache write as an error naming the file: QUOTA when the storage is full, else IO. */

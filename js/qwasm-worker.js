@@ -13,7 +13,8 @@ import { STATUS_CODE, QwasmError, serializeError, transferables, wasmTrapError, 
 import { loadQwasmModule, canUseThreads } from './qwasm-loader.js';
 import { PortWorker } from './port-worker.js';
 import { createOrtEngine } from './ort-engine.js';
-import { downloadFile, bytesCached, DEFAULT_CHUNK } from './fetch.js';
+import { downloadFile, probeFile, fileUrl, bytesCached, DEFAULT_CHUNK } from './fetch.js';
+import { httpReader, syncHttpAvailable } from './http-source.js';
 import { openStore, resolveCacheKind, normalizeBaseUrl, cacheList, cacheDelete, cacheEstimate } from './cache.js';
 import { openDerived, saveDerived } from './derived-cache.js';
 
@@ -119,14 +120,17 @@ const yieldNow = IS_NODE
 
 function isAbsent(e) { return e && e.code === 'NOT_FOUND'; }
 
-/** transformers.js_config.dtype -> the .onnx file name used by the transformers.js layout. */
-export function pickOnnx(config) {
-  const cfg = config && config['transformers.js_config'];
-  let d = cfg && cfg.dtype;
-  if (d && typeof d === 'object') d = d.model || d.decoder_model_merged || Object.values(d)[0];
-  const suffix = { fp32: '', none: '', fp16: '_fp16', int8: '_int8', uint8: '_uint8', q8: '_quantized', quantized: '_quantized', q4: '_q4', q4f16: '_q4f16', bnb4: '_bnb4' };
-  if (typeof d === 'string' && d in suffix) return { name: `onnx/model${suffix[d]}.onnx`, fromConfig: true };
-  return { name: 'onnx/model.onnx', fromConfig: false };
+/** The .onnx files a load tries, in order: the C core's rule (qw_onnx_candidates), the same for every source.
+ *  src holds config.json (and genai_config.json when the folder has one). */
+function onnxCandidates(src, onnxFile, dtype) {
+  const id = nextFsId++;
+  M.qwFs.set(id, src);
+  const a = cstr(onnxFile || ''), b = cstr(dtype || '');
+  try {
+    const r = ccall(() => M._qw_wasm_onnx_candidates(id, a, b));
+    if (!r) throw cError('choosing the .onnx file');
+    return JSON.parse(M.UTF8ToString(r)).candidates;
+  } finally { M._qw_wasm_free(a); M._qw_wasm_free(b); M.qwFs.delete(id); }
 }
 
 // ---- file sources -----------------------------------------------------------------------------------------
@@ -135,15 +139,34 @@ async function nodeDirSource(dir) {
   const path = await import('node:path');
   const st = fs.statSync(dir, { throwIfNoEntry: false });
   if (!st || !st.isDirectory()) throw new QwasmError('NOT_FOUND', `${dir}: not a directory`, { file: dir });
+  // The containment rule of qw_fs_open_dir (src/qw_fs.c): the C core refuses names that leave the folder
+  // before asking; here the path is also resolved (symbolic links followed) and must stay inside the folder.
+  const root = fs.realpathSync(dir);
+  const outside = (name) => Object.assign(new Error(`${name}: resolves outside the model folder (a symbolic link?)`), { qwStatus: 4 });
+  const resolve = (name) => {
+    if (typeof name !== 'string' || !name || path.isAbsolute(name) || name.includes('\\') || name.includes('\0') ||
+        name.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')) {
+      throw Object.assign(new Error(`${name}: not a name inside the model folder`), { qwStatus: 4 });
+    }
+    let real;
+    try { real = fs.realpathSync(path.join(root, name)); } catch (e) { if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return null; throw e; }
+    if (real !== root && !real.startsWith(root.endsWith(path.sep) ? root : root + path.sep)) throw outside(name);
+    return real;
+  };
   const fds = new Map();
   const fdOf = (name) => {
     let fd = fds.get(name);
-    if (fd == null) { fd = fs.openSync(path.join(dir, name), 'r'); fds.set(name, fd); }
+    if (fd == null) {
+      const p = resolve(name);
+      if (!p) throw Object.assign(new Error(`${name}: not found`), { qwStatus: 3 });
+      fd = fs.openSync(p, 'r'); fds.set(name, fd);
+    }
     return fd;
   };
   return {
     size(name) {
-      const s = fs.statSync(path.join(dir, name), { throwIfNoEntry: false });
+      const p = resolve(name);
+      const s = p && fs.statSync(p, { throwIfNoEntry: false });
       if (s && !s.isFile()) { // a directory, FIFO or device: there, but never opened (a FIFO blocks)
         throw Object.assign(new Error(`${name}: not a regular file (a directory, FIFO or device)`), { qwStatus: 5, code: 'UNSUPPORTED' });
       }
@@ -315,6 +338,43 @@ function embeddingOnDemandOn(kind, o) {
   return v === true || ((v === undefined || v === 'auto') && (kind === 'opfs' || kind === 'node' || kind === 'path'));
 }
 
+/** Whether the lm_head runs on the tied fp16 embedding itself (no int8 rows made): by default only where that
+ *  embedding must stay resident anyway and nothing keeps the rows (cache 'none' over HTTP), so the tab holds
+ *  the model's bytes once: the 1.5B's int8 rows would add 264 MB beside its 467 MB embedding. */
+function exactLmHeadOn(kind, o) {
+  if (o.exactLmHead != null) return !!o.exactLmHead;
+  return kind === 'http' && !(o.embeddingOnDemand === true);
+}
+
+/** How this load reads its files, and why a mode is slower than the default one (rt.stats().source). */
+let loadSource = null;
+function sourceStats(kind, http, o) {
+  const s = { kind, threads: { requested: o.threads || 'all', flavour } };
+  if (flavour === 'st' && !IS_NODE) {
+    s.threads.note = (typeof crossOriginIsolated !== 'undefined' && !crossOriginIsolated)
+      ? 'the page is not cross-origin isolated (no COOP/COEP headers): the single-thread build runs, threads is ignored'
+      : 'the single-thread build was asked for (flavour "st")';
+  }
+  const notes = [];
+  if (kind === 'http') {
+    Object.assign(s, { requests: http.stats.requests, bytesFetched: http.stats.bytes, retries: http.stats.retries,
+      files: http.files.map((f) => ({ name: f.name, size: f.size, sha256: f.hash })) });
+    notes.push("cache 'none': files are read from the server straight into the wasm heap and not kept; the tied " +
+      'embedding stays in memory (a row read per token over HTTP would be slow) and is the lm_head itself ' +
+      "(exact fp16, no int8 rows), so the model's bytes are held once; decode is slower than with the OPFS " +
+      "cache (cache 'auto'), where the embedding stays in the cache and the int8 rows are kept");
+    if (o.memoryCapMB) notes.push("with memoryCapMB, pages are read over HTTP again at every use: slow");
+  } else if (kind === 'memory') {
+    notes.push("cache 'none' without synchronous HTTP (Node): the downloaded files are held in memory beside the heap");
+  } else if (kind === 'indexeddb') {
+    notes.push('IndexedDB cache: random reads are slow (Blob slices), so the tied embedding stays in memory and derived data is not kept');
+  } else if (kind === 'files' || kind === 'dir') {
+    notes.push('picked files: the tied embedding stays in memory (File slices read slowly at random)');
+  }
+  if (notes.length) s.notes = notes;
+  return s;
+}
+
 /** Derived forms the core made at this load go to the model's cache in the background (js/derived-cache.js). */
 let derivedCache = { state: 'off' };
 function startDerivedSave(h, store, o) {
@@ -332,6 +392,7 @@ function startDerivedSave(h, store, o) {
 function modelStats() {
   const s = JSON.parse(M.UTF8ToString(M._qw_wasm_model_stats(model)));
   s.derived_cache = derivedCache;
+  s.source = loadSource;
   s.engine = engine ? engine.name : 'qwasm';
   if (engine) s.memory_cap = 'none (onnxruntime-web holds every file whole)';
   return s;
@@ -355,10 +416,10 @@ async function doLoad(msg, signal) {
   const progress = (p) => post({ type: 'progress', id: msg.id, progress: p });
   await ensureModule(msg.id);
   await unloadModel();
-  let src, onnxFile = o.onnxFile || null, files = null, store = null;
+  let src, onnxFile = o.onnxFile || null, files = null, store = null, http = null;
   if (source.kind === 'url') {
     const r = await fetchModel(normalizeBaseUrl(source.url), o, signal, progress);
-    src = r.src; onnxFile = r.onnxFile; files = r.files; store = r.store;
+    src = r.src; onnxFile = r.onnxFile; files = r.files; store = r.store; http = r.http;
   } else if (source.kind === 'path') {
     src = await nodeDirSource(source.path);
   } else if (source.kind === 'files') {
@@ -375,8 +436,10 @@ async function doLoad(msg, signal) {
   // The pthread pool holds hardwareConcurrency workers, started at init; asking for more would make emscripten
   // start workers mid-load, which a browser can only do once this worker returns to its event loop.
   const poolSize = IS_NODE ? Infinity : (navigator.hardwareConcurrency || 1);
-  const opts = { onnx_file: onnxFile || '', threads: Math.min(o.threads || 0, poolSize), mem_cap_mb: o.memoryCapMB || 0, max_context: o.maxContext || 0, exact_lm_head: o.exactLmHead ? 1 : 0, profile: o.profile ? 1 : 0,
-    embedding_on_demand: embeddingOnDemandOn(store ? store.kind : source.kind, o) ? 1 : 0 };
+  const srcKind = http ? 'http' : store ? store.kind : source.kind;
+  const opts = { onnx_file: onnxFile || '', dtype: o.dtype || '', threads: Math.min(o.threads || 0, poolSize), mem_cap_mb: o.memoryCapMB || 0, max_context: o.maxContext || 0,
+    exact_lm_head: exactLmHeadOn(srcKind, o) ? 1 : 0, profile: o.profile ? 1 : 0,
+    embedding_on_demand: embeddingOnDemandOn(srcKind, o) ? 1 : 0 };
   const loadC = (extra) => {
     const p = cstr(JSON.stringify({ ...opts, ...extra }));
     try {
@@ -406,7 +469,21 @@ async function doLoad(msg, signal) {
   } finally {
     M.qwOnProgress = null;
   }
+  if (http) {
+    // cache:'none': what the core read came straight from the server; check a known sha256 where the file was
+    // read whole and in order, and drop the last window of each file.
+    for (const f of http.files) {
+      f.hash = f.reader.hashState();
+      f.reader.release();
+      if (f.hash === 'mismatch') {
+        if (!broken) M._qw_wasm_model_free(h);
+        M.qwFs.delete(fsId); src.close && src.close(); if (store) await store.close();
+        throw new QwasmError('CORRUPT', `${f.name}: sha256 mismatch (expected ${f.sha256}); nothing was kept`, { file: f.name });
+      }
+    }
+  }
   model = h; modelFsId = fsId; modelStore = store; engine = fb;
+  loadSource = sourceStats(srcKind, http, o);
   startDerivedSave(h, store, o);
   const info = JSON.parse(M.UTF8ToString(M._qw_wasm_model_info(model)));
   if (engine) Object.assign(info, { engine: engine.name, engine_version: engine.version, fallback_reason: engine.reason });
@@ -448,35 +525,62 @@ async function fetchModel(base, o, signal, progress) {
     });
     const got = [];
     const newAbsent = [];
-    for (const [name, required] of [['config.json', true], ['generation_config.json', false], ['tokenizer.json', false], ['tokenizer_config.json', false]]) {
+    for (const [name, required] of [['config.json', true], ['genai_config.json', false], ['generation_config.json', false], ['tokenizer.json', false], ['tokenizer_config.json', false]]) {
       if (absent.has(name)) { newAbsent.push(name); continue; }
+      // revalidating a file absent before: a 1-byte probe, as for the cached files
+      if (o.revalidate && (manifest.absent || []).includes(name) && !(await probeFile({ baseUrl: base, name, signal, retries: o.retries, query: o.query })).exists) {
+        newAbsent.push(name); continue;
+      }
       try { await dl(name); got.push(name); } catch (e) {
         if (!required && isAbsent(e)) newAbsent.push(name); else throw e;
       }
     }
     const readers = new Map();
     const open = async (name) => { readers.set(name, await store.openReader(name, await store.getMeta(name))); };
-    await open('config.json');
+    for (const n of got) await open(n);
     const cfgSrc = storeSource(readers);
-    let config;
-    try { config = JSON.parse(readAllText(cfgSrc, 'config.json')); } catch (e) {
+    try { JSON.parse(readAllText(cfgSrc, 'config.json')); } catch (e) {
       throw new QwasmError('CORRUPT', `config.json: invalid JSON (${e.message})`, { file: 'config.json' });
     }
-    let onnxFile = o.onnxFile || manifest.onnxFile;
-    if (!onnxFile) {
-      const pick = pickOnnx(config);
-      onnxFile = pick.name;
-      if (!pick.fromConfig) {
-        try { await dl(onnxFile); } catch (e) { if (!isAbsent(e)) throw e; onnxFile = 'model.onnx'; }
-      }
+    // cache 'none' in a browser worker: large files are read from the server into the heap, not stored
+    const http = kind === 'memory' && syncHttpAvailable() ? { files: [], stats: { requests: 0, bytes: 0, retries: 0, windowsDropped: 0 } } : null;
+    const probe = (name) => probeFile({ baseUrl: base, name, signal, retries: o.retries, query: o.query, sha256: o.hashes && o.hashes[name] });
+    const direct = async (name, p) => {
+      if (!p.ranges) return false; // no Range support: stored whole in memory chunks instead
+      const f = { name, size: p.size, sha256: p.sha256, done: 0 };
+      f.reader = httpReader({ url: p.url, name, size: p.size, etag: p.etag, sha256: p.sha256, retries: o.retries, stats: http.stats,
+        onBytes: (n) => { f.done += n; progress({ phase: 'download', file: name, bytesDone: Math.min(f.done, p.size), bytesTotal: p.size, direct: true }); } });
+      http.files.push(f);
+      readers.set(name, f.reader);
+      return true;
+    };
+    const DIRECT_MIN = 32 << 20; // smaller files (a graph with external data, the tokenizer) are simply downloaded
+    // The .onnx: the C core's rule (qw_onnx_candidates), probed in order; a cached one is taken without a request,
+    // and candidates found absent before are skipped (they are in the manifest) so a warm load asks nothing.
+    const cands = onnxCandidates(cfgSrc, o.onnxFile, o.dtype);
+    const tried = [];
+    let onnxFile = null, onnxProbe = null;
+    for (const c of cands) {
+      const meta = await store.getMeta(c.name);
+      if (meta && meta.complete && meta.url === base) { onnxFile = c.name; break; }
+      if (absent.has(c.name)) { newAbsent.push(c.name); tried.push(`${c.name} (${c.from}; absent at an earlier load)`); continue; }
+      const p = await probe(c.name);
+      if (p.exists) { onnxFile = c.name; onnxProbe = p; break; }
+      newAbsent.push(c.name);
+      tried.push(`${c.name} (${c.from}; HTTP ${p.status})`);
     }
-    await dl(onnxFile);
-    for (const n of got) if (!readers.has(n)) await open(n);
-    await open(onnxFile);
+    if (!onnxFile) {
+      throw new QwasmError('NOT_FOUND', `${cands[0].name}: not found; no .onnx file at ${base}: tried ${tried.join(', ')}`,
+        { file: cands[0].name, tried: cands.map((c) => c.name) });
+    }
+    if (!(http && onnxProbe && onnxProbe.size > DIRECT_MIN && await direct(onnxFile, onnxProbe))) {
+      await dl(onnxFile);
+      await open(onnxFile);
+    }
     // Which external data files the graph's locators name, and how many bytes of each it needs (from C).
     const probeId = nextFsId++;
-    const probe = { size: (n) => (readers.has(n) ? readers.get(n).size : PROBE_SIZE), read: (n, off, dst) => cfgSrc.read(n, off, dst) };
-    M.qwFs.set(probeId, probe);
+    const listSrc = { size: (n) => (readers.has(n) ? readers.get(n).size : PROBE_SIZE), read: (n, off, dst) => cfgSrc.read(n, off, dst) };
+    M.qwFs.set(probeId, listSrc);
     const pn = cstr(onnxFile);
     let listing;
     try {
@@ -489,15 +593,27 @@ async function fetchModel(base, o, signal, progress) {
     if (onnxNeeded > readers.get(onnxFile).size) {
       throw new QwasmError('CORRUPT', `${onnxFile}: truncated: ${readers.get(onnxFile).size} bytes, the graph's tensors need ${onnxNeeded}`, { file: onnxFile });
     }
+    const extDirect = new Set();
+    if (http) {
+      for (const f of ext) {
+        fileUrl(base, f.name); // a name the graph gives must stay in the folder (the core checked it too)
+        const p = await probe(f.name);
+        if (!p.exists) throw new QwasmError('NOT_FOUND', `${f.name}: external data file not found (HTTP ${p.status}) at ${p.url}`, { file: f.name, status: p.status });
+        if (p.size != null && p.size < f.bytes_needed) {
+          throw new QwasmError('CORRUPT', `${f.name}: truncated: the file has ${p.size} bytes but the model's tensors need ${f.bytes_needed} (${f.bytes_needed - p.size} missing)`, { file: f.name });
+        }
+        if (p.size > DIRECT_MIN && await direct(f.name, p)) extDirect.add(f.name);
+      }
+    }
     // Quota for everything still missing, before any large download starts.
     let need = 0;
-    for (const f of ext) { const m = await store.getMeta(f.name); need += Math.max(0, f.bytes_needed - bytesCached(m && m.complete ? { ...m, done: m.done.map(() => 1) } : m)); }
+    for (const f of ext) { if (extDirect.has(f.name)) continue; const m = await store.getMeta(f.name); need += Math.max(0, f.bytes_needed - bytesCached(m && m.complete ? { ...m, done: m.done.map(() => 1) } : m)); }
     if (need > 0) await checkQuota(need, ext.map((f) => f.name).join(', '));
-    for (const f of ext) { await dl(f.name, { bytesNeeded: f.bytes_needed }); await open(f.name); }
+    for (const f of ext) { if (extDirect.has(f.name)) continue; await dl(f.name, { bytesNeeded: f.bytes_needed }); await open(f.name); }
     // what the core derived from these files at an earlier load (int8 lm_head rows), while still valid
     const derived = derivedCacheOn(kind, o) ? await openDerived(store, manifest, readers) : [];
-    await store.putManifest({ onnxFile, files: [...got, onnxFile, ...ext.map((f) => f.name)], absent: newAbsent, derived, complete: true, time: Date.now(), backend: kind });
-    return { src: storeSource(readers), onnxFile, files: listing.files, store };
+    await store.putManifest({ onnxFile, files: [...got, onnxFile, ...ext.map((f) => f.name)], absent: [...new Set(newAbsent)], derived, complete: true, time: Date.now(), backend: kind });
+    return { src: storeSource(readers), onnxFile, files: listing.files, store, http };
   } catch (e) {
     await store.close();
     throw e;

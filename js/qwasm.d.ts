@@ -41,9 +41,21 @@ export interface LoadOptions {
   /** A Hugging Face-style folder: its base URL (hub `resolve/main/` URLs work), a FileSystemDirectoryHandle,
    *  a list of Files (a picked folder; nothing is uploaded), or a path (Node). */
   model: string | URL | FileSystemDirectoryHandle | ArrayLike<File>;
-  /** Which .onnx in the folder; default from config.json's transformers.js_config.dtype. */
+  /** Which .onnx in the folder. Default: the C core's one rule for every source (URL, picked folder, Node path,
+   *  cache): genai_config.json's decoder.filename, else onnx/model_<dtype>.onnx, else onnx/model.onnx,
+   *  model.onnx, onnx/model_q4f16.onnx, onnx/model_q4.onnx, onnx/model_fp16.onnx, the first that exists (a URL
+   *  is probed with 1-byte ranged requests; the NOT_FOUND error lists what was tried). A name inside the
+   *  folder: no '..', absolute, drive or backslash paths (code ARG). */
   onnxFile?: string;
-  /** Where downloads are kept (default 'auto': OPFS when sync access handles exist, else IndexedDB; Node: files). */
+  /** As Transformers.js's from_pretrained dtype: 'q4f16' -> onnx/model_q4f16.onnx, 'fp16', 'q4', 'q8'
+   *  (onnx/model_quantized.onnx), 'fp32' (onnx/model.onnx)...; default config.json's transformers.js_config.dtype.
+   *  [a-z0-9_] only, under 16 characters (else code ARG). */
+  dtype?: string;
+  /** Where downloads are kept (default 'auto': OPFS when sync access handles exist, else IndexedDB; Node: files).
+   *  'none' in a browser: nothing is kept; the large files are read from the server straight into the wasm heap
+   *  with ranged requests (the server must support Range), the tied embedding stays in memory and is the lm_head
+   *  itself (exactLmHead by default), so the tab holds the model's bytes once but decodes slower than with
+   *  'auto' (rt.stats().source.notes says why). 'none' in Node holds the downloaded bytes in memory. */
   cache?: CacheKind;
   /** Cap on resident weights in MiB; the rest is paged from the cache on demand. */
   memoryCapMB?: number;

@@ -216,7 +216,7 @@ async function load(opts = {}) {
     const init = client.request('init', { flavour: opts.flavour, wasmBase: opts.wasmBase && String(opts.wasmBase), relaxedBase: opts.relaxedBase && String(opts.relaxedBase), relaxed: opts.relaxed }, listener);
     const { flavour, abortCell } = await init.promise;
     const options = {
-      onnxFile: opts.onnxFile, cache: opts.cache || 'auto', memoryCapMB: opts.memoryCapMB, threads: opts.threads,
+      onnxFile: opts.onnxFile, dtype: opts.dtype, cache: opts.cache || 'auto', memoryCapMB: opts.memoryCapMB, threads: opts.threads,
       revalidate: !!opts.revalidate, chunkMB: opts.chunkMB, concurrency: opts.concurrency, retries: opts.retries,
       maxContext: opts.maxContext, hashes: opts.hashes, cacheDir: opts.cacheDir, exactLmHead: opts.exactLmHead, profile: opts.profile,
       derivedCache: opts.derivedCache, embeddingOnDemand: opts.embeddingOnDemand,

@@ -1,5 +1,5 @@
 /* qw_fs.c - qw_fs over a directory on disk (native and WASI), and whole-file reads of small files. */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,10 +12,48 @@
 #define QW_FS_OPEN_FILES 8
 
 typedef struct dir_fs {
-    char *dir;
+    char *dir;  /* the folder as given */
+    char *real; /* its canonical path (realpath): every file must resolve under it */
     struct { char *name; int fd; } open[QW_FS_OPEN_FILES]; /* small cache: weights are read in many pieces */
     int next_slot;
 } dir_fs;
+
+const char *qw_fs_name_problem(const char *name) {
+    if (!name || !*name) return "an empty name";
+    size_t n = strlen(name);
+    if (n >= QW_FS_NAME_MAX) return "a name longer than 255 bytes";
+    if (name[0] == '/') return "an absolute path";
+    for (const char *p = name; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '\\') return "a backslash (a Windows separator)";
+        if (c == ':') return "a ':' (a drive letter or a stream name)";
+        if (c < 0x20 || c == 0x7f) return "a control character";
+    }
+    for (const char *seg = name;;) { /* segments between '/': not empty, "." or ".." */
+        const char *end = strchr(seg, '/');
+        size_t len = end ? (size_t)(end - seg) : strlen(seg);
+        if (len == 0) return "an empty path segment ('//' or a trailing '/')";
+        if (len == 1 && seg[0] == '.') return "a '.' segment";
+        if (len == 2 && seg[0] == '.' && seg[1] == '.') return "a '..' segment (it leaves the folder)";
+        if (!end) break;
+        seg = end + 1;
+    }
+    return NULL;
+}
+
+const char *qw_fs_refusal(const char *name) {
+    const char *why = qw_fs_name_problem(name);
+    return why ? why : "resolves outside the model folder (a symbolic link?)";
+}
+
+const char *qw_fs_cause(qw_status st, const char *name) {
+    switch (st) {
+    case QW_E_FORMAT: return qw_fs_refusal(name);
+    case QW_E_UNSUPPORTED: return "not a regular file (a directory, FIFO or device)";
+    case QW_E_NOTFOUND: return "file not found";
+    default: return qw_status_str(st);
+    }
+}
 
 static char *join_path(const char *dir, const char *name) {
     size_t a = strlen(dir), b = strlen(name);
@@ -27,40 +65,70 @@ static char *join_path(const char *dir, const char *name) {
     return p;
 }
 
-static int dir_fd(dir_fs *d, const char *name) {
+/* The path to open for name: checked by qw_fs_name_problem, and with symbolic links resolved, inside the
+ * folder (a link to a file outside it is refused: QW_E_FORMAT). *path is malloc'd. */
+static qw_status resolve(dir_fs *d, const char *name, char **path) {
+    *path = NULL;
+    if (qw_fs_name_problem(name)) return QW_E_FORMAT;
+    char *joined = join_path(d->real, name);
+    if (!joined) return QW_E_NOMEM;
+#if defined __wasi__
+    *path = joined; /* no realpath in WASI; the host's preopened directory is the sandbox there */
+    return QW_OK;
+#else
+    char *r = realpath(joined, NULL);
+    int e = errno;
+    free(joined);
+    if (!r) return e == ENOENT || e == ENOTDIR ? QW_E_NOTFOUND : e == ENOMEM ? QW_E_NOMEM : QW_E_IO;
+    size_t n = strlen(d->real);
+    int root = n == 1 && d->real[0] == '/';
+    if (strncmp(r, d->real, n) != 0 || (!root && r[n] != '/')) {
+        free(r);
+        return QW_E_FORMAT;
+    }
+    *path = r;
+    return QW_OK;
+#endif
+}
+
+static qw_status dir_fd(dir_fs *d, const char *name, int *out) {
     for (int i = 0; i < QW_FS_OPEN_FILES; i++)
-        if (d->open[i].name && strcmp(d->open[i].name, name) == 0) return d->open[i].fd;
-    char *path = join_path(d->dir, name);
-    if (!path) return -1;
+        if (d->open[i].name && strcmp(d->open[i].name, name) == 0) { *out = d->open[i].fd; return QW_OK; }
+    char *path;
+    qw_status st = resolve(d, name, &path);
+    if (st != QW_OK) return st;
     int fd = open(path, O_RDONLY);
     free(path);
-    if (fd < 0) return -1;
+    if (fd < 0) return errno == ENOENT ? QW_E_NOTFOUND : QW_E_IO;
     int s = d->next_slot;
     d->next_slot = (s + 1) % QW_FS_OPEN_FILES;
     if (d->open[s].name) { close(d->open[s].fd); free(d->open[s].name); }
     d->open[s].name = strdup(name);
     d->open[s].fd = fd;
-    if (!d->open[s].name) { close(fd); d->open[s].fd = -1; return -1; }
-    return fd;
+    if (!d->open[s].name) { close(fd); d->open[s].fd = -1; return QW_E_NOMEM; }
+    *out = fd;
+    return QW_OK;
 }
 
 static qw_status dir_size(void *ctx, const char *name, uint64_t *size) {
     dir_fs *d = ctx;
-    char *path = join_path(d->dir, name);
-    if (!path) return QW_E_NOMEM;
-    struct stat st;
-    int rc = stat(path, &st);
+    char *path;
+    qw_status st = resolve(d, name, &path);
+    if (st != QW_OK) return st;
+    struct stat sb;
+    int rc = stat(path, &sb);
     free(path);
     if (rc != 0) return errno == ENOENT || errno == ENOTDIR ? QW_E_NOTFOUND : QW_E_IO;
-    if (!S_ISREG(st.st_mode)) return QW_E_UNSUPPORTED; /* a directory, FIFO or device: never opened (a FIFO blocks) */
-    *size = (uint64_t)st.st_size;
+    if (!S_ISREG(sb.st_mode)) return QW_E_UNSUPPORTED; /* a directory, FIFO or device: never opened (a FIFO blocks) */
+    *size = (uint64_t)sb.st_size;
     return QW_OK;
 }
 
 static qw_status dir_read(void *ctx, const char *name, uint64_t offset, void *dst, size_t len) {
     dir_fs *d = ctx;
-    int fd = dir_fd(d, name);
-    if (fd < 0) return errno == ENOENT ? QW_E_NOTFOUND : QW_E_IO;
+    int fd;
+    qw_status st = dir_fd(d, name, &fd);
+    if (st != QW_OK) return st;
     uint8_t *p = dst;
     while (len > 0) {
         ssize_t n = pread(fd, p, len, (off_t)offset);
@@ -82,6 +150,7 @@ static void dir_close(void *ctx) {
     for (int i = 0; i < QW_FS_OPEN_FILES; i++)
         if (d->open[i].name) { close(d->open[i].fd); free(d->open[i].name); }
     free(d->dir);
+    free(d->real);
     free(d);
 }
 
@@ -90,7 +159,13 @@ qw_status qw_fs_open_dir(const char *dir, qw_fs *out, qw_error *err) {
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return qw_error_set(err, QW_E_NOTFOUND, "%s: not a directory", dir);
     dir_fs *d = calloc(1, sizeof *d);
-    if (!d || !(d->dir = strdup(dir))) {
+#if defined __wasi__
+    if (d) d->real = strdup(dir);
+#else
+    if (d) d->real = realpath(dir, NULL);
+#endif
+    if (!d || !(d->dir = strdup(dir)) || !d->real) {
+        if (d) { free(d->dir); free(d->real); }
         free(d);
         return qw_error_set(err, QW_E_NOMEM, "%s: out of memory", dir);
     }
@@ -111,7 +186,7 @@ qw_status qw_fs_read_all(const qw_fs *fs, const char *name, size_t max_bytes, ch
     uint64_t size = 0;
     qw_status st = fs->size(fs->ctx, name, &size);
     if (st != QW_OK)
-        return qw_error_set(err, st, "%s: %s", name, st == QW_E_UNSUPPORTED ? QW_FS_NOT_REGULAR : qw_status_str(st));
+        return qw_error_set(err, st, "%s: %s", name, qw_fs_cause(st, name));
     if (size > max_bytes)
         return qw_error_set(err, QW_E_RANGE, "%s: %llu bytes, more than the %zu expected for this file", name,
                             (unsigned long long)size, max_bytes);

@@ -58,7 +58,7 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
     qw_model *m = calloc(1, sizeof *m);
     if (!m) return qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory");
     m->fs = *fs;
-    qw_status st = qw_config_load(fs, opts->onnx_file, &m->cfg, err);
+    qw_status st = qw_config_load_pick(fs, opts->onnx_file, opts->dtype, &m->cfg, err);
     if (st != QW_OK) goto fail;
     load_tokenizer(m);
     if (m->cfg.n_eos == 0 && m->tok && qw_tokenizer_eos_id(m->tok) >= 0) {

@@ -198,6 +198,13 @@ static qw_status resolve_location(ld *L, const char *loc, size_t len, const char
         return qw_error_set(L->err, QW_E_FORMAT, "%s: tensor '%s' has an external data location without a file name: '%s'",
                             L->name, tensor, loc);
     }
+    const char *why = qw_fs_name_problem(path); /* the rule every file source applies: ':', controls, length */
+    if (why) {
+        qw_error_set(L->err, QW_E_FORMAT, "%s: tensor '%s' has an external data location (key 'location') with "
+                     "%s: '%.*s'", L->name, tensor, why, (int)(len > 200 ? 200 : len), loc);
+        free(path);
+        return QW_E_FORMAT;
+    }
     qw_status st = add_file(L, path, idx);
     free(path);
     return st;
@@ -806,9 +813,12 @@ static qw_status check_files(ld *L) {
                                     "%s: external data file not found (tensor '%s' of %s needs %llu bytes of it)",
                                     f->name, L->need_by[i] ? L->need_by[i] : "?", L->name,
                                     (unsigned long long)f->bytes_needed);
+            if (st == QW_E_FORMAT)
+                return qw_error_set(L->err, QW_E_FORMAT, "%s: external data location of tensor '%s' in %s: %s",
+                                    f->name, L->need_by[i] ? L->need_by[i] : "?", L->name, qw_fs_refusal(f->name));
             if (st != QW_OK)
-                return qw_error_set(L->err, st, "%s: %s (external data of %s)", f->name,
-                                    st == QW_E_UNSUPPORTED ? QW_FS_NOT_REGULAR : qw_status_str(st), L->name);
+                return qw_error_set(L->err, st, "%s: %s (external data of %s)", f->name, qw_fs_cause(st, f->name),
+                                    L->name);
         }
         if (f->bytes_needed > f->size)
             return qw_error_set(L->err, QW_E_RANGE,

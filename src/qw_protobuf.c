@@ -11,8 +11,7 @@ qw_status qw_pb_open(qw_pb_reader *r, const qw_fs *fs, const char *name, qw_erro
     if (!fs || !fs->size || !fs->read) return qw_error_set(err, QW_E_ARG, "%s: no file system given", name);
     qw_status st = fs->size(fs->ctx, name, &r->size);
     if (st != QW_OK)
-        return qw_error_set(err, st, "%s: %s", name, st == QW_E_NOTFOUND ? "file not found" : st == QW_E_UNSUPPORTED ?
-                            QW_FS_NOT_REGULAR : qw_status_str(st));
+        return qw_error_set(err, st, "%s: %s", name, qw_fs_cause(st, name));
     r->cap = QW_PB_WINDOW;
     r->buf = malloc(r->cap);
     if (!r->buf) return qw_error_set(err, QW_E_NOMEM, "%s: out of memory for the read window", name);

@@ -139,6 +139,47 @@ EMSCRIPTEN_KEEPALIVE const char *qw_wasm_onnx_files(int fs_id, const char *onnx_
     return json;
 }
 
+/* The .onnx files a load of source fs_id tries, in order (qw_onnx_candidates: the rule every source uses), as
+ * JSON (static buffer, valid until the next call): {"candidates":[{"name":"onnx/model_q4f16.onnx",
+ * "from":"transformers.js_config.dtype"}, ...]}. onnx_file and dtype may be NULL or "". Only config.json and
+ * genai_config.json are read; the URL glue probes the names over HTTP. NULL on failure. */
+EMSCRIPTEN_KEEPALIVE const char *qw_wasm_onnx_candidates(int fs_id, const char *onnx_file, const char *dtype) {
+    static char *json;
+    qw_error err = {0};
+    qw_fs fs;
+    char names[8][QW_FS_NAME_MAX];
+    const char *why[8];
+    int n = 0;
+    if (!js_fs_make(fs_id, &fs)) {
+        qw_error_set(&err, QW_E_NOMEM, "config.json: out of memory");
+        set_err(&err);
+        return NULL;
+    }
+    qw_status st = qw_onnx_candidates(&fs, onnx_file && *onnx_file ? onnx_file : NULL, dtype && *dtype ? dtype : NULL,
+                                      names, why, 8, &n, &err);
+    qw_fs_close(&fs);
+    if (st != QW_OK) {
+        set_err(&err);
+        return NULL;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON *a = cJSON_AddArrayToObject(o, "candidates");
+    for (int i = 0; i < n; i++) {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "name", names[i]);
+        cJSON_AddStringToObject(c, "from", why[i]);
+        cJSON_AddItemToArray(a, c);
+    }
+    free(json);
+    json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!json) {
+        qw_error_set(&err, QW_E_NOMEM, "config.json: out of memory");
+        set_err(&err);
+    }
+    return json;
+}
+
 /* ---- models -------------------------------------------------------------------------------------------- */
 
 typedef struct qw_wasm_model {
@@ -156,7 +197,7 @@ static double jnum(const cJSON *o, const char *k, double def) {
 }
 
 /* Loads the model folder of source fs_id. opts_json (may be NULL or ""):
- *   {"onnx_file":"onnx/model_q4f16.onnx", "threads":0, "mem_cap_mb":0, "exact_lm_head":false,
+ *   {"onnx_file":"onnx/model_q4f16.onnx", "dtype":"q4f16", "threads":0, "mem_cap_mb":0, "exact_lm_head":false,
  *    "embedding_on_demand":false, "max_context":0, "profile":false, "external_decoder":false}
  * Progress is reported through qw_js_progress. The source must stay registered until qw_wasm_model_free
  * (weights may be paged from it). Returns a handle, or 0 (see qw_wasm_last_error). */
@@ -195,6 +236,8 @@ EMSCRIPTEN_KEEPALIVE qw_wasm_model *qw_wasm_model_load(int fs_id, const char *op
     qw_load_opts lo = {0};
     const cJSON *onnx = cJSON_GetObjectItemCaseSensitive(o, "onnx_file");
     lo.onnx_file = cJSON_IsString(onnx) && onnx->valuestring[0] ? onnx->valuestring : NULL;
+    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(o, "dtype");
+    lo.dtype = cJSON_IsString(dtype) && dtype->valuestring[0] ? dtype->valuestring : NULL;
     lo.threads = (int)jnum(o, "threads", 0);
     lo.mem_cap_bytes = (uint64_t)(jnum(o, "mem_cap_mb", 0) * 1048576.0);
     lo.exact_lm_head = (int)jnum(o, "exact_lm_head", 0);

@@ -85,10 +85,22 @@ typedef struct qw_fs {
     void (*close)(void *ctx);
 } qw_fs;
 
-/* What an error message says for a QW_E_UNSUPPORTED from qw_fs.size. */
-#define QW_FS_NOT_REGULAR "not a regular file (a directory, FIFO or device)"
+/* Why name may not be read from a model folder, or NULL when it may. One rule for every name that comes
+ * from a file (genai_config.json's decoder.filename, a tensor's external data location, a dtype made into
+ * a file name) and for every file source: relative, '/'-separated segments that are not empty, "." or "..",
+ * no '\\', ':' (drive letters, streams), NUL or control byte, at most QW_FS_NAME_MAX - 1 bytes. The folder
+ * sources also refuse names whose resolved path (symbolic links followed) leaves the folder (QW_E_FORMAT). */
+#define QW_FS_NAME_MAX 256
+const char *qw_fs_name_problem(const char *name);
+/* The cause to print when a qw_fs refused name with QW_E_FORMAT: its qw_fs_name_problem, else that it
+ * resolves outside the folder. Static. */
+const char *qw_fs_refusal(const char *name);
+/* The cause to print for any failed status st of qw_fs.size on name: the refusal (QW_E_FORMAT), "not a regular
+ * file" (QW_E_UNSUPPORTED: a directory, FIFO or device), "file not found", else qw_status_str(st). Static. */
+const char *qw_fs_cause(qw_status st, const char *name);
 
-/* A qw_fs over a directory on disk. dir is copied. Free with qw_fs_close. */
+/* A qw_fs over a directory on disk. dir is copied. Free with qw_fs_close. A name that fails
+ * qw_fs_name_problem, or resolves (through symbolic links) outside dir, gives QW_E_FORMAT. */
 qw_status qw_fs_open_dir(const char *dir, qw_fs *out, qw_error *err);
 void qw_fs_close(qw_fs *fs);
 
@@ -107,8 +119,9 @@ typedef struct qw_gen qw_gen;
 typedef void (*qw_progress_fn)(void *user, const char *phase, uint64_t done, uint64_t total);
 
 typedef struct qw_load_opts {
-    const char *onnx_file;     /* which .onnx in the folder; NULL: from config.json's transformers.js_config
-                                  (dtype -> onnx/model_<dtype>.onnx), else onnx/model.onnx, else model.onnx */
+    const char *onnx_file;     /* which .onnx in the folder; NULL: the first of qw_onnx_candidates that exists */
+    const char *dtype;         /* NULL: config.json's transformers.js_config.dtype; else as Transformers.js's
+                                  from_pretrained dtype ("q4f16", "fp16", "q8", "fp32"): [a-z0-9_], < 16 bytes */
     int threads;               /* <= 0: all hardware threads */
     uint64_t mem_cap_bytes;    /* 0: no cap (weights resident); else weights are paged from the fs */
     int exact_lm_head;         /* 1: keep the all-fp16 lm_head path (no int8 conversion) */
@@ -123,6 +136,19 @@ typedef struct qw_load_opts {
     qw_progress_fn progress;   /* may be NULL */
     void *progress_user;
 } qw_load_opts;
+
+/* The .onnx files a load of this folder tries, in order, the same for every file source (the browser glue
+ * probes them over HTTP with this list): onnx_file when given (validated); else genai_config.json's
+ * decoder.filename; else onnx/model_<dtype>.onnx for dtype (or config.json's transformers.js_config.dtype;
+ * fp32 -> onnx/model.onnx, q8 -> onnx/model_quantized.onnx as Transformers.js names them), then
+ * onnx/model.onnx, model.onnx, onnx/model_q4f16.onnx, onnx/model_q4.onnx, onnx/model_fp16.onnx.
+ * Reads only config.json and genai_config.json through fs. Fills names[0..*n) (at most cap) and, when why is
+ * not NULL, why[i]: a static word saying where names[i] comes from ("option", "genai_config.json",
+ * "dtype", "transformers.js_config.dtype", "fallback"). A named file (option or genai_config.json) is the only
+ * candidate. Errors: a name or dtype failing qw_fs_name_problem (QW_E_ARG for the arguments, QW_E_FORMAT
+ * naming the file and the key for what a file says), malformed JSON. */
+qw_status qw_onnx_candidates(const qw_fs *fs, const char *onnx_file, const char *dtype,
+                             char names[][QW_FS_NAME_MAX], const char **why, int cap, int *n, qw_error *err);
 
 /* Loads a Hugging Face-style model folder (config.json, generation_config.json, tokenizer.json, onnx/...)
  * through fs. fs must outlive the model (weights may be paged from it). A folder without a tokenizer

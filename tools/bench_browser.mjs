@@ -3,7 +3,7 @@
 // Firefox with --browser firefox: e.g. --browser firefox --engines qwasm --no-native for Chromium/Firefox),
 // on the same model files and the same 64-token prompt.
 //
-//   node tools/bench_browser.mjs [--models 0.5b,1.5b] [--engines ort,tjs,wllama,qwasm,qwasm512]
+//   node tools/bench_browser.mjs [--models 0.5b,1.5b] [--engines ort,tjs,wllama,qwasm,qwasm512,qwasmbare,qwasmnone]
 //        [--runs 3] [--tokens 128] [--prompt-len 64] [--threads 2] [--check 16]
 //        [--out build/bench-browser.json] [--md build/bench-browser.md] [--timeout-min 20]
 //        [--chromium /usr/bin/chromium] [--browser chromium|firefox] [--firefox /usr/bin/firefox-esr]
@@ -26,7 +26,8 @@
 // Engines: ort = onnxruntime-web 1.30 wasm EP (past-KV greedy loop, like optimum), tjs = Transformers.js
 // 4.3.1 (wasm, q4f16, local model path), wllama = wllama 3.8.1 (GGUF; greedy over the tokens that are whole
 // UTF-8 text, since invalid UTF-8 output aborts it: see tools/bench/wllama.js), qwasm = js/qwasm.js, qwasm512 =
-// qwasm with memoryCapMB 512, qwasmsample = qwasm sampling as Qwen2.5-Instruct's generation_config says (not in
+// qwasm with memoryCapMB 512, qwasmbare = a bare outside page calling Qwasm.load({ model }) with every default
+// (tools/bench/bare.js: what a user gets), qwasmnone = the same page with cache 'none', qwasmsample = qwasm sampling as Qwen2.5-Instruct's generation_config says (not in
 // the default engine list; its tokens are not compared). A failure (not available, out of memory, timeout) is a table cell, not fatal.
 // The first --check greedy tokens of each engine are compared with onnxruntime-node (tools/ort_ref.mjs).
 // Then, unless --no-native, the native rows of the same run: tools/bench_native.mjs (qwasm's CLI,
@@ -50,6 +51,9 @@ const ENGINES = {
   wllama: { label: 'wllama 3.8.1', page: 'wllama' },
   qwasm: { label: 'qwasm', page: 'qwasm' },
   qwasm512: { label: 'qwasm (512 MB cap)', page: 'qwasm', memoryCapMB: 512 },
+  // a bare outside page: Qwasm.load({ model }) with every default (tools/bench/bare.js), and with cache 'none'
+  qwasmbare: { label: 'qwasm, bare page, defaults', page: 'bare' },
+  qwasmnone: { label: "qwasm, bare page, cache 'none'", page: 'bare', cache: 'none' },
   // Qwen2.5-Instruct's generation_config.json sampling instead of greedy: the int8 lm_head then keeps the top 64
   // logits exact (a repetition penalty can promote any of them), i.e. rescores more rows than greedy's top 1
   qwasmsample: { label: 'qwasm (sampling)', page: 'qwasm', sampling: { temperature: 0.7, topK: 20, topP: 0.8, repetitionPenalty: 1.05, seed: 1 } },
@@ -272,6 +276,7 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
     const loadOpts = {
       model: '/' + m.rel + '/', modelName: m.name, modelsPath: '/build/models/', onnx: m.onnx,
       external: m.ext, gguf: '/' + m.gguf, threads: a.threads, memoryCapMB: eng.memoryCapMB, profile: engKey === 'qwasm',
+      cache: eng.cache,
     };
     // 1. cold
     mem.phase = 'cold';

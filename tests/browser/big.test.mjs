@@ -116,6 +116,69 @@ export const tests = [
   },
 ];
 
+tests.push({
+  name: `big: ${MODEL} with cache 'none' from a bare page: the tab's peak stays under 1.3x the model's bytes`,
+  needs: missing,
+  fn: async () => {
+    const dir = path.join(REPO, 'build/models', MODEL);
+    const modelBytes = ['onnx/model_q4f16.onnx', 'onnx/model_q4f16.onnx_data'].reduce((a, f) => a + fs.statSync(path.join(dir, f)).size, 0);
+    const s = await server();
+    const b = await chromium(s.origin, { timeout: 600000 });
+    const mem = tabSampler(b.userDataDir);
+    try {
+      const { page } = b;
+      await page.goto(`${s.url}tests/browser/bare.html`);
+      await page.waitForFunction(() => window.bareReady === true);
+      const r = await page.evaluate((u) => window.bare.load({ model: u, cache: 'none' }), `${s.url}build/models/${MODEL}/`);
+      assert(!r.error, `cache 'none' load: ${JSON.stringify(r.error)}`);
+      const g = await page.evaluate(() => window.bare.greedy([151644, 872, 198, 9707, 151645, 198, 151644, 77091, 198], 8));
+      assertEq(g.ids.length, 8, 'tokens generated');
+      const peak = mem.stop();
+      const src = r.stats.source || {};
+      assertEq(src.kind, 'http', 'read from the server straight into the heap');
+      assert(src.bytesFetched < modelBytes * 1.1, `bytes fetched ${src.bytesFetched} for a model of ${modelBytes}`);
+      console.log(`        cache 'none': tab peak ${(peak.tabPss / MB).toFixed(0)} MB PSS (${(peak.tabRss / MB).toFixed(0)} MB RSS) for a ` +
+        `${(modelBytes / MB).toFixed(0)} MB model (${(peak.tabPss / modelBytes).toFixed(2)}x); ${src.requests} requests, ${(src.bytesFetched / MB).toFixed(0)} MB fetched`);
+      assert(peak.tabPss > 0, 'the tab processes were found');
+      assert(peak.tabPss < 1.3 * modelBytes, `tab peak ${peak.tabPss} B < 1.3 x ${modelBytes} B`);
+    } finally {
+      mem.stop();
+      await b.close();
+      await s.close();
+    }
+  },
+});
+
+/** Samples the PSS (and RSS) of the renderer processes of the Chromium whose profile is userDataDir every 500 ms:
+ *  the tab's memory (the page and its workers), as the browser's task manager shows it. stop() -> the peaks. */
+function tabSampler(userDataDir) {
+  const peak = { tabPss: 0, tabRss: 0 };
+  const read = (f) => { try { return fs.readFileSync(f, 'utf8'); } catch { return ''; } };
+  const sample = () => {
+    let pss = 0, rss = 0;
+    const parent = new Map(), roots = [];
+    for (const e of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(e)) continue;
+      const st = read(`/proc/${e}/stat`);
+      parent.set(+e, +st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
+      const cmd = read(`/proc/${e}/cmdline`);
+      if (cmd.includes(userDataDir) && !cmd.includes('--type=')) roots.push(+e);
+    }
+    const inTree = (pid) => { for (let p = pid, i = 0; p > 1 && i < 64; p = parent.get(p), i++) if (roots.includes(p)) return true; return false; };
+    for (const pid of parent.keys()) {
+      if (!inTree(pid) || !read(`/proc/${pid}/cmdline`).includes('--type=renderer')) continue;
+      const sm = read(`/proc/${pid}/smaps_rollup`);
+      pss += +((/^Pss:\s+(\d+)/m.exec(sm) || [0, 0])[1]) * 1024;
+      rss += +((/^Rss:\s+(\d+)/m.exec(sm) || [0, 0])[1]) * 1024;
+    }
+    peak.tabPss = Math.max(peak.tabPss, pss);
+    peak.tabRss = Math.max(peak.tabRss, rss);
+  };
+  const timer = setInterval(sample, 500);
+  let stopped = false;
+  return { stop() { if (!stopped) { stopped = true; clearInterval(timer); sample(); } return peak; } };
+}
+
 /** Polls the runtime's stats until the derived-cache state satisfies done(state). */
 async function waitDerived(page, done, timeoutMs) {
   const t0 = Date.now();

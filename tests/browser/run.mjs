@@ -11,7 +11,7 @@ const fi = args.indexOf('--filter');
 const filter = fi >= 0 ? new RegExp(args[fi + 1]) : process.env.QWASM_TEST_FILTER ? new RegExp(process.env.QWASM_TEST_FILTER) : null;
 const noFirefox = args.includes('--no-firefox') || process.env.QWASM_NO_FIREFOX === '1';
 
-const files = ['server.test.mjs', 'kernels.test.mjs', 'page.test.mjs', 'chat.test.mjs', 'folder.test.mjs', 'fallback.test.mjs'];
+const files = ['server.test.mjs', 'kernels.test.mjs', 'page.test.mjs', 'chat.test.mjs', 'folder.test.mjs', 'sources.test.mjs', 'fallback.test.mjs'];
 if (!noFirefox) files.push('firefox.mjs');
 
 fs.mkdirSync(ARTIFACTS, { recursive: true });
