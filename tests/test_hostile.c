@@ -121,6 +121,7 @@ static void test_folders(void) {
 static qw_status config_of(const char *name, const char *json, qw_model_config *cfg, qw_error *err) {
     memfs mf = {0};
     memfs_add(&mf, name, json, strlen(json));
+    memfs_add(&mf, "model.onnx", "", 0); /* qw_config_load picks an .onnx that exists */
     qw_fs fs = memfs_fs(&mf);
     return qw_config_load(&fs, "model.onnx", cfg, err);
 }
