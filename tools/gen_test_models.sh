@@ -5,7 +5,9 @@
 # that are current. Takes a few seconds from nothing.
 #   bash tools/gen_test_models.sh           the test set
 #   bash tools/gen_test_models.sh --big     also qwen2.5-0.5b (~475 MB, ~10 s) and qwen2.5-1.5b (~1.2 GB, ~20 s),
-#                                           structure only (no references)
+#                                           structure only (no references: random full-size weights are chaotic),
+#                                           and qwen2.5-1.5b-calm (gen_model.py --calm: wide greedy margins) with
+#                                           its reference for the chat prompt below (~1 min of onnxruntime)
 #   bash tools/gen_test_models.sh demo      also build/models/demo: the demo page's bundled model, in the
 #                                           Qwen2.5-0.5B shape (q4f16, one file, opset 14, real tokenizer)
 set -euo pipefail
@@ -35,7 +37,9 @@ ref build/models/small-q4f16-op18-ext --prompt-ids "$CHAT_PROMPT"
 case "${1:-}" in
   --big)
     gen --size 0.5b        # qwen2.5-0.5b-q4f16-op14      single file, opset 14
-    gen --size 1.5b ;;     # qwen2.5-1.5b-q4f16-op18-ext  external data, opset 18
+    gen --size 1.5b        # qwen2.5-1.5b-q4f16-op18-ext  external data, opset 18
+    gen --size 1.5b --calm # qwen2.5-1.5b-calm-q4f16-op18-ext
+    ref build/models/qwen2.5-1.5b-calm-q4f16-op18-ext --prompt-ids "$CHAT_PROMPT" ;;
   demo)
     gen --size 0.5b --name demo ;;
   "") ;;
