@@ -198,7 +198,7 @@ async function main() {
   console.log('value        rel.err(all)  rel.err(last)  max|diff|     rms(ort)   growth');
   let prev = null;
   for (const x of r.rows) {
-    const g = prev ? (x.rel / Math.max(prev, 1e-30)).toFixed(2) : '';
+    const g = prev ? (x.rel / prev).toFixed(2) : '';
     console.log(`${x.label.padEnd(12)} ${x.rel.toExponential(3).padStart(12)}  ${x.relLast.toExponential(3).padStart(13)}  ` +
       `${x.maxAbs.toExponential(2).padStart(9)}  ${x.rms.toExponential(2).padStart(9)}  ${g.padStart(7)}`);
     prev = x.rel;
