@@ -6,6 +6,7 @@
 // the folder as onnxruntime requires, and removed afterwards); qwasm writes them with
 // `qwasm run --dump` (the C API's qw_model_set_tap). Where the error first grows is where the engines differ.
 //   node tools/layer_diff.mjs MODEL_DIR [--prompt-ids 1,2,3] [--threads 2] [--onnx onnx/x.onnx] [--json]
+//        [--names a,b,c]    other ONNX value names to compare instead (e.g. one layer's q_proj, o_proj outputs)
 // Default prompt: the model's ref.json prompt when there is one, else ids 1..11. Needs build/native/qwasm.
 import ort from 'onnxruntime-node';
 import fs from 'node:fs';
@@ -45,13 +46,14 @@ print(json.dumps(have))
 `;
 
 function parseArgs(argv) {
-  const a = { dir: null, promptIds: null, threads: 2, onnx: null, json: false };
+  const a = { dir: null, promptIds: null, threads: 2, onnx: null, json: false, names: null };
   for (let i = 0; i < argv.length; i++) {
     const o = argv[i];
     if (o === '--prompt-ids') a.promptIds = argv[++i].split(',').map(Number);
     else if (o === '--threads') a.threads = Number(argv[++i]);
     else if (o === '--onnx') a.onnx = argv[++i];
     else if (o === '--json') a.json = true;
+    else if (o === '--names') a.names = argv[++i].split(',').filter(Boolean);
     else if (o.startsWith('-')) throw new Error(`layer_diff: unknown option ${o}`);
     else a.dir = o;
   }
@@ -157,7 +159,7 @@ function relErr(a, b, from = 0, to = b.length) {
 
 /** Runs both engines on the model folder and returns { model, onnx, prompt, rows: [{ label, name, rel, relLast,
  * maxAbs, rms }] }. */
-export async function layerDiff(dir, { promptIds = null, threads = 2, onnx = null } = {}) {
+export async function layerDiff(dir, { promptIds = null, threads = 2, onnx = null, names: only = null } = {}) {
   const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
   const onnxRel = onnx || findOnnx(dir);
   let ids = promptIds;
@@ -165,7 +167,7 @@ export async function layerDiff(dir, { promptIds = null, threads = 2, onnx = nul
     const refPath = path.join(dir, 'ref.json');
     ids = fs.existsSync(refPath) ? JSON.parse(fs.readFileSync(refPath, 'utf8')).prompt_ids : [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
   }
-  const pairs = layerNames(cfg.num_hidden_layers);
+  const pairs = only ? only.map((n) => [n.replace(/^\/model\//, '').replace(/_output_0$/, ''), n]) : layerNames(cfg.num_hidden_layers);
   const names = pairs.map((p) => p[1]);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qw-layer-diff-'));
   try {
@@ -197,9 +199,10 @@ async function main() {
   console.log(`layer_diff: ${r.model} (${r.onnx}), ${r.prompt} prompt tokens, qwasm vs onnxruntime-node ${ort.env.versions?.common ?? ''}`);
   console.log('value        rel.err(all)  rel.err(last)  max|diff|     rms(ort)   growth');
   let prev = null;
+  const only = !!a.names;
   for (const x of r.rows) {
     const g = prev ? (x.rel / prev).toFixed(2) : '';
-    console.log(`${x.label.padEnd(12)} ${x.rel.toExponential(3).padStart(12)}  ${x.relLast.toExponential(3).padStart(13)}  ` +
+    console.log(`${x.label.padEnd(only ? 40 : 12)} ${x.rel.toExponential(3).padStart(12)}  ${x.relLast.toExponential(3).padStart(13)}  ` +
       `${x.maxAbs.toExponential(2).padStart(9)}  ${x.rms.toExponential(2).padStart(9)}  ${g.padStart(7)}`);
     prev = x.rel;
   }
