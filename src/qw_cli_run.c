@@ -199,7 +199,10 @@ static void dump_tap(void *user, const char *name, int dtype, int ndim, const in
     d->written[i] = 1;
     size_t numel = 1;
     cJSON *shape = cJSON_CreateArray();
-    for (int k = 0; k < ndim; k++) { numel *= (size_t)dims[k]; cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)dims[k])); }
+    for (int k = 0; k < ndim; k++) {
+        numel *= (size_t)dims[k];
+        cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)dims[k]));
+    }
     char path[4096], file[32];
     snprintf(file, sizeof file, "%d.f32", i);
     snprintf(path, sizeof path, "%s/%s", d->dir, file);
@@ -248,7 +251,8 @@ static int dump_end(dump_state *d) {
     if (f && fclose(f) != 0) ok = 0;
     if (!ok) fprintf(stderr, "qwasm run: --dump: cannot write %s\n", path);
     for (int i = 0; i < d->n; i++)
-        if (!d->written[i]) fprintf(stderr, "qwasm run: --dump: no float tensor named '%s' was computed\n", d->name[i]);
+        if (!d->written[i])
+            fprintf(stderr, "qwasm run: --dump: no float tensor named '%s' was computed\n", d->name[i]);
     free(s);
     cJSON_Delete(d->index);
     free(d->names);
