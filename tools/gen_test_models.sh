@@ -23,7 +23,9 @@ gen --size tiny --logit-std 2 --dtype fp32 --opset 14                  # tiny-fp
 gen --size tiny --logit-std 2 --dtype fp32 --opset 18 --external       # tiny-fp32-op18-ext   onnx/model.onnx + _data
 gen --size tiny --logit-std 2 --dtype q4 --opset 14                    # tiny-q4-op14         onnx/model_q4.onnx (fp32 scales)
 gen --size tiny --logit-std 2 --dtype q4f16 --opset 18 --external      # tiny-q4f16-op18-ext  onnx/model_q4f16.onnx + _data
-# the same with accuracy_level 4 (int8 activations in onnxruntime's MLAS and in qwasm): tools/layer_diff.mjs's test
+# the same with accuracy_level 4 (int8 activations in onnxruntime's MLAS and in qwasm): tools/layer_diff.mjs's test.
+# No greedy reference: from decode step 10 on, onnxruntime's own decode logits differ from its prefill of the
+# same ids by 3e-2 (int8 codes amplify a 3e-7 difference), beyond test_decoder's fp16 tolerance
 gen --size tiny --logit-std 2 --dtype q4f16 --opset 18 --external --accuracy-level 4 --name tiny-q4f16-acc4
 # small: real vocab 151936 + real tokenizer, hidden 32, 2 layers (chat / tokenizer tests)
 gen --size small --dtype q4f16 --opset 18 --external     # small-q4f16-op18-ext
@@ -31,7 +33,7 @@ gen --size small --dtype q4f16 --opset 18 --external     # small-q4f16-op18-ext
 TINY_PROMPT=1,2,3,4,5,6,7,8,9,10,11
 # "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello!<|im_end|>\n<|im_start|>assistant\n"
 CHAT_PROMPT=151644,8948,198,2610,525,264,10950,17847,13,151645,198,151644,872,198,9707,0,151645,198,151644,77091,198
-for m in tiny-fp32-op14 tiny-fp32-op18-ext tiny-q4-op14 tiny-q4f16-op18-ext tiny-q4f16-acc4; do
+for m in tiny-fp32-op14 tiny-fp32-op18-ext tiny-q4-op14 tiny-q4f16-op18-ext; do
   ref "build/models/$m" --prompt-ids "$TINY_PROMPT"
 done
 ref build/models/small-q4f16-op18-ext --prompt-ids "$CHAT_PROMPT"
