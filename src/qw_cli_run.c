@@ -2,6 +2,7 @@
  * Uses only the public API (qwasm.h), as any embedder would. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,7 @@
 #define QW_SAMPLER_MAX_PENALTY 1e4
 
 typedef struct run_args {
-    const char *dir, *prompt, *prompt_ids, *system, *onnx;
+    const char *dir, *prompt, *prompt_ids, *system, *onnx, *dump, *dump_dir;
     int chat, raw, json, threads, greedy, exact_lm_head, embedding_resident, profile, max_context;
     double mem_cap_mb;
     const char *stops[MAX_STOPS];
@@ -67,7 +68,9 @@ static void usage(void) {
             "  --embedding-resident keep the tied embedding in memory (default: its rows are read from the\n"
             "                       file as needed once the int8 lm_head replaces its product)\n"
             "  --profile            print per-op time at the end (stderr, or in --json)\n"
-            "  --json               one JSON object per token, then a summary object\n");
+            "  --json               one JSON object per token, then a summary object\n"
+            "  --dump NAMES --dump-dir DIR  write the first value of each named graph tensor (comma-separated\n"
+            "                       ONNX value names) as float32 to DIR/<i>.f32, listed in DIR/index.json\n");
 }
 
 /* Flag values are parsed whole ("1e3", "abc", "12x", "" are refused, as is anything outside [lo, hi]); a refusal
@@ -121,6 +124,8 @@ static int parse_args(int argc, char **argv, run_args *a) {
         else if (!strcmp(o, "--prompt-ids")) { NEED_V(); a->prompt_ids = v; }
         else if (!strcmp(o, "--system")) { NEED_V(); a->system = v; }
         else if (!strcmp(o, "--onnx")) { NEED_V(); a->onnx = v; }
+        else if (!strcmp(o, "--dump")) { NEED_V(); a->dump = v; }
+        else if (!strcmp(o, "--dump-dir")) { NEED_V(); a->dump_dir = v; }
         else if (!strcmp(o, "--chat")) a->chat = 1;
         else if (!strcmp(o, "--raw")) a->raw = 1;
         else if (!strcmp(o, "--json")) a->json = 1;
@@ -154,6 +159,10 @@ static int parse_args(int argc, char **argv, run_args *a) {
 #undef NEED_V
     }
     if (!a->dir) { usage(); return 2; }
+    if (!a->dump != !a->dump_dir) {
+        fprintf(stderr, "qwasm run: --dump and --dump-dir go together\n");
+        return 2;
+    }
     if (!!a->prompt + !!a->prompt_ids + a->chat != 1) {
         fprintf(stderr, "qwasm run: give exactly one of --prompt, --prompt-ids, --chat\n");
         return 2;
@@ -214,6 +223,93 @@ static void result_append(run_result *r, const char *s, size_t n) {
     memcpy(r->text + r->len, s, n);
     r->len += n;
     r->text[r->len] = 0;
+}
+
+/* ---- --dump: named intermediate tensors through the tap (qw_model_set_tap) ---- */
+typedef struct dump_state {
+    const char *dir;
+    char *names;        /* the --dump list, split in place at the commas */
+    const char **name;  /* (n) */
+    int *written;       /* (n) 1 once name[i] was written */
+    int n, failed;
+    cJSON *index;
+} dump_state;
+
+static float half_to_float(uint16_t h) {
+    int e = (h >> 10) & 31, f = h & 1023;
+    float v = e == 0 ? f * (1.0f / 16777216.0f) : e == 31 ? (f ? 0.0f / 0.0f : 1.0f / 0.0f)
+                                                : (1024 + f) * ldexpf(1.0f, e - 25);
+    return h & 0x8000 ? -v : v;
+}
+
+static void dump_tap(void *user, const char *name, int dtype, int ndim, const int64_t *dims, const void *data) {
+    dump_state *d = user;
+    int i = 0;
+    while (i < d->n && strcmp(d->name[i], name)) i++;
+    if (i == d->n || d->written[i] || (dtype != 1 && dtype != 10)) return;
+    d->written[i] = 1;
+    size_t numel = 1;
+    cJSON *shape = cJSON_CreateArray();
+    for (int k = 0; k < ndim; k++) {
+        numel *= (size_t)dims[k];
+        cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)dims[k]));
+    }
+    char path[4096], file[32];
+    snprintf(file, sizeof file, "%d.f32", i);
+    snprintf(path, sizeof path, "%s/%s", d->dir, file);
+    FILE *f = fopen(path, "wb");
+    int ok = f != NULL;
+    for (size_t j = 0; ok && j < numel; j++) {
+        float v = dtype == 1 ? ((const float *)data)[j] : half_to_float(((const uint16_t *)data)[j]);
+        ok = fwrite(&v, 4, 1, f) == 1;
+    }
+    if (f && fclose(f) != 0) ok = 0;
+    if (!ok) { fprintf(stderr, "qwasm run: --dump: cannot write %s\n", path); d->failed = 1; }
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "name", name);
+    cJSON_AddStringToObject(e, "file", file);
+    cJSON_AddStringToObject(e, "dtype", dtype == 1 ? "float32" : "float16");
+    cJSON_AddItemToObject(e, "dims", shape);
+    cJSON_AddItemToArray(d->index, e);
+}
+
+static int dump_begin(dump_state *d, const char *names, const char *dir) {
+    memset(d, 0, sizeof *d);
+    d->dir = dir;
+    d->names = strdup(names);
+    size_t len = strlen(names);
+    d->name = calloc(len + 1, sizeof *d->name);
+    d->written = calloc(len + 1, sizeof *d->written);
+    d->index = cJSON_CreateArray();
+    if (!d->names || !d->name || !d->written || !d->index) return -1;
+    for (char *p = d->names; *p;) {
+        char *c = strchr(p, ',');
+        if (c) *c = 0;
+        if (*p) d->name[d->n++] = p;
+        if (!c) break;
+        p = c + 1;
+    }
+    return 0;
+}
+
+/* Writes DIR/index.json; returns 0 when every file was written. */
+static int dump_end(dump_state *d) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/index.json", d->dir);
+    char *s = d->index ? cJSON_Print(d->index) : NULL;
+    FILE *f = s ? fopen(path, "w") : NULL;
+    int ok = f && fputs(s, f) >= 0;
+    if (f && fclose(f) != 0) ok = 0;
+    if (!ok) fprintf(stderr, "qwasm run: --dump: cannot write %s\n", path);
+    for (int i = 0; i < d->n; i++)
+        if (!d->written[i])
+            fprintf(stderr, "qwasm run: --dump: no float tensor named '%s' was computed\n", d->name[i]);
+    free(s);
+    cJSON_Delete(d->index);
+    free(d->names);
+    free(d->name);
+    free(d->written);
+    return ok && !d->failed ? 0 : -1;
 }
 
 /* Generates after prompt ids, streaming to stdout; returns 0 on success. */
@@ -346,6 +442,16 @@ int qw_cli_run(int argc, char **argv) {
     a.gp.stop = a.stops;
     a.gp.n_stop = a.n_stops;
 
+    dump_state dump;
+    if (a.dump) {
+        if (dump_begin(&dump, a.dump, a.dump_dir) != 0) {
+            fprintf(stderr, "qwasm run: out of memory\n");
+            qw_model_free(m);
+            qw_fs_close(&fs);
+            return 1;
+        }
+        qw_model_set_tap(m, dump_tap, &dump); /* after the load: its warm-up step is not dumped */
+    }
     int have_text = qw_model_has_tokenizer(m);
     run_result res = {0};
     int32_t *ids = NULL;
@@ -399,6 +505,7 @@ int qw_cli_run(int argc, char **argv) {
         }
         cJSON_Delete(msgs);
     }
+    if (a.dump && dump_end(&dump) != 0 && rc == 0) rc = 1;
     free(ids);
     free(res.text);
     qw_model_free(m);

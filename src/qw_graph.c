@@ -79,6 +79,8 @@ struct qw_graph {
     int n_prof;
     qw_prof prof[128];
     char *stats;
+    qw_tap_fn tap;                 /* qw_graph_set_tap: debug view of every node output */
+    void *tap_user;
 };
 
 qw_graph_running_op qw_graph_running;
@@ -1266,6 +1268,11 @@ qw_status qw_graph_run(qw_graph *g, volatile int *abort_flag, qw_error *err) {
         st = run_node(g, ni, err);
         if (g->opts.profile) { g->prof[n->prof].ms += qw_now_ms() - t0; g->prof[n->prof].calls++; }
         if (st != QW_OK) break;
+        if (g->tap)
+            for (int k = 0; k < n->n.n_out; k++) {
+                const qw_value *o = n->out[k] >= 0 ? &g->values[n->out[k]] : NULL;
+                if (o && o->t.data) g->tap(g->tap_user, o->name, o->t.dtype, o->t.ndim, o->t.dims, o->t.data);
+            }
         /* intermediates whose last use this was go back to the pool; unused outputs too */
         for (int k = 0; k < n->n.n_in; k++) {
             int v = n->in[k];
@@ -1298,6 +1305,10 @@ void qw_graph_profile_reset(qw_graph *g) {
     for (int i = 0; i < g->n_prof; i++) { g->prof[i].ms = 0; g->prof[i].calls = 0; }
 }
 void qw_graph_set_profile(qw_graph *g, int on) { g->opts.profile = on; }
+void qw_graph_set_tap(qw_graph *g, qw_tap_fn fn, void *user) {
+    g->tap = fn;
+    g->tap_user = user;
+}
 void qw_graph_set_lm_head_top(qw_graph *g, int r, const uint8_t *lowered) {
     g->opts.lm_head_top = r;
     g->opts.lm_head_lowered = lowered;

@@ -121,5 +121,7 @@ void qw_graph_set_profile(qw_graph *g, int on);
  * or NULL; qw_sampler_exact_top): ids the sampler may only lower, which do not count among those r. The map must
  * stay valid while the graph runs. */
 void qw_graph_set_lm_head_top(qw_graph *g, int r, const uint8_t *lowered);
+/* qw_model_set_tap (qwasm.h): fn sees every node output after the node ran; NULL: off. */
+void qw_graph_set_tap(qw_graph *g, qw_tap_fn fn, void *user);
 
 #endif /* QW_GRAPH_H */

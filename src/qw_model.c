@@ -226,6 +226,10 @@ const char *qw_model_info_json(qw_model *m) {
     return replace_json(&m->info_json, o);
 }
 
+void qw_model_set_tap(qw_model *m, qw_tap_fn fn, void *user) {
+    if (m && m->graph) qw_graph_set_tap(m->graph, fn, user);
+}
+
 const char *qw_model_stats_json(qw_model *m) {
     if (!m) return "{}";
     cJSON *o = m->graph ? cJSON_Parse(qw_graph_stats_json(m->graph)) : NULL;

@@ -238,6 +238,16 @@ qw_status qw_gen_set_logits(qw_gen *g, const float *logits, size_t n_vocab, qw_e
 const int32_t *qw_gen_ids(const qw_gen *g, size_t *n);
 void qw_gen_free(qw_gen *g);
 
+/* ---- debugging: intermediate tensors -------------------------------------------------------- */
+
+/* Called after each graph node with each output it produced (name as in the ONNX graph). dtype numbers as ONNX
+ * TensorProto (1 float, 10 float16, 7 int64, ...) and is the dtype qwasm holds the value in: an fp16 value that
+ * only fp32 kernels read stays fp32 (as onnxruntime's CPU provider keeps it). data is valid during the call. */
+typedef void (*qw_tap_fn)(void *user, const char *name, int dtype, int ndim, const int64_t *dims,
+                          const void *data);
+/* Sets (fn NULL: clears) the tap for the next forward passes (layer_diff, tests); slower, not for production. */
+void qw_model_set_tap(qw_model *m, qw_tap_fn fn, void *user);
+
 /* Memory and timing counters as JSON (peak activation bytes, resident weight bytes, paging counts,
  * per-op time when profiling is on). Owned by the model; valid until the next call on it. */
 const char *qw_model_stats_json(qw_model *m);

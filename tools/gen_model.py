@@ -36,6 +36,15 @@ zero_points (implicit zero point 8): W[k,n] = (nibble(n,k) - 8) * scales[n*(K/32
 fp32 / q4 / q4f16 with the same seed and shape are the same model (fp32 weights = dequantised int4).
 Random-weight scales: logits std ~4 (--logit-std), q/k gain 3 (peaky attention) and o/down gain
 min(8, 16/sqrt(layers)) keep greedy output varied (no copy / fixed-point loops) and fp16-safe.
+Such models are chaotic at full size (a last-bit difference moves the top logits past each other), so
+--calm makes a full-size model whose greedy tokens are decided by wide margins: a strong residual path
+(o/down gain 0.03, the layers perturb the token's embedding instead of replacing it), q/k gain 1 (peaky
+attention amplifies one-ulp fp16 differences of the earlier positions' keys: with gain 3 the two engines'
+hidden states part by 12 % at layer 27 of the 1.5B, tools/layer_diff.mjs) and a structured
+last MLP, a successor table over CALM_CYCLE tokens starting at 198 ("\n", the last token of the chat
+template's generation prompt): its first CALM_CYCLE gate/up columns detect the normalised embedding of
+cycle token j and the matching down rows write CALM_GAIN times the residual's scale along the next cycle
+token's embedding, so the tied lm_head picks that token by tens of logits. Everything else stays random.
 """
 import argparse
 import json
@@ -66,6 +75,10 @@ SIZES = {
     '1.5b': dict(layers=28, hidden=1536, intermediate=8960, heads=12, kv_heads=2, vocab=QWEN_VOCAB,
                  max_pos=32768, dtype='q4f16', opset=18, external=True, accuracy_level=4),
 }
+# --calm: cycle length, the ids its tokens are drawn from (ordinary word pieces of the Qwen vocabulary), the
+# gate/up pre-activation of a detected token, the successor's weight in units of the residual's norm
+CALM_CYCLE, CALM_CYCLE_LO, CALM_CYCLE_HI = 64, 1000, 60000
+CALM_DETECT, CALM_GAIN, CALM_OUT_GAIN, CALM_QK_GAIN = 6.0, 3.0, 0.03, 1.0
 EXTERNAL_THRESHOLD = 1024          # like onnx.save_model(..., size_threshold=1024)
 ALIGN_THRESHOLD = 1 << 20          # like onnx >= 1.15: tensors >= 1 MiB start at a 64 KiB boundary
 ALIGN = 1 << 16
@@ -91,8 +104,11 @@ def parse_args(argv):
     p.add_argument('--out-gain', type=float, help='std * sqrt(K) of o_proj/down_proj (default min(8, 16/sqrt('
                    'layers))): a residual stream well above the (tied) embedding scale keeps greedy decoding from '
                    'copying its input; bounded so fp16 Pow(x,2) in RMSNorm stays far from overflow at 28 layers')
-    p.add_argument('--qk-gain', type=float, default=3.0, help='std * sqrt(H) of q_proj/k_proj: > 1 gives peakier '
-                   'attention (score std ~ qk_gain^2), so outputs follow the recent tokens instead of a context average')
+    p.add_argument('--qk-gain', type=float, help='std * sqrt(H) of q_proj/k_proj: > 1 gives peakier '
+                   'attention (score std ~ qk_gain^2), so outputs follow the recent tokens instead of a context average '
+                   '(default 3; 1 with --calm)')
+    p.add_argument('--calm', action='store_true', help='non-chaotic logits: strong residual path and a successor '
+                   'table in the last MLP (see the module doc); names the folder <size>-calm-...')
     p.add_argument('--seed', type=int, default=1234)
     p.add_argument('--name', help='folder name (default derived from the parameters)')
     p.add_argument('--out-dir', default=os.path.join(REPO, 'build', 'models'))
@@ -104,6 +120,10 @@ def parse_args(argv):
             setattr(a, k, base[k])
     if a.dtype is None:
         a.dtype = base.get('dtype', 'fp32')
+    if a.qk_gain is None:
+        a.qk_gain = CALM_QK_GAIN if a.calm else 3.0
+    if a.out_gain is None and a.calm:
+        a.out_gain = CALM_OUT_GAIN
     if a.out_gain is None:
         a.out_gain = round(min(8.0, 16.0 / math.sqrt(a.layers)), 3)
     if a.accuracy_level is None:
@@ -118,7 +138,9 @@ def parse_args(argv):
         p.error('hidden and intermediate must be multiples of 32 (block_size) for the 4-bit variants')
     if a.name is None:
         pre = {'0.5b': 'qwen2.5-0.5b', '1.5b': 'qwen2.5-1.5b'}.get(a.size, a.size)
-        a.name = '%s-%s-op%d%s' % (pre, a.dtype, a.opset, '-ext' if a.external else '')
+        a.name = '%s%s-%s-op%d%s' % (pre, '-calm' if a.calm else '', a.dtype, a.opset, '-ext' if a.external else '')
+    if a.calm and (a.vocab < CALM_CYCLE_HI or a.intermediate < CALM_CYCLE):
+        p.error('--calm needs the Qwen vocabulary and intermediate >= %d' % CALM_CYCLE)
     return a
 
 
@@ -227,9 +249,24 @@ class Builder:
         q *= np.repeat(scales.reshape(N, K // 32), 32, axis=1)
         return np.ascontiguousarray(q.T)  # [K, N] as MatMul(x, W) wants
 
-    def linear(self, scope, x, wname, K, N, std, bias=None):
-        """/scope/MatMul (fp32) or /scope/MatMul_Q4 (MatMulNBits), then /scope/Add(bias, .) if bias."""
+    @staticmethod
+    def q4_set(b, s, K, rows, w):
+        """Overwrites output rows `rows` of a (b, s) 4-bit weight with w (len(rows), K) quantised per block
+        (scale amax / 7, values -7..7)."""
+        nb = K // 32
+        wb = w.reshape(len(rows), nb, 32).astype(np.float32)
+        sc = np.abs(wb).max(axis=2) / 7.0
+        sc[sc == 0] = 1.0
+        q = (np.clip(np.rint(wb / sc[:, :, None]), -7, 7) + 8).astype(np.uint8)
+        b[rows] = q[:, :, 0::2] | (q[:, :, 1::2] << 4)
+        s.reshape(-1, nb)[rows] = sc
+
+    def linear(self, scope, x, wname, K, N, std, bias=None, structure=None):
+        """/scope/MatMul (fp32) or /scope/MatMul_Q4 (MatMulNBits), then /scope/Add(bias, .) if bias.
+        structure(b, s) may overwrite parts of the random 4-bit weight before it is stored."""
         b, s = self.q4_weight(wname, K, N, std)
+        if structure is not None:
+            structure(b, s)
         if self.a.dtype == 'fp32':
             w = self.init('onnx::MatMul_' + wname, self.dequant(b, s, K, N))
             y = self.op(scope, 'MatMul', [x, w])
@@ -271,6 +308,40 @@ class Builder:
             self.data.close()
 
 
+def calm_cycle(a):
+    """198 then CALM_CYCLE - 1 distinct seeded ids in [CALM_CYCLE_LO, CALM_CYCLE_HI)."""
+    rng = seeded_rng(a.seed, 'calm.cycle')
+    ids = rng.choice(np.arange(CALM_CYCLE_LO, CALM_CYCLE_HI), size=CALM_CYCLE - 1, replace=False)
+    return [198] + [int(t) for t in ids]
+
+
+def calm_structure(a, emb_w, H, I):
+    """The successor table of --calm as overrides of the last layer's gate/up (columns 0..C-1: unit embedding
+    of cycle token j times CALM_DETECT / (0.7 sqrt(H)), as the normed input has norm sqrt(H) and keeps about 0.7
+    of its direction) and down (rows 0..C-1: the next token's unit embedding; a detected unit's SiLU(d) d output
+    times this is CALM_GAIN times the residual's norm, about the embedding's logit_std)."""
+    cyc = calm_cycle(a)
+    e = emb_w[cyc].astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    gu = e * (CALM_DETECT / (0.7 * math.sqrt(H)))
+    act = CALM_DETECT * CALM_DETECT / (1.0 + math.exp(-CALM_DETECT))
+    nxt = np.roll(e, -1, axis=0) * (CALM_GAIN * a.logit_std / act)   # (C, H): row j -> token j+1
+
+    def gate_up(b, s):
+        Builder.q4_set(b, s, H, np.arange(CALM_CYCLE), gu)
+
+    def down(b, s):  # (N=H, K=I) blocks: the first C/32 blocks of every output row hold the table
+        nb0 = CALM_CYCLE // 32
+        w = np.zeros((H, nb0 * 32), dtype=np.float32)
+        w[:, :CALM_CYCLE] = nxt.T
+        sub_b = b[:, :nb0].copy()
+        sub_s = s.reshape(H, -1)[:, :nb0].copy().reshape(-1)
+        Builder.q4_set(sub_b, sub_s, nb0 * 32, np.arange(H), w)
+        b[:, :nb0] = sub_b
+        s.reshape(H, -1)[:, :nb0] = sub_s.reshape(H, nb0)
+    return gate_up, down
+
+
 def build_graph(a, bld):
     T, H, hd = bld.T, a.hidden, a.hidden // a.heads
     nh, nkv, I, V, L = a.heads, a.kv_heads, a.intermediate, a.vocab, a.layers
@@ -298,8 +369,8 @@ def build_graph(a, bld):
 
     # ---- embedding (one copy, shared with the lm_head)
     sigma_e = a.logit_std / math.sqrt(H)
-    emb = bld.init('model.embed_tokens.weight', bld.normal('model.embed_tokens.weight', (V, H), sigma_e,
-                                                           dtype=bld.npT))
+    emb_w = bld.normal('model.embed_tokens.weight', (V, H), sigma_e, dtype=bld.npT)
+    emb = bld.init('model.embed_tokens.weight', emb_w)
     x = bld.op('/model/embed_tokens', 'Gather', [emb, 'input_ids'])
 
     # ---- causal + padding mask, as HF's _update_causal_mask traces
@@ -421,11 +492,16 @@ def build_graph(a, bld):
         resid = x
         h = bld.rmsnorm(ls + '/post_attention_layernorm', x, pre + 'post_attention_layernorm.weight', H)
         ms = ls + '/mlp'
-        g = bld.linear(ms + '/gate_proj', h, pre + 'mlp.gate_proj.MatMul.weight', H, I, 1.0 / math.sqrt(H))
-        u = bld.linear(ms + '/up_proj', h, pre + 'mlp.up_proj.MatMul.weight', H, I, 1.0 / math.sqrt(H))
+        gu_st = down_st = None
+        if a.calm and i == L - 1:
+            gu_st, down_st = calm_structure(a, emb_w, H, I)
+        g = bld.linear(ms + '/gate_proj', h, pre + 'mlp.gate_proj.MatMul.weight', H, I, 1.0 / math.sqrt(H),
+                       structure=gu_st)
+        u = bld.linear(ms + '/up_proj', h, pre + 'mlp.up_proj.MatMul.weight', H, I, 1.0 / math.sqrt(H),
+                       structure=gu_st)
         act = bld.op(ms + '/act_fn', 'Mul', [g, bld.op(ms + '/act_fn', 'Sigmoid', [g])])
         d = bld.linear(ms + '/down_proj', bld.op(ms, 'Mul', [act, u]), pre + 'mlp.down_proj.MatMul.weight',
-                       I, H, a.out_gain / math.sqrt(I))
+                       I, H, a.out_gain / math.sqrt(I), structure=down_st)
         x = bld.op(ls, 'Add', [resid, d])
 
     x = bld.rmsnorm('/model/norm', x, 'model.norm.weight', H)
@@ -466,7 +542,8 @@ def config_json(a, onnx_file):
         'vocab_size': a.vocab,
         'transformers.js_config': {'dtype': a.dtype},
         'qwasm_test_model': {'generator': 'tools/gen_model.py', 'size': a.size, 'seed': a.seed,
-                             'opset': a.opset, 'onnx': 'onnx/' + onnx_file, 'random_weights': True},
+                             'opset': a.opset, 'onnx': 'onnx/' + onnx_file, 'random_weights': True,
+                             **({'calm_cycle': calm_cycle(a)} if a.calm else {})},
     }
     if a.external:
         cfg['transformers.js_config']['use_external_data_format'] = True
@@ -496,6 +573,8 @@ def main(argv):
     params = {k: getattr(a, k) for k in ('size', 'dtype', 'opset', 'external', 'layers', 'hidden', 'intermediate',
                                          'heads', 'kv_heads', 'vocab', 'max_pos', 'rope_theta', 'rms_eps',
                                          'accuracy_level', 'logit_std', 'out_gain', 'qk_gain', 'seed')}
+    if a.calm:  # only then, so the stamps of the other models stay valid
+        params['calm'] = True
     params['gen_version'] = GEN_VERSION
     if not a.force and os.path.exists(stamp_path) and os.path.exists(onnx_path):
         with open(stamp_path) as f:

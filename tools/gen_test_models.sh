@@ -5,7 +5,9 @@
 # that are current. Takes a few seconds from nothing.
 #   bash tools/gen_test_models.sh           the test set
 #   bash tools/gen_test_models.sh --big     also qwen2.5-0.5b (~475 MB, ~10 s) and qwen2.5-1.5b (~1.2 GB, ~20 s),
-#                                           structure only (no references)
+#                                           structure only (no references: random full-size weights are chaotic),
+#                                           and qwen2.5-1.5b-calm (gen_model.py --calm: wide greedy margins) with
+#                                           its reference for the chat prompt below (~1 min of onnxruntime)
 #   bash tools/gen_test_models.sh demo      also build/models/demo: the demo page's bundled model, in the
 #                                           Qwen2.5-0.5B shape (q4f16, one file, opset 14, real tokenizer)
 set -euo pipefail
@@ -21,6 +23,10 @@ gen --size tiny --logit-std 2 --dtype fp32 --opset 14                  # tiny-fp
 gen --size tiny --logit-std 2 --dtype fp32 --opset 18 --external       # tiny-fp32-op18-ext   onnx/model.onnx + _data
 gen --size tiny --logit-std 2 --dtype q4 --opset 14                    # tiny-q4-op14         onnx/model_q4.onnx (fp32 scales)
 gen --size tiny --logit-std 2 --dtype q4f16 --opset 18 --external      # tiny-q4f16-op18-ext  onnx/model_q4f16.onnx + _data
+# the same with accuracy_level 4 (int8 activations in onnxruntime's MLAS and in qwasm): tools/layer_diff.mjs's test.
+# No greedy reference: from decode step 10 on, onnxruntime's own decode logits differ from its prefill of the
+# same ids by 3e-2 (int8 codes amplify a 3e-7 difference), beyond test_decoder's fp16 tolerance
+gen --size tiny --logit-std 2 --dtype q4f16 --opset 18 --external --accuracy-level 4 --name tiny-q4f16-acc4
 # small: real vocab 151936 + real tokenizer, hidden 32, 2 layers (chat / tokenizer tests)
 gen --size small --dtype q4f16 --opset 18 --external     # small-q4f16-op18-ext
 # hostile: minimal decoders with one bad node each, bad external data (tests/test_hostile.c)
@@ -37,7 +43,9 @@ ref build/models/small-q4f16-op18-ext --prompt-ids "$CHAT_PROMPT"
 case "${1:-}" in
   --big)
     gen --size 0.5b        # qwen2.5-0.5b-q4f16-op14      single file, opset 14
-    gen --size 1.5b ;;     # qwen2.5-1.5b-q4f16-op18-ext  external data, opset 18
+    gen --size 1.5b        # qwen2.5-1.5b-q4f16-op18-ext  external data, opset 18
+    gen --size 1.5b --calm # qwen2.5-1.5b-calm-q4f16-op18-ext
+    ref build/models/qwen2.5-1.5b-calm-q4f16-op18-ext --prompt-ids "$CHAT_PROMPT" ;;
   demo)
     gen --size 0.5b --name demo ;;
   "") ;;

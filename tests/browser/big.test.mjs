@@ -4,12 +4,15 @@
 // load) and the same tokens, then under a 512 MB memory cap -> the same tokens
 // again with at most 512 MB of weights resident. How many tokens equal the native CLI's is printed, not
 // asserted: random full-size weights amplify last-bit differences between builds (README).
+// The calm 1.5B (gen_model.py --calm: the same shape, greedy margins of tens of logits) is the parity check:
+// the native CLI and Chromium give onnxruntime-node's 32 greedy tokens for the chat prompt of its ref.json.
 //   node tests/browser/big.test.mjs      (needs: bash tools/gen_test_models.sh --big)
 import fs from 'node:fs';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import {
   REPO, server, chromium, openDemo, setSettings, loadAndWait, chat, nativeGreedy, shot, assert, assertEq,
-  runIfMain, missingRuntime, DEFAULT_SYSTEM,
+  runIfMain, missingRuntime, DEFAULT_SYSTEM, CLI,
 } from './lib.mjs';
 
 const MODEL = 'qwen2.5-1.5b-q4f16-op18-ext';
@@ -18,12 +21,58 @@ const MAX = 12;
 const CAP_MB = 512;
 const MB = 1024 * 1024;
 
+const CALM = 'qwen2.5-1.5b-calm-q4f16-op18-ext';
+// the user turn of gen_test_models.sh's CHAT_PROMPT (with DEFAULT_SYSTEM), the prompt of the calm model's ref.json
+const CALM_USER = 'Hello!';
+
+function missingCalm() {
+  if (!fs.existsSync(path.join(REPO, 'build/models', CALM, 'ref.json'))) return `build/models/${CALM}/ref.json missing (bash tools/gen_test_models.sh --big)`;
+  return missingRuntime();
+}
+
 function missing() {
   if (!fs.existsSync(path.join(REPO, 'build/models', MODEL, 'config.json'))) return `build/models/${MODEL} missing (bash tools/gen_test_models.sh --big)`;
   return missingRuntime();
 }
 
 export const tests = [
+  {
+    name: `big: ${CALM} gives onnxruntime-node's 32 greedy tokens natively and in Chromium`,
+    needs: missingCalm,
+    fn: async () => {
+      const dir = path.join(REPO, 'build/models', CALM);
+      const ref = JSON.parse(fs.readFileSync(path.join(dir, 'ref.json'), 'utf8'));
+      const steps = ref.tokens.length;
+      assertEq(steps, 32, 'reference steps');
+      const minMargin = Math.min(...ref.steps.map((s) => s.top2_margin));
+      assert(minMargin > 5, `onnxruntime's top-1/top-2 margins stay wide (min ${minMargin.toFixed(2)} logits)`);
+      // native, the reference's prompt ids
+      const out = execFileSync(CLI, ['run', dir, '--prompt-ids', ref.prompt_ids.join(','), '--greedy', '--max-tokens', String(steps),
+        '--json'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+      const ids = JSON.parse(out.trim().split('\n').filter((l) => l.includes('"ids"')).pop()).ids;
+      assertEq(ids.join(','), ref.tokens.join(','), 'native CLI greedy tokens (prompt ids) = onnxruntime-node');
+      // native, the chat the page sends: the same prompt ids rendered by the template + tokenizer
+      const viaChat = nativeGreedy(dir, { prompt: CALM_USER, system: DEFAULT_SYSTEM, maxTokens: steps });
+      assertEq(viaChat.ids.join(','), ref.tokens.join(','), 'native CLI greedy tokens (chat) = onnxruntime-node');
+
+      const s = await server();
+      const b = await chromium(s.origin, { timeout: 600000 });
+      try {
+        await openDemo(b.page, s.url, `?model=${CALM}`);
+        await setSettings(b.page, { greedy: true, maxTokens: steps, system: DEFAULT_SYSTEM, memCap: 0 });
+        await loadAndWait(b.page, 600000);
+        const r = await chat(b.page, CALM_USER, 600000);
+        assert(!r.error, `no error (${JSON.stringify(r.error)})`);
+        const nPrompt = await b.page.evaluate(() => document.getElementById('stat-prefill').textContent);
+        assert(new RegExp(`\\b${ref.prompt_ids.length} tok`).test(nPrompt), `the page's prompt has ${ref.prompt_ids.length} tokens (${nPrompt})`);
+        assertEq(r.ids.join(','), ref.tokens.join(','), 'Chromium greedy tokens = onnxruntime-node');
+        console.log(`        ${steps} of ${steps} tokens equal onnxruntime-node's (its min top-2 margin ${minMargin.toFixed(1)} logits)`);
+      } finally {
+        await b.close();
+        await s.close();
+      }
+    },
+  },
   {
     name: `big: ${MODEL} loads, generates, reloads from the cache and generates the same under a ${CAP_MB} MB cap`,
     needs: missing,
