@@ -7,7 +7,7 @@
 //   node tools/bench_browser.mjs [--models 0.5b,1.5b] [--engines ort,tjs,wllama,qwasm,qwasm512]
 //        [--runs 3] [--tokens 128] [--prompt-len 64] [--threads 2] [--check 16]
 //        [--out build/bench-browser.json] [--md build/bench-browser.md] [--timeout-min 20]
-//        [--chromium /usr/bin/chromium] [--browser chromium|firefox|webkit] [--firefox /usr/bin/firefox-esr]
+//        [--chromium /usr/bin/chromium] [--browser chromium|firefox|webkit|webkitgtk] [--firefox /usr/bin/firefox-esr]
 //        [--no-native] [--verbose]
 //
 // --models takes sizes (0.5b, 1.5b) or folder names under build/models/ (e.g. small-q4f16-op18-ext for a smoke test).
@@ -383,7 +383,7 @@ function notAvailable(agg) {
 function table(results, a) {
   const lines = [];
   for (const m of results) {
-    lines.push(`\n### ${m.model} in ${{ firefox: 'Firefox', webkit: 'WebKit (WebKitGTK MiniBrowser)' }[a.browser] || 'Chromium'} (${m.name}; ONNX ${(m.onnxBytes / 1e6).toFixed(0)} MB, GGUF ${(m.ggufBytes / 1e6).toFixed(0)} MB; prompt ${m.promptIds.length} tokens, ${a.tokens} greedy tokens, ${a.threads} threads, median of ${a.runs})\n`);
+    lines.push(`\n### ${m.model} in ${{ firefox: 'Firefox', webkit: 'WebKit (WebKitGTK MiniBrowser, Safari\'s settings)', webkitgtk: 'WebKit (WebKitGTK\'s defaults: single thread)' }[a.browser] || 'Chromium'} (${m.name}; ONNX ${(m.onnxBytes / 1e6).toFixed(0)} MB, GGUF ${(m.ggufBytes / 1e6).toFixed(0)} MB; prompt ${m.promptIds.length} tokens, ${a.tokens} greedy tokens, ${a.threads} threads, median of ${a.runs})\n`);
     lines.push(`| engine | ${FIGS.map((f) => f[1]).join(' | ')} | greedy match vs ort-node (first ${a.check}) | notes |`);
     lines.push(`|---|${FIGS.map(() => '---:').join('|')}|---|---|`);
     for (const [k, agg] of Object.entries(m.engines)) {
@@ -484,7 +484,7 @@ async function main() {
   const { startServer } = await import(path.join(REPO, 'tools/serve.mjs'));
   const srv = await startServer({ port: 0, root: REPO, isolation: true, quiet: true });
   let srvUrl = srv.url.endsWith('/') ? srv.url : srv.url + '/';
-  if (a.browser === 'webkit') srvUrl = srvUrl.replace('//127.0.0.1:', '//localhost:'); // WebKitGTK: 127.0.0.1 is no secure context
+  if (a.browser.startsWith('webkit')) srvUrl = srvUrl.replace('//127.0.0.1:', '//localhost:'); // WebKitGTK: 127.0.0.1 is no secure context
   log('server', srvUrl);
   const out = { format: 'qwasm-bench-browser-1', date: new Date().toISOString(), host: { cpus: os.cpus().length, mem: os.totalmem(), browser: a.browser, chromium: a.chromium, firefox: a.firefox },
     params: { runs: a.runs, tokens: a.tokens, promptLen: a.promptLen, threads: a.threads, check: a.check }, models: [] };

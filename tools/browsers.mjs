@@ -11,9 +11,9 @@ const FIREFOX_PREFS = {
 };
 
 export async function launchBrowser(kind, dir, { chromium = '/usr/bin/chromium', firefox = '/usr/bin/firefox-esr' } = {}) {
-  if (kind === 'webkit') {
+  if (kind === 'webkit' || kind === 'webkitgtk') { // webkitgtk: WebKitGTK's defaults (no SharedArrayBuffer, no OPFS)
     const { launchWebKit } = await import('./webkit.mjs');
-    return launchWebKit({ safari: true, tag: dir });
+    return launchWebKit({ safari: kind === 'webkit', tag: dir });
   }
   if (kind !== 'firefox') {
     const { chromium: cr } = await import('playwright-core');
