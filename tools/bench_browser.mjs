@@ -208,7 +208,7 @@ function treeMem(root, withPss) {
   const t = procTable();
   const kids = new Map();
   for (const [pid, ppid] of t) { if (!kids.has(ppid)) kids.set(ppid, []); kids.get(ppid).push(pid); }
-  let sum = 0, pss = 0, tabPss = 0, netPss = 0, n = 0;
+  let sum = 0, pss = 0, tabPss = 0, netPss = 0, maxTabPss = 0, n = 0;
   const stack = [root];
   while (stack.length) {
     const p = stack.pop();
@@ -218,17 +218,17 @@ function treeMem(root, withPss) {
         const v = +(fs.readFileSync(`/proc/${p}/smaps_rollup`, 'utf8').match(/^Pss:\s+(\d+)/m) || [0, 0])[1] * 1024;
         pss += v;
         const cmd = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8');
-        if (isTabProcess(cmd)) tabPss += v;
+        if (isTabProcess(cmd)) { tabPss += v; maxTabPss = Math.max(maxTabPss, v); }
         if (isNetProcess(cmd)) netPss += v;
       } catch {}
     }
     for (const c of kids.get(p) || []) stack.push(c);
   }
-  return { sum, pss, tabPss, netPss, n };
+  return { sum, pss, tabPss, netPss, maxTabPss, n };
 }
 class MemSampler {
   constructor(root) {
-    this.root = root; this.phase = 'start'; this.peak = {}; this.peakPss = {}; this.peakTabPss = {}; this.peakNetPss = {}; this.maxProcs = 0; this.ticks = 0;
+    this.root = root; this.phase = 'start'; this.peak = {}; this.peakPss = {}; this.peakTabPss = {}; this.peakNetPss = {}; this.peakOneTabPss = {}; this.maxProcs = 0; this.ticks = 0;
     this.timer = setInterval(() => this.sample(), 100);
   }
   sample(force = false) {
@@ -236,12 +236,14 @@ class MemSampler {
     // PSS walks the page tables of every process (tens of ms for a renderer holding GBs, CPU taken from the
     // engine measured on a 2-core machine): every 2 s only, so its peak is a sampled lower bound
     const withPss = force || ++this.ticks % 20 === 0;
-    const { sum, pss, tabPss, netPss, n } = treeMem(this.root, withPss);
+    const { sum, pss, tabPss, netPss, maxTabPss, n } = treeMem(this.root, withPss);
     this.maxProcs = Math.max(this.maxProcs, n);
     this.peak[this.phase] = Math.max(this.peak[this.phase] || 0, sum);
     if (withPss) this.peakPss[this.phase] = Math.max(this.peakPss[this.phase] || 0, pss);
     if (withPss) this.peakTabPss[this.phase] = Math.max(this.peakTabPss[this.phase] || 0, tabPss);
     if (withPss && netPss) this.peakNetPss[this.phase] = Math.max(this.peakNetPss[this.phase] || 0, netPss);
+    // the largest single tab process: what a per-process limit (iOS kills a WebContent process near 1.5 GB) sees
+    if (withPss) this.peakOneTabPss[this.phase] = Math.max(this.peakOneTabPss[this.phase] || 0, maxTabPss);
   }
   stop() { clearInterval(this.timer); this.sample(true); }
   get overall() { return Math.max(0, ...Object.values(this.peak)); }
@@ -311,7 +313,7 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
   } catch (e) {
     res.error = String(e && e.message || e).split('\n')[0].slice(0, 300);
   } finally {
-    if (mem) { mem.stop(); res.peakRssBytes = mem.overall || null; res.peakPssBytes = mem.overallPss || null; res.peakTabPssBytes = mem.overallTabPss || null; res.peakByPhase = mem.peak; res.peakPssByPhase = mem.peakPss; res.peakTabPssByPhase = mem.peakTabPss; res.peakNetPssByPhase = mem.peakNetPss; res.browserProcs = mem.maxProcs; }
+    if (mem) { mem.stop(); res.peakRssBytes = mem.overall || null; res.peakPssBytes = mem.overallPss || null; res.peakTabPssBytes = mem.overallTabPss || null; res.peakByPhase = mem.peak; res.peakPssByPhase = mem.peakPss; res.peakTabPssByPhase = mem.peakTabPss; res.peakNetPssByPhase = mem.peakNetPss; res.peakOneTabPssByPhase = mem.peakOneTabPss; res.browserProcs = mem.maxProcs; }
     if (ctx) await withTimeout(ctx.close(), 30000, 'close').catch(() => {});
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -355,7 +357,7 @@ function aggregate(runs, ref, n, decode) {
   const agg = { runs: runs.length, ok: ok.length };
   for (const [k] of FIGS) agg[k] = median((k === 'peakRssBytes' || k === 'peakPssBytes' || k === 'peakTabPssBytes' || k === 'coldLoadMs' || k === 'warmLoadMs' ? runs.filter((r) => r[k] != null) : ok).map((r) => r[k]));
   // where the peak happens: per phase (cold load, warm load, generate), the median over runs
-  for (const k of ['peakByPhase', 'peakPssByPhase', 'peakTabPssByPhase', 'peakNetPssByPhase']) {
+  for (const k of ['peakByPhase', 'peakPssByPhase', 'peakTabPssByPhase', 'peakNetPssByPhase', 'peakOneTabPssByPhase']) {
     const ph = runs.map((r) => r[k]).filter(Boolean);
     if (ph.length) agg[k] = Object.fromEntries(Object.keys(ph[0]).map((p) => [p, median(ph.map((x) => x[p]).filter((v) => v != null))]));
   }
@@ -514,6 +516,10 @@ async function main() {
           log(`  -> ${r.ok ? `cold ${(r.coldLoadMs / 1000).toFixed(1)} s warm ${(r.warmLoadMs / 1000).toFixed(1)} s ttft ${(r.ttftMs / 1000).toFixed(2)} s ` +
             `prefill ${r.prefillTokS.toFixed(1)} decode ${r.decodeTokS.toFixed(2)} tok/s` : 'FAILED: ' + r.error} peak ${r.peakRssBytes ? Math.round(r.peakRssBytes / 1048576) + ' MB' : '?'}` +
             (r.errors.length ? ` [${r.errors.join('; ').slice(0, 200)}]` : ''));
+          if (Object.keys(r.peakNetPssByPhase || {}).length) {
+            const f = (o) => Object.entries(o || {}).map(([k, v]) => `${k} ${mbs(v)}`).join(', ');
+            log(`  largest tab process PSS (MB): ${f(r.peakOneTabPssByPhase)}; network process PSS (MB): ${f(r.peakNetPssByPhase)}`);
+          }
           entry.engines[e] = aggregate(entry.runs[e], ENGINES[e].sampling ? null : ref, a.check, prompt.decode);
           save();
         }

@@ -190,16 +190,16 @@ function makePage(wd, state) {
       fs.writeFileSync(path, Buffer.from(b64, 'base64'));
     },
     on() {}, // no page events in classic WebDriver: the tests read errors from the page itself
-    // Closing the session's last window would end the session: that one goes back to about:blank instead.
+    // Closing the session's last window would end the session: a blank tab is opened first (and taken by the
+    // next newPage). Navigating away instead would leave the page alive in WebKit's back/forward cache.
     async close() {
       const handles = await wd('GET', '/window/handles');
-      if (handles.length > 1) {
-        const left = await wd('DELETE', '/window');
-        await wd('POST', '/window', { handle: left[0] });
-      } else {
-        await wd('POST', '/url', { url: 'about:blank' });
+      if (handles.length === 1) {
+        await wd('POST', '/window/new', { type: 'tab' });
         state.reuse = true;
       }
+      const left = await wd('DELETE', '/window');
+      await wd('POST', '/window', { handle: left[0] });
     },
   };
   return page;
