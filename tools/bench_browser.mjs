@@ -54,6 +54,8 @@ const ENGINES = {
   // no persistent cache (the chunks kept in memory for the session; warm load = a second download): for WebKit's
   // ephemeral WebDriver session, whose IndexedDB quota (1000 MiB) refuses the 1.5B (not in the default list)
   qwasmnocache: { label: "qwasm (cache: 'none')", page: 'qwasm', cache: 'none' },
+  // the same with the tied embedding read by rows from the cached chunks ('auto' does that only on OPFS / Node)
+  qwasmnocacheemb: { label: "qwasm (cache: 'none', embeddingOnDemand)", page: 'qwasm', cache: 'none', embeddingOnDemand: true },
   // Qwen2.5-Instruct's generation_config.json sampling instead of greedy: the int8 lm_head then keeps the top 64
   // logits exact (a repetition penalty can promote any of them), i.e. rescores more rows than greedy's top 1
   qwasmsample: { label: 'qwasm (sampling)', page: 'qwasm', sampling: { temperature: 0.7, topK: 20, topP: 0.8, repetitionPenalty: 1.05, seed: 1 } },
@@ -66,7 +68,7 @@ const PROMPT_TEXT =
 
 function parseArgs(argv) {
   const a = {
-    models: ['0.5b', '1.5b'], engines: Object.keys(ENGINES).filter((e) => e !== 'qwasmsample' && e !== 'qwasmnocache'), runs: 3, tokens: 128, promptLen: 64, threads: 2,
+    models: ['0.5b', '1.5b'], engines: Object.keys(ENGINES).filter((e) => !['qwasmsample', 'qwasmnocache', 'qwasmnocacheemb'].includes(e)), runs: 3, tokens: 128, promptLen: 64, threads: 2,
     check: 16, out: path.join(REPO, 'build/bench-browser.json'), md: path.join(REPO, 'build/bench-browser.md'),
     timeoutMin: 20, chromium: '/usr/bin/chromium', firefox: '/usr/bin/firefox-esr', browser: 'chromium', verbose: false, native: true,
   };
@@ -284,7 +286,7 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
     const url = `${srvUrl}tools/bench/${eng.page}.html`;
     const loadOpts = {
       model: '/' + m.rel + '/', modelName: m.name, modelsPath: '/build/models/', onnx: m.onnx,
-      external: m.ext, gguf: '/' + m.gguf, threads: a.threads, memoryCapMB: eng.memoryCapMB, cache: eng.cache, profile: engKey === 'qwasm',
+      external: m.ext, gguf: '/' + m.gguf, threads: a.threads, memoryCapMB: eng.memoryCapMB, cache: eng.cache, embeddingOnDemand: eng.embeddingOnDemand, profile: engKey === 'qwasm',
     };
     // 1. cold
     mem.phase = 'cold';
