@@ -8,6 +8,9 @@
 // A file is used only when its sidecar says complete and every chunk is present (checked in openReader).
 // Reads are synchronous in the worker: the chunk Blobs (handles, not bytes) are fetched once, then each
 // read is FileReaderSync.readAsArrayBuffer(blob.slice(...)). List/delete/estimate also work on the page.
+// WebKit's ephemeral sessions (Private Browsing, WebDriver automation; WebKitGTK 2.50) abort any transaction
+// that stores a Blob, with a null error: probed once, chunks are then stored as ArrayBuffers, and a reader
+// turns them back into Blobs one at a time (the worker never holds the whole file as bytes).
 
 const DB_NAME = 'qwasm-cache';
 let dbPromise = null;
@@ -45,6 +48,21 @@ function done(tx) {
 
 export function idbAvailable() { return typeof indexedDB !== 'undefined'; }
 
+let blobsProbe = null;
+/** Whether this IndexedDB stores Blobs (a one-byte Blob put and deleted in one transaction). */
+function blobsStorable(db) {
+  if (!blobsProbe) {
+    const tx = db.transaction('chunks', 'readwrite');
+    const key = ['qwasm-probe', '', 0];
+    try { tx.objectStore('chunks').put(new Blob([new Uint8Array(1)]), key); tx.objectStore('chunks').delete(key); } catch { tx.abort(); }
+    blobsProbe = done(tx).then(() => true, () => false);
+  }
+  return blobsProbe;
+}
+
+/** A stored chunk as a Blob (it may be an ArrayBuffer: see the header). */
+const asBlob = (c) => (c instanceof Blob ? c : new Blob([c]));
+
 /** A store for one model (base URL). */
 export class IdbStore {
   constructor(url) { this.url = url; this.kind = 'indexeddb'; }
@@ -55,8 +73,9 @@ export class IdbStore {
   /** Stores chunk `index` (bytes: Uint8Array) and its sidecar in one transaction. */
   async writeChunk(name, index, offset, bytes, meta) {
     const db = await openDb();
+    const value = (await blobsStorable(db)) ? new Blob([bytes]) : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
     const tx = db.transaction(['chunks', 'files'], 'readwrite');
-    tx.objectStore('chunks').put(new Blob([bytes]), [this.url, name, index]);
+    tx.objectStore('chunks').put(value, [this.url, name, index]);
     if (meta) tx.objectStore('files').put(meta, [this.url, name]);
     await done(tx);
   }
@@ -71,10 +90,17 @@ export class IdbStore {
   async openReader(name, meta) {
     const db = await openDb();
     const range = IDBKeyRange.bound([this.url, name, 0], [this.url, name, Infinity]);
-    const store = db.transaction('chunks').objectStore('chunks');
-    const [keys, blobs] = await Promise.all([req(store.getAllKeys(range)), req(store.getAll(range))]);
     const chunks = new Array(meta.nChunks);
-    keys.forEach((k, i) => { chunks[k[2]] = blobs[i]; });
+    await new Promise((resolve, reject) => { // a cursor: one chunk's value at a time (getAll would hold every ArrayBuffer)
+      const r = db.transaction('chunks').objectStore('chunks').openCursor(range);
+      r.onsuccess = () => {
+        const c = r.result;
+        if (!c) { resolve(); return; }
+        chunks[c.key[2]] = asBlob(c.value);
+        c.continue();
+      };
+      r.onerror = () => reject(r.error);
+    });
     for (let i = 0; i < meta.nChunks; i++) {
       if (!chunks[i]) throw Object.assign(new Error(`${name}: chunk ${i} missing from the IndexedDB cache`), { code: 'IO' });
     }
@@ -103,7 +129,7 @@ export class IdbStore {
     let pos = 0;
     while (pos < len) {
       const off = offset + pos, ci = Math.floor(off / meta.chunkSize), inChunk = off - ci * meta.chunkSize;
-      const blob = await req(db.transaction('chunks').objectStore('chunks').get([this.url, name, ci]));
+      const blob = asBlob(await req(db.transaction('chunks').objectStore('chunks').get([this.url, name, ci])));
       const n = Math.min(len - pos, blob.size - inChunk);
       out.set(new Uint8Array(await blob.slice(inChunk, inChunk + n).arrayBuffer()), pos);
       pos += n;

@@ -35,6 +35,21 @@ export function resolveCacheKind(kind) {
   return kind;
 }
 
+/**
+ * resolveCacheKind, then for 'auto' a check that the persistent backend opens: WebKit's ephemeral sessions
+ * (Private Browsing, WebDriver automation) have navigator.storage.getDirectory but it rejects (UnknownError),
+ * so 'auto' falls back to IndexedDB, then memory. An explicit choice is kept (its error is the answer).
+ */
+export async function usableCacheKind(requested) {
+  const kind = resolveCacheKind(requested);
+  if ((requested || 'auto') !== 'auto' || IS_NODE) return kind;
+  if (kind === 'opfs') {
+    try { await navigator.storage.getDirectory(); return kind; } catch { /* below */ }
+    return idbAvailable() ? 'indexeddb' : 'memory';
+  }
+  return kind;
+}
+
 async function nodeCacheDir(opts) {
   const path = await import('node:path');
   const os = await import('node:os');

@@ -15,7 +15,7 @@ import { PortWorker } from './port-worker.js';
 import { createOrtEngine } from './ort-engine.js';
 import { downloadFile, probeFile, fileUrl, bytesCached, DEFAULT_CHUNK } from './fetch.js';
 import { httpReader, syncHttpAvailable } from './http-source.js';
-import { openStore, resolveCacheKind, normalizeBaseUrl, cacheList, cacheDelete, cacheEstimate } from './cache.js';
+import { openStore, usableCacheKind, normalizeBaseUrl, cacheList, cacheDelete, cacheEstimate } from './cache.js';
 import { openDerived, saveDerived } from './derived-cache.js';
 
 const IS_NODE = typeof process === 'object' && !!(process.versions && process.versions.node) &&
@@ -503,7 +503,7 @@ async function startFallback(h, src, o, progress) {
 
 /** Downloads (or finds in the cache) the files of a model folder URL; returns a file source over the cache. */
 async function fetchModel(base, o, signal, progress) {
-  const kind = resolveCacheKind(o.cache);
+  const kind = await usableCacheKind(o.cache);
   if (kind !== 'memory' && !IS_NODE && navigator.storage && navigator.storage.persist) {
     try { await navigator.storage.persist(); } catch { /* best effort */ }
   }

@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // Browser benchmark: qwasm against onnxruntime-web, Transformers.js and wllama, in headless Chromium (or
-// Firefox with --browser firefox: e.g. --browser firefox --engines qwasm --no-native for Chromium/Firefox),
+// Firefox with --browser firefox, or WebKit with --browser webkit: WebKitGTK's MiniBrowser on Xvfb with
+// Safari's settings, tools/webkit.mjs; e.g. --browser webkit --engines qwasm --no-native),
 // on the same model files and the same 64-token prompt.
 //
 //   node tools/bench_browser.mjs [--models 0.5b,1.5b] [--engines ort,tjs,wllama,qwasm,qwasm512,qwasmbare,qwasmnone]
 //        [--runs 3] [--tokens 128] [--prompt-len 64] [--threads 2] [--check 16]
 //        [--out build/bench-browser.json] [--md build/bench-browser.md] [--timeout-min 20]
-//        [--chromium /usr/bin/chromium] [--browser chromium|firefox] [--firefox /usr/bin/firefox-esr]
+//        [--chromium /usr/bin/chromium] [--browser chromium|firefox|webkit|webkitgtk] [--firefox /usr/bin/firefox-esr]
 //        [--no-native] [--verbose]
 //
 // --models takes sizes (0.5b, 1.5b) or folder names under build/models/ (e.g. small-q4f16-op18-ext for a smoke test).
@@ -54,6 +55,11 @@ const ENGINES = {
   // a bare outside page: Qwasm.load({ model }) with every default (tools/bench/bare.js), and with cache 'none'
   qwasmbare: { label: 'qwasm, bare page, defaults', page: 'bare' },
   qwasmnone: { label: "qwasm, bare page, cache 'none'", page: 'bare', cache: 'none' },
+  // no persistent cache (files read from the server into the heap, nothing stored; warm load = a second download):
+  // for WebKit's ephemeral WebDriver session, whose IndexedDB quota (1000 MiB) refuses the 1.5B (not in the default list)
+  qwasmnocache: { label: "qwasm (cache: 'none')", page: 'qwasm', cache: 'none' },
+  // the same with the tied embedding read by rows from the cached chunks ('auto' does that only on OPFS / Node)
+  qwasmnocacheemb: { label: "qwasm (cache: 'none', embeddingOnDemand)", page: 'qwasm', cache: 'none', embeddingOnDemand: true },
   // Qwen2.5-Instruct's generation_config.json sampling instead of greedy: the int8 lm_head then keeps the top 64
   // logits exact (a repetition penalty can promote any of them), i.e. rescores more rows than greedy's top 1
   qwasmsample: { label: 'qwasm (sampling)', page: 'qwasm', sampling: { temperature: 0.7, topK: 20, topP: 0.8, repetitionPenalty: 1.05, seed: 1 } },
@@ -66,7 +72,7 @@ const PROMPT_TEXT =
 
 function parseArgs(argv) {
   const a = {
-    models: ['0.5b', '1.5b'], engines: Object.keys(ENGINES).filter((e) => e !== 'qwasmsample'), runs: 3, tokens: 128, promptLen: 64, threads: 2,
+    models: ['0.5b', '1.5b'], engines: Object.keys(ENGINES).filter((e) => !['qwasmsample', 'qwasmnocache', 'qwasmnocacheemb'].includes(e)), runs: 3, tokens: 128, promptLen: 64, threads: 2,
     check: 16, out: path.join(REPO, 'build/bench-browser.json'), md: path.join(REPO, 'build/bench-browser.md'),
     timeoutMin: 20, chromium: '/usr/bin/chromium', firefox: '/usr/bin/firefox-esr', browser: 'chromium', verbose: false, native: true,
   };
@@ -199,12 +205,16 @@ const mbs = (b) => Math.round(b / 1048576);
 // that host pages and their workers (Chromium renderers, Firefox 'tab' content processes), what a browser's task
 // manager shows for a tab; the browser, GPU, network and utility processes are the rest.
 // (Firefox's fork server leaves a content process's arguments as one string: its type is the last word)
-const isTabProcess = (cmd) => cmd.includes('--type=renderer') || (cmd.includes('-contentproc') && /[\0 ]tab\0*$/.test(cmd));
+// WebKit: the tab is its WebKitWebProcess; WebKitNetworkProcess (downloads, IndexedDB, OPFS) is counted apart
+// (netPss), since MiniBrowser's automation sessions keep website data in memory where Safari writes it to disk.
+const isTabProcess = (cmd) => cmd.includes('--type=renderer') || (cmd.includes('-contentproc') && /[\0 ]tab\0*$/.test(cmd)) ||
+  /WebKitWebProcess\0/.test(cmd);
+const isNetProcess = (cmd) => /WebKitNetworkProcess\0/.test(cmd);
 function treeMem(root, withPss) {
   const t = procTable();
   const kids = new Map();
   for (const [pid, ppid] of t) { if (!kids.has(ppid)) kids.set(ppid, []); kids.get(ppid).push(pid); }
-  let sum = 0, pss = 0, tabPss = 0, n = 0;
+  let sum = 0, pss = 0, tabPss = 0, netPss = 0, maxTabPss = 0, n = 0;
   const stack = [root];
   while (stack.length) {
     const p = stack.pop();
@@ -213,16 +223,18 @@ function treeMem(root, withPss) {
       try {
         const v = +(fs.readFileSync(`/proc/${p}/smaps_rollup`, 'utf8').match(/^Pss:\s+(\d+)/m) || [0, 0])[1] * 1024;
         pss += v;
-        if (isTabProcess(fs.readFileSync(`/proc/${p}/cmdline`, 'utf8'))) tabPss += v;
+        const cmd = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8');
+        if (isTabProcess(cmd)) { tabPss += v; maxTabPss = Math.max(maxTabPss, v); }
+        if (isNetProcess(cmd)) netPss += v;
       } catch {}
     }
     for (const c of kids.get(p) || []) stack.push(c);
   }
-  return { sum, pss, tabPss, n };
+  return { sum, pss, tabPss, netPss, maxTabPss, n };
 }
 class MemSampler {
   constructor(root) {
-    this.root = root; this.phase = 'start'; this.peak = {}; this.peakPss = {}; this.peakTabPss = {}; this.maxProcs = 0; this.ticks = 0;
+    this.root = root; this.phase = 'start'; this.peak = {}; this.peakPss = {}; this.peakTabPss = {}; this.peakNetPss = {}; this.peakOneTabPss = {}; this.maxProcs = 0; this.ticks = 0;
     this.timer = setInterval(() => this.sample(), 100);
   }
   sample(force = false) {
@@ -230,11 +242,14 @@ class MemSampler {
     // PSS walks the page tables of every process (tens of ms for a renderer holding GBs, CPU taken from the
     // engine measured on a 2-core machine): every 2 s only, so its peak is a sampled lower bound
     const withPss = force || ++this.ticks % 20 === 0;
-    const { sum, pss, tabPss, n } = treeMem(this.root, withPss);
+    const { sum, pss, tabPss, netPss, maxTabPss, n } = treeMem(this.root, withPss);
     this.maxProcs = Math.max(this.maxProcs, n);
     this.peak[this.phase] = Math.max(this.peak[this.phase] || 0, sum);
     if (withPss) this.peakPss[this.phase] = Math.max(this.peakPss[this.phase] || 0, pss);
     if (withPss) this.peakTabPss[this.phase] = Math.max(this.peakTabPss[this.phase] || 0, tabPss);
+    if (withPss && netPss) this.peakNetPss[this.phase] = Math.max(this.peakNetPss[this.phase] || 0, netPss);
+    // the largest single tab process: what a per-process limit (iOS kills a WebContent process near 1.5 GB) sees
+    if (withPss) this.peakOneTabPss[this.phase] = Math.max(this.peakOneTabPss[this.phase] || 0, maxTabPss);
   }
   stop() { clearInterval(this.timer); this.sample(true); }
   get overall() { return Math.max(0, ...Object.values(this.peak)); }
@@ -276,7 +291,7 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
     const loadOpts = {
       model: '/' + m.rel + '/', modelName: m.name, modelsPath: '/build/models/', onnx: m.onnx,
       external: m.ext, gguf: '/' + m.gguf, threads: a.threads, memoryCapMB: eng.memoryCapMB, profile: engKey === 'qwasm',
-      cache: eng.cache,
+      cache: eng.cache, embeddingOnDemand: eng.embeddingOnDemand,
     };
     // 1. cold
     mem.phase = 'cold';
@@ -305,7 +320,7 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
   } catch (e) {
     res.error = String(e && e.message || e).split('\n')[0].slice(0, 300);
   } finally {
-    if (mem) { mem.stop(); res.peakRssBytes = mem.overall || null; res.peakPssBytes = mem.overallPss || null; res.peakTabPssBytes = mem.overallTabPss || null; res.peakByPhase = mem.peak; res.peakPssByPhase = mem.peakPss; res.peakTabPssByPhase = mem.peakTabPss; res.browserProcs = mem.maxProcs; }
+    if (mem) { mem.stop(); res.peakRssBytes = mem.overall || null; res.peakPssBytes = mem.overallPss || null; res.peakTabPssBytes = mem.overallTabPss || null; res.peakByPhase = mem.peak; res.peakPssByPhase = mem.peakPss; res.peakTabPssByPhase = mem.peakTabPss; res.peakNetPssByPhase = mem.peakNetPss; res.peakOneTabPssByPhase = mem.peakOneTabPss; res.browserProcs = mem.maxProcs; }
     if (ctx) await withTimeout(ctx.close(), 30000, 'close').catch(() => {});
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -349,7 +364,7 @@ function aggregate(runs, ref, n, decode) {
   const agg = { runs: runs.length, ok: ok.length };
   for (const [k] of FIGS) agg[k] = median((k === 'peakRssBytes' || k === 'peakPssBytes' || k === 'peakTabPssBytes' || k === 'coldLoadMs' || k === 'warmLoadMs' ? runs.filter((r) => r[k] != null) : ok).map((r) => r[k]));
   // where the peak happens: per phase (cold load, warm load, generate), the median over runs
-  for (const k of ['peakByPhase', 'peakPssByPhase', 'peakTabPssByPhase']) {
+  for (const k of ['peakByPhase', 'peakPssByPhase', 'peakTabPssByPhase', 'peakNetPssByPhase', 'peakOneTabPssByPhase']) {
     const ph = runs.map((r) => r[k]).filter(Boolean);
     if (ph.length) agg[k] = Object.fromEntries(Object.keys(ph[0]).map((p) => [p, median(ph.map((x) => x[p]).filter((v) => v != null))]));
   }
@@ -380,7 +395,7 @@ function notAvailable(agg) {
 function table(results, a) {
   const lines = [];
   for (const m of results) {
-    lines.push(`\n### ${m.model} in ${a.browser === 'firefox' ? 'Firefox' : 'Chromium'} (${m.name}; ONNX ${(m.onnxBytes / 1e6).toFixed(0)} MB, GGUF ${(m.ggufBytes / 1e6).toFixed(0)} MB; prompt ${m.promptIds.length} tokens, ${a.tokens} greedy tokens, ${a.threads} threads, median of ${a.runs})\n`);
+    lines.push(`\n### ${m.model} in ${{ firefox: 'Firefox', webkit: 'WebKit (WebKitGTK MiniBrowser, Safari\'s settings)', webkitgtk: 'WebKit (WebKitGTK\'s defaults: single thread)' }[a.browser] || 'Chromium'} (${m.name}; ONNX ${(m.onnxBytes / 1e6).toFixed(0)} MB, GGUF ${(m.ggufBytes / 1e6).toFixed(0)} MB; prompt ${m.promptIds.length} tokens, ${a.tokens} greedy tokens, ${a.threads} threads, median of ${a.runs})\n`);
     lines.push(`| engine | ${FIGS.map((f) => f[1]).join(' | ')} | greedy match vs ort-node (first ${a.check}) | notes |`);
     lines.push(`|---|${FIGS.map(() => '---:').join('|')}|---|---|`);
     for (const [k, agg] of Object.entries(m.engines)) {
@@ -480,7 +495,8 @@ async function main() {
   const a = parseArgs(process.argv.slice(2));
   const { startServer } = await import(path.join(REPO, 'tools/serve.mjs'));
   const srv = await startServer({ port: 0, root: REPO, isolation: true, quiet: true });
-  const srvUrl = srv.url.endsWith('/') ? srv.url : srv.url + '/';
+  let srvUrl = srv.url.endsWith('/') ? srv.url : srv.url + '/';
+  if (a.browser.startsWith('webkit')) srvUrl = srvUrl.replace('//127.0.0.1:', '//localhost:'); // WebKitGTK: 127.0.0.1 is no secure context
   log('server', srvUrl);
   const out = { format: 'qwasm-bench-browser-1', date: new Date().toISOString(), host: { cpus: os.cpus().length, mem: os.totalmem(), browser: a.browser, chromium: a.chromium, firefox: a.firefox },
     params: { runs: a.runs, tokens: a.tokens, promptLen: a.promptLen, threads: a.threads, check: a.check }, models: [] };
@@ -507,6 +523,10 @@ async function main() {
           log(`  -> ${r.ok ? `cold ${(r.coldLoadMs / 1000).toFixed(1)} s warm ${(r.warmLoadMs / 1000).toFixed(1)} s ttft ${(r.ttftMs / 1000).toFixed(2)} s ` +
             `prefill ${r.prefillTokS.toFixed(1)} decode ${r.decodeTokS.toFixed(2)} tok/s` : 'FAILED: ' + r.error} peak ${r.peakRssBytes ? Math.round(r.peakRssBytes / 1048576) + ' MB' : '?'}` +
             (r.errors.length ? ` [${r.errors.join('; ').slice(0, 200)}]` : ''));
+          if (Object.keys(r.peakNetPssByPhase || {}).length) {
+            const f = (o) => Object.entries(o || {}).map(([k, v]) => `${k} ${mbs(v)}`).join(', ');
+            log(`  largest tab process PSS (MB): ${f(r.peakOneTabPssByPhase)}; network process PSS (MB): ${f(r.peakNetPssByPhase)}`);
+          }
           entry.engines[e] = aggregate(entry.runs[e], ENGINES[e].sampling ? null : ref, a.check, prompt.decode);
           save();
         }

@@ -6,6 +6,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 debs=(cmake make gcc clang lld clang-16 lld-16 llvm-16 emscripten wasi-libc libclang-rt-14-dev-wasm32 libclang-rt-14-dev
       libcjson-dev python3-onnx python3-numpy unicode-data chromium chromium-driver firefox-esr
+      webkit2gtk-driver xvfb
       dpkg-dev nodejs npm)
 
 if command -v dpkg-query >/dev/null && command -v apt-get >/dev/null; then
@@ -26,7 +27,7 @@ else
   echo "bootstrap: not a Debian/Ubuntu system. Install: a C11 compiler, cmake >= 3.16, emscripten 3.1.x,"
   echo "  clang/lld 16 (relaxed SIMD builds), wasi-libc + clang's wasm32 builtins, cJSON, Python 3 with"
   echo "  onnx and numpy, the Unicode Character Database (UnicodeData.txt), Node.js >= 20 with npm,"
-  echo "  Chromium and Firefox ESR. Then run this script again."
+  echo "  Chromium, Firefox ESR, WebKitGTK's WebKitWebDriver and MiniBrowser, Xvfb. Then run this script again."
   for c in cmake cc emcc node npm chromium firefox-esr; do command -v "$c" >/dev/null || echo "  missing: $c"; done
   exit 1
 fi

@@ -1,6 +1,8 @@
 // Headless browsers for the tools (benchmark, kernel probe), each on a fresh profile dir: Chromium through
-// playwright-core, Firefox through puppeteer-core over WebDriver BiDi. Both return {newPage(), close()};
-// the Chromium one is Playwright's persistent context (newCDPSession, pages() too).
+// playwright-core, Firefox through puppeteer-core over WebDriver BiDi, WebKit (WebKitGTK's MiniBrowser on
+// Xvfb) over classic WebDriver (tools/webkit.mjs; Safari's settings; it keeps its data in memory, the dir only
+// tags its command line). All return {newPage(), close()}; the Chromium one is Playwright's persistent
+// context (newCDPSession, pages() too). WebKit pages must use http://localhost (not 127.0.0.1).
 export const CHROME_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
 const FIREFOX_PREFS = {
@@ -9,6 +11,10 @@ const FIREFOX_PREFS = {
 };
 
 export async function launchBrowser(kind, dir, { chromium = '/usr/bin/chromium', firefox = '/usr/bin/firefox-esr' } = {}) {
+  if (kind === 'webkit' || kind === 'webkitgtk') { // webkitgtk: WebKitGTK's defaults (no SharedArrayBuffer, no OPFS)
+    const { launchWebKit } = await import('./webkit.mjs');
+    return launchWebKit({ safari: kind === 'webkit', tag: dir });
+  }
   if (kind !== 'firefox') {
     const { chromium: cr } = await import('playwright-core');
     return cr.launchPersistentContext(dir, { executablePath: chromium, headless: true, args: CHROME_ARGS });

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every qwasm test from nothing: set-up, builds, native unit tests (plain and ASan/UBSan), a short
 # fuzz run, test models + onnxruntime references, Node tests (wasm in Node, tokenizer parity, runtime),
-# browser tests (Chromium via Playwright, Firefox via WebDriver BiDi), the full-size model in Chromium.
+# browser tests (Chromium via Playwright, Firefox via WebDriver BiDi, WebKitGTK via WebDriver), the full-size
+# model in Chromium.
 #   bash tools/test.sh            everything
 #   QW_TEST_SKIP="browser fuzz"   skips the named stages (for local iteration only; CI runs all)
 set -uo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs every browser test: node tests/browser/run.mjs [--filter REGEX] [--no-firefox]
+// Runs every browser test: node tests/browser/run.mjs [--filter REGEX] [--no-firefox] [--no-webkit]
 // Prints "N passed, N failed" (and skipped), exits 1 on any failure. Screenshots: build/test-artifacts/*.png,
 // a JSON report: build/test-artifacts/browser-report.json.
 import fs from 'node:fs';
@@ -10,9 +10,13 @@ const args = process.argv.slice(2);
 const fi = args.indexOf('--filter');
 const filter = fi >= 0 ? new RegExp(args[fi + 1]) : process.env.QWASM_TEST_FILTER ? new RegExp(process.env.QWASM_TEST_FILTER) : null;
 const noFirefox = args.includes('--no-firefox') || process.env.QWASM_NO_FIREFOX === '1';
+// WebKit missing is a failure (tools/bootstrap.sh installs it), not a skip: leaving it out must be asked for.
+const noWebkit = args.includes('--no-webkit') || process.env.QWASM_NO_WEBKIT === '1';
 
 const files = ['server.test.mjs', 'kernels.test.mjs', 'page.test.mjs', 'chat.test.mjs', 'folder.test.mjs', 'sources.test.mjs', 'fallback.test.mjs'];
 if (!noFirefox) files.push('firefox.mjs');
+if (!noWebkit) files.push('webkit.mjs');
+else console.log('webkit.mjs left out (--no-webkit / QWASM_NO_WEBKIT=1)');
 
 fs.mkdirSync(ARTIFACTS, { recursive: true });
 const all = [];
