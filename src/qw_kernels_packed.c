@@ -305,7 +305,10 @@ static inline __attribute__((always_inline)) void q8p_tile2(const qw_q4w *w, int
             acc1[mi] = wasm_f32x4_add(acc1[mi], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(t1), wasm_f32x4_mul(dam, ws1)));
         }
     }
-    for (int mi = 0; mi < MB; mi++) wasm_v128_store(out + mi * 4, acc0[mi]), wasm_v128_store(out + (MB + mi) * 4, acc1[mi]);
+    for (int mi = 0; mi < MB; mi++) {
+        wasm_v128_store(out + mi * 4, acc0[mi]);
+        wasm_v128_store(out + (MB + mi) * 4, acc1[mi]);
+    }
 }
 #endif
 
@@ -350,9 +353,9 @@ static int dot_add_works(void) {
 #endif
 }
 
-/* The prefill tile (qw_kernels_prefill_tile): 0 = one 4-row group x QW_MB_MAX activation rows, 1 = two groups x 4
- * rows (relaxed SIMD only, the default there: 17-27 % more GMAC per CPU second than tile 0 in Node on the shared
- * 2-core EPYC, test_kernels bench 1 prefill) */
+/* The prefill tile (qw_kernels_prefill_tile): 0 = one 4-row group x QW_MB_MAX activation rows, 1 = two
+ * groups x 4 rows (relaxed SIMD only, the default there: 14-23 % more GMAC per CPU second than tile 0 in
+ * Node on the shared 2-core EPYC, test_kernels bench 1 prefill; Chromium not yet measured on a quiet machine) */
 #if defined(QW_WASM_RELAXED)
 static int g_prefill_tile = 1;
 #else

@@ -612,9 +612,10 @@ static double cpu_s(void) {
 }
 #endif
 
-/* The build's integer-dot peak: per thread, 12 independent chains of (dot, add) on registers, the
- * prefill kernel's inner step without loads or unpacking (each chain feeds its dot, so nothing is hoisted) (relaxed i16 dot: 16 MACs; AVX2 maddubs: 32;
- * SIMD128 i32x4.dot_i16x8: 8). GMAC/s over the pool's threads; 0 for the scalar build. */
+/* The build's integer-dot peak: per thread, 12 independent chains of (dot, add) on registers, the prefill
+ * kernel's inner step without loads or unpacking (each chain feeds its own dot, so nothing is hoisted);
+ * relaxed i16 dot: 16 MACs, AVX2 maddubs: 32, SIMD128 i32x4.dot_i16x8: 8. GMAC/s over the pool's threads;
+ * 0 for the scalar build. */
 #if defined(__wasm_simd128__)
 #include <wasm_simd128.h>
 #elif defined(__AVX2__)
