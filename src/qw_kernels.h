@@ -136,6 +136,12 @@ void qw_kernels_warmup(qw_pool *pool);
  * always 0 in other builds. qw_kernels_warmup enables it. Not thread-safe: set it while no kernel runs. */
 int qw_kernels_dot_add(int on);
 
+/* Which prefill tile the packed 4-bit product uses for several activation rows: 0 = one 4-row weight group x
+ * 8 activation rows (4 outside relaxed SIMD), 1 = two groups x 4 rows (relaxed-SIMD builds only, their
+ * default: half the activation broadcasts). Same bits either way. -1 only asks; returns the state now.
+ * For benchmarks and tests; not thread-safe: set it while no kernel runs. */
+int qw_kernels_prefill_tile(int tile);
+
 /* ---- row-wise kernels ------------------------------------------------------------------------ */
 /* In-place softmax over n values (max-subtracted, as onnxruntime). */
 void qw_softmax_f32(float *x, int n);

@@ -6,9 +6,10 @@
  * four rows' integer dot products of a block into one i32x4 [r0 r1 r2 r3], so each block costs one
  * convert, one scale multiply and one add for four rows; the float arithmetic per output is the scalar
  * reference's (sum over blocks, in order, of (float)dot * (d_x * d_w)), so every version (scalar, SIMD128,
- * relaxed SIMD, AVX2) gives the same bits as the reference. For M > 1 (prefill) up to 4 activation rows
- * share each unpacked weight vector, inside tiles of QW_M_TILE activation rows that stay in cache while the
- * thread's weights stream once per tile. */
+ * relaxed SIMD, AVX2) gives the same bits as the reference. For M > 1 (prefill) up to 8 activation rows
+ * share each unpacked weight vector (relaxed SIMD: two 4-row groups x 4 activation rows share each activation
+ * broadcast, q8p_tile2), inside tiles of QW_M_TILE activation rows that stay in cache while the thread's
+ * weights stream once per tile. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -239,6 +240,78 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
 #endif
 }
 
+#if defined(QW_WASM_RELAXED)
+/* Two 4-row groups g, g+1 times MB activation rows: out[(gi * MB + mi) * 4 + r]. Each activation broadcast
+ * feeds both groups' weight vectors, so a product of 32 nibbles costs two dots, two adds and one broadcast
+ * (the one-group tile: two broadcasts); the integer and float arithmetic per output is q8p_tile's. */
+static inline __attribute__((always_inline)) void q8p_tile2(const qw_q4w *w, int g, const qw_q8act *a, int m,
+                                                            const int MB, float *out) {
+    const int nb = w->n_blocks, B = w->block, nc = B / 32;
+    const size_t gq = (size_t)nb * nc * 64, gs = (size_t)nb * 4; /* one group's bytes of q, scales per group */
+    const uint8_t *qg = w->q + (size_t)g * gq;
+    const float *sc = w->scales_h ? NULL : w->scales + (size_t)g * gs;
+    const uint16_t *sh = w->scales_h ? w->scales_h + (size_t)g * gs : NULL;
+    const uint8_t *zp = w->zp ? w->zp + (size_t)g * gs : NULL;
+    const int8_t *qa[4];
+    const float *da[4];
+    const int32_t *sa[4];
+    for (int mi = 0; mi < MB; mi++) {
+        qa[mi] = a->q + (size_t)(m + mi) * a->kp;
+        da[mi] = a->d + (size_t)(m + mi) * nb;
+        sa[mi] = a->s + (size_t)(m + mi) * nb;
+    }
+    v128_t acc0[4], acc1[4];
+    for (int mi = 0; mi < MB; mi++) acc0[mi] = acc1[mi] = wasm_f32x4_splat(0.0f);
+    const v128_t m4 = wasm_i8x16_splat(15);
+    for (int b = 0; b < nb; b++) {
+        v128_t bi0[4], bi1[4];
+        const uint8_t *qb = qg + (size_t)b * nc * 64;
+        for (int c = 0; c < nc; c++) {
+            const int koff = b * B + c * 32;
+            v128_t s0[4], s1[4];
+            for (int mi = 0; mi < MB; mi++) s0[mi] = s1[mi] = wasm_i16x8_splat(0);
+            for (int j = 0; j < 4; j++) {
+                v128_t v0 = wasm_v128_load(qb + c * 64 + j * 16), v1 = wasm_v128_load(qb + gq + c * 64 + j * 16);
+                v128_t lo0 = wasm_v128_and(v0, m4), hi0 = wasm_u8x16_shr(v0, 4);
+                v128_t lo1 = wasm_v128_and(v1, m4), hi1 = wasm_u8x16_shr(v1, 4);
+                for (int mi = 0; mi < MB; mi++) {
+                    v128_t xa = wasm_v128_load32_splat(qa[mi] + koff + 8 * j);
+                    v128_t xb = wasm_v128_load32_splat(qa[mi] + koff + 8 * j + 4);
+                    s0[mi] = wasm_i16x8_add(s0[mi], wasm_i16x8_add(
+                        (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)xa, (__i8x16)lo0),
+                        (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)xb, (__i8x16)hi0)));
+                    s1[mi] = wasm_i16x8_add(s1[mi], wasm_i16x8_add(
+                        (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)xa, (__i8x16)lo1),
+                        (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)xb, (__i8x16)hi1)));
+                }
+            }
+            for (int mi = 0; mi < MB; mi++) {
+                v128_t t0 = wasm_i32x4_extadd_pairwise_i16x8(s0[mi]), t1 = wasm_i32x4_extadd_pairwise_i16x8(s1[mi]);
+                bi0[mi] = c ? wasm_i32x4_add(bi0[mi], t0) : t0;
+                bi1[mi] = c ? wasm_i32x4_add(bi1[mi], t1) : t1;
+            }
+        }
+        v128_t z0 = wasm_i32x4_splat(8), z1 = z0;
+        if (zp) {
+            z0 = wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(wasm_v128_load32_zero(zp + (size_t)b * 4)));
+            z1 = wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(wasm_v128_load32_zero(zp + gs + (size_t)b * 4)));
+        }
+        v128_t ws0 = q8p_scales(sc, sh, b), ws1 = q8p_scales(sc ? sc + gs : NULL, sh ? sh + gs : NULL, b);
+        for (int mi = 0; mi < MB; mi++) {
+            v128_t sam = wasm_i32x4_splat(sa[mi][b]), dam = wasm_f32x4_splat(da[mi][b]);
+            v128_t t0 = wasm_i32x4_sub(bi0[mi], wasm_i32x4_mul(z0, sam));
+            v128_t t1 = wasm_i32x4_sub(bi1[mi], wasm_i32x4_mul(z1, sam));
+            acc0[mi] = wasm_f32x4_add(acc0[mi], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(t0), wasm_f32x4_mul(dam, ws0)));
+            acc1[mi] = wasm_f32x4_add(acc1[mi], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(t1), wasm_f32x4_mul(dam, ws1)));
+        }
+    }
+    for (int mi = 0; mi < MB; mi++) {
+        wasm_v128_store(out + mi * 4, acc0[mi]);
+        wasm_v128_store(out + (MB + mi) * 4, acc1[mi]);
+    }
+}
+#endif
+
 /* 1 where the engine computes i32x4.relaxed_dot_i8x16_i7x16_add_s right and qw_kernels_dot_add enabled it */
 static int g_dot_add;
 
@@ -280,6 +353,24 @@ static int dot_add_works(void) {
 #endif
 }
 
+/* The prefill tile (qw_kernels_prefill_tile): 0 = one 4-row group x QW_MB_MAX activation rows, 1 = two
+ * groups x 4 rows (relaxed SIMD only, the default there: 14-23 % more GMAC per CPU second than tile 0 in
+ * Node on the shared 2-core EPYC, test_kernels bench 1 prefill; Chromium not yet measured on a quiet machine) */
+#if defined(QW_WASM_RELAXED)
+static int g_prefill_tile = 1;
+#else
+static int g_prefill_tile;
+#endif
+
+int qw_kernels_prefill_tile(int tile) {
+#if defined(QW_WASM_RELAXED)
+    if (tile == 0 || tile == 1) g_prefill_tile = tile;
+#else
+    (void)tile;
+#endif
+    return g_prefill_tile;
+}
+
 int qw_kernels_dot_add(int on) {
     static int works = -1;
     if (on >= 0) {
@@ -293,7 +384,7 @@ void qw_q4_matmul_q8_packed_task(const qw_q4w *w, const qw_q8act *a, int M, cons
                                  int nth) {
     int lo, hi;
     qw_split(w->N / 4, ith, nth, QW_ROW_ALIGN / 4, &lo, &hi);
-    float o[4 * QW_MB_MAX];
+    float o[4 * QW_MB_MAX]; /* also two groups x 4 rows (q8p_tile2) */
     if (M == 1) {
         const int da = g_dot_add;
         for (int g = lo; g < hi; g++) {
@@ -304,8 +395,27 @@ void qw_q4_matmul_q8_packed_task(const qw_q4w *w, const qw_q8act *a, int M, cons
         return;
     }
     for (int m0 = 0; m0 < M; m0 += QW_M_TILE) {
-        int m1 = QW_MIN(m0 + QW_M_TILE, M);
-        for (int g = lo; g < hi; g++)
+        int m1 = QW_MIN(m0 + QW_M_TILE, M), g = lo;
+#if defined(QW_WASM_RELAXED)
+        if (g_prefill_tile == 1)
+            for (; g + 2 <= hi; g += 2)
+                for (int m = m0; m < m1; m += 4) {
+                    int mb = QW_MIN(4, m1 - m);
+                    switch (mb) {
+                    case 4: q8p_tile2(w, g, a, m, 4, o); break;
+                    case 3: q8p_tile2(w, g, a, m, 3, o); break;
+                    case 2: q8p_tile2(w, g, a, m, 2, o); break;
+                    default: q8p_tile2(w, g, a, m, 1, o); break;
+                    }
+                    for (int gi = 0; gi < 2; gi++)
+                        for (int mi = 0; mi < mb; mi++)
+                            for (int r = 0; r < 4; r++) {
+                                int n = (g + gi) * 4 + r;
+                                y[(size_t)(m + mi) * w->N + n] = o[(gi * mb + mi) * 4 + r] + (bias ? bias[n] : 0.0f);
+                            }
+                }
+#endif
+        for (; g < hi; g++)
             for (int m = m0; m < m1; m += QW_MB_MAX) {
                 int mb = QW_MIN(QW_MB_MAX, m1 - m);
                 q8p_tile_any(w, g, a, m, mb, o);

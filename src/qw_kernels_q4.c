@@ -44,9 +44,56 @@ void qw_q8act_init(qw_q8act *a, void *work, int M, int K, int block) {
     a->s = (int32_t *)p;
 }
 
-/* Quantisation is O(M K) against the product's O(M N K): the scalar formula (identical to the
- * reference, so both round the same way) costs about 1% of a decode matvec. */
+/* Quantisation is O(M K) against the product's O(M N K), but in scalar code it was several % of a prefill
+ * step (every MatMulNBits quantises its own input). The SIMD128 version computes the reference's values
+ * exactly: the maximum is order-free (pmax keeps the running value when |x| is NaN, like fmaxf), the
+ * product x * id is the same fp32 multiply, f32x4.nearest rounds half to even like nearbyintf, and the
+ * integers are exact. Full blocks of a multiple of 32 only; the rest (and every other build) is the
+ * reference's loop. (Non-finite activations give meaningless int8 values on both paths.) */
 void qw_q8act_quantize(qw_q8act *a, const float *x, int K, int m0, int m1) {
+#if defined(QW_WASM_SIMD)
+    const int B = a->block;
+    if (B % 32 == 0) {
+        for (int m = m0; m < m1; m++) {
+            const float *xr = x + (size_t)m * K;
+            int8_t *q = a->q + (size_t)m * a->kp;
+            for (int b = 0; b < a->n_blocks; b++) {
+                const int k0 = b * B;
+                if (k0 + B > K) { qw_q8act_quantize_ref(a, x, K, m, m + 1); goto next_row; } /* padded tail */
+                v128_t mx = wasm_f32x4_splat(0.0f);
+                for (int k = 0; k < B; k += 4) mx = wasm_f32x4_pmax(mx, wasm_f32x4_abs(wasm_v128_load(xr + k0 + k)));
+                mx = wasm_f32x4_pmax(mx, wasm_i32x4_shuffle(mx, mx, 2, 3, 0, 1));
+                mx = wasm_f32x4_pmax(mx, wasm_i32x4_shuffle(mx, mx, 1, 0, 3, 2));
+                const float amax = wasm_f32x4_extract_lane(mx, 0);
+                const v128_t id = wasm_f32x4_splat(amax != 0.0f ? 127.0f / amax : 0.0f);
+                v128_t sum = wasm_i32x4_splat(0);
+                for (int g = 0; g < B; g += 32) {
+                    v128_t i32[8];
+                    for (int i = 0; i < 8; i++) {
+                        i32[i] = wasm_i32x4_trunc_sat_f32x4(
+                            wasm_f32x4_nearest(wasm_f32x4_mul(wasm_v128_load(xr + k0 + g + 4 * i), id)));
+                        sum = wasm_i32x4_add(sum, i32[i]);
+                    }
+                    v128_t lo = wasm_i8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(i32[0], i32[1]),
+                                                        wasm_i16x8_narrow_i32x4(i32[2], i32[3]));
+                    v128_t hi = wasm_i8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(i32[4], i32[5]),
+                                                        wasm_i16x8_narrow_i32x4(i32[6], i32[7]));
+                    /* the group's even elements, then its odd ones (qw_q8act) */
+                    wasm_v128_store(q + k0 + g, wasm_i8x16_shuffle(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
+                                                                   22, 24, 26, 28, 30));
+                    wasm_v128_store(q + k0 + g + 16, wasm_i8x16_shuffle(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19,
+                                                                        21, 23, 25, 27, 29, 31));
+                }
+                sum = wasm_i32x4_add(sum, wasm_i32x4_shuffle(sum, sum, 2, 3, 0, 1));
+                sum = wasm_i32x4_add(sum, wasm_i32x4_shuffle(sum, sum, 1, 0, 3, 2));
+                a->d[(size_t)m * a->n_blocks + b] = amax / 127.0f;
+                a->s[(size_t)m * a->n_blocks + b] = wasm_i32x4_extract_lane(sum, 0);
+            }
+        next_row:;
+        }
+        return;
+    }
+#endif
     qw_q8act_quantize_ref(a, x, K, m0, m1);
 }
 

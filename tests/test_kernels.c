@@ -593,6 +593,135 @@ static double bench_i8_lm_head(qw_pool *pool, int N, int K, int reps, double *ms
     return bytes / best * 1e-9;
 }
 
+/* CPU seconds used by the process so far (Node: process.cpuUsage; natively the process clock), -1 where
+ * unknown (browsers): on a shared machine, work per CPU second of one thread is steadier than wall time. */
+#if defined(__EMSCRIPTEN__)
+#include <emscripten.h>
+static double cpu_s(void) {
+    return EM_ASM_DOUBLE({
+        if (typeof process != 'object' || !process.cpuUsage) return -1;
+        var u = process.cpuUsage();
+        return (u.user + u.system) / 1e6;
+    });
+}
+#else
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+#endif
+
+/* The build's integer-dot peak: per thread, 12 independent chains of (dot, add) on registers, the prefill
+ * kernel's inner step without loads or unpacking (each chain feeds its own dot, so nothing is hoisted);
+ * relaxed i16 dot: 16 MACs, AVX2 maddubs: 32, SIMD128 i32x4.dot_i16x8: 8. GMAC/s over the pool's threads;
+ * 0 for the scalar build. */
+#if defined(__wasm_simd128__)
+#include <wasm_simd128.h>
+#elif defined(__AVX2__)
+#include <immintrin.h>
+#endif
+typedef struct { long iters; volatile int32_t sink; } peak_task;
+#if defined(__wasm_simd128__) && defined(QW_RELAXED_SIMD) /* the tests are not built with -mrelaxed-simd */
+#define PEAK_RELAXED 1
+__attribute__((target("relaxed-simd")))
+#endif
+static void peak_run(void *p, int ith, int nth) {
+    peak_task *t = p;
+    (void)ith, (void)nth;
+    volatile int seed = 3;
+#if defined(PEAK_RELAXED)
+    v128_t x = wasm_i8x16_splat(seed), w = wasm_i8x16_splat(seed + 2), acc[12];
+    for (int i = 0; i < 12; i++) acc[i] = wasm_i16x8_add(x, wasm_i16x8_splat(i));
+    for (long it = 0; it < t->iters; it++)
+        for (int i = 0; i < 12; i++)
+            acc[i] = wasm_i16x8_add(acc[i], (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)acc[i], (__i8x16)w));
+    for (int i = 1; i < 12; i++) acc[0] = wasm_i16x8_add(acc[0], acc[i]);
+    t->sink += wasm_i16x8_extract_lane(acc[0], 0);
+#elif defined(__wasm_simd128__)
+    v128_t x = wasm_i16x8_splat(seed), w = wasm_i16x8_splat(seed + 2), acc[12];
+    for (int i = 0; i < 12; i++) acc[i] = wasm_i32x4_add(x, wasm_i32x4_splat(i));
+    for (long it = 0; it < t->iters; it++)
+        for (int i = 0; i < 12; i++) acc[i] = wasm_i32x4_add(acc[i], wasm_i32x4_dot_i16x8(acc[i], w));
+    for (int i = 1; i < 12; i++) acc[0] = wasm_i32x4_add(acc[0], acc[i]);
+    t->sink += wasm_i32x4_extract_lane(acc[0], 0);
+#elif defined(__AVX2__)
+    __m256i x = _mm256_set1_epi8((char)seed), w = _mm256_set1_epi8((char)(seed + 2)), acc[12];
+    for (int i = 0; i < 12; i++) acc[i] = _mm256_add_epi16(x, _mm256_set1_epi16((short)i));
+    for (long it = 0; it < t->iters; it++)
+        for (int i = 0; i < 12; i++) acc[i] = _mm256_add_epi16(acc[i], _mm256_maddubs_epi16(w, acc[i]));
+    for (int i = 1; i < 12; i++) acc[0] = _mm256_add_epi16(acc[0], acc[i]);
+    t->sink += _mm256_extract_epi16(acc[0], 0);
+#endif
+}
+static double bench_peak(qw_pool *pool, double *cpu_out) {
+#if defined(PEAK_RELAXED)
+    const double macs = 16;
+#elif defined(__wasm_simd128__)
+    const double macs = 8;
+#elif defined(__AVX2__)
+    const double macs = 32;
+#else
+    const double macs = 0;
+#endif
+    peak_task t = {20000000, 0};
+    double best = 1e30, cpu = 0;
+    for (int r = 0; r < 8; r++) {
+        double t0 = now_s(), c0 = cpu_s();
+        qw_pool_run(pool, peak_run, &t);
+        double dt = now_s() - t0;
+        if (r >= 2 && dt < best) best = dt;
+        if (r >= 2) cpu += cpu_s() - c0;
+    }
+    if (cpu_out) *cpu_out = cpu > 0 ? macs * 12 * (double)t.iters * qw_pool_threads(pool) * 6 / cpu * 1e-9 : -1;
+    return macs * 12 * (double)t.iters * qw_pool_threads(pool) / best * 1e-9;
+}
+
+/* bench T prefill: only the prefill figures, each prefill tile (qw_kernels_prefill_tile) timed in turn on the
+ * same data (an A/B that a busy machine disturbs alike), best of many short runs; and the dot peak. */
+static int bench_prefill(int threads) {
+    static const int shapes[][3] = {{8960, 1536, 64}, {1536, 8960, 64}, {1536, 1536, 64}, {256, 1536, 64}};
+    qw_pool *pool = qw_pool_new(threads);
+    const int tile0 = qw_kernels_prefill_tile(-1);
+    int ntile = qw_kernels_prefill_tile(1) == 1 ? 2 : 1;
+    double peak_cpu, peak = bench_peak(pool, &peak_cpu);
+    printf("{\"threads\":%d,\"peak_GMACs\":%.1f", qw_pool_threads(pool), peak);
+    if (threads == 1 && peak_cpu > 0) printf(",\"peak_GMAC_per_cpu_s\":%.1f", peak_cpu);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int N = shapes[s][0], K = shapes[s][1], M = shapes[s][2];
+        q4buf qb, pk;
+        q4_make(&qb, N, K, 32, 0);
+        q4_pack_copy(&qb, &pk, 1);
+        q4_free(&qb);
+        float *x = malloc((size_t)M * K * 4), *y = malloc((size_t)M * N * 4);
+        void *work = malloc(qw_q4_matmul_q8_work_size(&pk.w, M));
+        for (size_t i = 0; i < (size_t)M * K; i++) x[i] = act_rand();
+        double best[2] = {1e30, 1e30}, cpu[2] = {0, 0};
+        const int reps = (int)(4e10 / ((double)M * N * K)) + 10; /* about 40 runs of the large shapes */
+        for (int r = 0; r < reps; r++)
+            for (int t = 0; t < ntile; t++) {
+                qw_kernels_prefill_tile(t);
+                double t0 = now_s(), c0 = cpu_s();
+                qw_q4_matmul_q8(pool, &pk.w, x, M, NULL, y, work);
+                double dt = now_s() - t0, dc = cpu_s() - c0;
+                if (r >= 5 && dt < best[t]) best[t] = dt;
+                if (r >= 5) cpu[t] += dc;
+            }
+        for (int t = 0; t < ntile; t++) {
+            printf(",\"tile%d_prefill%d_%dx%d_GMACs\":%.1f", t, M, N, K, (double)M * N * K / best[t] * 1e-9);
+            if (threads == 1 && cpu[t] > 0) /* per CPU second: the one thread's speed whatever else runs */
+                printf(",\"tile%d_prefill%d_%dx%d_GMAC_per_cpu_s\":%.1f", t, M, N, K,
+                       (double)M * N * K * (reps - 5) / cpu[t] * 1e-9);
+        }
+        free(x), free(y), free(work);
+        q4_free(&pk);
+    }
+    qw_kernels_prefill_tile(tile0);
+    printf("}\n");
+    qw_pool_free(pool);
+    return 0;
+}
+
 /* bench [threads] [no-dot-add]: the second word compares the relaxed build's i16 path on the same engine */
 static int bench(int threads, int no_dot_add) {
     qw_pool *pool = qw_pool_new(threads);
@@ -633,6 +762,15 @@ static int run_tests(void) {
     qw_pool *pool = qw_pool_new(3);
     test_q4(pool);
     test_q4_packed(pool);
+    {
+        int tile = qw_kernels_prefill_tile(-1);
+        for (int t = 0; t < 2; t++) /* every prefill tile the build has */
+            if (t != tile && qw_kernels_prefill_tile(t) == t) {
+                printf("  packed q4 kernels again with prefill tile %d\n", t);
+                test_q4_packed(pool);
+            }
+        qw_kernels_prefill_tile(tile);
+    }
     if (qw_kernels_dot_add(1)) { /* the relaxed build on an engine that computes the dot-add right */
         printf("  packed q4 kernels again with the relaxed i32 dot-add\n");
         test_q4_packed(pool);
@@ -656,12 +794,16 @@ int main(void) {
     int mode = EM_ASM_INT({
         var a = (typeof process == 'object' && process.argv) ? process.argv : (Module['arguments'] || []);
         var i = a.indexOf('bench');
-        return i < 0 ? -1 : (a.length > i + 1 ? parseInt(a[i + 1], 10) : 0) + (a.indexOf('no-dot-add') >= 0 ? 1000 : 0);
+        return i < 0 ? -1 : (a.length > i + 1 ? parseInt(a[i + 1], 10) : 0) + (a.indexOf('no-dot-add') >= 0 ? 1000 : 0)
+                            + (a.indexOf('prefill') >= 0 ? 2000 : 0);
     });
+    if (mode >= 2000) return bench_prefill(mode % 1000);
     return mode >= 0 ? bench(mode % 1000, mode >= 1000) : run_tests();
 }
 #else
 int main(int argc, char **argv) {
+    if (argc > 3 && strcmp(argv[1], "bench") == 0 && strcmp(argv[3], "prefill") == 0)
+        return bench_prefill(atoi(argv[2]));
     if (argc > 1 && strcmp(argv[1], "bench") == 0)
         return bench(argc > 2 ? atoi(argv[2]) : 0, argc > 3 && strcmp(argv[3], "no-dot-add") == 0);
     return run_tests();

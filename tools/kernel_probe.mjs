@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // kernel_probe.mjs - what the decode kernels reach on the machine at hand, against native streaming bandwidth.
 //
-//   node tools/kernel_probe.mjs [--json-only] [--no-browsers]
+//   node tools/kernel_probe.mjs [--json-only] [--no-browsers] [--browser chromium|firefox] [--prefill]
 //
 // 1. native streaming read bandwidth (tools/kernel_probe_stream.c, 1 GB buffer, 1 and 2 threads; built here);
 // 2. each kernel's GB/s of weight bytes natively (build/native/test_kernels bench 1|2);
@@ -15,6 +15,9 @@
 // Kernels (test_kernels.c bench): q4q8 = 4-bit x int8 rows (MatMulNBits layout), q4q8p = the 4-row packed
 // decode layout, q4f32 = fp32 activations, lm_head_f16 = the fp16 tied head, lm_head_i8 = the int8 head rows.
 // prefill64 = 64 activation rows against the packed layout (GMAC/s, compute-bound).
+// --prefill: only `test_kernels bench T prefill` (no stream): the build's integer-dot peak and the prefill
+// shapes with each prefill tile timed in turn (tile0 = one 4-row group x 8 rows, tile1 = two groups x 4 rows),
+// 1 and 2 threads; in Node and natively also per CPU second of the one thread (steadier on a busy machine).
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -23,6 +26,10 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const jsonOnly = process.argv.includes('--json-only');
 const noBrowsers = process.argv.includes('--no-browsers');
+const prefill = process.argv.includes('--prefill');
+const extra = prefill ? ['prefill'] : [];
+const bi = process.argv.indexOf('--browser');
+const onlyBrowser = bi > 0 ? process.argv[bi + 1] : null; // chromium or firefox
 const out = { machine: {}, native: {}, node: {}, chromium: {}, firefox: {} };
 
 function run(cmd, args, opts = {}) {
@@ -48,11 +55,11 @@ fs.mkdirSync(tmp, { recursive: true });
 const sbin = path.join(tmp, 'kernel_probe_stream');
 if (!fs.existsSync(sbin) || fs.statSync(sbin).mtimeMs < fs.statSync(path.join(root, 'tools/kernel_probe_stream.c')).mtimeMs)
   run('cc', ['-O2', '-march=native', '-pthread', path.join(root, 'tools/kernel_probe_stream.c'), '-o', sbin]);
-out.stream = lastJson(run(sbin, [])) || {};
+out.stream = prefill ? {} : lastJson(run(sbin, [])) || {};
 
 // 2. native kernels
 const tk = path.join(root, 'build/native/test_kernels');
-for (const th of [1, 2]) out.native[`t${th}`] = lastJson(run(tk, ['bench', String(th)]));
+for (const th of [1, 2]) out.native[`t${th}`] = lastJson(run(tk, ['bench', String(th), ...extra]));
 
 // 3. Node
 const variants = [
@@ -62,7 +69,7 @@ const variants = [
   ['relaxed-mt', path.join(root, 'build/wasm-relaxed/test_kernels-mt-relaxed.mjs'), ['--experimental-wasm-relaxed-simd']],
 ];
 for (const [name, file, flags] of variants)
-  if (fs.existsSync(file)) out.node[name] = lastJson(run(process.execPath, [...flags, file, 'bench', name.endsWith('mt') ? '2' : '1']));
+  if (fs.existsSync(file) && (!prefill || name.startsWith('relaxed'))) out.node[name] = lastJson(run(process.execPath, [...flags, file, 'bench', name.endsWith('mt') ? '2' : '1', ...extra], { timeout: 600000 }));
 
 // 4. browsers
 async function browserStage(name, open) {
@@ -75,8 +82,9 @@ async function browserStage(name, open) {
     for (const [v, prog] of [['st', 'wasm/test_kernels-st'], ['mt', 'wasm/test_kernels-mt'],
       ['relaxed-st', 'wasm-relaxed/test_kernels-st-relaxed'], ['relaxed-mt', 'wasm-relaxed/test_kernels-mt-relaxed']]) {
       if (!fs.existsSync(path.join(root, 'build', prog + '.js'))) continue;
+      if (prefill && !v.startsWith('relaxed')) continue; /* the tiles differ only there */
       try {
-        const r = await runKernelPage(b.page, srv.origin, prog, `bench,${v.endsWith('mt') ? 2 : 1}`);
+        const r = await runKernelPage(b.page, srv.origin, prog, `bench,${v.endsWith('mt') ? 2 : 1}${prefill ? ',prefill' : ''}`, 600000);
         out[name][v] = r.bench || { error: r.error || `exit ${r.exitCode}` };
       } catch (e) { out[name][v] = { error: e.message }; }
     }
@@ -89,7 +97,7 @@ async function browserStage(name, open) {
 }
 if (!noBrowsers) {
   const { launchBrowser } = await import('./browsers.mjs');
-  for (const kind of ['chromium', 'firefox'])
+  for (const kind of onlyBrowser ? [onlyBrowser] : ['chromium', 'firefox'])
     await browserStage(kind, async () => {
       const dir = fs.mkdtempSync(path.join(tmp, `probe-${kind}-`));
       const b = await launchBrowser(kind, dir);
@@ -98,9 +106,11 @@ if (!noBrowsers) {
     });
 }
 
-const keys = ['q4q8_8960x1536_GBs', 'q4q8p_8960x1536_GBs', 'q4q8_1536x8960_GBs', 'q4q8p_1536x8960_GBs',
+const keys0 = ['q4q8_8960x1536_GBs', 'q4q8p_8960x1536_GBs', 'q4q8_1536x8960_GBs', 'q4q8p_1536x8960_GBs',
   'q4q8_1536x1536_GBs', 'q4q8p_1536x1536_GBs', 'q4f32_8960x1536_GBs', 'lm_head_f16_151936x1536_GBs',
   'lm_head_i8_151936x1536_GBs', 'prefill64_8960x1536_GMACs', 'prefill64_1536x8960_GMACs'];
+const keys = prefill ? [...new Set([out.native, out.node, out.chromium, out.firefox].flatMap((o) => Object.values(o || {}))
+  .filter((v) => v && typeof v === 'object').flatMap((v) => Object.keys(v)).filter((k) => k.includes('GMAC')))] : keys0;
 const ref = out.stream.stream_1t_GBs || NaN;
 if (!jsonOnly) {
   console.log(`machine: ${out.machine.cpu}, ${out.machine.nproc} cpus; native stream 1 thread ${out.stream.stream_1t_GBs} GB/s, 2 threads ${out.stream.stream_2t_GBs} GB/s`);
@@ -112,7 +122,7 @@ if (!jsonOnly) {
     const cells = cols.map(([, v]) => {
       const g = v && v[k];
       if (g == null) return '-'.padStart(16);
-      return (k.endsWith('_GMACs') ? `${g.toFixed(1)} GMAC/s` : `${g.toFixed(1)} (${(g / ref).toFixed(2)}x)`).padStart(16);
+      return (k.includes('GMAC') ? `${g.toFixed(1)} GMAC/s` : `${g.toFixed(1)} (${(g / ref).toFixed(2)}x)`).padStart(16);
     });
     console.log([k.replace('_GBs', '').padEnd(34), ...cells].join(''));
   }
