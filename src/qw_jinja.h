@@ -15,7 +15,7 @@
 
 #define QW_JINJA_MAX_SOURCE  (1u << 20)    /* template bytes */
 #define QW_JINJA_MAX_DEPTH   64            /* nesting of blocks and of expressions */
-#define QW_JINJA_MAX_STEPS   20000000L     /* evaluation steps (nodes, plus bytes scanned / 64) */
+#define QW_JINJA_MAX_STEPS   10000000L     /* evaluation steps (nodes and iterations, plus bytes touched / 64) */
 #define QW_JINJA_MAX_HEAP    (64u << 20)   /* bytes of values made while rendering */
 #define QW_JINJA_MAX_OUTPUT  (16u << 20)   /* bytes rendered */
 

@@ -10,6 +10,10 @@
 #include <string.h>
 #include "qw_jinja_impl.h"
 
+#define QW_STR2(x) #x
+#define QW_STR(x) QW_STR2(x)
+#define DEEP "nested too deeply (blocks and expressions: at most " QW_STR(QW_JINJA_MAX_DEPTH) " levels)"
+
 /* ---- arena ------------------------------------------------------------------------------------ */
 
 void *qw_jarena_alloc(qw_jarena *a, size_t n) {
@@ -437,8 +441,8 @@ static qw_jnode *parse_postfix(parser *P, qw_jnode *x) {
             n->a = x;
             if (colons) { n->b = part[0]; n->c = part[1]; n->d = part[2]; }
             else n->b = part[0];
-        } else if (is_op(P, "(")) {
-            if (!(n = node(P, JN_CALL, pos))) return NULL;
+        } else if (is_op(P, "(")) { /* errors of a call point at its callee */
+            if (!(n = node(P, JN_CALL, x->pos))) return NULL;
             n->a = x;
             if (parse_args(P, n)) return NULL;
         } else return x;
@@ -485,23 +489,26 @@ static qw_jnode *parse_filters(parser *P, qw_jnode *x) {
     }
 }
 
-static qw_jnode *parse_unary(parser *P) {
+/* As Jinja2: the filters after a negated operand apply to the negation (-5|abs is 5). */
+static qw_jnode *parse_unary_f(parser *P, int with_filters) {
     size_t pos = P->tpos;
-    if (++P->depth > QW_JINJA_MAX_DEPTH) { fail(P, pos, "expression nested too deeply", NULL); return NULL; }
+    if (++P->depth > QW_JINJA_MAX_DEPTH) { fail(P, pos, DEEP, NULL); return NULL; }
     qw_jnode *x;
     if (is_op(P, "-") || is_op(P, "+")) {
         int neg = is_op(P, "-");
         if (next(P)) return NULL;
         qw_jnode *n = node(P, neg ? JN_NEG : JN_POS, pos);
-        if (!n || !(n->a = parse_unary(P))) return NULL;
+        if (!n || !(n->a = parse_unary_f(P, 0))) return NULL;
         x = n;
     } else {
         if (!(x = parse_primary(P)) || !(x = parse_postfix(P, x))) return NULL;
     }
-    x = parse_filters(P, x);
+    if (with_filters) x = parse_filters(P, x);
     P->depth--;
     return x;
 }
+
+static qw_jnode *parse_unary(parser *P) { return parse_unary_f(P, 1); }
 
 static qw_jnode *binary(parser *P, int op, size_t pos, qw_jnode *a, qw_jnode *b) {
     if (!b) return NULL;
@@ -577,7 +584,7 @@ static qw_jnode *parse_compare(parser *P) {
 static qw_jnode *parse_not(parser *P) {
     if (is_name(P, "not")) {
         size_t pos = P->tpos;
-        if (++P->depth > QW_JINJA_MAX_DEPTH) { fail(P, pos, "expression nested too deeply", NULL); return NULL; }
+        if (++P->depth > QW_JINJA_MAX_DEPTH) { fail(P, pos, DEEP, NULL); return NULL; }
         if (next(P)) return NULL;
         qw_jnode *n = node(P, JN_NOT, pos);
         if (!n || !(n->a = parse_not(P))) return NULL;
@@ -744,7 +751,7 @@ static int parse_set(parser *P, qw_jnode **res, size_t pos) {
 }
 
 static int parse_body(parser *P, const char *const *stops, nlist *out, int *which, size_t open_pos, const char *open) {
-    if (++P->depth > QW_JINJA_MAX_DEPTH) return fail(P, open_pos, "blocks nested too deeply", NULL);
+    if (++P->depth > QW_JINJA_MAX_DEPTH) return fail(P, open_pos, DEEP, NULL);
     for (;;) {
         /* text up to the next tag */
         size_t start = P->p, e = P->p;

@@ -1261,6 +1261,16 @@ enum { EX_OK = 0, EX_FAIL = -1, EX_BREAK = 1, EX_CONTINUE = 2 };
 
 static int exec_body(rt *r, qw_jnode *const *body, int nb, int in_loop);
 
+/* Binds a loop item to the loop variables (one, or several unpacked from a list: for k, v in d.items()). */
+static int bind(rt *r, const qw_jnode *n, jdict *scope, const jv *item) {
+    if (n->n2 == 1) return dict_set(r, n, scope, n->kids2[0]->s, n->kids2[0]->slen, *item);
+    if (item->t != V_LIST || item->l->n != (size_t)n->n2)
+        return FAIL(n, "cannot unpack %s into %d loop variables", type_name(item), n->n2);
+    for (int k = 0; k < n->n2; k++)
+        if (dict_set(r, n, scope, n->kids2[k]->s, n->kids2[k]->slen, item->l->v[k])) return -1;
+    return 0;
+}
+
 static int exec_for(rt *r, const qw_jnode *n) {
     jv seq;
     jlist *items_;
@@ -1271,14 +1281,14 @@ static int exec_for(rt *r, const qw_jnode *n) {
         jdict *tmp = mkdict(r, n, 4);
         if (!tmp || !(it = mklist(r, n, 4))) return EX_FAIL;
         r->frames[r->nframes++] = tmp;
-        for (size_t i = 0; i < items_->n; i++) {
+        int rc = 0;
+        for (size_t i = 0; !rc && i < items_->n; i++) {
             jv ok;
-            const qw_jnode *v = n->kids2[0];
-            if (n->n2 != 1) { r->nframes--; return FAIL(n, "a loop filter with several loop variables"); }
-            if (dict_set(r, n, tmp, v->s, v->slen, items_->v[i]) || eval(r, n->b, &ok)) { r->nframes--; return EX_FAIL; }
-            if (truthy(&ok) && list_push(r, n, it, items_->v[i])) { r->nframes--; return EX_FAIL; }
+            rc = bind(r, n, tmp, &items_->v[i]) || eval(r, n->b, &ok) ||
+                 (truthy(&ok) && list_push(r, n, it, items_->v[i]));
         }
         r->nframes--;
+        if (rc) return EX_FAIL;
     }
     if (!it->n) return n->c ? exec_body(r, n->c->kids, n->c->n, 0) : EX_OK;
     jdict *scope = mkdict(r, n, 8), *loop = mkdict(r, n, 9);
@@ -1288,27 +1298,17 @@ static int exec_for(rt *r, const qw_jnode *n) {
     static const char *const keys[] = {"index", "index0", "revindex", "revindex0", "first", "last", "length",
                                        "previtem", "nextitem"};
     for (int k = 0; k < 9; k++) if (dict_set(r, n, loop, keys[k], strlen(keys[k]), UNDEF)) return EX_FAIL;
+    if (dict_set(r, n, scope, "loop", 4, lv)) return EX_FAIL;
     r->frames[r->nframes++] = scope;
     int rc = EX_OK;
     size_t len = it->n;
-    for (size_t i = 0; i < len && rc != EX_FAIL; i++) {
-        jv *L = loop->v;
+    for (size_t i = 0; i < len && rc == EX_OK; i++) {
+        if (cost(r, n, 0)) { rc = EX_FAIL; break; }
+        jv *L = loop->v; /* updated in place: one loop dict per loop, not per iteration */
         L[0] = vint((int64_t)i + 1); L[1] = vint((int64_t)i); L[2] = vint((int64_t)(len - i));
         L[3] = vint((int64_t)(len - i - 1)); L[4] = vbool(i == 0); L[5] = vbool(i == len - 1);
         L[6] = vint((int64_t)len); L[7] = i ? it->v[i - 1] : UNDEF; L[8] = i + 1 < len ? it->v[i + 1] : UNDEF;
-        if (dict_set(r, n, scope, "loop", 4, lv)) { rc = EX_FAIL; break; }
-        jv item = it->v[i];
-        if (n->n2 == 1) {
-            if (dict_set(r, n, scope, n->kids2[0]->s, n->kids2[0]->slen, item)) { rc = EX_FAIL; break; }
-        } else { /* for a, b in pairs */
-            if (item.t != V_LIST || item.l->n != (size_t)n->n2) {
-                rc = FAIL(n, "cannot unpack %s into %d loop variables", type_name(&item), n->n2);
-                break;
-            }
-            for (int k = 0; k < n->n2 && rc != EX_FAIL; k++)
-                if (dict_set(r, n, scope, n->kids2[k]->s, n->kids2[k]->slen, item.l->v[k])) rc = EX_FAIL;
-            if (rc == EX_FAIL) break;
-        }
+        if (bind(r, n, scope, &it->v[i])) { rc = EX_FAIL; break; }
         rc = exec_body(r, n->kids, n->n, 1);
         if (rc == EX_BREAK) { rc = EX_OK; break; }
         if (rc == EX_CONTINUE) rc = EX_OK;
