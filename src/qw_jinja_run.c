@@ -81,7 +81,8 @@ static void *alloc(rt *r, const qw_jnode *n, size_t bytes) {
 static int sb_put(rt *r, const qw_jnode *n, sbuf *b, const char *s, size_t l) {
     if (b->n + l + 1 > b->cap) {
         if (b->n + l > QW_JINJA_MAX_OUTPUT)
-            return rfail(r, n, QW_E_UNSUPPORTED, "the template rendered more than %u MB", QW_JINJA_MAX_OUTPUT >> 20);
+            return rfail(r, n, QW_E_UNSUPPORTED, "the template made a text of more than %u MB",
+                         QW_JINJA_MAX_OUTPUT >> 20);
         size_t nc = b->cap ? b->cap : 1024;
         while (nc < b->n + l + 1) nc *= 2;
         char *np = realloc(b->p, nc);

@@ -104,6 +104,11 @@ export const conversations = [
   { name: 'tools listed, none called', messages: [sys, u('Hola'), a('Hola, ¿en qué ayudo?'), u('Gracias')], tools: TOOLS },
   { name: 'long clinical note', messages: [sys, u(Array.from({ length: 40 }, (_, i) => `Día ${i + 1}: constantes estables, SatO2 ${90 + (i % 9)} %, sin fiebre.`).join('\n'))] },
   { name: 'quotes and backslashes', messages: [u('Ruta C:\\datos\\"informe".txt y \'citas\''), a('Vale: "ok" \\ fin')] },
+  {
+    name: 'numbers in tool arguments',
+    messages: [u('Calcula'), { role: 'assistant', content: '', tool_calls: [call('dose_calc', { weight_kg: 12.5, mg_per_kg: 0.1, tiny: 1e-7, huge: 1e21, neg: -2.5e-3, big: 123456789012, zero: 0, t: true, n: null, list: [1, 2.25, 'x'] })] }],
+    tools: [TOOLS[1]],
+  },
   { name: 'a tool result last', messages: [u('Tiempo en Vigo'), { role: 'assistant', content: '', tool_calls: [call('get_weather', { city: 'Vigo' })] }, { role: 'tool', content: 'lluvia', tool_call_id: 'call00001' }], tools: [TOOLS[0]] },
 ];
 
