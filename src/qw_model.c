@@ -32,15 +32,14 @@ static qw_status load_tokenizer(qw_model *m, qw_error *out_err) {
     char *text = NULL;
     size_t len = 0;
     qw_status st = QW_OK;
-    if (m->fs.size(m->fs.ctx, "tokenizer_config.json", &size) == QW_OK) {
+    if (m->fs.size(m->fs.ctx, "tokenizer_config.json", &size) == QW_OK)
         st = qw_fs_read_all(&m->fs, "tokenizer_config.json", QW_TOKENIZER_MAX_BYTES, &text, &len, out_err);
-        if (!st) st = qw_tokenizer_apply_config_json(m->tok, text, len, "tokenizer_config.json", out_err);
-    }
     if (!st) {
         qw_status cs = qw_chat_template_load(text, len, "tokenizer_config.json", &m->chat, &err);
         if (cs == QW_E_UNSUPPORTED) snprintf(m->chat_error, sizeof m->chat_error, "%s", err.msg);
         else if (cs) st = qw_error_set(out_err, cs, "%s", err.msg);
     }
+    if (!st && text) st = qw_tokenizer_apply_config_json(m->tok, text, len, "tokenizer_config.json", out_err);
     free(text);
     return st;
 }

