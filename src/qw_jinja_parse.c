@@ -86,7 +86,8 @@ static int fail(parser *P, size_t pos, const char *fmt, const char *arg) {
 }
 
 static int nomem(parser *P) {
-    if (!P->failed) P->status = qw_error_set(P->err, QW_E_NOMEM, "%s: chat_template: out of memory parsing", P->t->name);
+    if (!P->failed)
+        P->status = qw_error_set(P->err, QW_E_NOMEM, "%s: chat_template: out of memory parsing", P->t->name);
     P->failed = 1;
     return -1;
 }
@@ -111,7 +112,8 @@ static int hexval(const char *s, int n, uint32_t *v) {
     *v = 0;
     for (int i = 0; i < n; i++) {
         char c = s[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
         if (d < 0) return 0;
         *v = *v * 16 + (uint32_t)d;
     }
@@ -160,8 +162,8 @@ static int lex_string(parser *P) {
     return 0;
 }
 
-static const char *OPS[] = {"**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">", "=", "(", ")",
-                            "[", "]", "{", "}", ",", ".", ":", "|", NULL};
+static const char *OPS[] = {"**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">", "=",
+                            "(", ")", "[", "]", "{", "}", ",", ".", ":", "|", NULL};
 
 /* Next token inside a tag. */
 static int next(parser *P) {
@@ -412,7 +414,10 @@ static qw_jnode *parse_postfix(parser *P, qw_jnode *x) {
         qw_jnode *n;
         if (is_op(P, ".")) {
             if (next(P)) return NULL;
-            if (P->tk != TK_NAME && P->tk != TK_INT) { fail(P, P->tpos, "expected a name after '.'", NULL); return NULL; }
+            if (P->tk != TK_NAME && P->tk != TK_INT) {
+                fail(P, P->tpos, "expected a name after '.'", NULL);
+                return NULL;
+            }
             if (P->tk == TK_INT) { /* x.0 is x[0] */
                 if (!(n = node(P, JN_INDEX, pos))) return NULL;
                 if (!(n->b = node(P, JN_INT, P->tpos))) return NULL;
@@ -480,7 +485,8 @@ static qw_jnode *parse_filters(parser *P, qw_jnode *x) {
                        !is_name(P, "else") && !is_name(P, "and") && !is_name(P, "or") && !is_name(P, "if") &&
                        !is_name(P, "in") && !is_name(P, "is") && !is_name(P, "not")) {
                 qw_jnode *arg = parse_primary(P); /* x is divisibleby 3, x is sameas none */
-                if (!arg || !(n->kids = qw_jarena_alloc(&P->t->arena, sizeof *n->kids))) { if (arg) nomem(P); return NULL; }
+                if (!arg) return NULL;
+                if (!(n->kids = qw_jarena_alloc(&P->t->arena, sizeof *n->kids))) { nomem(P); return NULL; }
                 n->kids[0] = arg;
                 n->n = 1;
             }
@@ -637,7 +643,8 @@ static qw_jnode *parse_expr(parser *P) {
 
 static int expect_end(parser *P) {
     char buf[64];
-    if (P->tk != TK_END) return fail(P, P->tpos, "expected the end of the tag, found '%s'", tok_text(P, buf, sizeof buf));
+    if (P->tk != TK_END)
+        return fail(P, P->tpos, "expected the end of the tag, found '%s'", tok_text(P, buf, sizeof buf));
     P->in_expr = 0;
     P->strip_next = P->end_strip;
     return 0;
@@ -645,7 +652,8 @@ static int expect_end(parser *P) {
 
 /* Parses text and tags until a {% name %} in stops (returned in *which, the lexer at the token after the
  * name) or the end of the template (stops == NULL only). */
-static int parse_body(parser *P, const char *const *stops, nlist *out, int *which, size_t open_pos, const char *open);
+static int parse_body(parser *P, const char *const *stops, nlist *out, int *which, size_t open_pos,
+                      const char *open);
 
 static int parse_if(parser *P, qw_jnode **res, size_t pos) {
     static const char *const stops[] = {"elif", "else", "endif", NULL};
@@ -750,13 +758,13 @@ static int parse_set(parser *P, qw_jnode **res, size_t pos) {
     return expect_end(P);
 }
 
-static int parse_body(parser *P, const char *const *stops, nlist *out, int *which, size_t open_pos, const char *open) {
+static int parse_body(parser *P, const char *const *stops, nlist *out, int *which, size_t open_pos,
+                      const char *open) {
     if (++P->depth > QW_JINJA_MAX_DEPTH) return fail(P, open_pos, DEEP, NULL);
     for (;;) {
         /* text up to the next tag */
         size_t start = P->p, e = P->p;
-        while (e + 1 < P->len && !(P->s[e] == '{' && (P->s[e + 1] == '{' || P->s[e + 1] == '%' || P->s[e + 1] == '#')))
-            e++;
+        while (e + 1 < P->len && !(P->s[e] == '{' && strchr("{%#", P->s[e + 1]))) e++;
         if (e + 1 >= P->len) e = P->len;
         size_t tend = e;
         int tag = e < P->len ? P->s[e + 1] : 0;
@@ -786,7 +794,8 @@ static int parse_body(parser *P, const char *const *stops, nlist *out, int *whic
         P->p = e + 2 + (e + 2 < P->len && P->s[e + 2] == '-');
         if (tag == '#') {
             const char *c = NULL;
-            for (size_t k = P->p; k + 1 < P->len; k++) if (P->s[k] == '#' && P->s[k + 1] == '}') { c = P->s + k; break; }
+            for (size_t k = P->p; k + 1 < P->len && !c; k++)
+                if (P->s[k] == '#' && P->s[k + 1] == '}') c = P->s + k;
             if (!c) return fail(P, tpos, "unterminated comment", NULL);
             P->strip_next = c > P->s + P->p && c[-1] == '-';
             P->trim_nl = 1;
@@ -855,7 +864,8 @@ qw_status qw_jinja_parse(const char *src, size_t len, const char *name, qw_jinja
     parser P = {.t = t, .s = t->src, .len = len, .err = err};
     nlist body = {0};
     if (parse_body(&P, NULL, &body, NULL, 0, NULL) || P.failed) {
-        qw_status st = P.failed ? P.status : qw_error_set(err, QW_E_INTERNAL, "%s: chat_template: parse failed", name);
+        qw_status st = P.failed ? P.status
+                                : qw_error_set(err, QW_E_INTERNAL, "%s: chat_template: parse failed", name);
         qw_jinja_free(t);
         return st;
     }

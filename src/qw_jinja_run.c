@@ -239,7 +239,12 @@ static void fmt_double(double f, char *buf, size_t cap) {
     int x = atoi(q + 1); /* value = 0.digits * 10^(x+1) */
     char *o = buf;
     size_t left = cap;
-#define OUT(...) do { int w = snprintf(o, left, __VA_ARGS__); if (w < 0 || (size_t)w >= left) return; o += w; left -= (size_t)w; } while (0)
+#define OUT(...) do {                                  \
+        int w = snprintf(o, left, __VA_ARGS__);        \
+        if (w < 0 || (size_t)w >= left) return;        \
+        o += w;                                        \
+        left -= (size_t)w;                             \
+    } while (0)
     if (neg) OUT("-");
     if (x >= 21 || x < -6) {
         OUT("%c", digits[0]);
@@ -341,7 +346,10 @@ static int to_text(rt *r, const qw_jnode *n, sbuf *b, const jv *v) {
     case V_UNDEF: case V_NONE: return 0;
     case V_STR: return cost(r, n, v->s->n) || sb_put(r, n, b, v->s->s, v->s->n);
     case V_FLOAT:
-        if (v->f == floor(v->f) && fabs(v->f) < 1e21) { snprintf(num, sizeof num, "%.1f", v->f); return sb_puts(r, n, b, num); }
+        if (v->f == floor(v->f) && fabs(v->f) < 1e21) { /* JavaScript's FloatValue: 3.0 */
+            snprintf(num, sizeof num, "%.1f", v->f);
+            return sb_puts(r, n, b, num);
+        }
         /* fall through */
     default: return to_json(r, n, b, v, &plain, 0, 0);
     }
@@ -1050,7 +1058,10 @@ static int apply_filter(rt *r, const qw_jnode *n, const jv *x, jv *out) {
         *out = isint ? vint((int64_t)floor(v)) : vfloat(v);
         return 0;
     }
-    if (name_is(f, fl, "abs") && is_num(x)) { *out = x->t == V_FLOAT ? vfloat(fabs(x->f)) : vint(x->i < 0 ? -x->i : x->i); return 0; }
+    if (name_is(f, fl, "abs") && is_num(x)) {
+        *out = x->t == V_FLOAT ? vfloat(fabs(x->f)) : vint(x->i < 0 ? -x->i : x->i);
+        return 0;
+    }
     if (name_is(f, fl, "bool")) { *out = vbool(truthy(x)); return 0; }
     return FAIL(n, "unsupported filter '%.*s' on %s", (int)fl, f, type_name(x));
 }
@@ -1131,7 +1142,8 @@ static int arith(rt *r, const qw_jnode *n, int op, const jv *a, const jv *b, jv 
         const jv *s = a->t == V_STR ? a : b;
         int64_t k = a->t == V_INT ? a->i : b->i;
         if (k <= 0) return mkstr(r, n, "", 0, out);
-        if ((uint64_t)k * s->s->n > QW_JINJA_MAX_OUTPUT) return FAIL(n, "string repeated to more than %u MB", QW_JINJA_MAX_OUTPUT >> 20);
+        if ((uint64_t)k * s->s->n > QW_JINJA_MAX_OUTPUT)
+            return FAIL(n, "string repeated to more than %u MB", QW_JINJA_MAX_OUTPUT >> 20);
         size_t len = (size_t)k * s->s->n;
         jstr *j = alloc(r, n, sizeof *j + len + 1);
         if (!j || cost(r, n, len)) return -1;
@@ -1241,7 +1253,10 @@ static int eval(rt *r, const qw_jnode *n, jv *out) {
     case JN_BIN:
         if (eval(r, n->a, &a) || eval(r, n->b, &b)) return -1;
         switch (n->op) {
-        case JOP_EQ: case JOP_NE: if (eq(r, n, &a, &b, &res)) return -1; *out = vbool(n->op == JOP_EQ ? res : !res); return 0;
+        case JOP_EQ: case JOP_NE:
+            if (eq(r, n, &a, &b, &res)) return -1;
+            *out = vbool(n->op == JOP_EQ ? res : !res);
+            return 0;
         case JOP_IN: case JOP_NOTIN:
             if (contains(r, n, &a, &b, &res)) return -1;
             *out = vbool(n->op == JOP_IN ? res : !res);
@@ -1366,7 +1381,8 @@ static int exec_body(rt *r, qw_jnode *const *body, int nb, int in_loop) {
 qw_status qw_jinja_render(const qw_jinja *t, const cJSON *vars, char **out, size_t *out_len, qw_error *err) {
     *out = NULL;
     if (!t) return qw_error_set(err, QW_E_ARG, "qw_jinja_render: no template");
-    if (vars && !cJSON_IsObject(vars)) return qw_error_set(err, QW_E_ARG, "%s: template variables must be an object", t->name);
+    if (vars && !cJSON_IsObject(vars))
+        return qw_error_set(err, QW_E_ARG, "%s: template variables must be an object", t->name);
     rt R = {.t = t, .err = err};
     rt *r = &R;
     R.ar.limit = QW_JINJA_MAX_HEAP;
