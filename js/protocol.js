@@ -12,8 +12,8 @@
 //        while loading the worker sends {type:'progress', id, progress} (see Progress below)
 //   {id, type:'tokenize',   text}                                                   -> result {ids:Int32Array}
 //   {id, type:'detokenize', ids:Int32Array}                                         -> result {text}
-//   {id, type:'chat',       messages, addGenerationPrompt}                          -> result {text}
-//   {id, type:'generate',   prompt?:string, messages?:[], promptIds?:Int32Array, params}
+//   {id, type:'chat',       messages, addGenerationPrompt, tools?}                  -> result {text}
+//   {id, type:'generate',   prompt?:string, messages?:[], tools?:[], promptIds?:Int32Array, params}
 //        streams {type:'gen', id, event} per step, event = GenEvent below; the final event has done:true
 //        and the request then resolves with result {ids:Int32Array, stats}
 //   {id, type:'abort',      target}        aborts request `target` (a generate or a load)   -> result {}

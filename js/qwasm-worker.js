@@ -292,7 +292,7 @@ const handlers = {
 
   async chat(msg) {
     requireModel();
-    return { text: chatRender(msg.messages, msg.addGenerationPrompt !== false) };
+    return { text: chatRender(msg.messages, msg.addGenerationPrompt !== false, msg.tools) };
   },
 
   async generate(msg) { return doGenerate(msg); },
@@ -649,15 +649,16 @@ function detokenize(ids) {
   } finally { M._qw_wasm_free(p); }
 }
 
-function chatRender(messages, addGen) {
+function chatRender(messages, addGen, tools) {
   const p = cstr(JSON.stringify(messages || []));
+  const t = tools == null ? 0 : cstr(JSON.stringify(tools));
   try {
-    const r = ccall(() => M._qw_wasm_chat_render(model, p, addGen ? 1 : 0));
+    const r = ccall(() => M._qw_wasm_chat_render(model, p, t, addGen ? 1 : 0));
     if (!r) throw cError('chat template failed');
     const s = M.UTF8ToString(r);
     M._qw_wasm_free(r);
     return s;
-  } finally { M._qw_wasm_free(p); }
+  } finally { M._qw_wasm_free(p); if (t) M._qw_wasm_free(t); }
 }
 
 const KIND = { 1: 'prefill', 2: 'token', 3: 'done', 4: 'feed' };
@@ -671,7 +672,7 @@ async function doGenerate(msg) {
   try {
     let ids;
     if (msg.promptIds) ids = Int32Array.from(msg.promptIds);
-    else if (msg.messages) ids = tokenize(chatRender(msg.messages, true));
+    else if (msg.messages) ids = tokenize(chatRender(msg.messages, true, msg.tools));
     else if (typeof msg.prompt === 'string') ids = tokenize(msg.prompt);
     else throw new QwasmError('ARG', 'generate needs messages, prompt or promptIds');
     const P = msg.params || {};

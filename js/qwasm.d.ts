@@ -108,10 +108,13 @@ export interface LoadOptions {
   signal?: AbortSignal;
 }
 
-export interface ChatMessage { role: 'system' | 'user' | 'assistant'; content: string }
+/** A message as the model's chat template reads it (other fields, e.g. tool_calls, are passed through). */
+export interface ChatMessage { role: 'system' | 'user' | 'assistant' | 'tool' | string; content: string; [key: string]: any }
 
 export interface GenerateOptions {
   messages?: ChatMessage[];
+  /** Tool schemas for the chat template (transformers' `tools`), with `messages`. */
+  tools?: Record<string, any>[];
   prompt?: string;
   promptIds?: ArrayLike<number>;
   maxTokens?: number;
@@ -163,7 +166,7 @@ export declare class Runtime {
   readonly files: Array<{ name: string; size: number; bytes_needed: number }> | null;
   tokenize(text: string): Promise<Int32Array>;
   detokenize(ids: ArrayLike<number>): Promise<string>;
-  applyChatTemplate(messages: ChatMessage[], addGenerationPrompt?: boolean): Promise<string>;
+  applyChatTemplate(messages: ChatMessage[], addGenerationPrompt?: boolean, opts?: { tools?: Record<string, any>[] }): Promise<string>;
   generate(opts: GenerateOptions): AsyncGenerator<GenEvent, void, void>;
   /** Counters of the C core (qw_model_stats_json): resident/derived weight bytes, paging, kv_tokens, profile,
    *  and build: {target, simd, relaxed_simd, threads, max_threads, dot_add} (dot_add: the relaxed build's decode

@@ -132,8 +132,12 @@ export class Runtime {
     return (await this._c.call('detokenize', { ids: a }, [a.buffer])).text;
   }
 
-  /** Renders messages with the model's chat template. @returns {Promise<string>} */
-  async applyChatTemplate(messages, addGenerationPrompt = true) { this._check(); return (await this._c.call('chat', { messages, addGenerationPrompt })).text; }
+  /** Renders messages (and `tools`, JSON schemas) with the model's chat template, as transformers'
+   *  apply_chat_template. @returns {Promise<string>} */
+  async applyChatTemplate(messages, addGenerationPrompt = true, { tools } = {}) {
+    this._check();
+    return (await this._c.call('chat', { messages, addGenerationPrompt, tools })).text;
+  }
 
   /** Memory and timing counters from the C core. */
   async stats() { this._check(); return (await this._c.call('stats')).stats; }
@@ -145,12 +149,12 @@ export class Runtime {
    */
   async *generate(opts = {}) {
     this._check();
-    const { messages, prompt, promptIds, signal, includePrefill, ...params } = opts;
+    const { messages, tools, prompt, promptIds, signal, includePrefill, ...params } = opts;
     if (signal && signal.aborted) throw new QwasmError('ABORTED', 'generation aborted');
     const queue = []; let wake = null; let finished = false; let failure = null;
     const push = (x) => { queue.push(x); if (wake) { wake(); wake = null; } };
     const body = { params };
-    if (promptIds) body.promptIds = Int32Array.from(promptIds); else if (messages) body.messages = messages; else body.prompt = prompt;
+    if (promptIds) body.promptIds = Int32Array.from(promptIds); else if (messages) { body.messages = messages; if (tools) body.tools = tools; } else body.prompt = prompt;
     const { id, promise } = this._c.request('generate', body, (m) => { if (m.type === 'gen') push(m.event); }, body.promptIds ? [body.promptIds.buffer] : []);
     let result = null;
     promise.then((r) => { result = r; finished = true; push(null); }, (e) => { failure = e; finished = true; push(null); });

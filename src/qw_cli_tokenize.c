@@ -14,9 +14,11 @@ static const char TOK_USAGE[] =
     "usage: qwasm tokenize MODEL_DIR TEXT [--json]\n"
     "       qwasm tokenize MODEL_DIR --file PATH [--json]\n"
     "       qwasm tokenize MODEL_DIR --batch FILE.jsonl        (a JSON string per line -> a JSON array of ids per line)\n"
-    "       qwasm tokenize MODEL_DIR --chat-json FILE [--render-only] [--no-generation-prompt] [--json]\n"
-    "       qwasm tokenize MODEL_DIR --chat-batch FILE.jsonl   ({\"messages\": [...], \"add_generation_prompt\": b}\n"
-    "                                                         per line -> the rendering as a JSON string per line)\n";
+    "       qwasm tokenize MODEL_DIR --chat-json FILE [--tools FILE] [--render-only] [--no-generation-prompt] [--json]\n"
+    "       qwasm tokenize MODEL_DIR --chat-batch FILE.jsonl   ({\"messages\": [...], \"add_generation_prompt\": b,\n"
+    "                                                         \"tools\": [...]} per line -> the rendering as a JSON\n"
+    "                                                         string per line)\n"
+    "  Chats are rendered with MODEL_DIR's chat_template (tokenizer_config.json), ChatML when it has none.\n";
 static const char DETOK_USAGE[] =
     "usage: qwasm detokenize MODEL_DIR IDS [--json] [--skip-special]   (IDS comma-separated)\n"
     "       qwasm detokenize MODEL_DIR --batch FILE.jsonl              (a JSON array of ids per line -> a JSON string per line)\n";
@@ -45,6 +47,17 @@ static char *read_path(const char *path, size_t *len) {
     return b;
 }
 
+/* tokenizer_config.json of dir: *cfg NULL when the folder has none. */
+static int read_config(qw_fs *fs, char **cfg, size_t *cl) {
+    uint64_t size;
+    qw_error e;
+    *cfg = NULL;
+    *cl = 0;
+    if (fs->size(fs->ctx, "tokenizer_config.json", &size) != QW_OK) return 1;
+    if (qw_fs_read_all(fs, "tokenizer_config.json", 16u << 20, cfg, cl, &e)) { fprintf(stderr, "qwasm: %s\n", e.msg); return 0; }
+    return 1;
+}
+
 static int load_tok(const char *dir, qw_tokenizer **t) {
     qw_fs fs;
     qw_error e;
@@ -57,14 +70,31 @@ static int load_tok(const char *dir, qw_tokenizer **t) {
         qw_fs_close(&fs);
         return 0;
     }
-    char *cfg = NULL;
+    char *cfg;
     size_t cl;
-    if (!qw_fs_read_all(&fs, "tokenizer_config.json", 16u << 20, &cfg, &cl, NULL)) { /* optional: eos/pad */
-        qw_tokenizer_apply_config_json(*t, cfg, cl, "tokenizer_config.json", NULL);
-        free(cfg);
+    int ok = read_config(&fs, &cfg, &cl); /* optional: eos/pad */
+    if (ok && cfg && qw_tokenizer_apply_config_json(*t, cfg, cl, "tokenizer_config.json", &e)) {
+        fprintf(stderr, "qwasm: %s\n", e.msg);
+        ok = 0;
     }
+    free(cfg);
     qw_fs_close(&fs);
-    return 1;
+    if (!ok) { qw_tokenizer_free(*t); *t = NULL; }
+    return ok;
+}
+
+/* The chat template of dir (its tokenizer_config.json's, or ChatML). */
+static int load_chat(const char *dir, qw_chat_template **ct) {
+    qw_fs fs;
+    qw_error e;
+    if (qw_fs_open_dir(dir, &fs, &e)) { fprintf(stderr, "qwasm: %s\n", e.msg); return 0; }
+    char *cfg;
+    size_t cl;
+    int ok = read_config(&fs, &cfg, &cl);
+    if (ok && qw_chat_template_load(cfg, cl, "tokenizer_config.json", ct, &e)) { fprintf(stderr, "qwasm: %s\n", e.msg); ok = 0; }
+    free(cfg);
+    qw_fs_close(&fs);
+    return ok;
 }
 
 static void print_ids(const int32_t *ids, size_t n, int json) {
@@ -117,16 +147,18 @@ static int batch_tokenize_line(void *ctx, const char *line, size_t len) {
 }
 
 static int chat_batch_line(void *ctx, const char *line, size_t len) {
-    (void)ctx;
     cJSON *j = cJSON_ParseWithLength(line, len);
     cJSON *msgs = cJSON_GetObjectItemCaseSensitive(j, "messages");
+    cJSON *tools = cJSON_GetObjectItemCaseSensitive(j, "tools");
     int gen = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "add_generation_prompt"));
     char *m = msgs ? cJSON_PrintUnformatted(msgs) : NULL;
+    char *t = tools && !cJSON_IsNull(tools) ? cJSON_PrintUnformatted(tools) : NULL;
     cJSON_Delete(j);
-    if (!m) { fprintf(stderr, "qwasm: chat batch line has no \"messages\"\n"); return 1; }
+    if (!m) { free(t); fprintf(stderr, "qwasm: chat batch line has no \"messages\"\n"); return 1; }
     char *out; qw_error e;
-    qw_status st = qw_chat_render_json(m, strlen(m), gen, &out, NULL, &e);
+    qw_status st = qw_chat_template_render(ctx, m, t, gen, &out, NULL, &e);
     free(m);
+    free(t);
     if (st) { fprintf(stderr, "qwasm: %s\n", e.msg); return 1; }
     print_json_string(out);
     putchar('\n');
@@ -135,7 +167,7 @@ static int chat_batch_line(void *ctx, const char *line, size_t len) {
 }
 
 int qw_cli_tokenize(int argc, char **argv) {
-    const char *dir = NULL, *text = NULL, *file = NULL, *batch = NULL, *chat = NULL, *chat_batch = NULL;
+    const char *dir = NULL, *text = NULL, *file = NULL, *batch = NULL, *chat = NULL, *chat_batch = NULL, *tools = NULL;
     int json = 0, render_only = 0, gen_prompt = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -146,6 +178,7 @@ int qw_cli_tokenize(int argc, char **argv) {
         else if (!strcmp(a, "--batch") && i + 1 < argc) batch = argv[++i];
         else if (!strcmp(a, "--chat-json") && i + 1 < argc) chat = argv[++i];
         else if (!strcmp(a, "--chat-batch") && i + 1 < argc) chat_batch = argv[++i];
+        else if (!strcmp(a, "--tools") && i + 1 < argc) tools = argv[++i];
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(TOK_USAGE, stdout); return 0; }
         else if (a[0] == '-' && a[1] == '-') { fprintf(stderr, "qwasm tokenize: unknown option %s\n%s", a, TOK_USAGE); return 2; }
         else if (!dir) dir = a;
@@ -154,17 +187,27 @@ int qw_cli_tokenize(int argc, char **argv) {
     }
     int modes = (text != NULL) + (file != NULL) + (batch != NULL) + (chat != NULL) + (chat_batch != NULL);
     if (!dir || modes != 1) { fputs(TOK_USAGE, stderr); return 2; }
-    if (chat_batch) return each_line(chat_batch, chat_batch_line, NULL) ? 1 : 0;
+    if (tools && !chat) { fputs(TOK_USAGE, stderr); return 2; }
+    if (chat_batch) {
+        qw_chat_template *ct;
+        if (!load_chat(dir, &ct)) return 1;
+        int rc = each_line(chat_batch, chat_batch_line, ct) ? 1 : 0;
+        qw_chat_template_free(ct);
+        return rc;
+    }
 
     char *owned = NULL;
     size_t len = 0;
     if (chat) {
-        size_t cl;
-        char *cj = read_path(chat, &cl);
-        if (!cj) return 1;
+        size_t cl, tl;
+        qw_chat_template *ct;
+        char *cj = read_path(chat, &cl), *tj = tools ? read_path(tools, &tl) : NULL;
+        if (!cj || (tools && !tj) || !load_chat(dir, &ct)) { free(cj); free(tj); return 1; }
         qw_error e;
-        qw_status st = qw_chat_render_json(cj, cl, gen_prompt, &owned, &len, &e);
+        qw_status st = qw_chat_template_render(ct, cj, tj, gen_prompt, &owned, &len, &e);
+        qw_chat_template_free(ct);
         free(cj);
+        free(tj);
         if (st) { fprintf(stderr, "qwasm: %s: %s\n", chat, e.msg); return 1; }
         if (render_only) {
             if (json) { print_json_string(owned); putchar('\n'); }

@@ -14,25 +14,34 @@
 #define QW_TOKENIZER_MAX_BYTES (64u << 20)
 #define QW_DEFAULT_MAX_CONTEXT 4096 /* KV cache length when neither the caller nor the config limits it */
 
-/* The tokenizer is optional: a folder whose tokenizer qwasm cannot read still runs on ids. */
-static void load_tokenizer(qw_model *m) {
+/* The tokenizer is optional: a folder whose tokenizer qwasm cannot read still runs on ids. tokenizer_config.json
+ * is optional too, but one that is there and broken fails the load (its eos_token and template would be lost);
+ * a chat_template outside qwasm's Jinja subset is kept as the chat's error, so prompts and ids still run. */
+static qw_status load_tokenizer(qw_model *m, qw_error *out_err) {
     qw_error err = {0};
     uint64_t size;
     if (m->fs.size(m->fs.ctx, "tokenizer.json", &size) != QW_OK) {
         snprintf(m->tok_error, sizeof m->tok_error, "tokenizer.json: not found in the model folder");
-        return;
+        return QW_OK;
     }
     if (qw_tokenizer_load_fs(&m->fs, "tokenizer.json", &m->tok, &err) != QW_OK) {
         snprintf(m->tok_error, sizeof m->tok_error, "%s", err.msg);
         m->tok = NULL;
-        return;
+        return QW_OK;
     }
     char *text = NULL;
     size_t len = 0;
-    if (m->fs.size(m->fs.ctx, "tokenizer_config.json", &size) == QW_OK &&
-        qw_fs_read_all(&m->fs, "tokenizer_config.json", QW_TOKENIZER_MAX_BYTES, &text, &len, &err) == QW_OK)
-        qw_tokenizer_apply_config_json(m->tok, text, len, "tokenizer_config.json", &err);
+    qw_status st = QW_OK;
+    if (m->fs.size(m->fs.ctx, "tokenizer_config.json", &size) == QW_OK)
+        st = qw_fs_read_all(&m->fs, "tokenizer_config.json", QW_TOKENIZER_MAX_BYTES, &text, &len, out_err);
+    if (!st) {
+        qw_status cs = qw_chat_template_load(text, len, "tokenizer_config.json", &m->chat, &err);
+        if (cs == QW_E_UNSUPPORTED) snprintf(m->chat_error, sizeof m->chat_error, "%s", err.msg);
+        else if (cs) st = qw_error_set(out_err, cs, "%s", err.msg);
+    }
+    if (!st && text) st = qw_tokenizer_apply_config_json(m->tok, text, len, "tokenizer_config.json", out_err);
     free(text);
+    return st;
 }
 
 /* The ids below the logits' width that the tokenizer has no token for (m->no_token): never sampled. */
@@ -60,7 +69,7 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
     m->fs = *fs;
     qw_status st = qw_config_load_pick(fs, opts->onnx_file, opts->dtype, &m->cfg, err);
     if (st != QW_OK) goto fail;
-    load_tokenizer(m);
+    if ((st = load_tokenizer(m, err)) != QW_OK) goto fail;
     if (m->cfg.n_eos == 0 && m->tok && qw_tokenizer_eos_id(m->tok) >= 0) {
         m->cfg.eos_ids[0] = qw_tokenizer_eos_id(m->tok);
         m->cfg.n_eos = 1;
@@ -136,6 +145,7 @@ void qw_model_free(qw_model *m) {
     qw_onnx_free(m->onnx);
     qw_pool_free(m->pool);
     qw_tokenizer_free(m->tok);
+    qw_chat_template_free(m->chat);
     free(m->cached);
     free(m->no_token);
     free(m->info_json);
@@ -171,10 +181,17 @@ qw_status qw_detokenize(qw_model *m, const int32_t *ids, size_t n, char **text, 
 
 qw_status qw_chat_render(qw_model *m, const char *messages_json, int add_generation_prompt, char **out,
                          qw_error *err) {
+    return qw_chat_render_tools(m, messages_json, NULL, add_generation_prompt, out, err);
+}
+
+qw_status qw_chat_render_tools(qw_model *m, const char *messages_json, const char *tools_json,
+                               int add_generation_prompt, char **out, qw_error *err) {
+    *out = NULL;
     qw_status st = need_tokenizer(m, err);
     if (st != QW_OK) return st;
     if (!messages_json) return qw_error_set(err, QW_E_ARG, "qw_chat_render: no messages");
-    return qw_chat_render_json(messages_json, strlen(messages_json), add_generation_prompt, out, NULL, err);
+    if (!m->chat) return qw_error_set(err, QW_E_UNSUPPORTED, "%s", m->chat_error);
+    return qw_chat_template_render(m->chat, messages_json, tools_json, add_generation_prompt, out, NULL, err);
 }
 
 static char *replace_json(char **slot, cJSON *o) {
@@ -212,6 +229,8 @@ const char *qw_model_info_json(qw_model *m) {
     for (int i = 0; i < c->n_eos; i++) cJSON_AddItemToArray(eos, cJSON_CreateNumber(c->eos_ids[i]));
     cJSON_AddBoolToObject(o, "tokenizer", m->tok != NULL);
     if (!m->tok) cJSON_AddStringToObject(o, "tokenizer_error", m->tok_error);
+    if (m->tok) cJSON_AddStringToObject(o, "chat_template", m->chat ? qw_chat_template_source(m->chat) : "error");
+    if (m->tok && !m->chat) cJSON_AddStringToObject(o, "chat_template_error", m->chat_error);
     cJSON *files = cJSON_AddArrayToObject(o, "files");
     for (int i = 0; i < m->onnx->n_files; i++) {
         cJSON *f = cJSON_CreateObject();

@@ -10,6 +10,7 @@
 #include "qw_tokenizer.h"
 #include "qw_graph.h"
 #include "qw_decoder.h"
+#include "qw_chat.h"
 
 struct qw_model {
     qw_fs fs;                   /* the caller's, borrowed: weights may be paged from it */
@@ -20,6 +21,8 @@ struct qw_model {
     qw_pool *pool;
     qw_tokenizer *tok;          /* NULL when the folder's tokenizer is not one qwasm reads */
     char tok_error[512];          /* why there is no tokenizer (a qw_error message) */
+    qw_chat_template *chat;     /* tokenizer_config.json's chat_template or ChatML; NULL: see chat_error */
+    char chat_error[512];       /* why the template cannot be rendered (the construct, line and column) */
     int max_seq;                /* KV cache length */
     int32_t *cached;            /* (max_seq) the ids whose keys/values the decoder holds, in order */
     int n_cached;

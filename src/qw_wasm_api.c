@@ -295,12 +295,18 @@ EMSCRIPTEN_KEEPALIVE char *qw_wasm_detokenize(qw_wasm_model *w, const int32_t *i
     return text;
 }
 
-/* Renders a chat (JSON array of {role, content}) with the model's template (malloc'd), or 0 on failure. */
-EMSCRIPTEN_KEEPALIVE char *qw_wasm_chat_render(qw_wasm_model *w, const char *messages_json, int add_generation_prompt) {
+/* Renders a chat (JSON array of messages; tools_json a JSON array of tools or 0) with the model's template
+ * (malloc'd), or 0 on failure. */
+EMSCRIPTEN_KEEPALIVE char *qw_wasm_chat_render(qw_wasm_model *w, const char *messages_json, const char *tools_json,
+                                               int add_generation_prompt) {
     qw_error err = {0};
     char *out = NULL;
     if (!w) { qw_error_set(&err, QW_E_ARG, "chat: no model"); set_err(&err); return NULL; }
-    if (qw_chat_render(w->m, messages_json, add_generation_prompt, &out, &err) != QW_OK) { set_err(&err); free(out); return NULL; }
+    if (qw_chat_render_tools(w->m, messages_json, tools_json, add_generation_prompt, &out, &err) != QW_OK) {
+        set_err(&err);
+        free(out);
+        return NULL;
+    }
     return out;
 }
 

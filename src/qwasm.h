@@ -174,11 +174,16 @@ const char *qw_model_tokenizer_error(const qw_model *m);
 qw_status qw_tokenize(qw_model *m, const char *text, size_t len, int32_t **ids, size_t *n, qw_error *err);
 /* Decodes ids into UTF-8 text (malloc'd, NUL-terminated; free() it). */
 qw_status qw_detokenize(qw_model *m, const int32_t *ids, size_t n, char **text, qw_error *err);
-/* Renders a chat as the model's chat template does. messages_json is a JSON array of
- * {"role": "system"|"user"|"assistant", "content": "..."}; with add_generation_prompt the assistant turn
- * is opened. *out is malloc'd; free() it. */
+/* Renders a chat as the model's chat template (tokenizer_config.json's chat_template; ChatML when the folder has
+ * none) does, as transformers' apply_chat_template. messages_json is a JSON array of messages
+ * ({"role": ..., "content": ..., "tool_calls": ...}); with add_generation_prompt the assistant turn is opened.
+ * *out is malloc'd; free() it. A template qwasm cannot render fails with a message naming the construct and its
+ * line and column in tokenizer_config.json's chat_template; raise_exception in the template is QW_E_ARG. */
 qw_status qw_chat_render(qw_model *m, const char *messages_json, int add_generation_prompt, char **out,
                          qw_error *err);
+/* Same, with tools_json (a JSON array of tool schemas, or NULL: tools is none in the template). */
+qw_status qw_chat_render_tools(qw_model *m, const char *messages_json, const char *tools_json,
+                               int add_generation_prompt, char **out, qw_error *err);
 
 /* ---- generation: an iterator, so callers (CLI, JS worker) can stream and cancel between steps --- */
 

@@ -6,7 +6,8 @@
 #   tokenizer         tokenizer.json (tests/corpus/tokenizer)
 #   tokenizer_config  tokenizer_config.json on a small tokenizer (tests/corpus/tokenizer_config)
 #   graph             a mutated tiny decoder: build + 3-token prefill + one decode step (tests/corpus/graph)
-# Targets default to all five; tools/test.sh runs 12 s each (about a minute, plus the build).
+#   jinja             the chat template engine (tests/chat/*.jinja and the Qwen2.5 fixture's template)
+# Targets default to all six; tools/test.sh runs 12 s each (about 75 s, plus the build).
 #   fuzz.sh --long [target...]   600 s per target (or give the seconds)
 # The corpora grow in build/fuzz/corpus_<target> and are kept between runs. Exits nonzero when a fuzzer finds a
 # crash, a sanitizer report or a timeout; the input is left in build/fuzz/artifacts/.
@@ -15,7 +16,7 @@ secs=20
 if [ "${1:-}" = --long ]; then secs=600; shift
 elif [[ "${1:-}" =~ ^[0-9]+$ ]]; then secs="$1"; shift; fi
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(onnx config tokenizer tokenizer_config graph)
+[ ${#targets[@]} -gt 0 ] || targets=(onnx config tokenizer tokenizer_config graph jinja)
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="$root/build/fuzz"
 CC=clang cmake -S "$root" -B "$build" -DQWASM_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
@@ -28,12 +29,19 @@ rc=0
 for t in "${targets[@]}"; do
   case "$t" in
     onnx|graph) max_len=65536 ;;
-    tokenizer) max_len=16384 ;;
+    tokenizer|jinja) max_len=16384 ;;
     *) max_len=4096 ;;
   esac
   corpus="$build/corpus_$t"
   mkdir -p "$corpus"
-  cp -n "$root"/tests/corpus/"$t"/* "$corpus"/
+  if [ "$t" = jinja ]; then
+    cp -n "$root"/tests/chat/*.jinja "$corpus"/
+    qcfg="${QW_FIXTURES:-$root/../shared/fixtures}/qwen2.5/tokenizer_config.json"
+    [ -f "$qcfg" ] && node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1])).chat_template)' \
+      "$qcfg" > "$corpus/qwen2.5.jinja" || true
+  else
+    cp -n "$root"/tests/corpus/"$t"/* "$corpus"/
+  fi
   if [ "$t" = onnx ]; then
     fx="${QW_FIXTURES:-$root/../shared/fixtures}/tiny-llama-genai-fp16/model.onnx"
     [ -f "$fx" ] && cp -n "$fx" "$corpus/genai_tiny_llama.onnx" || true

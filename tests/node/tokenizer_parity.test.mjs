@@ -20,6 +20,12 @@ const tokenizerConfig = JSON.parse(fs.readFileSync(path.join(fixtures, 'qwen2.5'
 const corpus = fs.readFileSync(path.join(root, 'tests', 'tokenizer', 'corpus.jsonl'), 'utf8')
   .split('\n').filter((l) => l.length).map((l) => JSON.parse(l));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qwasm-parity-'));
+// The chat tests render the fixture's Qwen2.5 template: a folder with that tokenizer_config.json (the CLI renders
+// the folder's own chat_template; modelDir's is Qwen3's, compared in chat_template.test.mjs).
+const chatDir = path.join(tmp, 'qwen2.5');
+fs.mkdirSync(chatDir);
+fs.symlinkSync(path.join(modelDir, 'tokenizer.json'), path.join(chatDir, 'tokenizer.json'));
+fs.copyFileSync(path.join(fixtures, 'qwen2.5', 'tokenizer_config.json'), path.join(chatDir, 'tokenizer_config.json'));
 
 function runCli(args) {
   assert.ok(fs.existsSync(cli), `qwasm CLI not found at ${cli} (build it or set QW_CLI)`);
@@ -91,7 +97,7 @@ test('chat rendering equals the jinja chat_template', () => {
   for (const messages of chats) for (const add_generation_prompt of [true, false]) cases.push({ messages, add_generation_prompt });
   const f = path.join(tmp, 'chats.jsonl');
   fs.writeFileSync(f, cases.map((c) => JSON.stringify(c)).join('\n') + '\n');
-  const got = lines(runCli(['tokenize', modelDir, '--chat-batch', f]));
+  const got = lines(runCli(['tokenize', chatDir, '--chat-batch', f]));
   assert.equal(got.length, cases.length);
   cases.forEach((c, i) => {
     const want = template.render({ ...c, bos_token: '', eos_token: tokenizerConfig.eos_token });
@@ -100,8 +106,8 @@ test('chat rendering equals the jinja chat_template', () => {
   // --chat-json: rendering, and its ids equal transformers.js's encoding of the rendering
   const one = path.join(tmp, 'chat.json');
   fs.writeFileSync(one, JSON.stringify(chats[3]));
-  const rendered = runCli(['tokenize', modelDir, '--chat-json', one, '--render-only']);
+  const rendered = runCli(['tokenize', chatDir, '--chat-json', one, '--render-only']);
   assert.equal(rendered, template.render({ messages: chats[3], add_generation_prompt: true }));
-  const ids = JSON.parse(runCli(['tokenize', modelDir, '--chat-json', one, '--json']));
+  const ids = JSON.parse(runCli(['tokenize', chatDir, '--chat-json', one, '--json']));
   assert.deepEqual(ids, tok.encode(rendered, { add_special_tokens: false }));
 });

@@ -7,6 +7,7 @@ if(QWASM_FUZZ AND QW_PLATFORM STREQUAL "native")
     add_compile_options(-g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
                         -fno-sanitize-recover=undefined)
     add_link_options(-fsanitize=address,undefined)
+    add_compile_definitions(QW_JINJA_MAX_STEPS=500000L) # a chat template's render ends well within -timeout
     file(GLOB QW_FUZZ_SRC CONFIGURE_DEPENDS "${CMAKE_SOURCE_DIR}/tests/fuzz_*.c")
     foreach(f ${QW_FUZZ_SRC})
       get_filename_component(fn ${f} NAME_WE)
