@@ -52,6 +52,9 @@ static void usage(void) {
             "  --temperature F --top-k N --top-p F --min-p F --repeat-penalty F --seed N\n"
             "  --stop TEXT          stop string (repeatable)\n"
             "  --ignore-eos         keep generating past the eos ids (benchmarks)\n"
+            "  --speculative MODE   prompt-lookup speculative decoding: auto (default: on, paused while\n"
+            "                       few drafts are accepted), on, off; the tokens are the same\n"
+            "  --spec-draft N       drafted tokens verified per step at most (default 8, at most 16)\n"
             "  --threads N          compute threads (default: all)\n"
             "  --mem-cap-mb N       cap resident weights; the rest is paged from disk\n"
             "  --max-context N      KV cache length (default: the model's limit)\n"
@@ -66,6 +69,7 @@ static void usage(void) {
 static int parse_args(int argc, char **argv, run_args *a) {
     memset(a, 0, sizeof *a);
     qw_gen_params_init(&a->gp);
+    a->gp.speculative = QW_SPEC_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -82,6 +86,14 @@ static int parse_args(int argc, char **argv, run_args *a) {
         else if (!strcmp(o, "--embedding-resident")) a->embedding_resident = 1;
         else if (!strcmp(o, "--profile")) a->profile = 1;
         else if (!strcmp(o, "--ignore-eos")) a->gp.ignore_eos = 1;
+        else if (!strcmp(o, "--speculative")) {
+            NEED_V();
+            if (!strcmp(v, "auto")) a->gp.speculative = QW_SPEC_AUTO;
+            else if (!strcmp(v, "on")) a->gp.speculative = QW_SPEC_ON;
+            else if (!strcmp(v, "off")) a->gp.speculative = QW_SPEC_OFF;
+            else { fprintf(stderr, "qwasm run: --speculative takes auto, on or off, not '%s'\n", v); return 2; }
+        }
+        else if (!strcmp(o, "--spec-draft")) { NEED_V(); a->gp.spec_max_draft = atoi(v); }
         else if (!strcmp(o, "--max-tokens")) { NEED_V(); a->gp.max_tokens = atoi(v); a->set_max = 1; }
         else if (!strcmp(o, "--temperature")) { NEED_V(); a->gp.temperature = (float)atof(v); a->set_temp = 1; }
         else if (!strcmp(o, "--top-k")) { NEED_V(); a->gp.top_k = atoi(v); a->set_topk = 1; }
@@ -212,6 +224,8 @@ static int generate(qw_model *m, const run_args *a, const int32_t *prompt, size_
             printf(",\"n_prompt\":%d,\"stop_reason\":\"%s\",\"load_s\":%.3f,\"prefill_tok_s\":%.2f,"
                    "\"decode_tok_s\":%.2f,\"peak_rss_mb\":%.1f",
                    ev.n_prompt, ev.stop_reason ? ev.stop_reason : "", load_s, prefill_tps, decode_tps, peak_rss_mb());
+            printf(",\"spec_drafted\":%d,\"spec_accepted\":%d,\"spec_steps\":%d", ev.spec_drafted, ev.spec_accepted,
+                   ev.spec_steps);
             if (a->profile) printf(",\"stats\":%s", qw_model_stats_json(m));
             fputs("}\n", stdout);
         } else {

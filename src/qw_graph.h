@@ -42,6 +42,8 @@ typedef struct qw_graph_opts {
                                       loaded: Gather and the lm_head read its rows from the fs (qw_load_opts) */
     int lm_head_top;               /* the int8 lm_head's exact top rows (1..64; 0: 64); qw_graph_set_lm_head_top */
     const uint8_t *lm_head_lowered; /* ids the sampler may only lower, not counted in lm_head_top (or NULL) */
+    int logits_rows;               /* a last_row_only lm_head computes this many last rows (0, 1: one);
+                                      qw_graph_set_logits_rows */
     qw_progress_fn progress;
     void *progress_user;
 } qw_graph_opts;
@@ -115,5 +117,8 @@ void qw_graph_set_profile(qw_graph *g, int on);
  * or NULL; qw_sampler_exact_top): ids the sampler may only lower, which do not count among those r. The map must
  * stay valid while the graph runs. */
 void qw_graph_set_lm_head_top(qw_graph *g, int r, const uint8_t *lowered);
+/* How many of the last positions the logits of a qw_graph_logits_last_only graph cover in the next runs (1, the
+ * default, or more: a speculative step verifies each drafted token by its own row); clamped to the run's rows. */
+void qw_graph_set_logits_rows(qw_graph *g, int r);
 
 #endif /* QW_GRAPH_H */

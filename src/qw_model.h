@@ -25,6 +25,7 @@ struct qw_model {
     int n_cached;
     int busy;                   /* a qw_gen is live: one generation at a time per model */
     int external;               /* no graph: another engine computes the logits (qw_load_opts.external_decoder) */
+    long spec_drafted, spec_accepted, spec_steps; /* speculative decoding, every generation (stats) */
     double load_ms;
     char *info_json, *stats_json;
 };
