@@ -36,7 +36,7 @@ zero_points (implicit zero point 8): W[k,n] = (nibble(n,k) - 8) * scales[n*(K/32
 fp32 / q4 / q4f16 with the same seed and shape are the same model (fp32 weights = dequantised int4).
 --copy-ids FILE makes a model that repeats a given text (to measure speculative decoding end to end: random
 weights accept few drafts): layer 0's MLP is a lookup table from each token of the text to the token after its
-last occurrence there (gate = up = the token's normalised embedding, down = a multiple of the next token's), every
+first occurrence there (gate = up = the token's normalised embedding, down = a multiple of the next token's), every
 other o_proj / down_proj is zero, so the residual reaching the tied lm_head is E[t] + 4 E[next(t)] and greedy
 decoding walks the text's bigrams. Compute cost is the random model's (the kernels do not skip zeros).
 Random-weight scales: logits std ~4 (--logit-std), q/k gain 3 (peaky attention) and o/down gain
@@ -298,7 +298,7 @@ def copy_overrides(a, emb):
     H, I = a.hidden, a.intermediate
     nxt = {}
     for t, n in zip(ids, ids[1:]):
-        nxt[t] = n                        # the last occurrence wins
+        nxt.setdefault(t, n)              # the first occurrence wins
     keys = sorted(nxt)[:I]
     if len(nxt) > I:
         print('gen_model: warning: %d distinct tokens, the MLP holds %d' % (len(nxt), I), file=sys.stderr)
