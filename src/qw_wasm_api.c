@@ -281,7 +281,8 @@ static void gen_release(qw_wasm_gen *h) {
 /* Starts generating after n prompt ids. params_json (may be NULL or ""): the model's generation_config.json
  * values, overridden by any of
  *   {"max_tokens","temperature","top_k","top_p","min_p","repetition_penalty","seed","prefill_chunk",
- *    "ignore_eos", "stop":["..."], "bias":{"<id>": value}}
+ *    "ignore_eos", "speculative" (QW_SPEC_OFF/ON/AUTO: 0/1/2), "spec_max_draft", "stop":["..."],
+ *    "bias":{"<id>": value}}
  * Resets the abort flag. Returns a generator handle, or 0 (see qw_wasm_last_error). */
 EMSCRIPTEN_KEEPALIVE qw_wasm_gen *qw_wasm_gen_begin(qw_wasm_model *w, const int32_t *ids, int n, const char *params_json) {
     qw_error err = {0};
@@ -307,6 +308,9 @@ EMSCRIPTEN_KEEPALIVE qw_wasm_gen *qw_wasm_gen_begin(qw_wasm_model *w, const int3
     p.seed = (uint64_t)jnum(o, "seed", (double)p.seed);
     p.prefill_chunk = (int)jnum(o, "prefill_chunk", p.prefill_chunk);
     p.ignore_eos = (int)jnum(o, "ignore_eos", p.ignore_eos);
+    p.speculative = (int)jnum(o, "speculative", p.speculative);
+    if (p.speculative < QW_SPEC_OFF || p.speculative > QW_SPEC_AUTO) p.speculative = QW_SPEC_OFF;
+    p.spec_max_draft = (int)jnum(o, "spec_max_draft", p.spec_max_draft);
     int oom = 0;
     const cJSON *stop = cJSON_GetObjectItemCaseSensitive(o, "stop");
     if (cJSON_IsArray(stop) && cJSON_GetArraySize(stop) > 0) {

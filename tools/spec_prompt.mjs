@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-export function clinicalNote(days = 6, seed = 7) {
+export function clinicalNote(days = 4, seed = 7) {
   let s = seed >>> 0;
   const rnd = () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
   const pick = (xs) => xs[Math.floor(rnd() * xs.length)];
@@ -68,7 +68,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const opt = (n, d) => { const i = a.indexOf(n); return i < 0 ? d : a[i + 1]; };
   const dir = opt('--model', path.join(root, 'build', 'models', 'small-q4f16-op18-ext'));
   const out = opt('--out', path.join(root, 'build', 'spec', 'note.json'));
-  const text = clinicalNote(+opt('--days', 6));
+  const text = clinicalNote(+opt('--days', 4));
   const ids = tokenize(dir, renderPrompt(text));
   mkdirSync(path.dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify({ text, ids }));
