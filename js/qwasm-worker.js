@@ -575,7 +575,7 @@ async function doGenerate(msg) {
         if (ccall(() => M._qw_wasm_gen_logits(h, logitsPtr, logits.length)) !== 0) throw cError('generation step failed');
         continue;
       }
-      i32 = new Int32Array(memBuf(), evp, 20); // qw_gen_event (wasm32): spec_drafted/accepted/steps at 17..19
+      i32 = new Int32Array(memBuf(), evp, 20); // qw_wasm_event: spec_drafted/accepted/steps at 17..19
       const f64 = new Float64Array(memBuf(), evp + 32, 3);
       const kind = KIND[i32[0]] || 'token';
       const text = i32[6] ? new TextDecoder().decode(heapU8().slice(i32[5], i32[5] + i32[6])) : '';

@@ -248,16 +248,18 @@ EMSCRIPTEN_KEEPALIVE char *qw_wasm_chat_render(qw_wasm_model *w, const char *mes
  *   +0 kind, +4 id, +8 n_prompt, +12 n_prompt_done, +16 n_generated,
  *   +20 text (pointer), +24 text_len, +28 stop_reason (pointer to a C string, 0 unless DONE),
  *   +32 prefill_ms (f64), +40 decode_ms (f64), +48 step_ms (f64),
- *   +56 feed_ids (pointer), +60 n_feed, +64 n_past (QW_GEN_FEED, external decoder), +68 padding.
+ *   +56 feed_ids (pointer), +60 n_feed, +64 n_past (QW_GEN_FEED, external decoder),
+ *   +68 spec_drafted, +72 spec_accepted, +76 spec_steps (speculative decoding, this generation).
  * Owned by the generator. */
 typedef struct qw_wasm_event {
     int32_t kind, id, n_prompt, n_prompt_done, n_generated;
     int32_t text, text_len, stop_reason;
     double prefill_ms, decode_ms, step_ms;
-    int32_t feed_ids, n_feed, n_past, pad;
+    int32_t feed_ids, n_feed, n_past;
+    int32_t spec_drafted, spec_accepted, spec_steps;
 } qw_wasm_event;
 
-_Static_assert(sizeof(qw_wasm_event) == 72, "qw_wasm_event layout is read by js/qwasm-worker.js");
+_Static_assert(sizeof(qw_wasm_event) == 80, "qw_wasm_event layout is read by js/qwasm-worker.js");
 
 typedef struct qw_wasm_gen {
     qw_gen *g;
@@ -383,6 +385,9 @@ EMSCRIPTEN_KEEPALIVE int qw_wasm_gen_next(qw_wasm_gen *h) {
     e->feed_ids = (int32_t)(intptr_t)ev.feed_ids;
     e->n_feed = ev.n_feed;
     e->n_past = ev.n_past;
+    e->spec_drafted = ev.spec_drafted;
+    e->spec_accepted = ev.spec_accepted;
+    e->spec_steps = ev.spec_steps;
     return QW_OK;
 }
 

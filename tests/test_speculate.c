@@ -93,7 +93,7 @@ static void test_distribution(qw_model *m, qw_model *oracle, const int32_t *prom
     int32_t *seq = malloc((size_t)(np + MAX_GEN) * sizeof *seq);
     uint64_t u = 12345;
     qw_error err = {0};
-    for (int r = 0; r < 40; r++) {
+    for (int r = 0; r < 30; r++) {
         run_result a;
         p.seed = 1000 + (uint64_t)r;
         if (run(m, prompt, np, &p, &a, &err) != QW_OK) { CHECK(0, "sampled run: %s", err.msg); break; }

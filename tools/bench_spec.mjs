@@ -1,7 +1,10 @@
 // Speculative decoding benchmark (native): qwasm's CLI with --speculative off and auto, and onnxruntime-node, on
 // a copy-heavy summarisation prompt (tools/spec_prompt.mjs: a synthetic Spanish clinical note + a request to
 // summarise it) and the plain 64-token prompt of tools/bench_native.mjs, 128 greedy tokens (eos ignored).
-//   node tools/bench_spec.mjs [--runs 3] [--decode 128] [--threads 2] [--no-ort] [--json OUT] [MODEL_DIR...]
+//   node tools/bench_spec.mjs [--runs 3] [--decode 128] [--threads 2] [--no-ort] [--json OUT]
+//                             [--copy-prompt build/spec/note.json] [MODEL_DIR...]
+// (--copy-prompt: another tools/spec_prompt.mjs output, e.g. --days 0 --out build/spec/note-short.json: a prefix
+// of the same note, which the default copy model repeats as well, for a shorter prefill on a busy machine)
 // Default models: build/models/qwen2.5-1.5b-copy (then -0.5b-copy), generated when missing with
 // tools/gen_model.py --copy-ids (a model that repeats the note: random weights accept few drafts, see gen_model.py).
 // Runs alternate off / auto so that the machine's load hits both alike; medians. Prints a table and JSON.
@@ -27,7 +30,7 @@ const run = (cmd, a) => { const r = spawnSync(cmd, a, { stdio: 'inherit' }); if 
 
 const note = path.join(root, 'build', 'spec', 'note.json');
 if (!existsSync(note)) run(process.execPath, [path.join(root, 'tools', 'spec_prompt.mjs')]);
-const copyIds = JSON.parse(readFileSync(note, 'utf8')).ids;
+const copyIds = JSON.parse(readFileSync(path.resolve(opt('--copy-prompt', note)), 'utf8')).ids;
 const plainIds = Array.from({ length: 64 }, (_, i) => 1000 + ((i * 7919) % 50000));
 let models = args;
 if (!models.length) {
