@@ -93,7 +93,7 @@ static void test_distribution(qw_model *m, qw_model *oracle, const int32_t *prom
     int32_t *seq = malloc((size_t)(np + MAX_GEN) * sizeof *seq);
     uint64_t u = 12345;
     qw_error err = {0};
-    for (int r = 0; r < 30; r++) {
+    for (int r = 0; r < 24; r++) {
         run_result a;
         p.seed = 1000 + (uint64_t)r;
         if (run(m, prompt, np, &p, &a, &err) != QW_OK) { CHECK(0, "sampled run: %s", err.msg); break; }
@@ -163,7 +163,7 @@ static void test_model(const char *dir, const char *name) {
     if (plain && spec) {
         qw_gen_params p;
         qw_gen_params_init(&p);
-        p.max_tokens = 48; p.ignore_eos = 1; p.temperature = 0; p.repetition_penalty = 1;
+        p.max_tokens = 32; p.ignore_eos = 1; p.temperature = 0; p.repetition_penalty = 1;
         run_result a, b, a2, b2;
         for (int mode = 0; mode < 2; mode++) {
             const char *what = mode ? "sampled" : "greedy";
@@ -193,7 +193,7 @@ static void test_model(const char *dir, const char *name) {
             CHECK(run(spec, turn, nt, &p, &b2, &err) == QW_OK, "%s turn 2 spec: %s", name, err.msg);
             CHECK(a2.n == b2.n && !memcmp(a2.ids, b2.ids, (size_t)a2.n * sizeof *a2.ids),
                   "%s %s: second turn after speculation differs", name, what);
-            p.max_tokens = 48;
+            p.max_tokens = 32;
         }
         if (!strcmp(name, "tiny-copy")) test_distribution(spec, plain, prompt, np);
         const char *js = qw_model_stats_json(spec);
