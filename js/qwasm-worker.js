@@ -685,6 +685,10 @@ async function doGenerate(msg) {
     if (P.stop) cp.stop = Array.isArray(P.stop) ? P.stop : [P.stop];
     // -Infinity (a ban) would be JSON null: the most negative float bans as well
     if (P.logitBias) cp.bias = Object.fromEntries(Object.entries(P.logitBias).map(([id, b]) => [id, b === -Infinity ? -3.4028234663852886e38 : b]));
+    // prompt-lookup speculative decoding (same tokens): 'auto' (default) pauses it while few drafts are accepted
+    const spec = P.speculative ?? 'auto';
+    cp.speculative = spec === 'auto' ? 2 : spec === true || spec === 'on' ? 1 : 0;
+    if (P.specMaxDraft != null) cp.spec_max_draft = P.specMaxDraft;
     idsPtr = M._qw_wasm_malloc(ids.length * 4 + 4);
     new Int32Array(memBuf(), idsPtr, ids.length).set(ids);
     pp = cstr(JSON.stringify(cp));
@@ -705,13 +709,14 @@ async function doGenerate(msg) {
         if (ccall(() => M._qw_wasm_gen_logits(h, logitsPtr, logits.length)) !== 0) throw cError('generation step failed');
         continue;
       }
-      i32 = new Int32Array(memBuf(), evp, 8);
+      i32 = new Int32Array(memBuf(), evp, 20); // qw_wasm_event: spec_drafted/accepted/steps at 17..19
       const f64 = new Float64Array(memBuf(), evp + 32, 3);
       const kind = KIND[i32[0]] || 'token';
       const text = i32[6] ? new TextDecoder().decode(heapU8().slice(i32[5], i32[5] + i32[6])) : '';
       const event = {
         kind, id: kind === 'token' ? i32[1] : undefined, text, nPrompt: i32[2], nPromptDone: i32[3], nGenerated: i32[4],
         stopReason: i32[7] ? M.UTF8ToString(i32[7]) : undefined, prefillMs: f64[0], decodeMs: f64[1], stepMs: f64[2], done: kind === 'done',
+        specDrafted: i32[17], specAccepted: i32[18], specSteps: i32[19],
       };
       post({ type: 'gen', id: msg.id, event });
       if (kind === 'done') break;

@@ -133,6 +133,13 @@ export interface GenerateOptions {
   /** Logit bias by token id. */
   logitBias?: Record<number, number>;
   prefillChunk?: number;
+  /** Prompt-lookup speculative decoding: drafts copied from the prompt and the text so far are verified in one
+   *  step; the tokens are the ones plain decoding gives (greedy, and sampled with the same seed). 'auto' (default):
+   *  on, paused while few drafts are accepted; true / 'on'; false / 'off'. Counters: rt.stats().speculative
+   *  ({drafted, accepted, steps}, every generation) and each event's specDrafted / specAccepted. */
+  speculative?: 'auto' | 'on' | 'off' | boolean;
+  /** Drafted tokens verified per step at most (default 8, at most 16). */
+  specMaxDraft?: number;
   /** Also yield prefill progress events (kind 'prefill'). */
   includePrefill?: boolean;
   signal?: AbortSignal;
@@ -153,6 +160,10 @@ export interface GenEvent {
   prefillMs: number;
   decodeMs: number;
   stepMs: number;
+  /** This generation so far: tokens drafted, drafted tokens accepted, verify steps (speculative decoding). */
+  specDrafted: number;
+  specAccepted: number;
+  specSteps: number;
   /** On the last event: the model's counters and all generated ids. */
   stats?: Record<string, unknown>;
   ids?: Int32Array;

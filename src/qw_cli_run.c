@@ -60,6 +60,9 @@ static void usage(void) {
             "  --temperature F --top-k N --top-p F --min-p F --repeat-penalty F --seed N\n"
             "  --stop TEXT          stop string (repeatable)\n"
             "  --ignore-eos         keep generating past the eos ids (benchmarks)\n"
+            "  --speculative MODE   prompt-lookup speculative decoding: auto (default: on, paused while\n"
+            "                       few drafts are accepted), on, off; the tokens are the same\n"
+            "  --spec-draft N       drafted tokens verified per step at most (default 8, at most 16)\n"
             "  --threads N          compute threads (default: all)\n"
             "  --mem-cap-mb N       cap resident weights; the rest is paged from disk\n"
             "  --max-context N      KV cache length (default: the model's limit)\n"
@@ -116,6 +119,7 @@ static int flag_u64(const char *flag, const char *v, uint64_t *out) {
 static int parse_args(int argc, char **argv, run_args *a) {
     memset(a, 0, sizeof *a);
     qw_gen_params_init(&a->gp);
+    a->gp.speculative = QW_SPEC_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -146,6 +150,14 @@ static int parse_args(int argc, char **argv, run_args *a) {
         else if (!strcmp(o, "--threads")) INT_FLAG(a->threads, 1, QW_CLI_MAX_THREADS);
         else if (!strcmp(o, "--mem-cap-mb")) NUM_FLAG(a->mem_cap_mb, 0, 1, 1 << 22); /* fractions: tiny test models */
         else if (!strcmp(o, "--max-context")) INT_FLAG(a->max_context, 1, QW_CLI_MAX_CONTEXT);
+        else if (!strcmp(o, "--speculative")) {
+            NEED_V();
+            if (!strcmp(v, "auto")) a->gp.speculative = QW_SPEC_AUTO;
+            else if (!strcmp(v, "on")) a->gp.speculative = QW_SPEC_ON;
+            else if (!strcmp(v, "off")) a->gp.speculative = QW_SPEC_OFF;
+            else { fprintf(stderr, "qwasm run: --speculative takes auto, on or off, not '%s'\n", v); return 2; }
+        }
+        else if (!strcmp(o, "--spec-draft")) INT_FLAG(a->gp.spec_max_draft, 1, 16); /* QW_SPEC_MAX_DRAFT */
 #undef INT_FLAG
 #undef NUM_FLAG
         else if (!strcmp(o, "--stop")) {
@@ -359,6 +371,8 @@ static int generate(qw_model *m, const run_args *a, const int32_t *prompt, size_
             printf(",\"n_prompt\":%d,\"stop_reason\":\"%s\",\"load_s\":%.3f,\"prefill_tok_s\":%.2f,"
                    "\"decode_tok_s\":%.2f,\"peak_rss_mb\":%.1f",
                    ev.n_prompt, ev.stop_reason ? ev.stop_reason : "", load_s, prefill_tps, decode_tps, peak_rss_mb());
+            printf(",\"spec_drafted\":%d,\"spec_accepted\":%d,\"spec_steps\":%d", ev.spec_drafted, ev.spec_accepted,
+                   ev.spec_steps);
             if (a->profile) printf(",\"stats\":%s", qw_model_stats_json(m));
             fputs("}\n", stdout);
         } else {

@@ -24,6 +24,7 @@ struct qw_decoder {
     int ids_dt, mask_dt, pos_dt, seqlens_dt, total_dt;
     int out_logits;
     int last_only;                 /* qw_graph_logits_last_only took: logits come as (1, 1, vocab) */
+    int logits_rows;               /* last positions whose logits forward returns (qw_decoder_set_logits_rows) */
     int n_layers;
     qw_decoder_layer *layers;
     int kv_dt;
@@ -146,6 +147,10 @@ void qw_decoder_free(qw_decoder *d) {
 }
 
 int qw_decoder_vocab(const qw_decoder *d) { return d->vocab; }
+void qw_decoder_set_logits_rows(qw_decoder *d, int r) {
+    d->logits_rows = r > 1 ? r : 1;
+    qw_graph_set_logits_rows(d->g, d->logits_rows);
+}
 int qw_decoder_pos(const qw_decoder *d) { return d->pos; }
 int qw_decoder_max_seq(const qw_decoder *d) { return d->max_seq; }
 
@@ -293,9 +298,13 @@ qw_status qw_decoder_forward(qw_decoder *d, const int32_t *ids, int n, float *lo
     if (V != d->vocab) return qw_error_set(err, QW_E_INTERNAL, "decoder: logits have %d columns, vocab %d", V, d->vocab);
     int64_t rows = lg->numel / V;
     if (logits_last) {
-        if (lg->dtype == QW_DT_F32) memcpy(logits_last, (const float *)lg->data + (rows - 1) * V, (size_t)V * 4);
+        int64_t r = d->logits_rows > 1 ? d->logits_rows : 1;
+        if (r > rows) return qw_error_set(err, QW_E_ARG, "decoder: logits of %lld rows asked, %lld computed",
+                                          (long long)r, (long long)rows);
+        if (lg->dtype == QW_DT_F32) memcpy(logits_last, (const float *)lg->data + (rows - r) * V, (size_t)(r * V) * 4);
         else if (lg->dtype == QW_DT_F16)
-            for (int i = 0; i < V; i++) logits_last[i] = qw_f16_to_f32(((const uint16_t *)lg->data)[(rows - 1) * V + i]);
+            for (int64_t i = 0; i < r * V; i++)
+                logits_last[i] = qw_f16_to_f32(((const uint16_t *)lg->data)[(rows - r) * V + i]);
         else return qw_error_set(err, QW_E_UNSUPPORTED, "decoder: logits dtype %s", qw_dtype_name(lg->dtype));
     }
     /* presents become the next pasts: ownership moves, no copy */

@@ -25,6 +25,10 @@ void qw_decoder_free(qw_decoder *d);
  * status is QW_E_ABORTED/other run errors, after which the caller should qw_decoder_reset. */
 qw_status qw_decoder_forward(qw_decoder *d, const int32_t *ids, int n, float *logits_last,
                              volatile int *abort_flag, qw_error *err);
+/* From the next forward on, logits_last gets the logits of the last r positions ((r, vocab) floats; 1, the
+ * default, is the last position only), r <= the n of each call: a speculative step verifies each drafted token
+ * by its own row. The rejected positions then go with qw_decoder_truncate. */
+void qw_decoder_set_logits_rows(qw_decoder *d, int r);
 /* Forgets the cache. */
 void qw_decoder_reset(qw_decoder *d);
 /* Keeps the first keep cached positions (keep <= pos). */

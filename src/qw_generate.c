@@ -1,7 +1,8 @@
 /* qw_generate.c - the decoding loop as an iterator: prompt prefilled in chunks, then one token per step,
  * with streaming text (complete UTF-8 only), stop strings, eos ids, the context limit and cancellation.
  * The KV cache is kept between generations: a prompt that extends the previous conversation only
- * prefills its new tokens. */
+ * prefills its new tokens. With speculative decoding (qw_speculate.h) a step may verify drafted tokens and
+ * queue the accepted ones, which the next steps return one by one. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdlib.h>
@@ -10,8 +11,10 @@
 #include "qw_model.h"
 #include "qw_sampler.h"
 #include "qw_clock.h"
+#include "qw_speculate.h"
 
 #define QW_DEFAULT_PREFILL_CHUNK 64
+#define QW_DEFAULT_SPEC_DRAFT 8
 
 struct qw_gen {
     qw_model *m;
@@ -37,6 +40,12 @@ struct qw_gen {
     int ext_wait;               /* a QW_GEN_FEED event was returned; qw_gen_set_logits not called yet */
     int ext_have;               /* g->logits hold the external logits of ext_ids */
     double ext_t0;              /* when the feed was asked for: the step's time includes the other engine's */
+    /* speculative decoding */
+    qw_spec spec;
+    int32_t *hist;              /* (n_prompt + cap) prompt then generated ids: what drafts are looked up in */
+    float *rows;                /* (QW_SPEC_MAX_DRAFT + 1, vocab) logits of a verify step */
+    int32_t queue[QW_SPEC_MAX_DRAFT + 1]; /* tokens a verify step decided, not returned yet */
+    int q_head, q_len;
 };
 
 void qw_gen_params_init(qw_gen_params *p) {
@@ -108,6 +117,54 @@ static qw_status feed(qw_gen *g, const int32_t *ids, int n, double *t0, qw_error
     return QW_OK;
 }
 
+/* A speculative step: runs the last generated id and the k drafted ones in one forward, picks each row's token
+ * as plain decoding would (sampler included, in order) and keeps the drafted tokens up to the first that differs
+ * from its pick, whose pick ends the step (or, all accepted, the last row's). The decided tokens go to the queue;
+ * the cache drops the positions after the last accepted draft. See qw_speculate.h for why this is lossless. */
+static qw_status verify(qw_gen *g, const int32_t *draft, int k, double *t0, qw_error *err) {
+    qw_model *m = g->m;
+    int32_t in[QW_SPEC_MAX_DRAFT + 1];
+    in[0] = g->ids[g->n_ids - 1];
+    memcpy(in + 1, draft, (size_t)k * sizeof *draft);
+    int before = m->n_cached, vocab = qw_model_vocab(m);
+    float *keep_logits = g->logits;
+    g->logits = g->rows;                     /* feed writes the k + 1 rows there */
+    qw_decoder_set_logits_rows(m->dec, k + 1);
+    qw_status st = feed(g, in, k + 1, t0, err);
+    qw_decoder_set_logits_rows(m->dec, 1);
+    g->logits = keep_logits;
+    if (st != QW_OK) return st;
+    int acc = 0;
+    g->q_head = g->q_len = 0;
+    for (int i = 0; i <= k; i++) {
+        int32_t id;
+        if ((st = qw_sampler_sample(g->sampler, g->rows + (size_t)i * vocab, &id, err)) != QW_OK) return st;
+        qw_sampler_accept(g->sampler, id);
+        g->queue[g->q_len++] = id;
+        /* an eos is kept in the queue and ends the generation when returned */
+        if (i == k || id != draft[i]) break;
+        acc++;
+    }
+    qw_spec_record(&g->spec, k, acc);
+    m->spec_drafted += k;
+    m->spec_accepted += acc;
+    m->spec_steps++;
+    int keep = before + 1 + acc;
+    if (keep < m->n_cached) {
+        if ((st = qw_decoder_truncate(m->dec, keep)) != QW_OK) {
+            int drop = m->n_cached - keep;
+            qw_decoder_reset(m->dec);
+            m->n_cached = 0;
+            g->q_head = g->q_len = 0;
+            return qw_error_set(err, st, "%s: the KV cache could not drop %d rejected positions", m->cfg.onnx_file,
+                                drop);
+        }
+        m->n_cached = keep;
+    }
+    g->have_logits = 0;
+    return QW_OK;
+}
+
 static int text_reserve(char **buf, size_t *cap, size_t need) {
     if (need <= *cap) return 0;
     size_t nc = need * 2 + 64;
@@ -153,11 +210,17 @@ qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, cons
     g->prompt = malloc(n_prompt * sizeof *g->prompt);
     g->ids = malloc((size_t)(g->cap + 1) * sizeof *g->ids);
     g->logits = malloc((size_t)vocab * sizeof *g->logits);
+    g->hist = malloc(((size_t)n_prompt + (size_t)g->cap + 1) * sizeof *g->hist);
+    int max_draft = p->spec_max_draft > 0 ? p->spec_max_draft : QW_DEFAULT_SPEC_DRAFT;
+    qw_spec_init(&g->spec, m->external ? QW_SPEC_OFF : p->speculative, max_draft);
+    if (g->spec.mode != QW_SPEC_OFF)
+        g->rows = malloc((size_t)(g->spec.max_draft + 1) * (size_t)vocab * sizeof *g->rows);
     qw_sampler_params sp = {.temperature = p->temperature, .top_k = p->top_k, .top_p = p->top_p,
                             .min_p = p->min_p, .repetition_penalty = p->repetition_penalty, .seed = p->seed,
                             .bias_ids = p->bias_ids, .bias_values = p->bias_values, .n_bias = p->n_bias};
     qw_status st = QW_OK;
-    if (!g->prompt || !g->ids || !g->logits) st = qw_error_set(err, QW_E_NOMEM, "qw_gen_begin: out of memory");
+    if (!g->prompt || !g->ids || !g->logits || !g->hist || (g->spec.mode != QW_SPEC_OFF && !g->rows))
+        st = qw_error_set(err, QW_E_NOMEM, "qw_gen_begin: out of memory");
     /* ids with an lm_head row but no token (Qwen2.5: 151936 rows, about 151,665 tokenizer ids) are never sampled: a bias of
      * -inf after the caller's */
     int32_t *bids = NULL;
@@ -194,6 +257,7 @@ qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, cons
     }
     g->p.stop = NULL; /* the qw_stop holds copies */
     memcpy(g->prompt, prompt, n_prompt * sizeof *prompt);
+    memcpy(g->hist, prompt, n_prompt * sizeof *prompt);
     for (size_t i = 0; i < n_prompt; i++) qw_sampler_accept(g->sampler, prompt[i]);
     if (m->tok) qw_detok_stream_init(&g->detok, m->tok, 1);
 
@@ -218,6 +282,9 @@ qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, cons
 static void fill_event(const qw_gen *g, qw_gen_event *ev, int kind) {
     memset(ev, 0, sizeof *ev);
     ev->kind = kind;
+    ev->spec_drafted = (int)g->spec.drafted;
+    ev->spec_accepted = (int)g->spec.accepted;
+    ev->spec_steps = (int)g->spec.steps;
     ev->n_prompt = g->n_prompt;
     ev->n_prompt_done = g->n_prompt_done;
     ev->n_generated = g->n_ids;
@@ -251,6 +318,18 @@ qw_status qw_gen_set_logits(qw_gen *g, const float *logits, size_t n_vocab, qw_e
 static void finish(qw_gen *g, const char *reason) {
     g->done = 1;
     if (!g->stop_reason) g->stop_reason = reason;
+    /* queued tokens that will not be returned: the cache keeps the prompt and the returned tokens but the last,
+     * as after plain decoding */
+    qw_model *m = g->m;
+    int keep = g->n_prompt + g->n_ids - 1;
+    if (g->q_head < g->q_len && !m->external && m->n_cached > keep) {
+        if (qw_decoder_truncate(m->dec, keep) != QW_OK) {
+            qw_decoder_reset(m->dec);
+            keep = 0;
+        }
+        m->n_cached = keep;
+    }
+    g->q_head = g->q_len = 0;
 }
 
 qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
@@ -285,20 +364,38 @@ qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
             fill_event(g, ev, QW_GEN_DONE);
             return QW_OK;
         }
-        if ((st = feed(g, &g->ids[g->n_ids - 1], 1, &t0, err)) != QW_OK) return st;
-        if (g->ext_wait) return feed_event(g, ev);
+        int32_t draft[QW_SPEC_MAX_DRAFT];
+        int room = g->cap - g->n_ids - 1; /* a verify step decides up to k + 1 tokens */
+        if (room > g->m->max_seq - g->m->n_cached - 1) room = g->m->max_seq - g->m->n_cached - 1;
+        int k = g->m->external ? 0 : qw_spec_draft(&g->spec, g->hist, g->n_prompt + g->n_ids, draft, room);
+        if (k > 0) {
+            if ((st = verify(g, draft, k, &t0, err)) != QW_OK) return st;
+        } else {
+            qw_spec_plain_step(&g->spec);
+            if ((st = feed(g, &g->ids[g->n_ids - 1], 1, &t0, err)) != QW_OK) return st;
+            if (g->ext_wait) return feed_event(g, ev);
+        }
         g->pending = 0;
     }
     int32_t id;
-    if ((st = qw_sampler_sample(g->sampler, g->logits, &id, err)) != QW_OK) return st;
-    qw_sampler_accept(g->sampler, id);
-    g->have_logits = 0;
+    if (g->q_head < g->q_len) { /* decided by the last verify step; all but the queue's last are in the cache */
+        id = g->queue[g->q_head++];
+        g->pending = g->q_head == g->q_len;
+    } else {
+        if ((st = qw_sampler_sample(g->sampler, g->logits, &id, err)) != QW_OK) return st;
+        qw_sampler_accept(g->sampler, id);
+        g->have_logits = 0;
+        g->pending = 1;
+    }
     g->ids[g->n_ids++] = id;
-    g->pending = 1;
+    g->hist[g->n_prompt + g->n_ids - 1] = id;
     g->decode_ms += qw_now_ms() - t0;
 
     fill_event(g, ev, QW_GEN_TOKEN);
     ev->id = id;
+    ev->spec_drafted = (int)g->spec.drafted;
+    ev->spec_accepted = (int)g->spec.accepted;
+    ev->spec_steps = (int)g->spec.steps;
     if (!g->p.ignore_eos && is_eos(g->m, id)) {
         finish(g, "eos");
     } else if (g->m->tok) {
@@ -347,6 +444,8 @@ void qw_gen_free(qw_gen *g) {
     free(g->prompt);
     free(g->ids);
     free(g->logits);
+    free(g->hist);
+    free(g->rows);
     free(g->out);
     free(g);
 }

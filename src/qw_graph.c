@@ -1313,6 +1313,7 @@ void qw_graph_set_lm_head_top(qw_graph *g, int r, const uint8_t *lowered) {
     g->opts.lm_head_top = r;
     g->opts.lm_head_lowered = lowered;
 }
+void qw_graph_set_logits_rows(qw_graph *g, int r) { g->opts.logits_rows = r; }
 
 const char *qw_graph_stats_json(qw_graph *g) {
     size_t cap = 4096 + (size_t)g->n_prof * 128;

@@ -44,6 +44,8 @@ typedef struct qw_graph_opts {
     const uint8_t *lm_head_lowered; /* ids the sampler may only lower, not counted in lm_head_top (or NULL) */
     uint64_t max_tensor_bytes;     /* 0: none; else a larger op output or scratch buffer is QW_E_NOMEM naming the
                                       node (the graph fuzzer bounds a mutated model's work this way) */
+    int logits_rows;               /* a last_row_only lm_head computes this many last rows (0, 1: one);
+                                      qw_graph_set_logits_rows */
     qw_progress_fn progress;
     void *progress_user;
 } qw_graph_opts;
@@ -123,5 +125,8 @@ void qw_graph_set_profile(qw_graph *g, int on);
 void qw_graph_set_lm_head_top(qw_graph *g, int r, const uint8_t *lowered);
 /* qw_model_set_tap (qwasm.h): fn sees every node output after the node ran; NULL: off. */
 void qw_graph_set_tap(qw_graph *g, qw_tap_fn fn, void *user);
+/* How many of the last positions the logits of a qw_graph_logits_last_only graph cover in the next runs (1, the
+ * default, or more: a speculative step verifies each drafted token by its own row); clamped to the run's rows. */
+void qw_graph_set_logits_rows(qw_graph *g, int r);
 
 #endif /* QW_GRAPH_H */

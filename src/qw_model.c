@@ -225,6 +225,10 @@ const char *qw_model_info_json(qw_model *m) {
         cJSON_AddItemToArray(warn, cJSON_CreateString(line));
         p += l + (e != NULL);
     }
+    cJSON *sp = cJSON_AddObjectToObject(o, "speculative");
+    cJSON_AddNumberToObject(sp, "drafted", (double)m->spec_drafted);
+    cJSON_AddNumberToObject(sp, "accepted", (double)m->spec_accepted);
+    cJSON_AddNumberToObject(sp, "steps", (double)m->spec_steps);
     cJSON *eos = cJSON_AddArrayToObject(o, "eos_ids");
     for (int i = 0; i < c->n_eos; i++) cJSON_AddItemToArray(eos, cJSON_CreateNumber(c->eos_ids[i]));
     cJSON_AddBoolToObject(o, "tokenizer", m->tok != NULL);
@@ -255,6 +259,10 @@ const char *qw_model_stats_json(qw_model *m) {
     if (!o) o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "kv_tokens", m->n_cached);
     cJSON_AddNumberToObject(o, "max_context", m->max_seq);
+    cJSON *sp = cJSON_AddObjectToObject(o, "speculative");
+    cJSON_AddNumberToObject(sp, "drafted", (double)m->spec_drafted);
+    cJSON_AddNumberToObject(sp, "accepted", (double)m->spec_accepted);
+    cJSON_AddNumberToObject(sp, "steps", (double)m->spec_steps);
     cJSON_AddNumberToObject(o, "threads", qw_pool_threads(m->pool));
     cJSON_AddItemToObject(o, "build", cJSON_Parse(qw_build_info_json())); /* the variant: simd, relaxed, threads */
     return replace_json(&m->stats_json, o);

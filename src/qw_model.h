@@ -30,6 +30,7 @@ struct qw_model {
     int32_t *no_token;          /* (n_no_token) ids below the vocabulary with no token in the tokenizer: never sampled */
     int n_no_token;
     int external;               /* no graph: another engine computes the logits (qw_load_opts.external_decoder) */
+    long spec_drafted, spec_accepted, spec_steps; /* speculative decoding, every generation (stats) */
     double load_ms;
     char *info_json, *stats_json;
 };

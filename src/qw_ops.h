@@ -27,7 +27,8 @@ typedef struct qw_op_node {
     int in_skip[16];               /* set by check: run does not need this input (a derived form replaces it) */
     int trans_b;                   /* MatMul/Gemm: input 1 is Transpose(const W): use W with trans_b */
     int last_row_only;             /* MatMul / int8 lm_head feeding the logits (qw_graph_logits_last_only): an A of
-                                      shape (1, S, K) is read at its last row only, out (1, 1, N) */
+                                      shape (1, S, K) is read at its last row only, out (1, 1, N); at its last
+                                      gopts->logits_rows rows when that is more (speculative verification) */
     void *state;                   /* per-node state from check */
     qw_weights *weights;
     const qw_onnx_model *model;
@@ -95,8 +96,8 @@ qw_status qw_op_matmul_tb_streamed(qw_op_ctx *c, const float *Af, int64_t rows, 
 /* internal: folds a constant bias (N) into a checked MatMulNBits node; 1 when done */
 int qw_op_nbits_fuse_bias(qw_op_node *n, const qw_tensor *bias);
 
-/* n->last_row_only and A of shape (1, S > 1, K): *view = A's last row as (1, 1, K) (borrowed), returned;
- * otherwise A itself. */
+/* n->last_row_only and A of shape (1, S > r, K), r = gopts->logits_rows (at least 1): *view = A's last r rows as
+ * (1, r, K) (borrowed), returned; otherwise A itself. */
 const qw_tensor *qw_op_last_row(const qw_op_node *n, const qw_tensor *A, qw_tensor *view);
 
 /* ---- helpers for ops (qw_graph.c) ----------------------------------------------------------- */

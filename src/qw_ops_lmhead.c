@@ -23,7 +23,9 @@
  * (what a softmax tail sees). Greedy therefore equals the exact path bit for bit, i.e. onnxruntime's except at
  * near-ties that the exact fp16 path itself may break differently. When the rescoring passes a budget of rows
  * (flat logits) the whole exact product runs instead. M > 1 runs the exact product; a prefill whose node is
- * last_row_only (qw_graph_logits_last_only, set by the decoder) has one row, so it runs as a decode step.
+ * last_row_only (qw_graph_logits_last_only, set by the decoder) has one row, so it runs as a decode step, and a
+ * speculative step's few last rows (qw_graph_set_logits_rows) run as that many decode steps: each row's top R has
+ * the bits plain decoding gives it, so the verified tokens are plain decoding's.
  * QW_LMHEAD_CHECK=1 (environment) also computes the exact product and prints per call how many rows were
  * rescored, the largest error of the approximate (not rescored) logits and whether the argmax matches. */
 #define _POSIX_C_SOURCE 200809L
@@ -96,14 +98,28 @@ static qw_status exact_all(qw_op_ctx *c, const lmh_state *s, const void *B, cons
     return QW_OK;
 }
 
+/* scratch of one run, shared by its rows */
+typedef struct lmh_work {
+    void *work, *rbuf;
+    lmh_cand *cand;
+    int32_t *rows;
+    float *vals, *heap;
+} lmh_work;
+
+static qw_status lmh_row(qw_op_ctx *c, lmh_state *s, const void *B, const float *x, float *y, const lmh_work *wk,
+                         qw_error *err);
+
 static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     lmh_state *s = c->node->state;
     qw_tensor last;
     const qw_tensor *A = qw_op_last_row(c->node, in[0], &last);
     const void *B = in[1] ? in[1]->data : NULL; /* NULL: the embedding is read on demand */
     int ra = A->ndim;
-    if (ra < 1 || A->dims[ra - 1] != s->K || A->numel != s->K)
-        return qw_ops_matmul[0].run(c, in, n_in, out, n_out, err); /* prefill / other shapes: exact */
+    /* one row (decode), or the last few of a speculative step (last_row_only with logits_rows), each as a decode
+     * step computes it (the same bits); a prefill of every row or other shapes: the exact product */
+    int64_t M = ra >= 1 && A->dims[ra - 1] == s->K ? A->numel / s->K : 0;
+    if (M < 1 || (M > 1 && (!c->node->last_row_only || ra != 3 || M > 64)))
+        return qw_ops_matmul[0].run(c, in, n_in, out, n_out, err);
     int64_t dims[QW_MAX_DIMS];
     memcpy(dims, A->dims, sizeof dims);
     dims[ra - 1] = s->N;
@@ -111,20 +127,35 @@ static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     if (st != QW_OK) return st;
     const int N = s->N, K = s->K;
     const size_t row_bytes = (size_t)K * (s->f16 ? 2 : 4);
+    const float *x = qw_tensor_f32(c, A);
+    float *y = out[0]->dtype == QW_DT_F32 ? (float *)out[0]->data : qw_op_scratch(c, (size_t)(M * N) * 4 + 4);
+    lmh_work wk = {qw_op_scratch(c, qw_i8_matvec_work_size(&s->w)),
+                   B ? NULL : qw_op_scratch(c, QW_LMHEAD_BATCH * row_bytes),
+                   qw_op_scratch(c, (size_t)N * sizeof(lmh_cand) + 8), qw_op_scratch(c, QW_LMHEAD_BATCH * 4),
+                   qw_op_scratch(c, QW_LMHEAD_BATCH * 4), qw_op_scratch(c, QW_LMHEAD_TOPK * 4)};
+    if (!x || !y || !wk.work || !wk.cand || !wk.rows || !wk.vals || !wk.heap || (!B && !wk.rbuf))
+        return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
+    for (int64_t i = 0; i < M; i++)
+        if ((st = lmh_row(c, s, B, x + i * K, y + i * N, &wk, err)) != QW_OK) return st;
+    if (out[0]->dtype != QW_DT_F32) qw_store_f32(out[0], y, M * N);
+    return QW_OK;
+}
+
+/* y = the logits of one activation row x: approximate, the top R exact */
+static qw_status lmh_row(qw_op_ctx *c, lmh_state *s, const void *B, const float *x, float *y, const lmh_work *wk,
+                         qw_error *err) {
+    const int N = s->N, K = s->K;
+    const size_t row_bytes = (size_t)K * (s->f16 ? 2 : 4);
     const int top = c->node->gopts ? c->node->gopts->lm_head_top : 0;
     const int R = QW_MIN(N, top >= 1 && top <= QW_LMHEAD_TOPK ? top : QW_LMHEAD_TOPK);
     /* ids the sampler can only lower (a repetition penalty's seen ids): they never push another row out of the
      * top R, so R counts the others only */
     const uint8_t *low = c->node->gopts ? c->node->gopts->lm_head_lowered : NULL;
-    const float *x = qw_tensor_f32(c, A);
-    float *y = out[0]->dtype == QW_DT_F32 ? (float *)out[0]->data : qw_op_scratch(c, (size_t)N * 4 + 4);
-    void *work = qw_op_scratch(c, qw_i8_matvec_work_size(&s->w));
-    lmh_cand *cand = qw_op_scratch(c, (size_t)N * sizeof(lmh_cand) + 8);
-    int32_t *rows = qw_op_scratch(c, QW_LMHEAD_BATCH * 4);
-    float *vals = qw_op_scratch(c, QW_LMHEAD_BATCH * 4), *heap = qw_op_scratch(c, QW_LMHEAD_TOPK * 4);
-    void *rbuf = B ? NULL : qw_op_scratch(c, QW_LMHEAD_BATCH * row_bytes);
-    if (!x || !y || !work || !cand || !rows || !vals || !heap || (!B && !rbuf))
-        return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
+    void *work = wk->work, *rbuf = wk->rbuf;
+    lmh_cand *cand = wk->cand;
+    int32_t *rows = wk->rows;
+    float *vals = wk->vals, *heap = wk->heap;
+    qw_status st;
     double xn, ex;
     qw_i8_matvec(c->pool, &s->w, x, y, work, &xn, &ex);
     /* bounds; L = the R-th largest lower bound; candidates: rows whose upper bound reaches L */
@@ -137,11 +168,8 @@ static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
         cand[n].ub = (float)(y[n] + e * 1.0001);
     }
     const float L = hn == R ? heap[0] : -INFINITY; /* fewer than R rows the sampler cannot lower: all candidates */
-    if (L != L) { /* NaN activations: no bound means anything; the exact product says what it says */
-        if ((st = exact_all(c, s, B, x, y, err)) != QW_OK) return st;
-        if (out[0]->dtype != QW_DT_F32) qw_store_f32(out[0], y, N);
-        return QW_OK;
-    }
+    if (L != L) /* NaN activations: no bound means anything; the exact product says what it says */
+        return exact_all(c, s, B, x, y, err);
     for (int n = 0; n < N; n++)
         if (cand[n].ub >= L) cand[cnt].ub = cand[n].ub, cand[cnt++].row = n;
     qsort(cand, (size_t)cnt, sizeof *cand, cand_cmp);
@@ -201,7 +229,6 @@ static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
                 am == ame ? "" : " MISMATCH", exact_same ? "" : " RESCORE-DIFF");
         free(ye);
     }
-    if (out[0]->dtype != QW_DT_F32) qw_store_f32(out[0], y, N);
     return QW_OK;
 }
 

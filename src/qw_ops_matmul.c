@@ -73,10 +73,14 @@ qw_status qw_op_matmul_tb_streamed(qw_op_ctx *c, const float *Af, int64_t rows, 
             if (st != QW_OK) return st;
         }
         const void *Bc = buf[i & 1];
-        if (bdtype == QW_DT_F16)
-            qw_gemm_f16b(c->pool, (int)rows, (int)cur, (int)K, Af, (int)K, Bc, (int)K, 1, C + n0, (int)N);
-        else
-            qw_gemm_f32(c->pool, (int)rows, (int)cur, (int)K, Af, (int)K, Bc, (int)K, 1, C + n0, (int)N);
+        /* the logits' last rows of a speculative step one by one: the one-row product's bits (see run_matmul) */
+        int64_t step = c->node->last_row_only ? 1 : rows;
+        for (int64_t r = 0; r < rows; r += step) {
+            const float *Ar = Af + r * K;
+            float *Cr = C + r * N + n0;
+            if (bdtype == QW_DT_F16) qw_gemm_f16b(c->pool, (int)step, (int)cur, (int)K, Ar, (int)K, Bc, (int)K, 1, Cr, (int)N);
+            else qw_gemm_f32(c->pool, (int)step, (int)cur, (int)K, Ar, (int)K, Bc, (int)K, 1, Cr, (int)N);
+        }
     }
     return QW_OK;
 }
@@ -126,7 +130,12 @@ static qw_status run_matmul(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_ten
     size_t bes = qw_dtype_size(B->dtype);
     if (nbb == 0) { /* B shared by every batch: one product over all rows of A */
         int64_t rows = nba ? qw_numel(nba, A->dims) * M : M;
-        if (rows == batch * M) {
+        if (rows == batch * M && c->node->last_row_only && rows > 1) {
+            /* a speculative step's last rows: each as the one-row decode product computes it (the same bits; the
+             * kernel sums over K in another order for several rows), so the verified tokens are plain decoding's */
+            for (int64_t i = 0; i < rows && N; i++)
+                gemm_any(c->pool, 1, (int)N, (int)K, Af + i * K, B->data, B->dtype, tb, C + i * N);
+        } else if (rows == batch * M) {
             if (rows && N) gemm_any(c->pool, (int)rows, (int)N, (int)K, Af, B->data, B->dtype, tb, C);
         } else { /* A broadcast along batch (A has fewer batch elements): per batch */
             int64_t sa[QW_MAX_DIMS];

@@ -109,11 +109,12 @@ void qw_broadcast_strides(int nd, const int64_t *dims, int nout, const int64_t *
 }
 
 const qw_tensor *qw_op_last_row(const qw_op_node *n, const qw_tensor *A, qw_tensor *view) {
-    if (!n->last_row_only || !A || A->ndim != 3 || A->dims[0] != 1 || A->dims[1] <= 1 || !A->data) return A;
+    int64_t r = n->gopts && n->gopts->logits_rows > 1 ? n->gopts->logits_rows : 1;
+    if (!n->last_row_only || !A || A->ndim != 3 || A->dims[0] != 1 || A->dims[1] <= r || !A->data) return A;
     *view = *A;
-    view->dims[1] = 1;
-    view->numel = A->dims[2];
-    view->data = (uint8_t *)A->data + (size_t)((A->dims[1] - 1) * A->dims[2]) * qw_dtype_size(A->dtype);
+    view->dims[1] = r;
+    view->numel = r * A->dims[2];
+    view->data = (uint8_t *)A->data + (size_t)((A->dims[1] - r) * A->dims[2]) * qw_dtype_size(A->dtype);
     view->cap = 0;
     return view;
 }

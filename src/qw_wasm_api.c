@@ -316,16 +316,18 @@ EMSCRIPTEN_KEEPALIVE char *qw_wasm_chat_render(qw_wasm_model *w, const char *mes
  *   +0 kind, +4 id, +8 n_prompt, +12 n_prompt_done, +16 n_generated,
  *   +20 text (pointer), +24 text_len, +28 stop_reason (pointer to a C string, 0 unless DONE),
  *   +32 prefill_ms (f64), +40 decode_ms (f64), +48 step_ms (f64),
- *   +56 feed_ids (pointer), +60 n_feed, +64 n_past (QW_GEN_FEED, external decoder), +68 padding.
+ *   +56 feed_ids (pointer), +60 n_feed, +64 n_past (QW_GEN_FEED, external decoder),
+ *   +68 spec_drafted, +72 spec_accepted, +76 spec_steps (speculative decoding, this generation).
  * Owned by the generator. */
 typedef struct qw_wasm_event {
     int32_t kind, id, n_prompt, n_prompt_done, n_generated;
     int32_t text, text_len, stop_reason;
     double prefill_ms, decode_ms, step_ms;
-    int32_t feed_ids, n_feed, n_past, pad;
+    int32_t feed_ids, n_feed, n_past;
+    int32_t spec_drafted, spec_accepted, spec_steps;
 } qw_wasm_event;
 
-_Static_assert(sizeof(qw_wasm_event) == 72, "qw_wasm_event layout is read by js/qwasm-worker.js");
+_Static_assert(sizeof(qw_wasm_event) == 80, "qw_wasm_event layout is read by js/qwasm-worker.js");
 
 typedef struct qw_wasm_gen {
     qw_gen *g;
@@ -349,7 +351,8 @@ static void gen_release(qw_wasm_gen *h) {
 /* Starts generating after n prompt ids. params_json (may be NULL or ""): the model's generation_config.json
  * values, overridden by any of
  *   {"max_tokens","temperature","top_k","top_p","min_p","repetition_penalty","seed","prefill_chunk",
- *    "ignore_eos", "stop":["..."], "bias":{"<id>": value}}
+ *    "ignore_eos", "speculative" (QW_SPEC_OFF/ON/AUTO: 0/1/2), "spec_max_draft", "stop":["..."],
+ *    "bias":{"<id>": value}}
  * Resets the abort flag. Returns a generator handle, or 0 (see qw_wasm_last_error). */
 EMSCRIPTEN_KEEPALIVE qw_wasm_gen *qw_wasm_gen_begin(qw_wasm_model *w, const int32_t *ids, int n, const char *params_json) {
     qw_error err = {0};
@@ -389,6 +392,9 @@ EMSCRIPTEN_KEEPALIVE qw_wasm_gen *qw_wasm_gen_begin(qw_wasm_model *w, const int3
     p.seed = (uint64_t)jnum(o, "seed", (double)p.seed);
     p.prefill_chunk = (int)jnum(o, "prefill_chunk", p.prefill_chunk);
     p.ignore_eos = (int)jnum(o, "ignore_eos", p.ignore_eos);
+    p.speculative = (int)jnum(o, "speculative", p.speculative);
+    if (p.speculative < QW_SPEC_OFF || p.speculative > QW_SPEC_AUTO) p.speculative = QW_SPEC_OFF;
+    p.spec_max_draft = (int)jnum(o, "spec_max_draft", p.spec_max_draft);
     int oom = 0;
     const cJSON *stop = cJSON_GetObjectItemCaseSensitive(o, "stop");
     if (cJSON_IsArray(stop) && cJSON_GetArraySize(stop) > 0) {
@@ -462,6 +468,9 @@ EMSCRIPTEN_KEEPALIVE int qw_wasm_gen_next(qw_wasm_gen *h) {
     e->feed_ids = (int32_t)(intptr_t)ev.feed_ids;
     e->n_feed = ev.n_feed;
     e->n_past = ev.n_past;
+    e->spec_drafted = ev.spec_drafted;
+    e->spec_accepted = ev.spec_accepted;
+    e->spec_steps = ev.spec_steps;
     return QW_OK;
 }
 

@@ -203,7 +203,13 @@ typedef struct qw_gen_params {
     int n_bias;
     int ignore_eos;            /* 1: do not stop on the eos ids of generation_config.json */
     volatile int *abort_flag;  /* when *abort_flag becomes nonzero, the current step stops: QW_E_ABORTED */
+    int speculative;           /* prompt-lookup speculative decoding: QW_SPEC_OFF (default), QW_SPEC_ON, or
+                                  QW_SPEC_AUTO (on, paused while few drafts are accepted). The tokens are the
+                                  ones plain decoding gives (greedy, and sampled with the same seed) */
+    int spec_max_draft;        /* drafted tokens verified per step at most; <= 0: default (8), at most 16 */
 } qw_gen_params;
+
+enum { QW_SPEC_OFF = 0, QW_SPEC_ON = 1, QW_SPEC_AUTO = 2 };
 
 /* Defaults: greedy off (temperature 0.7, top_k 20, top_p 0.8 as Qwen2.5's generation_config when the
  * folder has none), max_tokens 256. qw_gen_params_init fills them; the model's generation_config.json
@@ -230,12 +236,16 @@ typedef struct qw_gen_event {
     double prefill_ms, decode_ms, step_ms; /* cumulative prefill and decode time; this step's time */
     const int32_t *feed_ids;   /* QW_GEN_FEED: the ids to run (owned by the qw_gen) */
     int n_feed, n_past;
+    int spec_drafted, spec_accepted, spec_steps; /* this generation so far: tokens drafted, drafted tokens
+                                                    accepted, verify steps run (speculative decoding) */
 } qw_gen_event;
 
 /* Starts generating after prompt (ids). The prompt is prefilled in chunks by qw_gen_next. */
 qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, const qw_gen_params *p,
                        qw_gen **out, qw_error *err);
-/* Advances by one step (a prefill chunk or one token). After QW_GEN_DONE, further calls return DONE. */
+/* Advances by one step (a prefill chunk or one token). After QW_GEN_DONE, further calls return DONE. With
+ * speculative decoding one call may run a verify step whose accepted tokens the next calls return without
+ * running the model (their step_ms is then about 0). */
 qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err);
 /* External decoder: the logits (n_vocab floats) of the last id of the QW_GEN_FEED event just returned. */
 qw_status qw_gen_set_logits(qw_gen *g, const float *logits, size_t n_vocab, qw_error *err);

@@ -28,8 +28,11 @@
 // 4.3.1 (wasm, q4f16, local model path), wllama = wllama 3.8.1 (GGUF; greedy over the tokens that are whole
 // UTF-8 text, since invalid UTF-8 output aborts it: see tools/bench/wllama.js), qwasm = js/qwasm.js, qwasm512 =
 // qwasm with memoryCapMB 512, qwasmbare = a bare outside page calling Qwasm.load({ model }) with every default
-// (tools/bench/bare.js: what a user gets), qwasmnone = the same page with cache 'none', qwasmsample = qwasm sampling as Qwen2.5-Instruct's generation_config says (not in
-// the default engine list; its tokens are not compared). A failure (not available, out of memory, timeout) is a table cell, not fatal.
+// (tools/bench/bare.js: what a user gets), qwasmnone = the same page with cache 'none', qwasmsample = qwasm sampling
+// as Qwen2.5-Instruct's generation_config says (not in the default engine list; its tokens are not compared),
+// qwasmspec = qwasm with speculative: 'auto' (not in the default list; the other qwasm rows decode plainly).
+// A failure (not available, out of memory, timeout) is a table cell, not fatal.
+// --prompt-ids-file FILE takes the prompt ids from a JSON file (tools/spec_prompt.mjs's copy-heavy prompt).
 // The first --check greedy tokens of each engine are compared with onnxruntime-node (tools/ort_ref.mjs).
 // Then, unless --no-native, the native rows of the same run: tools/bench_native.mjs (qwasm's CLI,
 // onnxruntime-node 1.30 and the CLI under a 512 MB cap) with the same prompt ids, threads, tokens and runs.
@@ -63,6 +66,8 @@ const ENGINES = {
   // Qwen2.5-Instruct's generation_config.json sampling instead of greedy: the int8 lm_head then keeps the top 64
   // logits exact (a repetition penalty can promote any of them), i.e. rescores more rows than greedy's top 1
   qwasmsample: { label: 'qwasm (sampling)', page: 'qwasm', sampling: { temperature: 0.7, topK: 20, topP: 0.8, repetitionPenalty: 1.05, seed: 1 } },
+  // prompt-lookup speculative decoding as the runtime's default ('auto'); the qwasm rows above decode plainly
+  qwasmspec: { label: 'qwasm (speculative)', page: 'qwasm', sampling: { greedy: true, speculative: 'auto' } },
 };
 const PROMPT_TEXT =
   'The history of computing is a story of abstraction. Early machines were programmed by rewiring ' +
@@ -72,7 +77,7 @@ const PROMPT_TEXT =
 
 function parseArgs(argv) {
   const a = {
-    models: ['0.5b', '1.5b'], engines: Object.keys(ENGINES).filter((e) => !['qwasmsample', 'qwasmnocache', 'qwasmnocacheemb'].includes(e)), runs: 3, tokens: 128, promptLen: 64, threads: 2,
+    models: ['0.5b', '1.5b'], engines: Object.keys(ENGINES).filter((e) => !['qwasmsample', 'qwasmspec', 'qwasmnocache', 'qwasmnocacheemb'].includes(e)), runs: 3, tokens: 128, promptLen: 64, threads: 2,
     check: 16, out: path.join(REPO, 'build/bench-browser.json'), md: path.join(REPO, 'build/bench-browser.md'),
     timeoutMin: 20, chromium: '/usr/bin/chromium', firefox: '/usr/bin/firefox-esr', browser: 'chromium', verbose: false, native: true,
   };
@@ -93,6 +98,7 @@ function parseArgs(argv) {
     else if (k === '--firefox') a.firefox = v();
     else if (k === '--verbose') a.verbose = true;
     else if (k === '--no-native') a.native = false;
+    else if (k === '--prompt-ids-file') a.promptFile = path.resolve(v()); // JSON [ids] or {ids} (tools/spec_prompt.mjs)
     else if (k === '-h' || k === '--help') {
       console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n'));
       process.exit(0);
@@ -105,7 +111,7 @@ function parseArgs(argv) {
 const log = (...m) => console.error('[bench]', ...m);
 
 // ---------------------------------------------------------------- models
-function modelDir(size) {
+function modelDir(size, wantGguf = true) {
   const root = path.join(REPO, 'build/models');
   const pick = () => (fs.existsSync(root) ? fs.readdirSync(root) : [])
     .filter((d) => (d === size || d.startsWith(`qwen2.5-${size}-q4f16`)) && fs.existsSync(path.join(root, d, 'config.json')))
@@ -123,7 +129,7 @@ function modelDir(size) {
   const ext = fs.existsSync(path.join(dir, onnx + '_data')) ? path.basename(onnx) + '_data' : null;
   const gguf = path.join(dir, 'model-q4_0.gguf');
   const src = path.join(dir, ext ? onnx + '_data' : onnx);
-  if (!fs.existsSync(gguf) || fs.statSync(gguf).mtimeMs < fs.statSync(src).mtimeMs) {
+  if (wantGguf && (!fs.existsSync(gguf) || fs.statSync(gguf).mtimeMs < fs.statSync(src).mtimeMs)) {
     log(`converting ${d} to GGUF (tools/onnx2gguf.py)`);
     const r = spawnSync(PY, [path.join(REPO, 'tools/onnx2gguf.py'), dir, '-o', gguf], { stdio: 'inherit' });
     if (r.status !== 0) throw new Error('onnx2gguf failed');
@@ -508,8 +514,12 @@ async function main() {
   };
   try {
     for (const size of a.models) {
-      const m = modelDir(size);
-      const prompt = await promptIds(m, a.promptLen);
+      const m = modelDir(size, a.engines.includes('wllama'));
+      let prompt = await promptIds(m, a.promptLen);
+      if (a.promptFile) {
+        const j = JSON.parse(fs.readFileSync(a.promptFile, 'utf8'));
+        prompt = { ids: Array.isArray(j) ? j : j.ids, text: null, textRoundTrips: false, decode: prompt.decode };
+      }
       const ids = prompt.ids;
       const ref = a.check > 0 ? ortReference(m, ids, a.check, a.threads) : null;
       const entry = { model: size, name: m.name, onnx: m.onnx, gguf: m.gguf, onnxBytes: m.onnxBytes, ggufBytes: m.ggufBytes,
@@ -527,7 +537,7 @@ async function main() {
             const f = (o) => Object.entries(o || {}).map(([k, v]) => `${k} ${mbs(v)}`).join(', ');
             log(`  largest tab process PSS (MB): ${f(r.peakOneTabPssByPhase)}; network process PSS (MB): ${f(r.peakNetPssByPhase)}`);
           }
-          entry.engines[e] = aggregate(entry.runs[e], ENGINES[e].sampling ? null : ref, a.check, prompt.decode);
+          entry.engines[e] = aggregate(entry.runs[e], ENGINES[e].sampling && !ENGINES[e].sampling.greedy ? null : ref, a.check, prompt.decode);
           save();
         }
       }

@@ -34,6 +34,11 @@ so the onnxruntime references are exact fp32 compute), symmetric: inputs
 A, B (uint8 [N, K/32, 16], low nibble = even k), scales ([N*K/32], fp16 in q4f16 / fp32 in q4), no
 zero_points (implicit zero point 8): W[k,n] = (nibble(n,k) - 8) * scales[n*(K/32) + k/32].
 fp32 / q4 / q4f16 with the same seed and shape are the same model (fp32 weights = dequantised int4).
+--copy-ids FILE makes a model that repeats a given text (to measure speculative decoding end to end: random
+weights accept few drafts): layer 0's MLP is a lookup table from each token of the text to the token after its
+first occurrence there (gate = up = the token's normalised embedding, down = a multiple of the next token's), every
+other o_proj / down_proj is zero, so the residual reaching the tied lm_head is E[t] + 4 E[next(t)] and greedy
+decoding walks the text's bigrams. Compute cost is the random model's (the kernels do not skip zeros).
 Random-weight scales: logits std ~4 (--logit-std), q/k gain 3 (peaky attention) and o/down gain
 min(8, 16/sqrt(layers)) keep greedy output varied (no copy / fixed-point loops) and fp16-safe.
 Such models are chaotic at full size (a last-bit difference moves the top logits past each other), so
@@ -110,6 +115,7 @@ def parse_args(argv):
     p.add_argument('--calm', action='store_true', help='non-chaotic logits: strong residual path and a successor '
                    'table in the last MLP (see the module doc); names the folder <size>-calm-...')
     p.add_argument('--seed', type=int, default=1234)
+    p.add_argument('--copy-ids', help='JSON file with a list of token ids: the model repeats that text (see above)')
     p.add_argument('--name', help='folder name (default derived from the parameters)')
     p.add_argument('--out-dir', default=os.path.join(REPO, 'build', 'models'))
     p.add_argument('--force', action='store_true', help='regenerate even when the stamp matches')
@@ -188,6 +194,16 @@ class Builder:
     def tconst(self, scope, value):
         return self.const(scope, value, self.npT)
 
+    def q4_from(self, w, K, N):
+        """Symmetric 4-bit blocks (scale = max |w| / 7 per block of 32) of a given W (K, N)."""
+        blk = np.ascontiguousarray(w.T, dtype=np.float32).reshape(N, K // 32, 32)
+        scales = np.abs(blk).max(axis=2) / 7.0
+        q = np.where(scales[..., None] > 0, np.rint(blk / np.maximum(scales[..., None], 1e-30)), 0)
+        q = (np.clip(q, -7, 7) + 8).astype(np.uint8)
+        b = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)
+        self.stats['params'] += K * N
+        return b, scales.reshape(-1).astype(np.float32)
+
     # ---- initializers
     def init(self, name, arr):
         arr = np.ascontiguousarray(arr)
@@ -263,8 +279,9 @@ class Builder:
 
     def linear(self, scope, x, wname, K, N, std, bias=None, structure=None):
         """/scope/MatMul (fp32) or /scope/MatMul_Q4 (MatMulNBits), then /scope/Add(bias, .) if bias.
-        structure(b, s) may overwrite parts of the random 4-bit weight before it is stored."""
-        b, s = self.q4_weight(wname, K, N, std)
+        An override (--copy-ids) replaces the whole weight; structure(b, s) may overwrite parts of it (--calm)."""
+        over = getattr(self, 'overrides', {}).get(wname)
+        b, s = self.q4_from(over, K, N) if over is not None else self.q4_weight(wname, K, N, std)
         if structure is not None:
             structure(b, s)
         if self.a.dtype == 'fp32':
@@ -293,7 +310,10 @@ class Builder:
         r = self.op(scope, 'Sqrt', [e])
         r = self.op(scope, 'Div', [self.tconst(scope, 1.0), r])
         y = self.op(scope, 'Mul', [x, r])
-        w = self.init(wname, self.normal(wname, (H,), 0.1, 1.0).astype(self.npT))
+        w = self.normal(wname, (H,), 0.1, 1.0)
+        if wname in getattr(self, 'overrides', {}):
+            w = self.overrides[wname]
+        w = self.init(wname, w.astype(self.npT))
         return self.op(scope, 'Mul', [w, y])
 
     def unsq(self, scope, x, axes):
@@ -342,6 +362,34 @@ def calm_structure(a, emb_w, H, I):
     return gate_up, down
 
 
+def copy_overrides(a, emb):
+    """Weights making the model repeat the text in a.copy_ids (see the module comment)."""
+    with open(a.copy_ids) as f:
+        ids = [int(t) for t in json.load(f)]
+    H, I = a.hidden, a.intermediate
+    nxt = {}
+    for t, n in zip(ids, ids[1:]):
+        nxt.setdefault(t, n)              # the first occurrence wins
+    keys = sorted(nxt)[:I]
+    if len(nxt) > I:
+        print('gen_model: warning: %d distinct tokens, the MLP holds %d' % (len(nxt), I), file=sys.stderr)
+    e = emb.astype(np.float32)
+    gate = np.zeros((H, I), np.float32)
+    down = np.zeros((I, H), np.float32)
+    for j, t in enumerate(keys):
+        h = e[t] / np.sqrt(np.mean(e[t] ** 2) + a.rms_eps)   # what RMSNorm (weight 1) makes of E[t]
+        gate[:, j] = h * (8.0 / H)        # gate = up: 8 for this token, ~N(0, 64 / H) for the others
+        down[j] = 4.0 * e[nxt[t]] / (8.0 * 8.0 / (1.0 + math.exp(-8.0)))  # silu(8) * 8 -> 4 E[next]
+    o = {'model.layers.0.post_attention_layernorm.weight': np.ones(H, np.float32),
+         'model.layers.0.mlp.gate_proj.MatMul.weight': gate, 'model.layers.0.mlp.up_proj.MatMul.weight': gate,
+         'model.layers.0.mlp.down_proj.MatMul.weight': down}
+    for i in range(a.layers):
+        o['model.layers.%d.self_attn.o_proj.MatMul.weight' % i] = np.zeros((a.heads * (H // a.heads), H), np.float32)
+        if i:
+            o['model.layers.%d.mlp.down_proj.MatMul.weight' % i] = np.zeros((I, H), np.float32)
+    return o
+
+
 def build_graph(a, bld):
     T, H, hd = bld.T, a.hidden, a.hidden // a.heads
     nh, nkv, I, V, L = a.heads, a.kv_heads, a.intermediate, a.vocab, a.layers
@@ -370,6 +418,8 @@ def build_graph(a, bld):
     # ---- embedding (one copy, shared with the lm_head)
     sigma_e = a.logit_std / math.sqrt(H)
     emb_w = bld.normal('model.embed_tokens.weight', (V, H), sigma_e, dtype=bld.npT)
+    if a.copy_ids:
+        bld.overrides = copy_overrides(a, emb_w)
     emb = bld.init('model.embed_tokens.weight', emb_w)
     x = bld.op('/model/embed_tokens', 'Gather', [emb, 'input_ids'])
 
@@ -576,6 +626,9 @@ def main(argv):
     if a.calm:  # only then, so the stamps of the other models stay valid
         params['calm'] = True
     params['gen_version'] = GEN_VERSION
+    if a.copy_ids:
+        with open(a.copy_ids, 'rb') as f:
+            params['copy_ids_crc'] = zlib.crc32(f.read())
     if not a.force and os.path.exists(stamp_path) and os.path.exists(onnx_path):
         with open(stamp_path) as f:
             st = json.load(f)

@@ -27,6 +27,9 @@ gen --size tiny --logit-std 2 --dtype q4f16 --opset 18 --external      # tiny-q4
 # No greedy reference: from decode step 10 on, onnxruntime's own decode logits differ from its prefill of the
 # same ids by 3e-2 (int8 codes amplify a 3e-7 difference), beyond test_decoder's fp16 tolerance
 gen --size tiny --logit-std 2 --dtype q4f16 --opset 18 --external --accuracy-level 4 --name tiny-q4f16-acc4
+# tiny-copy: repeats the text of tests/data/copy_text_ids.json (speculative decoding accepts its drafts); hidden 256
+# keeps its lookup table's embeddings apart
+gen --size tiny --hidden 256 --intermediate 256 --dtype q4f16 --opset 18 --external --copy-ids tests/data/copy_text_ids.json --name tiny-copy
 # small: real vocab 151936 + real tokenizer, hidden 32, 2 layers (chat / tokenizer tests)
 gen --size small --dtype q4f16 --opset 18 --external     # small-q4f16-op18-ext
 # hostile: minimal decoders with one bad node each, bad external data (tests/test_hostile.c)
@@ -38,6 +41,8 @@ CHAT_PROMPT=151644,8948,198,2610,525,264,10950,17847,13,151645,198,151644,872,19
 for m in tiny-fp32-op14 tiny-fp32-op18-ext tiny-q4-op14 tiny-q4f16-op18-ext; do
   ref "build/models/$m" --prompt-ids "$TINY_PROMPT"
 done
+# the first 40 ids of its text: the model goes on copying it
+ref build/models/tiny-copy --prompt-ids 28,70,315,394,75,265,442,276,415,145,153,75,153,145,366,463,113,475,81,281,122,253,218,463,208,239,446,101,425,153,75,153,187,157,311,78,208,239,228,139
 ref build/models/small-q4f16-op18-ext --prompt-ids "$CHAT_PROMPT"
 
 case "${1:-}" in

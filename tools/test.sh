@@ -33,8 +33,8 @@ QW_TEST_MAX_MB=600 stage asan ctest_in build/asan
 stage node node tools/run_node_tests.mjs
 stage browser node tests/browser/run.mjs
 # the full-size model (1.2 GB, Qwen2.5-1.5B shape) in Chromium: load, cached reload, 512 MB cap; the calm 1.5B's
-# 32 greedy tokens natively and in Chromium = onnxruntime-node's
-stage big bash -c 'bash tools/gen_test_models.sh --big >/dev/null && node tests/browser/big.test.mjs && node --test tests/node/on_demand.test.mjs'
+# 32 greedy tokens natively and in Chromium = onnxruntime-node's; speculative decoding on the 1.5B copy model
+stage big bash -c 'bash tools/gen_test_models.sh --big >/dev/null && node tests/browser/big.test.mjs && node --test tests/node/on_demand.test.mjs && QW_SPEC_BIG=1 node --test tests/node/speculate.test.mjs'
 stage native ctest_in build/native
 
 echo

@@ -44,7 +44,7 @@ async function generate({ promptIds, maxTokens = 128, sampling = null }) {
   const tokens = [], times = [], coreSteps = [];
   let stats = null, last = null;
   const t0 = now();
-  const how = sampling ? { ...sampling } : { greedy: true };
+  const how = sampling ? { ...sampling } : { greedy: true, speculative: 'off' }; // plain decode (qwasmspec: 'auto')
   for await (const ev of rt.generate({ promptIds, maxTokens, ...how, ignoreEos: true })) {
     const t = now();
     if (ev.kind === 'token') { times.push(t); coreSteps.push(ev.stepMs); if (typeof ev.id === 'number') tokens.push(ev.id); }
