@@ -21,14 +21,16 @@ struct qw_model {
     qw_tokenizer *tok;          /* NULL when the folder's tokenizer is not one qwasm reads */
     char tok_error[512];          /* why there is no tokenizer (a qw_error message) */
     int max_seq;                /* KV cache length */
-    int32_t *cached;            /* (max_seq) the ids whose keys/values the decoder holds, in order */
-    int n_cached;
+    int32_t *cached;            /* (cached_cap) the ids whose keys/values the decoder holds, in order */
+    int n_cached, cached_cap;
     int busy;                   /* a qw_gen is live: one generation at a time per model */
     int external;               /* no graph: another engine computes the logits (qw_load_opts.external_decoder) */
     double load_ms;
     char *info_json, *stats_json;
 };
 
+/* Room for n ids in m->cached (grown as the context grows); QW_E_NOMEM. */
+qw_status qw_model_cached_reserve(qw_model *m, int n);
 /* Vocabulary size: the decoder's logits width, or config.json's vocab_size with an external decoder. */
 int qw_model_vocab(const qw_model *m);
 

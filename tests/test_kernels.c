@@ -449,23 +449,52 @@ static void test_misc(qw_pool *pool) {
     qw_softmax_f32(y, n);
     CHECK(nerr(y, r, n) < 1e-5, "softmax %.3g", nerr(y, r, n));
 
-    /* attention: decode step and prefill chunk, grouped heads */
-    static const int cases[][6] = {{1, 6, 2, 24, 40, 10}, {5, 6, 2, 24, 40, 3}, {1, 12, 2, 128, 64, 63},
-                                   {7, 4, 4, 20, 16, 0}, {3, 14, 2, 64, 100, 50}};
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        int nq = cases[c][0], nh = cases[c][1], nkv = cases[c][2], hd = cases[c][3], ms = cases[c][4], p0 = cases[c][5];
-        size_t qn = (size_t)nq * nh * hd, kn = (size_t)nkv * ms * hd;
-        float *q = malloc(qn * 4), *k = malloc(kn * 4), *v = malloc(kn * 4), *o = malloc(qn * 4),
-              *or_ = malloc(qn * 4), *sc = malloc((size_t)ms * 4);
-        void *wk = malloc(qw_attention_work_size(pool, ms));
-        for (size_t i = 0; i < qn; i++) q[i] = frand();
-        for (size_t i = 0; i < kn; i++) k[i] = frand(), v[i] = frand();
-        float scale = 1.0f / sqrtf((float)hd);
-        qw_attention_gqa_ref(q, nq, nh, nkv, hd, k, v, ms, p0, scale, or_, sc);
-        qw_attention_gqa(pool, q, nq, nh, nkv, hd, k, v, ms, p0, scale, o, wk);
-        CHECK(nerr(o, or_, qn) < 1e-5, "attention case %zu: %.3g", c, nerr(o, or_, qn));
-        free(q), free(k), free(v), free(o), free(or_), free(sc), free(wk);
-    }
+    /* attention over a KV cache (qw_attn_run, tiled) against the plain loops: decode steps and prefill chunks,
+     * grouped heads, fp32 / fp16 / int8 rows, causal and masked, past the 64-key tile and the 24-row task */
+    static const int cases[][6] = {{1, 6, 2, 24, 40, 10}, {5, 6, 2, 24, 40, 3}, {1, 12, 2, 128, 300, 299},
+                                   {7, 4, 4, 20, 16, 0}, {3, 14, 2, 64, 200, 150}, {64, 12, 2, 128, 600, 500},
+                                   {9, 7, 1, 36, 90, 70}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int dt = 0; dt < 3; dt++)
+            for (int masked = 0; masked < 2; masked++) {
+                int nq = cases[c][0], nh = cases[c][1], nkv = cases[c][2], hd = cases[c][3], ms = cases[c][4], p0 = cases[c][5];
+                int T = p0 + nq;
+                size_t qn = (size_t)nq * nh * hd, kn = (size_t)nkv * ms * hd;
+                float *q = malloc(qn * 4), *kf = malloc(kn * 4), *vf = malloc(kn * 4), *o = malloc(qn * 4),
+                      *or_ = malloc(qn * 4), *sc = malloc((size_t)ms * 4), *ks = malloc((size_t)nkv * ms * 4),
+                      *vs = malloc((size_t)nkv * ms * 4), *mask = malloc((size_t)nq * T * 4);
+                void *k = malloc(kn * 4), *v = malloc(kn * 4);
+                for (size_t i = 0; i < qn; i++) q[i] = frand();
+                for (size_t i = 0; i < kn; i++) kf[i] = frand(), vf[i] = frand();
+                for (int s = 0; s < nq; s++)
+                    for (int t = 0; t < T; t++) mask[s * T + t] = t <= p0 + s ? 0.1f * frand() : -65504.0f;
+                if (dt == QW_KV_F32) { memcpy(k, kf, kn * 4); memcpy(v, vf, kn * 4); }
+                else if (dt == QW_KV_F16) { qw_f32_to_f16_array(kf, k, kn); qw_f32_to_f16_array(vf, v, kn); }
+                else
+                    for (size_t r = 0; r < kn / hd; r++) {
+                        qw_kv_quant_i8(kf + r * hd, hd, (int8_t *)k + r * hd, ks + r);
+                        qw_kv_quant_i8(vf + r * hd, hd, (int8_t *)v + r * hd, vs + r);
+                    }
+                /* the query in (S, H, D) order for odd cases: strides, as the com.microsoft layout */
+                int shd = c % 2;
+                qw_attn a = {.n_q = nq, .n_keys = T, .past = masked ? -1 : p0, .n_heads = nh, .n_kv_heads = nkv,
+                             .head_dim = hd, .q = q, .q_hs = shd ? hd : (int64_t)nq * hd, .q_ss = shd ? (int64_t)nh * hd : hd,
+                             .o_hs = shd ? hd : (int64_t)nq * hd, .o_ss = shd ? (int64_t)nh * hd : hd, .k = k, .v = v,
+                             .k_scale = ks, .v_scale = vs, .kv_dtype = dt, .cap = ms, .scale = sqrtf((float)hd),
+                             .div = 1, .round_probs = dt == QW_KV_F16, .round_scaled = dt == QW_KV_F16,
+                             .mask = masked ? mask : NULL, .m_hs = 0, .m_ss = T, .m_ts = 1, .round_masked = masked};
+                void *wk = malloc(qw_attn_work_size(&a, qw_pool_threads(pool)));
+                a.out = or_;
+                qw_attn_ref(&a, sc);
+                a.out = o;
+                qw_attn_run(pool, &a, wk);
+                /* fp16 roundings of the scores can flip on a last-bit difference of a dot product: one half step */
+                /* (masked: every key summed, fp32 order noise of up to 600 terms) */
+                double bound = dt == QW_KV_F16 ? 2e-3 : masked ? 5e-5 : 1e-5;
+                CHECK(nerr(o, or_, qn) < bound, "attention case %zu dtype %d masked %d: %.3g", c, dt, masked, nerr(o, or_, qn));
+                free(q), free(kf), free(vf), free(o), free(or_), free(sc), free(ks), free(vs), free(mask), free(k), free(v),
+                    free(wk);
+            }
 }
 
 /* ---- pool --------------------------------------------------------------------------------------- */

@@ -8,7 +8,7 @@ let rt = null;
 
 let profiling = false;
 
-async function load({ model, threads = 2, memoryCapMB = undefined, profile = false }) {
+async function load({ model, threads = 2, memoryCapMB = undefined, profile = false, maxContext = 0, kvCache = undefined }) {
   const t0 = now();
   profiling = profile;
   const mod = await import('/js/qwasm.js');
@@ -16,6 +16,8 @@ async function load({ model, threads = 2, memoryCapMB = undefined, profile = fal
   if (!Q || typeof Q.load !== 'function') throw new Error('js/qwasm.js exports no Qwasm.load');
   const opts = { model: new URL(model, location.href).href, threads };
   if (memoryCapMB) opts.memoryCapMB = memoryCapMB;
+  if (maxContext) opts.maxContext = maxContext; // --long: the KV cache sized for the longest prompt
+  if (kvCache) opts.kvCache = kvCache;
   if (profile) opts.profile = true; // qwasm's per-op counters (two clock reads per node)
   // where the load time goes: ms from the start of the load to the first event of each progress phase
   const phases = {};
