@@ -1,7 +1,7 @@
 // Native benchmark: qwasm's CLI and onnxruntime-node on the same model files, in one run.
 //   node tools/bench_native.mjs [--runs 3] [--threads 2] [--prompt-len 64] [--decode 128] [--mem-cap-mb 512]
 //                               [--prompt-ids 1,2,3] [--json OUT.json] [--lengths 512,2048,4096,8192]
-//                               [--cli-args "--kv-cache int8"] MODEL_DIR...
+//                               [--cli-args "--kv-cache int8"] [--no-ort] [--label NAME] MODEL_DIR...
 // Default models: the generated full-size shapes (tools/gen_model.py --size 1.5b / 0.5b) when present.
 // Figures: load seconds, prefill tokens/s (one prompt of --prompt-len ids), decode tokens/s (--decode
 // greedy tokens, eos ignored), peak RSS. Medians over --runs; each engine runs in a fresh process.
@@ -32,6 +32,8 @@ const idsArg = opt('--prompt-ids', ''); // tools/bench_browser.mjs passes the br
 const lengths = opt('--lengths', '').split(',').filter(Boolean).map(Number);
 const cliExtra = opt('--cli-args', '').split(' ').filter(Boolean);
 const ortChunk = lengths.length ? 512 : 0;
+const noOrt = args.includes('--no-ort') ? (args.splice(args.indexOf('--no-ort'), 1), true) : false;
+const label = opt('--label', 'qwasm'); // e.g. an A/B run of another build through QW_CLI
 let models = args.length ? args : ['qwen2.5-1.5b-q4f16-op18-ext', 'qwen2.5-0.5b-q4f16-op14']
   .map((n) => path.join(root, 'build', 'models', n)).filter((d) => existsSync(d));
 if (!models.length) {
@@ -116,7 +118,8 @@ for (const [li, plen] of (lengths.length ? lengths : [0]).entries()) {
 if (plen) promptIds = makeIds(plen).map((x, i) => (i ? x : 1000 + li)); // another first id: no shared prefix
 for (const dir of models) {
   const name = path.basename(dir);
-  const engines = [['qwasm', () => runQwasm(dir, 0)], ['onnxruntime-node', () => runOrt(dir)]];
+  const engines = [[label, () => runQwasm(dir, 0)]];
+  if (!noOrt) engines.push(['onnxruntime-node', () => runOrt(dir)]);
   if (memCap) engines.push([`qwasm cap ${memCap} MB`, () => runQwasm(dir, memCap)]);
   for (const [engine, fn] of engines) {
     const rs = [];
