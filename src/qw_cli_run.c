@@ -223,8 +223,11 @@ static int generate(qw_model *m, const run_args *a, const int32_t *prompt, size_
     qw_error err = {0};
     qw_gen *g = NULL;
     size_t n_had = 0;
+    double pc_ms = 0; /* reading and importing the prompt cache: part of the time to the first token */
     if (a->prompt_cache) {
+        double t0 = now_s();
         prompt_cache_load(m, a->prompt_cache);
+        pc_ms = (now_s() - t0) * 1000;
         const int32_t *had = qw_model_kv_ids(m, &n_had);
         size_t same = 0; /* positions of the file that this prompt reuses */
         while (same < n_had && same < n_prompt && had[same] == prompt[same]) same++;
@@ -273,9 +276,10 @@ static int generate(qw_model *m, const run_args *a, const int32_t *prompt, size_
             fputs("]", stdout);
             if (have_text) { fputs(",\"text\":", stdout); json_print_string(stdout, res->text ? res->text : "", res->len); }
             printf(",\"n_prompt\":%d,\"stop_reason\":\"%s\",\"load_s\":%.3f,\"prefill_tok_s\":%.2f,"
-                   "\"decode_tok_s\":%.2f,\"peak_rss_mb\":%.1f,\"prefill_ms\":%.1f,\"prompt_cached\":%zu",
+                   "\"decode_tok_s\":%.2f,\"peak_rss_mb\":%.1f,\"prefill_ms\":%.1f,\"prompt_cached\":%zu,"
+                   "\"prompt_cache_ms\":%.1f",
                    ev.n_prompt, ev.stop_reason ? ev.stop_reason : "", load_s, prefill_tps, decode_tps, peak_rss_mb(),
-                   ev.prefill_ms, n_had);
+                   ev.prefill_ms, n_had, pc_ms);
             if (a->profile) printf(",\"stats\":%s", qw_model_stats_json(m));
             fputs("}\n", stdout);
         } else {

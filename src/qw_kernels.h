@@ -158,7 +158,8 @@ float qw_dot_f32(const float *a, const float *b, int n);
  * (1: a decode step; more: a prefill chunk) and n_keys cached positions, query head h reading kv head
  * h / (n_heads / n_kv_heads). Causal (past >= 0): position s sees keys 0 .. past + s only; past < 0: all of them.
  * score(d) = d (fp16-rounded when round_qk) / or * scale (fp16-rounded when round_scaled) + mask(h, s, t)
- * (when mask) (fp16-rounded when round_masked): the decomposed graph's steps; the probabilities are rounded to
+ * (when mask) (fp16-rounded when round_masked): the decomposed graph's steps (com.microsoft's attention ops add a
+ * softcap, a key mask and a local window); the probabilities are rounded to
  * fp16 when round_probs. Query element (h, s, d) at q[h * q_hs + s * q_ss + d], out likewise, mask element at
  * mask[h * m_hs + s * m_ss + t * m_ts]. The cache is (n_kv_heads, cap, head_dim) of kv_dtype; int8 rows have
  * one fp32 scale per kv head and position in k_scale / v_scale ((n_kv_heads, cap)). */
@@ -178,6 +179,9 @@ typedef struct qw_attn {
     int round_qk, round_scaled, round_masked, round_probs;
     const float *mask;
     int64_t m_hs, m_ss, m_ts;
+    float softcap;                 /* > 0: score = softcap * tanh(score / softcap) after the scale */
+    const float *kmask;            /* (n_keys) added after mask, or NULL */
+    int window;                    /* > 0: query row s sees its last `window` keys only */
 } qw_attn;
 /* work: qw_attn_work_size(a, threads of the pool) bytes (a key tile and the score rows of each thread). */
 size_t qw_attn_work_size(const qw_attn *a, int nth);

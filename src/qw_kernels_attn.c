@@ -166,7 +166,9 @@ static float finish_score(const qw_attn *a, float d, int h, int s, int t) {
     if (a->round_qk) d = qw_round_f16(d);
     d = a->div ? d / a->scale : d * a->scale;
     if (a->round_scaled) d = qw_round_f16(d);
+    if (a->softcap > 0) d = a->softcap * tanhf(d / a->softcap);
     if (a->mask) d += a->mask[h * a->m_hs + s * a->m_ss + t * a->m_ts];
+    if (a->kmask) d += a->kmask[t];
     if (a->round_masked) d = qw_round_f16(d);
     return d;
 }
@@ -233,7 +235,9 @@ static void att_task(void *arg, int ith, int nth) {
         for (int r = 0; r < rows; r++) {
             int h = h0 + r / ns, s = s0 + r % ns, n = row_keys(a, s);
             float *sc = scores + (size_t)r * ld;
-            for (int t = 0; t < n; t++) sc[t] = finish_score(a, sc[t], h, s, t);
+            int first = a->window > 0 && n - a->window > 0 ? n - a->window : 0; /* keys before: outside the window */
+            for (int t = 0; t < first; t++) sc[t] = -INFINITY;
+            for (int t = first; t < n; t++) sc[t] = finish_score(a, sc[t], h, s, t);
             softmax_row(sc, n);
             if (a->round_probs) for (int t = 0; t < n; t++) sc[t] = qw_round_f16(sc[t]);
             float *o = a->out + h * a->o_hs + s * a->o_ss;

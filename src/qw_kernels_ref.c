@@ -117,13 +117,17 @@ void qw_attn_ref(const qw_attn *a, float *scores) {
             const float *q = a->q + h * a->q_hs + s * a->q_ss;
             int hk = h / group, n = a->past >= 0 ? a->past + s + 1 : a->n_keys;
             if (n > a->n_keys) n = a->n_keys;
-            for (int t = 0; t < n; t++) {
+            int first = a->window > 0 && n - a->window > 0 ? n - a->window : 0;
+            for (int t = 0; t < first; t++) scores[t] = -INFINITY;
+            for (int t = first; t < n; t++) {
                 float d = 0;
                 for (int e = 0; e < D; e++) d += q[e] * kv_elem(a, 0, hk, t, e);
                 if (a->round_qk) d = qw_round_f16(d);
                 d = a->div ? d / a->scale : d * a->scale;
                 if (a->round_scaled) d = qw_round_f16(d);
+                if (a->softcap > 0) d = a->softcap * tanhf(d / a->softcap);
                 if (a->mask) d += a->mask[h * a->m_hs + s * a->m_ss + t * a->m_ts];
+                if (a->kmask) d += a->kmask[t];
                 if (a->round_masked) d = qw_round_f16(d);
                 scores[t] = d;
             }

@@ -8,14 +8,16 @@
 //        [--out build/bench-browser.json] [--md build/bench-browser.md] [--timeout-min 20]
 //        [--chromium /usr/bin/chromium] [--browser chromium|firefox] [--firefox /usr/bin/firefox-esr]
 //        [--no-native] [--verbose]
-//        [--long [--lengths 512,2048,4096,8192] [--kv-cache fp16|int8|fp32]]
+//        [--long [--lengths 512,2048,4096,8192] [--kv-cache fp16|int8|fp32] [--prompt-cache 2000 | --no-prompt-cache]]
 //
 // --long (issue #18, long clinical prompts): qwasm only by default (onnxruntime-web and Transformers.js need
 // 4.5 GB for the 1.5B at 64 tokens, wllama prefills it at 2.8 tok/s: 49 min for 8192 tokens), one browser and
 // one load per model, then for each prompt length a generation from a prompt of that many ids (a distinct first
 // id each, so no KV prefix is shared): TTFT, prefill tok/s, decode tok/s at that position (--tokens, default 32),
-// the tab's peak memory during that generation and the KV cache bytes per token from rt.stats(); then the
-// native rows (tools/bench_native.mjs --lengths: qwasm's CLI and onnxruntime-node) with the same ids.
+// the tab's peak memory during that generation and the KV cache bytes per token from rt.stats(); then the prompt
+// cache: a --prompt-cache-token prefix (+ 64 other tokens) generated with cachePrefix (cold: prefilled and saved to
+// OPFS), the page closed, the model loaded again in a new page and the same prefix with other 64 tokens: TTFT
+// after the reload against the cold one; then the native rows (tools/bench_native.mjs --lengths: qwasm's CLI and onnxruntime-node) with the same ids.
 //
 // --models takes sizes (0.5b, 1.5b) or folder names under build/models/ (e.g. small-q4f16-op18-ext for a smoke test).
 // Defaults: both models, every engine, 3 runs (medians reported), 128 greedy tokens (eos ignored).
@@ -73,7 +75,7 @@ function parseArgs(argv) {
     models: ['0.5b', '1.5b'], engines: Object.keys(ENGINES).filter((e) => e !== 'qwasmsample'), runs: 3, tokens: 128, promptLen: 64, threads: 2,
     check: 16, out: path.join(REPO, 'build/bench-browser.json'), md: path.join(REPO, 'build/bench-browser.md'),
     timeoutMin: 20, chromium: '/usr/bin/chromium', firefox: '/usr/bin/firefox-esr', browser: 'chromium', verbose: false, native: true,
-    long: false, lengths: [512, 2048, 4096, 8192], kvCache: null,
+    long: false, lengths: [512, 2048, 4096, 8192], kvCache: null, promptCache: 2000,
   };
   let setEngines = false, setModels = false, setTokens = false;
   for (let i = 0; i < argv.length; i++) {
@@ -83,6 +85,8 @@ function parseArgs(argv) {
     else if (k === '--long') a.long = true;
     else if (k === '--lengths') a.lengths = v().split(',').filter(Boolean).map(Number);
     else if (k === '--kv-cache') a.kvCache = v();
+    else if (k === '--prompt-cache') a.promptCache = +v();
+    else if (k === '--no-prompt-cache') a.promptCache = 0;
     else if (k === '--runs') a.runs = +v();
     else if (k === '--tokens') { a.tokens = +v(); setTokens = true; }
     else if (k === '--prompt-len') a.promptLen = +v();
@@ -115,7 +119,7 @@ function parseArgs(argv) {
 const log = (...m) => console.error('[bench]', ...m);
 
 // ---------------------------------------------------------------- models
-function modelDir(size) {
+function modelDir(size, needGguf = true) {
   const root = path.join(REPO, 'build/models');
   const pick = () => (fs.existsSync(root) ? fs.readdirSync(root) : [])
     .filter((d) => (d === size || d.startsWith(`qwen2.5-${size}-q4f16`)) && fs.existsSync(path.join(root, d, 'config.json')))
@@ -133,7 +137,7 @@ function modelDir(size) {
   const ext = fs.existsSync(path.join(dir, onnx + '_data')) ? path.basename(onnx) + '_data' : null;
   const gguf = path.join(dir, 'model-q4_0.gguf');
   const src = path.join(dir, ext ? onnx + '_data' : onnx);
-  if (!fs.existsSync(gguf) || fs.statSync(gguf).mtimeMs < fs.statSync(src).mtimeMs) {
+  if (needGguf && (!fs.existsSync(gguf) || fs.statSync(gguf).mtimeMs < fs.statSync(src).mtimeMs)) {
     log(`converting ${d} to GGUF (tools/onnx2gguf.py)`);
     const r = spawnSync(PY, [path.join(REPO, 'tools/onnx2gguf.py'), dir, '-o', gguf], { stdio: 'inherit' });
     if (r.status !== 0) throw new Error('onnx2gguf failed');
@@ -366,6 +370,20 @@ async function runLong(a, srvUrl, m, engKey) {
       res.lengths.push(row);
       if (!row.ok) break;
     }
+    if (a.promptCache && engKey.startsWith('qwasm')) {
+      mem.phase = 'promptcache';
+      const pre = longIds(a.promptCache, 90), tail = (k) => Array.from({ length: 64 }, (_, i) => 2000 + k * 100 + i);
+      const g1 = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o), { promptIds: [...pre, ...tail(1)], maxTokens: 4, cachePrefix: a.promptCache }), T, 'prompt cache, cold');
+      await page.evaluate(() => window.benchEngine.unload()).catch(() => {});
+      await page.close();
+      const p2 = await openPage(ctx, url, res);
+      await withTimeout(p2.evaluate((o) => window.benchEngine.load(o), loadOpts), T, 'reload');
+      const g2 = await withTimeout(p2.evaluate((o) => window.benchEngine.generate(o), { promptIds: [...pre, ...tail(2)], maxTokens: 4, cachePrefix: a.promptCache }), T, 'prompt cache, after reload');
+      res.promptCache = { prefix: a.promptCache, coldTtftMs: g1.ttftMs, reloadTtftMs: g2.ttftMs, ratio: g2.ttftMs / g1.ttftMs,
+        coldState: g1.stats && g1.stats.prompt_cache, reloadState: g2.stats && g2.stats.prompt_cache };
+      log(`  prompt cache ${a.promptCache} tokens: cold TTFT ${(g1.ttftMs / 1000).toFixed(2)} s, after a reload ${(g2.ttftMs / 1000).toFixed(2)} s` +
+        ` (${(100 * g2.ttftMs / g1.ttftMs).toFixed(1)} %, ${res.promptCache.reloadState && res.promptCache.reloadState.state})`);
+    }
   } catch (e) {
     res.error = String(e && e.message || e).split('\n')[0].slice(0, 300);
   } finally {
@@ -394,12 +412,21 @@ function longTable(out, a) {
       }
       if (r.error) lines.push(`| ${ENGINES[r.engine].label} (${bname}) | – | failed | | | | | | | ${r.error.slice(0, 160)} |`);
     }
+    for (const r of m.long) if (r.promptCache) {
+      const p = r.promptCache;
+      lines.push(`\nPrompt cache (${ENGINES[r.engine].label}, ${bname}): a ${p.prefix}-token prefix + 64 tokens, TTFT cold ${(p.coldTtftMs / 1000).toFixed(2)} s` +
+        ` (prefilled, ${p.coldState ? p.coldState.state : '?'}), after a reload ${(p.reloadTtftMs / 1000).toFixed(2)} s (${p.reloadState ? p.reloadState.state : '?'}` +
+        `${p.reloadState && p.reloadState.loadMs ? `, read in ${Math.round(p.reloadState.loadMs)} ms` : ''}): ${(100 * p.ratio).toFixed(1)} % of cold.`);
+    }
     for (const r of Array.isArray(m.native) ? m.native : []) {
       const name = r.engine === 'qwasm' ? 'qwasm native (CLI)' : r.engine === 'onnxruntime-node' ? 'onnxruntime-node 1.30 (native, chunks of 512)' : r.engine;
       if (r.error) { lines.push(`| ${name} | ${r.prompt_len ?? '–'} | failed | | | | | | | |`); continue; }
       lines.push(`| ${name} | ${r.prompt_len} | ${f(r.ttft_s, 2)} | ${f(r.prefill_tok_s, 1)} | ${f(r.decode_tok_s, 2)} | ${Math.round(r.peak_rss_mb)} (process) | – | – | – | |`);
     }
     if (m.native && m.native.error) lines.push(`\nnative rows failed: ${m.native.error}`);
+    for (const r of m.nativePromptCache || [])
+      lines.push(`\nPrompt cache (qwasm native CLI, --prompt-cache FILE): a ${r.prefix}-token prefix + 64 tokens, TTFT cold ${r.cold_ttft_s.toFixed(2)} s, ` +
+        `in a new process ${r.reload_ttft_s.toFixed(2)} s (${r.reused} positions from the file): ${(100 * r.ratio).toFixed(1)} % of cold.`);
   }
   return lines.join('\n');
 }
@@ -543,7 +570,9 @@ function nativeRows(a, entry) {
       '--decode', String(a.tokens), '--lengths', a.lengths.join(','), '--json', json,
       ...(a.kvCache ? ['--cli-args', `--kv-cache ${a.kvCache}`] : []), dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
     if (r.status !== 0 || !fs.existsSync(json)) return { error: `bench_native exited with ${r.status}` };
-    return JSON.parse(fs.readFileSync(json, 'utf8')).results.map(({ profile, ...x }) => x);
+    const j = JSON.parse(fs.readFileSync(json, 'utf8'));
+    entry.nativePromptCache = j.prompt_cache;
+    return j.results.map(({ profile, ...x }) => x);
   }
   log(`${entry.model} native: tools/bench_native.mjs (qwasm CLI, onnxruntime-node, 512 MB cap)`);
   const r = spawnSync(process.execPath, [path.join(REPO, 'tools/bench_native.mjs'), '--runs', String(a.runs),
@@ -594,7 +623,7 @@ async function main() {
     out.params.lengths = a.lengths; out.params.kvCache = a.kvCache;
     try {
       for (const size of a.models) {
-        const m = modelDir(size);
+        const m = modelDir(size, a.engines.includes('wllama'));
         const entry = { model: size, name: m.name, long: [] };
         out.models.push(entry);
         for (const e of a.engines) { log(`${size} ${e} long: ${a.lengths.join(', ')} tokens`); entry.long.push(await runLong(a, srvUrl, m, e)); save(); }

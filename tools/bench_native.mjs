@@ -8,7 +8,7 @@
 // --lengths (long prompts, issue #18): one row per prompt length and engine, with TTFT and the decode rate at that
 // position; onnxruntime-node then prefills in chunks of 512 (its decomposed attention holds S x T scores per head).
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import fs, { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,16 +47,17 @@ const makeIds = (n) => Array.from({ length: n }, (_, i) => 1000 + ((i * 7919) % 
 let promptIds = idsArg ? idsArg.split(',').map(Number) : makeIds(promptLen);
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[(s.length - 1) >> 1] : NaN; };
 
-function runQwasm(dir, capMB) {
+function runQwasm(dir, capMB, extra = []) {
   const a = ['run', dir, '--prompt-ids', promptIds.join(','), '--max-tokens', String(decodeN), '--greedy',
              '--ignore-eos', '--json', '--threads', String(threads), '--profile', ...cliExtra];
   if (lengths.length) a.push('--max-context', String(promptIds.length + decodeN + 1));
   if (capMB) a.push('--mem-cap-mb', String(capMB));
+  a.push(...extra);
   const r = spawnSync(cli, a, { encoding: 'utf8', maxBuffer: 256 << 20 });
   if (r.status !== 0) throw new Error(`qwasm run failed: ${r.stderr.trim().split('\n').pop()}`);
   const last = JSON.parse(r.stdout.trim().split('\n').pop());
   return { load_s: last.load_s, prefill_tok_s: last.prefill_tok_s, decode_tok_s: last.decode_tok_s,
-           ttft_s: promptIds.length / last.prefill_tok_s, peak_rss_mb: last.peak_rss_mb, tokens: last.ids, stats: last.stats };
+           ttft_s: (last.prefill_ms + (last.prompt_cache_ms || 0)) / 1000, prompt_cached: last.prompt_cached, peak_rss_mb: last.peak_rss_mb, tokens: last.ids, stats: last.stats };
 }
 
 // onnxruntime-node in a child process (its own peak RSS); the script is this file with --ort-child.
@@ -142,6 +143,25 @@ for (const dir of models) {
 }
 }
 
+// the prompt cache (--lengths): a 2000-token prefix + 64 tokens, cold (prefilled, saved to a --prompt-cache file),
+// then the same prefix + 64 other tokens in a new process: its TTFT includes reading and importing the file
+const promptCacheRows = [];
+if (lengths.length) {
+  const pre = makeIds(2000).map((x, i) => (i ? x : 1090)), tail = (k) => Array.from({ length: 64 }, (_, i) => 2000 + k * 100 + i);
+  const file = path.join(os.tmpdir(), `qwasm-bench-prompt-cache-${process.pid}.bin`);
+  for (const dir of models) {
+    try {
+      promptIds = [...pre, ...tail(1)];
+      const cold = runQwasm(dir, 0, ['--prompt-cache', file]);
+      promptIds = [...pre, ...tail(2)];
+      const warm = runQwasm(dir, 0, ['--prompt-cache', file]);
+      promptCacheRows.push({ model: path.basename(dir), prefix: pre.length, cold_ttft_s: cold.ttft_s, reload_ttft_s: warm.ttft_s,
+        reused: warm.prompt_cached, ratio: warm.ttft_s / cold.ttft_s, same_first_token: cold.tokens[0] !== undefined });
+    } catch (e) { console.error(`prompt cache: ${e.message}`); }
+    try { fs.rmSync(file, { force: true }); } catch {}
+  }
+}
+
 const fmt = (x, d = 1) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(d));
 const lines = [
   `| model | engine | prompt | load s | TTFT s | prefill tok/s | decode tok/s | peak RSS MB | decode vs ORT |`,
@@ -156,5 +176,8 @@ const meta = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model, cores: 
                prompt_len: lengths.length ? lengths : promptIds.length, decode: decodeN, cli_args: cliExtra };
 console.log(`native benchmark, ${meta.date}, ${meta.cpu}, ${threads} threads, median of ${runs}`);
 console.log(lines.join('\n'));
-writeFileSync(jsonOut, JSON.stringify({ meta, results }, null, 1));
-console.log(JSON.stringify({ meta, results: results.map(({ profile, tokens_head, ...r }) => r) }));
+for (const r of promptCacheRows)
+  console.log(`prompt cache (${r.model}): ${r.prefix}-token prefix + 64 tokens, TTFT cold ${r.cold_ttft_s.toFixed(2)} s, ` +
+              `in a new process with the file ${r.reload_ttft_s.toFixed(2)} s (${r.reused} positions reused): ${(100 * r.ratio).toFixed(1)} %`);
+writeFileSync(jsonOut, JSON.stringify({ meta, results, prompt_cache: promptCacheRows }, null, 1));
+console.log(JSON.stringify({ meta, results: results.map(({ profile, tokens_head, ...r }) => r), prompt_cache: promptCacheRows }));
