@@ -483,6 +483,13 @@ static void test_misc(qw_pool *pool) {
                              .k_scale = ks, .v_scale = vs, .kv_dtype = dt, .cap = ms, .scale = sqrtf((float)hd),
                              .div = 1, .round_probs = dt == QW_KV_F16, .round_scaled = dt == QW_KV_F16,
                              .mask = masked ? mask : NULL, .m_hs = 0, .m_ss = T, .m_ts = 1, .round_masked = masked};
+                float *km = malloc((size_t)T * 4);
+                for (int t = 0; t < T; t++) km[t] = 0.2f * frand();
+                if (dt == QW_KV_F32 && c % 2) { /* com.microsoft's extras: softcap, key mask, local window */
+                    a.softcap = 2.0f;
+                    a.kmask = km;
+                    a.window = masked ? 0 : 7;
+                }
                 void *wk = malloc(qw_attn_work_size(&a, qw_pool_threads(pool)));
                 a.out = or_;
                 qw_attn_ref(&a, sc);
@@ -493,7 +500,7 @@ static void test_misc(qw_pool *pool) {
                 double bound = dt == QW_KV_F16 ? 2e-3 : masked ? 5e-5 : 1e-5;
                 CHECK(nerr(o, or_, qn) < bound, "attention case %zu dtype %d masked %d: %.3g", c, dt, masked, nerr(o, or_, qn));
                 free(q), free(kf), free(vf), free(o), free(or_), free(sc), free(ks), free(vs), free(mask), free(k), free(v),
-                    free(wk);
+                    free(wk), free(km);
             }
 }
 
