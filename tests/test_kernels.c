@@ -683,6 +683,81 @@ static int run_tests(void) {
     return g_fail ? 1 : 0;
 }
 
+#if !defined(__EMSCRIPTEN__)
+/* bench-attn [threads] (native): ms of attention per token for the 1.5B's shape (28 layers, 12 heads / 2 kv heads of 128) at
+ * cache lengths 64 .. 8192, decode (one query) and prefill (chunks of 64), the tiled kernel on fp16 rows against the
+ * loop it replaced (one query row at a time over fp32 rows, one expf per score: kept here for this A/B only);
+ * best of interleaved runs, one JSON line per length. The times are the process's CPU time (with 1 thread: the
+ * compute time even on a machine shared by other jobs, where wall time measures the scheduler) */
+#include <time.h>
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+typedef struct old_attn { const float *q, *k, *v; float *out, *work; int S, T, H, Hkv, D, past, cap; float c; } old_attn;
+static void old_attn_task(void *arg, int ith, int nth) {
+    const old_attn *j = arg;
+    float *sc = j->work + (size_t)ith * (size_t)j->T;
+    int group = j->H / j->Hkv;
+    for (int t = ith; t < j->S * j->H; t += nth) {
+        int h = t / j->S, s = t % j->S, hk = h / group;
+        const float *q = j->q + ((size_t)h * j->S + s) * j->D;
+        const float *K = j->k + (size_t)hk * j->cap * j->D, *V = j->v + (size_t)hk * j->cap * j->D;
+        int n = j->past + s + 1;
+        for (int i = 0; i < n; i++) sc[i] = qw_round_f16(qw_round_f16(qw_dot_f32(q, K + (size_t)i * j->D, j->D)) / j->c);
+        qw_softmax_f32(sc, n);
+        for (int i = 0; i < n; i++) sc[i] = qw_round_f16(sc[i]);
+        qw_weighted_rows_f32(sc, n, V, (size_t)j->D, j->D, j->out + ((size_t)h * j->S + s) * j->D);
+    }
+}
+
+static int bench_attn(int threads) {
+    qw_pool *pool = qw_pool_new(threads);
+    const int H = 12, Hkv = 2, D = 128, L = 28, S = 64;
+    static const int Ts[] = {64, 512, 1024, 2048, 4096, 8192};
+    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
+        int T = Ts[ti];
+        size_t kn = (size_t)Hkv * T * D;
+        float *kf = malloc(kn * 4), *vf = malloc(kn * 4), *q = malloc((size_t)H * S * D * 4), *o = malloc((size_t)H * S * D * 4);
+        uint16_t *kh = malloc(kn * 2), *vh = malloc(kn * 2);
+        for (size_t i = 0; i < kn; i++) kf[i] = qw_round_f16(frand()), vf[i] = qw_round_f16(frand());
+        for (int i = 0; i < H * S * D; i++) q[i] = frand();
+        qw_f32_to_f16_array(kf, kh, kn);
+        qw_f32_to_f16_array(vf, vh, kn);
+        float *ow = malloc((size_t)qw_pool_threads(pool) * T * 4);
+        double best[2][2] = {{1e30, 1e30}, {1e30, 1e30}}; /* [old/new][decode/prefill] */
+        int reps = T >= 4096 ? 4 : T >= 1024 ? 8 : 20;
+        for (int r = 0; r < reps + 2; r++)
+            for (int ph = 0; ph < 2; ph++) {
+                int nq = ph ? S : 1;
+                old_attn oj = {q, kf, vf, o, ow, nq, T, H, Hkv, D, T - nq, T, 11.3137f};
+                qw_attn a = {.n_q = nq, .n_keys = T, .past = T - nq, .n_heads = H, .n_kv_heads = Hkv, .head_dim = D, .q = q,
+                             .q_hs = (int64_t)nq * D, .q_ss = D, .out = o, .o_hs = (int64_t)nq * D, .o_ss = D, .k = kh, .v = vh,
+                             .kv_dtype = QW_KV_F16, .cap = T, .scale = 11.3137f, .div = 1, .round_qk = 1, .round_scaled = 1,
+                             .round_probs = 1};
+                void *wk = malloc(qw_attn_work_size(&a, qw_pool_threads(pool)));
+                double t0 = cpu_s();
+                qw_pool_run(pool, old_attn_task, &oj);
+                double t1 = cpu_s();
+                qw_attn_run(pool, &a, wk);
+                double t2 = cpu_s();
+                free(wk);
+                if (r < 2) continue; /* warm-up */
+                if (t1 - t0 < best[0][ph]) best[0][ph] = t1 - t0;
+                if (t2 - t1 < best[1][ph]) best[1][ph] = t2 - t1;
+            }
+        /* per token over the 28 layers: a decode step, and one token's share of a 64-token chunk */
+        printf("{\"keys\":%d,\"threads\":%d,\"clock\":\"cpu\",\"decode_ms_old\":%.3f,\"decode_ms_new\":%.3f,\"prefill_ms_per_token_old\":%.3f,"
+               "\"prefill_ms_per_token_new\":%.3f}\n", T, qw_pool_threads(pool), best[0][0] * 1e3 * L, best[1][0] * 1e3 * L,
+               best[0][1] * 1e3 * L / S, best[1][1] * 1e3 * L / S);
+        free(kf), free(vf), free(q), free(o), free(kh), free(vh), free(ow);
+    }
+    qw_pool_free(pool);
+    return 0;
+}
+#endif
+
 #if defined(__EMSCRIPTEN__)
 #include <emscripten.h>
 /* clang >= 16 renames main(argc, argv) to a symbol emscripten 3.1.6's runtime does not call (the
@@ -700,6 +775,7 @@ int main(void) {
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "bench") == 0)
         return bench(argc > 2 ? atoi(argv[2]) : 0, argc > 3 && strcmp(argv[3], "no-dot-add") == 0);
+    if (argc > 1 && strcmp(argv[1], "bench-attn") == 0) return bench_attn(argc > 2 ? atoi(argv[2]) : 2);
     return run_tests();
 }
 #endif
