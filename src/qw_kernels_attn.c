@@ -32,8 +32,10 @@ static const float *kv_rows(const qw_attn *a, const void *base, const float *sca
 #if defined(QW_WASM_SIMD)
         for (; d + 8 <= D; d += 8) {
             v128_t x = wasm_i16x8_load8x8(q + (size_t)i * D + d);
-            wasm_v128_store(dst + (size_t)i * D + d, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(x)), s));
-            wasm_v128_store(dst + (size_t)i * D + d + 4, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(wasm_i32x4_extend_high_i16x8(x)), s));
+            v128_t lo = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(x));
+            v128_t hi = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_high_i16x8(x));
+            wasm_v128_store(dst + (size_t)i * D + d, wasm_f32x4_mul(lo, s));
+            wasm_v128_store(dst + (size_t)i * D + d + 4, wasm_f32x4_mul(hi, s));
         }
 #endif
         for (; d < D; d++) dst[(size_t)i * D + d] = (float)q[(size_t)i * D + d] * sc[i];
@@ -95,7 +97,9 @@ static void acc_rows(float *out, const float *p, const float *v, int n, int D) {
 #define EV_MUL wasm_f32x4_mul
 #define EV_ADD wasm_f32x4_add
 #define EV_SUB wasm_f32x4_sub
-static inline v128_t ev_pow2(v128_t fx) { return wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(fx), wasm_i32x4_splat(127)), 23); }
+static inline v128_t ev_pow2(v128_t fx) {
+    return wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(fx), wasm_i32x4_splat(127)), 23);
+}
 #define EV_NEAREST wasm_f32x4_nearest
 #define EV_MAX wasm_f32x4_max
 #define EV_UNDER(x, lo) wasm_f32x4_lt((x), (lo))
