@@ -447,6 +447,8 @@ async function refreshStats() {
         (od ? `; ${fmtBytes(od)} of embedding read from the cache on demand` : '');
     }
     if (s.max_context) el.statContext.textContent = `${s.kv_tokens ?? 0} / ${s.max_context}`;
+    if (s.kv) el.statContext.title = `KV cache: ${s.kv.dtype}, ${(s.kv.bytes_per_token / 1024).toFixed(1)} KB per token, ` +
+      `${(s.kv.reserved_bytes / 1048576).toFixed(1)} MB held` + (s.prompt_cache && s.prompt_cache.state !== 'off' ? `; system prompt cache: ${s.prompt_cache.state}` : '');
   } catch { /* stats are best effort */ } finally { statsInFlight = false; }
 }
 function showGenStats(ev) {
@@ -513,7 +515,10 @@ async function send(text) {
   let stopped = false, failed = null, last = null;
   el.statTokens.textContent = '0'; el.statSpeed.textContent = '…';
   try {
-    for await (const ev of app.rt.generate({ messages, ...genParams(), signal: app.genAbort.signal })) {
+    // earlier turns stay in the KV cache (the core reuses the conversation's common prefix); the system prompt's KV
+    // state of a first turn is kept in the model's cache for the next visit (rt.stats().prompt_cache)
+    const cachePrefix = !!sys && app.messages.length === 1;
+    for await (const ev of app.rt.generate({ messages, ...genParams(), cachePrefix, signal: app.genAbort.signal })) {
       last = ev;
       if (ev.kind === 'token' && ev.id != null) ids.push(ev.id);
       if (ev.text) { reply += ev.text; out.node.appendData(ev.text); scrollDown(false); }

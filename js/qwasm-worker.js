@@ -17,6 +17,7 @@ import { downloadFile, probeFile, fileUrl, bytesCached, DEFAULT_CHUNK } from './
 import { httpReader, syncHttpAvailable } from './http-source.js';
 import { openStore, usableCacheKind, normalizeBaseUrl, cacheList, cacheDelete, cacheEstimate } from './cache.js';
 import { openDerived, saveDerived } from './derived-cache.js';
+import { prefixName, loadPrefix, savePrefix, dropPrefix } from './prompt-cache.js';
 
 const IS_NODE = typeof process === 'object' && !!(process.versions && process.versions.node) &&
   typeof WorkerGlobalScope === 'undefined';
@@ -393,6 +394,7 @@ function modelStats() {
   const s = JSON.parse(M.UTF8ToString(M._qw_wasm_model_stats(model)));
   s.derived_cache = derivedCache;
   s.source = loadSource;
+  s.prompt_cache = promptCache;
   s.engine = engine ? engine.name : 'qwasm';
   if (engine) s.memory_cap = 'none (onnxruntime-web holds every file whole)';
   return s;
@@ -407,6 +409,78 @@ async function unloadModel() {
   modelFsId = 0;
   if (modelStore) { try { await modelStore.close(); } catch { /* ignore */ } modelStore = null; }
   derivedCache = { state: 'off' };
+  promptCache = { state: 'off' };
+  promptSaved.clear();
+}
+
+/** The prompt cache (js/prompt-cache.js): what the last generate({cachePrefix}) did, and the prefixes this
+ *  load has in its cache already (saved or read). */
+let promptCache = { state: 'off' };
+const promptSaved = new Set();
+const KV_LAYOUT = 1; // QW_KV_STATE_LAYOUT of qwasm.h
+
+function kvIds() {
+  const np = M._qw_wasm_malloc(4);
+  try {
+    const p = M._qw_wasm_kv_ids(model, np);
+    const n = new Int32Array(memBuf(), np, 1)[0];
+    return n ? new Int32Array(memBuf(), p, n).slice() : new Int32Array(0);
+  } finally { M._qw_wasm_free(np); }
+}
+
+/** Before a generation with cachePrefix: how many leading prompt ids form the prefix, and the core's cache filled
+ *  from the model's cache when it does not hold them already. */
+async function preparePrefix(ids, msg, want) {
+  let n;
+  if (typeof want === 'number') n = Math.min(Math.max(0, Math.floor(want)), ids.length);
+  else if (msg.messages && msg.messages.length > 1) { // the messages before the last one (system prompt, earlier turns)
+    const pre = tokenize(chatRender(msg.messages.slice(0, -1), false));
+    n = 0;
+    while (n < pre.length && n < ids.length && pre[n] === ids[n]) n++;
+  } else n = ids.length;
+  if (n < 2) return null;
+  const prefix = ids.subarray(0, n);
+  const pc = { tokens: n, name: prefixName(KV_LAYOUT, prefix), state: 'off' };
+  const held = kvIds();
+  let same = 0;
+  while (same < n && same < held.length && held[same] === prefix[same]) same++;
+  const store = modelStore && (modelStore.kind === 'opfs' || modelStore.kind === 'node') ? modelStore : null;
+  if (same >= n - 1) { pc.state = store && !promptSaved.has(pc.name) ? 'save' : 'memory'; return pc; }
+  if (!store) return pc;
+  const files = ((await store.getManifest()) || {}).files || [];
+  const t0 = performance.now();
+  const blob = await loadPrefix(store, pc.name, files);
+  if (!blob) { pc.state = 'save'; return pc; }
+  const p = M._qw_wasm_malloc(blob.length);
+  let st;
+  try { heapU8().set(blob, p); st = ccall(() => M._qw_wasm_kv_import(model, p, blob.length)); } finally { M._qw_wasm_free(p); }
+  if (st !== 0) { // damaged or another build's: made again from this prefill
+    pc.error = M.UTF8ToString(M._qw_wasm_last_error());
+    await dropPrefix(store, pc.name);
+    pc.state = 'rebuild';
+    return pc;
+  }
+  pc.state = 'loaded';
+  pc.loadMs = performance.now() - t0;
+  promptSaved.add(pc.name);
+  return pc;
+}
+
+/** After it: the prefix's KV state saved when the model's cache did not have it. */
+async function finishPrefix(pc) {
+  if (pc.state !== 'save' && pc.state !== 'rebuild') return;
+  const np = M._qw_wasm_malloc(4);
+  let p = 0, len = 0;
+  try { p = M._qw_wasm_kv_export(model, pc.tokens, np); len = new Int32Array(memBuf(), np, 1)[0]; } finally { M._qw_wasm_free(np); }
+  if (!p) { pc.state = 'error'; pc.error = M.UTF8ToString(M._qw_wasm_last_error()); return; }
+  const blob = heapU8().slice(p, p + len);
+  M._qw_wasm_free(p);
+  try {
+    const files = ((await modelStore.getManifest()) || {}).files || [];
+    pc.savedBytes = await savePrefix(modelStore, pc.name, blob, files);
+    pc.state = pc.savedBytes ? (pc.state === 'rebuild' ? 'rebuilt' : 'saved') : 'off';
+    if (pc.savedBytes) promptSaved.add(pc.name);
+  } catch (e) { pc.state = 'error'; pc.error = String(e && e.message || e); }
 }
 
 async function doLoad(msg, signal) {
@@ -437,7 +511,7 @@ async function doLoad(msg, signal) {
   // start workers mid-load, which a browser can only do once this worker returns to its event loop.
   const poolSize = IS_NODE ? Infinity : (navigator.hardwareConcurrency || 1);
   const srcKind = http ? 'http' : store ? store.kind : source.kind;
-  const opts = { onnx_file: onnxFile || '', dtype: o.dtype || '', threads: Math.min(o.threads || 0, poolSize), mem_cap_mb: o.memoryCapMB || 0, max_context: o.maxContext || 0,
+  const opts = { onnx_file: onnxFile || '', dtype: o.dtype || '', threads: Math.min(o.threads || 0, poolSize), mem_cap_mb: o.memoryCapMB || 0, max_context: o.maxContext || 0, ...(o.kvCache ? { kv_cache: String(o.kvCache) } : {}),
     exact_lm_head: exactLmHeadOn(srcKind, o) ? 1 : 0, profile: o.profile ? 1 : 0,
     embedding_on_demand: embeddingOnDemandOn(srcKind, o) ? 1 : 0 };
   const loadC = (extra) => {
@@ -677,6 +751,9 @@ async function doGenerate(msg) {
     else throw new QwasmError('ARG', 'generate needs messages, prompt or promptIds');
     const P = msg.params || {};
     checkSampling(P);
+    // a prompt prefix's KV state from the model's cache (before the generation, so its prefill is skipped)
+    const pc = P.cachePrefix && !engine ? await preparePrefix(ids, msg, P.cachePrefix === true ? true : +P.cachePrefix) : null;
+    if (pc) promptCache = pc;
     const cp = {};
     const map = { maxTokens: 'max_tokens', temperature: 'temperature', topK: 'top_k', topP: 'top_p', minP: 'min_p', repetitionPenalty: 'repetition_penalty', seed: 'seed', prefillChunk: 'prefill_chunk', ignoreEos: 'ignore_eos' };
     for (const [k, c] of Object.entries(map)) if (P[k] != null) cp[c] = typeof P[k] === 'boolean' ? (P[k] ? 1 : 0) : P[k];
@@ -728,6 +805,7 @@ async function doGenerate(msg) {
     M._qw_wasm_free(np);
     const out = new Int32Array(n);
     if (n) out.set(new Int32Array(memBuf(), gp, n));
+    if (pc) { M._qw_wasm_gen_free(h); h = 0; await finishPrefix(pc); }
     return { ids: out, stats: modelStats() };
   } finally {
     if (M && !broken) {

@@ -61,8 +61,12 @@ export interface LoadOptions {
   memoryCapMB?: number;
   /** Compute threads (default: all; 1 in the single-thread build). */
   threads?: number;
-  /** KV cache length in tokens (default: the model's limit). */
+  /** Longest context in tokens (default: the model's limit). The KV cache grows as positions come: nothing is
+   *  reserved for it up front. */
   maxContext?: number;
+  /** KV cache rows: 'fp16' (the default for fp16 models: exact, half of fp32), 'int8' (a quarter of fp32, one
+   *  scale per kv head and position: values off by up to half a step), 'fp32'. rt.stats().kv.bytes_per_token. */
+  kvCache?: 'fp16' | 'int8' | 'fp32';
   /** Re-check cached files against the server (one 1-byte ranged request each). Default false: zero requests. */
   revalidate?: boolean;
   /** Download chunk size in MiB (default 32) and parallel requests (default 3), retries per chunk (default 4). */
@@ -130,6 +134,11 @@ export interface GenerateOptions {
   /** Stop strings; the text ends before them. */
   stop?: string | string[];
   ignoreEos?: boolean;
+  /** Keep the KV state of the prompt's prefix in the model's cache (OPFS, Node's cache) and read it back at a
+   *  later load or conversation instead of prefilling it again. true: the messages before the last one (the
+   *  system prompt and instructions; with `prompt` / `promptIds`, the whole prompt); a number: that many leading
+   *  prompt tokens. rt.stats().prompt_cache says what happened ('loaded', 'saved', 'memory', 'rebuilt', 'off'). */
+  cachePrefix?: boolean | number;
   /** Logit bias by token id. */
   logitBias?: Record<number, number>;
   prefillChunk?: number;

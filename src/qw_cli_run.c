@@ -23,8 +23,8 @@
 #define QW_SAMPLER_MAX_PENALTY 1e4
 
 typedef struct run_args {
-    const char *dir, *prompt, *prompt_ids, *system, *onnx, *dump, *dump_dir;
-    int chat, raw, json, threads, greedy, exact_lm_head, embedding_resident, profile, max_context;
+    const char *dir, *prompt, *prompt_ids, *system, *onnx, *dump, *dump_dir, *prompt_cache;
+    int chat, raw, json, threads, greedy, exact_lm_head, embedding_resident, profile, max_context, kv_cache;
     double mem_cap_mb;
     const char *stops[MAX_STOPS];
     int n_stops;
@@ -65,7 +65,10 @@ static void usage(void) {
             "  --spec-draft N       drafted tokens verified per step at most (default 8, at most 16)\n"
             "  --threads N          compute threads (default: all)\n"
             "  --mem-cap-mb N       cap resident weights; the rest is paged from disk\n"
-            "  --max-context N      KV cache length (default: the model's limit)\n"
+            "  --max-context N      longest context (default: the model's limit; the KV cache grows as needed)\n"
+            "  --kv-cache TYPE      KV cache rows: fp16 (default for fp16 models), int8, fp32\n"
+            "  --prompt-cache FILE  keep the prompt's KV state in FILE: a later run whose prompt starts with the\n"
+            "                       same tokens skips their prefill (a stale or damaged FILE is rebuilt)\n"
             "  --onnx FILE          which .onnx in the folder (default: from config.json)\n"
             "  --exact-lm-head      keep the exact fp16 lm_head path\n"
             "  --embedding-resident keep the tied embedding in memory (default: its rows are read from the\n"
@@ -158,6 +161,14 @@ static int parse_args(int argc, char **argv, run_args *a) {
             else { fprintf(stderr, "qwasm run: --speculative takes auto, on or off, not '%s'\n", v); return 2; }
         }
         else if (!strcmp(o, "--spec-draft")) INT_FLAG(a->gp.spec_max_draft, 1, 16); /* QW_SPEC_MAX_DRAFT */
+        else if (!strcmp(o, "--prompt-cache")) { NEED_V(); a->prompt_cache = v; }
+        else if (!strcmp(o, "--kv-cache")) {
+            NEED_V();
+            if (!strcmp(v, "fp16")) a->kv_cache = QW_KV_CACHE_F16;
+            else if (!strcmp(v, "int8")) a->kv_cache = QW_KV_CACHE_INT8;
+            else if (!strcmp(v, "fp32")) a->kv_cache = QW_KV_CACHE_F32;
+            else { fprintf(stderr, "qwasm run: --kv-cache takes fp16, int8 or fp32, not '%s'\n", v); return 2; }
+        }
 #undef INT_FLAG
 #undef NUM_FLAG
         else if (!strcmp(o, "--stop")) {
@@ -324,11 +335,63 @@ static int dump_end(dump_state *d) {
     return ok && !d->failed ? 0 : -1;
 }
 
+/* --prompt-cache: the KV state of an earlier prompt, when FILE holds one this model reads; a missing file is
+ * the first run, a stale or damaged one is reported and rebuilt after this run's prefill */
+static void prompt_cache_load(qw_model *m, const char *file) {
+    FILE *f = fopen(file, "rb");
+    if (!f) return;
+    void *buf = NULL;
+    long len = -1;
+    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)len)) &&
+        fread(buf, 1, (size_t)len, f) != (size_t)len)
+        len = -1;
+    fclose(f);
+    qw_error err = {0};
+    if (!buf || len <= 0 || qw_model_kv_import(m, buf, (size_t)len, &err) != QW_OK)
+        fprintf(stderr, "qwasm run: %s: %s; making it again\n", file, err.msg[0] ? err.msg : "unreadable");
+    free(buf);
+}
+
+/* the KV state of the prompt's n_prompt positions into FILE (written next to it, then renamed: a run cut short
+ * leaves the old file or none) */
+static void prompt_cache_save(qw_model *m, const char *file, size_t n_prompt) {
+    void *blob = NULL;
+    size_t len = 0;
+    qw_error err = {0};
+    if (qw_model_kv_export(m, n_prompt, &blob, &len, &err) != QW_OK) {
+        fprintf(stderr, "qwasm run: %s: %s\n", file, err.msg);
+        return;
+    }
+    size_t fl = strlen(file);
+    char *tmp = malloc(fl + 8);
+    FILE *f = tmp ? (memcpy(tmp, file, fl), memcpy(tmp + fl, ".tmp", 5), fopen(tmp, "wb")) : NULL;
+    int ok = f && fwrite(blob, 1, len, f) == len;
+    if (f && fclose(f) != 0) ok = 0;
+    if (ok && rename(tmp, file) != 0) ok = 0;
+    if (!ok) {
+        fprintf(stderr, "qwasm run: %s: could not be written\n", file);
+        if (tmp) remove(tmp);
+    }
+    free(tmp);
+    free(blob);
+}
+
 /* Generates after prompt ids, streaming to stdout; returns 0 on success. */
 static int generate(qw_model *m, const run_args *a, const int32_t *prompt, size_t n_prompt, int have_text,
                     double load_s, run_result *res) {
     qw_error err = {0};
     qw_gen *g = NULL;
+    size_t n_had = 0;
+    double pc_ms = 0; /* reading and importing the prompt cache: part of the time to the first token */
+    if (a->prompt_cache) {
+        double t0 = now_s();
+        prompt_cache_load(m, a->prompt_cache);
+        pc_ms = (now_s() - t0) * 1000;
+        const int32_t *had = qw_model_kv_ids(m, &n_had);
+        size_t same = 0; /* positions of the file that this prompt reuses */
+        while (same < n_had && same < n_prompt && had[same] == prompt[same]) same++;
+        n_had = same;
+    }
     if (qw_gen_begin(m, prompt, n_prompt, &a->gp, &g, &err) != QW_OK) {
         fprintf(stderr, "qwasm run: %s\n", err.msg);
         return 1;
@@ -356,6 +419,9 @@ static int generate(qw_model *m, const run_args *a, const int32_t *prompt, size_
         } else if (ev.kind == QW_GEN_DONE) {
             break;
         }
+        /* the prompt is in the cache once its prefill is done: saved unless the file held all of it already */
+        if (a->prompt_cache && ev.kind == QW_GEN_TOKEN && ev.n_generated == 1 && n_had + 1 < n_prompt)
+            prompt_cache_save(m, a->prompt_cache, n_prompt);
     }
     if (rc == 0) {
         size_t n_ids = 0;
@@ -369,8 +435,10 @@ static int generate(qw_model *m, const run_args *a, const int32_t *prompt, size_
             fputs("]", stdout);
             if (have_text) { fputs(",\"text\":", stdout); json_print_string(stdout, res->text ? res->text : "", res->len); }
             printf(",\"n_prompt\":%d,\"stop_reason\":\"%s\",\"load_s\":%.3f,\"prefill_tok_s\":%.2f,"
-                   "\"decode_tok_s\":%.2f,\"peak_rss_mb\":%.1f",
-                   ev.n_prompt, ev.stop_reason ? ev.stop_reason : "", load_s, prefill_tps, decode_tps, peak_rss_mb());
+                   "\"decode_tok_s\":%.2f,\"peak_rss_mb\":%.1f,\"prefill_ms\":%.1f,\"prompt_cached\":%zu,"
+                   "\"prompt_cache_ms\":%.1f",
+                   ev.n_prompt, ev.stop_reason ? ev.stop_reason : "", load_s, prefill_tps, decode_tps, peak_rss_mb(),
+                   ev.prefill_ms, n_had, pc_ms);
             printf(",\"spec_drafted\":%d,\"spec_accepted\":%d,\"spec_steps\":%d", ev.spec_drafted, ev.spec_accepted,
                    ev.spec_steps);
             if (a->profile) printf(",\"stats\":%s", qw_model_stats_json(m));
@@ -425,6 +493,7 @@ int qw_cli_run(int argc, char **argv) {
     lo.exact_lm_head = a.exact_lm_head;
     lo.embedding_on_demand = !a.embedding_resident; /* files on disk: a row read is a pread from the page cache */
     lo.max_context = a.max_context;
+    lo.kv_cache = a.kv_cache;
     lo.profile = a.profile;
     double t0 = now_s();
     qw_model *m = NULL;

@@ -4,6 +4,7 @@
 #include <string.h>
 #include "qw_decoder.h"
 #include "qw_dtype.h"
+#include "qw_kernels.h"
 
 #define QW_DEC_MAX_LAYERS 256
 
@@ -11,7 +12,7 @@ typedef struct qw_decoder_layer {
     int in_k, in_v;                /* graph input indices of past key/value */
     int out_k, out_v;              /* graph output indices of present key/value */
     int fused;                     /* 1: the graph appends into kc in place (qw_graph_kv_fuse) */
-    qw_kv_cache kc;                /* fused: (kv_heads, kc.cap, head_dim) fp32, grown by doubling */
+    qw_kv_cache kc;                /* fused: (kv_heads, kc.cap, head_dim) of kc.dtype, grown by doubling */
     qw_tensor k, v;                /* not fused: (1, kv_heads, pos, head_dim) taken from the last run, data NULL when empty */
 } qw_decoder_layer;
 
@@ -29,9 +30,11 @@ struct qw_decoder {
     qw_decoder_layer *layers;
     int kv_dt;
     int64_t kv_heads, head_dim;
-    void *ids_buf;                 /* (max_seq) int64 */
-    void *mask_buf;                /* (max_seq) int64, all ones */
-    void *pos_buf;                 /* (max_seq) int64 */
+    int kv_dtype_set;              /* QW_KV_* of every fused layer's cache */
+    int buf_cap;                   /* positions the three buffers below hold, grown as needed up to max_seq */
+    void *ids_buf;                 /* (buf_cap) int64 */
+    void *mask_buf;                /* (buf_cap) int64, all ones */
+    void *pos_buf;                 /* (buf_cap) int64 */
     int64_t seqlens_buf, total_buf;
 };
 
@@ -39,6 +42,22 @@ static int find_in(qw_graph *g, const char *name, int *dt) {
     int i = qw_graph_find_input(g, name);
     if (i >= 0 && dt) *dt = qw_graph_input_info(g, i)->dtype;
     return i;
+}
+
+/* the ids / mask / position buffers hold n positions (n <= max_seq) */
+static qw_status bufs_reserve(qw_decoder *d, int n) {
+    if (n <= d->buf_cap) return QW_OK;
+    int cap = d->buf_cap ? d->buf_cap : 256;
+    while (cap < n) cap = cap > d->max_seq / 2 ? d->max_seq : cap * 2;
+    void *b[3];
+    for (int i = 0; i < 3; i++) {
+        b[i] = realloc(i == 0 ? d->ids_buf : i == 1 ? d->mask_buf : d->pos_buf, (size_t)cap * 8);
+        if (b[i]) *(i == 0 ? &d->ids_buf : i == 1 ? &d->mask_buf : &d->pos_buf) = b[i];
+        else return QW_E_NOMEM;
+    }
+    for (int i = d->buf_cap; i < cap; i++) ((int64_t *)d->mask_buf)[i] = 1;
+    d->buf_cap = cap;
+    return QW_OK;
 }
 
 qw_status qw_decoder_new(qw_graph *g, int max_seq, qw_decoder **out, qw_error *err) {
@@ -67,10 +86,10 @@ qw_status qw_decoder_new(qw_graph *g, int max_seq, qw_decoder **out, qw_error *e
             goto fail;
         }
     d->layers = calloc(QW_DEC_MAX_LAYERS, sizeof *d->layers);
-    d->ids_buf = calloc((size_t)max_seq, 8);
-    d->mask_buf = calloc((size_t)max_seq, 8);
-    d->pos_buf = calloc((size_t)max_seq, 8);
-    if (!d->layers || !d->ids_buf || !d->mask_buf || !d->pos_buf) { st = qw_error_set(err, QW_E_NOMEM, "decoder: out of memory"); goto fail; }
+    if (!d->layers || bufs_reserve(d, 256 < max_seq ? 256 : max_seq) != QW_OK) {
+        st = qw_error_set(err, QW_E_NOMEM, "decoder: out of memory");
+        goto fail;
+    }
     for (int l = 0; l < QW_DEC_MAX_LAYERS; l++) {
         char kn[64], vn[64], pkn[64], pvn[64];
         snprintf(kn, sizeof kn, "past_key_values.%d.key", l);
@@ -94,7 +113,6 @@ qw_status qw_decoder_new(qw_graph *g, int max_seq, qw_decoder **out, qw_error *e
             d->head_dim = vi->dims[3].value;
         }
     }
-    for (int i = 0; i < max_seq; i++) ((int64_t *)d->mask_buf)[i] = 1;
     /* the decoder owns the cache: every layer whose Concat/attention pattern is recognised appends in place */
     int n_fused = 0;
     for (int l = 0; l < d->n_layers; l++) {
@@ -104,7 +122,10 @@ qw_status qw_decoder_new(qw_graph *g, int max_seq, qw_decoder **out, qw_error *e
         L->kc.heads = d->kv_heads;
         L->kc.head_dim = d->head_dim;
         if (qw_graph_kv_fuse(g, L->in_k, L->in_v, &L->kc)) { L->fused = 1; n_fused++; }
+        /* fp16 rows hold an fp16 present exactly (half the bytes of fp32); an fp32 present stays fp32 */
+        L->kc.dtype = L->kc.round_f16 ? QW_KV_F16 : QW_KV_F32;
     }
+    d->kv_dtype_set = n_fused && d->layers[0].kc.round_f16 ? QW_KV_F16 : QW_KV_F32;
     if (n_fused) qw_graph_kv_commit(g);
     /* only the last position's logits are read: the lm_head runs on that row alone (prefill) */
     d->last_only = qw_graph_logits_last_only(g, d->out_logits);
@@ -133,11 +154,20 @@ void qw_decoder_reset(qw_decoder *d) {
     d->pos = 0;
 }
 
+static void kv_free(qw_kv_cache *kc) {
+    free(kc->k); free(kc->v); free(kc->ks); free(kc->vs);
+    kc->k = kc->v = NULL;
+    kc->ks = kc->vs = NULL;
+    kc->cap = kc->len = 0;
+}
+
+static size_t kv_elem_size(int dtype) { return dtype == QW_KV_F32 ? 4 : dtype == QW_KV_F16 ? 2 : 1; }
+
 void qw_decoder_free(qw_decoder *d) {
     if (!d) return;
     if (d->layers) {
         qw_decoder_reset(d);
-        for (int l = 0; l < d->n_layers; l++) { free(d->layers[l].kc.k); free(d->layers[l].kc.v); }
+        for (int l = 0; l < d->n_layers; l++) kv_free(&d->layers[l].kc);
     }
     free(d->layers);
     free(d->ids_buf);
@@ -189,7 +219,8 @@ qw_status qw_decoder_truncate(qw_decoder *d, int keep) {
 }
 
 /* room for need positions in every fused layer: capacity doubles (from 256) up to max_seq, so a long context
- * limit reserves nothing up front and growth costs O(1) amortised per token */
+ * limit reserves nothing up front and growth costs O(1) amortised per token; sizes are checked against SIZE_MAX
+ * (a 32-bit wasm heap must refuse, not wrap) */
 static qw_status kv_reserve(qw_decoder *d, int64_t need, qw_error *err) {
     for (int l = 0; l < d->n_layers; l++) {
         qw_kv_cache *kc = &d->layers[l].kc;
@@ -197,24 +228,111 @@ static qw_status kv_reserve(qw_decoder *d, int64_t need, qw_error *err) {
         int64_t cap = kc->cap ? kc->cap : 256;
         while (cap < need) cap *= 2;
         if (cap > d->max_seq) cap = d->max_seq < need ? need : d->max_seq;
-        size_t row = (size_t)kc->head_dim * sizeof(float);
-        uint64_t bytes = (uint64_t)kc->heads * (uint64_t)cap * row; /* in 64 bits: size_t is 32 on wasm32 */
-        if (bytes > SIZE_MAX / 2)
-            return qw_error_set(err, QW_E_NOMEM, "decoder: a KV cache of %lld positions needs %llu bytes per layer, "
-                                "more than this build can address (lower the context)", (long long)cap,
-                                (unsigned long long)bytes * 2);
-        float *nk = malloc((size_t)bytes), *nv = malloc((size_t)bytes);
-        if (!nk || !nv) {
-            free(nk); free(nv);
-            return qw_error_set(err, QW_E_NOMEM, "decoder: out of memory for a KV cache of %lld positions", (long long)cap);
+        size_t es = kv_elem_size(kc->dtype);
+        uint64_t row = (uint64_t)kc->head_dim * es, bytes = (uint64_t)(kc->heads * cap) * row;
+        if (bytes > (uint64_t)SIZE_MAX / 2 || (uint64_t)(kc->heads * cap) > (uint64_t)SIZE_MAX / 8)
+            return qw_error_set(err, QW_E_NOMEM, "decoder: a KV cache of %lld positions needs %llu bytes per layer",
+                                (long long)cap, (unsigned long long)(2 * bytes));
+        void *nk = malloc((size_t)bytes), *nv = malloc((size_t)bytes);
+        float *nks = NULL, *nvs = NULL;
+        if (kc->dtype == QW_KV_I8) {
+            nks = malloc((size_t)(kc->heads * cap) * sizeof(float));
+            nvs = malloc((size_t)(kc->heads * cap) * sizeof(float));
+        }
+        if (!nk || !nv || (kc->dtype == QW_KV_I8 && (!nks || !nvs))) {
+            free(nk); free(nv); free(nks); free(nvs);
+            return qw_error_set(err, QW_E_NOMEM, "decoder: out of memory for a KV cache of %lld positions (%llu bytes per layer)",
+                                (long long)cap, (unsigned long long)(2 * bytes));
         }
         for (int64_t h = 0; h < kc->heads && kc->len > 0; h++) {
-            memcpy(nk + h * cap * kc->head_dim, kc->k + h * kc->cap * kc->head_dim, (size_t)kc->len * row);
-            memcpy(nv + h * cap * kc->head_dim, kc->v + h * kc->cap * kc->head_dim, (size_t)kc->len * row);
+            memcpy((uint8_t *)nk + (size_t)(h * cap) * row, (uint8_t *)kc->k + (size_t)(h * kc->cap) * row, (size_t)kc->len * row);
+            memcpy((uint8_t *)nv + (size_t)(h * cap) * row, (uint8_t *)kc->v + (size_t)(h * kc->cap) * row, (size_t)kc->len * row);
+            if (nks) {
+                memcpy(nks + h * cap, kc->ks + h * kc->cap, (size_t)kc->len * sizeof(float));
+                memcpy(nvs + h * cap, kc->vs + h * kc->cap, (size_t)kc->len * sizeof(float));
+            }
         }
-        free(kc->k); free(kc->v);
-        kc->k = nk; kc->v = nv; kc->cap = cap;
+        int64_t len = kc->len;
+        kv_free(kc);
+        kc->k = nk; kc->v = nv; kc->ks = nks; kc->vs = nvs; kc->cap = cap; kc->len = len;
     }
+    return QW_OK;
+}
+
+qw_status qw_decoder_set_kv_dtype(qw_decoder *d, int dtype) {
+    if (dtype != QW_KV_F32 && dtype != QW_KV_F16 && dtype != QW_KV_I8) return QW_E_ARG;
+    qw_decoder_reset(d);
+    for (int l = 0; l < d->n_layers; l++) {
+        if (!d->layers[l].fused || d->layers[l].kc.dtype == dtype) continue;
+        kv_free(&d->layers[l].kc);
+        d->layers[l].kc.dtype = dtype;
+    }
+    d->kv_dtype_set = dtype;
+    return QW_OK;
+}
+
+int qw_decoder_kv_dtype(const qw_decoder *d) { return d->kv_dtype_set; }
+
+/* bytes of one position in every fused layer (keys, values and int8 scales) */
+static uint64_t kv_token_bytes(const qw_decoder *d) {
+    uint64_t b = 0;
+    for (int l = 0; l < d->n_layers; l++) {
+        const qw_kv_cache *kc = &d->layers[l].kc;
+        if (!d->layers[l].fused) continue;
+        b += 2 * (uint64_t)kc->heads * ((uint64_t)kc->head_dim * kv_elem_size(kc->dtype) + (kc->dtype == QW_KV_I8 ? 4 : 0));
+    }
+    return b;
+}
+
+uint64_t qw_decoder_kv_state_bytes(const qw_decoder *d, int n) {
+    for (int l = 0; l < d->n_layers; l++)
+        if (!d->layers[l].fused) return 0;
+    return kv_token_bytes(d) * (uint64_t)n;
+}
+
+/* per fused layer, keys then values: each head's n rows, then (int8) each head's n scales */
+qw_status qw_decoder_kv_save(const qw_decoder *d, int n, void *dst) {
+    if (n < 0 || n > d->pos || !qw_decoder_kv_state_bytes(d, 1)) return n < 0 || n > d->pos ? QW_E_ARG : QW_E_UNSUPPORTED;
+    uint8_t *p = dst;
+    for (int l = 0; l < d->n_layers; l++) {
+        const qw_kv_cache *kc = &d->layers[l].kc;
+        size_t row = (size_t)kc->head_dim * kv_elem_size(kc->dtype);
+        for (int w = 0; w < 2; w++) {
+            const uint8_t *src = w ? kc->v : kc->k;
+            for (int64_t h = 0; h < kc->heads; h++, p += (size_t)n * row)
+                if (n) memcpy(p, src + (size_t)(h * kc->cap) * row, (size_t)n * row);
+            if (kc->dtype != QW_KV_I8) continue;
+            const float *sc = w ? kc->vs : kc->ks;
+            for (int64_t h = 0; h < kc->heads; h++, p += (size_t)n * 4)
+                if (n) memcpy(p, sc + h * kc->cap, (size_t)n * 4);
+        }
+    }
+    return QW_OK;
+}
+
+qw_status qw_decoder_kv_load(qw_decoder *d, int n, const void *src, qw_error *err) {
+    if (n < 0 || n > d->max_seq) return qw_error_set(err, QW_E_ARG, "decoder: %d cached positions, context %d", n, d->max_seq);
+    if (!qw_decoder_kv_state_bytes(d, 1)) return qw_error_set(err, QW_E_UNSUPPORTED, "decoder: the graph's KV cache is not the decoder's");
+    qw_decoder_reset(d);
+    qw_status st = kv_reserve(d, n, err);
+    if (st == QW_OK && bufs_reserve(d, n) != QW_OK) st = qw_error_set(err, QW_E_NOMEM, "decoder: out of memory");
+    if (st != QW_OK) return st;
+    const uint8_t *p = src;
+    for (int l = 0; l < d->n_layers; l++) {
+        qw_kv_cache *kc = &d->layers[l].kc;
+        size_t row = (size_t)kc->head_dim * kv_elem_size(kc->dtype);
+        for (int w = 0; w < 2; w++) {
+            uint8_t *dst = w ? kc->v : kc->k;
+            for (int64_t h = 0; h < kc->heads; h++, p += (size_t)n * row)
+                if (n) memcpy(dst + (size_t)(h * kc->cap) * row, p, (size_t)n * row);
+            if (kc->dtype != QW_KV_I8) continue;
+            float *sc = w ? kc->vs : kc->ks;
+            for (int64_t h = 0; h < kc->heads; h++, p += (size_t)n * 4)
+                if (n) memcpy(sc + h * kc->cap, p, (size_t)n * 4);
+        }
+        kc->len = n;
+    }
+    d->pos = n;
     return QW_OK;
 }
 
@@ -228,8 +346,11 @@ void qw_decoder_kv_stats(const qw_decoder *d, qw_decoder_kv_info *out) {
         out->appended_bytes += L->kc.appended_bytes;
         out->fast_calls += L->kc.fast_calls;
         out->masked_calls += L->kc.masked_calls;
-        out->reserved_bytes += (uint64_t)(2 * L->kc.heads * L->kc.cap * L->kc.head_dim) * 4u;
+        out->reserved_bytes += (uint64_t)(2 * L->kc.heads * L->kc.cap) *
+                               ((uint64_t)L->kc.head_dim * kv_elem_size(L->kc.dtype) + (L->kc.dtype == QW_KV_I8 ? 4 : 0));
     }
+    out->bytes_per_token = kv_token_bytes(d);
+    out->dtype = d->kv_dtype_set;
 }
 
 qw_status qw_decoder_read_kv(const qw_decoder *d, int layer, float *k, float *v) {
@@ -237,10 +358,20 @@ qw_status qw_decoder_read_kv(const qw_decoder *d, int layer, float *k, float *v)
     const qw_decoder_layer *L = &d->layers[layer];
     int64_t H = d->kv_heads, D = d->head_dim, P = d->pos;
     if (L->fused) {
-        for (int64_t h = 0; h < H; h++) {
-            memcpy(k + h * P * D, L->kc.k + h * L->kc.cap * D, (size_t)(P * D) * 4);
-            memcpy(v + h * P * D, L->kc.v + h * L->kc.cap * D, (size_t)(P * D) * 4);
-        }
+        const qw_kv_cache *kc = &L->kc;
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t t = 0; t < P; t++)
+                for (int64_t e = 0; e < D; e++) {
+                    size_t i = (size_t)((h * kc->cap + t) * D + e), o = (size_t)((h * P + t) * D + e);
+                    if (kc->dtype == QW_KV_F32) { k[o] = ((const float *)kc->k)[i]; v[o] = ((const float *)kc->v)[i]; }
+                    else if (kc->dtype == QW_KV_F16) {
+                        k[o] = qw_f16_to_f32(((const uint16_t *)kc->k)[i]);
+                        v[o] = qw_f16_to_f32(((const uint16_t *)kc->v)[i]);
+                    } else {
+                        k[o] = (float)((const int8_t *)kc->k)[i] * kc->ks[h * kc->cap + t];
+                        v[o] = (float)((const int8_t *)kc->v)[i] * kc->vs[h * kc->cap + t];
+                    }
+                }
         return QW_OK;
     }
     if (P == 0) return QW_OK;
@@ -260,6 +391,7 @@ qw_status qw_decoder_forward(qw_decoder *d, const int32_t *ids, int n, float *lo
         return qw_error_set(err, QW_E_CONTEXT, "decoder: %d tokens would exceed the context of %d", d->pos + n, d->max_seq);
     int total = d->pos + n;
     qw_status st;
+    if (bufs_reserve(d, total) != QW_OK) return qw_error_set(err, QW_E_NOMEM, "decoder: out of memory for %d positions", total);
     int64_t dims[4] = {1, n, 0, 0};
     fill_ints(d->ids_buf, d->ids_dt, n, 0, 0, ids);
     if ((st = qw_graph_set_input(g, d->in_ids, d->ids_dt, 2, dims, d->ids_buf, err)) != QW_OK) return st;

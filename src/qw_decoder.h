@@ -5,8 +5,8 @@
  *  - onnxruntime-genai GroupQueryAttention: the same plus seqlens_k (int32 (1) = total - 1) and
  *    total_sequence_length (int32 scalar).
  * When the graph has the decomposed attention of optimum's exports (Concat(past, new) = present, repeat_kv,
- * MatMul/Div/Add(mask)/Softmax/MatMul), the decoder owns each layer's K/V cache (fp32, (kv_heads, cap,
- * head_dim), grown by doubling up to max_seq) and the graph appends the new positions in place and runs one
+ * MatMul/Div/Add(mask)/Softmax/MatMul), the decoder owns each layer's K/V cache ((kv_heads, cap, head_dim)
+ * of fp16 rows, fp32 or int8, grown by doubling up to max_seq) and the graph appends the new positions in place and runs one
  * fused attention over it (qw_graph_kv_fuse); the presents are then not graph outputs any more and the graph
  * must not be run once the decoder is freed. Otherwise each present is taken from the graph (no copy) and
  * bound as the next step's past. */
@@ -31,8 +31,19 @@ qw_status qw_decoder_forward(qw_decoder *d, const int32_t *ids, int n, float *lo
 void qw_decoder_set_logits_rows(qw_decoder *d, int r);
 /* Forgets the cache. */
 void qw_decoder_reset(qw_decoder *d);
-/* Keeps the first keep cached positions (keep <= pos). */
+/* Keeps the first keep cached positions (keep <= pos): rolls back rejected positions (speculative decoding)
+ * or forgets the part of a conversation that changed. O(1) when the graph's cache is the decoder's. */
 qw_status qw_decoder_truncate(qw_decoder *d, int keep);
+/* The cache's row type (QW_KV_F32 / F16 / I8 of qw_kernels.h; default: fp16 when the graph's present is fp16,
+ * else fp32). Setting it forgets the cache. */
+qw_status qw_decoder_set_kv_dtype(qw_decoder *d, int dtype);
+int qw_decoder_kv_dtype(const qw_decoder *d);
+/* Save / restore the state of the first n positions (a prompt prefix): qw_decoder_kv_state_bytes(d, n) bytes
+ * (0 when some layer's cache is not the decoder's: then save/load are QW_E_UNSUPPORTED), in the cache's own
+ * row type. kv_load replaces the cache: pos becomes n. */
+uint64_t qw_decoder_kv_state_bytes(const qw_decoder *d, int n);
+qw_status qw_decoder_kv_save(const qw_decoder *d, int n, void *dst);
+qw_status qw_decoder_kv_load(qw_decoder *d, int n, const void *src, qw_error *err);
 int qw_decoder_vocab(const qw_decoder *d);
 /* KV cache figures (tests, stats). */
 typedef struct qw_decoder_kv_info {
@@ -41,6 +52,8 @@ typedef struct qw_decoder_kv_info {
     uint64_t fast_calls;           /* fused attention runs with the plain causal mask */
     uint64_t masked_calls;         /* fused attention runs with another mask (added to every score) */
     uint64_t reserved_bytes;       /* cache memory held */
+    uint64_t bytes_per_token;      /* cache memory of one position (all layers, keys and values) */
+    int dtype;                     /* QW_KV_F32 / F16 / I8 (qw_kernels.h) */
 } qw_decoder_kv_info;
 void qw_decoder_kv_stats(const qw_decoder *d, qw_decoder_kv_info *out);
 /* Copies layer's cached keys and values as fp32 (kv_heads, pos, head_dim) into k and v. */

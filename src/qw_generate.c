@@ -85,6 +85,7 @@ static qw_status feed(qw_gen *g, const int32_t *ids, int n, double *t0, qw_error
     if (m->n_cached + n > m->max_seq)
         return qw_error_set(err, QW_E_CONTEXT, "%s: %d tokens would exceed the context of %d tokens",
                             m->cfg.onnx_file, m->n_cached + n, m->max_seq);
+    if (qw_model_cached_reserve(m, m->n_cached + n) != QW_OK) return qw_error_set(err, QW_E_NOMEM, "out of memory");
     if (m->external) {
         if (!g->ext_have) {
             g->ext_ids = ids;

@@ -82,11 +82,14 @@ void qw_graph_buffer_give(qw_graph *g, qw_tensor *t);
 /* Returns the remaining outputs' buffers to the pool. */
 void qw_graph_reset_outputs(qw_graph *g);
 
-/* KV cache owned by the caller (qw_decoder), appended in place. Layout (heads, cap, head_dim) fp32 -- the dtype
- * the attention computes in; when the graph's present is fp16 every appended value is rounded to fp16 first, so
- * the cache holds exactly what onnxruntime's fp16 present -> fp32 output -> fp16 past round trip holds. */
+/* KV cache owned by the caller (qw_decoder), appended in place. Layout (heads, cap, head_dim) of dtype (QW_KV_F32,
+ * QW_KV_F16 or QW_KV_I8 of qw_kernels.h; the attention converts a tile of rows to fp32 at a time). When the graph's
+ * present is fp16 every appended value is rounded to fp16 first, so an fp32 or fp16 cache holds exactly what
+ * onnxruntime's fp16 present -> fp32 output -> fp16 past round trip holds. */
 typedef struct qw_kv_cache {
-    float *k, *v;                  /* (heads, cap, head_dim), positions 0 .. len-1 valid */
+    void *k, *v;                   /* (heads, cap, head_dim) of dtype, positions 0 .. len-1 valid */
+    float *ks, *vs;                /* QW_KV_I8: (heads, cap) the scale of each row */
+    int dtype;                     /* chosen by the owner before the first append */
     int64_t heads, head_dim, cap;
     int64_t len;                   /* cached positions; the next run appends at len (the caller advances it) */
     int round_f16;                 /* set by qw_graph_kv_fuse: the present is fp16 */

@@ -159,20 +159,42 @@ void qw_weighted_rows_f32(const float *p, int n, const float *rows, size_t ld, i
 /* dot product of n floats */
 float qw_dot_f32(const float *a, const float *b, int n);
 
-/* ---- attention --------------------------------------------------------------------------------- */
-/* Causal grouped-query attention for n_q consecutive query positions pos0 .. pos0+n_q-1 (n_q = 1: one
- * decode step; > 1: a prefill chunk), keys/values already written to the cache for positions
- * 0 .. pos0+n_q-1. q and out are (n_q, n_heads, head_dim); k_cache and v_cache are
- * (n_kv_heads, max_seq, head_dim); query head h reads kv head h / (n_heads / n_kv_heads).
- * scores = q.k * scale (typically 1/sqrt(head_dim)), softmax over keys 0 .. pos0+t, out = p.V.
- * work: qw_attention_work_size(pool, max_seq) bytes (fp32 score rows, one per thread). */
-size_t qw_attention_work_size(const qw_pool *pool, int max_seq);
-void qw_attention_gqa(qw_pool *pool, const float *q, int n_q, int n_heads, int n_kv_heads, int head_dim,
-                      const float *k_cache, const float *v_cache, int max_seq, int pos0, float scale,
-                      float *out, float *work);
-/* scores: max_seq floats. */
-void qw_attention_gqa_ref(const float *q, int n_q, int n_heads, int n_kv_heads, int head_dim,
-                          const float *k_cache, const float *v_cache, int max_seq, int pos0, float scale,
-                          float *out, float *scores);
+/* ---- attention over a KV cache (qw_kernels_attn.c) --------------------------------------------------
+ * out(h, s) = softmax over keys t of score(q(h, s) . k(h / group, t)) . v(h / group, .) for n_q query positions
+ * (1: a decode step; more: a prefill chunk) and n_keys cached positions, query head h reading kv head
+ * h / (n_heads / n_kv_heads). Causal (past >= 0): position s sees keys 0 .. past + s only; past < 0: all of them.
+ * score(d) = d (fp16-rounded when round_qk) / or * scale (fp16-rounded when round_scaled) + mask(h, s, t)
+ * (when mask) (fp16-rounded when round_masked): the decomposed graph's steps (com.microsoft's attention ops add a
+ * softcap, a key mask and a local window); the probabilities are rounded to
+ * fp16 when round_probs. Query element (h, s, d) at q[h * q_hs + s * q_ss + d], out likewise, mask element at
+ * mask[h * m_hs + s * m_ss + t * m_ts]. The cache is (n_kv_heads, cap, head_dim) of kv_dtype; int8 rows have
+ * one fp32 scale per kv head and position in k_scale / v_scale ((n_kv_heads, cap)). */
+enum { QW_KV_F32 = 0, QW_KV_F16 = 1, QW_KV_I8 = 2 };
+typedef struct qw_attn {
+    int n_q, n_keys, past, n_heads, n_kv_heads, head_dim;
+    const float *q;
+    int64_t q_hs, q_ss;
+    float *out;
+    int64_t o_hs, o_ss;
+    const void *k, *v;
+    const float *k_scale, *v_scale;
+    int kv_dtype;
+    int64_t cap;
+    float scale;
+    int div;
+    int round_qk, round_scaled, round_masked, round_probs;
+    const float *mask;
+    int64_t m_hs, m_ss, m_ts;
+    float softcap;                 /* > 0: score = softcap * tanh(score / softcap) after the scale */
+    const float *kmask;            /* (n_keys) added after mask, or NULL */
+    int window;                    /* > 0: query row s sees its last `window` keys only */
+} qw_attn;
+/* work: qw_attn_work_size(a, threads of the pool) bytes (a key tile and the score rows of each thread). */
+size_t qw_attn_work_size(const qw_attn *a, int nth);
+void qw_attn_run(qw_pool *pool, const qw_attn *a, void *work);
+/* Plain loops, one query row at a time; scores: n_keys floats. */
+void qw_attn_ref(const qw_attn *a, float *scores);
+/* One cache row of D values as int8 (round half even of x * 127 / amax) and its scale amax / 127. */
+void qw_kv_quant_i8(const float *x, int D, int8_t *q, float *scale);
 
 #endif /* QW_KERNELS_H */

@@ -101,27 +101,43 @@ void qw_gemm_f16b_ref(int M, int N, int K, const float *A, int lda, const uint16
         }
 }
 
-void qw_attention_gqa_ref(const float *q, int n_q, int n_heads, int n_kv_heads, int head_dim,
-                          const float *k_cache, const float *v_cache, int max_seq, int pos0, float scale,
-                          float *out, float *scores) {
-    const int group = n_heads / n_kv_heads;
-    for (int t = 0; t < n_q; t++)
-        for (int h = 0; h < n_heads; h++) {
-            const float *qv = q + ((size_t)t * n_heads + h) * head_dim;
-            const float *kc = k_cache + (size_t)(h / group) * max_seq * head_dim;
-            const float *vc = v_cache + (size_t)(h / group) * max_seq * head_dim;
-            int len = pos0 + t + 1; /* causal: query at position pos0 + t sees keys 0..pos0 + t */
-            for (int j = 0; j < len; j++) {
-                float s = 0.0f;
-                for (int d = 0; d < head_dim; d++) s += qv[d] * kc[(size_t)j * head_dim + d];
-                scores[j] = s * scale;
+/* element e of cache row t of kv head hk (which 0: keys, 1: values) as fp32 */
+static float kv_elem(const qw_attn *a, int which, int hk, int t, int e) {
+    size_t i = ((size_t)hk * (size_t)a->cap + (size_t)t) * (size_t)a->head_dim + (size_t)e;
+    const void *b = which ? a->v : a->k;
+    if (a->kv_dtype == QW_KV_F32) return ((const float *)b)[i];
+    if (a->kv_dtype == QW_KV_F16) return qw_f16_to_f32(((const uint16_t *)b)[i]);
+    return (float)((const int8_t *)b)[i] * (which ? a->v_scale : a->k_scale)[(size_t)hk * (size_t)a->cap + (size_t)t];
+}
+
+void qw_attn_ref(const qw_attn *a, float *scores) {
+    const int group = a->n_heads / a->n_kv_heads, D = a->head_dim;
+    for (int h = 0; h < a->n_heads; h++)
+        for (int s = 0; s < a->n_q; s++) {
+            const float *q = a->q + h * a->q_hs + s * a->q_ss;
+            int hk = h / group, n = a->past >= 0 ? a->past + s + 1 : a->n_keys;
+            if (n > a->n_keys) n = a->n_keys;
+            int first = a->window > 0 && n - a->window > 0 ? n - a->window : 0;
+            for (int t = 0; t < first; t++) scores[t] = -INFINITY;
+            for (int t = first; t < n; t++) {
+                float d = 0;
+                for (int e = 0; e < D; e++) d += q[e] * kv_elem(a, 0, hk, t, e);
+                if (a->round_qk) d = qw_round_f16(d);
+                d = a->div ? d / a->scale : d * a->scale;
+                if (a->round_scaled) d = qw_round_f16(d);
+                if (a->softcap > 0) d = a->softcap * tanhf(d / a->softcap);
+                if (a->mask) d += a->mask[h * a->m_hs + s * a->m_ss + t * a->m_ts];
+                if (a->kmask) d += a->kmask[t];
+                if (a->round_masked) d = qw_round_f16(d);
+                scores[t] = d;
             }
-            qw_softmax_f32(scores, len);
-            float *o = out + ((size_t)t * n_heads + h) * head_dim;
-            for (int d = 0; d < head_dim; d++) {
-                float acc = 0.0f;
-                for (int j = 0; j < len; j++) acc += scores[j] * vc[(size_t)j * head_dim + d];
-                o[d] = acc;
+            qw_softmax_f32(scores, n);
+            if (a->round_probs) for (int t = 0; t < n; t++) scores[t] = qw_round_f16(scores[t]);
+            float *o = a->out + h * a->o_hs + s * a->o_ss;
+            for (int e = 0; e < D; e++) {
+                float acc = 0;
+                for (int t = 0; t < n; t++) acc += scores[t] * kv_elem(a, 1, hk, t, e);
+                o[e] = acc;
             }
         }
 }

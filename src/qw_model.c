@@ -85,8 +85,7 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
     }
     m->max_seq = opts->max_context > 0 ? opts->max_context : limit;
     if (m->max_seq > limit) m->max_seq = limit;
-    m->cached = malloc((size_t)m->max_seq * sizeof *m->cached);
-    if (!m->cached) { st = qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory"); goto fail; }
+    if (qw_model_cached_reserve(m, 256) != QW_OK) { st = qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory"); goto fail; }
     if (opts->external_decoder) { /* the graph is another engine's: keep its structure for the info only */
         if (m->cfg.vocab_size <= 0) {
             st = qw_error_set(err, QW_E_FORMAT, "config.json: no vocab_size (needed with an external decoder)");
@@ -111,6 +110,14 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
     if ((st = qw_graph_build(fs, m->onnx, m->pool, &go, &m->graph, err)) != QW_OK) goto fail;
 
     if ((st = qw_decoder_new(m->graph, m->max_seq, &m->dec, err)) != QW_OK) goto fail;
+    if (opts->kv_cache < QW_KV_CACHE_AUTO || opts->kv_cache > QW_KV_CACHE_F32) {
+        st = qw_error_set(err, QW_E_ARG, "qw_model_load: kv_cache %d", opts->kv_cache);
+        goto fail;
+    }
+    if (opts->kv_cache != QW_KV_CACHE_AUTO) {
+        int kd = opts->kv_cache == QW_KV_CACHE_F16 ? QW_KV_F16 : opts->kv_cache == QW_KV_CACHE_INT8 ? QW_KV_I8 : QW_KV_F32;
+        qw_decoder_set_kv_dtype(m->dec, kd);
+    }
     /* JS engines compile wasm in a baseline tier first: run the kernels once now so the first tokens
      * are not the slow ones */
     if (opts->progress) opts->progress(opts->progress_user, "warmup", 0, 0);
@@ -151,6 +158,17 @@ void qw_model_free(qw_model *m) {
     free(m->info_json);
     free(m->stats_json);
     free(m);
+}
+
+qw_status qw_model_cached_reserve(qw_model *m, int n) {
+    if (n <= m->cached_cap) return QW_OK;
+    int cap = m->cached_cap ? m->cached_cap : 256;
+    while (cap < n) cap = cap > m->max_seq / 2 ? (n > m->max_seq ? n : m->max_seq) : cap * 2;
+    int32_t *c = realloc(m->cached, (size_t)cap * sizeof *c);
+    if (!c) return QW_E_NOMEM;
+    m->cached = c;
+    m->cached_cap = cap;
+    return QW_OK;
 }
 
 int qw_model_vocab(const qw_model *m) { return m->external ? m->cfg.vocab_size : qw_decoder_vocab(m->dec); }
@@ -258,6 +276,17 @@ const char *qw_model_stats_json(qw_model *m) {
     cJSON *o = m->graph ? cJSON_Parse(qw_graph_stats_json(m->graph)) : NULL;
     if (!o) o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "kv_tokens", m->n_cached);
+    if (m->dec) { /* memory per token: the figure that bounds the context a tab can hold */
+        qw_decoder_kv_info ki;
+        qw_decoder_kv_stats(m->dec, &ki);
+        cJSON *kv = cJSON_AddObjectToObject(o, "kv");
+        static const char *names[] = {"fp32", "fp16", "int8"};
+        cJSON_AddStringToObject(kv, "dtype", names[ki.dtype >= 0 && ki.dtype <= 2 ? ki.dtype : 0]);
+        cJSON_AddNumberToObject(kv, "bytes_per_token", (double)ki.bytes_per_token);
+        cJSON_AddNumberToObject(kv, "reserved_bytes", (double)ki.reserved_bytes);
+        cJSON_AddNumberToObject(kv, "used_bytes", (double)(ki.bytes_per_token * (uint64_t)m->n_cached));
+        cJSON_AddNumberToObject(kv, "fused_layers", ki.fused_layers);
+    }
     cJSON_AddNumberToObject(o, "max_context", m->max_seq);
     cJSON *sp = cJSON_AddObjectToObject(o, "speculative");
     cJSON_AddNumberToObject(sp, "drafted", (double)m->spec_drafted);

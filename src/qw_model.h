@@ -24,8 +24,8 @@ struct qw_model {
     qw_chat_template *chat;     /* tokenizer_config.json's chat_template or ChatML; NULL: see chat_error */
     char chat_error[512];       /* why the template cannot be rendered (the construct, line and column) */
     int max_seq;                /* KV cache length */
-    int32_t *cached;            /* (max_seq) the ids whose keys/values the decoder holds, in order */
-    int n_cached;
+    int32_t *cached;            /* (cached_cap) the ids whose keys/values the decoder holds, in order */
+    int n_cached, cached_cap;
     int busy;                   /* a qw_gen is live: one generation at a time per model */
     int32_t *no_token;          /* (n_no_token) ids below the vocabulary with no token in the tokenizer: never sampled */
     int n_no_token;
@@ -35,6 +35,8 @@ struct qw_model {
     char *info_json, *stats_json;
 };
 
+/* Room for n ids in m->cached (grown as the context grows); QW_E_NOMEM. */
+qw_status qw_model_cached_reserve(qw_model *m, int n);
 /* Vocabulary size: the decoder's logits width, or config.json's vocab_size with an external decoder. */
 int qw_model_vocab(const qw_model *m);
 

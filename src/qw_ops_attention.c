@@ -11,6 +11,7 @@
 #include <string.h>
 #include "qw_ops.h"
 #include "qw_dtype.h"
+#include "qw_kernels.h"
 
 /* ---- rotary -------------------------------------------------------------------------------------- */
 
@@ -84,49 +85,13 @@ static qw_status run_rope(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tenso
 
 /* ---- attention core ------------------------------------------------------------------------------ */
 
-typedef struct attn_job {
-    int S, T, H, Hkv, D;
-    const float *q;                /* (S, H, D) for this batch */
-    const float *k, *v;            /* (Hkv, Tcap, D) fp32 */
-    int Tcap;
-    float scale;
-    int causal;                    /* query s sees keys <= past + s */
-    int past;                      /* keys before the first query position */
-    int window;                    /* local window (GQA), -1 = off */
-    float softcap;
-    const float *bias;             /* (S, T) per head via bias_hstride, or NULL */
-    int64_t bias_hstride;
-    const float *kmask;            /* (T) additive key mask or NULL */
-    float *out;                    /* (S, H, D) */
-    float *work;                   /* nth * T */
-} attn_job;
-
-static void attn_task(void *arg, int ith, int nth) {
-    attn_job *j = arg;
-    float *sc = j->work + (size_t)ith * j->T;
-    int total = j->S * j->H;
-    int group = j->H / j->Hkv;
-    for (int t = ith; t < total; t += nth) {
-        int s = t / j->H, h = t % j->H, hk = h / group;
-        const float *q = j->q + ((size_t)s * j->H + h) * j->D;
-        const float *K = j->k + (size_t)hk * j->Tcap * j->D, *V = j->v + (size_t)hk * j->Tcap * j->D;
-        int last = j->causal ? j->past + s : j->T - 1;
-        if (last > j->T - 1) last = j->T - 1;
-        int first = 0;
-        if (j->window > 0 && last - j->window + 1 > 0) first = last - j->window + 1;
-        int n = last + 1;
-        for (int i = 0; i < n; i++) {
-            if (i < first) { sc[i] = -INFINITY; continue; }
-            float d = qw_dot_f32(q, K + (size_t)i * j->D, j->D) * j->scale;
-            if (j->softcap > 0) d = j->softcap * tanhf(d / j->softcap);
-            if (j->bias) d += j->bias[h * j->bias_hstride + (size_t)s * j->T + i];
-            if (j->kmask) d += j->kmask[i];
-            sc[i] = d;
-        }
-        qw_softmax_f32(sc, n);
-        float *o = j->out + ((size_t)s * j->H + h) * j->D;
-        qw_weighted_rows_f32(sc, n, V, (size_t)j->D, j->D, o);
-    }
+/* the attention itself is qw_attn_run (qw_kernels_attn.c), with q and out in (S, H, D) order */
+static qw_attn attn_params(int S, int T, int H, int Hkv, int D, const float *q, const float *K, const float *V, int Tcap,
+                           float scale, int past, float *out) {
+    qw_attn a = {.n_q = S, .n_keys = T, .past = past, .n_heads = H, .n_kv_heads = Hkv, .head_dim = D, .q = q,
+                 .q_hs = D, .q_ss = (int64_t)H * D, .out = out, .o_hs = D, .o_ss = (int64_t)H * D, .k = K, .v = V,
+                 .kv_dtype = QW_KV_F32, .cap = Tcap, .scale = scale, .div = 0};
+    return a;
 }
 
 /* (B,L,Hn*D) rows of head hn -> present (Hn, Tcap, D) at offset; any float dtype into the present dtype */
@@ -215,7 +180,8 @@ static qw_status run_mha(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     const float *bf = ab ? qw_tensor_f32(c, ab) : NULL;
     float *o = out[0]->dtype == QW_DT_F32 ? (float *)out[0]->data : qw_op_scratch(c, (size_t)q->numel * 4 + 4);
     int nth = qw_pool_threads(c->pool);
-    float *work = qw_op_scratch(c, (size_t)nth * (size_t)(T ? T : 1) * 4);
+    qw_attn shape = attn_params((int)S, (int)T, H, H, D, qf, NULL, NULL, (int)T, scale, causal ? (int)(T - S) : -1, o);
+    void *work = qw_op_scratch(c, qw_attn_work_size(&shape, nth));
     float *km = kpm ? qw_op_scratch(c, (size_t)(T ? T : 1) * 4) : NULL;
     if (!qf || !kf || !vf || !o || !work || (ab && !bf) || (kpm && !km)) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
     for (int64_t b = 0; b < B; b++) {
@@ -225,21 +191,23 @@ static qw_status run_mha(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
         store_kv(PV, b, H, T, D, P, vf + b * L * H * D, L);
         const float *K = kv_f32(c, PK, b, H, T, D), *V = kv_f32(c, PV, b, H, T, D);
         if (!K || !V) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
-        attn_job j = {(int)S, (int)T, H, H, D, qf + b * S * H * D, K, V, (int)T, scale, causal, (int)(T - S), -1, 0,
-                      NULL, 0, NULL, o + b * S * H * D, work};
+        qw_attn j = attn_params((int)S, (int)T, H, H, D, qf + b * S * H * D, K, V, (int)T, scale,
+                                causal ? (int)(T - S) : -1, o + b * S * H * D);
         if (ab) {
             if (ab->ndim != 4 || ab->dims[2] != S || ab->dims[3] != T)
                 return qw_op_err(c->node, err, QW_E_ARG, "attention_bias shape");
             int64_t bb = ab->dims[0] == 1 ? 0 : b;
-            j.bias = bf + bb * ab->dims[1] * S * T;
-            j.bias_hstride = ab->dims[1] == 1 ? 0 : S * T;
+            j.mask = bf + bb * ab->dims[1] * S * T;
+            j.m_hs = ab->dims[1] == 1 ? 0 : S * T;
+            j.m_ss = T;
+            j.m_ts = 1;
         }
         if (kpm) {
             if (kpm->ndim != 2 || kpm->dims[1] != T) return qw_op_err(c->node, err, QW_E_UNSUPPORTED, "key_padding_mask shape");
             for (int64_t t = 0; t < T; t++) km[t] = qw_elem_get_i(kpm->data, kpm->dtype, b * T + t) ? 0.0f : mfv;
             j.kmask = km;
         }
-        qw_pool_run(c->pool, attn_task, &j);
+        qw_attn_run(c->pool, &j, work);
     }
     if (out[0]->dtype != QW_DT_F32) qw_store_f32(out[0], o, q->numel);
     return QW_OK;
@@ -284,7 +252,8 @@ static qw_status run_gqa(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     float *vb = qw_op_scratch(c, (size_t)(S * Hkv * D) * 4 + 4);
     float *o = out[0]->dtype == QW_DT_F32 ? (float *)out[0]->data : qw_op_scratch(c, (size_t)(B * S * H * D) * 4 + 4);
     int nth = qw_pool_threads(c->pool);
-    float *work = qw_op_scratch(c, (size_t)nth * (size_t)(Tcap ? Tcap : 1) * 4);
+    qw_attn shape = attn_params((int)S, (int)(Tcap > S ? Tcap : S), H, Hkv, D, NULL, NULL, NULL, (int)Tcap, scale, 0, NULL);
+    void *work = qw_op_scratch(c, qw_attn_work_size(&shape, nth)); /* the most keys any batch has */
     const float *cf = do_rot && cc ? qw_tensor_f32(c, cc) : NULL, *sf = do_rot && scache ? qw_tensor_f32(c, scache) : NULL;
     const float *bf = ab ? qw_tensor_f32(c, ab) : NULL;
     if (!qf0 || (!packed && (!kf0 || !vf0)) || !qb || !kb || !vb || !o || !work || (do_rot && (!cf || !sf)) || (ab && !bf))
@@ -319,15 +288,18 @@ static qw_status run_gqa(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
         store_kv(out[2], b, Hkv, Tcap, D, past, vb, S);
         const float *K = kv_f32(c, out[1], b, Hkv, Tcap, D), *V = kv_f32(c, out[2], b, Hkv, Tcap, D);
         if (!K || !V) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
-        attn_job j = {(int)S, (int)(past + S), H, Hkv, D, qb, K, V, (int)Tcap, scale, 1, (int)past, window, softcap,
-                      NULL, 0, NULL, o + b * S * H * D, work};
+        qw_attn j = attn_params((int)S, (int)(past + S), H, Hkv, D, qb, K, V, (int)Tcap, scale, (int)past, o + b * S * H * D);
+        j.window = window;
+        j.softcap = softcap;
         if (ab) {
             if (ab->ndim != 4) return qw_op_err(c->node, err, QW_E_ARG, "attention_bias rank");
             if (ab->dims[3] != past + S) return qw_op_err(c->node, err, QW_E_UNSUPPORTED, "attention_bias length");
-            j.bias = bf + (ab->dims[0] == 1 ? 0 : b) * ab->dims[1] * S * (past + S);
-            j.bias_hstride = ab->dims[1] == 1 ? 0 : S * (past + S);
+            j.mask = bf + (ab->dims[0] == 1 ? 0 : b) * ab->dims[1] * S * (past + S);
+            j.m_hs = ab->dims[1] == 1 ? 0 : S * (past + S);
+            j.m_ss = past + S;
+            j.m_ts = 1;
         }
-        qw_pool_run(c->pool, attn_task, &j);
+        qw_attn_run(c->pool, &j, work);
     }
     if (out[0]->dtype != QW_DT_F32) qw_store_f32(out[0], o, out[0]->numel);
     return QW_OK;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include "qw_ops.h"
 #include "qw_dtype.h"
+#include "qw_kernels.h"
 
 /* ---- append -------------------------------------------------------------------------------------------- */
 
@@ -33,14 +34,27 @@ static qw_status run_append(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_ten
                          (long long)(x->ndim > 3 ? x->dims[3] : 0), (long long)kc->heads, (long long)kc->head_dim);
     int64_t S = x->dims[2], D = kc->head_dim, len = kc->len;
     if (len + S > kc->cap) return qw_op_err(c->node, err, QW_E_RANGE, "cache holds %lld positions, %lld needed", (long long)kc->cap, (long long)(len + S));
-    float *base = st->which ? kc->v : kc->k;
+    void *base = st->which ? kc->v : kc->k;
+    float *scales = st->which ? kc->vs : kc->ks;
     const float *xf = qw_tensor_f32(c, x);
     if (!xf) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
     for (int64_t h = 0; h < kc->heads; h++) {
-        float *dst = base + (h * kc->cap + len) * D;   /* (S, D) rows of head h */
+        size_t at = (size_t)(h * kc->cap + len) * (size_t)D; /* (S, D) rows of head h */
         const float *src = xf + h * S * D;
-        if (kc->round_f16) for (int64_t i = 0; i < S * D; i++) dst[i] = qw_round_f16(src[i]);
-        else memcpy(dst, src, (size_t)(S * D) * 4);
+        if (kc->dtype == QW_KV_F16) {
+            qw_f32_to_f16_array(src, (uint16_t *)base + at, (size_t)(S * D)); /* exact when the present is fp16 */
+        } else if (kc->dtype == QW_KV_I8) {
+            float row[1024];
+            if (D > 1024) return qw_op_err(c->node, err, QW_E_UNSUPPORTED, "int8 KV cache: head_dim %lld", (long long)D);
+            for (int64_t s = 0; s < S; s++) {
+                for (int64_t e = 0; e < D; e++) row[e] = kc->round_f16 ? qw_round_f16(src[s * D + e]) : src[s * D + e];
+                qw_kv_quant_i8(row, (int)D, (int8_t *)base + at + (size_t)(s * D), scales + h * kc->cap + len + s);
+            }
+        } else {
+            float *dst = (float *)base + at;
+            if (kc->round_f16) for (int64_t i = 0; i < S * D; i++) dst[i] = qw_round_f16(src[i]);
+            else memcpy(dst, src, (size_t)(S * D) * 4);
+        }
     }
     kc->appended_bytes += (uint64_t)(kc->heads * S * D) * (kc->round_f16 ? 2u : 4u);
     qw_tensor *o = out[0];
@@ -48,7 +62,7 @@ static qw_status run_append(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_ten
     o->ndim = 4;
     o->dims[0] = 1; o->dims[1] = kc->heads; o->dims[2] = len + S; o->dims[3] = D;
     o->numel = kc->heads * (len + S) * D;
-    o->data = base;
+    o->data = base;                                    /* a view for Shape only: qw.KVAttention reads kc */
     o->cap = 0;                                        /* borrowed: the decoder's buffer */
     return QW_OK;
 }
@@ -59,49 +73,6 @@ const qw_op_def qw_op_kv_append = {"KVAppend", "qw", check_append, run_append, f
 
 /* ---- attention ------------------------------------------------------------------------------------------ */
 
-typedef struct kv_attn_job {
-    const qw_kv_attn_state *st;
-    int S, T, H, Hkv, D, past;
-    int64_t cap;
-    const float *q;                /* (H, S, D) */
-    const float *k, *v;            /* (Hkv, cap, D) */
-    const float *mask;             /* element (h, s, t) at h*ms_h + s*ms_s + t*ms_t, or NULL */
-    int64_t ms_h, ms_s, ms_t;
-    int plain;                     /* the mask is the plain causal one: keys > past + s skipped */
-    float *out;                    /* (H, S, D) */
-    float *work;                   /* nth * T */
-} kv_attn_job;
-
-static void kv_attn_task(void *arg, int ith, int nth) {
-    const kv_attn_job *j = arg;
-    const qw_kv_attn_state *st = j->st;
-    float *sc = j->work + (size_t)ith * (size_t)j->T;
-    int group = j->H / j->Hkv;
-    for (int t = ith; t < j->S * j->H; t += nth) {
-        int h = t / j->S, s = t % j->S, hk = h / group;
-        const float *q = j->q + ((size_t)h * j->S + s) * j->D;
-        const float *K = j->k + (size_t)hk * j->cap * j->D, *V = j->v + (size_t)hk * j->cap * j->D;
-        int n = j->plain ? j->past + s + 1 : j->T;
-        if (n > j->T) n = j->T;
-        const float *m = j->mask ? j->mask + h * j->ms_h + s * j->ms_s : NULL;
-        for (int i = 0; i < n; i++) {
-            float d = qw_dot_f32(q, K + (size_t)i * j->D, j->D);
-            if (st->round_qk) d = qw_round_f16(d);
-            d = st->div ? d / st->c : d * st->c;
-            if (st->round_scaled) d = qw_round_f16(d);
-            if (m) {
-                if (!j->plain) d += m[i * j->ms_t];
-                if (st->round_masked) d = qw_round_f16(d);
-            }
-            sc[i] = d;
-        }
-        qw_softmax_f32(sc, n);
-        if (st->round_probs) for (int i = 0; i < n; i++) sc[i] = qw_round_f16(sc[i]);
-        float *o = j->out + ((size_t)h * j->S + s) * j->D;
-        qw_weighted_rows_f32(sc, n, V, (size_t)j->D, j->D, o);
-    }
-}
-
 static qw_status check_attention(qw_op_node *n, qw_error *err) {
     (void)err;
     n->out_dtype[0] = n->in_dtype[0];
@@ -109,14 +80,14 @@ static qw_status check_attention(qw_op_node *n, qw_error *err) {
 }
 
 /* 1 when mask (h, s, t) is 0 for t <= past + s and at most fp16's lowest value after it */
-static int plain_causal(const kv_attn_job *j, int H) {
-    int nh = j->ms_h ? H : 1;
+static int plain_causal(const float *mask, int64_t ms_h, int64_t ms_s, int64_t ms_t, int H, int S, int T, int past) {
+    int nh = ms_h ? H : 1;
     for (int h = 0; h < nh; h++)
-        for (int s = 0; s < j->S; s++) {
-            const float *m = j->mask + h * j->ms_h + s * j->ms_s;
-            for (int t = 0; t < j->T; t++) {
-                float v = m[t * j->ms_t];
-                if (t <= j->past + s ? v != 0.0f : !(v <= -65504.0f)) return 0;
+        for (int s = 0; s < S; s++) {
+            const float *m = mask + h * ms_h + s * ms_s;
+            for (int t = 0; t < T; t++) {
+                float v = m[t * ms_t];
+                if (t <= past + s ? v != 0.0f : !(v <= -65504.0f)) return 0;
             }
         }
     return 1;
@@ -136,11 +107,14 @@ static qw_status run_attention(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_
     if (T < S || T > kc->cap) return qw_op_err(c->node, err, QW_E_ARG, "%d keys for %d queries", T, S);
     qw_status s = qw_op_out(c, out[0], q->dtype, 4, q->dims, err);
     if (s != QW_OK) return s;
-    int nth = qw_pool_threads(c->pool);
-    kv_attn_job j = {st, S, T, H, (int)kc->heads, D, T - S, kc->cap, qw_tensor_f32(c, q), kc->k, kc->v, NULL, 0, 0, 0, 0,
-                     out[0]->dtype == QW_DT_F32 ? (float *)out[0]->data : qw_op_scratch(c, (size_t)q->numel * 4 + 4),
-                     qw_op_scratch(c, (size_t)nth * (size_t)T * 4 + 4)};
-    if (!j.q || !j.out || !j.work) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
+    qw_attn a = {.n_q = S, .n_keys = T, .past = -1, .n_heads = H, .n_kv_heads = (int)kc->heads, .head_dim = D,
+                 .q = qw_tensor_f32(c, q), .q_hs = (int64_t)S * D, .q_ss = D, .o_hs = (int64_t)S * D, .o_ss = D,
+                 .k = kc->k, .v = kc->v, .k_scale = kc->ks, .v_scale = kc->vs, .kv_dtype = kc->dtype, .cap = kc->cap,
+                 .scale = st->c, .div = st->div, .round_qk = st->round_qk, .round_scaled = st->round_scaled,
+                 .round_probs = st->round_probs};
+    a.out = out[0]->dtype == QW_DT_F32 ? (float *)out[0]->data : qw_op_scratch(c, (size_t)q->numel * 4 + 4);
+    if (!a.q || !a.out) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
+    int plain = 0;
     if (mk) {
         int64_t od[4] = {1, H, S, T}, str[4];
         int nd;
@@ -149,16 +123,23 @@ static qw_status run_attention(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_
             bd[1] != H || bd[2] != S || bd[3] != T)
             return qw_op_err(c->node, err, QW_E_ARG, "mask of rank %d does not broadcast to (1,%d,%d,%d)", mk->ndim, H, S, T);
         qw_broadcast_strides(mk->ndim, mk->dims, 4, od, str);
-        j.mask = qw_tensor_f32(c, mk);
-        if (!j.mask) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
-        j.ms_h = str[1]; j.ms_s = str[2]; j.ms_t = str[3];
-        j.plain = plain_causal(&j, H);
+        const float *mf = qw_tensor_f32(c, mk);
+        if (!mf) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
+        plain = plain_causal(mf, str[1], str[2], str[3], H, S, T, T - S);
+        a.round_masked = st->round_masked;  /* adding the plain mask's 0 leaves the score, but it is rounded */
+        if (plain) a.past = T - S;          /* the masked keys skipped */
+        else {                              /* every key, mask added */
+            a.mask = mf;
+            a.m_hs = str[1]; a.m_ss = str[2]; a.m_ts = str[3];
+        }
     }
     /* the run-time counters live in the decoder's cache struct */
-    if (j.plain) ((qw_kv_cache *)kc)->fast_calls++;
+    if (plain) ((qw_kv_cache *)kc)->fast_calls++;
     else ((qw_kv_cache *)kc)->masked_calls++;
-    qw_pool_run(c->pool, kv_attn_task, &j);
-    if (out[0]->dtype != QW_DT_F32) qw_store_f32(out[0], j.out, q->numel);
+    void *work = qw_op_scratch(c, qw_attn_work_size(&a, qw_pool_threads(c->pool)));
+    if (!work) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
+    qw_attn_run(c->pool, &a, work);
+    if (out[0]->dtype != QW_DT_F32) qw_store_f32(out[0], a.out, q->numel);
     return QW_OK;
 }
 

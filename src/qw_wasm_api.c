@@ -198,7 +198,8 @@ static double jnum(const cJSON *o, const char *k, double def) {
 
 /* Loads the model folder of source fs_id. opts_json (may be NULL or ""):
  *   {"onnx_file":"onnx/model_q4f16.onnx", "dtype":"q4f16", "threads":0, "mem_cap_mb":0, "exact_lm_head":false,
- *    "embedding_on_demand":false, "max_context":0, "profile":false, "external_decoder":false}
+ *    "embedding_on_demand":false, "max_context":0, "kv_cache":"fp16"|"int8"|"fp32", "profile":false,
+ *    "external_decoder":false}
  * Progress is reported through qw_js_progress. The source must stay registered until qw_wasm_model_free
  * (weights may be paged from it). Returns a handle, or 0 (see qw_wasm_last_error). */
 EMSCRIPTEN_KEEPALIVE qw_wasm_model *qw_wasm_model_load(int fs_id, const char *opts_json) {
@@ -243,6 +244,12 @@ EMSCRIPTEN_KEEPALIVE qw_wasm_model *qw_wasm_model_load(int fs_id, const char *op
     lo.exact_lm_head = (int)jnum(o, "exact_lm_head", 0);
     lo.embedding_on_demand = (int)jnum(o, "embedding_on_demand", 0);
     lo.max_context = (int)jnum(o, "max_context", 0);
+    const cJSON *kvc = cJSON_GetObjectItemCaseSensitive(o, "kv_cache");
+    if (cJSON_IsString(kvc)) {
+        const char *k = kvc->valuestring;
+        lo.kv_cache = !strcmp(k, "fp16") ? QW_KV_CACHE_F16 : !strcmp(k, "int8") ? QW_KV_CACHE_INT8
+                    : !strcmp(k, "fp32") ? QW_KV_CACHE_F32 : !strcmp(k, "auto") ? QW_KV_CACHE_AUTO : -1;
+    }
     lo.profile = (int)jnum(o, "profile", 0);
     lo.external_decoder = (int)jnum(o, "external_decoder", 0);
     lo.progress = on_progress;
@@ -497,3 +504,33 @@ EMSCRIPTEN_KEEPALIVE const int32_t *qw_wasm_gen_ids(const qw_wasm_gen *h, int *n
 
 /* Frees a generator (0 is accepted). */
 EMSCRIPTEN_KEEPALIVE void qw_wasm_gen_free(qw_wasm_gen *h) { gen_release(h); }
+
+/* ---- the KV cache: the prompt cache's blobs (qw_model_kv_export / import) ---- */
+
+/* The ids the model's KV cache holds (owned by the model); *n_out their count. */
+EMSCRIPTEN_KEEPALIVE const int32_t *qw_wasm_kv_ids(qw_wasm_model *w, int *n_out) {
+    size_t n = 0;
+    const int32_t *ids = w ? qw_model_kv_ids(w->m, &n) : NULL;
+    *n_out = (int)n;
+    return ids;
+}
+
+/* The state of the first n cached positions: a malloc'd blob (qw_wasm_free) of *len_out bytes, or 0. */
+EMSCRIPTEN_KEEPALIVE void *qw_wasm_kv_export(qw_wasm_model *w, int n, int *len_out) {
+    qw_error err = {0};
+    void *blob = NULL;
+    size_t len = 0;
+    *len_out = 0;
+    if (!w || n < 0) { qw_error_set(&err, QW_E_ARG, "no model"); set_err(&err); return NULL; }
+    if (qw_model_kv_export(w->m, (size_t)n, &blob, &len, &err) != QW_OK) { set_err(&err); return NULL; }
+    *len_out = (int)len;
+    return blob;
+}
+
+/* Replaces the model's KV cache with a blob; returns a qw_status (the message: qw_wasm_last_error). */
+EMSCRIPTEN_KEEPALIVE int qw_wasm_kv_import(qw_wasm_model *w, const void *blob, int len) {
+    qw_error err = {0};
+    qw_status st = w && len >= 0 ? qw_model_kv_import(w->m, blob, (size_t)len, &err) : qw_error_set(&err, QW_E_ARG, "no model");
+    if (st != QW_OK) set_err(&err);
+    return (int)st;
+}

@@ -118,6 +118,16 @@ typedef struct qw_gen qw_gen;
 /* Progress while loading: phase is "graph", "weights", "repack" or "warmup"; done/total in bytes. */
 typedef void (*qw_progress_fn)(void *user, const char *phase, uint64_t done, uint64_t total);
 
+/* KV cache rows. AUTO: fp16 when the graph's present is fp16 (every q4f16 / fp16 export: exact, half of fp32),
+ * else fp32. INT8: one int8 per value plus an fp32 scale per kv head and position (a quarter of fp32; values
+ * off by up to half a step of amax / 127 of their row). */
+typedef enum qw_kv_cache_type {
+    QW_KV_CACHE_AUTO = 0,
+    QW_KV_CACHE_F16 = 1,
+    QW_KV_CACHE_INT8 = 2,
+    QW_KV_CACHE_F32 = 3
+} qw_kv_cache_type;
+
 typedef struct qw_load_opts {
     const char *onnx_file;     /* which .onnx in the folder; NULL: the first of qw_onnx_candidates that exists */
     const char *dtype;         /* NULL: config.json's transformers.js_config.dtype; else as Transformers.js's
@@ -129,7 +139,9 @@ typedef struct qw_load_opts {
                                   (the model's largest tensor) is not loaded: its rows are read from fs when a
                                   token is embedded or a logit rescored. For an fs with fast random reads (files
                                   on disk, OPFS); saves its bytes (467 MB in the 1.5B model) */
-    int max_context;           /* KV cache length in tokens; <= 0: the model's limit (config.json) */
+    int max_context;           /* longest context in tokens; <= 0: the model's limit (config.json). Nothing is
+                                  sized by it up front: the KV cache and its buffers grow as positions come */
+    int kv_cache;              /* qw_kv_cache_type: the KV cache's rows */
     int profile;               /* 1: accumulate per-op time (qw_model_stats_json) */
     int external_decoder;      /* 1: read config, tokenizer and template only, not the graph: another engine
                                   computes the logits, which qw_gen_next asks for with QW_GEN_FEED events */
@@ -262,6 +274,24 @@ typedef void (*qw_tap_fn)(void *user, const char *name, int dtype, int ndim, con
                           const void *data);
 /* Sets (fn NULL: clears) the tap for the next forward passes (layer_diff, tests); slower, not for production. */
 void qw_model_set_tap(qw_model *m, qw_tap_fn fn, void *user);
+
+/* ---- the KV cache of a model: rollback and a prompt cache ------------------------------------------- */
+
+/* The ids whose keys and values the model holds (the last generation's prompt and tokens, less the last token
+ * when it was not fed back), in order. Owned by the model; valid until the next generation. */
+const int32_t *qw_model_kv_ids(const qw_model *m, size_t *n);
+/* Keeps the first n cached positions (n <= what is cached): the next generation recomputes from there. */
+qw_status qw_model_kv_truncate(qw_model *m, size_t n, qw_error *err);
+/* Version of the prompt cache's file layout below: part of what a cache keys entries by. */
+#define QW_KV_STATE_LAYOUT 1
+/* The state of the first n cached positions as one malloc'd blob (free() it): a header (magic "QWKV", the
+ * layout version, a hash of the model's files and shapes and of the row type, n, a checksum), the n ids, the
+ * rows. A prompt prefix saved this way and imported at another load skips its prefill: qw_gen_begin keeps the
+ * cached positions its prompt starts with. */
+qw_status qw_model_kv_export(qw_model *m, size_t n, void **blob, size_t *len, qw_error *err);
+/* Replaces the model's cache with a blob from qw_model_kv_export. A blob of another layout, model or row type
+ * is QW_E_UNSUPPORTED, a damaged one QW_E_FORMAT (the message says which); the cache is then empty. */
+qw_status qw_model_kv_import(qw_model *m, const void *blob, size_t len, qw_error *err);
 
 /* Memory and timing counters as JSON (peak activation bytes, resident weight bytes, paging counts,
  * per-op time when profiling is on). Owned by the model; valid until the next call on it. */

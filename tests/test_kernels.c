@@ -449,23 +449,59 @@ static void test_misc(qw_pool *pool) {
     qw_softmax_f32(y, n);
     CHECK(nerr(y, r, n) < 1e-5, "softmax %.3g", nerr(y, r, n));
 
-    /* attention: decode step and prefill chunk, grouped heads */
-    static const int cases[][6] = {{1, 6, 2, 24, 40, 10}, {5, 6, 2, 24, 40, 3}, {1, 12, 2, 128, 64, 63},
-                                   {7, 4, 4, 20, 16, 0}, {3, 14, 2, 64, 100, 50}};
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        int nq = cases[c][0], nh = cases[c][1], nkv = cases[c][2], hd = cases[c][3], ms = cases[c][4], p0 = cases[c][5];
-        size_t qn = (size_t)nq * nh * hd, kn = (size_t)nkv * ms * hd;
-        float *q = malloc(qn * 4), *k = malloc(kn * 4), *v = malloc(kn * 4), *o = malloc(qn * 4),
-              *or_ = malloc(qn * 4), *sc = malloc((size_t)ms * 4);
-        void *wk = malloc(qw_attention_work_size(pool, ms));
-        for (size_t i = 0; i < qn; i++) q[i] = frand();
-        for (size_t i = 0; i < kn; i++) k[i] = frand(), v[i] = frand();
-        float scale = 1.0f / sqrtf((float)hd);
-        qw_attention_gqa_ref(q, nq, nh, nkv, hd, k, v, ms, p0, scale, or_, sc);
-        qw_attention_gqa(pool, q, nq, nh, nkv, hd, k, v, ms, p0, scale, o, wk);
-        CHECK(nerr(o, or_, qn) < 1e-5, "attention case %zu: %.3g", c, nerr(o, or_, qn));
-        free(q), free(k), free(v), free(o), free(or_), free(sc), free(wk);
-    }
+    /* attention over a KV cache (qw_attn_run, tiled) against the plain loops: decode steps and prefill chunks,
+     * grouped heads, fp32 / fp16 / int8 rows, causal and masked, past the 64-key tile and the 24-row task */
+    static const int cases[][6] = {{1, 6, 2, 24, 40, 10}, {5, 6, 2, 24, 40, 3}, {1, 12, 2, 128, 300, 299},
+                                   {7, 4, 4, 20, 16, 0}, {3, 14, 2, 64, 200, 150}, {64, 12, 2, 128, 600, 500},
+                                   {9, 7, 1, 36, 90, 70}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int dt = 0; dt < 3; dt++)
+            for (int masked = 0; masked < 2; masked++) {
+                int nq = cases[c][0], nh = cases[c][1], nkv = cases[c][2], hd = cases[c][3], ms = cases[c][4], p0 = cases[c][5];
+                int T = p0 + nq;
+                size_t qn = (size_t)nq * nh * hd, kn = (size_t)nkv * ms * hd;
+                float *q = malloc(qn * 4), *kf = malloc(kn * 4), *vf = malloc(kn * 4), *o = malloc(qn * 4),
+                      *or_ = malloc(qn * 4), *sc = malloc((size_t)ms * 4), *ks = malloc((size_t)nkv * ms * 4),
+                      *vs = malloc((size_t)nkv * ms * 4), *mask = malloc((size_t)nq * T * 4);
+                void *k = malloc(kn * 4), *v = malloc(kn * 4);
+                for (size_t i = 0; i < qn; i++) q[i] = frand();
+                for (size_t i = 0; i < kn; i++) kf[i] = frand(), vf[i] = frand();
+                for (int s = 0; s < nq; s++)
+                    for (int t = 0; t < T; t++) mask[s * T + t] = t <= p0 + s ? 0.1f * frand() : -65504.0f;
+                if (dt == QW_KV_F32) { memcpy(k, kf, kn * 4); memcpy(v, vf, kn * 4); }
+                else if (dt == QW_KV_F16) { qw_f32_to_f16_array(kf, k, kn); qw_f32_to_f16_array(vf, v, kn); }
+                else
+                    for (size_t r = 0; r < kn / hd; r++) {
+                        qw_kv_quant_i8(kf + r * hd, hd, (int8_t *)k + r * hd, ks + r);
+                        qw_kv_quant_i8(vf + r * hd, hd, (int8_t *)v + r * hd, vs + r);
+                    }
+                /* the query in (S, H, D) order for odd cases: strides, as the com.microsoft layout */
+                int shd = c % 2;
+                qw_attn a = {.n_q = nq, .n_keys = T, .past = masked ? -1 : p0, .n_heads = nh, .n_kv_heads = nkv,
+                             .head_dim = hd, .q = q, .q_hs = shd ? hd : (int64_t)nq * hd, .q_ss = shd ? (int64_t)nh * hd : hd,
+                             .o_hs = shd ? hd : (int64_t)nq * hd, .o_ss = shd ? (int64_t)nh * hd : hd, .k = k, .v = v,
+                             .k_scale = ks, .v_scale = vs, .kv_dtype = dt, .cap = ms, .scale = sqrtf((float)hd),
+                             .div = 1, .round_probs = dt == QW_KV_F16, .round_scaled = dt == QW_KV_F16,
+                             .mask = masked ? mask : NULL, .m_hs = 0, .m_ss = T, .m_ts = 1, .round_masked = masked};
+                float *km = malloc((size_t)T * 4);
+                for (int t = 0; t < T; t++) km[t] = 0.2f * frand();
+                if (dt == QW_KV_F32 && c % 2) { /* com.microsoft's extras: softcap, key mask, local window */
+                    a.softcap = 2.0f;
+                    a.kmask = km;
+                    a.window = masked ? 0 : 7;
+                }
+                void *wk = malloc(qw_attn_work_size(&a, qw_pool_threads(pool)));
+                a.out = or_;
+                qw_attn_ref(&a, sc);
+                a.out = o;
+                qw_attn_run(pool, &a, wk);
+                /* fp16 roundings of the scores can flip on a last-bit difference of a dot product: one half step */
+                /* (masked: every key summed, fp32 order noise of up to 600 terms) */
+                double bound = dt == QW_KV_F16 ? 2e-3 : masked ? 5e-5 : 1e-5;
+                CHECK(nerr(o, or_, qn) < bound, "attention case %zu dtype %d masked %d: %.3g", c, dt, masked, nerr(o, or_, qn));
+                free(q), free(kf), free(vf), free(o), free(or_), free(sc), free(ks), free(vs), free(mask), free(k), free(v),
+                    free(wk), free(km);
+            }
 }
 
 /* ---- pool --------------------------------------------------------------------------------------- */
@@ -785,6 +821,81 @@ static int run_tests(void) {
     return g_fail ? 1 : 0;
 }
 
+#if !defined(__EMSCRIPTEN__)
+/* bench-attn [threads] (native): ms of attention per token for the 1.5B's shape (28 layers, 12 heads / 2 kv heads of 128) at
+ * cache lengths 64 .. 8192, decode (one query) and prefill (chunks of 64), the tiled kernel on fp16 rows against the
+ * loop it replaced (one query row at a time over fp32 rows, one expf per score: kept here for this A/B only);
+ * best of interleaved runs, one JSON line per length. The times are the process's CPU time (with 1 thread: the
+ * compute time even on a machine shared by other jobs, where wall time measures the scheduler) */
+#include <time.h>
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+typedef struct old_attn { const float *q, *k, *v; float *out, *work; int S, T, H, Hkv, D, past, cap; float c; } old_attn;
+static void old_attn_task(void *arg, int ith, int nth) {
+    const old_attn *j = arg;
+    float *sc = j->work + (size_t)ith * (size_t)j->T;
+    int group = j->H / j->Hkv;
+    for (int t = ith; t < j->S * j->H; t += nth) {
+        int h = t / j->S, s = t % j->S, hk = h / group;
+        const float *q = j->q + ((size_t)h * j->S + s) * j->D;
+        const float *K = j->k + (size_t)hk * j->cap * j->D, *V = j->v + (size_t)hk * j->cap * j->D;
+        int n = j->past + s + 1;
+        for (int i = 0; i < n; i++) sc[i] = qw_round_f16(qw_round_f16(qw_dot_f32(q, K + (size_t)i * j->D, j->D)) / j->c);
+        qw_softmax_f32(sc, n);
+        for (int i = 0; i < n; i++) sc[i] = qw_round_f16(sc[i]);
+        qw_weighted_rows_f32(sc, n, V, (size_t)j->D, j->D, j->out + ((size_t)h * j->S + s) * j->D);
+    }
+}
+
+static int bench_attn(int threads) {
+    qw_pool *pool = qw_pool_new(threads);
+    const int H = 12, Hkv = 2, D = 128, L = 28, S = 64;
+    static const int Ts[] = {64, 512, 1024, 2048, 4096, 8192};
+    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
+        int T = Ts[ti];
+        size_t kn = (size_t)Hkv * T * D;
+        float *kf = malloc(kn * 4), *vf = malloc(kn * 4), *q = malloc((size_t)H * S * D * 4), *o = malloc((size_t)H * S * D * 4);
+        uint16_t *kh = malloc(kn * 2), *vh = malloc(kn * 2);
+        for (size_t i = 0; i < kn; i++) kf[i] = qw_round_f16(frand()), vf[i] = qw_round_f16(frand());
+        for (int i = 0; i < H * S * D; i++) q[i] = frand();
+        qw_f32_to_f16_array(kf, kh, kn);
+        qw_f32_to_f16_array(vf, vh, kn);
+        float *ow = malloc((size_t)qw_pool_threads(pool) * T * 4);
+        double best[2][2] = {{1e30, 1e30}, {1e30, 1e30}}; /* [old/new][decode/prefill] */
+        int reps = T >= 4096 ? 4 : T >= 1024 ? 8 : 20;
+        for (int r = 0; r < reps + 2; r++)
+            for (int ph = 0; ph < 2; ph++) {
+                int nq = ph ? S : 1;
+                old_attn oj = {q, kf, vf, o, ow, nq, T, H, Hkv, D, T - nq, T, 11.3137f};
+                qw_attn a = {.n_q = nq, .n_keys = T, .past = T - nq, .n_heads = H, .n_kv_heads = Hkv, .head_dim = D, .q = q,
+                             .q_hs = (int64_t)nq * D, .q_ss = D, .out = o, .o_hs = (int64_t)nq * D, .o_ss = D, .k = kh, .v = vh,
+                             .kv_dtype = QW_KV_F16, .cap = T, .scale = 11.3137f, .div = 1, .round_qk = 1, .round_scaled = 1,
+                             .round_probs = 1};
+                void *wk = malloc(qw_attn_work_size(&a, qw_pool_threads(pool)));
+                double t0 = cpu_s();
+                qw_pool_run(pool, old_attn_task, &oj);
+                double t1 = cpu_s();
+                qw_attn_run(pool, &a, wk);
+                double t2 = cpu_s();
+                free(wk);
+                if (r < 2) continue; /* warm-up */
+                if (t1 - t0 < best[0][ph]) best[0][ph] = t1 - t0;
+                if (t2 - t1 < best[1][ph]) best[1][ph] = t2 - t1;
+            }
+        /* per token over the 28 layers: a decode step, and one token's share of a 64-token chunk */
+        printf("{\"keys\":%d,\"threads\":%d,\"clock\":\"cpu\",\"decode_ms_old\":%.3f,\"decode_ms_new\":%.3f,\"prefill_ms_per_token_old\":%.3f,"
+               "\"prefill_ms_per_token_new\":%.3f}\n", T, qw_pool_threads(pool), best[0][0] * 1e3 * L, best[1][0] * 1e3 * L,
+               best[0][1] * 1e3 * L / S, best[1][1] * 1e3 * L / S);
+        free(kf), free(vf), free(q), free(o), free(kh), free(vh), free(ow);
+    }
+    qw_pool_free(pool);
+    return 0;
+}
+#endif
+
 #if defined(__EMSCRIPTEN__)
 #include <emscripten.h>
 /* clang >= 16 renames main(argc, argv) to a symbol emscripten 3.1.6's runtime does not call (the
@@ -806,6 +917,7 @@ int main(int argc, char **argv) {
         return bench_prefill(atoi(argv[2]));
     if (argc > 1 && strcmp(argv[1], "bench") == 0)
         return bench(argc > 2 ? atoi(argv[2]) : 0, argc > 3 && strcmp(argv[3], "no-dot-add") == 0);
+    if (argc > 1 && strcmp(argv[1], "bench-attn") == 0) return bench_attn(argc > 2 ? atoi(argv[2]) : 2);
     return run_tests();
 }
 #endif

@@ -9,6 +9,16 @@
 //        [--out build/bench-browser.json] [--md build/bench-browser.md] [--timeout-min 20]
 //        [--chromium /usr/bin/chromium] [--browser chromium|firefox|webkit|webkitgtk] [--firefox /usr/bin/firefox-esr]
 //        [--no-native] [--verbose]
+//        [--long [--lengths 512,2048,4096,8192] [--kv-cache fp16|int8|fp32] [--prompt-cache 2000 | --no-prompt-cache]]
+//
+// --long (issue #18, long clinical prompts): qwasm only by default (onnxruntime-web and Transformers.js need
+// 4.5 GB for the 1.5B at 64 tokens, wllama prefills it at 2.8 tok/s: 49 min for 8192 tokens), one browser and
+// one load per model, then for each prompt length a generation from a prompt of that many ids (a distinct first
+// id each, so no KV prefix is shared): TTFT, prefill tok/s, decode tok/s at that position (--tokens, default 32),
+// the tab's peak memory during that generation and the KV cache bytes per token from rt.stats(); then the prompt
+// cache: a --prompt-cache-token prefix (+ 64 other tokens) generated with cachePrefix (cold: prefilled and saved to
+// OPFS), the page closed, the model loaded again in a new page and the same prefix with other 64 tokens: TTFT
+// after the reload against the cold one; then the native rows (tools/bench_native.mjs --lengths: qwasm's CLI and onnxruntime-node) with the same ids.
 //
 // --models takes sizes (0.5b, 1.5b) or folder names under build/models/ (e.g. small-q4f16-op18-ext for a smoke test).
 // Defaults: both models, every engine, 3 runs (medians reported), 128 greedy tokens (eos ignored).
@@ -80,13 +90,20 @@ function parseArgs(argv) {
     models: ['0.5b', '1.5b'], engines: Object.keys(ENGINES).filter((e) => !['qwasmsample', 'qwasmspec', 'qwasmnocache', 'qwasmnocacheemb'].includes(e)), runs: 3, tokens: 128, promptLen: 64, threads: 2,
     check: 16, out: path.join(REPO, 'build/bench-browser.json'), md: path.join(REPO, 'build/bench-browser.md'),
     timeoutMin: 20, chromium: '/usr/bin/chromium', firefox: '/usr/bin/firefox-esr', browser: 'chromium', verbose: false, native: true,
+    long: false, lengths: [512, 2048, 4096, 8192], kvCache: null, promptCache: 2000,
   };
+  let setEngines = false, setModels = false, setTokens = false;
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i], v = () => argv[++i];
-    if (k === '--models') a.models = v().split(',').filter(Boolean);
-    else if (k === '--engines') a.engines = v().split(',').filter(Boolean);
+    if (k === '--models') { a.models = v().split(',').filter(Boolean); setModels = true; }
+    else if (k === '--engines') { a.engines = v().split(',').filter(Boolean); setEngines = true; }
+    else if (k === '--long') a.long = true;
+    else if (k === '--lengths') a.lengths = v().split(',').filter(Boolean).map(Number);
+    else if (k === '--kv-cache') a.kvCache = v();
+    else if (k === '--prompt-cache') a.promptCache = +v();
+    else if (k === '--no-prompt-cache') a.promptCache = 0;
     else if (k === '--runs') a.runs = +v();
-    else if (k === '--tokens') a.tokens = +v();
+    else if (k === '--tokens') { a.tokens = +v(); setTokens = true; }
     else if (k === '--prompt-len') a.promptLen = +v();
     else if (k === '--threads') a.threads = +v();
     else if (k === '--check') a.check = +v();
@@ -105,6 +122,13 @@ function parseArgs(argv) {
     } else throw new Error('unknown argument ' + k);
   }
   for (const e of a.engines) if (!ENGINES[e]) throw new Error('unknown engine ' + e);
+  if (a.long) {
+    if (!argv.includes('--out')) a.out = path.join(REPO, 'build/bench-long.json');
+    if (!argv.includes('--md')) a.md = path.join(REPO, 'build/bench-long.md');
+    if (!setEngines) a.engines = ['qwasm'];
+    if (!setModels) a.models = ['1.5b'];
+    if (!setTokens) a.tokens = 32;
+  }
   return a;
 }
 
@@ -334,6 +358,105 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
   return res;
 }
 
+// ---------------------------------------------------------------- --long: one load, one generation per length
+const longIds = (n, li) => Array.from({ length: n }, (_, i) => (i ? 1000 + ((i * 7919) % 50000) : 1000 + li));
+
+async function runLong(a, srvUrl, m, engKey) {
+  const eng = ENGINES[engKey];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qwbench-'));
+  const res = { engine: engKey, lengths: [], errors: [], console: [], verbose: a.verbose };
+  let ctx = null, mem = null;
+  const T = a.timeoutMin * 60000;
+  try {
+    ctx = await launchBrowser(a.browser, dir, { chromium: a.chromium, firefox: a.firefox });
+    mem = new MemSampler(findBrowserRoot(dir));
+    const url = `${srvUrl}tools/bench/${eng.page}.html`;
+    const maxLen = Math.max(...a.lengths);
+    const loadOpts = { model: '/' + m.rel + '/', modelName: m.name, modelsPath: '/build/models/', onnx: m.onnx, external: m.ext,
+      gguf: '/' + m.gguf, threads: a.threads, memoryCapMB: eng.memoryCapMB, nCtx: maxLen + a.tokens + 8,
+      maxContext: maxLen + a.tokens + 8, kvCache: a.kvCache || undefined };
+    mem.phase = 'load';
+    const page = await openPage(ctx, url, res);
+    const ld = await withTimeout(page.evaluate((o) => window.benchEngine.load(o), loadOpts), T, 'load');
+    res.loadMs = ld.loadMs;
+    for (const [li, L] of a.lengths.entries()) {
+      mem.phase = `gen${L}`;
+      mem.sample(true);
+      const row = { promptLen: L };
+      try {
+        const g = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o), { promptIds: longIds(L, li), maxTokens: a.tokens }), T, `generate ${L}`);
+        Object.assign(row, { ok: true, ttftMs: g.ttftMs, prefillTokS: g.prefillTokS, decodeTokS: g.decodeTokS, nGenerated: g.nGenerated,
+          kv: g.stats && g.stats.kv, tokensHead: (g.tokens || []).slice(0, 8) });
+      } catch (e) { row.ok = false; row.error = String(e && e.message || e).split('\n')[0].slice(0, 300); }
+      mem.sample(true);
+      row.peakRssBytes = mem.peak[mem.phase] || null; row.peakPssBytes = mem.peakPss[mem.phase] || null;
+      row.peakTabPssBytes = mem.peakTabPss[mem.phase] || null;
+      log(`  ${engKey} ${L}: ${row.ok ? `ttft ${(row.ttftMs / 1000).toFixed(2)} s prefill ${row.prefillTokS.toFixed(1)} decode ${row.decodeTokS?.toFixed(2)} tok/s` : 'FAILED ' + row.error}` +
+        ` tab PSS ${row.peakTabPssBytes ? mbs(row.peakTabPssBytes) + ' MB' : '?'}`);
+      res.lengths.push(row);
+      if (!row.ok) break;
+    }
+    if (a.promptCache && engKey.startsWith('qwasm')) {
+      mem.phase = 'promptcache';
+      const pre = longIds(a.promptCache, 90), tail = (k) => Array.from({ length: 64 }, (_, i) => 2000 + k * 100 + i);
+      const g1 = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o), { promptIds: [...pre, ...tail(1)], maxTokens: 4, cachePrefix: a.promptCache }), T, 'prompt cache, cold');
+      await page.evaluate(() => window.benchEngine.unload()).catch(() => {});
+      await page.close();
+      const p2 = await openPage(ctx, url, res);
+      await withTimeout(p2.evaluate((o) => window.benchEngine.load(o), loadOpts), T, 'reload');
+      const g2 = await withTimeout(p2.evaluate((o) => window.benchEngine.generate(o), { promptIds: [...pre, ...tail(2)], maxTokens: 4, cachePrefix: a.promptCache }), T, 'prompt cache, after reload');
+      res.promptCache = { prefix: a.promptCache, coldTtftMs: g1.ttftMs, reloadTtftMs: g2.ttftMs, ratio: g2.ttftMs / g1.ttftMs,
+        coldState: g1.stats && g1.stats.prompt_cache, reloadState: g2.stats && g2.stats.prompt_cache };
+      log(`  prompt cache ${a.promptCache} tokens: cold TTFT ${(g1.ttftMs / 1000).toFixed(2)} s, after a reload ${(g2.ttftMs / 1000).toFixed(2)} s` +
+        ` (${(100 * g2.ttftMs / g1.ttftMs).toFixed(1)} %, ${res.promptCache.reloadState && res.promptCache.reloadState.state})`);
+    }
+  } catch (e) {
+    res.error = String(e && e.message || e).split('\n')[0].slice(0, 300);
+  } finally {
+    if (mem) mem.stop();
+    if (ctx) await withTimeout(ctx.close(), 30000, 'close').catch(() => {});
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  delete res.verbose;
+  return res;
+}
+
+function longTable(out, a) {
+  const lines = [];
+  const bname = a.browser === 'firefox' ? 'Firefox' : 'Chromium';
+  for (const m of out.models) {
+    lines.push(`\n### ${m.model}, long prompts (${m.name}; ${a.tokens} greedy tokens after the prompt, ${a.threads} threads, one run each` +
+      `${a.kvCache ? `, KV cache ${a.kvCache}` : ''})\n`);
+    lines.push('| engine | prompt | TTFT (s) | prefill tok/s | decode tok/s | peak RSS (MB) | peak PSS (MB) | tab PSS (MB) | KV bytes/token | notes |');
+    lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---|');
+    const f = (v, d) => (v == null ? '–' : v.toFixed(d));
+    for (const r of m.long) {
+      for (const x of r.lengths) {
+        lines.push(`| ${ENGINES[r.engine].label} (${bname}) | ${x.promptLen} | ${x.ok ? f(x.ttftMs / 1000, 2) : 'failed'} | ${x.ok ? f(x.prefillTokS, 1) : '–'} | ` +
+          `${x.ok ? f(x.decodeTokS, 2) : '–'} | ${x.peakRssBytes ? mbs(x.peakRssBytes) : '–'} | ${x.peakPssBytes ? mbs(x.peakPssBytes) : '–'} | ` +
+          `${x.peakTabPssBytes ? mbs(x.peakTabPssBytes) : '–'} | ${x.kv && x.kv.bytes_per_token ? x.kv.bytes_per_token : '–'} | ${x.ok ? '' : (x.error || '').slice(0, 120)} |`);
+      }
+      if (r.error) lines.push(`| ${ENGINES[r.engine].label} (${bname}) | – | failed | | | | | | | ${r.error.slice(0, 160)} |`);
+    }
+    for (const r of m.long) if (r.promptCache) {
+      const p = r.promptCache;
+      lines.push(`\nPrompt cache (${ENGINES[r.engine].label}, ${bname}): a ${p.prefix}-token prefix + 64 tokens, TTFT cold ${(p.coldTtftMs / 1000).toFixed(2)} s` +
+        ` (prefilled, ${p.coldState ? p.coldState.state : '?'}), after a reload ${(p.reloadTtftMs / 1000).toFixed(2)} s (${p.reloadState ? p.reloadState.state : '?'}` +
+        `${p.reloadState && p.reloadState.loadMs ? `, read in ${Math.round(p.reloadState.loadMs)} ms` : ''}): ${(100 * p.ratio).toFixed(1)} % of cold.`);
+    }
+    for (const r of Array.isArray(m.native) ? m.native : []) {
+      const name = r.engine === 'qwasm' ? 'qwasm native (CLI)' : r.engine === 'onnxruntime-node' ? 'onnxruntime-node 1.30 (native, chunks of 512)' : r.engine;
+      if (r.error) { lines.push(`| ${name} | ${r.prompt_len ?? '–'} | failed | | | | | | | |`); continue; }
+      lines.push(`| ${name} | ${r.prompt_len} | ${f(r.ttft_s, 2)} | ${f(r.prefill_tok_s, 1)} | ${f(r.decode_tok_s, 2)} | ${Math.round(r.peak_rss_mb)} (process) | – | – | – | |`);
+    }
+    if (m.native && m.native.error) lines.push(`\nnative rows failed: ${m.native.error}`);
+    for (const r of m.nativePromptCache || [])
+      lines.push(`\nPrompt cache (qwasm native CLI, --prompt-cache FILE): a ${r.prefix}-token prefix + 64 tokens, TTFT cold ${r.cold_ttft_s.toFixed(2)} s, ` +
+        `in a new process ${r.reload_ttft_s.toFixed(2)} s (${r.reused} positions from the file): ${(100 * r.ratio).toFixed(1)} % of cold.`);
+  }
+  return lines.join('\n');
+}
+
 // ---------------------------------------------------------------- aggregation + report
 const FIGS = [
   ['coldLoadMs', 'cold load (s)', (v) => (v / 1000).toFixed(1), 'lower'],
@@ -466,7 +589,17 @@ function table(results, a) {
 // ---------------------------------------------------------------- native rows (same run)
 function nativeRows(a, entry) {
   const dir = path.join(REPO, 'build/models', entry.name);
-  const json = path.join(REPO, 'build', `bench-native-${entry.model}.json`);
+  const json = path.join(REPO, 'build', `bench-native-${entry.model}${a.long ? '-long' : ''}.json`);
+  if (a.long) {
+    log(`${entry.model} native long: tools/bench_native.mjs --lengths ${a.lengths.join(',')}`);
+    const r = spawnSync(process.execPath, [path.join(REPO, 'tools/bench_native.mjs'), '--runs', '1', '--threads', String(a.threads),
+      '--decode', String(a.tokens), '--lengths', a.lengths.join(','), '--json', json,
+      ...(a.kvCache ? ['--cli-args', `--kv-cache ${a.kvCache}`] : []), dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    if (r.status !== 0 || !fs.existsSync(json)) return { error: `bench_native exited with ${r.status}` };
+    const j = JSON.parse(fs.readFileSync(json, 'utf8'));
+    entry.nativePromptCache = j.prompt_cache;
+    return j.results.map(({ profile, ...x }) => x);
+  }
   log(`${entry.model} native: tools/bench_native.mjs (qwasm CLI, onnxruntime-node, 512 MB cap)`);
   const r = spawnSync(process.execPath, [path.join(REPO, 'tools/bench_native.mjs'), '--runs', String(a.runs),
     '--threads', String(a.threads), '--decode', String(a.tokens), '--mem-cap-mb', '512',
@@ -512,6 +645,28 @@ async function main() {
     fs.mkdirSync(path.dirname(a.out), { recursive: true });
     fs.writeFileSync(a.out, JSON.stringify(out, null, 1));
   };
+  if (a.long) {
+    out.format = 'qwasm-bench-long-1';
+    out.params.lengths = a.lengths; out.params.kvCache = a.kvCache;
+    try {
+      for (const size of a.models) {
+        const m = modelDir(size, a.engines.includes('wllama'));
+        const entry = { model: size, name: m.name, long: [] };
+        out.models.push(entry);
+        for (const e of a.engines) { log(`${size} ${e} long: ${a.lengths.join(', ')} tokens`); entry.long.push(await runLong(a, srvUrl, m, e)); save(); }
+      }
+    } finally { await srv.close(); }
+    if (a.native) for (const entry of out.models) entry.native = nativeRows(a, entry);
+    let md = longTable(out, a);
+    if (out.idle && out.idle.pssBytes) md = `\nThe browser alone (one empty page, same flags): ${mbs(out.idle.rssBytes)} MB summed RSS, ` +
+      `${mbs(out.idle.pssBytes)} MB PSS, of which the tab ${mbs(out.idle.tabPssBytes)} MB.\n` + md;
+    out.markdown = md;
+    save();
+    fs.writeFileSync(a.md, md + '\n');
+    console.log(md);
+    log('wrote', path.relative(REPO, a.out), 'and', path.relative(REPO, a.md));
+    return;
+  }
   try {
     for (const size of a.models) {
       const m = modelDir(size, a.engines.includes('wllama'));

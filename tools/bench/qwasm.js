@@ -8,7 +8,7 @@ let rt = null;
 
 let profiling = false;
 
-async function load({ model, threads = 2, memoryCapMB = undefined, profile = false, cache = undefined, embeddingOnDemand = undefined }) {
+async function load({ model, threads = 2, memoryCapMB = undefined, profile = false, cache = undefined, embeddingOnDemand = undefined, maxContext = 0, kvCache = undefined }) {
   const t0 = now();
   profiling = profile;
   const mod = await import('/js/qwasm.js');
@@ -18,6 +18,8 @@ async function load({ model, threads = 2, memoryCapMB = undefined, profile = fal
   if (memoryCapMB) opts.memoryCapMB = memoryCapMB;
   if (cache) opts.cache = cache;
   if (embeddingOnDemand !== undefined) opts.embeddingOnDemand = embeddingOnDemand;
+  if (maxContext) opts.maxContext = maxContext; // --long: the KV cache sized for the longest prompt
+  if (kvCache) opts.kvCache = kvCache;
   if (profile) opts.profile = true; // qwasm's per-op counters (two clock reads per node)
   // where the load time goes: ms from the start of the load to the first event of each progress phase
   const phases = {};
@@ -38,14 +40,14 @@ async function load({ model, threads = 2, memoryCapMB = undefined, profile = fal
            derivedCache: st.derived_cache && st.derived_cache.state, derivedSaveMs: Math.round(now() - t1) };
 }
 
-async function generate({ promptIds, maxTokens = 128, sampling = null }) {
+async function generate({ promptIds, maxTokens = 128, sampling = null, cachePrefix = undefined }) {
   // generate() is an async generator of GenEvents: kind 'token' with the new id, a last done event with
   // stats and every generated id (options go to a worker: no callbacks in them).
   const tokens = [], times = [], coreSteps = [];
   let stats = null, last = null;
   const t0 = now();
   const how = sampling ? { ...sampling } : { greedy: true, speculative: 'off' }; // plain decode (qwasmspec: 'auto')
-  for await (const ev of rt.generate({ promptIds, maxTokens, ...how, ignoreEos: true })) {
+  for await (const ev of rt.generate({ promptIds, maxTokens, ...how, ignoreEos: true, ...(cachePrefix ? { cachePrefix } : {}) })) {
     const t = now();
     if (ev.kind === 'token') { times.push(t); coreSteps.push(ev.stepMs); if (typeof ev.id === 'number') tokens.push(ev.id); }
     if (ev.stats) stats = ev.stats;

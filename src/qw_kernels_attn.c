@@ -1,0 +1,284 @@
+/* qw_kernels_attn.c - attention over a KV cache (qw_attn_run, see qw_kernels.h): the one implementation for
+ * decode steps and prefill chunks, any query layout (strides), fp32 / fp16 / int8 cache rows.
+ *
+ * Tiled: a task is the query rows that share one kv head (the heads of a GQA group x a block of positions);
+ * keys and values are visited in tiles of ATT_TK rows, converted to fp32 once per tile into the thread's buffer
+ * (32 KB at head_dim 128, L1-resident) and used by every row of the task, so a kv head's cache is read once per
+ * task instead of once per query head. Scores are kept per row (T floats) so the softmax is the exact two-pass
+ * one of the decomposed graph (max, exp, sum, with its fp16 roundings where the graph stores fp16): the result
+ * equals qw_attn_ref up to the fp32 summation order of the dot products. */
+#include <math.h>
+#include <stdlib.h>
+#include "qw_kernels_impl.h"
+
+#define ATT_TK 64          /* keys per tile */
+#define ATT_ROWS 24        /* query rows per task at most (a whole GQA group always fits) */
+
+/* cache rows t0 .. t0+n-1 of kv head hk as fp32: the rows themselves (fp32 cache) or converted into dst */
+static const float *kv_rows(const qw_attn *a, const void *base, const float *scales, int hk, int t0, int n,
+                            float *dst) {
+    const int D = a->head_dim;
+    size_t off = ((size_t)hk * (size_t)a->cap + (size_t)t0) * (size_t)D;
+    if (a->kv_dtype == QW_KV_F32) return (const float *)base + off;
+    if (a->kv_dtype == QW_KV_F16) {
+        qw_f16_to_f32_array((const uint16_t *)base + off, dst, (size_t)n * (size_t)D);
+        return dst;
+    }
+    const int8_t *q = (const int8_t *)base + off;
+    const float *sc = scales + (size_t)hk * (size_t)a->cap + (size_t)t0;
+    for (int i = 0; i < n; i++) {
+        qv_f32 s = qv_set1(sc[i]);
+        int d = 0;
+#if defined(QW_WASM_SIMD)
+        for (; d + 8 <= D; d += 8) {
+            v128_t x = wasm_i16x8_load8x8(q + (size_t)i * D + d);
+            v128_t lo = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_low_i16x8(x));
+            v128_t hi = wasm_f32x4_convert_i32x4(wasm_i32x4_extend_high_i16x8(x));
+            wasm_v128_store(dst + (size_t)i * D + d, wasm_f32x4_mul(lo, s));
+            wasm_v128_store(dst + (size_t)i * D + d + 4, wasm_f32x4_mul(hi, s));
+        }
+#endif
+        for (; d < D; d++) dst[(size_t)i * D + d] = (float)q[(size_t)i * D + d] * sc[i];
+        (void)s;
+    }
+    return dst;
+}
+
+/* o[j] = q . k_j for the 4 rows k_j = k + j * D */
+static void dot4(const float *q, const float *k, int D, float *o) {
+    qv_f32 c0 = qv_zero(), c1 = qv_zero(), c2 = qv_zero(), c3 = qv_zero();
+    int d = 0;
+    for (; d + QV_W <= D; d += QV_W) {
+        qv_f32 x = qv_load(q + d);
+        c0 = qv_fma(c0, x, qv_load(k + d));
+        c1 = qv_fma(c1, x, qv_load(k + D + d));
+        c2 = qv_fma(c2, x, qv_load(k + 2 * D + d));
+        c3 = qv_fma(c3, x, qv_load(k + 3 * D + d));
+    }
+    float s0 = qv_hsum(c0), s1 = qv_hsum(c1), s2 = qv_hsum(c2), s3 = qv_hsum(c3);
+    for (; d < D; d++) {
+        s0 += q[d] * k[d];
+        s1 += q[d] * k[D + d];
+        s2 += q[d] * k[2 * D + d];
+        s3 += q[d] * k[3 * D + d];
+    }
+    o[0] = s0; o[1] = s1; o[2] = s2; o[3] = s3;
+}
+
+/* out(D) += sum over i < n of p[i] * v[i*D ..], keys in order, zero weights skipped (masked keys) */
+static void acc_rows(float *out, const float *p, const float *v, int n, int D) {
+    int d = 0;
+    for (; d + 4 * QV_W <= D; d += 4 * QV_W) {
+        qv_f32 a0 = qv_load(out + d), a1 = qv_load(out + d + QV_W), a2 = qv_load(out + d + 2 * QV_W),
+               a3 = qv_load(out + d + 3 * QV_W);
+        for (int i = 0; i < n; i++) {
+            if (p[i] == 0) continue;
+            qv_f32 w = qv_set1(p[i]);
+            const float *r = v + (size_t)i * D + d;
+            a0 = qv_fma(a0, w, qv_load(r));
+            a1 = qv_fma(a1, w, qv_load(r + QV_W));
+            a2 = qv_fma(a2, w, qv_load(r + 2 * QV_W));
+            a3 = qv_fma(a3, w, qv_load(r + 3 * QV_W));
+        }
+        qv_store(out + d, a0); qv_store(out + d + QV_W, a1);
+        qv_store(out + d + 2 * QV_W, a2); qv_store(out + d + 3 * QV_W, a3);
+    }
+    for (; d < D; d++)
+        for (int i = 0; i < n; i++)
+            if (p[i] != 0) out[d] += p[i] * v[(size_t)i * D + d];
+}
+
+/* ---- softmax of a score row: exp vectorised (a scalar expf per score was 1.4 M calls per token at position 4096
+ * on the 1.5B) with Cephes' expf polynomial (within 2 ulp of expf); exp of x < -87.3 is exactly 0, as the masked
+ * keys' lowest-value scores must give */
+#if defined(QW_WASM_SIMD) || defined(QW_AVX2)
+#if defined(QW_WASM_SIMD)
+#define EV_SPLAT(x) wasm_f32x4_splat(x)
+#define EV_MUL wasm_f32x4_mul
+#define EV_ADD wasm_f32x4_add
+#define EV_SUB wasm_f32x4_sub
+static inline v128_t ev_pow2(v128_t fx) {
+    return wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(fx), wasm_i32x4_splat(127)), 23);
+}
+#define EV_NEAREST wasm_f32x4_nearest
+#define EV_MAX wasm_f32x4_max
+#define EV_UNDER(x, lo) wasm_f32x4_lt((x), (lo))
+#define EV_ZERO_WHERE(y, m) wasm_v128_andnot((y), (m))
+#else
+#define EV_SPLAT(x) _mm256_set1_ps(x)
+#define EV_MUL _mm256_mul_ps
+#define EV_ADD _mm256_add_ps
+#define EV_SUB _mm256_sub_ps
+static inline __m256 ev_pow2(__m256 fx) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23));
+}
+#define EV_NEAREST(x) _mm256_round_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define EV_MAX _mm256_max_ps
+#define EV_UNDER(x, lo) _mm256_cmp_ps((x), (lo), _CMP_LT_OQ)
+#define EV_ZERO_WHERE(y, m) _mm256_andnot_ps((m), (y))
+#endif
+static inline qv_f32 exp_v(qv_f32 x) {
+    const qv_f32 lo = EV_SPLAT(-87.3365f);
+    qv_f32 under = EV_UNDER(x, lo);
+    x = EV_MAX(x, lo);
+    qv_f32 fx = EV_NEAREST(EV_MUL(x, EV_SPLAT(1.44269504088896341f)));
+    x = EV_SUB(x, EV_MUL(fx, EV_SPLAT(0.693359375f)));
+    x = EV_SUB(x, EV_MUL(fx, EV_SPLAT(-2.12194440e-4f)));
+    qv_f32 y = EV_SPLAT(1.9875691500e-4f);
+    y = EV_ADD(EV_MUL(y, x), EV_SPLAT(1.3981999507e-3f));
+    y = EV_ADD(EV_MUL(y, x), EV_SPLAT(8.3334519073e-3f));
+    y = EV_ADD(EV_MUL(y, x), EV_SPLAT(4.1665795894e-2f));
+    y = EV_ADD(EV_MUL(y, x), EV_SPLAT(1.6666665459e-1f));
+    y = EV_ADD(EV_MUL(y, x), EV_SPLAT(5.0000001201e-1f));
+    y = EV_ADD(EV_ADD(EV_MUL(y, EV_MUL(x, x)), x), EV_SPLAT(1.0f));
+    y = EV_MUL(y, (qv_f32)ev_pow2(fx));
+    return EV_ZERO_WHERE(y, under);
+}
+#endif
+
+static void softmax_row(float *x, int n) {
+    if (n <= 0) return;
+    float mx = x[0];
+    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    float sum = 0.0f;
+    int i = 0;
+#if defined(QW_WASM_SIMD) || defined(QW_AVX2)
+    qv_f32 m = qv_set1(mx), acc = qv_zero();
+    for (; i + QV_W <= n; i += QV_W) {
+        qv_f32 e = exp_v(qv_add(qv_load(x + i), qv_mul(m, qv_set1(-1.0f))));
+        qv_store(x + i, e);
+        acc = qv_add(acc, e);
+    }
+    sum = qv_hsum(acc);
+#endif
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (i = 0; i < n; i++) x[i] *= inv;
+}
+
+/* keys query row s sees */
+static int row_keys(const qw_attn *a, int s) {
+    int n = a->past >= 0 ? a->past + s + 1 : a->n_keys;
+    return n < a->n_keys ? n : a->n_keys;
+}
+
+/* the raw dot product d of query (h, s) and key t -> the score the softmax takes */
+static float finish_score(const qw_attn *a, float d, int h, int s, int t) {
+    if (a->round_qk) d = qw_round_f16(d);
+    d = a->div ? d / a->scale : d * a->scale;
+    if (a->round_scaled) d = qw_round_f16(d);
+    if (a->softcap > 0) d = a->softcap * tanhf(d / a->softcap);
+    if (a->mask) d += a->mask[h * a->m_hs + s * a->m_ss + t * a->m_ts];
+    if (a->kmask) d += a->kmask[t];
+    if (a->round_masked) d = qw_round_f16(d);
+    return d;
+}
+
+typedef struct att_plan {
+    const qw_attn *a;
+    int group, qb, n_qb, gs, n_gs; /* positions per block, blocks; heads per part of a group, parts */
+    int n_units;
+    size_t per_thread;             /* floats of work per thread */
+    float *work;
+} att_plan;
+
+static void plan(const qw_attn *a, int nth, att_plan *p) {
+    p->a = a;
+    p->group = a->n_heads / a->n_kv_heads;
+    p->qb = ATT_ROWS / p->group > 0 ? ATT_ROWS / p->group : 1;
+    if (p->qb > a->n_q) p->qb = a->n_q;
+    /* enough tasks for every thread: smaller position blocks, then parts of a group */
+    while (p->qb > 1 && a->n_kv_heads * ((a->n_q + p->qb - 1) / p->qb) < 2 * nth) p->qb = (p->qb + 1) / 2;
+    p->n_qb = (a->n_q + p->qb - 1) / p->qb;
+    p->n_gs = 1;
+    while (p->n_gs < p->group && a->n_kv_heads * p->n_qb * p->n_gs < nth) p->n_gs++;
+    p->gs = (p->group + p->n_gs - 1) / p->n_gs;
+    p->n_gs = (p->group + p->gs - 1) / p->gs;
+    p->n_units = a->n_kv_heads * p->n_qb * p->n_gs;
+    p->per_thread = (size_t)ATT_TK * (size_t)a->head_dim + (size_t)(p->gs * p->qb) * (size_t)(a->n_keys + 4) + 16;
+}
+
+size_t qw_attn_work_size(const qw_attn *a, int nth) {
+    att_plan p;
+    plan(a, nth, &p);
+    return (size_t)nth * p.per_thread * sizeof(float);
+}
+
+static void att_task(void *arg, int ith, int nth) {
+    const att_plan *p = arg;
+    const qw_attn *a = p->a;
+    const int D = a->head_dim, T = a->n_keys;
+    float *tile = p->work + (size_t)ith * p->per_thread;
+    float *scores = tile + (size_t)ATT_TK * D;          /* (rows, T + 4) */
+    const size_t ld = (size_t)T + 4;
+    for (int u = ith; u < p->n_units; u += nth) {
+        int hk = u / (p->n_qb * p->n_gs), rem = u % (p->n_qb * p->n_gs);
+        int s0 = (rem / p->n_gs) * p->qb, h0 = hk * p->group + (rem % p->n_gs) * p->gs;
+        int ns = a->n_q - s0 < p->qb ? a->n_q - s0 : p->qb;
+        int nh = hk * p->group + p->group - h0 < p->gs ? hk * p->group + p->group - h0 : p->gs;
+        int rows = ns * nh, kmax = row_keys(a, s0 + ns - 1);
+        /* pass 1: scores of every row, a tile of keys at a time */
+        for (int t0 = 0; t0 < kmax; t0 += ATT_TK) {
+            int nt = kmax - t0 < ATT_TK ? kmax - t0 : ATT_TK;
+            const float *K = kv_rows(a, a->k, a->k_scale, hk, t0, nt, tile);
+            for (int r = 0; r < rows; r++) {
+                int h = h0 + r / ns, s = s0 + r % ns;
+                int n = row_keys(a, s) - t0;
+                if (n <= 0) continue;
+                if (n > nt) n = nt;
+                const float *q = a->q + h * a->q_hs + s * a->q_ss;
+                float *sc = scores + (size_t)r * ld + t0;
+                int i = 0;
+                for (; i + 4 <= n; i += 4) dot4(q, K + (size_t)i * D, D, sc + i);
+                for (; i < n; i++) sc[i] = qw_dot_f32(q, K + (size_t)i * D, D);
+            }
+        }
+        for (int r = 0; r < rows; r++) {
+            int h = h0 + r / ns, s = s0 + r % ns, n = row_keys(a, s);
+            float *sc = scores + (size_t)r * ld;
+            int first = a->window > 0 && n - a->window > 0 ? n - a->window : 0; /* keys before: outside the window */
+            for (int t = 0; t < first; t++) sc[t] = -INFINITY;
+            for (int t = first; t < n; t++) sc[t] = finish_score(a, sc[t], h, s, t);
+            softmax_row(sc, n);
+            if (a->round_probs) for (int t = 0; t < n; t++) sc[t] = qw_round_f16(sc[t]);
+            float *o = a->out + h * a->o_hs + s * a->o_ss;
+            for (int d = 0; d < D; d++) o[d] = 0;
+        }
+        /* pass 2: out = P . V, a tile of values at a time */
+        for (int t0 = 0; t0 < kmax; t0 += ATT_TK) {
+            int nt = kmax - t0 < ATT_TK ? kmax - t0 : ATT_TK;
+            const float *V = kv_rows(a, a->v, a->v_scale, hk, t0, nt, tile);
+            for (int r = 0; r < rows; r++) {
+                int h = h0 + r / ns, s = s0 + r % ns;
+                int n = row_keys(a, s) - t0;
+                if (n <= 0) continue;
+                if (n > nt) n = nt;
+                acc_rows(a->out + h * a->o_hs + s * a->o_ss, scores + (size_t)r * ld + t0, V, n, D);
+            }
+        }
+    }
+}
+
+void qw_attn_run(qw_pool *pool, const qw_attn *a, void *work) {
+    att_plan p;
+    plan(a, qw_pool_threads(pool), &p);
+    p.work = work;
+    qw_pool_run(pool, att_task, &p);
+}
+
+/* ---- int8 rows (QW_KV_I8) ------------------------------------------------------------------------------ */
+
+void qw_kv_quant_i8(const float *x, int D, int8_t *q, float *scale) {
+    float amax = 0;
+    for (int d = 0; d < D; d++) amax = fabsf(x[d]) > amax ? fabsf(x[d]) : amax;
+    float s = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0;
+    for (int d = 0; d < D; d++) {
+        float v = x[d] * inv;
+        v = v == v ? nearbyintf(v) : 0; /* NaN: 0 rather than an undefined conversion */
+        q[d] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+    }
+    *scale = s;
+}
