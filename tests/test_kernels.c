@@ -827,12 +827,7 @@ static int run_tests(void) {
  * loop it replaced (one query row at a time over fp32 rows, one expf per score: kept here for this A/B only);
  * best of interleaved runs, one JSON line per length. The times are the process's CPU time (with 1 thread: the
  * compute time even on a machine shared by other jobs, where wall time measures the scheduler) */
-#include <time.h>
-static double cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+/* (cpu_s: the process's CPU time, defined above for the prefill bench) */
 typedef struct old_attn { const float *q, *k, *v; float *out, *work; int S, T, H, Hkv, D, past, cap; float c; } old_attn;
 static void old_attn_task(void *arg, int ith, int nth) {
     const old_attn *j = arg;
