@@ -54,7 +54,10 @@ function blobsStorable(db) {
   if (!blobsProbe) {
     const tx = db.transaction('chunks', 'readwrite');
     const key = ['qwasm-probe', '', 0];
-    try { tx.objectStore('chunks').put(new Blob([new Uint8Array(1)]), key); tx.objectStore('chunks').delete(key); } catch { tx.abort(); }
+    try {
+      tx.objectStore('chunks').put(new Blob([new Uint8Array(1)]), key);
+      tx.objectStore('chunks').delete(key);
+    } catch { tx.abort(); }
     blobsProbe = done(tx).then(() => true, () => false);
   }
   return blobsProbe;
@@ -73,7 +76,8 @@ export class IdbStore {
   /** Stores chunk `index` (bytes: Uint8Array) and its sidecar in one transaction. */
   async writeChunk(name, index, offset, bytes, meta) {
     const db = await openDb();
-    const value = (await blobsStorable(db)) ? new Blob([bytes]) : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+    const value = (await blobsStorable(db)) ? new Blob([bytes])
+      : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
     const tx = db.transaction(['chunks', 'files'], 'readwrite');
     tx.objectStore('chunks').put(value, [this.url, name, index]);
     if (meta) tx.objectStore('files').put(meta, [this.url, name]);
@@ -91,7 +95,8 @@ export class IdbStore {
     const db = await openDb();
     const range = IDBKeyRange.bound([this.url, name, 0], [this.url, name, Infinity]);
     const chunks = new Array(meta.nChunks);
-    await new Promise((resolve, reject) => { // a cursor: one chunk's value at a time (getAll would hold every ArrayBuffer)
+    // a cursor: one chunk's value at a time (getAll would hold every ArrayBuffer at once)
+    await new Promise((resolve, reject) => {
       const r = db.transaction('chunks').objectStore('chunks').openCursor(range);
       r.onsuccess = () => {
         const c = r.result;

@@ -101,7 +101,7 @@ function corruptModels() {
 function webkitTest(safari) {
   const mode = safari ? 'safari' : 'webkitgtk';
   return {
-    name: `webkit (${safari ? "Safari's settings: SharedArrayBuffer, OPFS" : "WebKitGTK's defaults: no SharedArrayBuffer, no OPFS"}): ` +
+    name: `webkit (${safari ? "Safari's settings: SharedArrayBuffer, storage APIs" : "WebKitGTK's defaults: no SharedArrayBuffer, no storage APIs"}): ` +
       'error banners, load, chat = CLI, reload from the cache with zero model requests',
     needs,
     fn: async () => {
