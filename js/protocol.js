@@ -99,8 +99,14 @@ export function wasmTrapError(e, op) {
 const SAMPLING_RANGES = {
   maxTokens: [1, 2 ** 24, true], topK: [0, 2 ** 31 - 1, true], seed: [0, Number.MAX_SAFE_INTEGER, true],
   prefillChunk: [1, 2 ** 24, true], temperature: [0, 1e4], minP: [0, 1], topP: [0, 1, false, true],
-  repetitionPenalty: [0, 1e4, false, true],
+  repetitionPenalty: [0, 1e4, false, true], specMaxDraft: [1, 16, true], // QW_SPEC_MAX_DRAFT
 };
+/** The values an option may take where it is one of a few names (the C side refuses the others too). */
+function checkOneOf(what, k, v, allowed) {
+  if (v != null && !allowed.includes(v)) {
+    throw new QwasmError('ARG', `${what}: ${k} ${JSON.stringify(v)}: one of ${allowed.map((a) => JSON.stringify(a)).join(', ')} expected`);
+  }
+}
 export function checkSampling(P) {
   for (const [k, [lo, hi, int, openLo]] of Object.entries(SAMPLING_RANGES)) {
     const v = P[k];
@@ -111,6 +117,11 @@ export function checkSampling(P) {
       throw new QwasmError('ARG', `generate: ${k} ${typeof v === 'number' ? v : JSON.stringify(v)}: ` +
         `${int ? 'an integer' : 'a number'} ${openLo ? 'above' : 'from'} ${lo} and at most ${hi} expected`);
     }
+  }
+  checkOneOf('generate', 'speculative', P.speculative, ['auto', 'on', 'off', true, false]);
+  if (P.cachePrefix != null && P.cachePrefix !== true && P.cachePrefix !== false &&
+      !(Number.isInteger(P.cachePrefix) && P.cachePrefix > 0)) {
+    throw new QwasmError('ARG', `generate: cachePrefix ${JSON.stringify(P.cachePrefix)}: true, false or a positive token count expected`);
   }
   if (P.logitBias != null) {
     if (typeof P.logitBias !== 'object') throw new QwasmError('ARG', 'generate: logitBias must be an object {id: bias}');
@@ -132,6 +143,10 @@ export function checkLoadOptions(o) {
       throw new QwasmError('ARG', `load: ${k} ${typeof v === 'number' ? v : JSON.stringify(v)}: ` +
         `${int ? 'an integer' : 'a number'} from 0 to ${hi} expected`);
     }
+  }
+  checkOneOf('load', 'kvCache', o.kvCache, ['auto', 'fp16', 'int8', 'fp32']);
+  if (o.dtype != null && (typeof o.dtype !== 'string' || !/^[a-z0-9_]{1,15}$/.test(o.dtype))) {
+    throw new QwasmError('ARG', `load: dtype ${JSON.stringify(o.dtype)}: 1 to 15 characters of a-z, 0-9 and '_' expected`);
   }
 }
 

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Qwasm } from '../../js/qwasm.js';
-import { checkSampling, wasmTrapError } from '../../js/protocol.js';
+import { checkSampling, checkLoadOptions, wasmTrapError } from '../../js/protocol.js';
 import { MODELS, WASM_DIR, CLI, wasmReady } from './helpers.mjs';
 
 const H = path.join(MODELS, 'hostile');
@@ -22,7 +22,8 @@ test('sampling options: NaN, Infinity, out of range and wrong types are refused 
     ['temperature', NaN], ['temperature', -0.5], ['temperature', Infinity], ['topP', 0], ['topP', 1.01],
     ['topP', NaN], ['minP', -0.1], ['minP', 1.5], ['repetitionPenalty', 0], ['repetitionPenalty', -1],
     ['topK', -1], ['topK', 2.5], ['maxTokens', 0], ['maxTokens', -1], ['maxTokens', 1e12], ['seed', -1],
-    ['seed', 1.5], ['temperature', '0.7'], ['prefillChunk', 0],
+    ['seed', 1.5], ['temperature', '0.7'], ['prefillChunk', 0], ['specMaxDraft', 0], ['specMaxDraft', 17],
+    ['speculative', 'yes'], ['cachePrefix', -2], ['cachePrefix', 'x'],
   ];
   for (const [k, v] of bad) {
     assert.throws(() => checkSampling({ [k]: v }), (e) => e.code === 'ARG' && e.message.includes(k), `${k} = ${v}`);
@@ -31,6 +32,13 @@ test('sampling options: NaN, Infinity, out of range and wrong types are refused 
   assert.throws(() => checkSampling({ logitBias: { '-3': 1 } }), (e) => e.code === 'ARG');
   checkSampling({ temperature: 0, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1.05, maxTokens: 1, seed: 0,
                   logitBias: { 5: -Infinity, 6: 2 } });
+});
+
+test('load options: kvCache and dtype outside their names are refused by name', () => {
+  for (const [k, v] of [['kvCache', 'fp8'], ['kvCache', 1], ['dtype', '../x'], ['dtype', 'Q4F16'], ['dtype', ''], ['maxContext', -1]]) {
+    assert.throws(() => checkLoadOptions({ [k]: v }), (e) => e.code === 'ARG' && e.message.includes(k), `${k} = ${v}`);
+  }
+  checkLoadOptions({ kvCache: 'int8', dtype: 'q4f16', maxContext: 32768 });
 });
 
 test('a wasm trap is INTERNAL naming the node; only a failed allocation is OUT_OF_MEMORY', () => {
