@@ -11,6 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int i = 0; i < 3; i++) {
         memfs mf = {0};
         memfs_add(&mf, names[i], data, size);
+        memfs_add(&mf, "onnx/model.onnx", "", 0); /* qw_config_load picks an .onnx that exists */
         qw_fs fs = memfs_fs(&mf);
         qw_model_config cfg;
         qw_error err = {0};

@@ -34,8 +34,8 @@ test('sampling options: NaN, Infinity, out of range and wrong types are refused 
                   logitBias: { 5: -Infinity, 6: 2 } });
 });
 
-test('load options: kvCache and dtype outside their names are refused by name', () => {
-  for (const [k, v] of [['kvCache', 'fp8'], ['kvCache', 1], ['dtype', '../x'], ['dtype', 'Q4F16'], ['dtype', ''], ['maxContext', -1]]) {
+test('load options: a kvCache outside its names is refused by name', () => {
+  for (const [k, v] of [['kvCache', 'fp8'], ['kvCache', 1], ['maxContext', -1]]) {
     assert.throws(() => checkLoadOptions({ [k]: v }), (e) => e.code === 'ARG' && e.message.includes(k), `${k} = ${v}`);
   }
   checkLoadOptions({ kvCache: 'int8', dtype: 'q4f16', maxContext: 32768 });

@@ -24,7 +24,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qwasm-parity-'));
 // the folder's own chat_template; modelDir's is Qwen3's, compared in chat_template.test.mjs).
 const chatDir = path.join(tmp, 'qwen2.5');
 fs.mkdirSync(chatDir);
-fs.symlinkSync(path.join(modelDir, 'tokenizer.json'), path.join(chatDir, 'tokenizer.json'));
+fs.copyFileSync(path.join(modelDir, 'tokenizer.json'), path.join(chatDir, 'tokenizer.json')); // a link out of the folder is refused
 fs.copyFileSync(path.join(fixtures, 'qwen2.5', 'tokenizer_config.json'), path.join(chatDir, 'tokenizer_config.json'));
 
 function runCli(args) {
