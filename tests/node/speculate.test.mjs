@@ -73,6 +73,8 @@ test('CLI on the 1.5B shape: speculative greedy tokens equal plain decoding\'s',
   const off = cli(big, ids, ['--greedy', '--max-tokens', '48', '--speculative', 'off']);
   const on = cli(big, ids, ['--greedy', '--max-tokens', '48', '--speculative', 'on']);
   assert.deepEqual(on.ids, off.ids);
-  assert.ok(on.spec_steps > 0, JSON.stringify(on));
+  // Random full-size weights rarely repeat an n-gram of the prompt, so drafts may not be made here at all (seen:
+  // 0 steps); the drafted path on this shape is exercised by the copy models (tiny-copy above; the 1.5B copy model
+  // by tools/bench_spec.mjs). The count is printed, not asserted.
   console.log(`# 1.5B: ${on.spec_drafted} drafted, ${on.spec_accepted} accepted in ${on.spec_steps} steps`);
 });
