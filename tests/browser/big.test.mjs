@@ -182,6 +182,7 @@ tests.push({
       assert(!r.error, `cache 'none' load: ${JSON.stringify(r.error)}`);
       const g = await page.evaluate(() => window.bare.greedy([151644, 872, 198, 9707, 151645, 198, 151644, 77091, 198], 8));
       assertEq(g.ids.length, 8, 'tokens generated');
+      await new Promise((r) => setTimeout(r, 5000)); // settled: the worker idle for a while (its GC runs when idle)
       const settled = mem.now();
       const peak = mem.stop();
       const src = r.stats.source || {};
@@ -193,8 +194,9 @@ tests.push({
       assert(settled.tabPss > 0, 'the tab processes were found');
       // No Blob copy beside the heap any more (issue #17: before, every chunk stayed in memory, the tab held the
       // model twice and more): asserted as under 2x. Issue #17's target, 1.3x, is NOT met yet and so only printed:
-      // the settled tab measured 1.24-1.63x and the load's peak up to 2.0x, from responses of the synchronous ranged
-      // reads that stay in memory until the worker's GC runs (detaching each response's ArrayBuffer did not help).
+      // right after generating the tab measured 1.44-1.80x, after 5 s idle 1.24-1.32x, the load's peak up to 1.83x: the
+      // responses of the synchronous ranged reads stay in memory until the worker's GC runs when idle (detaching
+      // each response's ArrayBuffer did not help).
       assert(settled.tabPss < 2 * modelBytes, `tab after load ${settled.tabPss} B < 2 x ${modelBytes} B`);
       assert(peak.tabPss < 2.2 * modelBytes, `tab peak ${peak.tabPss} B < 2.2 x ${modelBytes} B`);
     } finally {
