@@ -6,15 +6,9 @@
 #include "qw_onnx.h"
 #include "memfs.h"
 
-static uint8_t fake_data[4096];
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    for (size_t i = 0; i < sizeof fake_data; i++) fake_data[i] = (uint8_t)(i * 31u);
     memfs mf = {0};
-    memfs_add(&mf, "onnx/model.onnx", data, size);
-    mf.other = fake_data;
-    mf.other_size = sizeof fake_data;
-    qw_fs fs = memfs_fs(&mf);
+    qw_fs fs = memfs_fuzz_model(&mf, data, size);
     qw_onnx_model *m = NULL;
     qw_error err;
     if (qw_onnx_load(&fs, "onnx/model.onnx", &m, &err) != QW_OK) {

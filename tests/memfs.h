@@ -56,4 +56,15 @@ static qw_fs memfs_fs(memfs *m) {
     return fs;
 }
 
+/* The fuzz targets' folder: the input as onnx/model.onnx, and every other name (external data) one fixed pattern
+ * of bytes, so locators into any external file read something. */
+static inline qw_fs memfs_fuzz_model(memfs *m, const uint8_t *data, size_t size) {
+    static uint8_t fake_data[4096];
+    for (size_t i = 0; i < sizeof fake_data; i++) fake_data[i] = (uint8_t)(i * 31u);
+    memfs_add(m, "onnx/model.onnx", data, size);
+    m->other = fake_data;
+    m->other_size = sizeof fake_data;
+    return memfs_fs(m);
+}
+
 #endif
