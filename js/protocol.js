@@ -52,7 +52,7 @@ export const ErrorCode = Object.freeze({
   INTERNAL: 'INTERNAL',
 });
 
-/** qw_status (src/qwasm.h) -> error code. */
+/** qw_status (src/api/qwasm.h) -> error code. */
 export const STATUS_CODE = ['OK', 'ARG', 'IO', 'NOT_FOUND', 'CORRUPT', 'UNSUPPORTED', 'OUT_OF_MEMORY',
   'CORRUPT' /* QW_E_RANGE: a locator past the end of its file = truncated */, 'CONTEXT', 'ABORTED', 'INTERNAL'];
 

@@ -1,4 +1,4 @@
-// qw_library.js - emscripten --js-library: the JS functions C imports (declared in src/qw_wasm_api.c).
+// qw_library.js - emscripten --js-library: the JS functions C imports (declared in src/bindings/wasm/qw_wasm_api.c).
 //
 // C reads model files through a qw_fs whose size/read call these. They dispatch to "file sources"
 // registered by the worker (js/qwasm-worker.js) in Module.qwFs (a Map: fs_id -> source). A source is
@@ -6,7 +6,7 @@
 //     read(name, offset, dst: Uint8Array) -> void, fills dst exactly or throws }
 // Both are synchronous. Thrown errors become a qw_status (error.qwStatus, else QW_E_IO) and are kept in
 // Module.qwFsLastError = {file, message, code} so the glue can name the file and the cause.
-// Status values mirror enum qw_status in src/qwasm.h.
+// Status values mirror enum qw_status in src/api/qwasm.h.
 mergeInto(LibraryManager.library, {
   qw_js_fs_size: function (fsId, namePtr, outPtr) {
     var name = UTF8ToString(namePtr);

@@ -140,7 +140,7 @@ async function nodeDirSource(dir) {
   const path = await import('node:path');
   const st = fs.statSync(dir, { throwIfNoEntry: false });
   if (!st || !st.isDirectory()) throw new QwasmError('NOT_FOUND', `${dir}: not a directory`, { file: dir });
-  // The containment rule of qw_fs_open_dir (src/qw_fs.c): the C core refuses names that leave the folder
+  // The containment rule of qw_fs_open_dir (src/base/qw_fs.c): the C core refuses names that leave the folder
   // before asking; here the path is also resolved (symbolic links followed) and must stay inside the folder.
   const root = fs.realpathSync(dir);
   const outside = (name) => Object.assign(new Error(`${name}: resolves outside the model folder (a symbolic link?)`), { qwStatus: 4 });

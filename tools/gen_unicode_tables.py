@@ -5,7 +5,7 @@ tools/cmake/qw_unicode.cmake; nothing here is typed by hand.
 
 usage: gen_unicode_tables.py UCD_DIR OUT_C OUT_H
 
-Tables (all sorted, looked up by binary search in src/qw_unicode.c):
+Tables (all sorted, looked up by binary search in src/text/qw_unicode.c):
   qw_uc_class_ranges   [lo, hi, flags]: flags = QW_UC_L (\\p{L}: Lu Ll Lt Lm Lo), QW_UC_N (\\p{N}: Nd Nl No),
                        QW_UC_WS (White_Space, what \\s means in Rust regex and Oniguruma).
   qw_uc_fold           [cp, ascii]: code points whose simple case folding (CaseFolding.txt C+S) equals

@@ -1,6 +1,6 @@
 /* kernel_probe_decode.c - native decode speed of a model folder without text (ids only, so random test
  * models whose greedy ids fall outside the tokenizer work): prefill ids 1000..1063, then N greedy steps.
- *   cc -O2 -Isrc tools/kernel_probe_decode.c build/native/libqwasm_core.a -lcjson -lm -lpthread -o build/tmp/kernel_probe_decode
+ *   cc -O2 $(for d in src/*/; do echo -I$d; done) tools/kernel_probe_decode.c build/native/libqwasm_core.a -lcjson -lm -lpthread -o build/tmp/kernel_probe_decode
  *   build/tmp/kernel_probe_decode MODEL_DIR [steps=64] [exact_lm_head=0]
  * Prints one JSON line: load ms, prefill ms, decode tok/s, the greedy ids and the per-op profile. */
 #include <stdio.h>

@@ -1,4 +1,4 @@
-// chat_template.test.mjs - qwasm's chat templates (src/qw_jinja_*.c) against @huggingface/transformers'
+// chat_template.test.mjs - qwasm's chat templates (src/text/qw_jinja_*.c) against @huggingface/transformers'
 // apply_chat_template, both run now on the same tokenizer_config.json: every conversation of tests/chat/cases.mjs
 // (system prompts, multi-turn, tools, tool calls and results, add_generation_prompt true and false) with the
 // Qwen2.5 (fixture), Qwen3 (npm package), Llama-3-, Mistral- and Gemma-style templates and one that prints

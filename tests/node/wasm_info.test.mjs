@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { loadQwasmModule, supportsRelaxedSimd } from '../../js/qwasm-loader.js';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const version = readFileSync(path.join(root, 'src', 'qwasm.h'), 'utf8').match(/QW_VERSION_STRING "([^"]+)"/)[1];
+const version = readFileSync(path.join(root, 'src', 'api', 'qwasm.h'), 'utf8').match(/QW_VERSION_STRING "([^"]+)"/)[1];
 
 test('relaxed SIMD is detected with WebAssembly.validate (this file runs with the Node flag)', () => {
   assert.equal(supportsRelaxedSimd(), true);

@@ -1,4 +1,4 @@
-/* qw_ops.h - the operator interface between qw_graph.c and the op families (src/qw_ops_*.c). Internal.
+/* qw_ops.h - the operator interface between qw_graph.c and the op families (src/ops/qw_ops_*.c). Internal.
  *
  * Every op is a table row {op_type, domain, check, run, free_state}. check runs once at load with the input
  * dtypes (0 for an omitted optional input) and constant inputs when known; it validates attributes and dtypes,

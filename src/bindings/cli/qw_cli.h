@@ -1,4 +1,4 @@
-/* qw_cli.h - subcommands of the qwasm command-line program, one file each (src/qw_cli_*.c).
+/* qw_cli.h - subcommands of the qwasm command-line program, one file each (src/bindings/cli/qw_cli_*.c).
  * Each returns the process exit code: 0 success, 1 failure (message on stderr), 2 usage error. */
 #ifndef QW_CLI_H
 #define QW_CLI_H

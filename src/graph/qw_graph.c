@@ -1,5 +1,5 @@
 /* qw_graph.c - the executor (see qw_graph.h): build (topological order, op checks, folding, last uses) and run
- * (schedule over pooled buffers). Ops live in src/qw_ops_*.c and are found through their tables. */
+ * (schedule over pooled buffers). Ops live in src/ops/qw_ops_*.c and are found through their tables. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdarg.h>
 #include <stddef.h>
