@@ -1,4 +1,4 @@
-/* fuzz_config.c - libFuzzer target for the model folder's config files (tools/fuzz.sh): the input is read as
+/* fuzz_config.c - libFuzzer target for the model folder's config files (tools/test/fuzz.sh): the input is read as
  * config.json, then as genai_config.json, then as generation_config.json (each alone in the folder). A failure must
  * say why; a success must leave numbers in their documented ranges. */
 #include <stdint.h>

@@ -1,5 +1,5 @@
-/* fuzz_graph.c - libFuzzer target for the executor (tools/fuzz.sh): the input is onnx/model.onnx of a mutated tiny
- * decoder (seeds: tests/corpus/graph, from tools/make_fuzz_seeds.py); every other name is a fixed 4 KiB data file.
+/* fuzz_graph.c - libFuzzer target for the executor (tools/test/fuzz.sh): the input is onnx/model.onnx of a mutated tiny
+ * decoder (seeds: tests/corpus/graph, from tools/gen/make_fuzz_seeds.py); every other name is a fixed 4 KiB data file.
  * A graph that builds runs a 3-token prefill and one decode step, under ASan/UBSan. Op outputs and scratch are
  * capped at 1 MiB (qw_graph_opts.max_tensor_bytes) so that a valid but huge shape is an error, not minutes of work.
  * A failure must say why; logits must be as wide as the decoder says. */

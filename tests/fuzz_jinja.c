@@ -1,5 +1,5 @@
 /* fuzz_jinja.c - libFuzzer target for the chat template engine (qw_jinja_parse.c, qw_jinja_run.c; run by
- * tools/fuzz.sh). The input is a template, rendered over a fixed conversation with tools and tool calls. Any
+ * tools/test/fuzz.sh). The input is a template, rendered over a fixed conversation with tools and tool calls. Any
  * failure must say why and leave no output; the bounds of qw_jinja.h keep every input finite. */
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* fuzz_onnx.c - libFuzzer target for the ONNX reader (built by tools/cmake/qw_fuzz.cmake, run by tools/fuzz.sh).
+/* fuzz_onnx.c - libFuzzer target for the ONNX reader (built by tools/build/cmake/qw_fuzz.cmake, run by tools/test/fuzz.sh).
  * The input is "onnx/model.onnx"; every other name (external data) is a fixed 4 KiB file, except names
  * containing "missing". A model that loads is walked and its tensors are read. */
 #include <stdint.h>

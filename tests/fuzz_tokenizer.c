@@ -1,4 +1,4 @@
-/* fuzz_tokenizer.c - libFuzzer target for tokenizer.json (tools/fuzz.sh). A tokenizer that loads encodes a fixed
+/* fuzz_tokenizer.c - libFuzzer target for tokenizer.json (tools/test/fuzz.sh). A tokenizer that loads encodes a fixed
  * text and the input's own bytes, decodes the ids back (whole and streamed, with ids past its table), and must
  * round-trip valid UTF-8 text. */
 #include <stdint.h>

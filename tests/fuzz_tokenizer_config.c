@@ -1,4 +1,4 @@
-/* fuzz_tokenizer_config.c - libFuzzer target for tokenizer_config.json (tools/fuzz.sh): applied to a small valid
+/* fuzz_tokenizer_config.c - libFuzzer target for tokenizer_config.json (tools/test/fuzz.sh): applied to a small valid
  * tokenizer (tests/corpus/tokenizer/tiny.json, read once), then the eos/pad ids are used. */
 #include <stdint.h>
 #include <stdio.h>

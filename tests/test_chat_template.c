@@ -1,5 +1,5 @@
 /* test_chat_template.c - the chat template path of the C core (qw_chat_template_* over qw_jinja) on goldens that
- * @huggingface/transformers' apply_chat_template renders now (node tools/chat_ref.mjs, a few cases of each
+ * @huggingface/transformers' apply_chat_template renders now (node tools/ref/chat_ref.mjs, a few cases of each
  * template in tests/chat/cases.mjs; the Node test compares them all), then the errors and bounds by status. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -28,7 +28,7 @@ static qw_status render(const char *config, const char *messages, const char *to
 static void goldens(void) {
     const char *src = getenv("QW_SOURCE_DIR");
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "node '%s/tools/chat_ref.mjs' --per-template 3", src && *src ? src : ".");
+    snprintf(cmd, sizeof cmd, "node '%s/tools/ref/chat_ref.mjs' --per-template 3", src && *src ? src : ".");
     FILE *p = popen(cmd, "r");
     CHECK(p != NULL, "cannot run %s", cmd);
     if (!p) return;

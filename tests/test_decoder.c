@@ -1,7 +1,7 @@
 /* test_decoder.c - end-to-end decoding through qw_graph + qw_decoder against onnxruntime:
  *  1. the third-party fixture tiny-llama-genai-fp16 (MultiHeadAttention, RotaryEmbedding, Skip/Simplified
  *     LayerNorm, fp16 everywhere): prompt 0,0,0,52 -> greedy 12102,30463,4666,17192,3266,18061;
- *  2. every build/models/<name>/ with a ref.json (tools/ort_ref.mjs, format qwasm-ort-ref-1): the greedy token
+ *  2. every build/models/<name>/ with a ref.json (tools/ref/ort_ref.mjs, format qwasm-ort-ref-1): the greedy token
  *     at each step equals onnxruntime's, and the last-position logits are within 1e-4 absolute (fp32 graphs) or
  *     1e-2 relative to the row's largest magnitude (graphs with fp16). Folders over QW_TEST_MAX_MB (default
  *     1200 MB of onnx files) are skipped with a message; QW_TEST_MAX_MB=0 runs everything.

@@ -2,7 +2,7 @@
  * host as a derived file (name, size, segments); a file source that holds that file (what the browser runtime's
  * cache does on the next load) makes the load read it instead of quantising, with bit-identical logits; a file
  * with another header (layout version, shapes) or size is ignored and the rows are made again.
- * On the generated small model (tools/gen_test_models.sh; skipped with a message when absent). */
+ * On the generated small model (tools/gen/gen_test_models.sh; skipped with a message when absent). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>

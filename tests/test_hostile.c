@@ -1,5 +1,5 @@
 /* test_hostile.c - bad input refused with a clear error, never a crash (issue #16): shape products that overflow
- * (the folders of tools/gen_hostile.py), out-of-range config numbers, generation_config.json values (warnings),
+ * (the folders of tools/gen/gen_hostile.py), out-of-range config numbers, generation_config.json values (warnings),
  * tokenizer files (fractional ids, deep nesting), sampling values, and ids with an lm_head row but no token
  * (the small model: 151936 rows, a tokenizer of 151669 ids). Run under ASan/UBSan too (build/asan). */
 #define _POSIX_C_SOURCE 200809L
@@ -23,7 +23,7 @@ static int failures, checks;
 
 static char models[900];
 
-/* ---- shape products (tools/gen_hostile.py folders) ------------------------------------------------------ */
+/* ---- shape products (tools/gen/gen_hostile.py folders) ------------------------------------------------------ */
 
 static void test_numel(void) {
     int64_t a[2] = {7, 0x6db6db6db6db6db7LL}, b[2] = {1LL << 40, 1LL << 40}, c[3] = {0, 1LL << 40, 1LL << 40};
@@ -59,7 +59,7 @@ static void test_folders(void) {
     char dir[1200];
     snprintf(dir, sizeof dir, "%s/hostile/reshape_wrap/onnx/model.onnx", models);
     FILE *f = fopen(dir, "rb");
-    if (!f) { printf("skip: %s/hostile not generated (tools/gen_test_models.sh)\n", models); return; }
+    if (!f) { printf("skip: %s/hostile not generated (tools/gen/gen_test_models.sh)\n", models); return; }
     fclose(f);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const hostile_case *c = &cases[i];

@@ -897,7 +897,7 @@ static int bench_attn(int threads) {
 #include <emscripten.h>
 /* clang >= 16 renames main(argc, argv) to a symbol emscripten 3.1.6's runtime does not call (the
  * relaxed-SIMD build), so wasm builds take `bench [threads]` from Node's process.argv instead, or in a
- * browser from Module.arguments (tools/bench/kernels.html). */
+ * browser from Module.arguments (tools/bench/pages/kernels.html). */
 int main(void) {
     int mode = EM_ASM_INT({
         var a = (typeof process == 'object' && process.argv) ? process.argv : (Module['arguments'] || []);

@@ -1,5 +1,5 @@
 /* test_memcap.c - weights paged under a memory cap (qw_graph_opts.mem_cap_bytes): on the generated test models
- * (build/models, made by tools/gen_test_models.sh; skipped with a message when absent), for several caps (below the
+ * (build/models, made by tools/gen/gen_test_models.sh; skipped with a message when absent), for several caps (below the
  * largest weight, half the model, generous) the greedy ids over 32 steps and every step's logits are bit-identical
  * to the uncapped run, the resident bytes never pass the cap by more than the largest weight read whole, and the
  * paging counters move. A cap below what must stay resident fails at load with QW_E_NOMEM. */
@@ -81,7 +81,7 @@ static void test_model(const char *models, const char *name, qw_pool *pool) {
     char dir[1024], onnx_buf[512];
     snprintf(dir, sizeof dir, "%s/%s", models, name);
     const char *onnx = find_onnx(dir, onnx_buf, sizeof onnx_buf);
-    if (!onnx) { printf("skip %s: not generated (tools/gen_test_models.sh)\n", dir); return; }
+    if (!onnx) { printf("skip %s: not generated (tools/gen/gen_test_models.sh)\n", dir); return; }
     checked_models++;
     /* reference: uncapped */
     session ref;
@@ -162,7 +162,7 @@ int main(void) {
     setenv("QW_PREFETCH", "1", 1);
     for (int i = 0; names[i]; i++) test_model(models, names[i], pool);
     qw_pool_free(pool);
-    if (!checked_models) printf("skip: no generated models under %s (run tools/gen_test_models.sh)\n", models);
+    if (!checked_models) printf("skip: no generated models under %s (run tools/gen/gen_test_models.sh)\n", models);
     printf("%s (%d failures)\n", failures ? "FAILED" : "ok", failures);
     return failures ? 1 : 0;
 }

@@ -10,7 +10,7 @@
  *  - through the decode loop, the tokens of the int8 lm_head (resident or on demand) equal the all-fp16 lm_head's,
  *    sampled with top-k and a repetition penalty (the sampler's exact top counts only ids it cannot lower) and
  *    greedy with a penalty: the sampler only ever sees exact values where it can pick.
- * On the generated small model (tools/gen_test_models.sh; skipped with a message when absent), whose head is
+ * On the generated small model (tools/gen/gen_test_models.sh; skipped with a message when absent), whose head is
  * made eligible for the int8 rows with QW_LMHEAD_MIN_ROWS. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* test_onnx.c - the ONNX reader: seed models (tools/make_onnx_seeds.py), every error it reports, truncated
+/* test_onnx.c - the ONNX reader: seed models (tools/gen/make_onnx_seeds.py), every error it reports, truncated
  * and corrupted input, and the onnxruntime-genai fixture with contrib ops and external data. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
-/* test_ops.c - every single-op model of tools/gen_op_models.py through qw_graph, compared with onnxruntime's
- * outputs (tools/op_ref.mjs): exact for integers and bools, |d| <= 1e-4 + 1e-4 |ref| for fp32 and
+/* test_ops.c - every single-op model of tools/gen/gen_op_models.py through qw_graph, compared with onnxruntime's
+ * outputs (tools/ref/op_ref.mjs): exact for integers and bools, |d| <= 1e-4 + 1e-4 |ref| for fp32 and
  * 2e-3 + 2e-3 |ref| (about 2 ulp) for fp16. The models and references are (re)generated into
  * $QW_BUILD_DIR/ops when missing or older than the generator scripts, so `ctest` works from a fresh build dir. */
 #define _POSIX_C_SOURCE 200809L
@@ -105,8 +105,8 @@ int main(void) {
     char dir[1024], cases[1100], gen[1100], ref[1100], cmd[4096];
     snprintf(dir, sizeof dir, "%s/ops", bd ? bd : "build");
     snprintf(cases, sizeof cases, "%s/cases.txt", dir);
-    snprintf(gen, sizeof gen, "%s/tools/gen_op_models.py", src);
-    snprintf(ref, sizeof ref, "%s/tools/op_ref.mjs", src);
+    snprintf(gen, sizeof gen, "%s/tools/gen/gen_op_models.py", src);
+    snprintf(ref, sizeof ref, "%s/tools/ref/op_ref.mjs", src);
     double tc = mtime(cases);
     if (tc < 0 || tc < mtime(gen) || tc < mtime(ref)) {
         snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s' && node '%s' '%s'", gen, dir, ref, dir);

@@ -1,7 +1,7 @@
 /* test_paths.c - the containment rule: every name that comes from a model file (genai_config.json's
  * decoder.filename, an external data location, a dtype) or from a file source stays inside the folder, and the
  * one .onnx pick of qw_onnx_candidates. Folders are made in a temporary directory from the generated tiny model
- * (tools/gen_test_models.sh): build/models/tiny-fp32-op18-ext (onnx/model.onnx + onnx/model.onnx_data). */
+ * (tools/gen/gen_test_models.sh): build/models/tiny-fp32-op18-ext (onnx/model.onnx + onnx/model.onnx_data). */
 #define _XOPEN_SOURCE 700
 #include <stdio.h>
 #include <stdlib.h>
@@ -248,7 +248,7 @@ int main(void) {
     char probe[1000];
     snprintf(probe, sizeof probe, "%s/onnx/model.onnx_data", src);
     if (access(probe, R_OK) != 0) {
-        printf("skip: %s not generated (tools/gen_test_models.sh)\nok (0 failures)\n", src);
+        printf("skip: %s not generated (tools/gen/gen_test_models.sh)\nok (0 failures)\n", src);
         return 0;
     }
     snprintf(tmp, sizeof tmp, "/tmp/qw_test_paths_XXXXXX");

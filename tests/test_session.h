@@ -36,7 +36,7 @@ static inline void close_session(session *s) {
     qw_fs_close(&s->fs);
 }
 
-/* Opens the generated small model's folder (build/models/small-q4f16-op18-ext, from tools/gen_test_models.sh)
+/* Opens the generated small model's folder (build/models/small-q4f16-op18-ext, from tools/gen/gen_test_models.sh)
  * as fs; 0 after printing a skip line when it is not there. The q4f16 graph's path is onnx/model_q4f16.onnx. */
 static inline int open_small_model(qw_fs *fs) {
     const char *bd = getenv("QW_BUILD_DIR");
@@ -45,7 +45,7 @@ static inline int open_small_model(qw_fs *fs) {
     qw_error err = {0};
     uint64_t size;
     if (qw_fs_open_dir(dir, fs, &err) != QW_OK || fs->size(fs->ctx, "onnx/model_q4f16.onnx", &size) != QW_OK) {
-        printf("skip: %s not generated (tools/gen_test_models.sh)\nok (0 failures)\n", dir);
+        printf("skip: %s not generated (tools/gen/gen_test_models.sh)\nok (0 failures)\n", dir);
         qw_fs_close(fs);
         return 0;
     }

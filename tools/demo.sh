@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bash tools/bootstrap.sh
-bash tools/build.sh native wasm wasm-relaxed
-bash tools/gen_test_models.sh demo >/dev/null
-exec node tools/serve.mjs "$@"
+bash tools/build/bootstrap.sh
+bash tools/build/build.sh native wasm wasm-relaxed
+bash tools/gen/gen_test_models.sh demo >/dev/null
+exec node tools/serve/serve.mjs "$@"

@@ -22,19 +22,19 @@ stage() { # name, command...
 
 ctest_in() { (cd "$1" && ctest --output-on-failure -j"$QW_JOBS" "${@:2}"); }
 
-stage setup bash tools/bootstrap.sh || exit 1
-stage build bash tools/build.sh native asan wasm wasm-relaxed wasi
+stage setup bash tools/build/bootstrap.sh || exit 1
+stage build bash tools/build/build.sh native asan wasm wasm-relaxed wasi
 [ ${#failed[@]} -eq 0 ] || { echo "build failed: ${failed[*]}"; exit 1; }
-stage models bash tools/gen_test_models.sh
-stage wasi node --no-warnings tools/wasi-run.mjs --version
-[ -x tools/fuzz.sh ] && stage fuzz bash tools/fuzz.sh 12 # six targets, 12 s each (tools/fuzz.sh --long: 600 s)
+stage models bash tools/gen/gen_test_models.sh
+stage wasi node --no-warnings tools/test/wasi-run.mjs --version
+[ -x tools/test/fuzz.sh ] && stage fuzz bash tools/test/fuzz.sh 12 # six targets, 12 s each (tools/test/fuzz.sh --long: 600 s)
 # (under ASan, test_decoder skips the calm 1.5B's reference that a previous run's big stage left: minutes there)
 QW_TEST_MAX_MB=600 stage asan ctest_in build/asan
-stage node node tools/run_node_tests.mjs
+stage node node tools/test/run_node_tests.mjs
 stage browser node tests/browser/run.mjs
 # the full-size model (1.2 GB, Qwen2.5-1.5B shape) in Chromium: load, cached reload, 512 MB cap; the calm 1.5B's
 # 32 greedy tokens natively and in Chromium = onnxruntime-node's; speculative decoding on the 1.5B copy model
-stage big bash -c 'bash tools/gen_test_models.sh --big >/dev/null && node tests/browser/big.test.mjs && node --test tests/node/on_demand.test.mjs && QW_SPEC_BIG=1 node --test tests/node/speculate.test.mjs'
+stage big bash -c 'bash tools/gen/gen_test_models.sh --big >/dev/null && node tests/browser/big.test.mjs && node --test tests/node/on_demand.test.mjs && QW_SPEC_BIG=1 node --test tests/node/speculate.test.mjs'
 stage native ctest_in build/native
 
 echo

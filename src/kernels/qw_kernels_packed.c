@@ -316,7 +316,7 @@ static inline __attribute__((always_inline)) void q8p_tile2(const qw_q4w *w, int
 static int g_dot_add;
 
 /* Prefill tiles use the i16 dot products: in Chromium 156 on this kind of machine the dot-add made the
- * 4-row tiles 12 % slower and the one-row decode tile 10 % faster (tools/kernel_probe.mjs, no-dot-add). */
+ * 4-row tiles 12 % slower and the one-row decode tile 10 % faster (tools/bench/kernel_probe.mjs, no-dot-add). */
 static void q8p_tile_any(const qw_q4w *w, int g, const qw_q8act *a, int m, int mb, float *out) {
     switch (mb) {
 #if QW_MB_MAX == 8

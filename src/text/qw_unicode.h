@@ -1,7 +1,7 @@
 /* qw_unicode.h - the Unicode the tokenizer needs: UTF-8 decode/encode (ill-formed input handled as the
  * Unicode "maximal subpart" practice that Rust's from_utf8_lossy and TextDecoder follow), character
  * classes of the Qwen2 pre-tokenizer (\p{L}, \p{N}, \s), the case folding of its (?i:...) group, and NFC.
- * The tables come from the Unicode Character Database at build time (tools/gen_unicode_tables.py). */
+ * The tables come from the Unicode Character Database at build time (tools/build/gen_unicode_tables.py). */
 #ifndef QW_UNICODE_H
 #define QW_UNICODE_H
 

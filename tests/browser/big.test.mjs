@@ -6,7 +6,7 @@
 // asserted: random full-size weights amplify last-bit differences between builds (README).
 // The calm 1.5B (gen_model.py --calm: the same shape, greedy margins of tens of logits) is the parity check:
 // the native CLI and Chromium give onnxruntime-node's 32 greedy tokens for the chat prompt of its ref.json.
-//   node tests/browser/big.test.mjs      (needs: bash tools/gen_test_models.sh --big)
+//   node tests/browser/big.test.mjs      (needs: bash tools/gen/gen_test_models.sh --big)
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -26,12 +26,12 @@ const CALM = 'qwen2.5-1.5b-calm-q4f16-op18-ext';
 const CALM_USER = 'Hello!';
 
 function missingCalm() {
-  if (!fs.existsSync(path.join(REPO, 'build/models', CALM, 'ref.json'))) return `build/models/${CALM}/ref.json missing (bash tools/gen_test_models.sh --big)`;
+  if (!fs.existsSync(path.join(REPO, 'build/models', CALM, 'ref.json'))) return `build/models/${CALM}/ref.json missing (bash tools/gen/gen_test_models.sh --big)`;
   return missingRuntime();
 }
 
 function missing() {
-  if (!fs.existsSync(path.join(REPO, 'build/models', MODEL, 'config.json'))) return `build/models/${MODEL} missing (bash tools/gen_test_models.sh --big)`;
+  if (!fs.existsSync(path.join(REPO, 'build/models', MODEL, 'config.json'))) return `build/models/${MODEL} missing (bash tools/gen/gen_test_models.sh --big)`;
   return missingRuntime();
 }
 

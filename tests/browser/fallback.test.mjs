@@ -16,7 +16,7 @@ function dropoutCopy() {
   fs.rmSync(d, { recursive: true, force: true });
   fs.cpSync(good, d, { recursive: true, filter: (src) => !src.endsWith('ref.json') });
   const onnx = path.join(d, 'onnx', fs.readdirSync(path.join(d, 'onnx')).find((f) => f.endsWith('.onnx')));
-  execFileSync('/usr/bin/python3', [path.join(REPO, 'tools/insert_dropout.py'), onnx]);
+  execFileSync('/usr/bin/python3', [path.join(REPO, 'tools/gen/insert_dropout.py'), onnx]);
   return good;
 }
 
@@ -31,7 +31,7 @@ export const tests = [
       try {
         await b.page.goto(`${s.url}demo/`, { waitUntil: 'load' });
         const r = await b.page.evaluate(async ({ prompt, system, max }) => {
-          const { Qwasm } = await import('/js/qwasm.js');
+          const { Qwasm } = await import('/js/page/qwasm.js');
           const model = '/build/test-artifacts/models/fallback-dropout/';
           const out = {};
           try { await Qwasm.load({ model, cache: 'none' }); } catch (e) { out.refused = { code: e.code, message: e.message }; }

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { REPO, server, chromium, assert, assertEq, runIfMain } from './lib.mjs';
-import { runKernelPage } from '../../tools/kernel_page.mjs';
+import { runKernelPage } from '../../tools/bench/kernel_page.mjs';
 
 function built(prog) { return fs.existsSync(path.join(REPO, 'build', prog + '.js')) ? null : `build/${prog}.js missing`; }
 

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { startServer } from '../../tools/serve.mjs';
+import { startServer } from '../../tools/serve/serve.mjs';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const ARTIFACTS = path.join(REPO, 'build/test-artifacts');
@@ -28,12 +28,12 @@ export function chatModelName() {
 /** What the full-chat tests need; returns a reason string when something is missing (test is skipped). */
 export function missingRuntime() {
   const need = [
-    ['js/qwasm.js', 'the JS runtime'],
-    ['build/wasm/qwasm-st.wasm', 'the wasm build (tools/build.sh wasm)'],
-    ['build/wasm/qwasm-mt.wasm', 'the wasm build (tools/build.sh wasm)'],
+    ['js/page/qwasm.js', 'the JS runtime'],
+    ['build/wasm/qwasm-st.wasm', 'the wasm build (tools/build/build.sh wasm)'],
+    ['build/wasm/qwasm-mt.wasm', 'the wasm build (tools/build/build.sh wasm)'],
   ];
   for (const [f, what] of need) if (!fs.existsSync(path.join(REPO, f))) return `${what} is missing (${f})`;
-  if (!chatModelName()) return 'no chat test model in build/models (bash tools/gen_test_models.sh)';
+  if (!chatModelName()) return 'no chat test model in build/models (bash tools/gen/gen_test_models.sh)';
   return null;
 }
 

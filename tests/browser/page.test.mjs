@@ -1,5 +1,5 @@
 // The demo page without a working model: structure, isolation, no external requests, error banners,
-// keyboard, phone viewport. Runs as soon as the page and js/qwasm.js exist.
+// keyboard, phone viewport. Runs as soon as the page and js/page/qwasm.js exist.
 import fs from 'node:fs';
 import path from 'node:path';
 import { REPO, server, chromium, openDemo, shot, assert, assertEq, runIfMain } from './lib.mjs';
@@ -10,7 +10,7 @@ async function withPage(opts, fn) {
   try { await fn({ s, ...b }); } finally { await b.close(); await s.close(); }
 }
 
-const needsJs = () => (fs.existsSync(path.join(REPO, 'js/qwasm.js')) ? null : 'js/qwasm.js missing');
+const needsJs = () => (fs.existsSync(path.join(REPO, 'js/page/qwasm.js')) ? null : 'js/page/qwasm.js missing');
 
 export const tests = [];
 tests.push(

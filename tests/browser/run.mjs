@@ -10,7 +10,7 @@ const args = process.argv.slice(2);
 const fi = args.indexOf('--filter');
 const filter = fi >= 0 ? new RegExp(args[fi + 1]) : process.env.QWASM_TEST_FILTER ? new RegExp(process.env.QWASM_TEST_FILTER) : null;
 const noFirefox = args.includes('--no-firefox') || process.env.QWASM_NO_FIREFOX === '1';
-// WebKit missing is a failure (tools/bootstrap.sh installs it), not a skip: leaving it out must be asked for.
+// WebKit missing is a failure (tools/build/bootstrap.sh installs it), not a skip: leaving it out must be asked for.
 const noWebkit = args.includes('--no-webkit') || process.env.QWASM_NO_WEBKIT === '1';
 
 const files = ['server.test.mjs', 'kernels.test.mjs', 'page.test.mjs', 'chat.test.mjs', 'folder.test.mjs', 'sources.test.mjs', 'fallback.test.mjs'];

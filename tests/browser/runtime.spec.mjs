@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { startServer } from '../../tools/serve.mjs';
+import { startServer } from '../../tools/serve/serve.mjs';
 import { ROOT, modelDir, wasmReady } from '../node/helpers.mjs';
 
 const results = [];
@@ -29,7 +29,7 @@ const ctx = await chromium.launchPersistentContext(userDataDir, {
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync'],
 });
-const start = srv.url + 'js/protocol.js'; // any same-origin document served with COOP/COEP
+const start = srv.url + 'js/worker/protocol.js'; // any same-origin document served with COOP/COEP
 
 async function newPage() {
   const page = await ctx.newPage();
@@ -53,7 +53,7 @@ async function inWorker(page, body, arg) {
 
 // ---- 1. IndexedDB vs OPFS ---------------------------------------------------------------------------------
 const bench = async ({ mb, chunkMB }) => {
-  const { openStore } = await import(origin + '/js/cache.js');
+  const { openStore } = await import(origin + '/js/cache/cache.js');
   const out = {};
   for (const kind of ['indexeddb', 'opfs']) {
     const url = `https://bench.invalid/${kind}/`;
@@ -83,7 +83,7 @@ const bench = async ({ mb, chunkMB }) => {
     const mbps = (bytes, ms) => +(bytes / 1048576 / (ms / 1000)).toFixed(0);
     out[kind] = { writeMBps: mbps(size, writeMs), openMs: +openMs.toFixed(1), seqRead1MiBMBps: mbps(size, seqMs), seqReadIntoSABMBps: mbps(size, sabMs), random64KiBReadsPerS: +(1000 / (randMs / 1000)).toFixed(0) };
   }
-  out.auto = (await import(origin + '/js/cache.js')).resolveCacheKind('auto');
+  out.auto = (await import(origin + '/js/cache/cache.js')).resolveCacheKind('auto');
   return out;
 };
 
@@ -101,9 +101,9 @@ const MODEL = 'small-q4f16-op18-ext';
 const FILE = 'onnx/model_q4f16.onnx_data';
 const mdir = modelDir(MODEL);
 const download = async ({ base, kind, stopAfterChunks, throttle }) => {
-  const { openStore } = await import(origin + '/js/cache.js');
-  const { downloadFile } = await import(origin + '/js/fetch.js');
-  const { Sha256 } = await import(origin + '/js/sha256.js');
+  const { openStore } = await import(origin + '/js/cache/cache.js');
+  const { downloadFile } = await import(origin + '/js/net/fetch.js');
+  const { Sha256 } = await import(origin + '/js/net/sha256.js');
   const store = await openStore(kind, base);
   const name = 'onnx/model_q4f16.onnx_data';
   if (stopAfterChunks) {
@@ -152,7 +152,7 @@ await check('Qwasm.load from a URL in Chromium; the second load makes zero reque
   const run = async (cache) => {
     const page = await newPage();
     const r = await page.evaluate(async ({ model, cache }) => {
-      const { Qwasm } = await import('/js/qwasm.js');
+      const { Qwasm } = await import('/js/page/qwasm.js');
       const phases = [];
       const rt = await Qwasm.load({ model, cache, onProgress: (p) => phases.push(p.phase) });
       const ids = [];
@@ -183,7 +183,7 @@ await check('a picked folder (File list) and a FileSystemDirectoryHandle load wi
   await page.evaluate(() => { const i = document.createElement('input'); i.type = 'file'; i.id = 'pick'; i.webkitdirectory = true; document.body.appendChild(i); });
   await page.setInputFiles('#pick', modelDir(TINY));
   const gen = async (model) => {
-    const { Qwasm } = await import('/js/qwasm.js');
+    const { Qwasm } = await import('/js/page/qwasm.js');
     const rt = await Qwasm.load({ model, cache: 'none' });
     const ids = [];
     for await (const ev of rt.generate({ promptIds: [1, 5, 42, 100, 7, 300], maxTokens: 8, greedy: true, ignoreEos: true })) if (ev.kind === 'token') ids.push(ev.id);
@@ -221,9 +221,9 @@ await check('not cross-origin isolated: the single-thread build, same tokens', a
   const plain = await startServer({ port: 0, root: ROOT, isolation: false, quiet: true });
   try {
     const page = await ctx.newPage();
-    await page.goto(plain.url + 'js/protocol.js');
+    await page.goto(plain.url + 'js/worker/protocol.js');
     const r = await page.evaluate(async () => {
-      const { Qwasm } = await import('/js/qwasm.js');
+      const { Qwasm } = await import('/js/page/qwasm.js');
       const rt = await Qwasm.load({ model: '/build/models/tiny-q4f16-op18-ext/', cache: 'none' });
       const ids = [];
       for await (const ev of rt.generate({ promptIds: [1, 5, 42, 100, 7, 300], maxTokens: 8, greedy: true, ignoreEos: true })) if (ev.kind === 'token') ids.push(ev.id);
@@ -251,7 +251,7 @@ await check('QUOTA: a full storage fails the load with code QUOTA naming the fil
   await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: usage + (2 << 20) });
   const before = srv.requests.filter((q) => q.url.includes(FILE)).length;
   const e = await page.evaluate(async () => {
-    const { Qwasm } = await import('/js/qwasm.js');
+    const { Qwasm } = await import('/js/page/qwasm.js');
     await Qwasm.cache.delete('/build/models/small-q4f16-op18-ext/');
     try { await Qwasm.load({ model: '/build/models/small-q4f16-op18-ext/', cache: 'opfs' }); return null; } catch (err) {
       return { code: err.code, file: err.file, message: err.message, need: err.bytesNeeded, avail: err.bytesAvailable };

@@ -1,11 +1,11 @@
-// tools/serve.mjs: headers, Range, HEAD, conditional requests, MIME types, redirects, traversal, test hooks.
+// tools/serve/serve.mjs: headers, Range, HEAD, conditional requests, MIME types, redirects, traversal, test hooks.
 // Pure Node (no browser).
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { REPO, server, assert, assertEq, runIfMain, tmpDir } from './lib.mjs';
-import { startServer, mimeFor } from '../../tools/serve.mjs';
+import { startServer, mimeFor } from '../../tools/serve/serve.mjs';
 
 function req(base, p, { method = 'GET', headers = {} } = {}) {
   return new Promise((resolve, reject) => {
@@ -67,7 +67,7 @@ export const tests = [
         'model.onnx_data_1': 'application/octet-stream', 'a.html': 'text/html', 'a.css': 'text/css', 'a.svg': 'image/svg+xml', 'a.png': 'image/png',
       };
       for (const [f, t] of Object.entries(types)) assert(mimeFor(f).startsWith(t), `${f} -> ${t} (got ${mimeFor(f)})`);
-      const js = await req(s.url, '/tools/serve.mjs');
+      const js = await req(s.url, '/tools/serve/serve.mjs');
       assert(js.headers['content-type'].startsWith('text/javascript'), '.mjs served as text/javascript');
     }),
   },
@@ -162,7 +162,7 @@ export const tests = [
   {
     name: 'server: CLI prints the URL and serves',
     fn: async () => {
-      const child = spawn(process.execPath, [path.join(REPO, 'tools/serve.mjs'), '--port', '0', '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [path.join(REPO, 'tools/serve/serve.mjs'), '--port', '0', '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'] });
       try {
         const url = await new Promise((resolve, reject) => {
           let out = '';

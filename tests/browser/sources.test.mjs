@@ -11,7 +11,7 @@ const N = 16;
 const SERVED = path.join(REPO, 'build/test-sources'); // served by the dev server (it serves the repository)
 
 function missing() {
-  if (!fs.existsSync(path.join(REPO, 'build/models', MODEL, 'ref.json'))) return `build/models/${MODEL} missing (bash tools/gen_test_models.sh)`;
+  if (!fs.existsSync(path.join(REPO, 'build/models', MODEL, 'ref.json'))) return `build/models/${MODEL} missing (bash tools/gen/gen_test_models.sh)`;
   return missingRuntime();
 }
 

@@ -1,6 +1,6 @@
 // WebKit (Safari's engine): Debian's WebKitGTK MiniBrowser through WebKitWebDriver (classic W3C WebDriver,
-// tools/webkit.mjs), on Xvfb when there is no display. Twice: with Safari's settings (SharedArrayBuffer for
-// cross-origin isolated pages, OPFS) and with WebKitGTK's own defaults (neither: tools/webkit.mjs says why).
+// tools/test/webkit.mjs), on Xvfb when there is no display. Twice: with Safari's settings (SharedArrayBuffer for
+// cross-origin isolated pages, OPFS) and with WebKitGTK's own defaults (neither: tools/test/webkit.mjs says why).
 // Each: error banners (404, corrupt models), load the bundled model, chat (greedy ids equal the native CLI),
 // reload -> from the cache with zero model-file requests, same ids. The page must pick its build by feature
 // detection: the baseline SIMD128 .wasm when the engine refuses relaxed SIMD, threads (mt) only where
@@ -13,7 +13,7 @@ import path from 'node:path';
 import {
   REPO, ARTIFACTS, server, assert, assertEq, runIfMain, missingRuntime, chatModelName, nativeGreedy, DEFAULT_SYSTEM,
 } from './lib.mjs';
-import { launchWebKit, webkitMissing } from '../../tools/webkit.mjs';
+import { launchWebKit, webkitMissing } from '../../tools/test/webkit.mjs';
 
 const PROMPT = 'Hola, ¿qué tal?';
 const MAX = 16;
@@ -23,7 +23,7 @@ function needs() {
   const why = missingRuntime();
   if (why) return why;
   const wk = webkitMissing();
-  if (wk) throw new Error(`WebKit cannot run here: ${wk} (tools/bootstrap.sh installs it; --no-webkit to leave WebKit out)`);
+  if (wk) throw new Error(`WebKit cannot run here: ${wk} (tools/build/bootstrap.sh installs it; --no-webkit to leave WebKit out)`);
   return null;
 }
 
@@ -113,7 +113,7 @@ function webkitTest(safari) {
         await openDemo(page, base, `?model=${chatModelName()}`);
         const env = await page.evaluate(async () => ({
           isolated: crossOriginIsolated, sab: typeof SharedArrayBuffer === 'function',
-          relaxed: (await import('/js/qwasm-loader.js')).supportsRelaxedSimd(),
+          relaxed: (await import('/js/worker/qwasm-loader.js')).supportsRelaxedSimd(),
           opfsOpens: !!navigator.storage && await navigator.storage.getDirectory().then(() => true, () => false),
         }));
         assertEq(env.isolated, true, 'crossOriginIsolated (the server sends COOP/COEP)');
@@ -145,7 +145,7 @@ function webkitTest(safari) {
         const want = `/build/wasm${env.relaxed ? '-relaxed' : ''}/qwasm-${flavour}${env.relaxed ? '-relaxed' : ''}.wasm`;
         assert(wasm.some((u) => u.split('?')[0].endsWith(want)), `fetched ${want} (relaxed SIMD ${env.relaxed ? 'validates' : 'refused'}): ${wasm.join(', ')}`);
         if (!env.relaxed) assertEq(wasm.filter((u) => /relaxed/.test(u)), [], 'no relaxed-SIMD build fetched');
-        const backends = await page.evaluate(async () => (await (await import('/js/qwasm.js')).Qwasm.cache.list()).map((m) => m.backend));
+        const backends = await page.evaluate(async () => (await (await import('/js/page/qwasm.js')).Qwasm.cache.list()).map((m) => m.backend));
         // MiniBrowser's automation session is ephemeral: OPFS refuses to open there, so 'auto' must fall back
         assertEq([...new Set(backends)], [env.opfsOpens ? 'opfs' : 'indexeddb'], 'cache backend picked by feature detection');
 

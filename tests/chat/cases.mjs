@@ -1,6 +1,6 @@
 // cases.mjs - the chat templates and conversations of the golden tests (tests/node/chat_template.test.mjs renders
 // every case with @huggingface/transformers' apply_chat_template and with qwasm; tests/test_chat_template.c checks
-// a few through tools/chat_ref.mjs). The Llama-, Mistral- and Gemma-style templates are written for these tests
+// a few through tools/ref/chat_ref.mjs). The Llama-, Mistral- and Gemma-style templates are written for these tests
 // (tests/chat/*.jinja); the Qwen2.5 one is the shared fixture's and the Qwen3 one comes from the npm package.
 import fs from 'node:fs';
 import path from 'node:path';

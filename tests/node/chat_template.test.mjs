@@ -12,8 +12,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { templates, cases, TOOLS } from '../chat/cases.mjs';
-import { tokenizerFor, reference } from '../../tools/chat_ref.mjs';
-import { Qwasm } from '../../js/qwasm.js';
+import { tokenizerFor, reference } from '../../tools/ref/chat_ref.mjs';
+import { Qwasm } from '../../js/page/qwasm.js';
 import { WASM_DIR, CLI as DEFAULT_CLI, modelDir, wasmReady } from './helpers.mjs';
 
 const cli = process.env.QW_CLI || DEFAULT_CLI;
@@ -137,7 +137,7 @@ test('hostile templates stop at their bounds with a clear error', () => {
 // The JS API: the wasm core renders the model folder's template (generated models carry the fixture's Qwen2.5 one)
 const MODEL = 'small-q4f16-op18-ext'; // the full Qwen vocabulary: the rendered prompt's ids are in range
 const dir = modelDir(MODEL);
-const skip = !wasmReady() ? 'build/wasm has no model exports (build the wasm target)' : !dir ? `build/models/${MODEL} is missing (run tools/gen_test_models.sh)` : false;
+const skip = !wasmReady() ? 'build/wasm has no model exports (build the wasm target)' : !dir ? `build/models/${MODEL} is missing (run tools/gen/gen_test_models.sh)` : false;
 test('rt.applyChatTemplate and generate({messages, tools}) use the model\'s template', { skip }, async () => {
   const rt = await Qwasm.load({ model: dir, wasmBase: WASM_DIR });
   try {

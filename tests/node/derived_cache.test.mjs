@@ -1,4 +1,4 @@
-// The derived cache (js/derived-cache.js) on the Node cache store: a derived file saved from "heap" segments
+// The derived cache (js/cache/derived-cache.js) on the Node cache store: a derived file saved from "heap" segments
 // reads back byte for byte, is offered again while its source file's identity holds, and is deleted when the
 // source changes (new ETag or size), when a save is cut off (model unloaded) or fails (quota), or when the core
 // stops asking for it (another layout version). Needs no wasm build and no model.
@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { NodeStore } from '../../js/cache.js';
-import { openDerived, saveDerived } from '../../js/derived-cache.js';
+import { NodeStore } from '../../js/cache/cache.js';
+import { openDerived, saveDerived } from '../../js/cache/derived-cache.js';
 import { cachedBytes } from './helpers.mjs';
 
 const SRC = 'onnx/model_q4f16.onnx_data';

@@ -9,19 +9,19 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { Qwasm } from '../../js/qwasm.js';
+import { Qwasm } from '../../js/page/qwasm.js';
 import { ROOT, WASM_DIR, modelDir, wasmReady } from './helpers.mjs';
 
 const tiny = modelDir('tiny-q4f16-op18-ext');
 const small = modelDir('small-q4f16-op18-ext');
-const skip = !wasmReady() ? 'build/wasm is missing' : !tiny || !small ? 'test models missing (tools/gen_test_models.sh)' : false;
+const skip = !wasmReady() ? 'build/wasm is missing' : !tiny || !small ? 'test models missing (tools/gen/gen_test_models.sh)' : false;
 
 /** Copies a model folder and inserts Dropout after the first Softmax of its graph. */
 function withDropout(dir) {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'qwasm-fallback-'));
   fs.cpSync(dir, out, { recursive: true });
   const onnx = path.join(out, 'onnx', fs.readdirSync(path.join(out, 'onnx')).find((f) => f.endsWith('.onnx')));
-  execFileSync('/usr/bin/python3', [path.join(ROOT, 'tools/insert_dropout.py'), onnx]);
+  execFileSync('/usr/bin/python3', [path.join(ROOT, 'tools/gen/insert_dropout.py'), onnx]);
   return out;
 }
 

@@ -1,4 +1,4 @@
-// Downloads into the cache (js/fetch.js + the Node cache store): chunks, resume after a dropped connection,
+// Downloads into the cache (js/net/fetch.js + the Node cache store): chunks, resume after a dropped connection,
 // HTTP errors, truncation, no-Range servers, sha256. Needs no wasm build; needs build/models/ (skips otherwise).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -6,14 +6,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { downloadFile } from '../../js/fetch.js';
-import { NodeStore } from '../../js/cache.js';
+import { downloadFile } from '../../js/net/fetch.js';
+import { NodeStore } from '../../js/cache/cache.js';
 import { startTestServer, MODELS, modelDir, cachedBytes } from './helpers.mjs';
 
 const MODEL = 'small-q4f16-op18-ext';
 const FILE = 'onnx/model_q4f16.onnx_data';
 const dir = modelDir(MODEL);
-const skip = dir ? false : `build/models/${MODEL} is missing (run tools/gen_test_models.sh)`;
+const skip = dir ? false : `build/models/${MODEL} is missing (run tools/gen/gen_test_models.sh)`;
 const CHUNK = 512 << 10;
 
 function tmp() { return fs.mkdtempSync(path.join(os.tmpdir(), 'qwasm-fetch-')); }

@@ -1,14 +1,14 @@
 // Bad input from the JS side and the CLI (issue #16): sampling options refused with code ARG naming the option,
 // generation_config.json's bad values as warnings, non-regular files as external data, wasm traps reported as
 // INTERNAL with the running node, and the CLI's numeric flags parsed strictly (usage error naming the flag).
-// Uses build/models/hostile (tools/gen_hostile.py, run by tools/gen_test_models.sh); skips what is missing.
+// Uses build/models/hostile (tools/gen/gen_hostile.py, run by tools/gen/gen_test_models.sh); skips what is missing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Qwasm } from '../../js/qwasm.js';
-import { checkSampling, checkLoadOptions, wasmTrapError } from '../../js/protocol.js';
+import { Qwasm } from '../../js/page/qwasm.js';
+import { checkSampling, checkLoadOptions, wasmTrapError } from '../../js/worker/protocol.js';
 import { MODELS, WASM_DIR, CLI, wasmReady } from './helpers.mjs';
 
 const H = path.join(MODELS, 'hostile');

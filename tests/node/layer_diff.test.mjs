@@ -1,4 +1,4 @@
-// tools/layer_diff.mjs on the test models: qwasm's hidden state after every layer's attention and MLP residual
+// tools/ref/layer_diff.mjs on the test models: qwasm's hidden state after every layer's attention and MLP residual
 // sum (and the final norm) against onnxruntime-node's, for the prompt of each model's ref.json. The relative
 // error of layer l (0-based) must stay under PER_LAYER * (l + 1): it may grow with depth by about one rounding
 // step per layer, not faster. PER_LAYER is about 3x (fp16) to 5x (fp32) the errors measured on 2026-12-02:
@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CLI, modelDir } from './helpers.mjs';
-import { layerDiff } from '../../tools/layer_diff.mjs';
+import { layerDiff } from '../../tools/ref/layer_diff.mjs';
 
 const CASES = [
   { model: 'tiny-fp32-op14', perLayer: 5e-6 },
@@ -21,7 +21,7 @@ const CASES = [
 
 for (const { model, perLayer } of CASES) {
   const dir = modelDir(model);
-  const skip = !fs.existsSync(CLI) ? `${CLI} missing` : !dir ? `build/models/${model} missing (bash tools/gen_test_models.sh)` : false;
+  const skip = !fs.existsSync(CLI) ? `${CLI} missing` : !dir ? `build/models/${model} missing (bash tools/gen/gen_test_models.sh)` : false;
   test(`layer_diff ${model}: relative error of layer l <= ${perLayer} * (l + 1)`, { skip }, async () => {
     const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
     const r = await layerDiff(dir, { threads: 2 });

@@ -1,6 +1,6 @@
 // `qwasm run --mem-cap-mb N`: weights paged from disk under a cap give the same greedy ids as the uncapped run,
 // the paging counters move and the process stays within cap + 300 MB (the browser target) on the 1.5B model.
-// Models come from tools/gen_test_models.sh (build/models); a missing model skips its test.
+// Models come from tools/gen/gen_test_models.sh (build/models); a missing model skips its test.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';

@@ -1,4 +1,4 @@
-// The generated test models (tools/gen_test_models.sh -> build/models/) load in onnxruntime-node, the
+// The generated test models (tools/gen/gen_test_models.sh -> build/models/) load in onnxruntime-node, the
 // onnxruntime references are deterministic, the graph is self-consistent (one-shot prefill == KV-cache
 // decoding, left padding masked), and the big Qwen2.5-1.5B/0.5B-shaped models, when generated, have
 // the structure of the real exports.
@@ -9,7 +9,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
-import { runGreedy, createSession, findOnnx, decodeLogits } from '../../tools/ort_ref.mjs';
+import { runGreedy, createSession, findOnnx, decodeLogits } from '../../tools/ref/ort_ref.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const models = path.join(root, 'build', 'models');
@@ -39,7 +39,7 @@ function prefillFeeds(sess, cfg, ids, mask, pos) {
 
 for (const m of TINY) {
   const dir = path.join(models, m);
-  test(`${m}: loads, interface, deterministic reference`, { skip: !have(m) && 'run tools/gen_test_models.sh' }, async () => {
+  test(`${m}: loads, interface, deterministic reference`, { skip: !have(m) && 'run tools/gen/gen_test_models.sh' }, async () => {
     const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
     const L = cfg.num_hidden_layers;
     const sess = await createSession(dir, findOnnx(dir), 1);
@@ -87,7 +87,7 @@ test('tiny fp32 and q4 variants are the same model (MatMulNBits dequantisation =
 });
 
 test('small-q4f16-op18-ext: real vocab, tokenizer files, base64 reference',
-     { skip: !have('small-q4f16-op18-ext') && 'run tools/gen_test_models.sh' }, () => {
+     { skip: !have('small-q4f16-op18-ext') && 'run tools/gen/gen_test_models.sh' }, () => {
   const dir = path.join(models, 'small-q4f16-op18-ext');
   const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
   assert.equal(cfg.vocab_size, 151936);
@@ -106,8 +106,8 @@ const BIG = [
   ['qwen2.5-0.5b-q4f16-op14', 'model_q4f16.onnx', 24, 168, 14],
 ];
 for (const [m, file, L, nbits, opset] of BIG) {
-  test(`${m}: structure (when generated)`, { skip: !have(m) && 'not generated (tools/gen_test_models.sh --big)' }, () => {
-    const r = spawnSync(PY, ['tools/check_model.py', path.join(models, m, 'onnx', file), '--json',
+  test(`${m}: structure (when generated)`, { skip: !have(m) && 'not generated (tools/gen/gen_test_models.sh --big)' }, () => {
+    const r = spawnSync(PY, ['tools/gen/check_model.py', path.join(models, m, 'onnx', file), '--json',
                              '--expect-layers', String(L), '--expect-matmulnbits', String(nbits)],
                         { cwd: root, encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr + r.stdout);

@@ -1,18 +1,18 @@
 // The tied embedding read on demand (embeddingOnDemand) in the wasm runtime under Node, on the generated
 // Qwen2.5-0.5B-shaped model (its embedding is 272 MB of its 475 MB): from a path, 'auto' leaves the embedding in
 // the files (stats: on_demand_bytes = the embedding, resident weights lower by exactly its bytes) and gives the
-// tokens of the resident run, greedy and sampled (where 64 logits are kept exact). The model comes with `bash tools/gen_test_models.sh --big`: skipped when it is not there (the test
+// tokens of the resident run, greedy and sampled (where 64 logits are kept exact). The model comes with `bash tools/gen/gen_test_models.sh --big`: skipped when it is not there (the test
 // command's node stage runs before it is generated; its big stage runs this file again afterwards).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { Qwasm } from '../../js/qwasm.js';
+import { Qwasm } from '../../js/page/qwasm.js';
 import { WASM_DIR, CLI, modelDir, wasmReady } from './helpers.mjs';
 
 const MODEL = 'qwen2.5-0.5b-q4f16-op14';
 const dir = modelDir(MODEL);
-const skip = !wasmReady() ? 'build/wasm has no model exports' : !dir ? `build/models/${MODEL} is missing (bash tools/gen_test_models.sh --big)` : false;
+const skip = !wasmReady() ? 'build/wasm has no model exports' : !dir ? `build/models/${MODEL} is missing (bash tools/gen/gen_test_models.sh --big)` : false;
 const EMB = 151936 * 896 * 2; // fp16
 const PROMPT = [785, 3840, 315, 24231, 374, 264, 3364, 315];
 const N = 10;

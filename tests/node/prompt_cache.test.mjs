@@ -2,18 +2,18 @@
 // the system prompt in the model's Node cache, a later load reads it instead of prefilling it and gives the same
 // tokens, a damaged entry is refused by the core, deleted and made again; multi-turn chat keeps the KV of the
 // earlier turns (the second turn prefills only its new tokens, with a fresh runtime's tokens); kvCache: 'int8'
-// and the KV figures of rt.stats(). Needs build/wasm and build/models/ (tools/gen_test_models.sh); skips otherwise.
+// and the KV figures of rt.stats(). Needs build/wasm and build/models/ (tools/gen/gen_test_models.sh); skips otherwise.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Qwasm } from '../../js/qwasm.js';
+import { Qwasm } from '../../js/page/qwasm.js';
 import { startTestServer, MODELS, WASM_DIR, modelDir, wasmReady } from './helpers.mjs';
 
 const MODEL = 'small-q4f16-op18-ext';
 const dir = modelDir(MODEL);
-const skip = !wasmReady() ? 'build/wasm has no model exports yet' : !dir ? `build/models/${MODEL} is missing (run tools/gen_test_models.sh)` : false;
+const skip = !wasmReady() ? 'build/wasm has no model exports yet' : !dir ? `build/models/${MODEL} is missing (run tools/gen/gen_test_models.sh)` : false;
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qwasm-pc-'));
 const SYSTEM = 'Eres un asistente clínico. Redacta epicrisis en español a partir de las notas del paciente: ' +
   'motivo de ingreso, antecedentes, evolución, tratamiento, estado al alta y recomendaciones. '.repeat(6);

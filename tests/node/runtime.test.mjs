@@ -1,20 +1,20 @@
 // The browser runtime in Node: Qwasm.load through the worker (worker_threads), from a path and from an http URL,
 // tokens equal to the native CLI's, zero requests on a cached second load, errors with code and file, abort.
-// Needs build/wasm (with the model exports) and build/models/ (tools/gen_test_models.sh); skips otherwise.
+// Needs build/wasm (with the model exports) and build/models/ (tools/gen/gen_test_models.sh); skips otherwise.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Qwasm } from '../../js/qwasm.js';
+import { Qwasm } from '../../js/page/qwasm.js';
 import { startTestServer, MODELS, WASM_DIR, CLI, modelDir, wasmReady } from './helpers.mjs';
 
 const MODEL = 'tiny-q4f16-op18-ext';
 const DATA = 'onnx/model_q4f16.onnx_data';
 const dir = modelDir(MODEL);
 const skip = !wasmReady() ? 'build/wasm has no model exports yet (build the wasm target once the C core builds)'
-  : !dir ? `build/models/${MODEL} is missing (run tools/gen_test_models.sh)` : false;
+  : !dir ? `build/models/${MODEL} is missing (run tools/gen/gen_test_models.sh)` : false;
 const PROMPT = [1, 5, 42, 100, 7, 300];
 const N = 12;
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qwasm-rt-'));

@@ -3,18 +3,18 @@
 // from a URL (probed with 1-byte ranged requests, the error listing what was tried), the dtype option as
 // Transformers.js's, and the containment rule (#16): names from files that leave the folder are refused with
 // code CORRUPT (QW_E_FORMAT) naming the file and the key, from a path and from a URL; symbolic links too.
-// Needs build/wasm and build/models/ (tools/gen_test_models.sh); skips otherwise.
+// Needs build/wasm and build/models/ (tools/gen/gen_test_models.sh); skips otherwise.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Qwasm } from '../../js/qwasm.js';
+import { Qwasm } from '../../js/page/qwasm.js';
 import { startTestServer, WASM_DIR, modelDir, wasmReady } from './helpers.mjs';
 
 const MODEL = 'tiny-q4f16-op18-ext'; // onnx/model_q4f16.onnx + onnx/model_q4f16.onnx_data
 const src = modelDir(MODEL);
-const skip = !wasmReady() ? 'build/wasm has no model exports yet' : !src ? `build/models/${MODEL} is missing (run tools/gen_test_models.sh)` : false;
+const skip = !wasmReady() ? 'build/wasm has no model exports yet' : !src ? `build/models/${MODEL} is missing (run tools/gen/gen_test_models.sh)` : false;
 const ref = src ? JSON.parse(fs.readFileSync(path.join(src, 'ref.json'), 'utf8')) : null;
 const N = 16;
 

@@ -7,13 +7,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Qwasm } from '../../js/qwasm.js';
+import { Qwasm } from '../../js/page/qwasm.js';
 import { CLI, MODELS, WASM_DIR, modelDir, wasmReady } from './helpers.mjs';
 
 const dir = modelDir('tiny-copy');
 const PROMPT = fs.existsSync(path.join(MODELS, 'tiny-copy', 'ref.json'))
   ? JSON.parse(fs.readFileSync(path.join(MODELS, 'tiny-copy', 'ref.json'), 'utf8')).prompt_ids : null;
-const skipModel = !dir || !PROMPT ? 'build/models/tiny-copy is missing (run tools/gen_test_models.sh)' : false;
+const skipModel = !dir || !PROMPT ? 'build/models/tiny-copy is missing (run tools/gen/gen_test_models.sh)' : false;
 const skipWasm = skipModel || (!wasmReady() ? 'build/wasm has no model exports' : false);
 const skipCli = skipModel || (!fs.existsSync(CLI) ? 'no native CLI' : false);
 
@@ -75,6 +75,6 @@ test('CLI on the 1.5B shape: speculative greedy tokens equal plain decoding\'s',
   assert.deepEqual(on.ids, off.ids);
   // Random full-size weights rarely repeat an n-gram of the prompt, so drafts may not be made here at all (seen:
   // 0 steps); the drafted path on this shape is exercised by the copy models (tiny-copy above; the 1.5B copy model
-  // by tools/bench_spec.mjs). The count is printed, not asserted.
+  // by tools/bench/bench_spec.mjs). The count is printed, not asserted.
   console.log(`# 1.5B: ${on.spec_drafted} drafted, ${on.spec_accepted} accepted in ${on.spec_steps} steps`);
 });

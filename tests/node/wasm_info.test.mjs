@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadQwasmModule, supportsRelaxedSimd } from '../../js/qwasm-loader.js';
+import { loadQwasmModule, supportsRelaxedSimd } from '../../js/worker/qwasm-loader.js';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const version = readFileSync(path.join(root, 'src', 'api', 'qwasm.h'), 'utf8').match(/QW_VERSION_STRING "([^"]+)"/)[1];

@@ -19,7 +19,7 @@ const builds = [
 for (const [file, flags] of builds) {
   test(`kernels agree with the scalar reference: ${path.basename(file)}`, () => {
     const p = path.join(root, file);
-    assert.ok(existsSync(p), `${file} is missing: run tools/build.sh wasm wasm-relaxed`);
+    assert.ok(existsSync(p), `${file} is missing: run tools/build/build.sh wasm wasm-relaxed`);
     const r = spawnSync(process.execPath, [...flags, p], { encoding: 'utf8', timeout: 300000 });
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /test_kernels: \d+ checks, 0 failed/);

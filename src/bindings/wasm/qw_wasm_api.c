@@ -1,4 +1,4 @@
-/* qw_wasm_api.c - the functions the JS glue (js/qwasm-worker.js) calls in qwasm-mt / qwasm-st.
+/* qw_wasm_api.c - the functions the JS glue (js/worker/qwasm-worker.js) calls in qwasm-mt / qwasm-st.
  *
  * Conventions, for every export below:
  *  - Errors: functions return a status int (0 = QW_OK, else a qw_status) or a handle/pointer that is 0 on
@@ -11,7 +11,7 @@
  *    which releases them with qw_wasm_free (in a `finally`). Inputs that JS allocates with qw_wasm_malloc
  *    are freed by JS after the call; C copies what it keeps.
  *  - Files: C reads every file through a qw_fs whose size/read are JS functions imported from
- *    js/qw_library.js (qw_js_fs_size / qw_js_fs_read). A JS "file source" is registered in the worker under
+ *    js/worker/qw_library.js (qw_js_fs_size / qw_js_fs_read). A JS "file source" is registered in the worker under
  *    an integer id (fs_id) and passed here. Reads are synchronous (FileReaderSync on IndexedDB Blobs or
  *    picked Files, FileSystemSyncAccessHandle on OPFS, fs.readSync in Node) and happen on the thread that
  *    calls these exports (the JS sources live there); a read from another pthread fails with QW_E_IO.
@@ -28,7 +28,7 @@
 #include "qw_onnx.h"
 #include "qw_graph.h"
 
-/* ---- imported from js/qw_library.js --------------------------------------------------------------- */
+/* ---- imported from js/worker/qw_library.js --------------------------------------------------------------- */
 /* Size of file `name` of source fs_id into out[0] (low 32 bits) and out[1] (high 32 bits); status. */
 extern int qw_js_fs_size(int fs_id, const char *name, uint32_t *out);
 /* Reads exactly len bytes of `name` at offset into dst; status (QW_E_RANGE on a short read). */
@@ -334,7 +334,7 @@ typedef struct qw_wasm_event {
     int32_t spec_drafted, spec_accepted, spec_steps;
 } qw_wasm_event;
 
-_Static_assert(sizeof(qw_wasm_event) == 80, "qw_wasm_event layout is read by js/qwasm-worker.js");
+_Static_assert(sizeof(qw_wasm_event) == 80, "qw_wasm_event layout is read by js/worker/qwasm-worker.js");
 
 typedef struct qw_wasm_gen {
     qw_gen *g;

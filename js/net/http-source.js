@@ -1,0 +1,112 @@
+// http-source.js - cache:'none' in a browser worker: a model file read straight from the server into the wasm
+// heap, window by window, with synchronous HTTP Range requests (XMLHttpRequest, allowed in workers). Nothing
+// is kept after it is copied: the tab never holds the downloaded bytes beside the heap's copy (the memory
+// store of cache.js kept every chunk as a Blob for the whole session: the model twice).
+//
+// The C core reads a file through qw_fs in pieces of at most 4 MiB, mostly in file order; each miss fetches a
+// window of WINDOW_MIN..WINDOW_MAX bytes from the read's offset. Requests are one at a time (the core waits on
+// each read), retried on network errors and 408/429/5xx. Every response must be a 206 of the bytes asked for
+// with the size and ETag the probe saw (else CORRUPT: the file changed on the server). When a sha256 is known
+// and the windows covered the file in order, the hash is checked (`hashState()`); reads out of order leave it
+// 'unchecked' (counted in stats).
+
+import { QwasmError } from '../worker/protocol.js';
+import { Sha256 } from './sha256.js';
+
+const WINDOW_MIN = 1 << 20;   // the graph's protobuf is read in 64 KiB pieces: small windows, few wasted bytes
+const WINDOW_MAX = 8 << 20;   // the weights' 4 MiB reads: 8 MiB per request (each response is garbage once copied)
+
+/** Whether this context can read synchronously over HTTP (a dedicated worker; not Node, not a page). */
+export function syncHttpAvailable() {
+  return typeof XMLHttpRequest === 'function' && typeof WorkerGlobalScope !== 'undefined';
+}
+
+function spin(ms) { const t = Date.now() + ms; while (Date.now() < t) { /* a sync read cannot await a timer */ } }
+
+/**
+ * A reader ({size, read(offset, dst), close}) for `url`, whose size and identity a probe found.
+ * @param {object} o  {url, name, size, etag, sha256, retries, stats: a shared counter object, onBytes(n)}
+ */
+export function httpReader(o) {
+  const { url, name, size } = o;
+  const retries = o.retries == null ? 4 : o.retries;
+  const st = o.stats;
+  let win = null, winStart = 0;          // the last window fetched (dropped when the next one comes)
+  const hash = o.sha256 ? new Sha256() : null;
+  let hashed = 0, hashBroken = false;    // bytes hashed so far in file order; false once a window skips back
+
+  const fetchRange = (start, end) => {
+    for (let attempt = 0; ; attempt++) {
+      const x = new XMLHttpRequest();
+      let err = null;
+      try {
+        x.open('GET', url, false);
+        x.responseType = 'arraybuffer';
+        x.setRequestHeader('Range', `bytes=${start}-${end}`);
+        x.send();
+      } catch (e) { err = new QwasmError('NETWORK', `${name}: network error reading bytes ${start}-${end} of ${url}: ${e.message || e}`, { file: name }); }
+      if (!err) {
+        const s = x.status;
+        if (s === 206) {
+          const cr = /bytes\s+(\d+)-(\d+)\/(\d+|\*)/i.exec(x.getResponseHeader('content-range') || '');
+          const et = x.getResponseHeader('etag');
+          const body = x.response ? new Uint8Array(x.response) : new Uint8Array(0);
+          if ((cr && (+cr[1] !== start || +cr[2] !== end || (cr[3] !== '*' && +cr[3] !== size))) || body.length !== end - start + 1 ||
+              (et && o.etag && et !== o.etag)) {
+            throw new QwasmError('CORRUPT', `${name}: the file changed on the server or the server sent other bytes (asked ${start}-${end}/${size}, got Content-Range ${x.getResponseHeader('content-range')}, ${body.length} bytes)`, { file: name });
+          }
+          st.requests++; st.bytes += body.length;
+          return body;
+        }
+        if (s === 200) throw new QwasmError('HTTP', `${name}: the server ignored the Range request (HTTP 200); cache:'none' reads ranges, use a server with Range support or another cache`, { file: name, status: s });
+        if (s === 404 || s === 410) throw new QwasmError('NOT_FOUND', `${name}: not found (HTTP ${s}) at ${url}`, { file: name, status: s });
+        if (s === 401 || s === 403) throw new QwasmError('FORBIDDEN', `${name}: access denied (HTTP ${s}) at ${url}`, { file: name, status: s });
+        const retryable = s === 0 || s === 408 || s === 429 || s >= 500;
+        err = new QwasmError(s === 0 ? 'NETWORK' : 'HTTP', `${name}: HTTP ${s} reading bytes ${start}-${end} at ${url}`, { file: name, status: s });
+        if (!retryable) throw err;
+      }
+      if (attempt >= retries) throw err;
+      st.retries++;
+      spin(Math.min(4000, 250 * 2 ** attempt));
+    }
+  };
+
+  return {
+    size,
+    read(offset, dst) {
+      let pos = 0;
+      while (pos < dst.length) {
+        const off = offset + pos;
+        if (!win || off < winStart || off >= winStart + win.length) {
+          if (off >= size) throw Object.assign(new Error(`${name}: read past the end (offset ${off} of ${size})`), { qwStatus: 7 });
+          const want = Math.min(WINDOW_MAX, Math.max(WINDOW_MIN, (dst.length - pos) * 4));
+          const end = Math.min(size, off + Math.max(want, dst.length - pos)) - 1;
+          if (win) st.windowsDropped++;
+          win = null;                        // the old window goes before the new one comes
+          win = fetchRange(off, end);
+          winStart = off;
+          if (hash && !hashBroken) {
+            if (off === hashed) { hash.update(win); hashed += win.length; } else if (off < hashed) {
+              // a window read again (the window before was dropped): hash only what is new
+              const from = hashed - off;
+              if (from < win.length) { hash.update(win.subarray(from)); hashed += win.length - from; }
+            } else hashBroken = true;
+          }
+          if (o.onBytes) o.onBytes(win.length);
+        }
+        const n = Math.min(dst.length - pos, winStart + win.length - off);
+        dst.set(win.subarray(off - winStart, off - winStart + n), pos);
+        pos += n;
+      }
+    },
+    /** 'verified' | 'mismatch' | 'unchecked' (no known hash, or the file was not read whole and in order). */
+    hashState() {
+      if (!hash) return 'unchecked';
+      if (hashBroken || hashed !== size) return 'unchecked';
+      return hash.hex() === o.sha256 ? 'verified' : 'mismatch';
+    },
+    /** The bytes read so far are not needed again unless the core pages or reads rows (memory cap). */
+    release() { win = null; },
+    close() { win = null; },
+  };
+}

@@ -1,0 +1,176 @@
+#!/usr/bin/python3
+"""gen_unicode_tables.py - builds the compact Unicode tables qwasm's tokenizer needs from the Unicode
+Character Database (Debian's unicode-data, /usr/share/unicode). Run at build time by
+tools/build/cmake/qw_unicode.cmake; nothing here is typed by hand.
+
+usage: gen_unicode_tables.py UCD_DIR OUT_C OUT_H
+
+Tables (all sorted, looked up by binary search in src/text/qw_unicode.c):
+  qw_uc_class_ranges   [lo, hi, flags]: flags = QW_UC_L (\\p{L}: Lu Ll Lt Lm Lo), QW_UC_N (\\p{N}: Nd Nl No),
+                       QW_UC_WS (White_Space, what \\s means in Rust regex and Oniguruma).
+  qw_uc_fold           [cp, ascii]: code points whose simple case folding (CaseFolding.txt C+S) equals
+                       an ASCII lowercase letter used by (?i:'s|'t|'re|'ve|'m|'ll|'d).
+  qw_uc_ccc_ranges     [lo, hi, ccc] for canonical combining class != 0.
+  qw_uc_decomp         [cp, a, b]: canonical decompositions (b = 0 for singletons).
+  qw_uc_comp           [a, b, c]: primary composites (not Full_Composition_Exclusion), sorted by (a, b).
+  qw_uc_nfc_qc_ranges  [lo, hi, v]: NFC_Quick_Check No (1) / Maybe (2).
+"""
+import os
+import sys
+
+
+def parse_ranges(field):
+    if ".." in field:
+        a, b = field.split("..")
+        return int(a, 16), int(b, 16)
+    v = int(field, 16)
+    return v, v
+
+
+def read_lines(path):
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                yield [x.strip() for x in line.split(";")]
+
+
+def unicode_data(ucd):
+    """Yields (cp, fields) for every code point, expanding the <..., First>/<..., Last> ranges."""
+    first = None
+    for fields in read_lines(os.path.join(ucd, "UnicodeData.txt")):
+        cp = int(fields[0], 16)
+        name = fields[1]
+        if name.endswith(", First>"):
+            first = cp
+            continue
+        if name.endswith(", Last>"):
+            for c in range(first, cp + 1):
+                yield c, fields
+            first = None
+            continue
+        yield cp, fields
+
+
+def compress(values):
+    """values: dict cp -> v (v != 0). Returns [(lo, hi, v)] merging runs of equal v."""
+    out = []
+    for cp in sorted(values):
+        v = values[cp]
+        if out and out[-1][1] == cp - 1 and out[-1][2] == v:
+            out[-1][1] = cp
+        else:
+            out.append([cp, cp, v])
+    return out
+
+
+def main():
+    if len(sys.argv) != 4:
+        sys.stderr.write("usage: gen_unicode_tables.py UCD_DIR OUT_C OUT_H\n")
+        return 2
+    ucd, out_c, out_h = sys.argv[1:]
+    L, N, WS = 1, 2, 4
+    cls = {}
+    ccc = {}
+    decomp = {}
+    for cp, f in unicode_data(ucd):
+        gc = f[2]
+        if gc in ("Lu", "Ll", "Lt", "Lm", "Lo"):
+            cls[cp] = cls.get(cp, 0) | L
+        elif gc in ("Nd", "Nl", "No"):
+            cls[cp] = cls.get(cp, 0) | N
+        if int(f[3]) != 0:
+            ccc[cp] = int(f[3])
+        d = f[5]
+        if d and not d.startswith("<"):
+            parts = [int(x, 16) for x in d.split()]
+            assert 1 <= len(parts) <= 2, hex(cp)
+            decomp[cp] = parts
+    for fields in read_lines(os.path.join(ucd, "PropList.txt")):
+        if fields[1] == "White_Space":
+            lo, hi = parse_ranges(fields[0])
+            for cp in range(lo, hi + 1):
+                cls[cp] = cls.get(cp, 0) | WS
+
+    fold = {}
+    for fields in read_lines(os.path.join(ucd, "CaseFolding.txt")):
+        if fields[1] in ("C", "S"):
+            cp = int(fields[0], 16)
+            to = int(fields[2], 16)
+            if chr(to) in "strevmld" and cp != to:
+                fold[cp] = to
+
+    full_excl = set()
+    qc = {}
+    for fields in read_lines(os.path.join(ucd, "DerivedNormalizationProps.txt")):
+        if fields[1] == "Full_Composition_Exclusion":
+            lo, hi = parse_ranges(fields[0])
+            full_excl.update(range(lo, hi + 1))
+        elif fields[1] == "NFC_QC":
+            lo, hi = parse_ranges(fields[0])
+            v = {"N": 1, "M": 2}[fields[2]]
+            for cp in range(lo, hi + 1):
+                qc[cp] = v
+    # CompositionExclusions.txt is a subset of Full_Composition_Exclusion; check the data agrees.
+    for fields in read_lines(os.path.join(ucd, "CompositionExclusions.txt")):
+        lo, hi = parse_ranges(fields[0])
+        for cp in range(lo, hi + 1):
+            assert cp in full_excl, hex(cp)
+
+    comp = []
+    for cp, parts in decomp.items():
+        if len(parts) == 2 and cp not in full_excl:
+            comp.append((parts[0], parts[1], cp))
+    comp.sort()
+
+    class_ranges = compress(cls)
+    ccc_ranges = compress(ccc)
+    qc_ranges = compress(qc)
+    dec = sorted((cp, p[0], p[1] if len(p) > 1 else 0) for cp, p in decomp.items())
+
+    # Written under temporary names and renamed: two core targets (wasm mt/st) may run this at once.
+    tmp_h, tmp_c = "%s.tmp%d" % (out_h, os.getpid()), "%s.tmp%d" % (out_c, os.getpid())
+    with open(tmp_h, "w") as h:
+        h.write("/* Generated by tools/build/gen_unicode_tables.py from %s; do not edit. */\n" % ucd)
+        h.write("#ifndef QW_UNICODE_TABLES_H\n#define QW_UNICODE_TABLES_H\n#include <stdint.h>\n\n")
+        h.write("typedef struct qw_uc_range { uint32_t lo, hi; uint8_t v; } qw_uc_range;\n")
+        h.write("typedef struct qw_uc_triple { uint32_t a, b, c; } qw_uc_triple;\n\n")
+        for name, n in (("qw_uc_class_ranges", len(class_ranges)), ("qw_uc_ccc_ranges", len(ccc_ranges)),
+                        ("qw_uc_nfc_qc_ranges", len(qc_ranges))):
+            h.write("#define %s_N %d\nextern const qw_uc_range %s[%d];\n" % (name.upper(), n, name, n))
+        for name, n in (("qw_uc_decomp", len(dec)), ("qw_uc_comp", len(comp)), ("qw_uc_fold", len(fold))):
+            h.write("#define %s_N %d\nextern const qw_uc_triple %s[%d];\n" % (name.upper(), n, name, n))
+        h.write("\n#endif\n")
+
+    def rows(items, fmt):
+        out = []
+        line = "   "
+        for it in items:
+            s = " " + (fmt % tuple(it)) + ","
+            if len(line) + len(s) > 110:
+                out.append(line)
+                line = "   "
+            line += s
+        out.append(line)
+        return "\n".join(out) + "\n"
+
+    with open(tmp_c, "w") as c:
+        c.write("/* Generated by tools/build/gen_unicode_tables.py from %s; do not edit. */\n" % ucd)
+        c.write('#include "qw_unicode_tables.h"\n\n')
+        for name, data in (("qw_uc_class_ranges", class_ranges), ("qw_uc_ccc_ranges", ccc_ranges),
+                           ("qw_uc_nfc_qc_ranges", qc_ranges)):
+            c.write("const qw_uc_range %s[%d] = {\n" % (name, len(data)))
+            c.write(rows(data, "{0x%X,0x%X,%d}"))
+            c.write("};\n\n")
+        for name, data in (("qw_uc_decomp", dec), ("qw_uc_comp", comp),
+                           ("qw_uc_fold", sorted((cp, to, 0) for cp, to in fold.items()))):
+            c.write("const qw_uc_triple %s[%d] = {\n" % (name, len(data)))
+            c.write(rows(data, "{0x%X,0x%X,0x%X}"))
+            c.write("};\n\n")
+    os.replace(tmp_c, out_c)
+    os.replace(tmp_h, out_h)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
