@@ -1212,8 +1212,10 @@ static qw_status run_node(qw_graph *g, int ni, qw_error *err) {
             x->t.data = (void *)p;
             acquired[k] = x->wid;
         }
-        if (!x->t.data)
-            return qw_op_err(&n->n, err, QW_E_INTERNAL, "input '%s' has no data", n->n.on->inputs[k]);
+        if (!x->t.data) { /* the weights acquired and the scratch rounded so far go back (done:) */
+            st = qw_op_err(&n->n, err, QW_E_INTERNAL, "input '%s' has no data", n->n.on->inputs[k]);
+            goto done;
+        }
         in[k] = &x->t;
         if (x->f32_store && x->t.dtype == QW_DT_F32 && n->native && strcmp(n->n.op->op_type, "Shape") &&
             strcmp(n->n.op->op_type, "Size")) {
