@@ -1065,7 +1065,7 @@ qw_status qw_graph_build(const qw_fs *fs, const qw_onnx_model *m, qw_pool *pool,
     g->m = m;
     g->pool = pool;
     if (opts) g->opts = *opts;
-    qw_status st = qw_weights_new(fs, m, g->opts.mem_cap_bytes, &g->w, err);
+    qw_status st = qw_weights_new(fs, m, g->opts.mem_cap_bytes, g->opts.prefetch, &g->w, err);
     if (st == QW_OK) st = build_values(g, err);
     if (st == QW_OK) st = topo_sort(g, err);
     if (st == QW_OK) {

@@ -40,6 +40,13 @@ typedef struct qw_graph_opts {
     int no_kv_fuse;                /* 1: qw_graph_kv_fuse does nothing (decomposed attention, whole-cache Concat) */
     int embedding_on_demand;       /* 1: a tied embedding whose lm_head product the int8 lm_head replaces is not
                                       loaded: Gather and the lm_head read its rows from the fs (qw_load_opts) */
+    int prefetch;                  /* 1: under mem_cap_bytes a reader thread prefetches (qw_load_opts, native) */
+    int lm_head_min_rows;          /* 0: the int8 lm_head needs 16384 rows and 8M elements; else this many rows
+                                      and no element minimum (tests: the small models' heads are below the size
+                                      where int8 rows pay) */
+    int lm_head_check;             /* 1: the int8 lm_head also computes the exact product and prints per call
+                                      the rows rescored, the approximate logits' largest error, argmax agreement */
+    int no_repack;                 /* 1: MatMulNBits weights keep the file's layout (no 4-row decode packing) */
     int lm_head_top;               /* the int8 lm_head's exact top rows (1..64; 0: 64); qw_graph_set_lm_head_top */
     const uint8_t *lm_head_lowered; /* ids the sampler may only lower, not counted in lm_head_top (or NULL) */
     uint64_t max_tensor_bytes;     /* 0: none; else a larger op output or scratch buffer is QW_E_NOMEM naming the

@@ -104,6 +104,8 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
     go.mem_cap_bytes = opts->mem_cap_bytes;
     go.exact_lm_head = opts->exact_lm_head;
     go.embedding_on_demand = opts->embedding_on_demand;
+    go.prefetch = opts->prefetch;
+    go.lm_head_min_rows = opts->lm_head_min_rows;
     go.profile = opts->profile;
     go.progress = opts->progress;
     go.progress_user = opts->progress_user;

@@ -2,7 +2,8 @@
  * trans_b at load) run on int8 rows made once at load, with the top candidates rescored exactly.
  *
  * Chosen by qw_graph.c (qw_op_lmhead_select) for a checked MatMul with trans_b whose B is a constant 2-D
- * float weight of at least QW_LMHEAD_MIN_ELEMS elements and at least QW_LMHEAD_MIN_ROWS rows, unless
+ * float weight of at least QW_LMHEAD_MIN_ELEMS elements and at least QW_LMHEAD_MIN_ROWS rows (or
+ * qw_graph_opts.lm_head_min_rows rows and no element minimum), unless
  * exact_lm_head is set, or a memory cap is too small to hold the rows beside the layers (qw_op_lmhead_eligible).
  * B itself may be resident or read on demand (a memory cap streams it; embedding_on_demand leaves it in the fs):
  * only the rows rescored are read then.
@@ -26,7 +27,7 @@
  * last_row_only (qw_graph_logits_last_only, set by the decoder) has one row, so it runs as a decode step, and a
  * speculative step's few last rows (qw_graph_set_logits_rows) run as that many decode steps: each row's top R has
  * the bits plain decoding gives it, so the verified tokens are plain decoding's.
- * QW_LMHEAD_CHECK=1 (environment) also computes the exact product and prints per call how many rows were
+ * qw_graph_opts.lm_head_check also computes the exact product and prints per call how many rows were
  * rescored, the largest error of the approximate (not rescored) logits and whether the argmax matches. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -56,7 +57,7 @@ typedef struct lmh_state {
     lmh_header head;
     qw_i8w w;
     int N, K, f16;
-    int check;                     /* QW_LMHEAD_CHECK */
+    int check;                     /* qw_graph_opts.lm_head_check */
     long calls, rescored, fallbacks;
 } lmh_state;
 
@@ -292,8 +293,8 @@ int qw_op_lmhead_eligible(const qw_graph_opts *o, int dtype, int ndim, const int
     if (o && o->exact_lm_head) return 0;
     if (ndim != 2 || (dtype != QW_DT_F16 && dtype != QW_DT_F32)) return 0;
     int64_t N = dims[0], K = dims[1];
-    const char *mr = getenv("QW_LMHEAD_MIN_ROWS");
-    int64_t min_rows = mr ? atoll(mr) : QW_LMHEAD_MIN_ROWS;
+    int mr = o ? o->lm_head_min_rows : 0;
+    int64_t min_rows = mr ? mr : QW_LMHEAD_MIN_ROWS;
     if (N < min_rows || (!mr && (uint64_t)(N * K) < QW_LMHEAD_MIN_ELEMS) || N > INT32_MAX / 2 || K < 1 || K > 1 << 20)
         return 0;
     if (o && o->mem_cap_bytes) {
@@ -321,7 +322,7 @@ qw_status qw_op_lmhead_select(qw_op_node *n, qw_pool *pool, int *selected, qw_er
     lmh_state *s = calloc(1, sizeof *s);
     if (!s) return qw_op_err(n, err, QW_E_NOMEM, "out of memory");
     s->N = (int)N, s->K = (int)K, s->f16 = B->dtype == QW_DT_F16;
-    s->check = getenv("QW_LMHEAD_CHECK") != NULL;
+    s->check = n->gopts && n->gopts->lm_head_check;
     qw_i8w_init(&s->w, (int)N, (int)K);
     s->w.q = qw_weights_derived_alloc(n->weights, qw_i8w_q_bytes(&s->w));
     s->w.scales = qw_weights_derived_alloc(n->weights, qw_i8w_scale_bytes(&s->w));

@@ -27,7 +27,7 @@ static int pack_ok(const qw_op_node *n, int N, int block) {
     if (!qw_q4_packable(N, block) || !n->in_const[1] || n->in_weight[1] < 0 || n->in_weight[2] < 0) return 0;
     if (n->in_dtype[2] != QW_DT_F16 && n->in_dtype[2] != QW_DT_F32) return 0;
     if (n->n_in > 3 && n->in_dtype[3] && qw_weights_pageable(n->weights, n->in_weight[3])) return 0;
-    if (getenv("QW_NO_REPACK")) return 0;
+    if (n->gopts && n->gopts->no_repack) return 0;
     for (int k = 1; k <= 2; k++) {
         const char *name = n->on->inputs[k];
         int uses = 0;

@@ -86,7 +86,7 @@ struct qw_weights {
     qw_status range_status;  /* result of the last range read started (synchronous mode) */
     qw_error range_err;
 #if QW_WEIGHTS_READER
-    int reader_on, quit, no_reader; /* no_reader: prefetch off (QW_PREFETCH != 1) */
+    int reader_on, quit, no_reader; /* no_reader: prefetch off (qw_weights_new) */
     pthread_t reader;
     pthread_mutex_t mu, fs_mu;
     pthread_cond_t cv;
@@ -207,8 +207,8 @@ static int job_submit(qw_weights *w, int kind, int id, uint64_t off, size_t len,
 
 /* ---- store ------------------------------------------------------------------------------------- */
 
-qw_status qw_weights_new(const qw_fs *fs, const qw_onnx_model *m, uint64_t mem_cap_bytes, qw_weights **out,
-                         qw_error *err) {
+qw_status qw_weights_new(const qw_fs *fs, const qw_onnx_model *m, uint64_t mem_cap_bytes, int prefetch,
+                         qw_weights **out, qw_error *err) {
     *out = NULL;
     qw_weights *w = calloc(1, sizeof *w);
     if (!w) return qw_error_set(err, QW_E_NOMEM, "weights: out of memory");
@@ -233,10 +233,9 @@ qw_status qw_weights_new(const qw_fs *fs, const qw_onnx_model *m, uint64_t mem_c
         pthread_mutex_init(&w->fs_mu, NULL);
         pthread_cond_init(&w->cv, NULL);
         /* measured on the 1.5B model under a 512 MB cap (file in the page cache, 2 shared cores): the reader thread
-         * competes with the compute threads and decode was ~5-10 % slower with it, so it is opt-in (QW_PREFETCH=1,
+         * competes with the compute threads and decode was ~5-10 % slower with it, so it is opt-in (prefetch,
          * for a cold cache or a slow disk) */
-        const char *pf = getenv("QW_PREFETCH");
-        w->no_reader = !(pf && pf[0] == '1');
+        w->no_reader = !prefetch;
     }
 #endif
     *out = w;

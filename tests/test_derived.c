@@ -75,6 +75,7 @@ static int run(qw_fs *fs, const char *onnx, qw_pool *pool, run_out *r) {
     qw_graph *g = NULL;
     qw_decoder *d = NULL;
     qw_graph_opts go = {0};
+    go.lm_head_min_rows = 1000; /* the small model's head (vocab x 64) is below the size where int8 rows pay */
     int ok = 0;
     if (qw_onnx_load(fs, onnx, &m, &err) != QW_OK || qw_graph_build(fs, m, pool, &go, &g, &err) != QW_OK ||
         qw_decoder_new(g, 16, &d, &err) != QW_OK) {
@@ -114,8 +115,6 @@ done:
 int main(void) {
     overlay ov = {0};
     if (!open_small_model(&ov.dir)) return 0;
-    /* the small model's head (vocab x 64) is below the size where the int8 rows pay; lower the bar */
-    setenv("QW_LMHEAD_MIN_ROWS", "1000", 0);
     qw_fs fs = {&ov, ov_size, ov_read, NULL};
     const char *onnx = "onnx/model_q4f16.onnx";
     qw_pool *pool = qw_pool_new(2);

@@ -11,7 +11,7 @@
  *    sampled with top-k and a repetition penalty (the sampler's exact top counts only ids it cannot lower) and
  *    greedy with a penalty: the sampler only ever sees exact values where it can pick.
  * On the generated small model (tools/gen_test_models.sh; skipped with a message when absent), whose head is
- * made eligible for the int8 rows with QW_LMHEAD_MIN_ROWS. */
+ * made eligible for the int8 rows with lm_head_min_rows (MIN_ROWS). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +50,7 @@ typedef struct run_out {
 } run_out;
 
 #define STEPS 4
+#define MIN_ROWS 1000 /* lm_head_min_rows: the small model's head is below the size where int8 rows pay */
 static const int32_t ids[STEPS] = {1, 17, 300, 5};
 
 static int run(counting *cf, const char *onnx, qw_pool *pool, int exact, int on_demand, int R, run_out *r) {
@@ -62,6 +63,7 @@ static int run(counting *cf, const char *onnx, qw_pool *pool, int exact, int on_
     qw_graph_opts go = {0};
     go.exact_lm_head = exact;
     go.embedding_on_demand = on_demand;
+    go.lm_head_min_rows = MIN_ROWS;
     int ok = 0;
     if (qw_onnx_load(&fs, onnx, &m, &err) != QW_OK || qw_graph_build(&fs, m, pool, &go, &g, &err) != QW_OK ||
         qw_decoder_new(g, 16, &d, &err) != QW_OK) {
@@ -104,6 +106,7 @@ static int gen_ids(qw_fs *fs, int exact, int on_demand, const qw_gen_params *p, 
     lo.threads = 2;
     lo.exact_lm_head = exact;
     lo.embedding_on_demand = on_demand;
+    lo.lm_head_min_rows = MIN_ROWS;
     qw_model *m = NULL;
     qw_gen *g = NULL;
     qw_error err = {0};
@@ -164,7 +167,6 @@ static int top_exact(const float *y, const float *exact, int V, int R) {
 int main(void) {
     counting cf = {0};
     if (!open_small_model(&cf.dir)) return 0;
-    setenv("QW_LMHEAD_MIN_ROWS", "1000", 0); /* the small model's head is below the size where int8 rows pay */
     const char *onnx = "onnx/model_q4f16.onnx";
     qw_pool *pool = qw_pool_new(2);
     run_out ex, res, dem;
