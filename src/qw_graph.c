@@ -79,11 +79,13 @@ struct qw_graph {
     int n_prof;
     qw_prof prof[128];
     char *stats;
+    const qw_graph_step *step;     /* the running qw_graph_run's step, NULL outside a run */
     qw_tap_fn tap;                 /* qw_graph_set_tap: debug view of every node output */
     void *tap_user;
 };
 
 qw_graph_running_op qw_graph_running;
+static const qw_graph_step qw_step_default; /* folding at load, and runs given no step */
 
 /* ---- helpers shared with the ops ----------------------------------------------------------- */
 
@@ -1237,7 +1239,7 @@ static qw_status run_node(qw_graph *g, int ni, qw_error *err) {
         if (n->out[k] >= 0) outs[k] = &g->values[n->out[k]].t;
         else { outs[k] = &dummy_out[k]; }
     }
-    qw_op_ctx c = {g, &n->n, g->pool};
+    qw_op_ctx c = {g, &n->n, g->pool, g->step ? g->step : &qw_step_default};
     /* two stores, so that a wasm trap can be reported with the op that was running (qw_graph.h) */
     qw_graph_running.name = n->n.on->name;
     qw_graph_running.op_type = n->n.on->op_type;
@@ -1255,12 +1257,13 @@ done:
     return st;
 }
 
-qw_status qw_graph_run(qw_graph *g, volatile int *abort_flag, qw_error *err) {
+qw_status qw_graph_run(qw_graph *g, const qw_graph_step *step, volatile int *abort_flag, qw_error *err) {
     qw_graph_reset_outputs(g);
     for (int i = 0; i < g->n_in; i++)
         if (!g->values[g->in_vals[i]].t.data && g->values[g->in_vals[i]].n_uses > 0)
             return qw_error_set(err, QW_E_ARG, "graph input '%s' is not set", g->values[g->in_vals[i]].name);
     qw_status st = QW_OK;
+    g->step = step;
     int s;
     for (s = 0; s < g->n_sched; s++) {
         if (abort_flag && *abort_flag) { st = qw_error_set(err, QW_E_ABORTED, "cancelled"); break; }
@@ -1292,6 +1295,7 @@ qw_status qw_graph_run(qw_graph *g, volatile int *abort_flag, qw_error *err) {
             if (g->values[v].kind == V_INTER) tensor_release(g, &g->values[v].t);
         scratch_release(g);
     }
+    g->step = NULL; /* the step (and its map of lowered ids) is borrowed for this run only */
     for (int i = 0; i < g->n_in; i++) { /* inputs are borrowed for one run only */
         qw_value *x = &g->values[g->in_vals[i]];
         x->t.data = NULL;
@@ -1311,11 +1315,6 @@ void qw_graph_set_tap(qw_graph *g, qw_tap_fn fn, void *user) {
     g->tap = fn;
     g->tap_user = user;
 }
-void qw_graph_set_lm_head_top(qw_graph *g, int r, const uint8_t *lowered) {
-    g->opts.lm_head_top = r;
-    g->opts.lm_head_lowered = lowered;
-}
-void qw_graph_set_logits_rows(qw_graph *g, int r) { g->opts.logits_rows = r; }
 
 const char *qw_graph_stats_json(qw_graph *g) {
     size_t cap = 4096 + (size_t)g->n_prof * 128;

@@ -28,18 +28,19 @@ typedef struct qw_op_node {
     int trans_b;                   /* MatMul/Gemm: input 1 is Transpose(const W): use W with trans_b */
     int last_row_only;             /* MatMul / int8 lm_head feeding the logits (qw_graph_logits_last_only): an A of
                                       shape (1, S, K) is read at its last row only, out (1, 1, N); at its last
-                                      gopts->logits_rows rows when that is more (speculative verification) */
+                                      step->logits_rows rows when that is more (speculative verification) */
     void *state;                   /* per-node state from check */
     qw_weights *weights;
     const qw_onnx_model *model;
     const qw_fs *fs;
-    const qw_graph_opts *gopts;    /* the graph's options (mem_cap_bytes, exact_lm_head), read-only */
+    const qw_graph_opts *gopts;    /* the graph's options (configuration, read-only; per-step values: c->step) */
 } qw_op_node;
 
 typedef struct qw_op_ctx {
     qw_graph *g;
     qw_op_node *node;
     qw_pool *pool;
+    const qw_graph_step *step;     /* this run's step (qw_graph_run; never NULL, zeros: defaults) */
 } qw_op_ctx;
 
 typedef qw_status (*qw_op_check_fn)(qw_op_node *n, qw_error *err);
@@ -96,9 +97,9 @@ qw_status qw_op_matmul_tb_streamed(qw_op_ctx *c, const float *Af, int64_t rows, 
 /* internal: folds a constant bias (N) into a checked MatMulNBits node; 1 when done */
 int qw_op_nbits_fuse_bias(qw_op_node *n, const qw_tensor *bias);
 
-/* n->last_row_only and A of shape (1, S > r, K), r = gopts->logits_rows (at least 1): *view = A's last r rows as
- * (1, r, K) (borrowed), returned; otherwise A itself. */
-const qw_tensor *qw_op_last_row(const qw_op_node *n, const qw_tensor *A, qw_tensor *view);
+/* c->node->last_row_only and A of shape (1, S > r, K), r = c->step->logits_rows (at least 1): *view = A's last r
+ * rows as (1, r, K) (borrowed), returned; otherwise A itself. */
+const qw_tensor *qw_op_last_row(const qw_op_ctx *c, const qw_tensor *A, qw_tensor *view);
 
 /* ---- helpers for ops (qw_graph.c) ----------------------------------------------------------- */
 /* Allocates out tensor t from the pool with dtype and shape. */

@@ -12,7 +12,7 @@
  * streams ~half the bytes of the fp16 rows. For every row the kernel's documented bound
  *   |y_approx_n - x.w_n| <= E_n = wnorm_n * ex + enorm_n * (xn + ex) + fp32 rounding slack
  * holds (Cauchy-Schwarz on the weight and activation quantisation errors, both known exactly). Let L be the
- * R-th largest lower bound y_approx_n - E_n; R is what the sampler can pick from (qw_graph_set_lm_head_top: 1
+ * R-th largest lower bound y_approx_n - E_n; R is what the sampler can pick from (qw_graph_step.lm_head_top: 1
  * for greedy, top_k, else QW_LMHEAD_TOPK = 64), counted among the rows the sampler cannot lower (a repetition
  * penalty only lowers the seen ids' logits: they can drop out of its top R, never push another row out).
  * Every row whose true value can reach the true top R has y_approx_n + E_n >= L. Those candidates are recomputed from the fp16/fp32 row with the exact kernel's
@@ -25,7 +25,7 @@
  * near-ties that the exact fp16 path itself may break differently. When the rescoring passes a budget of rows
  * (flat logits) the whole exact product runs instead. M > 1 runs the exact product; a prefill whose node is
  * last_row_only (qw_graph_logits_last_only, set by the decoder) has one row, so it runs as a decode step, and a
- * speculative step's few last rows (qw_graph_set_logits_rows) run as that many decode steps: each row's top R has
+ * speculative step's few last rows (qw_graph_step.logits_rows) run as that many decode steps: each row's top R has
  * the bits plain decoding gives it, so the verified tokens are plain decoding's.
  * qw_graph_opts.lm_head_check also computes the exact product and prints per call how many rows were
  * rescored, the largest error of the approximate (not rescored) logits and whether the argmax matches. */
@@ -113,7 +113,7 @@ static qw_status lmh_row(qw_op_ctx *c, lmh_state *s, const void *B, const float 
 static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     lmh_state *s = c->node->state;
     qw_tensor last;
-    const qw_tensor *A = qw_op_last_row(c->node, in[0], &last);
+    const qw_tensor *A = qw_op_last_row(c, in[0], &last);
     const void *B = in[1] ? in[1]->data : NULL; /* NULL: the embedding is read on demand */
     int ra = A->ndim;
     /* one row (decode), or the last few of a speculative step (last_row_only with logits_rows), each as a decode
@@ -147,11 +147,11 @@ static qw_status lmh_row(qw_op_ctx *c, lmh_state *s, const void *B, const float 
                          qw_error *err) {
     const int N = s->N, K = s->K;
     const size_t row_bytes = (size_t)K * (s->f16 ? 2 : 4);
-    const int top = c->node->gopts ? c->node->gopts->lm_head_top : 0;
+    const int top = c->step->lm_head_top;
     const int R = QW_MIN(N, top >= 1 && top <= QW_LMHEAD_TOPK ? top : QW_LMHEAD_TOPK);
     /* ids the sampler can only lower (a repetition penalty's seen ids): they never push another row out of the
      * top R, so R counts the others only */
-    const uint8_t *low = c->node->gopts ? c->node->gopts->lm_head_lowered : NULL;
+    const uint8_t *low = c->step->lm_head_lowered;
     void *work = wk->work, *rbuf = wk->rbuf;
     lmh_cand *cand = wk->cand;
     int32_t *rows = wk->rows;

@@ -95,7 +95,7 @@ static void gemm_any(qw_pool *pool, int M, int N, int K, const float *A, const v
 static qw_status run_matmul(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
                             qw_error *err) {
     qw_tensor last;
-    const qw_tensor *A = qw_op_last_row(c->node, in[0], &last), *B = in[1]; /* logits of the last position only */
+    const qw_tensor *A = qw_op_last_row(c, in[0], &last), *B = in[1]; /* logits of the last position only */
     if (!B) return run_matmul_streamed(c, A, c->node->in_const[1], out[0], err); /* paged, see check_matmul */
     int tb = c->node->trans_b;
     int ra = A->ndim, rb = B->ndim;

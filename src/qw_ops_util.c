@@ -108,8 +108,9 @@ void qw_broadcast_strides(int nd, const int64_t *dims, int nout, const int64_t *
     }
 }
 
-const qw_tensor *qw_op_last_row(const qw_op_node *n, const qw_tensor *A, qw_tensor *view) {
-    int64_t r = n->gopts && n->gopts->logits_rows > 1 ? n->gopts->logits_rows : 1;
+const qw_tensor *qw_op_last_row(const qw_op_ctx *c, const qw_tensor *A, qw_tensor *view) {
+    const qw_op_node *n = c->node;
+    int64_t r = c->step->logits_rows > 1 ? c->step->logits_rows : 1;
     if (!n->last_row_only || !A || A->ndim != 3 || A->dims[0] != 1 || A->dims[1] <= r || !A->data) return A;
     *view = *A;
     view->dims[1] = r;

@@ -86,7 +86,7 @@ static int run(qw_fs *fs, const char *onnx, qw_pool *pool, run_out *r) {
     r->logits = malloc((size_t)V * sizeof(float));
     int32_t ids[3] = {1, 2, 3};
     for (int t = 0; t < 3; t++)
-        if (qw_decoder_forward(d, &ids[t], 1, r->logits, NULL, &err) != QW_OK) { CHECK(0, "step: %s", err.msg); goto done; }
+        if (qw_decoder_forward(d, &ids[t], 1, r->logits, NULL, NULL, &err) != QW_OK) { CHECK(0, "step: %s", err.msg); goto done; }
     const char *js = qw_graph_stats_json(g), *dv = strstr(js, "\"derived\":[");
     r->derive_ms = json_num(js, "derive_ms");
     if (!dv || !json_str(dv, "name", r->name, sizeof r->name)) { CHECK(0, "no derived file in %s", js); goto done; }

@@ -49,13 +49,13 @@ static int run(const char *dir, const char *onnx, qw_pool *pool, uint64_t cap, i
     }
     CHECK(qw_decoder_vocab(s->d) == V, "%s: vocab %d, %d expected", dir, qw_decoder_vocab(s->d), V);
     int32_t prompt[PROMPT] = {1, 2, 3, 4};
-    if (qw_decoder_forward(s->d, prompt, PROMPT, logits, NULL, &err) != QW_OK) {
+    if (qw_decoder_forward(s->d, prompt, PROMPT, logits, NULL, NULL, &err) != QW_OK) {
         CHECK(0, "%s cap %llu: prefill: %s", dir, (unsigned long long)cap, err.msg);
         return 0;
     }
     for (int t = 0; t < STEPS; t++) {
         float *lg = logits + (size_t)t * V;
-        if (t > 0 && qw_decoder_forward(s->d, &ids[t - 1], 1, lg, NULL, &err) != QW_OK) {
+        if (t > 0 && qw_decoder_forward(s->d, &ids[t - 1], 1, lg, NULL, NULL, &err) != QW_OK) {
             CHECK(0, "%s cap %llu: step %d: %s", dir, (unsigned long long)cap, t, err.msg);
             return 0;
         }

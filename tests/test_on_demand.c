@@ -1,5 +1,5 @@
 /* test_on_demand.c - the tied embedding read on demand (qw_graph_opts.embedding_on_demand) and the int8
- * lm_head's exact top R (qw_graph_set_lm_head_top):
+ * lm_head's exact top R (qw_graph_step.lm_head_top):
  *  - on demand, the embedding is never resident (resident bytes drop by exactly its size, stats name it) and the
  *    logits are bit for bit those of the resident int8 lm_head, for R = 1 and R = 64;
  *  - in both, the R largest logits are exactly the all-fp16 product's (same rows, same bits), and with R = 1
@@ -70,12 +70,13 @@ static int run(counting *cf, const char *onnx, qw_pool *pool, int exact, int on_
         CHECK(0, "load: %s", err.msg);
         goto done;
     }
-    qw_graph_set_lm_head_top(g, R, NULL);
+    qw_graph_step step = {0};
+    step.lm_head_top = R;
     r->V = qw_decoder_vocab(d);
     r->logits = malloc((size_t)STEPS * r->V * sizeof(float));
     uint64_t b0 = cf->data_bytes, n0 = cf->data_reads;
     for (int t = 0; t < STEPS; t++)
-        if (qw_decoder_forward(d, &ids[t], 1, r->logits + (size_t)t * r->V, NULL, &err) != QW_OK) {
+        if (qw_decoder_forward(d, &ids[t], 1, r->logits + (size_t)t * r->V, &step, NULL, &err) != QW_OK) {
             CHECK(0, "step: %s", err.msg);
             goto done;
         }
@@ -87,7 +88,7 @@ static int run(counting *cf, const char *onnx, qw_pool *pool, int exact, int on_
     /* a failing fs: the next step fails with its status, nothing crashes */
     float *scratch = malloc((size_t)r->V * sizeof(float));
     cf->fail = 1;
-    qw_status st = qw_decoder_forward(d, &ids[0], 1, scratch, NULL, &err);
+    qw_status st = qw_decoder_forward(d, &ids[0], 1, scratch, &step, NULL, &err);
     cf->fail = 0;
     free(scratch);
     if (on_demand) CHECK(st == QW_E_IO && strstr(err.msg, "embed"), "failing read: status %d '%s'", st, err.msg);
