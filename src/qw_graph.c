@@ -323,20 +323,11 @@ static const qw_op_def *op_lookup(const char *op_type, const char *domain) {
 
 /* ---- build --------------------------------------------------------------------------------- */
 
-/* Inputs an op cannot run without (ONNX's required inputs; 1 for ops not listed): refused at load when missing or
- * omitted, so no op reads an input that is not there. */
-static int required_inputs(const char *op, int64_t opset) {
-    static const struct { const char *op; int n; } t[] = {
-        {"Constant", 0}, {"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"Pow", 2}, {"Max", 2}, {"Min", 2},
-        {"Equal", 2}, {"Less", 2}, {"Greater", 2}, {"LessOrEqual", 2}, {"GreaterOrEqual", 2}, {"And", 2}, {"Or", 2},
-        {"Where", 3}, {"CastLike", 2}, {"MatMul", 2}, {"Gemm", 2}, {"LayerNormalization", 2},
-        {"SimplifiedLayerNormalization", 2}, {"SkipSimplifiedLayerNormalization", 3}, {"MatMulNBits", 3},
-        {"GatherBlockQuantized", 3}, {"Gather", 2}, {"GatherElements", 2}, {"Reshape", 2}, {"Expand", 2},
-        {"Tile", 2}, {"Range", 3}, {"ScatterND", 3}, {"CumSum", 2}, {"RotaryEmbedding", 4},
-    };
-    if (!strcmp(op, "Slice")) return opset >= 10 ? 3 : 1;
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) if (!strcmp(t[i].op, op)) return t[i].n;
-    return 1;
+/* Inputs an op cannot run without (qw_op_required_inputs, QW_OP_LIST): refused at load when missing or omitted,
+ * so no op reads an input that is not there. */
+static int required_inputs(int id, int64_t opset) {
+    if (id == QW_OP_Slice) return opset >= 10 ? 3 : 1;
+    return id > QW_OP_NONE && id < QW_OP_COUNT ? qw_op_required_inputs[id] : 1;
 }
 
 static qw_status run_node(qw_graph *g, int ni, qw_error *err);
@@ -402,6 +393,7 @@ static qw_status build_values(qw_graph *g, qw_error *err) {
         n->n.model = m;
         n->n.fs = g->fs;
         n->n.gopts = &g->opts;
+        n->n.op = op_lookup(on->op_type, on->domain); /* NULL: unsupported, refused if scheduled (check_and_fold) */
         if (on->n_inputs > 16 || on->n_outputs > 16)
             return qw_error_set(err, QW_E_UNSUPPORTED, "node '%s' (%s): more than 16 inputs or outputs", on->name,
                                 on->op_type);
@@ -523,7 +515,7 @@ static void dead_code(qw_graph *g) {
 static void rewrite_transposed_b(qw_graph *g) {
     for (int s = 0; s < g->n_sched; s++) {
         qw_node_rt *t = &g->nodes[g->sched[s]];
-        if (strcmp(t->n.on->op_type, "Transpose") || t->n.on->domain[0] || t->n.n_in != 1 || t->out[0] < 0) continue;
+        if (!QW_OP_IS(&t->n, QW_OP_Transpose) || t->n.n_in != 1 || t->out[0] < 0) continue;
         int w = t->in[0];
         const qw_onnx_attr *perm = qw_attr(t->n.on, "perm");
         if (perm) {
@@ -541,7 +533,7 @@ static void rewrite_transposed_b(qw_graph *g) {
             for (int k = 0; k < c->n.n_in; k++)
                 if (c->in[k] == tv) {
                     uses++;
-                    if (k != 1 || strcmp(c->n.on->op_type, "MatMul") || c->n.on->domain[0] || c->n.trans_b) ok = 0;
+                    if (k != 1 || !QW_OP_IS(&c->n, QW_OP_MatMul) || c->n.trans_b) ok = 0;
                 }
         }
         if (!ok || !uses) continue;
@@ -566,14 +558,13 @@ static qw_status check_and_fold(qw_graph *g, qw_error *err) {
         int ni = g->sched[s];
         qw_node_rt *n = &g->nodes[ni];
         const qw_onnx_node *on = n->n.on;
-        const qw_op_def *d = op_lookup(on->op_type, on->domain);
+        const qw_op_def *d = n->n.op;
         if (!d)
             return qw_error_set(err, QW_E_UNSUPPORTED, "node '%s': op %s (domain '%s') is not supported", on->name,
                                 on->op_type, on->domain[0] ? on->domain : "ai.onnx");
-        n->n.op = d;
         n->n.opset = qw_onnx_opset_version(g->m, on->domain);
         if (n->n.opset < 0 && strcmp(on->domain, "com.microsoft") == 0) n->n.opset = 1;
-        int need = required_inputs(on->op_type, n->n.opset);
+        int need = required_inputs(d->id, n->n.opset);
         if (n->n.n_in < need) return qw_op_err(&n->n, err, QW_E_FORMAT, "%d inputs, %d required", n->n.n_in, need);
         for (int k = 0; k < need; k++)
             if (n->in[k] < 0) return qw_op_err(&n->n, err, QW_E_FORMAT, "required input %d is omitted", k);
@@ -631,10 +622,10 @@ static qw_status check_and_fold(qw_graph *g, qw_error *err) {
 
 /* ---- fusion: decomposed RMSNorm -> one fp32 computation, as onnxruntime's SimplifiedLayerNormFusion ---- */
 
-static qw_node_rt *producer_of(qw_graph *g, int v, const char *op) {
+static qw_node_rt *producer_of(qw_graph *g, int v, int op) {
     if (v < 0 || g->values[v].kind != V_INTER || g->values[v].producer < 0) return NULL;
     qw_node_rt *n = &g->nodes[g->values[v].producer];
-    return strcmp(n->n.on->op_type, op) || n->n.on->domain[0] ? NULL : n;
+    return QW_OP_IS(&n->n, op) ? n : NULL;
 }
 
 static int const_scalar(qw_graph *g, int v, double *out) {
@@ -646,34 +637,34 @@ static int const_scalar(qw_graph *g, int v, double *out) {
 static void fuse_rmsnorm(qw_graph *g) {
     for (int s = 0; s < g->n_sched; s++) {
         qw_node_rt *m1 = &g->nodes[g->sched[s]];
-        if (strcmp(m1->n.on->op_type, "Mul") || m1->n.on->domain[0] || m1->n.n_in != 2 || m1->n.state) continue;
+        if (!QW_OP_IS(&m1->n, QW_OP_Mul) || m1->n.n_in != 2 || m1->n.state) continue;
         for (int wi = 0; wi < 2; wi++) {
             int w = m1->in[wi];
             if (!is_const(g, w) || g->values[w].t.ndim != 1) continue;
-            qw_node_rt *m0 = producer_of(g, m1->in[1 - wi], "Mul");
+            qw_node_rt *m0 = producer_of(g, m1->in[1 - wi], QW_OP_Mul);
             if (!m0) continue;
             for (int xi = 0; xi < 2; xi++) {
                 int x = m0->in[xi];
-                qw_node_rt *dv = producer_of(g, m0->in[1 - xi], "Div"), *sq = NULL;
+                qw_node_rt *dv = producer_of(g, m0->in[1 - xi], QW_OP_Div), *sq = NULL;
                 double one;
-                if (dv && const_scalar(g, dv->in[0], &one) && one == 1.0) sq = producer_of(g, dv->in[1], "Sqrt");
-                else if ((dv = producer_of(g, m0->in[1 - xi], "Reciprocal"))) sq = producer_of(g, dv->in[0], "Sqrt");
+                if (dv && const_scalar(g, dv->in[0], &one) && one == 1.0) sq = producer_of(g, dv->in[1], QW_OP_Sqrt);
+                else if ((dv = producer_of(g, m0->in[1 - xi], QW_OP_Reciprocal))) sq = producer_of(g, dv->in[0], QW_OP_Sqrt);
                 if (!sq) continue;
-                qw_node_rt *ad = producer_of(g, sq->in[0], "Add");
+                qw_node_rt *ad = producer_of(g, sq->in[0], QW_OP_Add);
                 if (!ad) continue;
                 double eps;
                 int ri;
                 if (const_scalar(g, ad->in[1], &eps)) ri = 0;
                 else if (const_scalar(g, ad->in[0], &eps)) ri = 1;
                 else continue;
-                qw_node_rt *rm = producer_of(g, ad->in[ri], "ReduceMean");
+                qw_node_rt *rm = producer_of(g, ad->in[ri], QW_OP_ReduceMean);
                 if (!rm || qw_attr_i(rm->n.on, "keepdims", 1) != 1) continue;
                 const qw_onnx_attr *ax = qw_attr(rm->n.on, "axes");
                 int axis_ok = ax && ax->n == 1 && ax->ints[0] == -1;
                 if (rm->n.n_in > 1 && is_const(g, rm->in[1]) && g->values[rm->in[1]].t.numel == 1)
                     axis_ok = qw_elem_get_i(g->values[rm->in[1]].t.data, g->values[rm->in[1]].t.dtype, 0) == -1;
                 if (!axis_ok) continue;
-                qw_node_rt *pw = producer_of(g, rm->in[0], "Pow");
+                qw_node_rt *pw = producer_of(g, rm->in[0], QW_OP_Pow);
                 double two;
                 if (!pw || pw->in[0] != x || !const_scalar(g, pw->in[1], &two) || two != 2.0) continue;
                 float *st = malloc(sizeof *st);
@@ -702,7 +693,7 @@ static void fuse_rmsnorm(qw_graph *g) {
 static qw_status select_lmhead(qw_graph *g, qw_error *err) {
     for (int s = 0; s < g->n_sched; s++) {
         qw_node_rt *n = &g->nodes[g->sched[s]];
-        if (n->n.op != qw_ops_matmul || !n->n.trans_b) continue; /* qw_ops_matmul[0] is MatMul */
+        if (!QW_OP_IS(&n->n, QW_OP_MatMul) || !n->n.trans_b) continue;
         int sel = 0;
         qw_status st = qw_op_lmhead_select(&n->n, g->pool, &sel, err);
         if (st != QW_OK) return st;
@@ -719,7 +710,7 @@ static qw_status plan_on_demand(qw_graph *g, qw_error *err) {
     for (int s = 0; s < g->n_sched; s++) {
         qw_node_rt *n = &g->nodes[g->sched[s]];
         int w = n->n.n_in == 2 ? n->in[1] : -1;
-        if (strcmp(n->n.on->op_type, "MatMul") || n->n.on->domain[0] || !n->n.trans_b || !is_const(g, w) ||
+        if (!QW_OP_IS(&n->n, QW_OP_MatMul) || !n->n.trans_b || !is_const(g, w) ||
             is_const(g, n->in[0]) || g->values[w].wid < 0 || g->values[w].is_output)
             continue;
         const qw_tensor *t = &g->values[w].t;
@@ -729,9 +720,9 @@ static qw_status plan_on_demand(qw_graph *g, qw_error *err) {
             qw_node_rt *c = &g->nodes[g->sched[s2]];
             for (int k = 0; k < c->n.n_in && ok; k++) {
                 if (c->in[k] != w) continue;
-                int gather = !strcmp(c->n.on->op_type, "Gather") && k == 0 && c->n.n_in == 2 && !is_const(g, c->in[1]);
-                int lm = !strcmp(c->n.on->op_type, "MatMul") && k == 1 && c->n.trans_b && !is_const(g, c->in[0]);
-                ok = !c->n.on->domain[0] && (gather || lm);
+                int gather = QW_OP_IS(&c->n, QW_OP_Gather) && k == 0 && c->n.n_in == 2 && !is_const(g, c->in[1]);
+                int lm = QW_OP_IS(&c->n, QW_OP_MatMul) && k == 1 && c->n.trans_b && !is_const(g, c->in[0]);
+                ok = gather || lm;
             }
         }
         if (ok) {
@@ -750,14 +741,14 @@ static void fuse_nbits_bias(qw_graph *g) {
     for (int s = 0; s < g->n_sched; s++) {
         qw_node_rt *a = &g->nodes[g->sched[s]];
         int fused = 0;
-        if (!strcmp(a->n.on->op_type, "Add") && !a->n.on->domain[0] && a->n.n_in == 2 && a->out[0] >= 0) {
+        if (QW_OP_IS(&a->n, QW_OP_Add) && a->n.n_in == 2 && a->out[0] >= 0) {
             for (int k = 0; k < 2 && !fused; k++) {
                 int v = a->in[k];
                 if (v < 0 || g->values[v].kind != V_INTER || g->values[v].producer < 0 || g->values[v].n_uses != 1 ||
                     g->values[v].is_output)
                     continue;
                 qw_node_rt *mm = &g->nodes[g->values[v].producer];
-                if (mm->n.op != qw_ops_quant || !is_const(g, a->in[1 - k])) continue; /* qw_ops_quant[0] is MatMulNBits */
+                if (!QW_OP_IS(&mm->n, QW_OP_MatMulNBits) || !is_const(g, a->in[1 - k])) continue;
                 if (g->values[a->in[1 - k]].dtype != g->values[v].dtype) continue;
                 if (!qw_op_nbits_fuse_bias(&mm->n, &g->values[a->in[1 - k]].t)) continue;
                 mm->out[0] = a->out[0];
@@ -774,22 +765,22 @@ static void fuse_nbits_bias(qw_graph *g) {
  * contrib ops); the others run in fp32 between Cast nodes that onnxruntime inserts, and its cast-pair removal
  * keeps values flowing from one fp32-only op to another unrounded. */
 static int f16_native(const qw_op_def *d) {
-    static const char *const native[] = {
-        "Cast", "CastLike", "Gather", "GatherElements", "Reshape", "Transpose", "Slice", "Concat", "Squeeze",
-        "Unsqueeze", "Expand", "Identity", "Shape", "Size", "Split", "Tile", "ConstantOfShape", "Constant",
-        "ScatterND", "GatherBlockQuantized", "GroupQueryAttention", "MultiHeadAttention",
-        "RotaryEmbedding", "SkipSimplifiedLayerNormalization", "SimplifiedLayerNormalization",
-        "LayerNormalization",
+    static const int native[] = {
+        QW_OP_Cast, QW_OP_CastLike, QW_OP_Gather, QW_OP_GatherElements, QW_OP_Reshape, QW_OP_Transpose, QW_OP_Slice,
+        QW_OP_Concat, QW_OP_Squeeze, QW_OP_Unsqueeze, QW_OP_Expand, QW_OP_Identity, QW_OP_Shape, QW_OP_Size,
+        QW_OP_Split, QW_OP_Tile, QW_OP_ConstantOfShape, QW_OP_Constant, QW_OP_ScatterND, QW_OP_GatherBlockQuantized,
+        QW_OP_GroupQueryAttention, QW_OP_MultiHeadAttention, QW_OP_RotaryEmbedding,
+        QW_OP_SkipSimplifiedLayerNormalization, QW_OP_SimplifiedLayerNormalization, QW_OP_LayerNormalization,
         /* byte-moving ops here, so that their outputs are never planned in fp32 */
-        "Where", "Trilu", "Range", "Max", "Min", "CumSum", NULL};
-    for (int i = 0; native[i]; i++)
-        if (!strcmp(d->op_type, native[i])) return 1;
+        QW_OP_Where, QW_OP_Trilu, QW_OP_Range, QW_OP_Max, QW_OP_Min, QW_OP_CumSum};
+    for (size_t i = 0; i < sizeof native / sizeof native[0]; i++)
+        if (d->id == native[i]) return 1;
     return 0;
 }
 
 /* MatMulNBits runs in fp16 when its input arrives in fp16 (after an fp16 kernel) and in fp32 when the value is
  * still in fp32 (onnxruntime propagates fp32 through it, converting its scales): decided per node below. */
-static int adaptive_op(const qw_op_def *d) { return !strcmp(d->op_type, "MatMulNBits"); }
+static int adaptive_op(const qw_op_def *d) { return d->id == QW_OP_MatMulNBits; }
 
 static void plan_precision(qw_graph *g) {
     count_uses(g);
@@ -844,7 +835,7 @@ static int kv_consumers(qw_graph *g, int v, int *list, int max) {
 }
 
 /* by the op the node runs now (a node rewritten by a fusion keeps its on->op_type) */
-static int kv_is(const qw_node_rt *n, const char *op) { return n->n.op && !strcmp(n->n.op->op_type, op) && !n->n.op->domain[0]; }
+static int kv_is(const qw_node_rt *n, int op) { return QW_OP_IS(&n->n, op); }
 
 /* Shape(x) whose outputs only feed Gather(axis 0) of a constant index other than 1: the same on x's source,
  * which differs from x (repeated heads) in axis 1 only */
@@ -854,7 +845,7 @@ static int kv_shape_ok(qw_graph *g, const qw_node_rt *sh) {
     if (n > 15) return 0;
     for (int i = 0; i < n; i++) {
         const qw_node_rt *ga = &g->nodes[list[i]];
-        if (!kv_is(ga, "Gather") || ga->in[0] != sh->out[0] || qw_attr_i(ga->n.on, "axis", 0) != 0 || !is_const(g, ga->in[1]) ||
+        if (!kv_is(ga, QW_OP_Gather) || ga->in[0] != sh->out[0] || qw_attr_i(ga->n.on, "axis", 0) != 0 || !is_const(g, ga->in[1]) ||
             g->values[ga->in[1]].t.numel != 1 || !g->values[ga->in[1]].t.data)
             return 0;
         int64_t ix = qw_elem_get_i(g->values[ga->in[1]].t.data, g->values[ga->in[1]].t.dtype, 0);
@@ -871,14 +862,14 @@ static int kv_repeat_chain(qw_graph *g, int pres, int *fed, int *shapes, int *n_
     int un = -1;
     for (int i = 0; i < n; i++) {
         qw_node_rt *c = &g->nodes[list[i]];
-        if (kv_is(c, "Shape")) continue;
-        if (kv_is(c, "Cast") && c->out[0] >= 0 && g->values[c->out[0]].is_output) {
+        if (kv_is(c, QW_OP_Shape)) continue;
+        if (kv_is(c, QW_OP_Cast) && c->out[0] >= 0 && g->values[c->out[0]].is_output) {
             int l2[1];
             if (kv_consumers(g, c->out[0], l2, 0) == 0) continue;
             return 0;
         }
-        if (kv_is(c, "Unsqueeze") && un < 0) { un = list[i]; continue; }
-        if (kv_is(c, "MatMul") && un < 0) { un = -2; continue; } /* no repeat (heads == kv_heads) */
+        if (kv_is(c, QW_OP_Unsqueeze) && un < 0) { un = list[i]; continue; }
+        if (kv_is(c, QW_OP_MatMul) && un < 0) { un = -2; continue; } /* no repeat (heads == kv_heads) */
         return 0;
     }
     *n_shapes = 0;
@@ -894,17 +885,17 @@ static int kv_repeat_chain(qw_graph *g, int pres, int *fed, int *shapes, int *n_
     int l1[2];
     if (u->out[0] < 0 || kv_consumers(g, u->out[0], l1, 1) != 1) return 0;
     qw_node_rt *e = &g->nodes[l1[0]];
-    if (!kv_is(e, "Expand") || e->in[0] != u->out[0] || e->out[0] < 0 || kv_consumers(g, e->out[0], l1, 1) != 1) return 0;
+    if (!kv_is(e, QW_OP_Expand) || e->in[0] != u->out[0] || e->out[0] < 0 || kv_consumers(g, e->out[0], l1, 1) != 1) return 0;
     qw_node_rt *r = &g->nodes[l1[0]];
-    if (!kv_is(r, "Reshape") || r->in[0] != e->out[0] || r->out[0] < 0) return 0;
+    if (!kv_is(r, QW_OP_Reshape) || r->in[0] != e->out[0] || r->out[0] < 0) return 0;
     int f = r->out[0];
     if (g->values[u->out[0]].is_output || g->values[e->out[0]].is_output || g->values[f].is_output) return 0;
     n = kv_consumers(g, f, list, 63);
     if (n > 63) return 0;
     for (int i = 0; i < n; i++) {
         qw_node_rt *c = &g->nodes[list[i]];
-        if (kv_is(c, "MatMul")) continue;
-        if (kv_is(c, "Shape") && kv_shape_ok(g, c) && *n_shapes < 8) { shapes[(*n_shapes)++] = list[i]; continue; }
+        if (kv_is(c, QW_OP_MatMul)) continue;
+        if (kv_is(c, QW_OP_Shape) && kv_shape_ok(g, c) && *n_shapes < 8) { shapes[(*n_shapes)++] = list[i]; continue; }
         return 0;
     }
     *fed = f;
@@ -916,12 +907,12 @@ static int kv_concat(qw_graph *g, int past) {
     int l[2] = {-1, -1}, a = past;
     if (kv_consumers(g, a, l, 1) != 1) return -1;
     qw_node_rt *c = &g->nodes[l[0]];
-    if (kv_is(c, "Cast") && c->out[0] >= 0 && !g->values[c->out[0]].is_output) {
+    if (kv_is(c, QW_OP_Cast) && c->out[0] >= 0 && !g->values[c->out[0]].is_output) {
         a = c->out[0];
         if (kv_consumers(g, a, l, 1) != 1) return -1;
         c = &g->nodes[l[0]];
     }
-    if (!kv_is(c, "Concat") || c->n.n_in != 2 || c->in[0] != a || c->out[0] < 0) return -1;
+    if (!kv_is(c, QW_OP_Concat) || c->n.n_in != 2 || c->in[0] != a || c->out[0] < 0) return -1;
     int64_t ax = qw_attr_i(c->n.on, "axis", 0);
     if (ax != -2 && ax != 2) return -1;
     int dt = g->values[c->out[0]].dtype;
@@ -961,22 +952,22 @@ int qw_graph_kv_fuse(qw_graph *g, int in_k, int in_v, qw_kv_cache *kc) {
     int l[16];
     int n = kv_consumers(g, fk, l, 15), mm1 = -1;
     for (int i = 0; i < n && n <= 15; i++)
-        if (kv_is(&g->nodes[l[i]], "MatMul")) { if (mm1 >= 0) return 0; mm1 = l[i]; }
+        if (kv_is(&g->nodes[l[i]], QW_OP_MatMul)) { if (mm1 >= 0) return 0; mm1 = l[i]; }
     if (mm1 < 0) return 0;
     qw_node_rt *M1 = &g->nodes[mm1];
     if (M1->in[1] != fk || M1->in[0] == fk || !M1->n.trans_b || M1->out[0] < 0 || g->values[M1->out[0]].is_output) return 0;
     int q = M1->in[0];
     if (kv_consumers(g, M1->out[0], l, 1) != 1) return 0;
     qw_node_rt *DV = &g->nodes[l[0]];
-    int div = kv_is(DV, "Div");
-    if (!div && !kv_is(DV, "Mul")) return 0;
+    int div = kv_is(DV, QW_OP_Div);
+    if (!div && !kv_is(DV, QW_OP_Mul)) return 0;
     int ci = div ? 1 : (DV->in[0] == M1->out[0] ? 1 : 0);
     double cval;
     if (DV->in[1 - ci] != M1->out[0] || !const_scalar(g, DV->in[ci], &cval)) return 0;
     if (DV->out[0] < 0 || g->values[DV->out[0]].is_output || kv_consumers(g, DV->out[0], l, 1) != 1) return 0;
     qw_node_rt *AD = &g->nodes[l[0]], *SM = AD;
     int mask = -1;
-    if (kv_is(AD, "Add")) {
+    if (kv_is(AD, QW_OP_Add)) {
         mask = AD->in[0] == DV->out[0] ? AD->in[1] : AD->in[0];
         if (AD->out[0] < 0 || g->values[AD->out[0]].is_output || kv_consumers(g, AD->out[0], l, 1) != 1) return 0;
         SM = &g->nodes[l[0]];
@@ -984,13 +975,13 @@ int qw_graph_kv_fuse(qw_graph *g, int in_k, int in_v, qw_kv_cache *kc) {
     } else {
         AD = NULL;
     }
-    if (!kv_is(SM, "Softmax") || SM->out[0] < 0 || g->values[SM->out[0]].is_output) return 0;
+    if (!kv_is(SM, QW_OP_Softmax) || SM->out[0] < 0 || g->values[SM->out[0]].is_output) return 0;
     int64_t sax = qw_attr_i(SM->n.on, "axis", SM->n.opset >= 13 ? -1 : 1);
     if (sax != -1 && sax != 3) return 0;
     if (kv_consumers(g, SM->out[0], l, 1) != 1) return 0;
     int mm2 = l[0];
     qw_node_rt *M2 = &g->nodes[mm2];
-    if (!kv_is(M2, "MatMul") || M2->in[0] != SM->out[0] || M2->in[1] != fv || M2->n.trans_b || M2->out[0] < 0) return 0;
+    if (!kv_is(M2, QW_OP_MatMul) || M2->in[0] != SM->out[0] || M2->in[1] != fv || M2->n.trans_b || M2->out[0] < 0) return 0;
     if (fv != pv && kv_consumers(g, fv, l, 15) != 1 + nshv) return 0;
     if (fk != pk && kv_consumers(g, fk, l, 15) != 1 + nshk) return 0;
     qw_kv_append_state *sk = malloc(sizeof *sk), *sv = malloc(sizeof *sv);
@@ -1021,7 +1012,7 @@ int qw_graph_kv_fuse(qw_graph *g, int in_k, int in_v, qw_kv_cache *kc) {
         qw_value *x = &g->values[v];
         if (!x->is_output || x->kind != V_INTER || x->producer < 0) continue;
         qw_node_rt *p = &g->nodes[x->producer];
-        if (v == pk || v == pv || (kv_is(p, "Cast") && (p->in[0] == pk || p->in[0] == pv))) x->is_output = 0;
+        if (v == pk || v == pv || (kv_is(p, QW_OP_Cast) && (p->in[0] == pk || p->in[0] == pv))) x->is_output = 0;
     }
     g->n_kv_fused++;
     return 1;
@@ -1046,12 +1037,12 @@ int qw_graph_logits_last_only(qw_graph *g, int i) {
         if (g->values[v].producer < 0) return 0;
         qw_node_rt *n = &g->nodes[g->values[v].producer];
         if (!n->n.op || n->n.n_in < 1 || n->in[0] < 0) return 0;
-        if ((n->n.op == &qw_ops_matmul[0] || n->n.op == &qw_op_lmhead) && n->n.n_in == 2 && n->in[1] >= 0 &&
+        if ((QW_OP_IS(&n->n, QW_OP_MatMul) || QW_OP_IS(&n->n, QW_OP_LmHeadInt8)) && n->n.n_in == 2 && n->in[1] >= 0 &&
             !is_const(g, n->in[0]) && (n->n.trans_b || (n->n.in_const[1] && n->n.in_const[1]->ndim == 2))) {
             n->n.last_row_only = 1;
             return 1;
         }
-        if ((strcmp(n->n.op->op_type, "Cast") && strcmp(n->n.op->op_type, "Identity")) || n->n.op->domain[0]) return 0;
+        if (!QW_OP_IS(&n->n, QW_OP_Cast) && !QW_OP_IS(&n->n, QW_OP_Identity)) return 0;
         v = n->in[0];
         if (g->values[v].kind != V_INTER || g->values[v].n_uses != 1 || g->values[v].is_output) return 0;
     }
@@ -1219,8 +1210,8 @@ static qw_status run_node(qw_graph *g, int ni, qw_error *err) {
             goto done;
         }
         in[k] = &x->t;
-        if (x->f32_store && x->t.dtype == QW_DT_F32 && n->native && strcmp(n->n.op->op_type, "Shape") &&
-            strcmp(n->n.op->op_type, "Size")) {
+        if (x->f32_store && x->t.dtype == QW_DT_F32 && n->native && !QW_OP_IS(&n->n, QW_OP_Shape) &&
+            !QW_OP_IS(&n->n, QW_OP_Size)) {
             /* the Cast to fp16 onnxruntime inserts before an fp16 kernel */
             int b = g->n_scratch < 32 ? pool_alloc(g, (size_t)x->t.numel * 2 + 2) : -1;
             if (b < 0) { st = qw_op_err(&n->n, err, QW_E_NOMEM, "out of memory"); goto done; }

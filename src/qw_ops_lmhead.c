@@ -120,7 +120,7 @@ static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
      * step computes it (the same bits); a prefill of every row or other shapes: the exact product */
     int64_t M = ra >= 1 && A->dims[ra - 1] == s->K ? A->numel / s->K : 0;
     if (M < 1 || (M > 1 && (!c->node->last_row_only || ra != 3 || M > 64)))
-        return qw_ops_matmul[0].run(c, in, n_in, out, n_out, err);
+        return qw_op_matmul_run(c, in, n_in, out, n_out, err);
     int64_t dims[QW_MAX_DIMS];
     memcpy(dims, A->dims, sizeof dims);
     dims[ra - 1] = s->N;
@@ -233,7 +233,7 @@ static qw_status lmh_row(qw_op_ctx *c, lmh_state *s, const void *B, const float 
     return QW_OK;
 }
 
-const qw_op_def qw_op_lmhead = {"LmHeadInt8", "", NULL, run_lmh, free_lmh};
+const qw_op_def qw_op_lmhead = {QW_OP_LmHeadInt8, "LmHeadInt8", "", NULL, run_lmh, free_lmh};
 
 static uint64_t fnv1a64(uint64_t h, const void *p, size_t n) {
     for (size_t i = 0; i < n; i++) h = (h ^ ((const uint8_t *)p)[i]) * 0x100000001b3ull;
@@ -311,7 +311,7 @@ int qw_op_lmhead_eligible(const qw_graph_opts *o, int dtype, int ndim, const int
 
 qw_status qw_op_lmhead_select(qw_op_node *n, qw_pool *pool, int *selected, qw_error *err) {
     *selected = 0;
-    if (!n->trans_b || n->n_in != 2 || strcmp(n->on->op_type, "MatMul") || n->on->domain[0]) return QW_OK;
+    if (!n->trans_b || n->n_in != 2 || !QW_OP_IS(n, QW_OP_MatMul)) return QW_OK;
     const qw_tensor *B = n->in_const[1];
     if (!B || !qw_op_lmhead_eligible(n->gopts, B->dtype, B->ndim, B->dims)) return QW_OK;
     /* a weight not in memory (read on demand, or paged under a cap) is read by rows: for the int8 rows at load,

@@ -210,8 +210,12 @@ static qw_status run_gemm(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tenso
     return QW_OK;
 }
 
+qw_status qw_op_matmul_run(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
+    return run_matmul(c, in, n_in, out, n_out, err);
+}
+
 const qw_op_def qw_ops_matmul[] = {
-    {"MatMul", "", check_matmul, run_matmul, NULL},
-    {"Gemm", "", check_gemm, run_gemm, NULL},
-    {NULL, NULL, NULL, NULL, NULL},
+    {QW_OP_MatMul, "MatMul", "", check_matmul, run_matmul, NULL},
+    {QW_OP_Gemm, "Gemm", "", check_gemm, run_gemm, NULL},
+    {QW_OP_NONE, NULL, NULL, NULL, NULL, NULL},
 };

@@ -247,9 +247,9 @@ static qw_status run_gbq(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
 }
 
 const qw_op_def qw_ops_quant[] = {
-    {"MatMulNBits", "com.microsoft", check_nbits, run_nbits, free_nbits},
-    {"GatherBlockQuantized", "com.microsoft", check_gbq, run_gbq, NULL},
-    {NULL, NULL, NULL, NULL, NULL},
+    {QW_OP_MatMulNBits, "MatMulNBits", "com.microsoft", check_nbits, run_nbits, free_nbits},
+    {QW_OP_GatherBlockQuantized, "GatherBlockQuantized", "com.microsoft", check_gbq, run_gbq, NULL},
+    {QW_OP_NONE, NULL, NULL, NULL, NULL, NULL},
 };
 
 /* MatMulNBits followed by Add(y, bias (N)): onnxruntime fuses the bias into the kernel (added in fp32 before
