@@ -66,6 +66,8 @@ typedef struct qw_op_node {
     int out_dtype[16];             /* filled by check */
     const qw_tensor *in_const[16]; /* constant inputs known at load (else NULL) */
     int in_weight[16];             /* weight id for initializer inputs, else -1 */
+    int in_refs[16];               /* how often the file reads each input: node inputs of every node (also those
+                                      dead or folded), + 2 per graph output naming it (counted once, at build) */
     int in_skip[16];               /* set by check: run does not need this input (a derived form replaces it) */
     int trans_b;                   /* MatMul/Gemm: input 1 is Transpose(const W): use W with trans_b */
     int last_row_only;             /* MatMul / int8 lm_head feeding the logits (qw_graph_logits_last_only): an A of

@@ -28,17 +28,7 @@ static int pack_ok(const qw_op_node *n, int N, int block) {
     if (n->in_dtype[2] != QW_DT_F16 && n->in_dtype[2] != QW_DT_F32) return 0;
     if (n->n_in > 3 && n->in_dtype[3] && qw_weights_pageable(n->weights, n->in_weight[3])) return 0;
     if (n->gopts && n->gopts->no_repack) return 0;
-    for (int k = 1; k <= 2; k++) {
-        const char *name = n->on->inputs[k];
-        int uses = 0;
-        for (int i = 0; i < n->model->n_nodes; i++) {
-            const qw_onnx_node *o = &n->model->nodes[i];
-            for (int j = 0; j < o->n_inputs; j++) uses += !strcmp(o->inputs[j], name);
-        }
-        for (int i = 0; i < n->model->n_outputs; i++) uses += !strcmp(n->model->outputs[i].name, name) ? 2 : 0;
-        if (uses != 1) return 0;
-    }
-    return 1;
+    return n->in_refs[1] == 1 && n->in_refs[2] == 1;
 }
 
 static qw_status pack_b(void *ctx, void *data, uint64_t nbytes, const char *name, qw_error *err) {
