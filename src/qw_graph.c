@@ -606,8 +606,6 @@ void qw_graph_free(qw_graph *g) {
 
 /* ---- inputs / outputs ---------------------------------------------------------------------- */
 
-int qw_graph_n_inputs(const qw_graph *g) { return g->n_in; }
-int qw_graph_n_outputs(const qw_graph *g) { return g->n_out; }
 const qw_onnx_value_info *qw_graph_input_info(const qw_graph *g, int i) { return i >= 0 && i < g->n_in ? g->in_info[i] : NULL; }
 const qw_onnx_value_info *qw_graph_output_info(const qw_graph *g, int i) { return i >= 0 && i < g->n_out ? g->out_info[i] : NULL; }
 int qw_graph_find_input(const qw_graph *g, const char *name) {
@@ -776,12 +774,10 @@ qw_status qw_graph_run(qw_graph *g, const qw_graph_step *step, volatile int *abo
 
 /* ---- figures -------------------------------------------------------------------------------- */
 
-uint64_t qw_graph_peak_activation_bytes(const qw_graph *g) { return g->peak_bytes; }
-uint64_t qw_graph_weight_bytes(const qw_graph *g) { return qw_weights_resident_bytes(g->w) + g->folded_bytes; }
+static uint64_t weight_bytes(const qw_graph *g) { return qw_weights_resident_bytes(g->w) + g->folded_bytes; }
 void qw_graph_profile_reset(qw_graph *g) {
     for (int i = 0; i < g->n_prof; i++) { g->prof[i].ms = 0; g->prof[i].calls = 0; }
 }
-void qw_graph_set_profile(qw_graph *g, int on) { g->opts.profile = on; }
 void qw_graph_set_tap(qw_graph *g, qw_tap_fn fn, void *user) {
     g->tap = fn;
     g->tap_user = user;
@@ -796,7 +792,7 @@ const char *qw_graph_stats_json(qw_graph *g) {
     size_t o = (size_t)snprintf(b, cap,
                                 "{\"peak_activation_bytes\":%llu,\"resident_weight_bytes\":%llu,\"nodes\":%d,"
                                 "\"folded_nodes\":%d,\"kv_fused_layers\":%d,\"pool_buffers\":%d,\"pool_bytes\":%llu,\"profile\":{",
-                                (unsigned long long)g->peak_bytes, (unsigned long long)qw_graph_weight_bytes(g),
+                                (unsigned long long)g->peak_bytes, (unsigned long long)weight_bytes(g),
                                 g->n_sched, g->n_folded, g->n_kv_fused, g->n_bufs, (unsigned long long)pool_bytes);
     int first = 1;
     for (int i = 0; i < g->n_prof && o < cap; i++) {

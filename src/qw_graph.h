@@ -59,8 +59,6 @@ qw_status qw_graph_build(const qw_fs *fs, const qw_onnx_model *m, qw_pool *pool,
 void qw_graph_free(qw_graph *g);
 
 /* Graph inputs (excluding initializers) and outputs, by index. */
-int qw_graph_n_inputs(const qw_graph *g);
-int qw_graph_n_outputs(const qw_graph *g);
 const qw_onnx_value_info *qw_graph_input_info(const qw_graph *g, int i);
 const qw_onnx_value_info *qw_graph_output_info(const qw_graph *g, int i);
 int qw_graph_find_input(const qw_graph *g, const char *name);   /* -1 when absent */
@@ -131,14 +129,10 @@ void qw_graph_kv_commit(qw_graph *g);
  * not there (unchanged). Inputs of another shape still give the full product. */
 int qw_graph_logits_last_only(qw_graph *g, int i);
 
-/* Figures. */
-uint64_t qw_graph_peak_activation_bytes(const qw_graph *g);
-uint64_t qw_graph_weight_bytes(const qw_graph *g);
-/* {"peak_activation_bytes":..,"resident_weight_bytes":..,"nodes":..,"folded_nodes":..,"pool_buffers":..,
+/* Figures: {"peak_activation_bytes":..,"resident_weight_bytes":..,"nodes":..,"folded_nodes":..,"pool_buffers":..,
  *  "pool_bytes":..,"profile":{"MatMulNBits":{"ms":..,"calls":..},..}} -- owned by g, valid until next call. */
 const char *qw_graph_stats_json(qw_graph *g);
 void qw_graph_profile_reset(qw_graph *g);
-void qw_graph_set_profile(qw_graph *g, int on);
 /* qw_model_set_tap (qwasm.h): fn sees every node output after the node ran; NULL: off. */
 void qw_graph_set_tap(qw_graph *g, qw_tap_fn fn, void *user);
 #endif /* QW_GRAPH_H */

@@ -265,14 +265,6 @@ void qw_weights_free(qw_weights *w) {
     free(w);
 }
 
-int qw_weights_count(const qw_weights *w) { return w->n; }
-
-int qw_weights_find(const qw_weights *w, const char *name) {
-    for (int i = 0; i < w->n; i++)
-        if (strcmp(w->w[i].t->name, name) == 0) return i;
-    return -1;
-}
-
 const qw_onnx_tensor *qw_weights_info(const qw_weights *w, int id) {
     return id >= 0 && id < w->n ? w->w[id].t : NULL;
 }
@@ -380,11 +372,6 @@ static qw_status load_one(qw_weights *w, int id, qw_error *err) {
         }
     }
     return QW_OK;
-}
-
-qw_status qw_weights_load(qw_weights *w, int id, qw_error *err) {
-    if (id < 0 || id >= w->n) return qw_error_set(err, QW_E_ARG, "weights: bad id %d", id);
-    return load_one(w, id, err);
 }
 
 /* Starts reading the next weight of the learned order that is not resident, if it fits without touching the
@@ -620,7 +607,7 @@ qw_status qw_weights_check_cap(const qw_weights *w, qw_error *err) {
 
 uint64_t qw_weights_resident_bytes(const qw_weights *w) { return w->resident; }
 
-void qw_weights_get_stats(const qw_weights *w, qw_weights_stats *out) {
+static void get_stats(const qw_weights *w, qw_weights_stats *out) {
     *out = w->st;
     out->cap = w->cap;
     out->resident = w->resident;
@@ -628,7 +615,7 @@ void qw_weights_get_stats(const qw_weights *w, qw_weights_stats *out) {
 
 size_t qw_weights_stats_json(const qw_weights *w, char *buf, size_t cap) {
     qw_weights_stats s;
-    qw_weights_get_stats(w, &s);
+    get_stats(w, &s);
     int n = snprintf(buf, cap,
                      "{\"cap_bytes\":%llu,\"resident_bytes\":%llu,\"peak_resident_bytes\":%llu,\"derived_bytes\":%llu,"
                      "\"sticky_bytes\":%llu,\"keep_bytes\":%llu,\"largest_unit_bytes\":%llu,\"bytes_read\":%llu,"

@@ -29,9 +29,6 @@ qw_status qw_weights_new(const qw_fs *fs, const qw_onnx_model *m, uint64_t mem_c
                          qw_weights **out, qw_error *err);
 void qw_weights_free(qw_weights *w);
 
-int qw_weights_count(const qw_weights *w);
-/* Id of an initializer by name, -1 when absent. */
-int qw_weights_find(const qw_weights *w, const char *name);
 const qw_onnx_tensor *qw_weights_info(const qw_weights *w, int id);
 
 /* 1 when id is paged (a cap is set and it is not a sticky 1-D weight): it is not loaded at build, its bytes are
@@ -48,8 +45,6 @@ int qw_weights_streamed(const qw_weights *w, int id);
  * tensor: 467 MB of fp16 in the 1.5B) and the fs reads ranges fast. */
 qw_status qw_weights_set_on_demand(qw_weights *w, int id, qw_error *err);
 
-/* Makes weight id resident now (load phase; progress is reported by bytes). */
-qw_status qw_weights_load(qw_weights *w, int id, qw_error *err);
 /* A pointer to id's bytes (nbytes, little-endian), valid until the matching release. Loads when needed. */
 qw_status qw_weights_acquire(qw_weights *w, int id, const void **data, qw_error *err);
 void qw_weights_release(qw_weights *w, int id);
@@ -117,6 +112,5 @@ size_t qw_weights_derived_json(const qw_weights *w, char *buf, size_t cap);
 
 /* Adds time spent making a derived form (an op's work at load) to the derive_ms counter. */
 void qw_weights_add_derive_ms(qw_weights *w, double ms);
-void qw_weights_get_stats(const qw_weights *w, qw_weights_stats *out);
 
 #endif /* QW_WEIGHTS_H */
