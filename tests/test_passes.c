@@ -38,7 +38,7 @@ static int model_path(const char *name, const char *onnx, char *dir, size_t cap)
     return 1;
 }
 
-/* ---- op ids ------------------------------------------------------------------------------------------------- */
+/* ---- op ids ------------------------------------------------------------------------------------------- */
 
 static void test_op_ids(void) {
     const qw_op_def *const tables[] = {qw_ops_elementwise, qw_ops_shape, qw_ops_reduce, qw_ops_matmul, qw_ops_norm,
@@ -52,18 +52,20 @@ static void test_op_ids(void) {
             int ok = d->id > QW_OP_NONE && d->id < QW_OP_COUNT;
             CHECK(ok, "op %s: id %d out of range", d->op_type, d->id);
             if (!ok) continue;
-            const char *want = d->id == QW_OP_FusedRMSNorm ? "SimplifiedLayerNormalization(fused)" : qw_op_id_names[d->id];
+            const char *want = d->id == QW_OP_FusedRMSNorm ? "SimplifiedLayerNormalization(fused)"
+                                                           : qw_op_id_names[d->id];
             CHECK(!strcmp(want, d->op_type), "op %s carries the id of %s", d->op_type, qw_op_id_names[d->id]);
             seen[d->id]++;
             if (one) break;
         }
     }
-    for (int i = 1; i < QW_OP_COUNT; i++) CHECK(seen[i] == 1, "op id %s is in %d table rows", qw_op_id_names[i], seen[i]);
+    for (int i = 1; i < QW_OP_COUNT; i++)
+        CHECK(seen[i] == 1, "op id %s is in %d table rows", qw_op_id_names[i], seen[i]);
     CHECK(qw_op_required_inputs[QW_OP_MatMulNBits] == 3 && qw_op_required_inputs[QW_OP_Constant] == 0 &&
           qw_op_required_inputs[QW_OP_RotaryEmbedding] == 4, "required inputs by id");
 }
 
-/* ---- graph figures ---------------------------------------------------------------------------------------- */
+/* ---- graph figures ------------------------------------------------------------------------------------ */
 
 static int count_op(const qw_graph *g, int op) {
     int n = 0;
@@ -106,7 +108,8 @@ typedef struct figures {
     double on_demand_bytes;
 } figures;
 
-static figures build_figures(const char *name, const char *onnx, qw_pool *pool, const qw_graph_opts *go, int decoder) {
+static figures build_figures(const char *name, const char *onnx, qw_pool *pool, const qw_graph_opts *go,
+                             int decoder) {
     figures f;
     memset(&f, 0, sizeof f);
     char dir[1000];
@@ -147,7 +150,7 @@ static figures build_figures(const char *name, const char *onnx, qw_pool *pool, 
     return f;
 }
 
-/* ---- each pass: what it rewrote --------------------------------------------------------------------------- */
+/* ---- each pass: what it rewrote ----------------------------------------------------------------------- */
 
 static void test_rmsnorm_bias(qw_pool *pool) {
     char dir[1000];
@@ -225,7 +228,7 @@ static void test_lmhead_on_demand(qw_pool *pool) {
           "%s: embedding on demand: %g bytes (resident run: %g)", name, c.on_demand_bytes, b.on_demand_bytes);
 }
 
-/* ---- a pass disabled: the logits stay within the decoder test's tolerances ----------------------------------- */
+/* ---- a pass disabled: the logits stay within the decoder test's tolerances ---------------------------- */
 
 static double logits_worst(const char *name, const char *onnx, qw_pool *pool, const qw_graph_opts *a,
                            const qw_graph_opts *b, int rel) {
@@ -237,7 +240,8 @@ static double logits_worst(const char *name, const char *onnx, qw_pool *pool, co
     qw_error err = {0};
     double worst = -1;
     float *la = NULL, *lb = NULL;
-    if (session_open(dir, onnx, pool, a, 32, &sa, &err) != QW_OK || session_open(dir, onnx, pool, b, 32, &sb, &err) != QW_OK) {
+    if (session_open(dir, onnx, pool, a, 32, &sa, &err) != QW_OK ||
+        session_open(dir, onnx, pool, b, 32, &sb, &err) != QW_OK) {
         CHECK(0, "%s: load: %s", name, err.msg);
         goto done;
     }
@@ -303,7 +307,8 @@ static void test_disabled_equal(qw_pool *pool) {
     memset(&sa, 0, sizeof sa);
     memset(&sb, 0, sizeof sb);
     qw_error err = {0};
-    if (session_open(dir, onnx, pool, &ex, 32, &sa, &err) == QW_OK && session_open(dir, onnx, pool, &i8, 32, &sb, &err) == QW_OK) {
+    if (session_open(dir, onnx, pool, &ex, 32, &sa, &err) == QW_OK &&
+        session_open(dir, onnx, pool, &i8, 32, &sb, &err) == QW_OK) {
         int V = qw_decoder_vocab(sa.d);
         float *la = malloc((size_t)V * sizeof *la), *lb = malloc((size_t)V * sizeof *lb);
         int32_t ida = 9707, idb = 9707, same = 1;
@@ -329,7 +334,7 @@ static void test_disabled_equal(qw_pool *pool) {
     close_session(&sb);
 }
 
-/* ---- a run failing mid-node releases what it acquired ------------------------------------------------------- */
+/* ---- a run failing mid-node releases what it acquired ------------------------------------------------- */
 
 static void test_run_error_release(qw_pool *pool) {
     char dir[1000];
