@@ -30,8 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         else if (!(logits = malloc((size_t)V * sizeof *logits))) st = QW_E_NOMEM, err.msg[0] = 'x';
         int32_t ids[3] = {1, 2, 3};
         for (int i = 0; i < 3; i++) if (V) ids[i] %= V;
-        if (st == QW_OK) st = qw_decoder_forward(d, ids, 3, logits, NULL, &err);
-        if (st == QW_OK) st = qw_decoder_forward(d, ids, 1, logits, NULL, &err);
+        if (st == QW_OK) st = qw_decoder_forward(d, ids, 3, logits, NULL, NULL, &err);
+        if (st == QW_OK) st = qw_decoder_forward(d, ids, 1, logits, NULL, NULL, &err);
     }
     if (st != QW_OK && !err.msg[0]) __builtin_trap(); /* a failure says why */
     free(logits);

@@ -59,28 +59,28 @@ static void test_fixture(qw_pool *pool) {
     float *logits = malloc((size_t)V * sizeof *logits);
     qw_error err = {0};
     int got[6];
-    qw_status st = qw_decoder_forward(s.d, prompt, 4, logits, NULL, &err);
+    qw_status st = qw_decoder_forward(s.d, prompt, 4, logits, NULL, NULL, &err);
     CHECK(st == QW_OK, "prefill: %s", err.msg);
     for (int i = 0; i < 6 && st == QW_OK; i++) {
         got[i] = argmax(logits, V);
         int32_t id = got[i];
-        if (i < 5) st = qw_decoder_forward(s.d, &id, 1, logits, NULL, &err);
+        if (i < 5) st = qw_decoder_forward(s.d, &id, 1, logits, NULL, NULL, &err);
         CHECK(st == QW_OK, "step %d: %s", i, err.msg);
     }
     printf("fixture tiny-llama-genai-fp16: %d %d %d %d %d %d\n", got[0], got[1], got[2], got[3], got[4], got[5]);
     for (int i = 0; i < 6; i++) CHECK(got[i] == expect[i], "fixture token %d: %d, expected %d", i, got[i], expect[i]);
     /* the same after a reset, and after truncating back to the prompt */
     qw_decoder_reset(s.d);
-    st = qw_decoder_forward(s.d, prompt, 3, logits, NULL, &err);
-    if (st == QW_OK) st = qw_decoder_forward(s.d, prompt + 3, 1, logits, NULL, &err);
+    st = qw_decoder_forward(s.d, prompt, 3, logits, NULL, NULL, &err);
+    if (st == QW_OK) st = qw_decoder_forward(s.d, prompt + 3, 1, logits, NULL, NULL, &err);
     CHECK(st == QW_OK && argmax(logits, V) == expect[0], "split prefill");
     int32_t id = expect[0];
-    st = qw_decoder_forward(s.d, &id, 1, logits, NULL, &err);
+    st = qw_decoder_forward(s.d, &id, 1, logits, NULL, NULL, &err);
     CHECK(st == QW_OK && qw_decoder_truncate(s.d, 4) == QW_OK && qw_decoder_pos(s.d) == 4, "truncate");
-    st = qw_decoder_forward(s.d, &id, 1, logits, NULL, &err);
+    st = qw_decoder_forward(s.d, &id, 1, logits, NULL, NULL, &err);
     CHECK(st == QW_OK && argmax(logits, V) == expect[1], "after truncate: %d", argmax(logits, V));
     volatile int abort_flag = 1;
-    st = qw_decoder_forward(s.d, &id, 1, logits, &abort_flag, &err);
+    st = qw_decoder_forward(s.d, &id, 1, logits, NULL, &abort_flag, &err);
     CHECK(st == QW_E_ABORTED, "abort flag: %d", st);
     printf("fixture stats: %s\n", qw_graph_stats_json(s.g));
     free(logits);
@@ -183,10 +183,10 @@ static void test_model(const char *dir, const char *name, qw_pool *pool) {
     double worst = 0, decode_ms = 0, prefill_ms = 0;
     for (int i = 0; i < ns; i++) {
         double ts = now_ms();
-        qw_status st = i == 0 ? qw_decoder_forward(s.d, ids, np, lg, NULL, &err) : 0;
+        qw_status st = i == 0 ? qw_decoder_forward(s.d, ids, np, lg, NULL, NULL, &err) : 0;
         if (i > 0) {
             int32_t id = cJSON_GetArrayItem(tokens, i - 1)->valueint;
-            st = qw_decoder_forward(s.d, &id, 1, lg, NULL, &err);
+            st = qw_decoder_forward(s.d, &id, 1, lg, NULL, NULL, &err);
         }
         if (i == 0) prefill_ms = now_ms() - ts; else decode_ms += now_ms() - ts;
         CHECK(st == QW_OK, "%s step %d: %s", name, i, err.msg);
@@ -254,7 +254,7 @@ static int run_direct(qw_graph *g, int n_layers, qw_kv_cache *kc, float **pk, fl
         qw_graph_set_input(g, qw_graph_find_input(g, kn), QW_DT_F32, 4, kd, pk[l], &err);
         qw_graph_set_input(g, qw_graph_find_input(g, vn), QW_DT_F32, 4, kd, pv[l], &err);
     }
-    if (qw_graph_run(g, NULL, &err) != QW_OK) { printf("run: %s\n", err.msg); return 0; }
+    if (qw_graph_run(g, NULL, NULL, &err) != QW_OK) { printf("run: %s\n", err.msg); return 0; }
     const qw_tensor *t = qw_graph_output(g, qw_graph_find_output(g, "logits"));
     if (!t || t->dtype != QW_DT_F32) return 0;
     memcpy(lg, (const float *)t->data + (t->numel / V - 1) * V, (size_t)V * 4); /* (1, 1, V) when last-only */
@@ -288,13 +288,13 @@ static void test_kv(const char *models, const char *name, qw_pool *pool) {
     qw_error err = {0};
     /* 1. fused vs decomposed decoding: same logits, same cache contents */
     int32_t prompt[7] = {3, 14, 15, 92, 65, 35, 89};
-    int ok = qw_decoder_forward(a.d, prompt, 7, la, NULL, &err) == QW_OK && qw_decoder_forward(b.d, prompt, 7, lb, NULL, &err) == QW_OK;
+    int ok = qw_decoder_forward(a.d, prompt, 7, la, NULL, NULL, &err) == QW_OK && qw_decoder_forward(b.d, prompt, 7, lb, NULL, NULL, &err) == QW_OK;
     CHECK(ok, "%s: prefill: %s", name, err.msg);
     double worst = ok ? row_err(la, lb, V, rel) : 1;
     int32_t toks[6];
     for (int i = 0; i < 6 && ok; i++) {
         toks[i] = argmax(la, V);
-        ok = qw_decoder_forward(a.d, &toks[i], 1, la, NULL, &err) == QW_OK && qw_decoder_forward(b.d, &toks[i], 1, lb, NULL, &err) == QW_OK;
+        ok = qw_decoder_forward(a.d, &toks[i], 1, la, NULL, NULL, &err) == QW_OK && qw_decoder_forward(b.d, &toks[i], 1, lb, NULL, NULL, &err) == QW_OK;
         if (i == 0) memcpy(l1, la, (size_t)V * 4);
         double e = ok ? row_err(la, lb, V, rel) : 1;
         if (e > worst) worst = e;
@@ -326,11 +326,11 @@ static void test_kv(const char *models, const char *name, qw_pool *pool) {
     printf("%s: fused attention vs decomposed: logits %.3g, cache %.3g; %d/%d layers fused, %llu KV bytes appended\n", name,
            worst, kerr, ki.fused_layers, ki.layers, (unsigned long long)ki.appended_bytes);
     /* 2. truncate back to the prompt and decode the first token again: the same logits */
-    ok = qw_decoder_truncate(a.d, 7) == QW_OK && qw_decoder_pos(a.d) == 7 && qw_decoder_forward(a.d, &toks[0], 1, la, NULL, &err) == QW_OK;
+    ok = qw_decoder_truncate(a.d, 7) == QW_OK && qw_decoder_pos(a.d) == 7 && qw_decoder_forward(a.d, &toks[0], 1, la, NULL, NULL, &err) == QW_OK;
     CHECK(ok && row_err(la, l1, V, 0) <= 1e-6, "%s: after truncate the logits differ by %g", name, ok ? row_err(la, l1, V, 0) : -1.0);
     /* grow past the first capacity block and reset */
     qw_decoder_reset(a.d);
-    CHECK(qw_decoder_forward(a.d, prompt, 7, la, NULL, &err) == QW_OK && row_err(la, lb, V, 0) >= 0, "%s: after reset: %s", name, err.msg);
+    CHECK(qw_decoder_forward(a.d, prompt, 7, la, NULL, NULL, &err) == QW_OK && row_err(la, lb, V, 0) >= 0, "%s: after reset: %s", name, err.msg);
     /* 3. a left-padded attention_mask (zeros) through the fused node's masked path vs the decomposed graph */
     int nl = ki.layers;
     qw_kv_cache *kc = calloc((size_t)nl, sizeof *kc);

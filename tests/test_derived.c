@@ -75,6 +75,7 @@ static int run(qw_fs *fs, const char *onnx, qw_pool *pool, run_out *r) {
     qw_graph *g = NULL;
     qw_decoder *d = NULL;
     qw_graph_opts go = {0};
+    go.lm_head_min_rows = 1000; /* the small model's head (vocab x 64) is below the size where int8 rows pay */
     int ok = 0;
     if (qw_onnx_load(fs, onnx, &m, &err) != QW_OK || qw_graph_build(fs, m, pool, &go, &g, &err) != QW_OK ||
         qw_decoder_new(g, 16, &d, &err) != QW_OK) {
@@ -85,7 +86,7 @@ static int run(qw_fs *fs, const char *onnx, qw_pool *pool, run_out *r) {
     r->logits = malloc((size_t)V * sizeof(float));
     int32_t ids[3] = {1, 2, 3};
     for (int t = 0; t < 3; t++)
-        if (qw_decoder_forward(d, &ids[t], 1, r->logits, NULL, &err) != QW_OK) { CHECK(0, "step: %s", err.msg); goto done; }
+        if (qw_decoder_forward(d, &ids[t], 1, r->logits, NULL, NULL, &err) != QW_OK) { CHECK(0, "step: %s", err.msg); goto done; }
     const char *js = qw_graph_stats_json(g), *dv = strstr(js, "\"derived\":[");
     r->derive_ms = json_num(js, "derive_ms");
     if (!dv || !json_str(dv, "name", r->name, sizeof r->name)) { CHECK(0, "no derived file in %s", js); goto done; }
@@ -114,8 +115,6 @@ done:
 int main(void) {
     overlay ov = {0};
     if (!open_small_model(&ov.dir)) return 0;
-    /* the small model's head (vocab x 64) is below the size where the int8 rows pay; lower the bar */
-    setenv("QW_LMHEAD_MIN_ROWS", "1000", 0);
     qw_fs fs = {&ov, ov_size, ov_read, NULL};
     const char *onnx = "onnx/model_q4f16.onnx";
     qw_pool *pool = qw_pool_new(2);

@@ -35,7 +35,7 @@ static qw_status run(qw_model *m, qw_model *oracle, const int32_t *prompt, int n
             r->n_feeds++;
             if (ev.n_past == 0) { qw_decoder_reset(oracle->dec); oracle->n_cached = 0; }
             if (ev.n_past != oracle->n_cached) { st = qw_error_set(err, QW_E_INTERNAL, "n_past %d, oracle holds %d", ev.n_past, oracle->n_cached); break; }
-            if ((st = qw_decoder_forward(oracle->dec, ev.feed_ids, ev.n_feed, logits, NULL, err)) != QW_OK) break;
+            if ((st = qw_decoder_forward(oracle->dec, ev.feed_ids, ev.n_feed, logits, NULL, NULL, err)) != QW_OK) break;
             oracle->n_cached += ev.n_feed;
             if ((st = qw_gen_set_logits(g, logits, (size_t)vocab, err)) != QW_OK) break;
             continue;

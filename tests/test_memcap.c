@@ -16,6 +16,7 @@
 #include "test_session.h"
 
 static int failures, checked_models;
+static int prefetch; /* qw_graph_opts.prefetch of the sessions opened */
 #define CHECK(c, ...) do { if (!(c)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 #define STEPS 32
@@ -25,6 +26,7 @@ static qw_status open_session(const char *dir, const char *onnx, qw_pool *pool, 
                               qw_error *err) {
     qw_graph_opts go = {0};
     go.mem_cap_bytes = cap;
+    go.prefetch = prefetch;
     go.exact_lm_head = 1; /* all logits exact in both runs (the int8 lm_head is exact only in its top rows) */
     return session_open(dir, onnx, pool, &go, PROMPT + STEPS + 1, s, err);
 }
@@ -47,13 +49,13 @@ static int run(const char *dir, const char *onnx, qw_pool *pool, uint64_t cap, i
     }
     CHECK(qw_decoder_vocab(s->d) == V, "%s: vocab %d, %d expected", dir, qw_decoder_vocab(s->d), V);
     int32_t prompt[PROMPT] = {1, 2, 3, 4};
-    if (qw_decoder_forward(s->d, prompt, PROMPT, logits, NULL, &err) != QW_OK) {
+    if (qw_decoder_forward(s->d, prompt, PROMPT, logits, NULL, NULL, &err) != QW_OK) {
         CHECK(0, "%s cap %llu: prefill: %s", dir, (unsigned long long)cap, err.msg);
         return 0;
     }
     for (int t = 0; t < STEPS; t++) {
         float *lg = logits + (size_t)t * V;
-        if (t > 0 && qw_decoder_forward(s->d, &ids[t - 1], 1, lg, NULL, &err) != QW_OK) {
+        if (t > 0 && qw_decoder_forward(s->d, &ids[t - 1], 1, lg, NULL, NULL, &err) != QW_OK) {
             CHECK(0, "%s cap %llu: step %d: %s", dir, (unsigned long long)cap, t, err.msg);
             return 0;
         }
@@ -159,7 +161,7 @@ int main(void) {
                                         "tiny-fp32-op18-ext", "small-q4f16-op18-ext", NULL};
     for (int i = 0; names[i]; i++) test_model(models, names[i], pool);
     /* again with the native reader thread (prefetch of streamed weights and lm_head chunks; a no-op in wasm) */
-    setenv("QW_PREFETCH", "1", 1);
+    prefetch = 1;
     for (int i = 0; names[i]; i++) test_model(models, names[i], pool);
     qw_pool_free(pool);
     if (!checked_models) printf("skip: no generated models under %s (run tools/gen/gen_test_models.sh)\n", models);

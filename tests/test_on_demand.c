@@ -1,5 +1,5 @@
 /* test_on_demand.c - the tied embedding read on demand (qw_graph_opts.embedding_on_demand) and the int8
- * lm_head's exact top R (qw_graph_set_lm_head_top):
+ * lm_head's exact top R (qw_graph_step.lm_head_top):
  *  - on demand, the embedding is never resident (resident bytes drop by exactly its size, stats name it) and the
  *    logits are bit for bit those of the resident int8 lm_head, for R = 1 and R = 64;
  *  - in both, the R largest logits are exactly the all-fp16 product's (same rows, same bits), and with R = 1
@@ -11,7 +11,7 @@
  *    sampled with top-k and a repetition penalty (the sampler's exact top counts only ids it cannot lower) and
  *    greedy with a penalty: the sampler only ever sees exact values where it can pick.
  * On the generated small model (tools/gen/gen_test_models.sh; skipped with a message when absent), whose head is
- * made eligible for the int8 rows with QW_LMHEAD_MIN_ROWS. */
+ * made eligible for the int8 rows with lm_head_min_rows (MIN_ROWS). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +50,7 @@ typedef struct run_out {
 } run_out;
 
 #define STEPS 4
+#define MIN_ROWS 1000 /* lm_head_min_rows: the small model's head is below the size where int8 rows pay */
 static const int32_t ids[STEPS] = {1, 17, 300, 5};
 
 static int run(counting *cf, const char *onnx, qw_pool *pool, int exact, int on_demand, int R, run_out *r) {
@@ -62,18 +63,20 @@ static int run(counting *cf, const char *onnx, qw_pool *pool, int exact, int on_
     qw_graph_opts go = {0};
     go.exact_lm_head = exact;
     go.embedding_on_demand = on_demand;
+    go.lm_head_min_rows = MIN_ROWS;
     int ok = 0;
     if (qw_onnx_load(&fs, onnx, &m, &err) != QW_OK || qw_graph_build(&fs, m, pool, &go, &g, &err) != QW_OK ||
         qw_decoder_new(g, 16, &d, &err) != QW_OK) {
         CHECK(0, "load: %s", err.msg);
         goto done;
     }
-    qw_graph_set_lm_head_top(g, R, NULL);
+    qw_graph_step step = {0};
+    step.lm_head_top = R;
     r->V = qw_decoder_vocab(d);
     r->logits = malloc((size_t)STEPS * r->V * sizeof(float));
     uint64_t b0 = cf->data_bytes, n0 = cf->data_reads;
     for (int t = 0; t < STEPS; t++)
-        if (qw_decoder_forward(d, &ids[t], 1, r->logits + (size_t)t * r->V, NULL, &err) != QW_OK) {
+        if (qw_decoder_forward(d, &ids[t], 1, r->logits + (size_t)t * r->V, &step, NULL, &err) != QW_OK) {
             CHECK(0, "step: %s", err.msg);
             goto done;
         }
@@ -85,7 +88,7 @@ static int run(counting *cf, const char *onnx, qw_pool *pool, int exact, int on_
     /* a failing fs: the next step fails with its status, nothing crashes */
     float *scratch = malloc((size_t)r->V * sizeof(float));
     cf->fail = 1;
-    qw_status st = qw_decoder_forward(d, &ids[0], 1, scratch, NULL, &err);
+    qw_status st = qw_decoder_forward(d, &ids[0], 1, scratch, &step, NULL, &err);
     cf->fail = 0;
     free(scratch);
     if (on_demand) CHECK(st == QW_E_IO && strstr(err.msg, "embed"), "failing read: status %d '%s'", st, err.msg);
@@ -104,6 +107,7 @@ static int gen_ids(qw_fs *fs, int exact, int on_demand, const qw_gen_params *p, 
     lo.threads = 2;
     lo.exact_lm_head = exact;
     lo.embedding_on_demand = on_demand;
+    lo.lm_head_min_rows = MIN_ROWS;
     qw_model *m = NULL;
     qw_gen *g = NULL;
     qw_error err = {0};
@@ -164,7 +168,6 @@ static int top_exact(const float *y, const float *exact, int V, int R) {
 int main(void) {
     counting cf = {0};
     if (!open_small_model(&cf.dir)) return 0;
-    setenv("QW_LMHEAD_MIN_ROWS", "1000", 0); /* the small model's head is below the size where int8 rows pay */
     const char *onnx = "onnx/model_q4f16.onnx";
     qw_pool *pool = qw_pool_new(2);
     run_out ex, res, dem;

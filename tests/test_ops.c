@@ -156,7 +156,7 @@ int main(void) {
             if (rep == 1)
                 for (int i = 0; i < fin.n; i++)
                     qw_graph_set_input(g, qw_graph_find_input(g, fin.name[i]), fin.t[i].dtype, fin.t[i].ndim, fin.t[i].dims, fin.t[i].data, &err);
-            st = qw_graph_run(g, NULL, &err);
+            st = qw_graph_run(g, NULL, NULL, &err);
             for (int o = 0; st == QW_OK && o < fout.n && !why; o++) {
                 int k = qw_graph_find_output(g, fout.name[o]);
                 const qw_tensor *t = qw_graph_output(g, k);

@@ -103,8 +103,8 @@ static void test_distribution(qw_model *m, qw_model *oracle, const int32_t *prom
         qw_decoder_reset(oracle->dec);
         oracle->n_cached = 0;
         for (int i = 0; i < a.n; i++) {
-            qw_status st = i == 0 ? qw_decoder_forward(oracle->dec, seq, np, lg, NULL, &err)
-                                  : qw_decoder_forward(oracle->dec, seq + np + i - 1, 1, lg, NULL, &err);
+            qw_status st = i == 0 ? qw_decoder_forward(oracle->dec, seq, np, lg, NULL, NULL, &err)
+                                  : qw_decoder_forward(oracle->dec, seq + np + i - 1, 1, lg, NULL, NULL, &err);
             if (st != QW_OK) { CHECK(0, "oracle: %s", err.msg); break; }
             double mx = -INFINITY, z = 0, below = 0;
             for (int v = 0; v < V; v++) if (lg[v] / T > mx) mx = lg[v] / T;

@@ -143,6 +143,11 @@ typedef struct qw_load_opts {
                                   sized by it up front: the KV cache and its buffers grow as positions come */
     int kv_cache;              /* qw_kv_cache_type: the KV cache's rows */
     int profile;               /* 1: accumulate per-op time (qw_model_stats_json) */
+    int prefetch;              /* 1, native builds under a mem_cap_bytes: a reader thread prefetches the next
+                                  streamed weight while the current op computes (for a cold cache or a slow disk;
+                                  with the file in the page cache on 2 cores it cost 5-10 % of decode speed) */
+    int lm_head_min_rows;      /* 0: the int8 lm_head replaces a tied lm_head of at least 16384 rows and 8M
+                                  elements; else of at least this many rows (tests: small models' heads) */
     int external_decoder;      /* 1: read config, tokenizer and template only, not the graph: another engine
                                   computes the logits, which qw_gen_next asks for with QW_GEN_FEED events */
     qw_progress_fn progress;   /* may be NULL */

@@ -28,8 +28,8 @@ typedef struct qw_tensor {
 typedef struct qw_graph qw_graph;
 
 typedef struct qw_graph_opts {
-    uint64_t mem_cap_bytes;        /* weights: 0 = resident (paging is a later addition behind qw_weights) */
-    int exact_lm_head;             /* reserved for an int8 lm_head layout */
+    uint64_t mem_cap_bytes;        /* weights: 0 = resident, else paged from the fs under this cap (qw_weights.h) */
+    int exact_lm_head;             /* 1: no int8 lm_head (qw_ops_lmhead.c): every logit from the exact product */
     int profile;                   /* 1: accumulate time per op type */
     int no_fold;                   /* 1: do not constant-fold (tests) */
     int no_fuse;                   /* 1: do not fuse decomposed RMSNorm (onnxruntime fuses it at level 'all') */
@@ -40,12 +40,15 @@ typedef struct qw_graph_opts {
     int no_kv_fuse;                /* 1: qw_graph_kv_fuse does nothing (decomposed attention, whole-cache Concat) */
     int embedding_on_demand;       /* 1: a tied embedding whose lm_head product the int8 lm_head replaces is not
                                       loaded: Gather and the lm_head read its rows from the fs (qw_load_opts) */
-    int lm_head_top;               /* the int8 lm_head's exact top rows (1..64; 0: 64); qw_graph_set_lm_head_top */
-    const uint8_t *lm_head_lowered; /* ids the sampler may only lower, not counted in lm_head_top (or NULL) */
+    int prefetch;                  /* 1: under mem_cap_bytes a reader thread prefetches (qw_load_opts, native) */
+    int lm_head_min_rows;          /* 0: the int8 lm_head needs 16384 rows and 8M elements; else this many rows
+                                      and no element minimum (tests: the small models' heads are below the size
+                                      where int8 rows pay) */
+    int lm_head_check;             /* 1: the int8 lm_head also computes the exact product and prints per call
+                                      the rows rescored, the approximate logits' largest error, argmax agreement */
+    int no_repack;                 /* 1: MatMulNBits weights keep the file's layout (no 4-row decode packing) */
     uint64_t max_tensor_bytes;     /* 0: none; else a larger op output or scratch buffer is QW_E_NOMEM naming the
                                       node (the graph fuzzer bounds a mutated model's work this way) */
-    int logits_rows;               /* a last_row_only lm_head computes this many last rows (0, 1: one);
-                                      qw_graph_set_logits_rows */
     qw_progress_fn progress;
     void *progress_user;
 } qw_graph_opts;
@@ -56,8 +59,6 @@ qw_status qw_graph_build(const qw_fs *fs, const qw_onnx_model *m, qw_pool *pool,
 void qw_graph_free(qw_graph *g);
 
 /* Graph inputs (excluding initializers) and outputs, by index. */
-int qw_graph_n_inputs(const qw_graph *g);
-int qw_graph_n_outputs(const qw_graph *g);
 const qw_onnx_value_info *qw_graph_input_info(const qw_graph *g, int i);
 const qw_onnx_value_info *qw_graph_output_info(const qw_graph *g, int i);
 int qw_graph_find_input(const qw_graph *g, const char *name);   /* -1 when absent */
@@ -66,8 +67,23 @@ int qw_graph_find_output(const qw_graph *g, const char *name);  /* -1 when absen
 /* Binds input i to caller memory (borrowed until qw_graph_run returns; never written). */
 qw_status qw_graph_set_input(qw_graph *g, int i, int dtype, int ndim, const int64_t *dims, const void *data,
                              qw_error *err);
-/* Runs the schedule. abort_flag (may be NULL) is checked between nodes: QW_E_ABORTED. */
-qw_status qw_graph_run(qw_graph *g, volatile int *abort_flag, qw_error *err);
+/* What one run needs from the step driving it (the sampler's state of this step), not configuration: passed to
+ * qw_graph_run and seen by the ops of that run only (qw_op_ctx.step). All zero (or NULL): the defaults. */
+typedef struct qw_graph_step {
+    /* How many of the largest logits the int8 lm_head (qw_ops_lmhead.c) computes exactly: 1 for greedy, top_k for
+     * top-k sampling, else 64 (also the default, 0); clamped to 1..64. */
+    int lm_head_top;
+    /* (vocab) bytes or NULL (qw_sampler_exact_top): ids the sampler may only lower, which do not count among
+     * those lm_head_top; read during the run only */
+    const uint8_t *lm_head_lowered;
+    /* How many of the last positions the logits of a qw_graph_logits_last_only graph cover (0, 1: the last only;
+     * more: a speculative step verifies each drafted token by its own row); clamped to the run's rows. */
+    int logits_rows;
+} qw_graph_step;
+
+/* Runs the schedule for one step (step may be NULL: defaults). abort_flag (may be NULL) is checked between
+ * nodes: QW_E_ABORTED. */
+qw_status qw_graph_run(qw_graph *g, const qw_graph_step *step, volatile int *abort_flag, qw_error *err);
 /* The node whose op is running (names owned by the model), NULLs between nodes: what the JS glue reports when
  * the wasm module traps (it reads this from memory; the module cannot be called after a trap). */
 typedef struct qw_graph_running_op { const char *volatile name, *volatile op_type; } qw_graph_running_op;
@@ -113,23 +129,10 @@ void qw_graph_kv_commit(qw_graph *g);
  * not there (unchanged). Inputs of another shape still give the full product. */
 int qw_graph_logits_last_only(qw_graph *g, int i);
 
-/* Figures. */
-uint64_t qw_graph_peak_activation_bytes(const qw_graph *g);
-uint64_t qw_graph_weight_bytes(const qw_graph *g);
-/* {"peak_activation_bytes":..,"resident_weight_bytes":..,"nodes":..,"folded_nodes":..,"pool_buffers":..,
+/* Figures: {"peak_activation_bytes":..,"resident_weight_bytes":..,"nodes":..,"folded_nodes":..,"pool_buffers":..,
  *  "pool_bytes":..,"profile":{"MatMulNBits":{"ms":..,"calls":..},..}} -- owned by g, valid until next call. */
 const char *qw_graph_stats_json(qw_graph *g);
 void qw_graph_profile_reset(qw_graph *g);
-void qw_graph_set_profile(qw_graph *g, int on);
-/* How many of the largest logits the int8 lm_head must compute exactly (qw_ops_lmhead.c) for the next runs:
- * 1 for greedy, top_k for top-k sampling, else 64 (also the default, 0); clamped to 1..64. lowered (vocab bytes,
- * or NULL; qw_sampler_exact_top): ids the sampler may only lower, which do not count among those r. The map must
- * stay valid while the graph runs. */
-void qw_graph_set_lm_head_top(qw_graph *g, int r, const uint8_t *lowered);
 /* qw_model_set_tap (qwasm.h): fn sees every node output after the node ran; NULL: off. */
 void qw_graph_set_tap(qw_graph *g, qw_tap_fn fn, void *user);
-/* How many of the last positions the logits of a qw_graph_logits_last_only graph cover in the next runs (1, the
- * default, or more: a speculative step verifies each drafted token by its own row); clamped to the run's rows. */
-void qw_graph_set_logits_rows(qw_graph *g, int r);
-
 #endif /* QW_GRAPH_H */

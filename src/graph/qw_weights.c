@@ -86,7 +86,7 @@ struct qw_weights {
     qw_status range_status;  /* result of the last range read started (synchronous mode) */
     qw_error range_err;
 #if QW_WEIGHTS_READER
-    int reader_on, quit, no_reader; /* no_reader: prefetch off (QW_PREFETCH != 1) */
+    int reader_on, quit, no_reader; /* no_reader: prefetch off (qw_weights_new) */
     pthread_t reader;
     pthread_mutex_t mu, fs_mu;
     pthread_cond_t cv;
@@ -207,8 +207,8 @@ static int job_submit(qw_weights *w, int kind, int id, uint64_t off, size_t len,
 
 /* ---- store ------------------------------------------------------------------------------------- */
 
-qw_status qw_weights_new(const qw_fs *fs, const qw_onnx_model *m, uint64_t mem_cap_bytes, qw_weights **out,
-                         qw_error *err) {
+qw_status qw_weights_new(const qw_fs *fs, const qw_onnx_model *m, uint64_t mem_cap_bytes, int prefetch,
+                         qw_weights **out, qw_error *err) {
     *out = NULL;
     qw_weights *w = calloc(1, sizeof *w);
     if (!w) return qw_error_set(err, QW_E_NOMEM, "weights: out of memory");
@@ -233,10 +233,9 @@ qw_status qw_weights_new(const qw_fs *fs, const qw_onnx_model *m, uint64_t mem_c
         pthread_mutex_init(&w->fs_mu, NULL);
         pthread_cond_init(&w->cv, NULL);
         /* measured on the 1.5B model under a 512 MB cap (file in the page cache, 2 shared cores): the reader thread
-         * competes with the compute threads and decode was ~5-10 % slower with it, so it is opt-in (QW_PREFETCH=1,
+         * competes with the compute threads and decode was ~5-10 % slower with it, so it is opt-in (prefetch,
          * for a cold cache or a slow disk) */
-        const char *pf = getenv("QW_PREFETCH");
-        w->no_reader = !(pf && pf[0] == '1');
+        w->no_reader = !prefetch;
     }
 #endif
     *out = w;
@@ -264,14 +263,6 @@ void qw_weights_free(qw_weights *w) {
     for (qw_derived *d = w->derived; d;) { qw_derived *nx = d->next; free(d); d = nx; }
     free(w->w);
     free(w);
-}
-
-int qw_weights_count(const qw_weights *w) { return w->n; }
-
-int qw_weights_find(const qw_weights *w, const char *name) {
-    for (int i = 0; i < w->n; i++)
-        if (strcmp(w->w[i].t->name, name) == 0) return i;
-    return -1;
 }
 
 const qw_onnx_tensor *qw_weights_info(const qw_weights *w, int id) {
@@ -381,11 +372,6 @@ static qw_status load_one(qw_weights *w, int id, qw_error *err) {
         }
     }
     return QW_OK;
-}
-
-qw_status qw_weights_load(qw_weights *w, int id, qw_error *err) {
-    if (id < 0 || id >= w->n) return qw_error_set(err, QW_E_ARG, "weights: bad id %d", id);
-    return load_one(w, id, err);
 }
 
 /* Starts reading the next weight of the learned order that is not resident, if it fits without touching the
@@ -621,7 +607,7 @@ qw_status qw_weights_check_cap(const qw_weights *w, qw_error *err) {
 
 uint64_t qw_weights_resident_bytes(const qw_weights *w) { return w->resident; }
 
-void qw_weights_get_stats(const qw_weights *w, qw_weights_stats *out) {
+static void get_stats(const qw_weights *w, qw_weights_stats *out) {
     *out = w->st;
     out->cap = w->cap;
     out->resident = w->resident;
@@ -629,7 +615,7 @@ void qw_weights_get_stats(const qw_weights *w, qw_weights_stats *out) {
 
 size_t qw_weights_stats_json(const qw_weights *w, char *buf, size_t cap) {
     qw_weights_stats s;
-    qw_weights_get_stats(w, &s);
+    get_stats(w, &s);
     int n = snprintf(buf, cap,
                      "{\"cap_bytes\":%llu,\"resident_bytes\":%llu,\"peak_resident_bytes\":%llu,\"derived_bytes\":%llu,"
                      "\"sticky_bytes\":%llu,\"keep_bytes\":%llu,\"largest_unit_bytes\":%llu,\"bytes_read\":%llu,"

@@ -9,7 +9,7 @@
  * resident bytes would pass the cap. The executor touches the weights in the same order every step (a cycle,
  * where LRU misses every time), so the store keeps a stable set: the first pageable weights of the cycle that fit
  * into the cap minus a streaming reserve stay resident ("keep"), the others stream through the reserve, the most
- * recently used streamed weight evicted first. Natively, with QW_PREFETCH=1 in the environment, a reader thread
+ * recently used streamed weight evicted first. Natively, with prefetch set (qw_load_opts.prefetch), a reader thread
  * prefetches the next streamed weight (learned from the previous cycle) and the next lm_head chunk while the
  * current op computes (off by default: with the file in the page cache on 2 cores it cost more than it saved); in wasm the fs reads go through JS on the
  * worker's main thread, so there is no prefetch (reads are synchronous). Ops that need only part of a large weight
@@ -23,15 +23,12 @@
 typedef struct qw_weights qw_weights;
 
 /* fs and m must outlive the store. mem_cap_bytes: 0 = everything resident, else weights are paged. Under a cap
- * on native builds the store reads fs from its reader thread (under its own lock): nothing else may read the same
- * qw_fs concurrently while a model runs. */
-qw_status qw_weights_new(const qw_fs *fs, const qw_onnx_model *m, uint64_t mem_cap_bytes, qw_weights **out,
-                         qw_error *err);
+ * on native builds with prefetch set the store reads fs from its reader thread (under its own lock): nothing else
+ * may read the same qw_fs concurrently while a model runs. */
+qw_status qw_weights_new(const qw_fs *fs, const qw_onnx_model *m, uint64_t mem_cap_bytes, int prefetch,
+                         qw_weights **out, qw_error *err);
 void qw_weights_free(qw_weights *w);
 
-int qw_weights_count(const qw_weights *w);
-/* Id of an initializer by name, -1 when absent. */
-int qw_weights_find(const qw_weights *w, const char *name);
 const qw_onnx_tensor *qw_weights_info(const qw_weights *w, int id);
 
 /* 1 when id is paged (a cap is set and it is not a sticky 1-D weight): it is not loaded at build, its bytes are
@@ -48,8 +45,6 @@ int qw_weights_streamed(const qw_weights *w, int id);
  * tensor: 467 MB of fp16 in the 1.5B) and the fs reads ranges fast. */
 qw_status qw_weights_set_on_demand(qw_weights *w, int id, qw_error *err);
 
-/* Makes weight id resident now (load phase; progress is reported by bytes). */
-qw_status qw_weights_load(qw_weights *w, int id, qw_error *err);
 /* A pointer to id's bytes (nbytes, little-endian), valid until the matching release. Loads when needed. */
 qw_status qw_weights_acquire(qw_weights *w, int id, const void **data, qw_error *err);
 void qw_weights_release(qw_weights *w, int id);
@@ -117,6 +112,5 @@ size_t qw_weights_derived_json(const qw_weights *w, char *buf, size_t cap);
 
 /* Adds time spent making a derived form (an op's work at load) to the derive_ms counter. */
 void qw_weights_add_derive_ms(qw_weights *w, double ms);
-void qw_weights_get_stats(const qw_weights *w, qw_weights_stats *out);
 
 #endif /* QW_WEIGHTS_H */

@@ -25,7 +25,6 @@ struct qw_decoder {
     int ids_dt, mask_dt, pos_dt, seqlens_dt, total_dt;
     int out_logits;
     int last_only;                 /* qw_graph_logits_last_only took: logits come as (1, 1, vocab) */
-    int logits_rows;               /* last positions whose logits forward returns (qw_decoder_set_logits_rows) */
     int n_layers;
     qw_decoder_layer *layers;
     int kv_dt;
@@ -134,7 +133,7 @@ qw_status qw_decoder_new(qw_graph *g, int max_seq, qw_decoder **out, qw_error *e
     if (d->vocab == 0) { /* unknown from the graph: one warm-up step tells */
         int32_t id = 0;
         float *tmp = NULL;
-        if ((st = qw_decoder_forward(d, &id, 1, tmp, NULL, err)) != QW_OK) goto fail;
+        if ((st = qw_decoder_forward(d, &id, 1, tmp, NULL, NULL, err)) != QW_OK) goto fail;
         qw_decoder_reset(d);
     }
     *out = d;
@@ -177,10 +176,6 @@ void qw_decoder_free(qw_decoder *d) {
 }
 
 int qw_decoder_vocab(const qw_decoder *d) { return d->vocab; }
-void qw_decoder_set_logits_rows(qw_decoder *d, int r) {
-    d->logits_rows = r > 1 ? r : 1;
-    qw_graph_set_logits_rows(d->g, d->logits_rows);
-}
 int qw_decoder_pos(const qw_decoder *d) { return d->pos; }
 int qw_decoder_max_seq(const qw_decoder *d) { return d->max_seq; }
 
@@ -384,7 +379,7 @@ qw_status qw_decoder_read_kv(const qw_decoder *d, int layer, float *k, float *v)
 }
 
 qw_status qw_decoder_forward(qw_decoder *d, const int32_t *ids, int n, float *logits_last,
-                             volatile int *abort_flag, qw_error *err) {
+                             const qw_graph_step *step, volatile int *abort_flag, qw_error *err) {
     qw_graph *g = d->g;
     if (n <= 0) return qw_error_set(err, QW_E_ARG, "decoder: %d tokens", n);
     if (d->pos + n > d->max_seq)
@@ -422,7 +417,7 @@ qw_status qw_decoder_forward(qw_decoder *d, const int32_t *ids, int n, float *lo
         if ((st = qw_graph_set_input(g, L->in_k, d->kv_dt, 4, kdims, L->k.data, err)) != QW_OK) return st;
         if ((st = qw_graph_set_input(g, L->in_v, d->kv_dt, 4, vdims, L->v.data, err)) != QW_OK) return st;
     }
-    if ((st = qw_graph_run(g, abort_flag, err)) != QW_OK) return st;
+    if ((st = qw_graph_run(g, step, abort_flag, err)) != QW_OK) return st;
     const qw_tensor *lg = qw_graph_output(g, d->out_logits);
     if (!lg || lg->ndim < 1) return qw_error_set(err, QW_E_INTERNAL, "decoder: no logits");
     int V = (int)lg->dims[lg->ndim - 1];
@@ -430,7 +425,7 @@ qw_status qw_decoder_forward(qw_decoder *d, const int32_t *ids, int n, float *lo
     if (V != d->vocab) return qw_error_set(err, QW_E_INTERNAL, "decoder: logits have %d columns, vocab %d", V, d->vocab);
     int64_t rows = lg->numel / V;
     if (logits_last) {
-        int64_t r = d->logits_rows > 1 ? d->logits_rows : 1;
+        int64_t r = step && step->logits_rows > 1 ? step->logits_rows : 1;
         if (r > rows) return qw_error_set(err, QW_E_ARG, "decoder: logits of %lld rows asked, %lld computed",
                                           (long long)r, (long long)rows);
         if (lg->dtype == QW_DT_F32) memcpy(logits_last, (const float *)lg->data + (rows - r) * V, (size_t)(r * V) * 4);

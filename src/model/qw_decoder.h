@@ -20,15 +20,14 @@ typedef struct qw_decoder qw_decoder;
 /* graph must outlive the decoder. max_seq bounds pos + n. */
 qw_status qw_decoder_new(qw_graph *graph, int max_seq, qw_decoder **out, qw_error *err);
 void qw_decoder_free(qw_decoder *d);
-/* Processes n new tokens after the cached ones; logits_last (vocab floats) gets the last position's logits.
- * abort_flag (may be NULL) is checked between nodes. On failure the cache is left as before the call unless the
- * status is QW_E_ABORTED/other run errors, after which the caller should qw_decoder_reset. */
+/* Processes n new tokens after the cached ones; logits_last (vocab floats) gets the last position's logits, or
+ * with step->logits_rows = r > 1 those of the last r positions ((r, vocab) floats, r <= n: a speculative step
+ * verifies each drafted token by its own row; the rejected positions then go with qw_decoder_truncate). step (may
+ * be NULL: defaults) is this step's qw_graph_step, passed to qw_graph_run. abort_flag (may be NULL) is checked
+ * between nodes. On failure the cache is left as before the call unless the status is QW_E_ABORTED/other run
+ * errors, after which the caller should qw_decoder_reset. */
 qw_status qw_decoder_forward(qw_decoder *d, const int32_t *ids, int n, float *logits_last,
-                             volatile int *abort_flag, qw_error *err);
-/* From the next forward on, logits_last gets the logits of the last r positions ((r, vocab) floats; 1, the
- * default, is the last position only), r <= the n of each call: a speculative step verifies each drafted token
- * by its own row. The rejected positions then go with qw_decoder_truncate. */
-void qw_decoder_set_logits_rows(qw_decoder *d, int r);
+                             const qw_graph_step *step, volatile int *abort_flag, qw_error *err);
 /* Forgets the cache. */
 void qw_decoder_reset(qw_decoder *d);
 /* Keeps the first keep cached positions (keep <= pos): rolls back rejected positions (speculative decoding)

@@ -77,10 +77,11 @@ static int is_eos(const qw_model *m, int32_t id) {
     return 0;
 }
 
-/* Feeds n ids to the decoder; logits of the last one land in g->logits. With an external decoder the
- * first call only records the feed (g->ext_wait: the caller returns a QW_GEN_FEED event) and the call after
- * qw_gen_set_logits completes it; *t0 then moves back to when the feed was asked for. */
-static qw_status feed(qw_gen *g, const int32_t *ids, int n, double *t0, qw_error *err) {
+/* Feeds n ids to the decoder; the logits of the last `rows` positions (1, or more: a verify step) land in
+ * g->logits. With an external decoder the first call only records the feed (g->ext_wait: the caller returns a
+ * QW_GEN_FEED event) and the call after qw_gen_set_logits completes it; *t0 then moves back to when the feed was
+ * asked for. */
+static qw_status feed(qw_gen *g, const int32_t *ids, int n, int rows, double *t0, qw_error *err) {
     qw_model *m = g->m;
     if (m->n_cached + n > m->max_seq)
         return qw_error_set(err, QW_E_CONTEXT, "%s: %d tokens would exceed the context of %d tokens",
@@ -102,10 +103,10 @@ static qw_status feed(qw_gen *g, const int32_t *ids, int n, double *t0, qw_error
         return QW_OK;
     }
     /* the logits the sampler can pick from must be exact; the int8 lm_head computes the others approximately */
-    const uint8_t *lowered;
-    int top = qw_sampler_exact_top(g->sampler, &lowered);
-    qw_graph_set_lm_head_top(m->graph, top, lowered);
-    qw_status st = qw_decoder_forward(m->dec, ids, n, g->logits, g->p.abort_flag, err);
+    qw_graph_step step = {0};
+    step.lm_head_top = qw_sampler_exact_top(g->sampler, &step.lm_head_lowered);
+    step.logits_rows = rows;
+    qw_status st = qw_decoder_forward(m->dec, ids, n, g->logits, &step, g->p.abort_flag, err);
     if (st != QW_OK) {
         /* the decoder's cache may hold part of this step: forget it all, the next call re-prefills */
         qw_decoder_reset(m->dec);
@@ -130,9 +131,7 @@ static qw_status verify(qw_gen *g, const int32_t *draft, int k, double *t0, qw_e
     int before = m->n_cached, vocab = qw_model_vocab(m);
     float *keep_logits = g->logits;
     g->logits = g->rows;                     /* feed writes the k + 1 rows there */
-    qw_decoder_set_logits_rows(m->dec, k + 1);
-    qw_status st = feed(g, in, k + 1, t0, err);
-    qw_decoder_set_logits_rows(m->dec, 1);
+    qw_status st = feed(g, in, k + 1, k + 1, t0, err);
     g->logits = keep_logits;
     if (st != QW_OK) return st;
     int acc = 0;
@@ -349,7 +348,7 @@ qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
         int chunk = g->p.prefill_chunk > 0 ? g->p.prefill_chunk : QW_DEFAULT_PREFILL_CHUNK;
         int n = g->n_prompt - g->n_prompt_done;
         if (n > chunk) n = chunk;
-        if ((st = feed(g, g->prompt + g->n_prompt_done, n, &t0, err)) != QW_OK) return st;
+        if ((st = feed(g, g->prompt + g->n_prompt_done, n, 1, &t0, err)) != QW_OK) return st;
         if (g->ext_wait) return feed_event(g, ev);
         g->n_prompt_done += n;
         g->prefill_ms += qw_now_ms() - t0;
@@ -373,7 +372,7 @@ qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
             if ((st = verify(g, draft, k, &t0, err)) != QW_OK) return st;
         } else {
             qw_spec_plain_step(&g->spec);
-            if ((st = feed(g, &g->ids[g->n_ids - 1], 1, &t0, err)) != QW_OK) return st;
+            if ((st = feed(g, &g->ids[g->n_ids - 1], 1, 1, &t0, err)) != QW_OK) return st;
             if (g->ext_wait) return feed_event(g, ev);
         }
         g->pending = 0;
@@ -439,8 +438,6 @@ void qw_gen_free(qw_gen *g) {
     if (g->m) g->m->busy = 0;
     if (g->m && g->m->tok && g->detok.tok) qw_detok_stream_free(&g->detok);
     qw_stop_free(g->stop);
-    /* the graph must not keep pointing at the sampler's map of lowered ids */
-    if (g->m && g->m->graph) qw_graph_set_lm_head_top(g->m->graph, 0, NULL);
     qw_sampler_free(g->sampler);
     free(g->prompt);
     free(g->ids);

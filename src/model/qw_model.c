@@ -104,6 +104,8 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
     go.mem_cap_bytes = opts->mem_cap_bytes;
     go.exact_lm_head = opts->exact_lm_head;
     go.embedding_on_demand = opts->embedding_on_demand;
+    go.prefetch = opts->prefetch;
+    go.lm_head_min_rows = opts->lm_head_min_rows;
     go.profile = opts->profile;
     go.progress = opts->progress;
     go.progress_user = opts->progress_user;
@@ -129,7 +131,7 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
         float *lg = malloc((size_t)qw_decoder_vocab(m->dec) * sizeof(float));
         int32_t id = 0;
         if (!lg) { st = qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory"); goto fail; }
-        st = qw_decoder_forward(m->dec, &id, 1, lg, NULL, err);
+        st = qw_decoder_forward(m->dec, &id, 1, lg, NULL, NULL, err);
         free(lg);
         qw_decoder_reset(m->dec);
         qw_graph_profile_reset(m->graph);

@@ -128,7 +128,7 @@ static const float *kv_f32(qw_op_ctx *c, const qw_tensor *present, int64_t b, in
 static qw_status check_attn(qw_op_node *n, qw_error *err) {
     int dt = n->in_dtype[0];
     if (!qw_dtype_is_float(dt)) return qw_op_err(n, err, QW_E_UNSUPPORTED, "dtype %s", qw_dtype_name(dt));
-    int gqa = !strcmp(n->on->op_type, "GroupQueryAttention");
+    int gqa = n->op->id == QW_OP_GroupQueryAttention;
     if (gqa) {
         int64_t h = qw_attr_i(n->on, "num_heads", 0), hkv = qw_attr_i(n->on, "kv_num_heads", 0);
         if (h <= 0 || hkv <= 0 || h > 4096 || hkv > h) /* read as int at run: no truncation to 0 */
@@ -306,8 +306,8 @@ static qw_status run_gqa(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
 }
 
 const qw_op_def qw_ops_attention[] = {
-    {"RotaryEmbedding", "com.microsoft", check_rope, run_rope, NULL},
-    {"MultiHeadAttention", "com.microsoft", check_attn, run_mha, NULL},
-    {"GroupQueryAttention", "com.microsoft", check_attn, run_gqa, NULL},
-    {NULL, NULL, NULL, NULL, NULL},
+    {QW_OP_RotaryEmbedding, "RotaryEmbedding", "com.microsoft", check_rope, run_rope, NULL},
+    {QW_OP_MultiHeadAttention, "MultiHeadAttention", "com.microsoft", check_attn, run_mha, NULL},
+    {QW_OP_GroupQueryAttention, "GroupQueryAttention", "com.microsoft", check_attn, run_gqa, NULL},
+    {QW_OP_NONE, NULL, NULL, NULL, NULL, NULL},
 };

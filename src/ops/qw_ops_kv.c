@@ -69,7 +69,7 @@ static qw_status run_append(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_ten
 
 static void free_state(void *p) { free(p); }
 
-const qw_op_def qw_op_kv_append = {"KVAppend", "qw", check_append, run_append, free_state};
+const qw_op_def qw_op_kv_append = {QW_OP_KVAppend, "KVAppend", "qw", check_append, run_append, free_state};
 
 /* ---- attention ------------------------------------------------------------------------------------------ */
 
@@ -143,4 +143,4 @@ static qw_status run_attention(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_
     return QW_OK;
 }
 
-const qw_op_def qw_op_kv_attention = {"KVAttention", "qw", check_attention, run_attention, free_state};
+const qw_op_def qw_op_kv_attention = {QW_OP_KVAttention, "KVAttention", "qw", check_attention, run_attention, free_state};

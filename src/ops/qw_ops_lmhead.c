@@ -2,7 +2,8 @@
  * trans_b at load) run on int8 rows made once at load, with the top candidates rescored exactly.
  *
  * Chosen by qw_graph.c (qw_op_lmhead_select) for a checked MatMul with trans_b whose B is a constant 2-D
- * float weight of at least QW_LMHEAD_MIN_ELEMS elements and at least QW_LMHEAD_MIN_ROWS rows, unless
+ * float weight of at least QW_LMHEAD_MIN_ELEMS elements and at least QW_LMHEAD_MIN_ROWS rows (or
+ * qw_graph_opts.lm_head_min_rows rows and no element minimum), unless
  * exact_lm_head is set, or a memory cap is too small to hold the rows beside the layers (qw_op_lmhead_eligible).
  * B itself may be resident or read on demand (a memory cap streams it; embedding_on_demand leaves it in the fs):
  * only the rows rescored are read then.
@@ -11,7 +12,7 @@
  * streams ~half the bytes of the fp16 rows. For every row the kernel's documented bound
  *   |y_approx_n - x.w_n| <= E_n = wnorm_n * ex + enorm_n * (xn + ex) + fp32 rounding slack
  * holds (Cauchy-Schwarz on the weight and activation quantisation errors, both known exactly). Let L be the
- * R-th largest lower bound y_approx_n - E_n; R is what the sampler can pick from (qw_graph_set_lm_head_top: 1
+ * R-th largest lower bound y_approx_n - E_n; R is what the sampler can pick from (qw_graph_step.lm_head_top: 1
  * for greedy, top_k, else QW_LMHEAD_TOPK = 64), counted among the rows the sampler cannot lower (a repetition
  * penalty only lowers the seen ids' logits: they can drop out of its top R, never push another row out).
  * Every row whose true value can reach the true top R has y_approx_n + E_n >= L. Those candidates are recomputed from the fp16/fp32 row with the exact kernel's
@@ -24,9 +25,9 @@
  * near-ties that the exact fp16 path itself may break differently. When the rescoring passes a budget of rows
  * (flat logits) the whole exact product runs instead. M > 1 runs the exact product; a prefill whose node is
  * last_row_only (qw_graph_logits_last_only, set by the decoder) has one row, so it runs as a decode step, and a
- * speculative step's few last rows (qw_graph_set_logits_rows) run as that many decode steps: each row's top R has
+ * speculative step's few last rows (qw_graph_step.logits_rows) run as that many decode steps: each row's top R has
  * the bits plain decoding gives it, so the verified tokens are plain decoding's.
- * QW_LMHEAD_CHECK=1 (environment) also computes the exact product and prints per call how many rows were
+ * qw_graph_opts.lm_head_check also computes the exact product and prints per call how many rows were
  * rescored, the largest error of the approximate (not rescored) logits and whether the argmax matches. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -56,7 +57,7 @@ typedef struct lmh_state {
     lmh_header head;
     qw_i8w w;
     int N, K, f16;
-    int check;                     /* QW_LMHEAD_CHECK */
+    int check;                     /* qw_graph_opts.lm_head_check */
     long calls, rescored, fallbacks;
 } lmh_state;
 
@@ -112,14 +113,14 @@ static qw_status lmh_row(qw_op_ctx *c, lmh_state *s, const void *B, const float 
 static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     lmh_state *s = c->node->state;
     qw_tensor last;
-    const qw_tensor *A = qw_op_last_row(c->node, in[0], &last);
+    const qw_tensor *A = qw_op_last_row(c, in[0], &last);
     const void *B = in[1] ? in[1]->data : NULL; /* NULL: the embedding is read on demand */
     int ra = A->ndim;
     /* one row (decode), or the last few of a speculative step (last_row_only with logits_rows), each as a decode
      * step computes it (the same bits); a prefill of every row or other shapes: the exact product */
     int64_t M = ra >= 1 && A->dims[ra - 1] == s->K ? A->numel / s->K : 0;
     if (M < 1 || (M > 1 && (!c->node->last_row_only || ra != 3 || M > 64)))
-        return qw_ops_matmul[0].run(c, in, n_in, out, n_out, err);
+        return qw_op_matmul_run(c, in, n_in, out, n_out, err);
     int64_t dims[QW_MAX_DIMS];
     memcpy(dims, A->dims, sizeof dims);
     dims[ra - 1] = s->N;
@@ -146,11 +147,11 @@ static qw_status lmh_row(qw_op_ctx *c, lmh_state *s, const void *B, const float 
                          qw_error *err) {
     const int N = s->N, K = s->K;
     const size_t row_bytes = (size_t)K * (s->f16 ? 2 : 4);
-    const int top = c->node->gopts ? c->node->gopts->lm_head_top : 0;
+    const int top = c->step->lm_head_top;
     const int R = QW_MIN(N, top >= 1 && top <= QW_LMHEAD_TOPK ? top : QW_LMHEAD_TOPK);
     /* ids the sampler can only lower (a repetition penalty's seen ids): they never push another row out of the
      * top R, so R counts the others only */
-    const uint8_t *low = c->node->gopts ? c->node->gopts->lm_head_lowered : NULL;
+    const uint8_t *low = c->step->lm_head_lowered;
     void *work = wk->work, *rbuf = wk->rbuf;
     lmh_cand *cand = wk->cand;
     int32_t *rows = wk->rows;
@@ -232,7 +233,7 @@ static qw_status lmh_row(qw_op_ctx *c, lmh_state *s, const void *B, const float 
     return QW_OK;
 }
 
-const qw_op_def qw_op_lmhead = {"LmHeadInt8", "", NULL, run_lmh, free_lmh};
+const qw_op_def qw_op_lmhead = {QW_OP_LmHeadInt8, "LmHeadInt8", "", NULL, run_lmh, free_lmh};
 
 static uint64_t fnv1a64(uint64_t h, const void *p, size_t n) {
     for (size_t i = 0; i < n; i++) h = (h ^ ((const uint8_t *)p)[i]) * 0x100000001b3ull;
@@ -292,8 +293,8 @@ int qw_op_lmhead_eligible(const qw_graph_opts *o, int dtype, int ndim, const int
     if (o && o->exact_lm_head) return 0;
     if (ndim != 2 || (dtype != QW_DT_F16 && dtype != QW_DT_F32)) return 0;
     int64_t N = dims[0], K = dims[1];
-    const char *mr = getenv("QW_LMHEAD_MIN_ROWS");
-    int64_t min_rows = mr ? atoll(mr) : QW_LMHEAD_MIN_ROWS;
+    int mr = o ? o->lm_head_min_rows : 0;
+    int64_t min_rows = mr ? mr : QW_LMHEAD_MIN_ROWS;
     if (N < min_rows || (!mr && (uint64_t)(N * K) < QW_LMHEAD_MIN_ELEMS) || N > INT32_MAX / 2 || K < 1 || K > 1 << 20)
         return 0;
     if (o && o->mem_cap_bytes) {
@@ -310,7 +311,7 @@ int qw_op_lmhead_eligible(const qw_graph_opts *o, int dtype, int ndim, const int
 
 qw_status qw_op_lmhead_select(qw_op_node *n, qw_pool *pool, int *selected, qw_error *err) {
     *selected = 0;
-    if (!n->trans_b || n->n_in != 2 || strcmp(n->on->op_type, "MatMul") || n->on->domain[0]) return QW_OK;
+    if (!n->trans_b || n->n_in != 2 || !QW_OP_IS(n, QW_OP_MatMul)) return QW_OK;
     const qw_tensor *B = n->in_const[1];
     if (!B || !qw_op_lmhead_eligible(n->gopts, B->dtype, B->ndim, B->dims)) return QW_OK;
     /* a weight not in memory (read on demand, or paged under a cap) is read by rows: for the int8 rows at load,
@@ -321,7 +322,7 @@ qw_status qw_op_lmhead_select(qw_op_node *n, qw_pool *pool, int *selected, qw_er
     lmh_state *s = calloc(1, sizeof *s);
     if (!s) return qw_op_err(n, err, QW_E_NOMEM, "out of memory");
     s->N = (int)N, s->K = (int)K, s->f16 = B->dtype == QW_DT_F16;
-    s->check = getenv("QW_LMHEAD_CHECK") != NULL;
+    s->check = n->gopts && n->gopts->lm_head_check;
     qw_i8w_init(&s->w, (int)N, (int)K);
     s->w.q = qw_weights_derived_alloc(n->weights, qw_i8w_q_bytes(&s->w));
     s->w.scales = qw_weights_derived_alloc(n->weights, qw_i8w_scale_bytes(&s->w));

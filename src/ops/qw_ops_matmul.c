@@ -95,7 +95,7 @@ static void gemm_any(qw_pool *pool, int M, int N, int K, const float *A, const v
 static qw_status run_matmul(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
                             qw_error *err) {
     qw_tensor last;
-    const qw_tensor *A = qw_op_last_row(c->node, in[0], &last), *B = in[1]; /* logits of the last position only */
+    const qw_tensor *A = qw_op_last_row(c, in[0], &last), *B = in[1]; /* logits of the last position only */
     if (!B) return run_matmul_streamed(c, A, c->node->in_const[1], out[0], err); /* paged, see check_matmul */
     int tb = c->node->trans_b;
     int ra = A->ndim, rb = B->ndim;
@@ -210,8 +210,12 @@ static qw_status run_gemm(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tenso
     return QW_OK;
 }
 
+qw_status qw_op_matmul_run(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
+    return run_matmul(c, in, n_in, out, n_out, err);
+}
+
 const qw_op_def qw_ops_matmul[] = {
-    {"MatMul", "", check_matmul, run_matmul, NULL},
-    {"Gemm", "", check_gemm, run_gemm, NULL},
-    {NULL, NULL, NULL, NULL, NULL},
+    {QW_OP_MatMul, "MatMul", "", check_matmul, run_matmul, NULL},
+    {QW_OP_Gemm, "Gemm", "", check_gemm, run_gemm, NULL},
+    {QW_OP_NONE, NULL, NULL, NULL, NULL, NULL},
 };

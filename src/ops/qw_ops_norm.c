@@ -9,11 +9,11 @@
 
 static qw_status check_ln(qw_op_node *n, qw_error *err) {
     if (!qw_dtype_is_float(n->in_dtype[0])) return qw_op_err(n, err, QW_E_UNSUPPORTED, "dtype %s", qw_dtype_name(n->in_dtype[0]));
-    int skip = !strcmp(n->on->op_type, "SkipSimplifiedLayerNormalization");
+    int skip = n->op->id == QW_OP_SkipSimplifiedLayerNormalization;
     n->out_dtype[0] = n->in_dtype[0];
     for (int k = 1; k < n->n_out; k++) n->out_dtype[k] = QW_DT_F32;        /* mean / inv_std_var */
     if (skip && n->n_out > 3) n->out_dtype[3] = n->in_dtype[0];             /* input + skip + bias */
-    if (!strcmp(n->on->op_type, "LayerNormalization") || !strcmp(n->on->op_type, "SimplifiedLayerNormalization")) {
+    if (n->op->id == QW_OP_LayerNormalization || n->op->id == QW_OP_SimplifiedLayerNormalization) {
         int64_t stash = qw_attr_i(n->on, "stash_type", 1);
         if (stash != 1) return qw_op_err(n, err, QW_E_UNSUPPORTED, "stash_type %lld", (long long)stash);
     }
@@ -23,8 +23,8 @@ static qw_status check_ln(qw_op_node *n, qw_error *err) {
 static qw_status run_ln(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
                         qw_error *err) {
     const qw_onnx_node *on = c->node->on;
-    int skip = !strcmp(on->op_type, "SkipSimplifiedLayerNormalization");
-    int simplified = skip || !strcmp(on->op_type, "SimplifiedLayerNormalization");
+    int skip = c->node->op->id == QW_OP_SkipSimplifiedLayerNormalization;
+    int simplified = skip || c->node->op->id == QW_OP_SimplifiedLayerNormalization;
     const qw_tensor *x = in[0];
     const qw_tensor *S = skip ? in[1] : NULL;
     const qw_tensor *gamma = skip ? in[2] : in[1];
@@ -84,10 +84,10 @@ static qw_status run_ln(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor 
 }
 
 const qw_op_def qw_ops_norm[] = {
-    {"LayerNormalization", "", check_ln, run_ln, NULL},
-    {"SimplifiedLayerNormalization", "", check_ln, run_ln, NULL},
-    {"SkipSimplifiedLayerNormalization", "com.microsoft", check_ln, run_ln, NULL},
-    {NULL, NULL, NULL, NULL, NULL},
+    {QW_OP_LayerNormalization, "LayerNormalization", "", check_ln, run_ln, NULL},
+    {QW_OP_SimplifiedLayerNormalization, "SimplifiedLayerNormalization", "", check_ln, run_ln, NULL},
+    {QW_OP_SkipSimplifiedLayerNormalization, "SkipSimplifiedLayerNormalization", "com.microsoft", check_ln, run_ln, NULL},
+    {QW_OP_NONE, NULL, NULL, NULL, NULL, NULL},
 };
 
 /* ---- RMSNorm recognised in its decomposed form (qw_graph.c's fusion pass) ----------------------------------
@@ -118,4 +118,4 @@ static qw_status run_rmsnorm_fused(qw_op_ctx *c, qw_tensor *const *in, int n_in,
     return QW_OK;
 }
 
-const qw_op_def qw_op_fused_rmsnorm = {"SimplifiedLayerNormalization(fused)", "", NULL, run_rmsnorm_fused, free_eps};
+const qw_op_def qw_op_fused_rmsnorm = {QW_OP_FusedRMSNorm, "SimplifiedLayerNormalization(fused)", "", NULL, run_rmsnorm_fused, free_eps};

@@ -27,18 +27,8 @@ static int pack_ok(const qw_op_node *n, int N, int block) {
     if (!qw_q4_packable(N, block) || !n->in_const[1] || n->in_weight[1] < 0 || n->in_weight[2] < 0) return 0;
     if (n->in_dtype[2] != QW_DT_F16 && n->in_dtype[2] != QW_DT_F32) return 0;
     if (n->n_in > 3 && n->in_dtype[3] && qw_weights_pageable(n->weights, n->in_weight[3])) return 0;
-    if (getenv("QW_NO_REPACK")) return 0;
-    for (int k = 1; k <= 2; k++) {
-        const char *name = n->on->inputs[k];
-        int uses = 0;
-        for (int i = 0; i < n->model->n_nodes; i++) {
-            const qw_onnx_node *o = &n->model->nodes[i];
-            for (int j = 0; j < o->n_inputs; j++) uses += !strcmp(o->inputs[j], name);
-        }
-        for (int i = 0; i < n->model->n_outputs; i++) uses += !strcmp(n->model->outputs[i].name, name) ? 2 : 0;
-        if (uses != 1) return 0;
-    }
-    return 1;
+    if (n->gopts && n->gopts->no_repack) return 0;
+    return n->in_refs[1] == 1 && n->in_refs[2] == 1;
 }
 
 static qw_status pack_b(void *ctx, void *data, uint64_t nbytes, const char *name, qw_error *err) {
@@ -247,9 +237,9 @@ static qw_status run_gbq(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
 }
 
 const qw_op_def qw_ops_quant[] = {
-    {"MatMulNBits", "com.microsoft", check_nbits, run_nbits, free_nbits},
-    {"GatherBlockQuantized", "com.microsoft", check_gbq, run_gbq, NULL},
-    {NULL, NULL, NULL, NULL, NULL},
+    {QW_OP_MatMulNBits, "MatMulNBits", "com.microsoft", check_nbits, run_nbits, free_nbits},
+    {QW_OP_GatherBlockQuantized, "GatherBlockQuantized", "com.microsoft", check_gbq, run_gbq, NULL},
+    {QW_OP_NONE, NULL, NULL, NULL, NULL, NULL},
 };
 
 /* MatMulNBits followed by Add(y, bias (N)): onnxruntime fuses the bias into the kernel (added in fp32 before

@@ -50,7 +50,7 @@ static qw_status run_reduce(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_ten
     }
     qw_status st = qw_op_out(c, out[0], x->dtype, nd, dims, err);
     if (st != QW_OK) return st;
-    int mode = !strcmp(on->op_type, "ReduceMean") ? 0 : !strcmp(on->op_type, "ReduceSum") ? 1 : 2;
+    int mode = c->node->op->id == QW_OP_ReduceMean ? 0 : c->node->op->id == QW_OP_ReduceSum ? 1 : 2;
     /* output index space: reduced dims have extent 1 */
     int64_t odims[QW_MAX_DIMS], ostr[QW_MAX_DIMS], s = 1;
     for (int d = 0; d < r; d++) odims[d] = red[d] ? 1 : x->dims[d];
@@ -123,9 +123,9 @@ static qw_status run_softmax(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_te
 }
 
 const qw_op_def qw_ops_reduce[] = {
-    {"ReduceMean", "", check_reduce, run_reduce, NULL},
-    {"ReduceSum", "", check_reduce, run_reduce, NULL},
-    {"ReduceMax", "", check_reduce, run_reduce, NULL},
-    {"Softmax", "", check_float, run_softmax, NULL},
-    {NULL, NULL, NULL, NULL, NULL},
+    {QW_OP_ReduceMean, "ReduceMean", "", check_reduce, run_reduce, NULL},
+    {QW_OP_ReduceSum, "ReduceSum", "", check_reduce, run_reduce, NULL},
+    {QW_OP_ReduceMax, "ReduceMax", "", check_reduce, run_reduce, NULL},
+    {QW_OP_Softmax, "Softmax", "", check_float, run_softmax, NULL},
+    {QW_OP_NONE, NULL, NULL, NULL, NULL, NULL},
 };

@@ -108,8 +108,16 @@ void qw_broadcast_strides(int nd, const int64_t *dims, int nout, const int64_t *
     }
 }
 
-const qw_tensor *qw_op_last_row(const qw_op_node *n, const qw_tensor *A, qw_tensor *view) {
-    int64_t r = n->gopts && n->gopts->logits_rows > 1 ? n->gopts->logits_rows : 1;
+#define QW_OP_NAME_(id, req) #id,
+const char *const qw_op_id_names[QW_OP_COUNT] = {"", QW_OP_LIST(QW_OP_NAME_)};
+#undef QW_OP_NAME_
+#define QW_OP_REQ_(id, req) req,
+const int8_t qw_op_required_inputs[QW_OP_COUNT] = {0, QW_OP_LIST(QW_OP_REQ_)};
+#undef QW_OP_REQ_
+
+const qw_tensor *qw_op_last_row(const qw_op_ctx *c, const qw_tensor *A, qw_tensor *view) {
+    const qw_op_node *n = c->node;
+    int64_t r = c->step->logits_rows > 1 ? c->step->logits_rows : 1;
     if (!n->last_row_only || !A || A->ndim != 3 || A->dims[0] != 1 || A->dims[1] <= r || !A->data) return A;
     *view = *A;
     view->dims[1] = r;

@@ -35,7 +35,7 @@ int main(int argc, char **argv) {
     int32_t prompt[64], *ids = malloc((size_t)steps * 4);
     for (int i = 0; i < 64; i++) prompt[i] = 1000 + i;
     t0 = now_ms();
-    if (qw_decoder_forward(m->dec, prompt, 64, logits, NULL, &err) != QW_OK) { fprintf(stderr, "%s\n", err.msg); return 1; }
+    if (qw_decoder_forward(m->dec, prompt, 64, logits, NULL, NULL, &err) != QW_OK) { fprintf(stderr, "%s\n", err.msg); return 1; }
     double pre_ms = now_ms() - t0;
     qw_graph_profile_reset(m->graph);
     t0 = now_ms();
@@ -43,7 +43,7 @@ int main(int argc, char **argv) {
         int best = 0;
         for (int i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
         ids[s] = best;
-        if (s + 1 < steps && qw_decoder_forward(m->dec, &ids[s], 1, logits, NULL, &err) != QW_OK) { fprintf(stderr, "%s\n", err.msg); return 1; }
+        if (s + 1 < steps && qw_decoder_forward(m->dec, &ids[s], 1, logits, NULL, NULL, &err) != QW_OK) { fprintf(stderr, "%s\n", err.msg); return 1; }
     }
     double dec_ms = now_ms() - t0;
     printf("{\"model\":\"%s\",\"exact_lm_head\":%d,\"load_ms\":%.0f,\"prefill_ms\":%.1f,\"decode_tok_s\":%.2f,\"ids\":[",

@@ -24,7 +24,7 @@
 
 typedef struct run_args {
     const char *dir, *prompt, *prompt_ids, *system, *onnx, *dump, *dump_dir, *prompt_cache;
-    int chat, raw, json, threads, greedy, exact_lm_head, embedding_resident, profile, max_context, kv_cache;
+    int chat, raw, json, threads, greedy, exact_lm_head, embedding_resident, profile, max_context, kv_cache, prefetch;
     double mem_cap_mb;
     const char *stops[MAX_STOPS];
     int n_stops;
@@ -65,6 +65,7 @@ static void usage(void) {
             "  --spec-draft N       drafted tokens verified per step at most (default 8, at most 16)\n"
             "  --threads N          compute threads (default: all)\n"
             "  --mem-cap-mb N       cap resident weights; the rest is paged from disk\n"
+            "  --prefetch           under --mem-cap-mb, read the next paged weight ahead (cold cache, slow disk)\n"
             "  --max-context N      longest context (default: the model's limit; the KV cache grows as needed)\n"
             "  --kv-cache TYPE      KV cache rows: fp16 (default for fp16 models), int8, fp32\n"
             "  --prompt-cache FILE  keep the prompt's KV state in FILE: a later run whose prompt starts with the\n"
@@ -140,6 +141,7 @@ static int parse_args(int argc, char **argv, run_args *a) {
         else if (!strcmp(o, "--exact-lm-head")) a->exact_lm_head = 1;
         else if (!strcmp(o, "--embedding-resident")) a->embedding_resident = 1;
         else if (!strcmp(o, "--profile")) a->profile = 1;
+        else if (!strcmp(o, "--prefetch")) a->prefetch = 1;
         else if (!strcmp(o, "--ignore-eos")) a->gp.ignore_eos = 1;
 #define INT_FLAG(dst, lo, hi) do { long long x_; NEED_V(); if (!flag_int(o, v, lo, hi, &x_)) return 2; dst = (int)x_; } while (0)
 #define NUM_FLAG(dst, lo, open, hi) do { double x_; NEED_V(); if (!flag_num(o, v, lo, open, hi, &x_)) return 2; dst = x_; } while (0)
@@ -491,6 +493,7 @@ int qw_cli_run(int argc, char **argv) {
     lo.threads = a.threads;
     lo.mem_cap_bytes = (uint64_t)(a.mem_cap_mb * 1024 * 1024);
     lo.exact_lm_head = a.exact_lm_head;
+    lo.prefetch = a.prefetch;
     lo.embedding_on_demand = !a.embedding_resident; /* files on disk: a row read is a pread from the page cache */
     lo.max_context = a.max_context;
     lo.kv_cache = a.kv_cache;
