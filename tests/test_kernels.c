@@ -16,18 +16,7 @@
 #include "qw_dtype.h"
 #include "qw_kernels.h"
 #include "qw_pool.h"
-
-static int g_fail = 0, g_checks = 0;
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        g_checks++;                                                        \
-        if (!(cond)) {                                                     \
-            g_fail++;                                                      \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);           \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fprintf(stderr, "\n");                                         \
-        }                                                                  \
-    } while (0)
+#include "qw_test.h"
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(void) {
@@ -819,8 +808,8 @@ static int run_tests(void) {
     test_logistic(pool);
     test_misc(pool);
     qw_pool_free(pool);
-    printf("test_kernels: %d checks, %d failed (%d threads)\n", g_checks, g_fail, 3);
-    return g_fail ? 1 : 0;
+    printf("(pool of 3 threads)\n");
+    return qw_test_summary("test_kernels");
 }
 
 #if !defined(__EMSCRIPTEN__)
