@@ -57,7 +57,7 @@ void qw_q4_matmul_ref(const qw_q4w *w, const float *x, int M, const float *bias,
  *    QuantizeARow_CompInt8), then integer dot products per block, scaled and summed in fp32. Matches
  *    onnxruntime's CompInt8 path up to fp32 summation order; differs from exact fp32 by the int8
  *    rounding of the activations (about 1e-3..1e-2 relative on one output, see tests/test_kernels.c).
- *    It is the fast kernel (integer dot products, 2-4x the fp32 one in wasm).
+ *    It is the fast kernel (integer dot products, several times the speed of the fp32 one in wasm).
  * `work` holds the quantised activations: at least qw_q4_matmul_q8_work_size(w, M) bytes, any
  * alignment; it may be reused between calls (the kernel never allocates). */
 size_t qw_q4_matmul_q8_work_size(const qw_q4w *w, int M);
