@@ -5,10 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "qw_chat.h"
-
-static int failures, checks;
-#define CHECK(cond, ...) do { checks++; if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#include "qw_test.h"
 
 #define SYS_DEFAULT "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
 
@@ -73,6 +70,5 @@ int main(void) {
               "message line of the fixture's template");
         CHECK(strstr(buf, "{{- '<|im_start|>assistant\\\\n' }}") != NULL, "generation prompt of the fixture's template");
     }
-    printf("%d checks, %d failures\n", checks, failures);
-    return failures ? 1 : 0;
+    return qw_test_summary("test_chat");
 }

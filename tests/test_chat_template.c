@@ -10,10 +10,7 @@
 #include "qwasm.h"
 #include "qw_chat.h"
 #include "qw_jinja.h"
-
-static int failures, checks;
-#define CHECK(cond, ...) do { checks++; if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#include "qw_test.h"
 
 /* Renders config's template over messages/tools; *out malloc'd. */
 static qw_status render(const char *config, const char *messages, const char *tools, int gen, char **out, qw_error *e) {
@@ -203,6 +200,5 @@ int main(void) {
     model_load();
     errors();
     goldens();
-    printf("%d checks, %d failures\n", checks, failures);
-    return failures ? 1 : 0;
+    return qw_test_summary("test_chat_template");
 }

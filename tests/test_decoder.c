@@ -21,9 +21,7 @@
 #include "qw_onnx.h"
 #include "qw_pool.h"
 #include "test_session.h"
-
-static int failures;
-#define CHECK(c, ...) do { if (!(c)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "qw_test.h"
 
 static double now_ms(void) {
     struct timespec ts;
@@ -413,6 +411,5 @@ int main(void) {
         }
     }
     qw_pool_free(pool);
-    printf("%s (%d failures)\n", failures ? "FAILED" : "PASSED", failures);
-    return failures ? 1 : 0;
+    return qw_test_summary("test_decoder");
 }

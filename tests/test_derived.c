@@ -14,9 +14,7 @@
 #include "qw_pool.h"
 #include "qw_weights.h"
 #include "test_session.h"
-
-static int failures;
-#define CHECK(c, ...) do { if (!(c)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "qw_test.h"
 
 /* A qw_fs over a directory plus one in-memory file (the derived file a cache would hold). */
 typedef struct overlay {
@@ -154,6 +152,5 @@ int main(void) {
     }
     qw_pool_free(pool);
     qw_fs_close(&ov.dir);
-    printf("%s (%d failures)\n", failures ? "FAILED" : "ok", failures);
-    return failures ? 1 : 0;
+    return qw_test_summary("test_derived");
 }

@@ -6,10 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "qw_model.h"
-
-static int failures, checks;
-#define CHECK(cond, ...) do { checks++; if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#include "qw_test.h"
 
 typedef struct run_result {
     int32_t ids[64];
@@ -116,6 +113,5 @@ int main(void) {
     qw_model_free(ext);
     qw_model_free(oracle);
     qw_fs_close(&fs);
-    printf("%s (%d checks, %d failures)\n", failures ? "FAILED" : "PASSED", checks, failures);
-    return failures ? 1 : 0;
+    return qw_test_summary("test_generate");
 }

@@ -16,10 +16,7 @@
 #include <sys/wait.h>
 #include "memfs.h"
 #include "test_session.h"
-
-static int failures, checks;
-#define CHECK(cond, ...) do { checks++; if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#include "qw_test.h"
 
 static char models[900];
 
@@ -427,6 +424,5 @@ int main(void) {
     test_cli();
     test_model_warnings();
     test_fuzz_regressions();
-    printf("%s (%d checks, %d failures)\n", failures ? "FAILED" : "ok", checks, failures);
-    return failures ? 1 : 0;
+    return qw_test_summary("test_hostile");
 }

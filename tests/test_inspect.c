@@ -5,9 +5,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include "cJSON.h"
-
-static int failures;
-#define CHECK(c) do { if (!(c)) { failures++; fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); } } while (0)
+#include "qw_test.h"
 
 /* Runs a shell command; returns its stdout (malloc'd) and exit code. */
 static char *run(const char *cmd, int *code) {
@@ -50,7 +48,7 @@ int main(void) {
         static const char *const keys[] = {"ir_version", "opsets", "inputs", "outputs", "ops", "nodes",
                                            "initializers", "external_data", "matmulnbits", "config"};
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-            if (!cJSON_HasObjectItem(j, keys[i])) { fprintf(stderr, "missing key %s\n", keys[i]); failures++; }
+            CHECK(cJSON_HasObjectItem(j, keys[i]), "missing key %s", keys[i]);
         }
         CHECK(cJSON_GetObjectItem(j, "ir_version")->valuedouble == 7);
         const cJSON *ops = cJSON_GetObjectItem(j, "ops");
@@ -116,7 +114,5 @@ int main(void) {
     CHECK(code == 1 && out && out[0] == 0);
     free(out);
 
-    if (failures) { fprintf(stderr, "test_inspect: %d failure(s)\n", failures); return 1; }
-    printf("test_inspect: ok\n");
-    return 0;
+    return qw_test_summary("test_inspect");
 }

@@ -16,18 +16,7 @@
 #include "qw_dtype.h"
 #include "qw_kernels.h"
 #include "qw_pool.h"
-
-static int g_fail = 0, g_checks = 0;
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        g_checks++;                                                        \
-        if (!(cond)) {                                                     \
-            g_fail++;                                                      \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);           \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fprintf(stderr, "\n");                                         \
-        }                                                                  \
-    } while (0)
+#include "qw_test.h"
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(void) {
@@ -248,7 +237,7 @@ static void q4_pack_copy(const q4buf *src, q4buf *dst, int f16) {
     }
 }
 
-static void test_q4_packed(qw_pool *pool) {
+static void test_q4_packed(qw_pool *pool, const qw_kernel_table *kt) {
     static const int shapes[][6] = {
         /* N, K, block, M, zp, bias */
         {36, 100, 32, 1, 1, 1}, {64, 256, 64, 3, 0, 0}, {32, 1000, 128, 5, 1, 0}, {128, 1536, 32, 1, 0, 0},
@@ -281,11 +270,11 @@ static void test_q4_packed(qw_pool *pool) {
             qw_q4_matmul_q8_ref(&qb.w, x, M, bias, y8r);
             for (int pass = 0; pass < 2; pass++) {
                 memset(y, 0xff, (size_t)M * N * 4);
-                qw_q4_matmul_q8(pass ? pool : NULL, &pk.w, x, M, bias, y, work);
+                qw_q4_matmul_q8_with(kt, pass ? pool : NULL, &pk.w, x, M, bias, y, work);
                 /* same arithmetic per output as the reference: identical bits */
                 CHECK(memcmp(y, y8r, (size_t)M * N * 4) == 0,
-                      "packed q4_matmul_q8 N=%d K=%d block=%d M=%d zp=%d scales %s: err %.3g", N, K, B, M,
-                      shapes[s][4], f16 ? "fp16" : "fp32", nerr(y, y8r, (size_t)M * N));
+                      "packed q4_matmul_q8 (%s) N=%d K=%d block=%d M=%d zp=%d scales %s: err %.3g", kt->name, N, K,
+                      B, M, shapes[s][4], f16 ? "fp16" : "fp32", nerr(y, y8r, (size_t)M * N));
             }
         }
         for (int i = 0; i < N * nb; i++) sh[i] = 0x3c00;
@@ -542,6 +531,8 @@ static void test_pool(void) {
 
 /* ---- bench -------------------------------------------------------------------------------------- */
 
+static const qw_kernel_table *g_bench_kt; /* the packed kernels' table row the benchmarks run */
+
 static double bench_q4(qw_pool *pool, int N, int K, int q8, int reps) {
     q4buf qb;
     q4_make(&qb, N, K, 32, 0);
@@ -557,7 +548,7 @@ static double bench_q4(qw_pool *pool, int N, int K, int q8, int reps) {
     double best = 1e30;
     for (int r = 0; r < reps + 20; r++) { /* the first runs warm up (and let V8 tier up) */
         double t0 = now_s();
-        if (q8) qw_q4_matmul_q8(pool, &qb.w, x, 1, NULL, y, work);
+        if (q8) qw_q4_matmul_q8_with(g_bench_kt, pool, &qb.w, x, 1, NULL, y, work);
         else qw_q4_matmul(pool, &qb.w, x, 1, NULL, y);
         double t = now_s() - t0;
         if (r >= 20 && t < best) best = t;
@@ -580,7 +571,7 @@ static double bench_q4_prefill(qw_pool *pool, int N, int K, int M, int reps) {
     double best = 1e30;
     for (int r = 0; r < reps + 5; r++) {
         double t0 = now_s();
-        qw_q4_matmul_q8(pool, &pk.w, x, M, NULL, y, work);
+        qw_q4_matmul_q8_with(g_bench_kt, pool, &pk.w, x, M, NULL, y, work);
         double t = now_s() - t0;
         if (r >= 5 && t < best) best = t;
     }
@@ -715,13 +706,18 @@ static double bench_peak(qw_pool *pool, double *cpu_out) {
     return macs * 12 * (double)t.iters * qw_pool_threads(pool) / best * 1e-9;
 }
 
-/* bench T prefill: only the prefill figures, each prefill tile (qw_kernels_prefill_tile) timed in turn on the
+/* bench T prefill: only the prefill figures, each prefill tile (the kernel table's rows) timed in turn on the
  * same data (an A/B that a busy machine disturbs alike), best of many short runs; and the dot peak. */
 static int bench_prefill(int threads) {
     static const int shapes[][3] = {{8960, 1536, 64}, {1536, 8960, 64}, {1536, 1536, 64}, {256, 1536, 64}};
     qw_pool *pool = qw_pool_new(threads);
-    const int tile0 = qw_kernels_prefill_tile(-1);
-    int ntile = qw_kernels_prefill_tile(1) == 1 ? 2 : 1;
+    /* tile[t]: the first row without the dot-add whose prefill tile is t (1: two groups, tile2); the scalar row
+     * only in a build without SIMD */
+    const qw_kernel_table *tile[2] = {NULL, NULL}, *kt;
+    for (int i = 0; (kt = qw_kernels_variant(i)); i++)
+        if (!kt->dot_add && !tile[kt->tile2 != NULL] && (i == 0 || strcmp(kt->name, "scalar")))
+            tile[kt->tile2 != NULL] = kt;
+    const int ntile = tile[1] ? 2 : 1;
     double peak_cpu, peak = bench_peak(pool, &peak_cpu);
     printf("{\"threads\":%d,\"peak_GMACs\":%.1f", qw_pool_threads(pool), peak);
     if (threads == 1 && peak_cpu > 0) printf(",\"peak_GMAC_per_cpu_s\":%.1f", peak_cpu);
@@ -738,9 +734,8 @@ static int bench_prefill(int threads) {
         const int reps = (int)(4e10 / ((double)M * N * K)) + 10; /* about 40 runs of the large shapes */
         for (int r = 0; r < reps; r++)
             for (int t = 0; t < ntile; t++) {
-                qw_kernels_prefill_tile(t);
                 double t0 = now_s(), c0 = cpu_s();
-                qw_q4_matmul_q8(pool, &pk.w, x, M, NULL, y, work);
+                qw_q4_matmul_q8_with(tile[t], pool, &pk.w, x, M, NULL, y, work);
                 double dt = now_s() - t0, dc = cpu_s() - c0;
                 if (r >= 5 && dt < best[t]) best[t] = dt;
                 if (r >= 5) cpu[t] += dc;
@@ -754,7 +749,6 @@ static int bench_prefill(int threads) {
         free(x), free(y), free(work);
         q4_free(&pk);
     }
-    qw_kernels_prefill_tile(tile0);
     printf("}\n");
     qw_pool_free(pool);
     return 0;
@@ -763,7 +757,8 @@ static int bench_prefill(int threads) {
 /* bench [threads] [no-dot-add]: the second word compares the relaxed build's i16 path on the same engine */
 static int bench(int threads, int no_dot_add) {
     qw_pool *pool = qw_pool_new(threads);
-    int dot_add = qw_kernels_dot_add(!no_dot_add); /* as a model load does (qw_kernels_warmup) */
+    g_bench_kt = qw_kernels(); /* as a model runs */
+    for (int i = 1; no_dot_add && g_bench_kt->dot_add; i++) g_bench_kt = qw_kernels_variant(i);
     double lm_ms;
     double a = bench_q4(pool, 8960, 1536, 1, 60);  /* gate/up proj */
     double b = bench_q4(pool, 1536, 8960, 1, 60);  /* down proj */
@@ -789,7 +784,7 @@ static int bench(int threads, int no_dot_add) {
            "\"lm_head_ms\":%.1f,\"q4q8p_8960x1536_GBs\":%.2f,\"q4q8p_1536x8960_GBs\":%.2f,"
            "\"q4q8p_1536x1536_GBs\":%.2f,\"lm_head_i8_151936x1536_GBs\":%.2f,\"lm_head_i8_ms\":%.1f,"
            "\"prefill64_8960x1536_GMACs\":%.1f,\"prefill64_1536x8960_GMACs\":%.1f}\n",
-           isa, dot_add, qw_pool_threads(pool), a, b, c, d, e, lm_ms, pa, pb, pc, f, lm8_ms, g, h);
+           isa, g_bench_kt->dot_add, qw_pool_threads(pool), a, b, c, d, e, lm_ms, pa, pb, pc, f, lm8_ms, g, h);
     qw_pool_free(pool);
     return 0;
 }
@@ -799,28 +794,19 @@ static int run_tests(void) {
     test_f16();
     qw_pool *pool = qw_pool_new(3);
     test_q4(pool);
-    test_q4_packed(pool);
-    {
-        int tile = qw_kernels_prefill_tile(-1);
-        for (int t = 0; t < 2; t++) /* every prefill tile the build has */
-            if (t != tile && qw_kernels_prefill_tile(t) == t) {
-                printf("  packed q4 kernels again with prefill tile %d\n", t);
-                test_q4_packed(pool);
-            }
-        qw_kernels_prefill_tile(tile);
-    }
-    if (qw_kernels_dot_add(1)) { /* the relaxed build on an engine that computes the dot-add right */
-        printf("  packed q4 kernels again with the relaxed i32 dot-add\n");
-        test_q4_packed(pool);
-        qw_kernels_dot_add(0);
+    const qw_kernel_table *kt;
+    for (int i = 0; (kt = qw_kernels_variant(i)); i++) { /* every row of the build's kernel table */
+        printf("  packed q4 kernels: %s%s%s\n", kt->name, kt->dot_add ? " (the relaxed i32 dot-add)" : "",
+               i ? "" : ", the default");
+        test_q4_packed(pool, kt);
     }
     test_i8_lmhead(pool);
     test_gemm(pool);
     test_logistic(pool);
     test_misc(pool);
     qw_pool_free(pool);
-    printf("test_kernels: %d checks, %d failed (%d threads)\n", g_checks, g_fail, 3);
-    return g_fail ? 1 : 0;
+    printf("(pool of 3 threads)\n");
+    return qw_test_summary("test_kernels");
 }
 
 #if !defined(__EMSCRIPTEN__)

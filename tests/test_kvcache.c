@@ -10,10 +10,7 @@
 #include <string.h>
 #include "qw_model.h"
 #include "test_session.h"
-
-static int failures, checks;
-#define CHECK(cond, ...) do { checks++; if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#include "qw_test.h"
 
 #define NGEN 12
 
@@ -160,6 +157,5 @@ done:
     qw_model_free(a);
     qw_model_free(b);
     qw_fs_close(&fs);
-    printf("%s (%d checks, %d failures)\n", failures ? "FAILED" : "PASSED", checks, failures);
-    return failures ? 1 : 0;
+    return qw_test_summary("test_kvcache");
 }

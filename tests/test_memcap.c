@@ -14,10 +14,10 @@
 #include "qw_onnx.h"
 #include "qw_pool.h"
 #include "test_session.h"
+#include "qw_test.h"
 
-static int failures, checked_models;
+static int checked_models;
 static int prefetch; /* qw_graph_opts.prefetch of the sessions opened */
-#define CHECK(c, ...) do { if (!(c)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 #define STEPS 32
 #define PROMPT 4
@@ -165,6 +165,5 @@ int main(void) {
     for (int i = 0; names[i]; i++) test_model(models, names[i], pool);
     qw_pool_free(pool);
     if (!checked_models) printf("skip: no generated models under %s (run tools/gen/gen_test_models.sh)\n", models);
-    printf("%s (%d failures)\n", failures ? "FAILED" : "ok", failures);
-    return failures ? 1 : 0;
+    return qw_test_summary("test_memcap");
 }

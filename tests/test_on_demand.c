@@ -22,9 +22,7 @@
 #include "qw_onnx.h"
 #include "qw_pool.h"
 #include "test_session.h"
-
-static int failures;
-#define CHECK(c, ...) do { if (!(c)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "qw_test.h"
 
 /* A qw_fs over a directory that counts the bytes read from the data file and can fail reads on request. */
 typedef struct counting {
@@ -207,6 +205,5 @@ int main(void) {
     test_sampled(&cf.dir);
     qw_pool_free(pool);
     qw_fs_close(&cf.dir);
-    printf("%s (%d failures)\n", failures ? "FAILED" : "ok", failures);
-    return failures ? 1 : 0;
+    return qw_test_summary("test_on_demand");
 }

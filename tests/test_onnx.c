@@ -5,10 +5,7 @@
 #include <string.h>
 #include "qw_onnx.h"
 #include "memfs.h"
-
-static int failures;
-#define CHECK(c) do { if (!(c)) { failures++; fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); } } while (0)
-#define CHECKM(c, ...) do { if (!(c)) { failures++; fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #c); fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#include "qw_test.h"
 
 static char data_dir[1024];
 
@@ -49,14 +46,16 @@ static void test_tiny(const qw_fs *fs) {
     qw_onnx_model *m = NULL;
     qw_error err = {0};
     qw_status st = qw_onnx_load(fs, "tiny.onnx", &m, &err);
-    CHECKM(st == QW_OK, "%s", err.msg);
+    CHECK(st == QW_OK, "%s", err.msg);
     if (st != QW_OK) return;
-    CHECK(m->ir_version == 8);
+    CHECK_EQ(m->ir_version, 8);
     CHECK(qw_onnx_opset_version(m, "") == 17 && qw_onnx_opset_version(m, "ai.onnx") == 17);
     CHECK(qw_onnx_opset_version(m, "qw.test") == 1 && qw_onnx_opset_version(m, "nope") == -1);
-    CHECK(!strcmp(m->producer_name, "qwasm-seeds") && !strcmp(m->producer_version, "1"));
-    CHECK(!strcmp(m->domain, "qwasm.test") && m->model_version == 3);
-    CHECK(!strcmp(m->doc_string, "seed model for the qwasm reader"));
+    CHECK_STREQ(m->producer_name, "qwasm-seeds");
+    CHECK_STREQ(m->producer_version, "1");
+    CHECK_STREQ(m->domain, "qwasm.test");
+    CHECK_EQ(m->model_version, 3);
+    CHECK_STREQ(m->doc_string, "seed model for the qwasm reader");
     CHECK(m->n_meta == 2 && !strcmp(m->meta_keys[0], "author") && !strcmp(m->meta_values[0], "qwasm"));
     CHECK(!strcmp(m->graph_name, "g") && m->n_nodes == 5 && m->n_inits == 2);
     CHECK(m->n_inputs == 1 && !strcmp(m->inputs[0].name, "x") && m->inputs[0].dtype == QW_DT_F32);
@@ -70,9 +69,9 @@ static void test_tiny(const qw_fs *fs) {
     CHECK(w && w->file == 0 && !w->data && w->ndim == 2 && w->dims[0] == 4 && w->dims[1] == 3 && w->nbytes == 48);
     if (w) {
         float v[12];
-        CHECK(qw_onnx_tensor_read(fs, m, w, 0, v, sizeof v, &err) == QW_OK);
+        CHECK_EQ(qw_onnx_tensor_read(fs, m, w, 0, v, sizeof v, &err), QW_OK);
         for (int i = 0; i < 12; i++) CHECK(v[i] == (float)i);
-        CHECK(qw_onnx_tensor_read(fs, m, w, 40, v, 16, &err) == QW_E_RANGE);
+        CHECK_EQ(qw_onnx_tensor_read(fs, m, w, 40, v, 16, &err), QW_E_RANGE);
         CHECK(strstr(err.msg, "'W'") != NULL);
     }
     const qw_onnx_tensor *b = qw_onnx_init_find(m, "B");
@@ -111,7 +110,7 @@ static void test_typed(const qw_fs *fs) {
     qw_onnx_model *m = NULL;
     qw_error err = {0};
     qw_status st = qw_onnx_load(fs, "typed.onnx", &m, &err);
-    CHECKM(st == QW_OK, "%s", err.msg);
+    CHECK(st == QW_OK, "%s", err.msg);
     if (st != QW_OK) return;
     const qw_onnx_tensor *t;
 #define T(name) ((t = qw_onnx_init_find(m, name)) != NULL && t->data)
@@ -149,7 +148,7 @@ static void test_ext(void) {
     CHECK(qw_fs_open_dir(dir, &fs, &err) == QW_OK);
     qw_onnx_model *m = NULL;
     qw_status st = qw_onnx_load(&fs, "onnx/model_ext.onnx", &m, &err);
-    CHECKM(st == QW_OK, "%s", err.msg);
+    CHECK(st == QW_OK, "%s", err.msg);
     if (st == QW_OK) {
         CHECK(m->n_files == 3);
         int fd = find_file(m, "onnx/model_ext.onnx_data"), fsec = find_file(m, "onnx/weights/second.bin");
@@ -180,7 +179,7 @@ static void test_ext(void) {
         m = NULL;
         memset(&err, 0, sizeof err);
         st = qw_onnx_load(&fs, bad[i].name, &m, &err);
-        CHECKM(st == bad[i].st && m == NULL && strstr(err.msg, bad[i].in_msg), "%s: %d %s", bad[i].name, st, err.msg);
+        CHECK(st == bad[i].st && m == NULL && strstr(err.msg, bad[i].in_msg), "%s: %d %s", bad[i].name, st, err.msg);
     }
     qw_fs_close(&fs);
 
@@ -199,9 +198,9 @@ static void test_ext(void) {
         memset(&err, 0, sizeof err);
         st = qw_onnx_load(&mfs, "onnx/model_ext.onnx", &m, &err);
         const char *want = mode <= 1 ? "onnx/model_ext.onnx_data" : "onnx/weights/second.bin";
-        CHECKM(st == (mode == 0 || mode == 2 ? QW_E_NOTFOUND : QW_E_RANGE) && m == NULL && strstr(err.msg, want),
-               "mode %d: %d %s", mode, st, err.msg);
-        if (mode == 1) CHECKM(strstr(err.msg, "1 bytes missing") != NULL, "%s", err.msg);
+        CHECK(st == (mode == 0 || mode == 2 ? QW_E_NOTFOUND : QW_E_RANGE) && m == NULL && strstr(err.msg, want),
+              "mode %d: %d %s", mode, st, err.msg);
+        if (mode == 1) CHECK(strstr(err.msg, "1 bytes missing") != NULL, "%s", err.msg);
     }
     free(onnx); free(data); free(second);
 }
@@ -222,12 +221,12 @@ static void test_bad(const qw_fs *fs) {
         qw_onnx_model *m = NULL;
         qw_error err = {0};
         qw_status st = qw_onnx_load(fs, bad[i].name, &m, &err);
-        CHECKM(st == bad[i].st && m == NULL && strstr(err.msg, bad[i].name) && strstr(err.msg, bad[i].in_msg),
-               "%s: %d %s", bad[i].name, st, err.msg);
+        CHECK(st == bad[i].st && m == NULL && strstr(err.msg, bad[i].name) && strstr(err.msg, bad[i].in_msg),
+              "%s: %d %s", bad[i].name, st, err.msg);
     }
     qw_onnx_model *m = NULL;
     qw_error err = {0};
-    CHECKM(qw_onnx_load(fs, "sparse_unused.onnx", &m, &err) == QW_OK, "%s", err.msg);
+    CHECK(qw_onnx_load(fs, "sparse_unused.onnx", &m, &err) == QW_OK, "%s", err.msg);
     qw_onnx_free(m);
     CHECK(qw_onnx_load(NULL, "x.onnx", &m, &err) == QW_E_ARG);
     qw_onnx_free(NULL);
@@ -243,7 +242,7 @@ static void cut_and_corrupt(const char *label, const uint8_t *bytes, size_t n, c
     memfs_add(&mf0, "m/model.onnx", bytes, n);
     for (int i = 0; extra && i < extra->n; i++) memfs_add(&mf0, extra->names[i], extra->data[i], extra->size[i]);
     qw_fs fs0 = memfs_fs(&mf0);
-    CHECKM(qw_onnx_load(&fs0, "m/model.onnx", &full, &err) == QW_OK, "%s: %s", label, err.msg);
+    CHECK(qw_onnx_load(&fs0, "m/model.onnx", &full, &err) == QW_OK, "%s: %s", label, err.msg);
     if (!full) return;
     uint8_t *buf = malloc(n);
     for (size_t cut = 0; cut < n; cut += (cut < 64 ? 1 : stride)) {
@@ -255,11 +254,11 @@ static void cut_and_corrupt(const char *label, const uint8_t *bytes, size_t n, c
         qw_status st = qw_onnx_load(&fs, "m/model.onnx", &m, &err);
         if (st == QW_OK) {
             /* only trailing model fields (opsets, metadata) can go without an error: the graph is whole */
-            CHECKM(m->n_nodes == full->n_nodes && m->n_inits == full->n_inits, "%s: cut at %zu loads a partial graph",
-                   label, cut);
+            CHECK(m->n_nodes == full->n_nodes && m->n_inits == full->n_inits, "%s: cut at %zu loads a partial graph",
+                  label, cut);
             qw_onnx_free(m);
         } else {
-            CHECKM(m == NULL && strstr(err.msg, "m/model.onnx"), "%s: cut at %zu: %s", label, cut, err.msg);
+            CHECK(m == NULL && strstr(err.msg, "m/model.onnx"), "%s: cut at %zu: %s", label, cut, err.msg);
         }
     }
     static const uint8_t values[] = {0x00, 0xff, 0x80, 0x7f, 0x01, 0x0a};
@@ -283,10 +282,10 @@ static void cut_and_corrupt(const char *label, const uint8_t *bytes, size_t n, c
                 }
                 qw_onnx_free(m);
             } else {
-                CHECKM(m == NULL && err.msg[0] && st > QW_OK && st < QW_STATUS_COUNT, "%s: byte %zu = %u: %d %s", label,
-                       pos, values[k], st, err.msg);
-                CHECKM(strstr(err.msg, "m/model.onnx") || strstr(err.msg, "m/"), "%s: byte %zu: %s", label, pos,
-                       err.msg);
+                CHECK(m == NULL && err.msg[0] && st > QW_OK && st < QW_STATUS_COUNT, "%s: byte %zu = %u: %d %s", label,
+                      pos, values[k], st, err.msg);
+                CHECK(strstr(err.msg, "m/model.onnx") || strstr(err.msg, "m/"), "%s: byte %zu: %s", label, pos,
+                      err.msg);
             }
         }
     }
@@ -351,11 +350,11 @@ static void test_big_raw(void) {
     qw_onnx_model *m = NULL;
     qw_error err = {0};
     qw_status st = qw_onnx_load(&fs, "big.onnx", &m, &err);
-    CHECKM(st == QW_OK, "%s", err.msg);
+    CHECK(st == QW_OK, "%s", err.msg);
     if (m) {
         CHECK(m->n_inits == 1 && m->inits[0].file == 0 && m->inits[0].offset == raw_at && m->inits[0].nbytes == big);
         CHECK(m->files[0].bytes_needed == n);
-        CHECKM(mf.max_read <= 64 * 1024 && mf.reads < 16, "reads %ld, largest %zu", mf.reads, mf.max_read);
+        CHECK(mf.max_read <= 64 * 1024 && mf.reads < 16, "reads %ld, largest %zu", mf.reads, mf.max_read);
         float v;
         CHECK(qw_onnx_tensor_read(&fs, m, &m->inits[0], 4 * 123456, &v, 4, &err) == QW_OK && v == 123456.0f);
         qw_onnx_free(m);
@@ -372,13 +371,12 @@ static void test_fixture(void) {
     qw_fs fs;
     qw_error err = {0};
     if (qw_fs_open_dir(dir, &fs, &err) != QW_OK) {
-        fprintf(stderr, "fixture missing: %s\n", err.msg);
-        failures++;
+        CHECK(0, "fixture missing: %s", err.msg);
         return;
     }
     qw_onnx_model *m = NULL;
     qw_status st = qw_onnx_load(&fs, "model.onnx", &m, &err);
-    CHECKM(st == QW_OK, "%s", err.msg);
+    CHECK(st == QW_OK, "%s", err.msg);
     if (st == QW_OK) {
         CHECK(m->ir_version == 7);
         CHECK(qw_onnx_opset_version(m, "") == 14 && qw_onnx_opset_version(m, "com.microsoft") == 1);
@@ -443,10 +441,5 @@ int main(void) {
     test_cuts();
     test_big_raw();
     test_fixture();
-    if (failures) {
-        fprintf(stderr, "test_onnx: %d failure(s)\n", failures);
-        return 1;
-    }
-    printf("test_onnx: ok\n");
-    return 0;
+    return qw_test_summary("test_onnx");
 }

@@ -13,6 +13,7 @@
 #include "qw_graph.h"
 #include "qw_onnx.h"
 #include "qw_pool.h"
+#include "qw_test.h"
 
 typedef struct tensor_file {
     int n;
@@ -123,7 +124,7 @@ int main(void) {
     qw_error err = {0};
     if (qw_fs_open_dir(dir, &fs, &err) != QW_OK) { printf("FAILED: %s\n", err.msg); return 1; }
     char line[512];
-    int n_ok = 0, n_fail = 0, n_skip = 0;
+    int n_skip = 0;
     while (fgets(line, sizeof line, cf)) {
         line[strcspn(line, "\r\n")] = 0;
         if (!line[0]) continue;
@@ -135,8 +136,7 @@ int main(void) {
         if (mtime(p_skip) >= 0) { printf("skip %s (onnxruntime cannot run it)\n", line); n_skip++; continue; }
         tensor_file fin, fout;
         if (!tf_read(p_in, &fin) || !tf_read(p_out, &fout)) {
-            printf("FAIL %s: cannot read %s / %s\n", line, p_in, p_out);
-            n_fail++;
+            CHECK(0, "%s: cannot read %s / %s", line, p_in, p_out);
             tf_free(&fin);
             continue;
         }
@@ -172,8 +172,7 @@ int main(void) {
             }
         }
         if (st != QW_OK) { why = err.msg; }
-        if (why) { printf("FAIL %s: %s\n", line, why); n_fail++; }
-        else n_ok++;
+        CHECK(!why, "%s: %s", line, why);
         qw_graph_free(g);
         qw_onnx_free(m);
         tf_free(&fin);
@@ -182,6 +181,6 @@ int main(void) {
     fclose(cf);
     qw_fs_close(&fs);
     qw_pool_free(pool);
-    printf("%s: %d ops cases ok, %d failed, %d skipped\n", n_fail ? "FAILED" : "PASSED", n_ok, n_fail, n_skip);
-    return n_fail ? 1 : 0;
+    printf("%d op cases skipped\n", n_skip);
+    return qw_test_summary("test_ops"); /* one check per op case */
 }

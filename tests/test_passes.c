@@ -15,9 +15,9 @@
 #include "qw_passes.h"
 #include "qw_pool.h"
 #include "test_session.h"
+#include "qw_test.h"
 
-static int failures, checked;
-#define CHECK(c, ...) do { if (!(c)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
+static int checked;
 
 static const char *models_dir(void) {
     static char dir[900];
@@ -388,6 +388,5 @@ int main(void) {
     test_run_error_release(pool);
     qw_pool_free(pool);
     if (!checked) printf("skip: no generated models under %s (tools/gen/gen_test_models.sh)\n", models_dir());
-    printf("%s (%d failures)\n", failures ? "FAILED" : "ok", failures);
-    return failures ? 1 : 0;
+    return qw_test_summary("test_passes");
 }

@@ -9,11 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "qwasm.h"
-
-static int failures;
-#define CHECK(c) do { if (!(c)) { failures++; fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); } } while (0)
-#define CHECKM(c, ...) do { if (!(c)) { failures++; fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #c); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#include "qw_test.h"
 
 static char src[900], tmp[256];
 
@@ -45,7 +41,7 @@ static void copy_in(const char *dst, const char *rel, const char *from) {
     snprintf(b, sizeof b, "%s/%s", dst, rel);
     size_t n;
     uint8_t *d = slurp(a, &n);
-    CHECKM(d != NULL, "%s", a);
+    CHECK(d != NULL, "%s", a);
     if (d) put(b, d, n);
     free(d);
 }
@@ -78,11 +74,11 @@ static void expect_load(const char *dir, const char *onnx, const char *dtype, qw
     o.max_context = 64;
     qw_model *m = NULL;
     qw_status st = qw_model_load(&fs, &o, &m, &err);
-    CHECKM(st == want && (want == QW_OK || ((!want1 || strstr(err.msg, want1)) && (!want2 || strstr(err.msg, want2)))),
-           "%s: status %d (want %d): %s", what, st, want, st ? err.msg : "ok");
+    CHECK(st == want && (want == QW_OK || ((!want1 || strstr(err.msg, want1)) && (!want2 || strstr(err.msg, want2)))),
+          "%s: status %d (want %d): %s", what, st, want, st ? err.msg : "ok");
     if (st == QW_OK && want == QW_OK) {
         const char *info = qw_model_info_json(m);
-        CHECKM(!want1 || strstr(info, want1), "%s: %s", what, info);
+        CHECK(!want1 || strstr(info, want1), "%s: %s", what, info);
     }
     qw_model_free(m);
     qw_fs_close(&fs);
@@ -93,8 +89,8 @@ static void test_names(void) {
     static const char *const bad[] = {"", "/etc/passwd", "../x", "a/../../x", "a/..", "..", ".", "./a", "a//b", "a/",
                                       "a\\b", "..\\..\\x", "C:x", "C:/x", "c:\\x", "a\nb", "a\x7f"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
-        CHECKM(qw_fs_name_problem(good[i]) == NULL, "'%s' refused: %s", good[i], qw_fs_name_problem(good[i]));
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) CHECKM(qw_fs_name_problem(bad[i]) != NULL, "'%s' taken", bad[i]);
+        CHECK(qw_fs_name_problem(good[i]) == NULL, "'%s' refused: %s", good[i], qw_fs_name_problem(good[i]));
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) CHECK(qw_fs_name_problem(bad[i]) != NULL, "'%s' taken", bad[i]);
     char longn[300];
     memset(longn, 'a', sizeof longn - 1);
     longn[sizeof longn - 1] = 0;
@@ -261,6 +257,5 @@ int main(void) {
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
-    printf("%s (%d failures)\n", failures ? "FAILED" : "ok", failures);
-    return failures ? 1 : 0;
+    return qw_test_summary("test_paths");
 }

@@ -5,10 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "qw_sampler.h"
-
-static int failures, checks;
-#define CHECK(cond, ...) do { checks++; if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#include "qw_test.h"
 
 static qw_sampler *make(float temp, int top_k, float top_p, float min_p, float pen, uint64_t seed, int32_t n) {
     qw_sampler_params p;
@@ -255,6 +252,5 @@ int main(void) {
     test_exp();
     test_stop();
     test_determinism();
-    printf("%d checks, %d failures\n", checks, failures);
-    return failures ? 1 : 0;
+    return qw_test_summary("test_sampler");
 }

@@ -17,10 +17,7 @@
 #include "qw_model.h"
 #include "qw_speculate.h"
 #include "cJSON.h"
-
-static int failures, checks;
-#define CHECK(cond, ...) do { checks++; if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#include "qw_test.h"
 
 #define MAX_GEN 64
 typedef struct run_result {
@@ -255,6 +252,5 @@ int main(void) {
             free(names[i]);
         }
     }
-    printf("%s (%d checks, %d failures)\n", failures ? "FAILED" : "PASSED", checks, failures);
-    return failures ? 1 : 0;
+    return qw_test_summary("test_speculate");
 }

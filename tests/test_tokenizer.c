@@ -6,10 +6,7 @@
 #include <time.h>
 #include "qw_tokenizer.h"
 #include "qw_unicode.h"
-
-static int failures, checks;
-#define CHECK(cond, ...) do { checks++; if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#include "qw_test.h"
 
 static char *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -326,6 +323,5 @@ int main(void) {
     test_stream(t);
     bench_1mb(t);
     qw_tokenizer_free(t);
-    printf("%d checks, %d failures\n", checks, failures);
-    return failures ? 1 : 0;
+    return qw_test_summary("test_tokenizer");
 }

@@ -130,7 +130,9 @@ function onnxCandidates(src, onnxFile, dtype) {
   try {
     const r = ccall(() => M._qw_wasm_onnx_candidates(id, a, b));
     if (!r) throw cError('choosing the .onnx file');
-    return JSON.parse(M.UTF8ToString(r)).candidates;
+    const text = M.UTF8ToString(r);
+    M._qw_wasm_free(r); // malloc'd, ours
+    return JSON.parse(text).candidates;
   } finally { M._qw_wasm_free(a); M._qw_wasm_free(b); M.qwFs.delete(id); }
 }
 
@@ -660,7 +662,9 @@ async function fetchModel(base, o, signal, progress) {
     try {
       const r = ccall(() => M._qw_wasm_onnx_files(probeId, pn));
       if (!r) throw cError('reading the graph');
-      listing = JSON.parse(M.UTF8ToString(r));
+      const text = M.UTF8ToString(r);
+      M._qw_wasm_free(r); // malloc'd, ours
+      listing = JSON.parse(text);
     } finally { M._qw_wasm_free(pn); M.qwFs.delete(probeId); }
     const ext = listing.files.slice(1);
     const onnxNeeded = listing.files[0].bytes_needed;

@@ -92,7 +92,7 @@ void qw_get_build_info(qw_build_info *out) {
     out->relaxed_simd = 0;
 #endif
     out->threads = QW_THREADS ? 1 : 0;
-    out->dot_add = qw_kernels_dot_add(-1);
+    out->dot_add = qw_kernels()->dot_add;
     out->max_threads = 1;
 #if QW_THREADS && defined(__EMSCRIPTEN__)
     out->max_threads = emscripten_num_logical_cores();

@@ -57,7 +57,7 @@ void qw_q4_matmul_ref(const qw_q4w *w, const float *x, int M, const float *bias,
  *    QuantizeARow_CompInt8), then integer dot products per block, scaled and summed in fp32. Matches
  *    onnxruntime's CompInt8 path up to fp32 summation order; differs from exact fp32 by the int8
  *    rounding of the activations (about 1e-3..1e-2 relative on one output, see tests/test_kernels.c).
- *    It is the fast kernel (integer dot products, 2-4x the fp32 one in wasm).
+ *    It is the fast kernel (integer dot products, several times the speed of the fp32 one in wasm).
  * `work` holds the quantised activations: at least qw_q4_matmul_q8_work_size(w, M) bytes, any
  * alignment; it may be reused between calls (the kernel never allocates). */
 size_t qw_q4_matmul_q8_work_size(const qw_q4w *w, int M);
@@ -130,17 +130,27 @@ void qw_gemm_tb_rows_pool(qw_pool *pool, const float *a, const void *B, int f16,
  * SpiderMonkey's Ion) compile them before the first token; a few ms natively. Call once after load. */
 void qw_kernels_warmup(qw_pool *pool);
 
-/* Relaxed-SIMD wasm builds: whether the packed 4-bit decode kernel (one activation row) uses
- * i32x4.relaxed_dot_i8x16_i7x16_add_s instead of the i16 dot products. on = 1 enables it if the engine
- * computes it right (checked once on known values), 0 disables it, -1 only asks. Returns the state now;
- * always 0 in other builds. qw_kernels_warmup enables it. Not thread-safe: set it while no kernel runs. */
-int qw_kernels_dot_add(int on);
-
-/* Which prefill tile the packed 4-bit product uses for several activation rows: 0 = one 4-row weight group x
- * 8 activation rows (4 outside relaxed SIMD), 1 = two groups x 4 rows (relaxed-SIMD builds only, their
- * default: half the activation broadcasts). Same bits either way. -1 only asks; returns the state now.
- * For benchmarks and tests; not thread-safe: set it while no kernel runs. */
-int qw_kernels_prefill_tile(int tile);
+/* ---- the kernel table of the packed 4-bit x int8 product (qw_kernels_packed*.c) ---------------------
+ * One row per variant of its tiles that this build has: the scalar reference (every build), AVX2, wasm SIMD128,
+ * relaxed SIMD (i16 dots; also without the two-group prefill tile), relaxed SIMD with the i32 dot-add for decode
+ * rows (only where the engine computes it right: Node 20's V8 does not; checked once on known values). Every row
+ * gives the scalar reference's bits. qw_kernels() is the row qw_q4_matmul_q8 uses: the build's first, the same on
+ * every call; qw_q4_matmul_q8_with runs a given row (tests, benchmarks). Tiles write out[] in the order below. */
+struct qw_q8act;
+typedef void (*qw_q8p_tile_fn)(const qw_q4w *w, int g, const struct qw_q8act *a, int m, int mb, float *out);
+typedef struct qw_kernel_table {
+    const char *name;       /* "scalar", "avx2", "simd128", "relaxed", "relaxed-tile0", "relaxed-dot-add" */
+    int dot_add;            /* 1: decode rows use i32x4.relaxed_dot_i8x16_i7x16_add_s */
+    int mb_max;             /* activation rows per call of tile (<= 8) */
+    qw_q8p_tile_fn decode;  /* 4-row group g x activation row m (mb = 1): out[r] */
+    qw_q8p_tile_fn tile;    /* group g x rows m .. m+mb-1, mb <= mb_max: out[mi * 4 + r] */
+    qw_q8p_tile_fn tile2;   /* groups g, g+1 x mb <= 4 rows (prefill tile 1): out[(gi * mb + mi) * 4 + r]; or NULL */
+} qw_kernel_table;
+const qw_kernel_table *qw_kernels(void);
+/* Row i (0 ..) of this build's table, NULL past the last. Row 0 is qw_kernels(). */
+const qw_kernel_table *qw_kernels_variant(int i);
+void qw_q4_matmul_q8_with(const qw_kernel_table *kt, qw_pool *pool, const qw_q4w *w, const float *x, int M,
+                          const float *bias, float *y, void *work);
 
 /* ---- row-wise kernels ------------------------------------------------------------------------ */
 /* In-place softmax over n values (max-subtracted, as onnxruntime). */

@@ -149,9 +149,27 @@ void qw_q8act_init(qw_q8act *a, void *work, int M, int K, int block);
 void qw_q8act_quantize(qw_q8act *a, const float *x, int K, int m0, int m1);
 void qw_q8act_quantize_ref(qw_q8act *a, const float *x, int K, int m0, int m1);
 
-/* The packed-layout q8 product (qw_kernels_packed.c): rows of thread ith of nth, activations quantised. */
-void qw_q4_matmul_q8_packed_task(const qw_q4w *w, const qw_q8act *a, int M, const float *bias, float *y, int ith,
-                                 int nth);
+/* The packed-layout q8 product (qw_kernels_packed.c): rows of thread ith of nth, activations quantised, through the
+ * tiles of kt. */
+void qw_q4_matmul_q8_packed_task(const qw_kernel_table *kt, const qw_q4w *w, const qw_q8act *a, int M,
+                                 const float *bias, float *y, int ith, int nth);
+/* The most activation rows of any table's tile (qw_kernel_table.mb_max): the size of the callers' out[] */
+#define QW_MB_MAX 8
+/* The rows of the kernel table, one per ISA family's file (qw_kernels_packed_wasm.c, qw_kernels_packed_x86.c;
+ * the scalar reference in qw_kernels_packed.c); each exists only in the builds that compile its ISA. */
+extern const qw_kernel_table qw_kt_scalar;
+#if defined(QW_WASM_RELAXED)
+extern const qw_kernel_table qw_kt_relaxed, qw_kt_relaxed_tile0;
+#if defined(QW_WASM_DOT_ADD)
+extern const qw_kernel_table qw_kt_relaxed_dot_add;
+/* 1 when the engine computes i32x4.relaxed_dot_i8x16_i7x16_add_s right (a check on known values) */
+int qw_q8p_dot_add_works(void);
+#endif
+#elif defined(QW_WASM_SIMD)
+extern const qw_kernel_table qw_kt_simd128;
+#elif defined(QW_AVX2)
+extern const qw_kernel_table qw_kt_avx2;
+#endif
 
 /* [sum(a), sum(b), sum(c), sum(d)]: four rows' integer block dot products in one vector, so each block
  * costs one convert, one scale multiply and one add per row, in the scalar reference's order. */

@@ -1,5 +1,7 @@
 /* qw_kernels_packed.c - decode kernels over layouts made once at load:
- *  - 4-bit MatMulNBits weights in 4-row groups (qw_q4_pack_q) times int8 activations (accuracy_level 4);
+ *  - 4-bit MatMulNBits weights in 4-row groups (qw_q4_pack_q) times int8 activations (accuracy_level 4): the
+ *    layout, the scalar reference tile, the kernel table (qw_kernels.h) and the loops that call its tiles; the SIMD
+ *    tiles are in one file per ISA family (qw_kernels_packed_wasm.c, qw_kernels_packed_x86.c);
  *  - the int8 lm_head rows (qw_i8w) times 7-bit activations;
  *  - qw_kernels_warmup.
  * Both stream one contiguous run of bytes per thread (4 rows interleaved in 16-byte chunks) and reduce the
@@ -8,21 +10,15 @@
  * reference's (sum over blocks, in order, of (float)dot * (d_x * d_w)), so every version (scalar, SIMD128,
  * relaxed SIMD, AVX2) gives the same bits as the reference. For M > 1 (prefill) up to 8 activation rows
  * share each unpacked weight vector (relaxed SIMD: two 4-row groups x 4 activation rows share each activation
- * broadcast, q8p_tile2), inside tiles of QW_M_TILE activation rows that stay in cache while the thread's
+ * broadcast, the table's tile2), inside tiles of QW_M_TILE activation rows that stay in cache while the thread's
  * weights stream once per tile. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "qw_kernels_impl.h"
 
 #define QW_M_TILE 32
-/* Activation rows sharing each unpacked weight vector in a prefill tile: 8 where the i16 relaxed dot keeps
- * the per-row work at one splat, one dot and one add (its accumulators fit the 16 vector registers), else 4 */
-#if defined(QW_WASM_RELAXED) && !defined(QW_MB4)
-#define QW_MB_MAX 8
-#else
-#define QW_MB_MAX 4
-#endif
 
 /* ================================ packed 4-bit x int8 ========================================= */
 
@@ -74,354 +70,110 @@ int qw_q4_pack_scales(void *scales, int N, int n_blocks, int elem_size, void *tm
     return bad;
 }
 
-/* The 4 rows' scales of block b: fp16 (sh) converted exactly (finite halves, see qw_q4_pack_scales), else fp32 */
-#if defined(QW_WASM_SIMD)
-static inline v128_t q8p_scales(const float *sc, const uint16_t *sh, int b) {
-    return sh ? qv_load_f16(sh + (size_t)b * 4) : wasm_v128_load(sc + (size_t)b * 4);
-}
-#elif defined(QW_AVX2)
-static inline __m128 q8p_scales(const float *sc, const uint16_t *sh, int b) {
-    return sh ? _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(sh + (size_t)b * 4))) : _mm_loadu_ps(sc + (size_t)b * 4);
-}
-#endif
-
-/* One 4-row group g times MB activation rows m .. m+MB-1: out[mi*4 + r].
- * Each 16-byte weight vector holds 4 rows x 4 bytes, so one dot product of its nibbles with 4 activation
- * bytes broadcast to every lane leaves each row's sum in its own lane: no horizontal sums. */
-static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int g, const qw_q8act *a, int m,
-                                                           const int MB, const int DA, float *out) {
-    (void)DA;
+/* The scalar reference tile: one 4-row group g times mb activation rows m .. m+mb-1, out[mi*4 + r]. Each 16-byte
+ * weight vector holds 4 bytes of each of the 4 rows; the SIMD tiles dot it with 4 activation bytes broadcast to
+ * every lane, so each row's sum stays in its own lane, with this integer arithmetic per block and row. */
+static void q8p_tile_ref(const qw_q4w *w, int g, const qw_q8act *a, int m, int mb, float *out) {
     const int nb = w->n_blocks, B = w->block, nc = B / 32;
     const uint8_t *qg = w->q + (size_t)g * nb * nc * 64;
     const float *sc = w->scales_h ? NULL : w->scales + (size_t)g * nb * 4;
     const uint16_t *sh = w->scales_h ? w->scales_h + (size_t)g * nb * 4 : NULL;
     const uint8_t *zp = w->zp ? w->zp + (size_t)g * nb * 4 : NULL;
-    const int8_t *qa[QW_MB_MAX];
-    const float *da[QW_MB_MAX];
-    const int32_t *sa[QW_MB_MAX];
-    for (int mi = 0; mi < MB; mi++) {
-        qa[mi] = a->q + (size_t)(m + mi) * a->kp;
-        da[mi] = a->d + (size_t)(m + mi) * nb;
-        sa[mi] = a->s + (size_t)(m + mi) * nb;
-    }
-#if defined(QW_WASM_SIMD)
-    v128_t acc[QW_MB_MAX];
-    for (int mi = 0; mi < MB; mi++) acc[mi] = wasm_f32x4_splat(0.0f);
-    const v128_t m4 = wasm_i8x16_splat(15);
-    for (int b = 0; b < nb; b++) {
-        v128_t bi[QW_MB_MAX]; /* [r0 r1 r2 r3] integer dot products of the block */
-        const uint8_t *qb = qg + (size_t)b * nc * 64;
-        for (int c = 0; c < nc; c++) {
-            const int koff = b * B + c * 32;
-#if defined(QW_WASM_DOT_ADD)
-            if (DA) { /* i32x4.relaxed_dot_i8x16_i7x16_add_s (decode rows only, see q8p_tile_any) */
-            if (!c)
-                for (int mi = 0; mi < MB; mi++) bi[mi] = wasm_i32x4_splat(0);
-            for (int j = 0; j < 4; j++) {
-                v128_t v = wasm_v128_load(qb + c * 64 + j * 16);
-                v128_t lo = wasm_v128_and(v, m4), hi = wasm_u8x16_shr(v, 4);
-                for (int mi = 0; mi < MB; mi++) {
-                    v128_t xa = wasm_v128_load32_splat(qa[mi] + koff + 8 * j);
-                    v128_t xb = wasm_v128_load32_splat(qa[mi] + koff + 8 * j + 4);
-                    /* short chains: the dot-add's latency would otherwise bound the loop */
-                    v128_t t = (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_add_s_i32x4((__i8x16)xa, (__i8x16)lo, (__i32x4)wasm_i32x4_splat(0));
-                    t = (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_add_s_i32x4((__i8x16)xb, (__i8x16)hi, (__i32x4)t);
-                    bi[mi] = wasm_i32x4_add(bi[mi], t);
-                }
-            }
-            continue;
-            }
-#endif
-#if defined(QW_WASM_RELAXED)
-            /* i16 partial sums: 8 dots of 2 products (|nibble x int8| <= 15 x 127) stay below 2^15 */
-            v128_t s16[QW_MB_MAX];
-            for (int mi = 0; mi < MB; mi++) s16[mi] = wasm_i16x8_splat(0);
-            for (int j = 0; j < 4; j++) {
-                v128_t v = wasm_v128_load(qb + c * 64 + j * 16);
-                v128_t lo = wasm_v128_and(v, m4), hi = wasm_u8x16_shr(v, 4);
-                for (int mi = 0; mi < MB; mi++) {
-                    v128_t xa = wasm_v128_load32_splat(qa[mi] + koff + 8 * j);
-                    v128_t xb = wasm_v128_load32_splat(qa[mi] + koff + 8 * j + 4);
-                    s16[mi] = wasm_i16x8_add(s16[mi], wasm_i16x8_add(
-                        (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)xa, (__i8x16)lo),
-                        (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)xb, (__i8x16)hi)));
-                }
-            }
-            for (int mi = 0; mi < MB; mi++) {
-                v128_t s32 = wasm_i32x4_extadd_pairwise_i16x8(s16[mi]);
-                bi[mi] = c ? wasm_i32x4_add(bi[mi], s32) : s32;
-            }
-#else
-            /* nibbles widened to i16: rows 0-1 in the low half, rows 2-3 in the high half; each i32 lane
-             * of a product holds half a row, paired up once per chunk */
-            v128_t p01[QW_MB_MAX], p23[QW_MB_MAX];
-            for (int mi = 0; mi < MB; mi++) p01[mi] = p23[mi] = wasm_i32x4_splat(0);
-            for (int j = 0; j < 4; j++) {
-                v128_t v = wasm_v128_load(qb + c * 64 + j * 16);
-                v128_t lo = wasm_v128_and(v, m4), hi = wasm_u8x16_shr(v, 4);
-                v128_t lo01 = wasm_u16x8_extend_low_u8x16(lo), lo23 = wasm_u16x8_extend_high_u8x16(lo);
-                v128_t hi01 = wasm_u16x8_extend_low_u8x16(hi), hi23 = wasm_u16x8_extend_high_u8x16(hi);
-                for (int mi = 0; mi < MB; mi++) {
-                    v128_t xa = wasm_i16x8_extend_low_i8x16(wasm_v128_load32_splat(qa[mi] + koff + 8 * j));
-                    v128_t xb = wasm_i16x8_extend_low_i8x16(wasm_v128_load32_splat(qa[mi] + koff + 8 * j + 4));
-                    p01[mi] = wasm_i32x4_add(p01[mi], wasm_i32x4_add(wasm_i32x4_dot_i16x8(lo01, xa), wasm_i32x4_dot_i16x8(hi01, xb)));
-                    p23[mi] = wasm_i32x4_add(p23[mi], wasm_i32x4_add(wasm_i32x4_dot_i16x8(lo23, xa), wasm_i32x4_dot_i16x8(hi23, xb)));
-                }
-            }
-            for (int mi = 0; mi < MB; mi++) {
-                v128_t s32 = wasm_i32x4_add(wasm_i32x4_shuffle(p01[mi], p23[mi], 0, 2, 4, 6),
-                                            wasm_i32x4_shuffle(p01[mi], p23[mi], 1, 3, 5, 7));
-                bi[mi] = c ? wasm_i32x4_add(bi[mi], s32) : s32;
-            }
-#endif
-        }
-        v128_t z = zp ? wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(wasm_v128_load32_zero(zp + (size_t)b * 4)))
-                      : wasm_i32x4_splat(8);
-        v128_t ws = q8p_scales(sc, sh, b);
-        for (int mi = 0; mi < MB; mi++) {
-            v128_t s = wasm_i32x4_sub(bi[mi], wasm_i32x4_mul(z, wasm_i32x4_splat(sa[mi][b])));
-            v128_t ds = wasm_f32x4_mul(wasm_f32x4_splat(da[mi][b]), ws);
-            acc[mi] = wasm_f32x4_add(acc[mi], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), ds));
-        }
-    }
-    for (int mi = 0; mi < MB; mi++) wasm_v128_store(out + mi * 4, acc[mi]);
-#elif defined(QW_AVX2)
-    /* two weight vectors (j, j+1) per 256-bit step; the halves add up once per block */
-    __m128 acc[QW_MB_MAX];
-    for (int mi = 0; mi < MB; mi++) acc[mi] = _mm_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
-    const __m256i ia = _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2), ib = _mm256_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3);
-    for (int b = 0; b < nb; b++) {
-        __m256i bi[QW_MB_MAX];
-        for (int mi = 0; mi < MB; mi++) bi[mi] = _mm256_setzero_si256();
-        const uint8_t *qb = qg + (size_t)b * nc * 64;
-        for (int c = 0; c < nc; c++) {
-            __m256i s16[QW_MB_MAX];
-            for (int mi = 0; mi < MB; mi++) s16[mi] = _mm256_setzero_si256();
-            for (int h = 0; h < 2; h++) {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(qb + c * 64 + h * 32));
-                __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-                for (int mi = 0; mi < MB; mi++) {
-                    __m256i xx = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(qa[mi] + b * B + c * 32 + h * 16)));
-                    s16[mi] = _mm256_add_epi16(s16[mi], _mm256_add_epi16(
-                        _mm256_maddubs_epi16(lo, _mm256_permutevar8x32_epi32(xx, ia)),
-                        _mm256_maddubs_epi16(hi, _mm256_permutevar8x32_epi32(xx, ib))));
-                }
-            }
-            for (int mi = 0; mi < MB; mi++) bi[mi] = _mm256_add_epi32(bi[mi], _mm256_madd_epi16(s16[mi], ones));
-        }
-        __m128i z = zp ? _mm_cvtepu8_epi32(_mm_cvtsi32_si128(*(const int32_t *)(zp + (size_t)b * 4))) : _mm_set1_epi32(8);
-        __m128 ws = q8p_scales(sc, sh, b);
-        for (int mi = 0; mi < MB; mi++) {
-            __m128i s = _mm_add_epi32(_mm256_castsi256_si128(bi[mi]), _mm256_extracti128_si256(bi[mi], 1));
-            s = _mm_sub_epi32(s, _mm_mullo_epi32(z, _mm_set1_epi32(sa[mi][b])));
-            __m128 ds = _mm_mul_ps(_mm_set1_ps(da[mi][b]), ws);
-            acc[mi] = _mm_add_ps(acc[mi], _mm_mul_ps(_mm_cvtepi32_ps(s), ds));
-        }
-    }
-    for (int mi = 0; mi < MB; mi++) _mm_storeu_ps(out + mi * 4, acc[mi]);
-#else
-    for (int mi = 0; mi < MB; mi++) {
+    for (int mi = 0; mi < mb; mi++) {
+        const int8_t *qa = a->q + (size_t)(m + mi) * a->kp;
+        const float *da = a->d + (size_t)(m + mi) * nb;
+        const int32_t *sa = a->s + (size_t)(m + mi) * nb;
         for (int r = 0; r < 4; r++) {
             float accr = 0.0f;
             for (int b = 0; b < nb; b++) {
-                int32_t dot = -(zp ? zp[(size_t)b * 4 + r] : 8) * sa[mi][b];
+                int32_t dot = -(zp ? zp[(size_t)b * 4 + r] : 8) * sa[b];
                 for (int c = 0; c < nc; c++)
                     for (int j = 0; j < 4; j++) {
                         const uint8_t *v = qg + ((size_t)b * nc + c) * 64 + j * 16 + r * 4;
-                        const int8_t *x = qa[mi] + (size_t)b * B + c * 32 + 8 * j;
+                        const int8_t *x = qa + (size_t)b * B + c * 32 + 8 * j;
                         for (int i = 0; i < 4; i++) dot += (v[i] & 15) * x[i] + (v[i] >> 4) * x[4 + i];
                     }
-                accr += (float)dot * (da[mi][b] * (sh ? qw_f16_to_f32(sh[(size_t)b * 4 + r]) : sc[(size_t)b * 4 + r]));
+                accr += (float)dot * (da[b] * (sh ? qw_f16_to_f32(sh[(size_t)b * 4 + r]) : sc[(size_t)b * 4 + r]));
             }
             out[mi * 4 + r] = accr;
         }
     }
-#endif
 }
 
-#if defined(QW_WASM_RELAXED)
-/* Two 4-row groups g, g+1 times MB activation rows: out[(gi * MB + mi) * 4 + r]. Each activation broadcast
- * feeds both groups' weight vectors, so a product of 32 nibbles costs two dots, two adds and one broadcast
- * (the one-group tile: two broadcasts); the integer and float arithmetic per output is q8p_tile's. */
-static inline __attribute__((always_inline)) void q8p_tile2(const qw_q4w *w, int g, const qw_q8act *a, int m,
-                                                            const int MB, float *out) {
-    const int nb = w->n_blocks, B = w->block, nc = B / 32;
-    const size_t gq = (size_t)nb * nc * 64, gs = (size_t)nb * 4; /* one group's bytes of q, scales per group */
-    const uint8_t *qg = w->q + (size_t)g * gq;
-    const float *sc = w->scales_h ? NULL : w->scales + (size_t)g * gs;
-    const uint16_t *sh = w->scales_h ? w->scales_h + (size_t)g * gs : NULL;
-    const uint8_t *zp = w->zp ? w->zp + (size_t)g * gs : NULL;
-    const int8_t *qa[4];
-    const float *da[4];
-    const int32_t *sa[4];
-    for (int mi = 0; mi < MB; mi++) {
-        qa[mi] = a->q + (size_t)(m + mi) * a->kp;
-        da[mi] = a->d + (size_t)(m + mi) * nb;
-        sa[mi] = a->s + (size_t)(m + mi) * nb;
-    }
-    v128_t acc0[4], acc1[4];
-    for (int mi = 0; mi < MB; mi++) acc0[mi] = acc1[mi] = wasm_f32x4_splat(0.0f);
-    const v128_t m4 = wasm_i8x16_splat(15);
-    for (int b = 0; b < nb; b++) {
-        v128_t bi0[4], bi1[4];
-        const uint8_t *qb = qg + (size_t)b * nc * 64;
-        for (int c = 0; c < nc; c++) {
-            const int koff = b * B + c * 32;
-            v128_t s0[4], s1[4];
-            for (int mi = 0; mi < MB; mi++) s0[mi] = s1[mi] = wasm_i16x8_splat(0);
-            for (int j = 0; j < 4; j++) {
-                v128_t v0 = wasm_v128_load(qb + c * 64 + j * 16), v1 = wasm_v128_load(qb + gq + c * 64 + j * 16);
-                v128_t lo0 = wasm_v128_and(v0, m4), hi0 = wasm_u8x16_shr(v0, 4);
-                v128_t lo1 = wasm_v128_and(v1, m4), hi1 = wasm_u8x16_shr(v1, 4);
-                for (int mi = 0; mi < MB; mi++) {
-                    v128_t xa = wasm_v128_load32_splat(qa[mi] + koff + 8 * j);
-                    v128_t xb = wasm_v128_load32_splat(qa[mi] + koff + 8 * j + 4);
-                    s0[mi] = wasm_i16x8_add(s0[mi], wasm_i16x8_add(
-                        (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)xa, (__i8x16)lo0),
-                        (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)xb, (__i8x16)hi0)));
-                    s1[mi] = wasm_i16x8_add(s1[mi], wasm_i16x8_add(
-                        (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)xa, (__i8x16)lo1),
-                        (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)xb, (__i8x16)hi1)));
-                }
-            }
-            for (int mi = 0; mi < MB; mi++) {
-                v128_t t0 = wasm_i32x4_extadd_pairwise_i16x8(s0[mi]), t1 = wasm_i32x4_extadd_pairwise_i16x8(s1[mi]);
-                bi0[mi] = c ? wasm_i32x4_add(bi0[mi], t0) : t0;
-                bi1[mi] = c ? wasm_i32x4_add(bi1[mi], t1) : t1;
-            }
-        }
-        v128_t z0 = wasm_i32x4_splat(8), z1 = z0;
-        if (zp) {
-            z0 = wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(wasm_v128_load32_zero(zp + (size_t)b * 4)));
-            z1 = wasm_u32x4_extend_low_u16x8(wasm_u16x8_extend_low_u8x16(wasm_v128_load32_zero(zp + gs + (size_t)b * 4)));
-        }
-        v128_t ws0 = q8p_scales(sc, sh, b), ws1 = q8p_scales(sc ? sc + gs : NULL, sh ? sh + gs : NULL, b);
-        for (int mi = 0; mi < MB; mi++) {
-            v128_t sam = wasm_i32x4_splat(sa[mi][b]), dam = wasm_f32x4_splat(da[mi][b]);
-            v128_t t0 = wasm_i32x4_sub(bi0[mi], wasm_i32x4_mul(z0, sam));
-            v128_t t1 = wasm_i32x4_sub(bi1[mi], wasm_i32x4_mul(z1, sam));
-            acc0[mi] = wasm_f32x4_add(acc0[mi], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(t0), wasm_f32x4_mul(dam, ws0)));
-            acc1[mi] = wasm_f32x4_add(acc1[mi], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(t1), wasm_f32x4_mul(dam, ws1)));
-        }
-    }
-    for (int mi = 0; mi < MB; mi++) {
-        wasm_v128_store(out + mi * 4, acc0[mi]);
-        wasm_v128_store(out + (MB + mi) * 4, acc1[mi]);
-    }
-}
-#endif
+const qw_kernel_table qw_kt_scalar = {"scalar", 0, 4, q8p_tile_ref, q8p_tile_ref, NULL};
 
-/* 1 where the engine computes i32x4.relaxed_dot_i8x16_i7x16_add_s right and qw_kernels_dot_add enabled it */
-static int g_dot_add;
-
-/* Prefill tiles use the i16 dot products: in Chromium 156 on this kind of machine the dot-add made the
- * 4-row tiles 12 % slower and the one-row decode tile 10 % faster (tools/bench/kernel_probe.mjs, no-dot-add). */
-static void q8p_tile_any(const qw_q4w *w, int g, const qw_q8act *a, int m, int mb, float *out) {
-    switch (mb) {
-#if QW_MB_MAX == 8
-    case 8: q8p_tile(w, g, a, m, 8, 0, out); break;
-    case 7: q8p_tile(w, g, a, m, 7, 0, out); break;
-    case 6: q8p_tile(w, g, a, m, 6, 0, out); break;
-    case 5: q8p_tile(w, g, a, m, 5, 0, out); break;
-#endif
-    case 4: q8p_tile(w, g, a, m, 4, 0, out); break;
-    case 3: q8p_tile(w, g, a, m, 3, 0, out); break;
-    case 2: q8p_tile(w, g, a, m, 2, 0, out); break;
-    default: q8p_tile(w, g, a, m, 1, 0, out); break;
-    }
-}
-
-/* Node 20's V8 (11.3) gets i32x4.relaxed_dot_i8x16_i7x16_add_s wrong; Chromium's and Firefox's are right.
- * So the relaxed build checks the engine on known values before using it. */
-static int dot_add_works(void) {
+/* This build's rows, the preferred first; the dot-add row counts only where the engine computes it right */
+static const qw_kernel_table *const q8p_rows[] = {
 #if defined(QW_WASM_DOT_ADD)
-    int8_t x[16];
-    uint8_t v[16];
-    int32_t c[4] = {1000, -2000, 3000, -4000}, r[4];
-    for (int i = 0; i < 16; i++) x[i] = (int8_t)(i * 17 - 127), v[i] = (uint8_t)((i * 7 + 3) & 15);
-    volatile v128_t vx = wasm_v128_load(x), vv = wasm_v128_load(v), vc = wasm_v128_load(c); /* not folded */
-    wasm_v128_store(r, (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_add_s_i32x4((__i8x16)vx, (__i8x16)vv, (__i32x4)vc));
-    for (int l = 0; l < 4; l++) {
-        int32_t e = c[l];
-        for (int t = 0; t < 4; t++) e += x[4 * l + t] * v[4 * l + t];
-        if (r[l] != e) return 0;
-    }
-    return 1;
+    &qw_kt_relaxed_dot_add,
+#endif
+#if defined(QW_WASM_RELAXED)
+    &qw_kt_relaxed, &qw_kt_relaxed_tile0,
+#elif defined(QW_WASM_SIMD)
+    &qw_kt_simd128,
+#elif defined(QW_AVX2)
+    &qw_kt_avx2,
+#endif
+    &qw_kt_scalar,
+};
+
+static int dot_add_ok(void) {
+#if defined(QW_WASM_DOT_ADD)
+    static atomic_int ok = -1; /* checked once: the engine does not change */
+    int v = atomic_load_explicit(&ok, memory_order_relaxed);
+    if (v < 0) atomic_store_explicit(&ok, v = qw_q8p_dot_add_works(), memory_order_relaxed);
+    return v;
 #else
     return 0;
 #endif
 }
 
-/* The prefill tile (qw_kernels_prefill_tile): 0 = one 4-row group x QW_MB_MAX activation rows, 1 = two
- * groups x 4 rows (relaxed SIMD only, the default there: 14-23 % more GMAC per CPU second than tile 0 in
- * Node on the shared 2-core EPYC, test_kernels bench 1 prefill; Chromium not yet measured on a quiet machine) */
-#if defined(QW_WASM_RELAXED)
-static int g_prefill_tile = 1;
-#else
-static int g_prefill_tile;
-#endif
-
-int qw_kernels_prefill_tile(int tile) {
-#if defined(QW_WASM_RELAXED)
-    if (tile == 0 || tile == 1) g_prefill_tile = tile;
-#else
-    (void)tile;
-#endif
-    return g_prefill_tile;
+const qw_kernel_table *qw_kernels_variant(int i) {
+    const int skip = !dot_add_ok() && q8p_rows[0]->dot_add;
+    const int n = (int)(sizeof q8p_rows / sizeof q8p_rows[0]) - skip;
+    return i >= 0 && i < n ? q8p_rows[i + skip] : NULL;
 }
 
-int qw_kernels_dot_add(int on) {
-    static int works = -1;
-    if (on >= 0) {
-        if (works < 0) works = dot_add_works();
-        g_dot_add = on && works;
-    }
-    return g_dot_add;
+const qw_kernel_table *qw_kernels(void) { return qw_kernels_variant(0); }
+
+/* Every table row's tile output goes through this scalar tail: bias added, rows m .. m+mb-1 of groups g .. g+ng-1
+ * stored into y (M, N) */
+static inline void q8p_store(const qw_q4w *w, const float *o, int g, int ng, int m, int mb, const float *bias,
+                             float *y) {
+    for (int gi = 0; gi < ng; gi++)
+        for (int mi = 0; mi < mb; mi++)
+            for (int r = 0; r < 4; r++) {
+                int n = (g + gi) * 4 + r;
+                y[(size_t)(m + mi) * w->N + n] = o[(gi * mb + mi) * 4 + r] + (bias ? bias[n] : 0.0f);
+            }
 }
 
-void qw_q4_matmul_q8_packed_task(const qw_q4w *w, const qw_q8act *a, int M, const float *bias, float *y, int ith,
-                                 int nth) {
+void qw_q4_matmul_q8_packed_task(const qw_kernel_table *kt, const qw_q4w *w, const qw_q8act *a, int M,
+                                 const float *bias, float *y, int ith, int nth) {
     int lo, hi;
     qw_split(w->N / 4, ith, nth, QW_ROW_ALIGN / 4, &lo, &hi);
-    float o[4 * QW_MB_MAX]; /* also two groups x 4 rows (q8p_tile2) */
+    float o[4 * QW_MB_MAX]; /* also two groups x 4 rows (tile2) */
     if (M == 1) {
-        const int da = g_dot_add;
         for (int g = lo; g < hi; g++) {
-            if (da) q8p_tile(w, g, a, 0, 1, 1, o);
-            else q8p_tile(w, g, a, 0, 1, 0, o);
-            for (int r = 0; r < 4; r++) y[g * 4 + r] = o[r] + (bias ? bias[g * 4 + r] : 0.0f);
+            kt->decode(w, g, a, 0, 1, o);
+            q8p_store(w, o, g, 1, 0, 1, bias, y);
         }
         return;
     }
     for (int m0 = 0; m0 < M; m0 += QW_M_TILE) {
         int m1 = QW_MIN(m0 + QW_M_TILE, M), g = lo;
-#if defined(QW_WASM_RELAXED)
-        if (g_prefill_tile == 1)
+        if (kt->tile2)
             for (; g + 2 <= hi; g += 2)
                 for (int m = m0; m < m1; m += 4) {
                     int mb = QW_MIN(4, m1 - m);
-                    switch (mb) {
-                    case 4: q8p_tile2(w, g, a, m, 4, o); break;
-                    case 3: q8p_tile2(w, g, a, m, 3, o); break;
-                    case 2: q8p_tile2(w, g, a, m, 2, o); break;
-                    default: q8p_tile2(w, g, a, m, 1, o); break;
-                    }
-                    for (int gi = 0; gi < 2; gi++)
-                        for (int mi = 0; mi < mb; mi++)
-                            for (int r = 0; r < 4; r++) {
-                                int n = (g + gi) * 4 + r;
-                                y[(size_t)(m + mi) * w->N + n] = o[(gi * mb + mi) * 4 + r] + (bias ? bias[n] : 0.0f);
-                            }
+                    kt->tile2(w, g, a, m, mb, o);
+                    q8p_store(w, o, g, 2, m, mb, bias, y);
                 }
-#endif
-        for (; g < hi; g++)
-            for (int m = m0; m < m1; m += QW_MB_MAX) {
-                int mb = QW_MIN(QW_MB_MAX, m1 - m);
-                q8p_tile_any(w, g, a, m, mb, o);
-                for (int mi = 0; mi < mb; mi++)
-                    for (int r = 0; r < 4; r++)
-                        y[(size_t)(m + mi) * w->N + g * 4 + r] = o[mi * 4 + r] + (bias ? bias[g * 4 + r] : 0.0f);
+        for (; g < hi; g++) /* all groups, or the odd last one of tile2 */
+            for (int m = m0; m < m1; m += kt->mb_max) {
+                int mb = QW_MIN(kt->mb_max, m1 - m);
+                kt->tile(w, g, a, m, mb, o);
+                q8p_store(w, o, g, 1, m, mb, bias, y);
             }
     }
 }
@@ -678,7 +430,6 @@ void qw_i8_matvec_ref(const qw_i8w *w, const float *x, float *y) {
 /* ================================ warm-up ==================================================== */
 
 void qw_kernels_warmup(qw_pool *pool) {
-    qw_kernels_dot_add(1);
     enum { N = 64, K = 256, V = 256, REPS = 24 };
     const int nb = K / 32;
     uint8_t *q = calloc((size_t)N * K / 2, 1);

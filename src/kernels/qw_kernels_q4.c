@@ -195,6 +195,7 @@ static void q8_dot4(const qw_q4w *w, const int n[4], const qw_q8act *a, int m, f
 }
 
 typedef struct {
+    const qw_kernel_table *kt; /* the packed layout's tiles */
     const qw_q4w *w;
     const float *x;
     const float *bias;
@@ -213,7 +214,7 @@ static void q8_quant_task(void *p, int ith, int nth) {
 static void q8_mm_task(void *p, int ith, int nth) {
     q8_task *t = p;
     const qw_q4w *w = t->w;
-    if (w->packed) { qw_q4_matmul_q8_packed_task(w, &t->act, t->M, t->bias, t->y, ith, nth); return; }
+    if (w->packed) { qw_q4_matmul_q8_packed_task(t->kt, w, &t->act, t->M, t->bias, t->y, ith, nth); return; }
     int lo, hi;
     qw_split(w->N, ith, nth, QW_ROW_ALIGN, &lo, &hi);
     for (int m0 = 0; m0 < t->M; m0 += QW_M_TILE) {
@@ -234,7 +235,12 @@ static void q8_mm_task(void *p, int ith, int nth) {
 
 void qw_q4_matmul_q8(qw_pool *pool, const qw_q4w *w, const float *x, int M, const float *bias, float *y,
                      void *work) {
-    q8_task t = {w, x, bias, y, {0}, M};
+    qw_q4_matmul_q8_with(qw_kernels(), pool, w, x, M, bias, y, work);
+}
+
+void qw_q4_matmul_q8_with(const qw_kernel_table *kt, qw_pool *pool, const qw_q4w *w, const float *x, int M,
+                          const float *bias, float *y, void *work) {
+    q8_task t = {kt, w, x, bias, y, {0}, M};
     qw_q8act_init(&t.act, work, M, w->K, w->block);
     if (M == 1) q8_quant_task(&t, 0, 1); /* not worth a dispatch */
     else qw_pool_run(pool, q8_quant_task, &t);

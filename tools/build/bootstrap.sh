@@ -7,7 +7,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 debs=(cmake make gcc clang lld clang-16 lld-16 llvm-16 emscripten wasi-libc libclang-rt-14-dev-wasm32 libclang-rt-14-dev
       libcjson-dev python3-onnx python3-numpy unicode-data chromium chromium-driver firefox-esr
       webkit2gtk-driver xvfb
-      dpkg-dev nodejs npm)
+      dpkg-dev clang-format nodejs npm)
 
 if command -v dpkg-query >/dev/null && command -v apt-get >/dev/null; then
   missing=()

@@ -94,14 +94,13 @@ static int js_fs_make(int fs_id, qw_fs *out) {
 }
 
 /* Parses the .onnx `onnx_name` of source fs_id (only its graph: external data files are not read, only
- * sized) and lists the files its tensor locators name, as JSON (static buffer, valid until the next call):
+ * sized) and lists the files its tensor locators name, as JSON (malloc'd: JS releases it with qw_wasm_free):
  *   {"onnx":"onnx/model.onnx","opset":18,"files":[{"name":"onnx/model.onnx","size":N,"bytes_needed":N},
  *                                                  {"name":"onnx/model.onnx_data","size":N,"bytes_needed":N}]}
  * files[0] is the .onnx itself. The glue calls it before downloading the data files, with a source that
  * reports a placeholder size for files it does not have yet; bytes_needed is the end of the furthest
  * locator into each file. NULL on failure (see qw_wasm_last_error). */
-EMSCRIPTEN_KEEPALIVE const char *qw_wasm_onnx_files(int fs_id, const char *onnx_name) {
-    static char *json;
+EMSCRIPTEN_KEEPALIVE char *qw_wasm_onnx_files(int fs_id, const char *onnx_name) {
     qw_error err = {0};
     qw_fs fs;
     if (!js_fs_make(fs_id, &fs)) {
@@ -129,8 +128,7 @@ EMSCRIPTEN_KEEPALIVE const char *qw_wasm_onnx_files(int fs_id, const char *onnx_
         cJSON_AddItemToArray(files, f);
     }
     qw_onnx_free(m);
-    free(json);
-    json = cJSON_PrintUnformatted(o);
+    char *json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!json) {
         qw_error_set(&err, QW_E_NOMEM, "%s: out of memory", onnx_name);
@@ -140,11 +138,10 @@ EMSCRIPTEN_KEEPALIVE const char *qw_wasm_onnx_files(int fs_id, const char *onnx_
 }
 
 /* The .onnx files a load of source fs_id tries, in order (qw_onnx_candidates: the rule every source uses), as
- * JSON (static buffer, valid until the next call): {"candidates":[{"name":"onnx/model_q4f16.onnx",
+ * JSON (malloc'd: JS releases it with qw_wasm_free): {"candidates":[{"name":"onnx/model_q4f16.onnx",
  * "from":"transformers.js_config.dtype"}, ...]}. onnx_file and dtype may be NULL or "". Only config.json and
  * genai_config.json are read; the URL glue probes the names over HTTP. NULL on failure. */
-EMSCRIPTEN_KEEPALIVE const char *qw_wasm_onnx_candidates(int fs_id, const char *onnx_file, const char *dtype) {
-    static char *json;
+EMSCRIPTEN_KEEPALIVE char *qw_wasm_onnx_candidates(int fs_id, const char *onnx_file, const char *dtype) {
     qw_error err = {0};
     qw_fs fs;
     char names[8][QW_FS_NAME_MAX];
@@ -170,8 +167,7 @@ EMSCRIPTEN_KEEPALIVE const char *qw_wasm_onnx_candidates(int fs_id, const char *
         cJSON_AddStringToObject(c, "from", why[i]);
         cJSON_AddItemToArray(a, c);
     }
-    free(json);
-    json = cJSON_PrintUnformatted(o);
+    char *json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!json) {
         qw_error_set(&err, QW_E_NOMEM, "config.json: out of memory");
