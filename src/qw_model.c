@@ -37,7 +37,8 @@ static qw_status load_tokenizer(qw_model *m, qw_error *out_err) {
     if (!st) {
         qw_status cs = qw_chat_template_load(text, len, "tokenizer_config.json", &m->chat, &err);
         if (cs == QW_E_UNSUPPORTED) snprintf(m->chat_error, sizeof m->chat_error, "%s", err.msg);
-        else if (cs) st = qw_error_set(out_err, cs, "%s", err.msg);
+        else if (cs) st = qw_error_file(out_err, "tokenizer_config.json",
+                                        qw_error_set(out_err, cs, "%s", err.msg));
     }
     if (!st && text) st = qw_tokenizer_apply_config_json(m->tok, text, len, "tokenizer_config.json", out_err);
     free(text);

@@ -2,9 +2,10 @@
  *
  * Conventions, for every export below:
  *  - Errors: functions return a status int (0 = QW_OK, else a qw_status) or a handle/pointer that is 0 on
- *    failure. After a failure, qw_wasm_last_status() gives the qw_status and qw_wasm_last_error() the
- *    message (naming the file and the cause). Both are per module instance (the runtime is driven by one
- *    JS thread: the worker hosting the module), valid until the next failing call.
+ *    failure. After a failure, qw_wasm_last_status() gives the qw_status, qw_wasm_last_error() the
+ *    message (naming the file and the cause) and qw_wasm_last_error_file() the file (qw_error.file). All are
+ *    per module instance (the runtime is driven by one JS thread: the worker hosting the module), valid until
+ *    the next failing call.
  *  - Ownership: handles (qw_wasm_model*, qw_wasm_gen*) are owned by JS and released with the matching
  *    *_free. Strings returned as const char* are owned by the module (static, or by the model / generator
  *    they came from, valid until the next call on that object). Buffers marked "malloc'd" are owned by JS,
@@ -46,6 +47,8 @@ static void set_err(const qw_error *e) { g_err = *e; }
 EMSCRIPTEN_KEEPALIVE int qw_wasm_last_status(void) { return (int)g_err.status; }
 /* The message of the last failing call ("" when none yet). Static; valid until the next failure. */
 EMSCRIPTEN_KEEPALIVE const char *qw_wasm_last_error(void) { return g_err.msg; }
+/* The model-folder-relative file the last failing call is about ("" when none). Static, as qw_wasm_last_error. */
+EMSCRIPTEN_KEEPALIVE const char *qw_wasm_last_error_file(void) { return g_err.file; }
 /* Address of {name, op_type} of the running node (qw_graph.h), read by the glue after a trap. */
 EMSCRIPTEN_KEEPALIVE const void *qw_wasm_running_op(void) { return &qw_graph_running; }
 /* A static name for a status ("corrupt or truncated input", ...). */
