@@ -28,6 +28,7 @@
 #include "qwasm.h"
 #include "qw_onnx.h"
 #include "qw_graph.h"
+#include "qw_wasm_abi.h"
 
 /* ---- imported from js/qw_library.js --------------------------------------------------------------- */
 /* Size of file `name` of source fs_id into out[0] (low 32 bits) and out[1] (high 32 bits); status. */
@@ -322,23 +323,6 @@ EMSCRIPTEN_KEEPALIVE char *qw_wasm_chat_render(qw_wasm_model *w, const char *mes
 
 /* ---- generation ------------------------------------------------------------------------------------------ */
 
-/* The event of the last qw_wasm_gen_next, at a fixed layout JS reads with HEAP32/HEAPF64:
- *   +0 kind, +4 id, +8 n_prompt, +12 n_prompt_done, +16 n_generated,
- *   +20 text (pointer), +24 text_len, +28 stop_reason (pointer to a C string, 0 unless DONE),
- *   +32 prefill_ms (f64), +40 decode_ms (f64), +48 step_ms (f64),
- *   +56 feed_ids (pointer), +60 n_feed, +64 n_past (QW_GEN_FEED, external decoder),
- *   +68 spec_drafted, +72 spec_accepted, +76 spec_steps (speculative decoding, this generation).
- * Owned by the generator. */
-typedef struct qw_wasm_event {
-    int32_t kind, id, n_prompt, n_prompt_done, n_generated;
-    int32_t text, text_len, stop_reason;
-    double prefill_ms, decode_ms, step_ms;
-    int32_t feed_ids, n_feed, n_past;
-    int32_t spec_drafted, spec_accepted, spec_steps;
-} qw_wasm_event;
-
-_Static_assert(sizeof(qw_wasm_event) == 80, "qw_wasm_event layout is read by js/qwasm-worker.js");
-
 typedef struct qw_wasm_gen {
     qw_gen *g;
     qw_wasm_event ev;
@@ -494,7 +478,7 @@ EMSCRIPTEN_KEEPALIVE int qw_wasm_gen_logits(qw_wasm_gen *h, const float *logits,
     return (int)st;
 }
 
-/* The address of the generator's event (layout above). */
+/* The address of the generator's event (qw_wasm_event, qw_wasm_abi.h). */
 EMSCRIPTEN_KEEPALIVE const qw_wasm_event *qw_wasm_gen_event(const qw_wasm_gen *h) { return h ? &h->ev : NULL; }
 
 /* All ids generated so far (owned by the generator); count in *n_out. */
