@@ -89,7 +89,8 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
     if (qw_model_cached_reserve(m, 256) != QW_OK) { st = qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory"); goto fail; }
     if (opts->external_decoder) { /* the graph is another engine's: keep its structure for the info only */
         if (m->cfg.vocab_size <= 0) {
-            st = qw_error_set(err, QW_E_FORMAT, "config.json: no vocab_size (needed with an external decoder)");
+            st = qw_error_file(err, "config.json", qw_error_set(err, QW_E_FORMAT, "config.json: no vocab_size "
+                                                                "(needed with an external decoder)"));
             goto fail;
         }
         m->external = 1;
@@ -142,6 +143,9 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
     *out = m;
     return QW_OK;
 fail:
+    /* once the graph is read, what is refused (a node, an op, a shape, in the build or the warm-up step) is the
+     * .onnx's fault; a failed read named its data file already */
+    if (m->onnx && (st == QW_E_FORMAT || st == QW_E_UNSUPPORTED)) qw_error_file(err, m->cfg.onnx_file, st);
     qw_model_free(m);
     return st;
 }

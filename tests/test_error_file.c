@@ -82,6 +82,23 @@ int main(void) {
     CHECK(st == QW_E_FORMAT && !strcmp(err.file, "tokenizer_config.json"), "tokenizer_config.json: file '%s' (%s)",
           err.file, err.msg);
 
+    /* a node the graph refuses: the .onnx; a data file that is a directory: that file (tools/gen_hostile.py) */
+    static const struct { const char *dir, *file; qw_status st; } hostile[] = {
+        {"reshape_wrap", "onnx/model.onnx", QW_E_FORMAT}, {"ext_dir", "onnx/model.onnx_data", QW_E_UNSUPPORTED}};
+    for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
+        snprintf(path, sizeof path, "%s/../models/hostile/%s", bd ? bd : ".", hostile[i].dir);
+        qw_fs dfs;
+        qw_model *m = NULL;
+        qw_load_opts lo = {0};
+        lo.threads = 1;
+        CHECK(qw_fs_open_dir(path, &dfs, &err) == QW_OK, "%s: %s", path, err.msg);
+        st = qw_model_load(&dfs, &lo, &m, &err);
+        CHECK(st == hostile[i].st && !strcmp(err.file, hostile[i].file), "%s: %s, file '%s' (%s)", hostile[i].dir,
+              qw_status_str(st), err.file, err.msg);
+        qw_model_free(m);
+        qw_fs_close(&dfs);
+    }
+
     /* qw_fs_read_all names the file; qw_error_set empties the name of an earlier failure */
     memfs mf = {0};
     qw_fs fs = memfs_fs(&mf);
