@@ -12,6 +12,8 @@
 // that stores a Blob, with a null error: probed once, chunks are then stored as ArrayBuffers, and a reader
 // turns them back into Blobs one at a time (the worker never holds the whole file as bytes).
 
+import { QW_STATUS } from '../worker/qwasm-abi.js';
+
 const DB_NAME = 'qwasm-cache';
 let dbPromise = null;
 
@@ -117,9 +119,9 @@ export class IdbStore {
         while (pos < dst.length) {
           const off = offset + pos, ci = Math.floor(off / cs), inChunk = off - ci * cs;
           const blob = chunks[ci];
-          if (!blob) throw Object.assign(new Error(`${name}: read past the end (offset ${off})`), { qwStatus: 7 });
+          if (!blob) throw Object.assign(new Error(`${name}: read past the end (offset ${off})`), { qwStatus: QW_STATUS.QW_E_RANGE });
           const n = Math.min(dst.length - pos, blob.size - inChunk);
-          if (n <= 0) throw Object.assign(new Error(`${name}: read past the end (offset ${off})`), { qwStatus: 7 });
+          if (n <= 0) throw Object.assign(new Error(`${name}: read past the end (offset ${off})`), { qwStatus: QW_STATUS.QW_E_RANGE });
           dst.set(new Uint8Array(frs.readAsArrayBuffer(blob.slice(inChunk, inChunk + n))), pos);
           pos += n;
         }

@@ -9,6 +9,8 @@
 // In the worker every data file is written and read through one FileSystemSyncAccessHandle (synchronous,
 // exclusive), kept open until the store is closed. List/delete/estimate use async APIs and also work on the page.
 
+import { QW_STATUS } from '../worker/qwasm-abi.js';
+
 export function fnv1a64(s) {
   let h1 = 0x811c9dc5 >>> 0, h2 = 0xcbf29ce4 >>> 0;
   for (let i = 0; i < s.length; i++) {
@@ -109,11 +111,11 @@ export class OpfsStore {
     return {
       size: meta.size,
       read(offset, dst) {
-        if (offset + dst.length > meta.size) throw Object.assign(new Error(`${name}: read past the end (offset ${offset})`), { qwStatus: 7 });
+        if (offset + dst.length > meta.size) throw Object.assign(new Error(`${name}: read past the end (offset ${offset})`), { qwStatus: QW_STATUS.QW_E_RANGE });
         // A view on a SharedArrayBuffer (the mt build's heap) is refused by read(): bounce through a private buffer.
         if (dst.buffer instanceof ArrayBuffer) {
           const n = h.read(dst, { at: offset });
-          if (n !== dst.length) throw Object.assign(new Error(`${name}: short read at ${offset}`), { qwStatus: 7 });
+          if (n !== dst.length) throw Object.assign(new Error(`${name}: short read at ${offset}`), { qwStatus: QW_STATUS.QW_E_RANGE });
           return;
         }
         let pos = 0;
@@ -122,7 +124,7 @@ export class OpfsStore {
           if (!bounce || bounce.length < len) bounce = new Uint8Array(Math.max(len, 1 << 20));
           const view = bounce.subarray(0, len);
           const n = h.read(view, { at: offset + pos });
-          if (n !== len) throw Object.assign(new Error(`${name}: short read at ${offset + pos}`), { qwStatus: 7 });
+          if (n !== len) throw Object.assign(new Error(`${name}: short read at ${offset + pos}`), { qwStatus: QW_STATUS.QW_E_RANGE });
           dst.set(view, pos);
           pos += len;
         }

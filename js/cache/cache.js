@@ -17,9 +17,8 @@
 
 import { IdbStore, idbAvailable, idbList, idbDelete } from './cache-idb.js';
 import { OpfsStore, opfsSyncAvailable, opfsAvailable, opfsList, opfsDelete, fnv1a64 } from './cache-opfs.js';
-
-const IS_NODE = typeof process === 'object' && !!(process.versions && process.versions.node) &&
-  typeof window === 'undefined' && typeof WorkerGlobalScope === 'undefined';
+import { QW_STATUS } from '../worker/qwasm-abi.js';
+import { IS_NODE } from '../worker/env.js';
 
 /** Resolves 'auto' (and checks an explicit choice) for this environment. */
 export function resolveCacheKind(kind) {
@@ -102,7 +101,7 @@ export class NodeStore {
         let pos = 0;
         while (pos < dst.length) {
           const n = fs.readSync(fd, dst, pos, dst.length - pos, offset + pos);
-          if (n <= 0) throw Object.assign(new Error(`${name}: read past the end (offset ${offset + pos})`), { qwStatus: 7 });
+          if (n <= 0) throw Object.assign(new Error(`${name}: read past the end (offset ${offset + pos})`), { qwStatus: QW_STATUS.QW_E_RANGE });
           pos += n;
         }
       },
@@ -146,7 +145,7 @@ export class MemoryStore {
           const off = offset + pos, ci = Math.floor(off / cs), inChunk = off - ci * cs, c = chunks[ci];
           const csize = c ? (c.size != null ? c.size : c.length) : 0;
           const n = Math.min(dst.length - pos, csize - inChunk);
-          if (!c || n <= 0) throw Object.assign(new Error(`${name}: read past the end (offset ${off})`), { qwStatus: 7 });
+          if (!c || n <= 0) throw Object.assign(new Error(`${name}: read past the end (offset ${off})`), { qwStatus: QW_STATUS.QW_E_RANGE });
           dst.set(c instanceof Uint8Array ? c.subarray(inChunk, inChunk + n) : new Uint8Array(frs.readAsArrayBuffer(c.slice(inChunk, inChunk + n))), pos);
           pos += n;
         }

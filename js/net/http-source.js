@@ -12,6 +12,7 @@
 
 import { QwasmError } from '../worker/protocol.js';
 import { Sha256 } from './sha256.js';
+import { QW_STATUS } from '../worker/qwasm-abi.js';
 
 const WINDOW_MIN = 1 << 20;   // the graph's protobuf is read in 64 KiB pieces: small windows, few wasted bytes
 const WINDOW_MAX = 8 << 20;   // the weights' 4 MiB reads: 8 MiB per request (each response is garbage once copied)
@@ -78,7 +79,7 @@ export function httpReader(o) {
       while (pos < dst.length) {
         const off = offset + pos;
         if (!win || off < winStart || off >= winStart + win.length) {
-          if (off >= size) throw Object.assign(new Error(`${name}: read past the end (offset ${off} of ${size})`), { qwStatus: 7 });
+          if (off >= size) throw Object.assign(new Error(`${name}: read past the end (offset ${off} of ${size})`), { qwStatus: QW_STATUS.QW_E_RANGE });
           const want = Math.min(WINDOW_MAX, Math.max(WINDOW_MIN, (dst.length - pos) * 4));
           const end = Math.min(size, off + Math.max(want, dst.length - pos)) - 1;
           if (win) st.windowsDropped++;

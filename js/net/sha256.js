@@ -1,5 +1,7 @@
 // sha256.js - incremental SHA-256 (WebCrypto has no streaming digest). Node uses node:crypto.
 
+import { IS_NODE } from '../worker/env.js';
+
 const K = new Uint32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
   0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
@@ -56,11 +58,9 @@ export class Sha256 {
   }
 }
 
-const IS_NODE = typeof process === 'object' && !!(process.versions && process.versions.node) && typeof window === 'undefined';
-
 /** Hashes `size` bytes delivered by readRange(offset, len) -> Promise<Uint8Array>, `piece` bytes at a time. */
 export async function sha256Stream(readRange, size, piece = 8 << 20) {
-  let h;
+  let h = /** @type {any} */ (null); // node:crypto's Hash or a Sha256
   if (IS_NODE) { const c = await import('node:crypto'); h = c.createHash('sha256'); } else h = new Sha256();
   for (let off = 0; off < size; off += piece) h.update(await readRange(off, Math.min(piece, size - off)));
   return IS_NODE ? h.digest('hex') : h.hex();

@@ -7,6 +7,8 @@ export type ErrorCodeName =
 
 /** Every rejection of this API is a QwasmError. */
 export declare class QwasmError extends Error {
+  constructor(code: ErrorCodeName, message: string,
+              extra?: { file?: string | null; status?: number; cause?: unknown; bytesNeeded?: number; bytesAvailable?: number });
   readonly code: ErrorCodeName;
   /** The model file concerned ("config.json", "onnx/model_q4f16.onnx_data"), when there is one. */
   readonly file?: string;
@@ -108,6 +110,8 @@ export interface LoadOptions {
   /** URL of onnxruntime-web's ort.wasm.min.mjs, served from the page's origin; default
    *  ../node_modules/onnxruntime-web/dist/ort.wasm.min.mjs relative to js/ (Node: the npm package). */
   ortUrl?: string | URL;
+  /** Appended as-is to every file URL (a query string such as "?download=true"). */
+  query?: string;
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
 }

@@ -10,8 +10,7 @@
 //   await rt.dispose();
 
 import { deserializeError, QwasmError, ErrorCode, transferables } from '../worker/protocol.js';
-
-const IS_NODE = typeof process === 'object' && !!(process.versions && process.versions.node) && typeof window === 'undefined';
+import { IS_NODE } from '../worker/env.js';
 
 /** A thin RPC client over a Worker (browser) or a worker_thread (Node). */
 class WorkerClient {
@@ -35,6 +34,7 @@ class WorkerClient {
       w.onmessageerror = () => onFatal(new Error('message could not be deserialized'));
     }
   }
+  /** @param {import('../worker/protocol.js').WorkerToPage} m */
   _onMessage(m) {
     if (m.type === 'spawn' || m.type === 'kill') { this._pthread(m); return; }
     if (m.type === 'progress' || m.type === 'gen') { const l = this.listeners.get(m.id); if (l) l(m); return; }
@@ -45,7 +45,9 @@ class WorkerClient {
     if (m.type === 'result') { p.resolve(m.value); if (l) l(m); } else { const e = deserializeError(m.error); p.reject(e); if (l) l({ type: 'error', error: m.error }); }
     this.listeners.delete(m.id);
   }
-  /** Sends a request; `listener` receives its progress/gen messages. Returns {id, promise}. */
+  /** Sends a request; `listener` receives its progress/gen messages. Returns {id, promise}.
+   *  @param {import('../worker/protocol.js').Request['type']} type  @param {Record<string, any>} [body]
+   *  @param {((m: import('../worker/protocol.js').Reply) => void) | null} [listener]  @param {Transferable[]} [transfer] */
   request(type, body = {}, listener = null, transfer = []) {
     if (this.dead) return { id: 0, promise: Promise.reject(this.dead) };
     const id = this.nextId++;
@@ -54,8 +56,11 @@ class WorkerClient {
     this.w.postMessage({ ...body, type, id }, transfer);
     return { id, promise };
   }
+  /** @param {import('../worker/protocol.js').Request['type']} type  @param {Record<string, any>} [body]
+   *  @param {Transferable[]} [transfer] */
   call(type, body, transfer) { return this.request(type, body, null, transfer).promise; }
-  /** The runtime worker's pthreads are started here, on the page (js/worker/qwasm-pthread.js says why). */
+  /** The runtime worker's pthreads are started here, on the page (js/worker/qwasm-pthread.js says why).
+   *  @param {import('../worker/protocol.js').SpawnRequest} m */
   _pthread(m) {
     this.pthreads = this.pthreads || new Map();
     if (m.type === 'kill') {
@@ -133,7 +138,8 @@ export class Runtime {
   }
 
   /** Renders messages (and `tools`, JSON schemas) with the model's chat template, as transformers'
-   *  apply_chat_template. @returns {Promise<string>} */
+   *  apply_chat_template. @param {import('./qwasm.d.ts').ChatMessage[]} messages
+   *  @param {boolean} [addGenerationPrompt] @param {{tools?: Record<string, any>[]}} [opts] @returns {Promise<string>} */
   async applyChatTemplate(messages, addGenerationPrompt = true, { tools } = {}) {
     this._check();
     return (await this._c.call('chat', { messages, addGenerationPrompt, tools })).text;
@@ -151,12 +157,12 @@ export class Runtime {
     this._check();
     const { messages, tools, prompt, promptIds, signal, includePrefill, ...params } = opts;
     if (signal && signal.aborted) throw new QwasmError('ABORTED', 'generation aborted');
-    const queue = []; let wake = null; let finished = false; let failure = null;
+    const queue = []; let wake = null; let finished = false; let failure = /** @type {any} */ (null);
     const push = (x) => { queue.push(x); if (wake) { wake(); wake = null; } };
     const body = { params };
     if (promptIds) body.promptIds = Int32Array.from(promptIds); else if (messages) { body.messages = messages; if (tools) body.tools = tools; } else body.prompt = prompt;
     const { id, promise } = this._c.request('generate', body, (m) => { if (m.type === 'gen') push(m.event); }, body.promptIds ? [body.promptIds.buffer] : []);
-    let result = null;
+    let result = /** @type {any} */ (null);
     promise.then((r) => { result = r; finished = true; push(null); }, (e) => { failure = e; finished = true; push(null); });
     const onAbort = () => {
       // mt: stop inside the running step through the shared flag; the message stops it between steps
@@ -210,7 +216,7 @@ export class Runtime {
  * @param {import('./qwasm.d.ts').LoadOptions} opts
  * @returns {Promise<Runtime>}
  */
-async function load(opts = {}) {
+async function load(opts = /** @type {import('./qwasm.d.ts').LoadOptions} */ (/** @type {unknown} */ ({}))) {
   const source = modelSource(opts.model);
   const { signal, onProgress } = opts;
   if (signal && signal.aborted) throw new QwasmError('ABORTED', 'load aborted');
@@ -244,10 +250,12 @@ async function cacheOp(op, extra = {}) {
   try { return await client.call('cache', { op, ...extra }); } finally { await client.terminate().catch(() => {}); }
 }
 
+/** The API, checked by tsc against its declaration (qwasm.d.ts).
+ *  @type {typeof import('./qwasm.d.ts').Qwasm} */
 export const Qwasm = {
   load,
   cache: {
-    /** @returns {Promise<Array<{model:string, backend:string, complete:boolean, bytes:number, files:object[]}>>} */
+    /** @returns {Promise<import('./qwasm.d.ts').CachedModel[]>} */
     list: (opts = {}) => cacheOp('list', { cacheDir: opts.cacheDir }),
     /** Deletes a model (its folder URL) from every cache backend. */
     delete: (model, opts = {}) => cacheOp('delete', { model: String(model), cacheDir: opts.cacheDir }),

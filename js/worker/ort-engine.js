@@ -10,7 +10,8 @@
 // dist/ folder must be served from the page's origin: `ortUrl` (default: <this folder>/../node_modules/
 // onnxruntime-web/dist/ort.wasm.min.mjs). Nothing is fetched from elsewhere.
 
-const IS_NODE = typeof process === 'object' && !!(process.versions && process.versions.node) && typeof WorkerGlobalScope === 'undefined';
+import { IS_NODE } from './env.js';
+
 export const DEFAULT_ORT_URL = new URL('../../node_modules/onnxruntime-web/dist/ort.wasm.min.mjs', import.meta.url).href;
 
 /** Reads a whole file of a qwasm file source ({size(name), read(name, offset, dst)}). */

@@ -1,37 +1,61 @@
 // protocol.js - the one message union between the page (js/page/qwasm.js) and the worker (js/worker/qwasm-worker.js),
 // the error codes, and the Error <-> message conversion. Nothing here touches the DOM, wasm or the network.
 //
-// Page -> worker: requests, each with a unique integer `id`:
-//   {id, type:'init', flavour:'mt'|'st', wasmBase?:string, relaxed?:boolean|'auto'}   -> result {info, flavour, abortCell}
-//        abortCell (mt only): {buffer: the wasm memory's SharedArrayBuffer, index} - the page may
-//        Atomics.store(Int32Array(buffer), index, 1) to stop a running generation inside its current step
-//   {id, type:'load',       source, options}                                        -> result {info, files}
-//        source:  {kind:'url', url} | {kind:'path', path} | {kind:'files', files:File[]} | {kind:'dir', handle}
-//        options: {onnxFile?, cache:'auto'|'indexeddb'|'opfs'|'none', memoryCapMB?, threads?, revalidate?,
-//                  chunkMB?, concurrency?, maxContext?, hashes?:{[file]:sha256hex}, cacheDir? (Node)}
-//        while loading the worker sends {type:'progress', id, progress} (see Progress below)
-//   {id, type:'tokenize',   text}                                                   -> result {ids:Int32Array}
-//   {id, type:'detokenize', ids:Int32Array}                                         -> result {text}
-//   {id, type:'chat',       messages, addGenerationPrompt, tools?}                  -> result {text}
-//   {id, type:'generate',   prompt?:string, messages?:[], tools?:[], promptIds?:Int32Array, params}
-//        streams {type:'gen', id, event} per step, event = GenEvent below; the final event has done:true
-//        and the request then resolves with result {ids:Int32Array, stats}
-//   {id, type:'abort',      target}        aborts request `target` (a generate or a load)   -> result {}
-//   {id, type:'stats'}                                                              -> result {stats}
-//   {id, type:'unload'}                    frees the model (the worker stays)       -> result {}
-//   {id, type:'cache', op:'list'|'delete'|'estimate', model?, backend?}            -> result (op's value)
-// Worker -> page:
-//   {type:'result', id, value}                                success of request `id`
-//   {type:'error',  id, error:{code, message, file}}          failure of request `id`
-//   {type:'progress', id, progress}                           Progress of load `id`
-//   {type:'gen', id, event}                                   GenEvent of generate `id`
-// A worker that dies (uncaught error, exit) fails every pending request with code WORKER (js/page/qwasm.js).
-// Every ArrayBuffer in a message is transferred (Int32Array ids, never copied twice).
-//
-// Progress: {phase:'download'|'cache'|'compile'|'graph'|'weights'|'repack'|'warmup'|'ready',
-//            file?, bytesDone, bytesTotal, rate? (bytes/s), eta? (s), fromCache?}
-// GenEvent: {kind:'prefill'|'token'|'done', id?, text, nPrompt, nPromptDone, nGenerated,
-//            stopReason?, prefillMs, decodeMs, stepMs, done}
+// The messages, as the JSDoc typedefs below (checked by tsc: tsconfig.json, tests/node/lint.test.mjs); the API types
+// they carry (Progress, GenEvent, options) are qwasm.d.ts's. A worker that dies (uncaught error, exit) fails every
+// pending request with code WORKER (js/page/qwasm.js). Every ArrayBuffer in a message is transferred (Int32Array ids,
+// never copied twice).
+
+/** @typedef {import('../page/qwasm.js').Progress} Progress */
+/** @typedef {import('../page/qwasm.js').GenEvent} GenEvent */
+/** @typedef {import('../page/qwasm.js').ChatMessage} ChatMessage */
+/** @typedef {import('../page/qwasm.js').ErrorCodeName} ErrorCodeName */
+
+/** Where a model's files come from (qwasm.js modelSource).
+ * @typedef {{kind:'url', url:string} | {kind:'path', path:string} | {kind:'files', files:File[]}
+ *   | {kind:'dir', handle:FileSystemDirectoryHandle}} ModelSource */
+
+/** QwasmError as a message: code, message, the file concerned (null when none), HTTP status, quota figures.
+ * @typedef {{code:string, message:string, file:string|null, status?:number, bytesNeeded?:number,
+ *   bytesAvailable?:number, tried?:string[]}} ErrorMessage */
+
+/** Page -> worker: requests, each with a unique integer `id`; each is answered by a result or an error.
+ *  init -> {info, flavour, abortCell}: abortCell (mt only) is {buffer: the wasm memory's SharedArrayBuffer, index};
+ *    the page may Atomics.store(Int32Array(buffer), index, 1) to stop a running generation inside its current step.
+ *  load -> {info, files}: progress messages while loading. options: LoadOptions less `model` and the callbacks,
+ *    plus cacheDir (Node).
+ *  tokenize -> {ids:Int32Array}; detokenize, chat -> {text}; stats -> {stats}; unload (frees the model, the worker
+ *    stays), abort (of request `target`: a generate or a load) -> {}; cache -> the op's value.
+ *  generate -> gen messages, one per step (the last has done:true), then {ids:Int32Array, stats}.
+ * @typedef {{id:number, type:'init', flavour?:'mt'|'st', wasmBase?:string, relaxedBase?:string,
+ *     relaxed?:boolean|'auto'}
+ *   | {id:number, type:'load', source:ModelSource, options:Record<string, any>}
+ *   | {id:number, type:'tokenize', text:string}
+ *   | {id:number, type:'detokenize', ids:ArrayLike<number>}
+ *   | {id:number, type:'chat', messages:ChatMessage[], addGenerationPrompt?:boolean, tools?:Record<string, any>[]}
+ *   | {id:number, type:'generate', prompt?:string, messages?:ChatMessage[], tools?:Record<string, any>[],
+ *       promptIds?:Int32Array, params?:Record<string, any>}
+ *   | {id:number, type:'abort', target:number}
+ *   | {id:number, type:'stats'}
+ *   | {id:number, type:'unload'}
+ *   | {id:number, type:'cache', op:'list'|'delete'|'estimate', model?:string, cacheDir?:string}} Request */
+
+/** Worker -> page: the answer to request `id` (result or error), a load's progress, a generate's steps.
+ * @typedef {{type:'result', id:number, value:any}
+ *   | {type:'error', id:number, error:ErrorMessage}
+ *   | {type:'progress', id:number, progress:Progress}
+ *   | {type:'gen', id:number, event:GenEvent}} Reply */
+
+/** The runtime worker's pthreads, started by the page (js/worker/qwasm-pthread.js says why): worker -> page.
+ * @typedef {{type:'spawn', spawn:number, url:string} | {type:'kill', spawn:number}} SpawnRequest */
+/** Page -> worker, about a spawn.
+ * @typedef {{type:'spawned', spawn:number, port?:MessagePort, error?:string}
+ *   | {type:'spawn-error', spawn:number, message?:string, filename?:string, lineno?:number}} SpawnReply */
+
+/** Every message the page sends the worker. @typedef {Request | SpawnReply} PageToWorker */
+/** Every message the worker sends the page. @typedef {Reply | SpawnRequest} WorkerToPage */
+
+import { QW_STATUS } from './qwasm-abi.js';
 
 /** Error codes carried by every rejection (`err.code`). */
 export const ErrorCode = Object.freeze({
@@ -52,17 +76,26 @@ export const ErrorCode = Object.freeze({
   INTERNAL: 'INTERNAL',
 });
 
-/** qw_status (src/api/qwasm.h) -> error code. */
-export const STATUS_CODE = ['OK', 'ARG', 'IO', 'NOT_FOUND', 'CORRUPT', 'UNSUPPORTED', 'OUT_OF_MEMORY',
-  'CORRUPT' /* QW_E_RANGE: a locator past the end of its file = truncated */, 'CONTEXT', 'ABORTED', 'INTERNAL'];
+/** The error code of each qw_status (src/api/qwasm.h), by name. */
+export const STATUS_NAME_CODE = Object.freeze({
+  QW_OK: 'OK', QW_E_ARG: 'ARG', QW_E_IO: 'IO', QW_E_NOTFOUND: 'NOT_FOUND', QW_E_FORMAT: 'CORRUPT',
+  QW_E_UNSUPPORTED: 'UNSUPPORTED', QW_E_NOMEM: 'OUT_OF_MEMORY',
+  QW_E_RANGE: 'CORRUPT', // a locator past the end of its file = truncated
+  QW_E_CONTEXT: 'CONTEXT', QW_E_ABORTED: 'ABORTED', QW_E_INTERNAL: 'INTERNAL',
+});
+/** qw_status value -> error code. @type {Readonly<Record<number, string>>} */
+export const STATUS_CODE = Object.freeze(Object.fromEntries(
+  Object.entries(QW_STATUS).map(([name, v]) => [v, STATUS_NAME_CODE[name] || 'INTERNAL'])));
 
 /** An Error with a machine-readable `code` and the `file` it concerns (when any). */
 export class QwasmError extends Error {
-  /** @param {string} code @param {string} message @param {{file?:string, status?:number, cause?:any}} [extra] */
+  /** @param {string} code @param {string} message
+   *  @param {{file?:string|null, status?:number, cause?:any, bytesNeeded?:number, bytesAvailable?:number,
+   *    tried?:string[]}} [extra] */
   constructor(code, message, extra = {}) {
     super(message, extra.cause ? { cause: extra.cause } : undefined);
     this.name = 'QwasmError';
-    this.code = code;
+    this.code = /** @type {ErrorCodeName} */ (code);
     if (extra.file) this.file = extra.file;
     if (extra.status) this.status = extra.status;
     if (extra.bytesNeeded != null) this.bytesNeeded = extra.bytesNeeded;
@@ -96,6 +129,7 @@ export function wasmTrapError(e, op) {
 
 /** Refuses generate options outside what the C sampler accepts (NaN and Infinity would reach C as JSON null, the
  *  default: a silent change of meaning), with the option's name. Ranges as qw_sampler_params_check. */
+/** @type {Record<string, [number, number, boolean?, boolean?]>} [lo, hi, integer, lo excluded] */
 const SAMPLING_RANGES = {
   maxTokens: [1, 2 ** 24, true], topK: [0, 2 ** 31 - 1, true], seed: [0, Number.MAX_SAFE_INTEGER, true],
   prefillChunk: [1, 2 ** 24, true], temperature: [0, 1e4], minP: [0, 1], topP: [0, 1, false, true],
@@ -135,6 +169,7 @@ export function checkSampling(P) {
 
 /** Refuses load options that are not numbers in range (NaN would become "no cap" / "the model's limit"). */
 export function checkLoadOptions(o) {
+  /** @type {Record<string, [number, boolean]>} [hi, integer] */
   const lim = { memoryCapMB: [2 ** 22, false], maxContext: [2 ** 24, true], threads: [1024, true] };
   for (const [k, [hi, int]] of Object.entries(lim)) {
     const v = o[k];

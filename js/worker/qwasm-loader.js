@@ -13,9 +13,8 @@
 //    also where the 'compile' progress phase comes from) and handed over through `instantiateWasm`.
 
 import { PortWorker } from './port-worker.js';
-
-const IS_NODE = typeof process === 'object' && !!(process.versions && process.versions.node) &&
-  typeof window === 'undefined' && typeof WorkerGlobalScope === 'undefined';
+import { QW_STATUS } from './qwasm-abi.js';
+import { IS_NODE } from './env.js';
 
 /** Default location of the build outputs: <repo>/build/wasm/ next to js/ (baseline SIMD128), and
  *  <repo>/build/wasm-relaxed/ (relaxed SIMD, built with clang-16: tools/build/build.sh wasm-relaxed). */
@@ -73,8 +72,8 @@ async function patchNode(mjsUrl) {
 
 /**
  * Instantiates the module.
- * @param {{flavour?:'mt'|'st', wasmBase?:string, relaxed?:boolean|'auto', onProgress?:(p:object)=>void, print?:(s:string)=>void,
- *          printErr?:(s:string)=>void}} [opts]
+ * @param {{flavour?:'mt'|'st', wasmBase?:string, relaxedBase?:string, relaxed?:boolean|'auto', onProgress?:(p:object)=>void,
+ *          print?:(s:string)=>void, printErr?:(s:string)=>void, spawnWorker?:(url:string)=>Promise<any>}} [opts]
  * @returns {Promise<{module:any, flavour:'mt'|'st'}>}
  */
 export async function loadQwasmModule(opts = {}) {
@@ -130,9 +129,7 @@ async function loadVariant(opts) {
         return WebAssembly.compile(await r.arrayBuffer());
       });
     } catch (e) {
-      const err = new Error(`could not load ${wasmUrl}: ${e.message || e}`);
-      err.code = 'NETWORK'; err.file = `${stem}.wasm`;
-      throw err;
+      throw Object.assign(new Error(`could not load ${wasmUrl}: ${e.message || e}`), { code: 'NETWORK', file: `${stem}.wasm` });
     }
     progress({ phase: 'compile', file: `${stem}.wasm`, bytesDone: 1, bytesTotal: 1, ms: performance.now() - t0 });
     moduleArgs.instantiateWasm = (imports, receiveInstance, onError) => {
@@ -149,6 +146,7 @@ async function loadVariant(opts) {
   }
   const module = await startWatched(factory, moduleArgs, `${stem}.wasm`, progress, pool);
   module.qwFs = new Map();
+  module.qwStatus = QW_STATUS; // js/worker/qw_library.js returns these (a --js-library cannot import)
   return { module, flavour, relaxed };
 }
 
@@ -229,7 +227,7 @@ function startWatched(factory, moduleArgs, file, progress, pool = []) {
     let ready;
     if (pool.length) {
       const NativeWorker = globalThis.Worker;
-      globalThis.Worker = function PooledWorker(u, o) { return pool.length ? pool.shift() : new NativeWorker(u, o); };
+      globalThis.Worker = /** @type {any} */ (function PooledWorker(u, o) { return pool.length ? pool.shift() : new NativeWorker(u, o); });
       try { ready = factory(moduleArgs); } finally { globalThis.Worker = NativeWorker; }
     } else {
       ready = factory(moduleArgs);

@@ -18,17 +18,17 @@ import { httpReader, syncHttpAvailable } from '../net/http-source.js';
 import { openStore, usableCacheKind, normalizeBaseUrl, cacheList, cacheDelete, cacheEstimate } from '../cache/cache.js';
 import { openDerived, saveDerived } from '../cache/derived-cache.js';
 import { prefixName, loadPrefix, savePrefix, dropPrefix } from '../cache/prompt-cache.js';
+import { QW_STATUS, QW_GEN_EVENT, QW_SPEC, QW_WASM_EVENT, QW_RUNNING_OP } from './qwasm-abi.js';
+import { IS_NODE } from './env.js';
 
-const IS_NODE = typeof process === 'object' && !!(process.versions && process.versions.node) &&
-  typeof WorkerGlobalScope === 'undefined';
-
+/** Sends the page a message. @type {(m: import('./protocol.js').WorkerToPage, t?: any[]) => void} */
 let post;
 if (IS_NODE) {
   const { parentPort } = await import('node:worker_threads');
   post = (m, t) => parentPort.postMessage(m, t);
   parentPort.on('message', (m) => handle(m));
 } else {
-  post = (m, t) => self.postMessage(m, t);
+  post = (m, t) => /** @type {any} */ (self).postMessage(m, t); // a worker's postMessage, not a window's
   self.onmessage = (e) => (e.data && PTHREAD_MESSAGES[e.data.type] ? PTHREAD_MESSAGES[e.data.type](e.data) : handle(e.data));
 }
 
@@ -86,13 +86,13 @@ function cstr(s) {
 function heapU8() { return new Uint8Array(M.wasmMemory ? M.wasmMemory.buffer : M.HEAPU8.buffer); }
 function memBuf() { return M.wasmMemory ? M.wasmMemory.buffer : M.HEAPU8.buffer; }
 
-/** The last C failure as a QwasmError (code from the qw_status, file from the message or the fs layer). */
+/** The last C failure as a QwasmError (code from the qw_status, file from qw_error.file, else the fs layer's). */
 function cError(context) {
   const st = M._qw_wasm_last_status();
   const msg = M.UTF8ToString(M._qw_wasm_last_error()) || context;
   let code = STATUS_CODE[st] || 'INTERNAL';
   const js = M.qwFsLastError;
-  let file = (/^([^\s:]+\.(?:json|onnx|onnx_data|data|txt|bin)):/.exec(msg) || [])[1] || (js && js.file) || null;
+  const file = M.UTF8ToString(M._qw_wasm_last_error_file()) || (js && js.file) || null;
   let message = msg;
   if (js && js.message && !msg.includes(js.message)) message += ` (${js.message})`;
   if (js && js.code === 'ABORTED') code = 'ABORTED';
@@ -145,11 +145,11 @@ async function nodeDirSource(dir) {
   // The containment rule of qw_fs_open_dir (src/base/qw_fs.c): the C core refuses names that leave the folder
   // before asking; here the path is also resolved (symbolic links followed) and must stay inside the folder.
   const root = fs.realpathSync(dir);
-  const outside = (name) => Object.assign(new Error(`${name}: resolves outside the model folder (a symbolic link?)`), { qwStatus: 4 });
+  const outside = (name) => Object.assign(new Error(`${name}: resolves outside the model folder (a symbolic link?)`), { qwStatus: QW_STATUS.QW_E_FORMAT });
   const resolve = (name) => {
     if (typeof name !== 'string' || !name || path.isAbsolute(name) || name.includes('\\') || name.includes('\0') ||
         name.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')) {
-      throw Object.assign(new Error(`${name}: not a name inside the model folder`), { qwStatus: 4 });
+      throw Object.assign(new Error(`${name}: not a name inside the model folder`), { qwStatus: QW_STATUS.QW_E_FORMAT });
     }
     let real;
     try { real = fs.realpathSync(path.join(root, name)); } catch (e) { if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return null; throw e; }
@@ -161,7 +161,7 @@ async function nodeDirSource(dir) {
     let fd = fds.get(name);
     if (fd == null) {
       const p = resolve(name);
-      if (!p) throw Object.assign(new Error(`${name}: not found`), { qwStatus: 3 });
+      if (!p) throw Object.assign(new Error(`${name}: not found`), { qwStatus: QW_STATUS.QW_E_NOTFOUND });
       fd = fs.openSync(p, 'r'); fds.set(name, fd);
     }
     return fd;
@@ -171,7 +171,7 @@ async function nodeDirSource(dir) {
       const p = resolve(name);
       const s = p && fs.statSync(p, { throwIfNoEntry: false });
       if (s && !s.isFile()) { // a directory, FIFO or device: there, but never opened (a FIFO blocks)
-        throw Object.assign(new Error(`${name}: not a regular file (a directory, FIFO or device)`), { qwStatus: 5, code: 'UNSUPPORTED' });
+        throw Object.assign(new Error(`${name}: not a regular file (a directory, FIFO or device)`), { qwStatus: QW_STATUS.QW_E_UNSUPPORTED, code: 'UNSUPPORTED' });
       }
       return s ? s.size : -1;
     },
@@ -181,7 +181,7 @@ async function nodeDirSource(dir) {
       // fs.readSync refuses views on a SharedArrayBuffer in some Node versions: bounce when needed.
       while (pos < dst.length) {
         const n = fs.readSync(fd, dst, pos, dst.length - pos, offset + pos);
-        if (n <= 0) throw Object.assign(new Error(`${name}: short read at ${offset + pos}`), { qwStatus: 7 });
+        if (n <= 0) throw Object.assign(new Error(`${name}: short read at ${offset + pos}`), { qwStatus: QW_STATUS.QW_E_RANGE });
         pos += n;
       }
     },
@@ -202,8 +202,8 @@ function filesSource(files) {
     size(name) { const f = map.get(name); return f ? f.size : -1; },
     read(name, offset, dst) {
       const f = map.get(name);
-      if (!f) throw Object.assign(new Error(`${name}: not in the picked folder`), { qwStatus: 3 });
-      if (offset + dst.length > f.size) throw Object.assign(new Error(`${name}: read past the end`), { qwStatus: 7 });
+      if (!f) throw Object.assign(new Error(`${name}: not in the picked folder`), { qwStatus: QW_STATUS.QW_E_NOTFOUND });
+      if (offset + dst.length > f.size) throw Object.assign(new Error(`${name}: read past the end`), { qwStatus: QW_STATUS.QW_E_RANGE });
       dst.set(new Uint8Array(frs.readAsArrayBuffer(f.slice(offset, offset + dst.length))));
     },
     close() {},
@@ -223,7 +223,7 @@ function storeSource(readers) {
     size(name) { const r = readers.get(name); return r ? r.size : -1; },
     read(name, offset, dst) {
       const r = readers.get(name);
-      if (!r) throw Object.assign(new Error(`${name}: not in the cache`), { qwStatus: 3 });
+      if (!r) throw Object.assign(new Error(`${name}: not in the cache`), { qwStatus: QW_STATUS.QW_E_NOTFOUND });
       r.read(offset, dst);
     },
     close() { for (const r of readers.values()) r.close && r.close(); },
@@ -258,9 +258,10 @@ async function ensureModule(id) {
 function runningOpName() {
   try {
     if (!runningOp) return null;
-    const p = new Uint32Array(memBuf(), runningOp, 2);
-    if (!p[0] && !p[1]) return null;
-    return `'${p[0] ? M.UTF8ToString(p[0]) : '?'}' (${p[1] ? M.UTF8ToString(p[1]) : '?'})`;
+    const v = new DataView(memBuf(), runningOp, QW_RUNNING_OP.size);
+    const name = v.getUint32(QW_RUNNING_OP.name.offset, true), op = v.getUint32(QW_RUNNING_OP.op_type.offset, true);
+    if (!name && !op) return null;
+    return `'${name ? M.UTF8ToString(name) : '?'}' (${op ? M.UTF8ToString(op) : '?'})`;
   } catch { return null; }
 }
 
@@ -739,7 +740,17 @@ function chatRender(messages, addGen, tools) {
   } finally { M._qw_wasm_free(p); if (t) M._qw_wasm_free(t); }
 }
 
-const KIND = { 1: 'prefill', 2: 'token', 3: 'done', 4: 'feed' };
+const KIND = { [QW_GEN_EVENT.QW_GEN_PREFILL]: 'prefill', [QW_GEN_EVENT.QW_GEN_TOKEN]: 'token',
+  [QW_GEN_EVENT.QW_GEN_DONE]: 'done', [QW_GEN_EVENT.QW_GEN_FEED]: 'feed' };
+/** The generator's event (qw_wasm_event at evp), field by field as qwasm-abi.js places them. */
+function readEvent(evp) {
+  const v = new DataView(memBuf(), evp, QW_WASM_EVENT.size);
+  const e = {};
+  for (const [k, f] of Object.entries(QW_WASM_EVENT)) {
+    if (typeof f === 'object') e[k] = f.size === 8 ? v.getFloat64(f.offset, true) : v.getInt32(f.offset, true);
+  }
+  return e;
+}
 
 async function doGenerate(msg) {
   requireModel();
@@ -768,7 +779,7 @@ async function doGenerate(msg) {
     if (P.logitBias) cp.bias = Object.fromEntries(Object.entries(P.logitBias).map(([id, b]) => [id, b === -Infinity ? -3.4028234663852886e38 : b]));
     // prompt-lookup speculative decoding (same tokens): 'auto' (default) pauses it while few drafts are accepted
     const spec = P.speculative ?? 'auto';
-    cp.speculative = spec === 'auto' ? 2 : spec === true || spec === 'on' ? 1 : 0;
+    cp.speculative = spec === 'auto' ? QW_SPEC.QW_SPEC_AUTO : spec === true || spec === 'on' ? QW_SPEC.QW_SPEC_ON : QW_SPEC.QW_SPEC_OFF;
     if (P.specMaxDraft != null) cp.spec_max_draft = P.specMaxDraft;
     idsPtr = M._qw_wasm_malloc(ids.length * 4 + 4);
     new Int32Array(memBuf(), idsPtr, ids.length).set(ids);
@@ -779,25 +790,24 @@ async function doGenerate(msg) {
     for (;;) {
       if (me.aborted) throw new QwasmError('ABORTED', 'generation aborted');
       const st = ccall(() => M._qw_wasm_gen_next(h));
-      if (st !== 0) throw cError('generation step failed');
+      if (st !== QW_STATUS.QW_OK) throw cError('generation step failed');
       if (me.aborted) throw new QwasmError('ABORTED', 'generation aborted');
-      let i32 = new Int32Array(memBuf(), evp, 18);
-      if (KIND[i32[0]] === 'feed') { // the fallback engine computes these logits (qw_gen_set_logits)
-        const feedIds = new Int32Array(memBuf(), i32[14], i32[15]).slice();
-        const logits = await engine.run(feedIds, i32[16]);
+      const ev = readEvent(evp);
+      if (KIND[ev.kind] === 'feed') { // the fallback engine computes these logits (qw_gen_set_logits)
+        const feedIds = new Int32Array(memBuf(), ev.feed_ids, ev.n_feed).slice();
+        const logits = await engine.run(feedIds, ev.n_past);
         if (!logitsPtr) logitsPtr = M._qw_wasm_malloc(logits.length * 4);
         new Float32Array(memBuf(), logitsPtr, logits.length).set(logits);
-        if (ccall(() => M._qw_wasm_gen_logits(h, logitsPtr, logits.length)) !== 0) throw cError('generation step failed');
+        if (ccall(() => M._qw_wasm_gen_logits(h, logitsPtr, logits.length)) !== QW_STATUS.QW_OK) throw cError('generation step failed');
         continue;
       }
-      i32 = new Int32Array(memBuf(), evp, 20); // qw_wasm_event: spec_drafted/accepted/steps at 17..19
-      const f64 = new Float64Array(memBuf(), evp + 32, 3);
-      const kind = KIND[i32[0]] || 'token';
-      const text = i32[6] ? new TextDecoder().decode(heapU8().slice(i32[5], i32[5] + i32[6])) : '';
+      const kind = KIND[ev.kind] || 'token';
+      const text = ev.text_len ? new TextDecoder().decode(heapU8().slice(ev.text, ev.text + ev.text_len)) : '';
       const event = {
-        kind, id: kind === 'token' ? i32[1] : undefined, text, nPrompt: i32[2], nPromptDone: i32[3], nGenerated: i32[4],
-        stopReason: i32[7] ? M.UTF8ToString(i32[7]) : undefined, prefillMs: f64[0], decodeMs: f64[1], stepMs: f64[2], done: kind === 'done',
-        specDrafted: i32[17], specAccepted: i32[18], specSteps: i32[19],
+        kind, id: kind === 'token' ? ev.id : undefined, text, nPrompt: ev.n_prompt, nPromptDone: ev.n_prompt_done,
+        nGenerated: ev.n_generated, stopReason: ev.stop_reason ? M.UTF8ToString(ev.stop_reason) : undefined,
+        prefillMs: ev.prefill_ms, decodeMs: ev.decode_ms, stepMs: ev.step_ms, done: kind === 'done',
+        specDrafted: ev.spec_drafted, specAccepted: ev.spec_accepted, specSteps: ev.spec_steps,
       };
       post({ type: 'gen', id: msg.id, event });
       if (kind === 'done') break;
@@ -825,6 +835,7 @@ async function doGenerate(msg) {
 // Requests run one at a time, except abort (and cache ops), which must get through while a load or
 // a generation awaits.
 let chain = Promise.resolve();
+/** @param {import('./protocol.js').Request} msg */
 function handle(msg) {
   if (!msg || typeof msg.type !== 'string') return;
   const run = async () => {

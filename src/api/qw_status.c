@@ -44,8 +44,14 @@ qw_status qw_error_set(qw_error *err, qw_status status, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
+        err->file[0] = '\0';
     }
     return status;
+}
+
+qw_status qw_error_file(qw_error *err, const char *file, qw_status st) {
+    if (err && st != QW_OK && file && !err->file[0]) snprintf(err->file, sizeof err->file, "%s", file);
+    return st;
 }
 
 size_t qw_dtype_size(int dt) {

@@ -38,18 +38,25 @@ typedef enum qw_status {
 /* A static, human-readable name for a status ("ok", "corrupt or truncated input", ...). */
 const char *qw_status_str(qw_status s);
 
+#define QW_FS_NAME_MAX 256 /* longest name of a file in a model folder, NUL included (see qw_fs_name_problem) */
+
 /* Details of a failure: the status plus a message that names the file and the cause. */
 typedef struct qw_error {
     qw_status status;
     char msg[512];
+    char file[QW_FS_NAME_MAX]; /* the model-folder-relative file the error is about ("config.json",
+                                  "onnx/model_q4f16.onnx_data"); "" when none */
 } qw_error;
 
-/* Fills err (when not NULL) with status and a printf-style message; returns status. */
+/* Fills err (when not NULL) with status and a printf-style message, and empties err->file; returns status. */
 qw_status qw_error_set(qw_error *err, qw_status status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* Names file as what a failure (st != QW_OK) is about, unless an inner call named one already (the innermost
+ * file wins: the data file a .onnx points to, not the .onnx); returns st. err and file may be NULL. */
+qw_status qw_error_file(qw_error *err, const char *file, qw_status st);
 
 /* ---- build information ---------------------------------------------------------------------- */
 
@@ -90,7 +97,6 @@ typedef struct qw_fs {
  * a file name) and for every file source: relative, '/'-separated segments that are not empty, "." or "..",
  * no '\\', ':' (drive letters, streams), NUL or control byte, at most QW_FS_NAME_MAX - 1 bytes. The folder
  * sources also refuse names whose resolved path (symbolic links followed) leaves the folder (QW_E_FORMAT). */
-#define QW_FS_NAME_MAX 256
 const char *qw_fs_name_problem(const char *name);
 /* The cause to print when a qw_fs refused name with QW_E_FORMAT: its qw_fs_name_problem, else that it
  * resolves outside the folder. Static. */

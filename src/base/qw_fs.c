@@ -186,16 +186,16 @@ qw_status qw_fs_read_all(const qw_fs *fs, const char *name, size_t max_bytes, ch
     uint64_t size = 0;
     qw_status st = fs->size(fs->ctx, name, &size);
     if (st != QW_OK)
-        return qw_error_set(err, st, "%s: %s", name, qw_fs_cause(st, name));
+        return qw_error_file(err, name, qw_error_set(err, st, "%s: %s", name, qw_fs_cause(st, name)));
     if (size > max_bytes)
-        return qw_error_set(err, QW_E_RANGE, "%s: %llu bytes, more than the %zu expected for this file", name,
-                            (unsigned long long)size, max_bytes);
+        return qw_error_file(err, name, qw_error_set(err, QW_E_RANGE, "%s: %llu bytes, more than the %zu expected "
+                                                     "for this file", name, (unsigned long long)size, max_bytes));
     char *buf = malloc((size_t)size + 1);
-    if (!buf) return qw_error_set(err, QW_E_NOMEM, "%s: out of memory reading %llu bytes", name,
-                                  (unsigned long long)size);
+    if (!buf) return qw_error_file(err, name, qw_error_set(err, QW_E_NOMEM, "%s: out of memory reading %llu bytes",
+                                                           name, (unsigned long long)size));
     if (size && (st = fs->read(fs->ctx, name, 0, buf, (size_t)size)) != QW_OK) {
         free(buf);
-        return qw_error_set(err, st, "%s: %s", name, qw_status_str(st));
+        return qw_error_file(err, name, qw_error_set(err, st, "%s: %s", name, qw_status_str(st)));
     }
     buf[size] = 0;
     *out = buf;

@@ -20,7 +20,7 @@ static long too_deep(const char *s, size_t n, int max) {
     return -1;
 }
 
-qw_status qw_json_parse(const char *text, size_t len, const char *name, cJSON **out, qw_error *err) {
+static qw_status parse(const char *text, size_t len, const char *name, cJSON **out, qw_error *err) {
     *out = NULL;
     long at = too_deep(text, len, QW_JSON_MAX_DEPTH);
     if (at >= 0)
@@ -31,4 +31,8 @@ qw_status qw_json_parse(const char *text, size_t len, const char *name, cJSON **
     const char *e = cJSON_GetErrorPtr();
     long off = e && e >= text && e <= text + len ? (long)(e - text) : -1;
     return qw_error_set(err, QW_E_FORMAT, "%s: malformed JSON near byte %ld", name, off);
+}
+
+qw_status qw_json_parse(const char *text, size_t len, const char *name, cJSON **out, qw_error *err) {
+    return qw_error_file(err, name, parse(text, len, name, out, err));
 }

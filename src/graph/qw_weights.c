@@ -532,7 +532,9 @@ qw_status qw_weights_derived_read(qw_weights *w, const char *name, const qw_deri
         for (size_t done = 0; done < segs[i].len;) {
             size_t len = segs[i].len - done > QW_WEIGHTS_CHUNK ? QW_WEIGHTS_CHUNK : segs[i].len - done;
             qw_status st = w->fs->read(w->fs->ctx, name, off, (uint8_t *)segs[i].p + done, len);
-            if (st != QW_OK) return qw_error_set(err, st, "weights: reading %s at %llu failed", name, (unsigned long long)off);
+            if (st != QW_OK)
+                return qw_error_file(err, name, qw_error_set(err, st, "weights: reading %s at %llu failed", name,
+                                                             (unsigned long long)off));
             off += len;
             done += len;
         }

@@ -105,7 +105,7 @@ static qw_status read_json(const qw_fs *fs, const char *name, cJSON **out, qw_er
     qw_status sst = fs->size(fs->ctx, name, &size);
     if (sst == QW_E_NOTFOUND) return QW_OK;
     if (sst != QW_OK) /* refused by the containment rule, or there but unreadable (a directory, FIFO, device) */
-        return qw_error_set(err, sst, "%s: %s", name, qw_fs_cause(sst, name));
+        return qw_error_file(err, name, qw_error_set(err, sst, "%s: %s", name, qw_fs_cause(sst, name)));
     char *text = NULL;
     size_t len = 0;
     qw_status st = qw_fs_read_all(fs, name, QW_CONFIG_MAX_BYTES, &text, &len, err);
@@ -245,7 +245,7 @@ static qw_status parse_folder(const qw_fs *fs, qw_model_config *cfg, qw_error *e
         else apply_generation_config(&J, j, cfg);
         st = J.st == QW_OK && i < 2 ? read_names(j, i, cfg, err) : J.st;
         cJSON_Delete(j);
-        if (st != QW_OK) return st;
+        if (st != QW_OK) return qw_error_file(err, files[i], st);
     }
 
     if (!cfg->head_dim && cfg->num_heads) cfg->head_dim = cfg->hidden_size / cfg->num_heads;
@@ -328,13 +328,15 @@ qw_status qw_config_load_pick(const qw_fs *fs, const char *onnx_override, const 
             return QW_OK;
         }
         if (st == QW_E_FORMAT)
-            return qw_error_set(err, QW_E_FORMAT, "%s (%s): %s", names[i], why[i], qw_fs_refusal(names[i]));
-        if (st != QW_E_NOTFOUND) return qw_error_set(err, st, "%s: %s", names[i], qw_fs_cause(st, names[i]));
+            return qw_error_file(err, names[i], qw_error_set(err, QW_E_FORMAT, "%s (%s): %s", names[i], why[i],
+                                                             qw_fs_refusal(names[i])));
+        if (st != QW_E_NOTFOUND)
+            return qw_error_file(err, names[i], qw_error_set(err, st, "%s: %s", names[i], qw_fs_cause(st, names[i])));
         if (used < sizeof tried)
             used += (size_t)snprintf(tried + used, sizeof tried - used, "%s%s (%s)", i ? ", " : "", names[i], why[i]);
     }
-    return qw_error_set(err, QW_E_NOTFOUND, "%s: not found; no .onnx file in the folder: tried %s",
-                        names[0], tried);
+    return qw_error_file(err, names[0], qw_error_set(err, QW_E_NOTFOUND, "%s: not found; no .onnx file in the "
+                                                     "folder: tried %s", names[0], tried));
 }
 
 qw_status qw_config_load(const qw_fs *fs, const char *onnx_override, qw_model_config *cfg, qw_error *err) {

@@ -37,7 +37,8 @@ static qw_status load_tokenizer(qw_model *m, qw_error *out_err) {
     if (!st) {
         qw_status cs = qw_chat_template_load(text, len, "tokenizer_config.json", &m->chat, &err);
         if (cs == QW_E_UNSUPPORTED) snprintf(m->chat_error, sizeof m->chat_error, "%s", err.msg);
-        else if (cs) st = qw_error_set(out_err, cs, "%s", err.msg);
+        else if (cs) st = qw_error_file(out_err, "tokenizer_config.json",
+                                        qw_error_set(out_err, cs, "%s", err.msg));
     }
     if (!st && text) st = qw_tokenizer_apply_config_json(m->tok, text, len, "tokenizer_config.json", out_err);
     free(text);
@@ -88,7 +89,8 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
     if (qw_model_cached_reserve(m, 256) != QW_OK) { st = qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory"); goto fail; }
     if (opts->external_decoder) { /* the graph is another engine's: keep its structure for the info only */
         if (m->cfg.vocab_size <= 0) {
-            st = qw_error_set(err, QW_E_FORMAT, "config.json: no vocab_size (needed with an external decoder)");
+            st = qw_error_file(err, "config.json", qw_error_set(err, QW_E_FORMAT, "config.json: no vocab_size "
+                                                                "(needed with an external decoder)"));
             goto fail;
         }
         m->external = 1;
@@ -143,6 +145,9 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
     *out = m;
     return QW_OK;
 fail:
+    /* once the graph is read, what is refused (a node, an op, a shape, in the build or the warm-up step) is the
+     * .onnx's fault; a failed read named its data file already */
+    if (m->onnx && (st == QW_E_FORMAT || st == QW_E_UNSUPPORTED)) qw_error_file(err, m->cfg.onnx_file, st);
     qw_model_free(m);
     return st;
 }

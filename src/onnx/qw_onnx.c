@@ -800,32 +800,38 @@ static qw_status parse_model(ld *L) {
     return parse_graph(L, graph_pos, graph_pos + graph_len);
 }
 
-/* Every data file must exist and hold the bytes its locators reach. */
+/* Data file i must exist and hold the bytes its locators reach. */
+static qw_status check_file(ld *L, int32_t i) {
+    qw_onnx_file *f = &L->m->files[i];
+    if (i > 0) {
+        qw_status st = L->fs->size(L->fs->ctx, f->name, &f->size);
+        if (st == QW_E_NOTFOUND)
+            return qw_error_set(L->err, QW_E_NOTFOUND,
+                                "%s: external data file not found (tensor '%s' of %s needs %llu bytes of it)",
+                                f->name, L->need_by[i] ? L->need_by[i] : "?", L->name,
+                                (unsigned long long)f->bytes_needed);
+        if (st == QW_E_FORMAT)
+            return qw_error_set(L->err, QW_E_FORMAT, "%s: external data location of tensor '%s' in %s: %s",
+                                f->name, L->need_by[i] ? L->need_by[i] : "?", L->name, qw_fs_refusal(f->name));
+        if (st != QW_OK)
+            return qw_error_set(L->err, st, "%s: %s (external data of %s)", f->name, qw_fs_cause(st, f->name),
+                                L->name);
+    }
+    if (f->bytes_needed > f->size)
+        return qw_error_set(L->err, QW_E_RANGE,
+                            "%s: file has %llu bytes, but tensor '%s' of %s needs %llu (%llu bytes missing)",
+                            f->name, (unsigned long long)f->size, L->need_by[i] ? L->need_by[i] : "?", L->name,
+                            (unsigned long long)f->bytes_needed,
+                            (unsigned long long)(f->bytes_needed - f->size));
+    return QW_OK;
+}
+
+/* Every data file must exist and hold the bytes its locators reach; an error names the file (err->file). */
 static qw_status check_files(ld *L) {
-    qw_onnx_model *m = L->m;
-    m->files[0].size = L->r.size;
-    for (int32_t i = 0; i < m->n_files; i++) {
-        qw_onnx_file *f = &m->files[i];
-        if (i > 0) {
-            qw_status st = L->fs->size(L->fs->ctx, f->name, &f->size);
-            if (st == QW_E_NOTFOUND)
-                return qw_error_set(L->err, QW_E_NOTFOUND,
-                                    "%s: external data file not found (tensor '%s' of %s needs %llu bytes of it)",
-                                    f->name, L->need_by[i] ? L->need_by[i] : "?", L->name,
-                                    (unsigned long long)f->bytes_needed);
-            if (st == QW_E_FORMAT)
-                return qw_error_set(L->err, QW_E_FORMAT, "%s: external data location of tensor '%s' in %s: %s",
-                                    f->name, L->need_by[i] ? L->need_by[i] : "?", L->name, qw_fs_refusal(f->name));
-            if (st != QW_OK)
-                return qw_error_set(L->err, st, "%s: %s (external data of %s)", f->name, qw_fs_cause(st, f->name),
-                                    L->name);
-        }
-        if (f->bytes_needed > f->size)
-            return qw_error_set(L->err, QW_E_RANGE,
-                                "%s: file has %llu bytes, but tensor '%s' of %s needs %llu (%llu bytes missing)",
-                                f->name, (unsigned long long)f->size, L->need_by[i] ? L->need_by[i] : "?", L->name,
-                                (unsigned long long)f->bytes_needed,
-                                (unsigned long long)(f->bytes_needed - f->size));
+    L->m->files[0].size = L->r.size;
+    for (int32_t i = 0; i < L->m->n_files; i++) {
+        qw_status st = check_file(L, i);
+        if (st != QW_OK) return qw_error_file(L->err, L->m->files[i].name, st);
     }
     return QW_OK;
 }
@@ -851,7 +857,7 @@ qw_status qw_onnx_load(const qw_fs *fs, const char *onnx_name, qw_onnx_model **o
     qw_pb_close(&L.r);
     if (st != QW_OK) {
         qw_onnx_free(L.m);
-        return st;
+        return qw_error_file(err, onnx_name, st);
     }
     *out = L.m;
     return QW_OK;
@@ -906,7 +912,8 @@ qw_status qw_onnx_tensor_read(const qw_fs *fs, const qw_onnx_model *m, const qw_
     const char *fn = m->files[t->file].name;
     qw_status st = fs->read(fs->ctx, fn, t->offset + off, dst, len);
     if (st != QW_OK)
-        return qw_error_set(err, st, "%s: cannot read %zu bytes at %llu for tensor '%s' (%s)", fn, len,
-                            (unsigned long long)(t->offset + off), t->name, qw_status_str(st));
+        return qw_error_file(err, fn, qw_error_set(err, st, "%s: cannot read %zu bytes at %llu for tensor '%s' (%s)",
+                                                   fn, len, (unsigned long long)(t->offset + off), t->name,
+                                                   qw_status_str(st)));
     return QW_OK;
 }

@@ -411,7 +411,7 @@ qw_status qw_tokenizer_load_json(const char *json, size_t len, const char *name,
     qw_status st = cJSON_IsObject(root) ? build(t, root, err)
                                         : qw_error_set(err, QW_E_FORMAT, "%s: top level is not an object", name);
     cJSON_Delete(root);
-    if (st) { qw_tokenizer_free(t); return st; }
+    if (st) { qw_tokenizer_free(t); return qw_error_file(err, name, st); }
     *out = t;
     return QW_OK;
 }
@@ -440,7 +440,7 @@ qw_status qw_tokenizer_apply_config_json(qw_tokenizer *t, const char *json, size
     if (pst != QW_OK) return pst;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return qw_error_set(err, QW_E_FORMAT, "%s: not a JSON object", name);
+        return qw_error_file(err, name, qw_error_set(err, QW_E_FORMAT, "%s: not a JSON object", name));
     }
     int32_t e = config_token(t, root, "eos_token"), p = config_token(t, root, "pad_token");
     if (e >= 0) t->eos_id = e;

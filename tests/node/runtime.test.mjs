@@ -119,6 +119,13 @@ test('errors carry code and file: 404 folder, missing data file, truncated data 
   fs.truncateSync(path.join(t, DATA), size - 1000);
   await assert.rejects(Qwasm.load({ model: t, wasmBase: WASM_DIR }), (e) => e.code === 'CORRUPT' && e.file === DATA);
   await assert.rejects(Qwasm.load({ model: path.join(t, 'nope'), wasmBase: WASM_DIR }), (e) => e.code === 'NOT_FOUND');
+  // the C core's qw_error.file (not read out of the message): a missing data file, a bad config key
+  fs.rmSync(path.join(t, DATA));
+  await assert.rejects(Qwasm.load({ model: t, wasmBase: WASM_DIR }), (e) => e.code === 'NOT_FOUND' && e.file === DATA);
+  const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  fs.writeFileSync(path.join(t, 'config.json'), JSON.stringify({ ...config, hidden_size: 1e300 }));
+  await assert.rejects(Qwasm.load({ model: t, wasmBase: WASM_DIR }),
+    (e) => e.code === 'CORRUPT' && e.file === 'config.json' && /hidden_size/.test(e.message));
 });
 
 test('abort mid-generate, then generate again', { skip }, async () => {

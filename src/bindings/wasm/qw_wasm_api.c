@@ -2,9 +2,10 @@
  *
  * Conventions, for every export below:
  *  - Errors: functions return a status int (0 = QW_OK, else a qw_status) or a handle/pointer that is 0 on
- *    failure. After a failure, qw_wasm_last_status() gives the qw_status and qw_wasm_last_error() the
- *    message (naming the file and the cause). Both are per module instance (the runtime is driven by one
- *    JS thread: the worker hosting the module), valid until the next failing call.
+ *    failure. After a failure, qw_wasm_last_status() gives the qw_status, qw_wasm_last_error() the
+ *    message (naming the file and the cause) and qw_wasm_last_error_file() the file (qw_error.file). All are
+ *    per module instance (the runtime is driven by one JS thread: the worker hosting the module), valid until
+ *    the next failing call.
  *  - Ownership: handles (qw_wasm_model*, qw_wasm_gen*) are owned by JS and released with the matching
  *    *_free. Strings returned as const char* are owned by the module (static, or by the model / generator
  *    they came from, valid until the next call on that object). Buffers marked "malloc'd" are owned by JS,
@@ -27,6 +28,7 @@
 #include "qwasm.h"
 #include "qw_onnx.h"
 #include "qw_graph.h"
+#include "qw_wasm_abi.h"
 
 /* ---- imported from js/worker/qw_library.js --------------------------------------------------------------- */
 /* Size of file `name` of source fs_id into out[0] (low 32 bits) and out[1] (high 32 bits); status. */
@@ -46,6 +48,8 @@ static void set_err(const qw_error *e) { g_err = *e; }
 EMSCRIPTEN_KEEPALIVE int qw_wasm_last_status(void) { return (int)g_err.status; }
 /* The message of the last failing call ("" when none yet). Static; valid until the next failure. */
 EMSCRIPTEN_KEEPALIVE const char *qw_wasm_last_error(void) { return g_err.msg; }
+/* The model-folder-relative file the last failing call is about ("" when none). Static, as qw_wasm_last_error. */
+EMSCRIPTEN_KEEPALIVE const char *qw_wasm_last_error_file(void) { return g_err.file; }
 /* Address of {name, op_type} of the running node (qw_graph.h), read by the glue after a trap. */
 EMSCRIPTEN_KEEPALIVE const void *qw_wasm_running_op(void) { return &qw_graph_running; }
 /* A static name for a status ("corrupt or truncated input", ...). */
@@ -315,23 +319,6 @@ EMSCRIPTEN_KEEPALIVE char *qw_wasm_chat_render(qw_wasm_model *w, const char *mes
 
 /* ---- generation ------------------------------------------------------------------------------------------ */
 
-/* The event of the last qw_wasm_gen_next, at a fixed layout JS reads with HEAP32/HEAPF64:
- *   +0 kind, +4 id, +8 n_prompt, +12 n_prompt_done, +16 n_generated,
- *   +20 text (pointer), +24 text_len, +28 stop_reason (pointer to a C string, 0 unless DONE),
- *   +32 prefill_ms (f64), +40 decode_ms (f64), +48 step_ms (f64),
- *   +56 feed_ids (pointer), +60 n_feed, +64 n_past (QW_GEN_FEED, external decoder),
- *   +68 spec_drafted, +72 spec_accepted, +76 spec_steps (speculative decoding, this generation).
- * Owned by the generator. */
-typedef struct qw_wasm_event {
-    int32_t kind, id, n_prompt, n_prompt_done, n_generated;
-    int32_t text, text_len, stop_reason;
-    double prefill_ms, decode_ms, step_ms;
-    int32_t feed_ids, n_feed, n_past;
-    int32_t spec_drafted, spec_accepted, spec_steps;
-} qw_wasm_event;
-
-_Static_assert(sizeof(qw_wasm_event) == 80, "qw_wasm_event layout is read by js/worker/qwasm-worker.js");
-
 typedef struct qw_wasm_gen {
     qw_gen *g;
     qw_wasm_event ev;
@@ -487,7 +474,7 @@ EMSCRIPTEN_KEEPALIVE int qw_wasm_gen_logits(qw_wasm_gen *h, const float *logits,
     return (int)st;
 }
 
-/* The address of the generator's event (layout above). */
+/* The address of the generator's event (qw_wasm_event, qw_wasm_abi.h). */
 EMSCRIPTEN_KEEPALIVE const qw_wasm_event *qw_wasm_gen_event(const qw_wasm_gen *h) { return h ? &h->ev : NULL; }
 
 /* All ids generated so far (owned by the generator); count in *n_out. */
