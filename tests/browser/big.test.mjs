@@ -200,7 +200,8 @@ tests.push({
       // model twice and more): the settled tab asserted under 2x, the peak printed. Issue #17's target, 1.3x, is met
       // by a tab without DevTools (peak 1.22x, measured over a page-only CDP pipe: js/http-source.js collects
       // the dropped responses every 32 MiB) but cannot be asserted here: Playwright enables the Network domain in
-      // the worker, whose agent keeps up to ~200 MB of XHR bodies in the renderer (here 1.31-1.32x settled, 1.37-1.39x peak).
+      // the worker, whose agent keeps up to ~200 MB of XHR bodies in the renderer (here 1.31-1.32x settled,
+      // 1.37-1.39x peak).
       assert(settled.tabPss < 2 * modelBytes, `tab after load ${settled.tabPss} B < 2 x ${modelBytes} B`);
     } finally {
       mem.stop();
