@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
 import {
   REPO, server, chromium, openDemo, setSettings, loadAndWait, chat, nativeGreedy, shot, assert, assertEq,
   runIfMain, missingRuntime, DEFAULT_SYSTEM, CLI,
@@ -178,7 +179,9 @@ tests.push({
       const { page } = b;
       await page.goto(`${s.url}tests/browser/bare.html`);
       await page.waitForFunction(() => window.bareReady === true);
-      const r = await page.evaluate((u) => window.bare.load({ model: u, cache: 'none' }), `${s.url}build/models/${MODEL}/`);
+      const t0 = Date.now();
+      const r = await page.evaluate((u) => window.bare.load({ model: u, cache: 'none', threads: 2 }), `${s.url}build/models/${MODEL}/`);
+      const loadS = (Date.now() - t0) / 1000;
       assert(!r.error, `cache 'none' load: ${JSON.stringify(r.error)}`);
       const g = await page.evaluate(() => window.bare.greedy([151644, 872, 198, 9707, 151645, 198, 151644, 77091, 198], 8));
       assertEq(g.ids.length, 8, 'tokens generated');
@@ -190,14 +193,15 @@ tests.push({
       assert(src.bytesFetched < modelBytes * 1.1, `bytes fetched ${src.bytesFetched} for a model of ${modelBytes}`);
       console.log(`        cache 'none': tab ${(settled.tabPss / MB).toFixed(0)} MB PSS after load and generate ` +
         `(${(settled.tabPss / modelBytes).toFixed(2)}x the ${(modelBytes / MB).toFixed(0)} MB model), peak ${(peak.tabPss / MB).toFixed(0)} MB ` +
-        `(${(peak.tabPss / modelBytes).toFixed(2)}x, sampled every 500 ms); ${src.requests} requests, ${(src.bytesFetched / MB).toFixed(0)} MB fetched`);
+        `(${(peak.tabPss / modelBytes).toFixed(2)}x, sampled every 500 ms); load ${loadS.toFixed(1)} s, ${src.requests} requests, ` +
+        `${(src.bytesFetched / MB).toFixed(0)} MB fetched`);
       assert(settled.tabPss > 0, 'the tab processes were found');
       // No Blob copy beside the heap any more (issue #17: before, every chunk stayed in memory, the tab held the
-      // model twice and more): the settled tab asserted under 2x, the peak printed. Issue #17's target, 1.3x, is NOT
-      // met yet and so only printed:
-      // right after generating the tab measured 1.44-1.80x, after 5 s idle 1.24-1.45x, the load's peak up to 1.92x: the
-      // responses of the synchronous ranged reads stay in memory until the worker's GC runs when idle (detaching
-      // each response's ArrayBuffer did not help).
+      // model twice and more): the settled tab asserted under 2x, the peak printed. Issue #17's target, 1.3x, is met
+      // by a tab without DevTools (peak 1.22x, measured over a page-only CDP pipe: js/http-source.js collects
+      // the dropped responses every 32 MiB) but cannot be asserted here: Playwright enables the Network domain in
+      // the worker, whose agent keeps up to ~200 MB of XHR bodies in the renderer (here 1.31-1.32x settled,
+      // 1.37-1.39x peak).
       assert(settled.tabPss < 2 * modelBytes, `tab after load ${settled.tabPss} B < 2 x ${modelBytes} B`);
     } finally {
       mem.stop();
@@ -208,34 +212,50 @@ tests.push({
 });
 
 /** Samples the PSS (and RSS) of the renderer processes of the Chromium whose profile is userDataDir every 500 ms:
- *  the tab's memory (the page and its workers), as the browser's task manager shows it. stop() -> the peaks. */
+ *  the tab's memory (the page and its workers), as the browser's task manager shows it. stop() -> the peaks.
+ *  The sampling runs in a worker thread: reading /proc blocks for 100-400 ms on a busy machine, which in the
+ *  test's event loop stalled the model server (the cache-'none' load took 136 s instead of 42 s, measured). */
 function tabSampler(userDataDir) {
-  const peak = { tabPss: 0, tabRss: 0 };
-  const read = (f) => { try { return fs.readFileSync(f, 'utf8'); } catch { return ''; } };
-  const sample = () => {
-    let pss = 0, rss = 0;
-    const parent = new Map(), roots = [];
-    for (const e of fs.readdirSync('/proc')) {
-      if (!/^\d+$/.test(e)) continue;
-      const st = read(`/proc/${e}/stat`);
-      parent.set(+e, +st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
-      const cmd = read(`/proc/${e}/cmdline`);
-      if (cmd.includes(userDataDir) && !cmd.includes('--type=')) roots.push(+e);
-    }
-    const inTree = (pid) => { for (let p = pid, i = 0; p > 1 && i < 64; p = parent.get(p), i++) if (roots.includes(p)) return true; return false; };
-    for (const pid of parent.keys()) {
-      if (!inTree(pid) || !read(`/proc/${pid}/cmdline`).includes('--type=renderer')) continue;
-      const sm = read(`/proc/${pid}/smaps_rollup`);
-      pss += +((/^Pss:\s+(\d+)/m.exec(sm) || [0, 0])[1]) * 1024;
-      rss += +((/^Rss:\s+(\d+)/m.exec(sm) || [0, 0])[1]) * 1024;
-    }
-    peak.tabPss = Math.max(peak.tabPss, pss);
-    peak.tabRss = Math.max(peak.tabRss, rss);
-  };
-  const timer = setInterval(sample, 500);
+  const shared = new Int32Array(new SharedArrayBuffer(8)); // peak PSS, peak RSS in KiB
+  const w = new Worker(`
+    const { workerData: { dir, shared } } = require('node:worker_threads');
+    const fs = require('node:fs');
+    ${sampleTab.toString()}
+    ${atomicMax.toString()}
+    setInterval(() => { const s = sampleTab(fs, dir); atomicMax(shared, 0, s.pss >> 10); atomicMax(shared, 1, s.rss >> 10); }, 500);
+  `, { eval: true, workerData: { dir: userDataDir, shared } });
+  w.unref();
+  const peak = () => ({ tabPss: Atomics.load(shared, 0) * 1024, tabRss: Atomics.load(shared, 1) * 1024 });
+  const take = (s) => { atomicMax(shared, 0, s.pss >> 10); atomicMax(shared, 1, s.rss >> 10); };
   let stopped = false;
-  return { now() { const p = { ...peak }; peak.tabPss = 0; peak.tabRss = 0; sample(); const n = { ...peak }; peak.tabPss = Math.max(p.tabPss, n.tabPss); peak.tabRss = Math.max(p.tabRss, n.tabRss); return n; },
-    stop() { if (!stopped) { stopped = true; clearInterval(timer); sample(); } return peak; } };
+  return { now() { const s = sampleTab(fs, userDataDir); take(s); return { tabPss: s.pss, tabRss: s.rss }; },
+    stop() { if (!stopped) { stopped = true; w.terminate(); take(sampleTab(fs, userDataDir)); } return peak(); } };
+}
+
+/** a[i] = max(a[i], v), atomically (Atomics has no max). */
+function atomicMax(a, i, v) { for (let o = Atomics.load(a, i); o < v; o = Atomics.load(a, i)) if (Atomics.compareExchange(a, i, o, v) === o) return; }
+
+/** {pss, rss} in bytes of the renderers under the Chromium whose command line names userDataDir (self-contained:
+ *  also run as the sampler thread's source). */
+function sampleTab(fs, userDataDir) {
+  const read = (f) => { try { return fs.readFileSync(f, 'utf8'); } catch { return ''; } };
+  let pss = 0, rss = 0;
+  const parent = new Map(), roots = [];
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const st = read(`/proc/${e}/stat`);
+    parent.set(+e, +st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
+    const cmd = read(`/proc/${e}/cmdline`);
+    if (cmd.includes(userDataDir) && !cmd.includes('--type=')) roots.push(+e);
+  }
+  const inTree = (pid) => { for (let p = pid, i = 0; p > 1 && i < 64; p = parent.get(p), i++) if (roots.includes(p)) return true; return false; };
+  for (const pid of parent.keys()) {
+    if (!inTree(pid) || !read(`/proc/${pid}/cmdline`).includes('--type=renderer')) continue;
+    const sm = read(`/proc/${pid}/smaps_rollup`);
+    pss += +((/^Pss:\s+(\d+)/m.exec(sm) || [0, 0])[1]) * 1024;
+    rss += +((/^Rss:\s+(\d+)/m.exec(sm) || [0, 0])[1]) * 1024;
+  }
+  return { pss, rss };
 }
 
 /** Polls the runtime's stats until the derived-cache state satisfies done(state). */
