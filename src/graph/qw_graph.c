@@ -1315,6 +1315,8 @@ void qw_graph_set_lm_head_top(qw_graph *g, int r, const uint8_t *lowered) {
 }
 void qw_graph_set_logits_rows(qw_graph *g, int r) { g->opts.logits_rows = r; }
 
+void qw_graph_set_pool(qw_graph *g, qw_pool *pool) { g->pool = pool; }
+
 const char *qw_graph_stats_json(qw_graph *g) {
     size_t cap = 4096 + (size_t)g->n_prof * 128;
     char *b = malloc(cap);

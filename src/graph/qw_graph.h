@@ -131,5 +131,8 @@ void qw_graph_set_tap(qw_graph *g, qw_tap_fn fn, void *user);
 /* How many of the last positions the logits of a qw_graph_logits_last_only graph cover in the next runs (1, the
  * default, or more: a speculative step verifies each drafted token by its own row); clamped to the run's rows. */
 void qw_graph_set_logits_rows(qw_graph *g, int r);
+/* The threads the next runs split their work over (a draft model runs on its target's pool: the two never run at
+ * once, and a second pool would start threads that spin while the other model runs). pool may be NULL (serial). */
+void qw_graph_set_pool(qw_graph *g, qw_pool *pool);
 
 #endif /* QW_GRAPH_H */
