@@ -5,7 +5,8 @@
 //   {id, type:'init', flavour:'mt'|'st', wasmBase?:string, relaxed?:boolean|'auto'}   -> result {info, flavour, abortCell}
 //        abortCell (mt only): {buffer: the wasm memory's SharedArrayBuffer, index} - the page may
 //        Atomics.store(Int32Array(buffer), index, 1) to stop a running generation inside its current step
-//   {id, type:'load',       source, options}                                        -> result {info, files}
+//   {id, type:'load',       source, draftSource?, options}                          -> result {info, files}
+//        draftSource: the draft model (same forms as source), loaded after source into the same module
 //        source:  {kind:'url', url} | {kind:'path', path} | {kind:'files', files:File[]} | {kind:'dir', handle}
 //        options: {onnxFile?, cache:'auto'|'indexeddb'|'opfs'|'none', memoryCapMB?, threads?, revalidate?,
 //                  chunkMB?, concurrency?, maxContext?, hashes?:{[file]:sha256hex}, cacheDir? (Node)}
@@ -67,6 +68,7 @@ export class QwasmError extends Error {
     if (extra.status) this.status = extra.status;
     if (extra.bytesNeeded != null) this.bytesNeeded = extra.bytesNeeded;
     if (extra.bytesAvailable != null) this.bytesAvailable = extra.bytesAvailable;
+    if (extra.model) this.model = extra.model; // 'draft': the load's draftModel failed
   }
 }
 
@@ -74,7 +76,7 @@ export class QwasmError extends Error {
 export function serializeError(e) {
   if (e instanceof QwasmError || (e && typeof e.code === 'string' && ErrorCode[e.code])) {
     const o = { code: e.code, message: String(e.message), file: e.file || null };
-    for (const k of ['status', 'bytesNeeded', 'bytesAvailable']) if (e[k] != null) o[k] = e[k];
+    for (const k of ['status', 'bytesNeeded', 'bytesAvailable', 'model']) if (e[k] != null) o[k] = e[k];
     return o;
   }
   if (e && e.name === 'AbortError') return { code: 'ABORTED', message: 'aborted', file: null };
@@ -135,7 +137,7 @@ export function checkSampling(P) {
 
 /** Refuses load options that are not numbers in range (NaN would become "no cap" / "the model's limit"). */
 export function checkLoadOptions(o) {
-  const lim = { memoryCapMB: [2 ** 22, false], maxContext: [2 ** 24, true], threads: [1024, true] };
+  const lim = { memoryCapMB: [2 ** 22, false], draftMemoryCapMB: [2 ** 22, false], maxContext: [2 ** 24, true], threads: [1024, true] };
   for (const [k, [hi, int]] of Object.entries(lim)) {
     const v = o[k];
     if (v == null) continue;
