@@ -521,8 +521,8 @@ async function loadDraft(h, source, o, opts, signal, progress) {
   const d = { h: 0, fsId: 0, store: null };
   const dprogress = (p) => progress({ ...p, model: 'draft' });
   try {
-    // the model's own file choices and hashes name its files, not the draft's
-    const r = await openSource(source, { ...o, onnxFile: undefined, hashes: o.draftHashes }, signal, dprogress);
+    // the model's own file choice, dtype and hashes are about its files, not the draft's
+    const r = await openSource(source, { ...o, onnxFile: undefined, dtype: undefined, hashes: o.draftHashes }, signal, dprogress);
     d.store = r.store || null;
     if (signal.aborted) { r.src.close && r.src.close(); throw new QwasmError('ABORTED', 'load aborted'); }
     d.fsId = nextFsId++;
