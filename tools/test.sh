@@ -34,7 +34,7 @@ stage node node tools/test/run_node_tests.mjs
 stage browser node tests/browser/run.mjs
 # the full-size model (1.2 GB, Qwen2.5-1.5B shape) in Chromium: load, cached reload, 512 MB cap; the calm 1.5B's
 # 32 greedy tokens natively and in Chromium = onnxruntime-node's; speculative decoding on the 1.5B copy model
-stage big bash -c 'bash tools/gen/gen_test_models.sh --big >/dev/null && node tests/browser/big.test.mjs && node --test tests/node/on_demand.test.mjs && QW_SPEC_BIG=1 node --test tests/node/speculate.test.mjs'
+stage big bash -c 'bash tools/gen/gen_test_models.sh --big >/dev/null && node tests/browser/big.test.mjs && node --test tests/node/on_demand.test.mjs && QW_SPEC_BIG=1 node --test tests/node/speculate.test.mjs tests/node/draft.test.mjs'
 stage native ctest_in build/native
 
 echo

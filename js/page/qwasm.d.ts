@@ -61,6 +61,17 @@ export interface LoadOptions {
   cache?: CacheKind;
   /** Cap on resident weights in MiB; the rest is paged from the cache on demand. */
   memoryCapMB?: number;
+  /** A draft model for speculative decoding: a smaller model of the same tokenizer (Qwen2.5-0.5B for 1.5B), in
+   *  any form `model` takes, loaded after it into the same worker and cache. When prompt lookup finds no draft, its
+   *  greedy continuation is verified by the model in one step; the tokens stay the ones plain decoding gives (greedy,
+   *  and sampled with the same seed). A failure to load it (or a different tokenizer: code ARG) fails the load with
+   *  a message starting `draftModel:` and error.model === 'draft'. rt.stats().draft: its memory (bytes, weights,
+   *  KV cache); rt.stats().speculative.model_drafted / model_accepted / draft_ms. */
+  draftModel?: string | URL | FileSystemDirectoryHandle | ArrayLike<File>;
+  /** The draft's cap on resident weights in MiB (default: memoryCapMB; each model stays under its own cap). */
+  draftMemoryCapMB?: number;
+  /** sha256 of the draft's files by name (as `hashes` for the model's). */
+  draftHashes?: Record<string, string>;
   /** Compute threads (default: all; 1 in the single-thread build). */
   threads?: number;
   /** Longest context in tokens (default: the model's limit). The KV cache grows as positions come: nothing is
@@ -177,6 +188,11 @@ export interface GenEvent {
   specDrafted: number;
   specAccepted: number;
   specSteps: number;
+  /** With a draftModel: the drafted and accepted tokens of specDrafted / specAccepted that came from it, and this
+   *  generation's time in it. */
+  draftDrafted?: number;
+  draftAccepted?: number;
+  draftMs?: number;
   /** On the last event: the model's counters and all generated ids. */
   stats?: Record<string, unknown>;
   ids?: Int32Array;

@@ -98,8 +98,8 @@ async function startWorker() {
   return new WorkerClient(new Worker(url, { type: 'module', name: 'qwasm' }), false);
 }
 
-function modelSource(model) {
-  if (model == null) throw new QwasmError('ARG', 'load: `model` is required (a folder URL, a FileSystemDirectoryHandle, a list of Files or a path)');
+function modelSource(model, what = 'model') {
+  if (model == null) throw new QwasmError('ARG', `load: \`${what}\` is required (a folder URL, a FileSystemDirectoryHandle, a list of Files or a path)`);
   if (typeof model === 'string' || model instanceof URL) {
     const s = String(model);
     if (/^(https?|blob):/i.test(s)) return { kind: 'url', url: s };
@@ -108,7 +108,7 @@ function modelSource(model) {
   }
   if (typeof model === 'object' && model.kind === 'directory' && typeof model.entries === 'function') return { kind: 'dir', handle: model };
   if (typeof model === 'object' && typeof model.length === 'number') return { kind: 'files', files: Array.from(model) };
-  throw new QwasmError('ARG', 'load: unsupported `model` (expected a URL string, a FileSystemDirectoryHandle, a File list or a path)');
+  throw new QwasmError('ARG', `load: unsupported \`${what}\` (expected a URL string, a FileSystemDirectoryHandle, a File list or a path)`);
 }
 
 /** A loaded model in its worker. Create with Qwasm.load(). */
@@ -218,6 +218,7 @@ export class Runtime {
  */
 async function load(opts = /** @type {import('./qwasm.d.ts').LoadOptions} */ (/** @type {unknown} */ ({}))) {
   const source = modelSource(opts.model);
+  const draftSource = opts.draftModel != null ? modelSource(opts.draftModel, 'draftModel') : undefined;
   const { signal, onProgress } = opts;
   if (signal && signal.aborted) throw new QwasmError('ABORTED', 'load aborted');
   const client = await startWorker();
@@ -231,8 +232,9 @@ async function load(opts = /** @type {import('./qwasm.d.ts').LoadOptions} */ (/*
       maxContext: opts.maxContext, kvCache: opts.kvCache, hashes: opts.hashes, cacheDir: opts.cacheDir, exactLmHead: opts.exactLmHead, profile: opts.profile,
       derivedCache: opts.derivedCache, embeddingOnDemand: opts.embeddingOnDemand,
       query: opts.query, fallback: opts.fallback, ortUrl: opts.ortUrl && String(opts.ortUrl),
+      draftMemoryCapMB: opts.draftMemoryCapMB, draftHashes: opts.draftHashes,
     };
-    const req = client.request('load', { source, options }, listener);
+    const req = client.request('load', { source, draftSource, options }, listener);
     const onAbort = () => client.call('abort', { target: req.id }).catch(() => {});
     if (signal) signal.addEventListener('abort', onAbort, { once: true });
     let r;

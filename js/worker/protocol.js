@@ -23,13 +23,13 @@
  *  init -> {info, flavour, abortCell}: abortCell (mt only) is {buffer: the wasm memory's SharedArrayBuffer, index};
  *    the page may Atomics.store(Int32Array(buffer), index, 1) to stop a running generation inside its current step.
  *  load -> {info, files}: progress messages while loading. options: LoadOptions less `model` and the callbacks,
- *    plus cacheDir (Node).
+ *    plus cacheDir (Node). draftSource: the draft model (same forms as source), loaded after source into the same module.
  *  tokenize -> {ids:Int32Array}; detokenize, chat -> {text}; stats -> {stats}; unload (frees the model, the worker
  *    stays), abort (of request `target`: a generate or a load) -> {}; cache -> the op's value.
  *  generate -> gen messages, one per step (the last has done:true), then {ids:Int32Array, stats}.
  * @typedef {{id:number, type:'init', flavour?:'mt'|'st', wasmBase?:string, relaxedBase?:string,
  *     relaxed?:boolean|'auto'}
- *   | {id:number, type:'load', source:ModelSource, options:Record<string, any>}
+ *   | {id:number, type:'load', source:ModelSource, draftSource?:ModelSource, options:Record<string, any>}
  *   | {id:number, type:'tokenize', text:string}
  *   | {id:number, type:'detokenize', ids:ArrayLike<number>}
  *   | {id:number, type:'chat', messages:ChatMessage[], addGenerationPrompt?:boolean, tools?:Record<string, any>[]}
@@ -100,6 +100,7 @@ export class QwasmError extends Error {
     if (extra.status) this.status = extra.status;
     if (extra.bytesNeeded != null) this.bytesNeeded = extra.bytesNeeded;
     if (extra.bytesAvailable != null) this.bytesAvailable = extra.bytesAvailable;
+    if (extra.model) this.model = extra.model; // 'draft': the load's draftModel failed
   }
 }
 
@@ -107,7 +108,7 @@ export class QwasmError extends Error {
 export function serializeError(e) {
   if (e instanceof QwasmError || (e && typeof e.code === 'string' && ErrorCode[e.code])) {
     const o = { code: e.code, message: String(e.message), file: e.file || null };
-    for (const k of ['status', 'bytesNeeded', 'bytesAvailable']) if (e[k] != null) o[k] = e[k];
+    for (const k of ['status', 'bytesNeeded', 'bytesAvailable', 'model']) if (e[k] != null) o[k] = e[k];
     return o;
   }
   if (e && e.name === 'AbortError') return { code: 'ABORTED', message: 'aborted', file: null };
@@ -170,7 +171,8 @@ export function checkSampling(P) {
 /** Refuses load options that are not numbers in range (NaN would become "no cap" / "the model's limit"). */
 export function checkLoadOptions(o) {
   /** @type {Record<string, [number, boolean]>} [hi, integer] */
-  const lim = { memoryCapMB: [2 ** 22, false], maxContext: [2 ** 24, true], threads: [1024, true] };
+  const lim = { memoryCapMB: [2 ** 22, false], draftMemoryCapMB: [2 ** 22, false], maxContext: [2 ** 24, true],
+    threads: [1024, true] };
   for (const [k, [hi, int]] of Object.entries(lim)) {
     const v = o[k];
     if (v == null) continue;

@@ -35,7 +35,7 @@ export const QW_SPEC = Object.freeze({
 /** struct qw_wasm_event (src/bindings/wasm/qw_wasm_abi.h): the event qw_wasm_gen_event points to.
  *  Its size, and the byte offset and size of each field. */
 export const QW_WASM_EVENT = Object.freeze({
-  size: 80,
+  size: 96,
   kind: Object.freeze({ offset: 0, size: 4 }),
   id: Object.freeze({ offset: 4, size: 4 }),
   n_prompt: Object.freeze({ offset: 8, size: 4 }),
@@ -53,6 +53,9 @@ export const QW_WASM_EVENT = Object.freeze({
   spec_drafted: Object.freeze({ offset: 68, size: 4 }),
   spec_accepted: Object.freeze({ offset: 72, size: 4 }),
   spec_steps: Object.freeze({ offset: 76, size: 4 }),
+  draft_drafted: Object.freeze({ offset: 80, size: 4 }),
+  draft_accepted: Object.freeze({ offset: 84, size: 4 }),
+  draft_ms: Object.freeze({ offset: 88, size: 8 }),
 });
 
 /** struct qw_graph_running_op (src/graph/qw_graph.h): qw_graph_running (qw_wasm_running_op), read after a trap.

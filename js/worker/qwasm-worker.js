@@ -67,6 +67,7 @@ let broken = false;           // a wasm trap happened: the module is re-created 
 let model = 0;                // qw_wasm_model*
 let modelFsId = 0;
 let modelStore = null;        // the cache store the model reads from (closed on unload)
+let draft = null;             // the draft model (load's draftModel): {h, fsId, store}, freed after the model
 let engine = null;            // the fallback engine computing the logits ({name, run, release, reason}), or null
 let nextFsId = 1;
 let runningOp = 0;            // address of the C side's {name, op_type} of the running node (qw_wasm_running_op)
@@ -408,6 +409,8 @@ async function unloadModel() {
   if (engine) { const e = engine; engine = null; try { await e.release(); } catch { /* already gone */ } }
   if (M && model && !broken) { try { M._qw_wasm_model_free(model); } catch { broken = true; } }
   model = 0;
+  if (draft) await freeDraft(draft);
+  draft = null;
   if (M && modelFsId) { const s = M.qwFs.get(modelFsId); if (s && s.close) s.close(); M.qwFs.delete(modelFsId); }
   modelFsId = 0;
   if (modelStore) { try { await modelStore.close(); } catch { /* ignore */ } modelStore = null; }
@@ -486,6 +489,68 @@ async function finishPrefix(pc) {
   } catch (e) { pc.state = 'error'; pc.error = String(e && e.message || e); }
 }
 
+/** Frees a draft model and its source (the model it drafted for first: qw_model_set_draft's rule). */
+async function freeDraft(d) {
+  if (M && d.h && !broken) { try { M._qw_wasm_model_free(d.h); } catch { broken = true; } }
+  if (M && d.fsId) { const s = M.qwFs.get(d.fsId); if (s && s.close) s.close(); M.qwFs.delete(d.fsId); }
+  if (d.store) { try { await d.store.close(); } catch { /* ignore */ } }
+}
+
+/** Opens a model source (a URL: downloaded or found in the cache; a Node path; picked files or folder). */
+async function openSource(source, o, signal, progress) {
+  if (source.kind === 'url') return fetchModel(normalizeBaseUrl(source.url), o, signal, progress);
+  if (source.kind === 'path') return { src: await nodeDirSource(source.path) };
+  if (source.kind === 'files') return { src: filesSource(source.files) };
+  if (source.kind === 'dir') return { src: filesSource(await dirHandleFiles(source.handle)) };
+  throw new QwasmError('ARG', `unknown model source ${source.kind}`);
+}
+
+/** cache:'none': what the core read came straight from the server; checks a known sha256 where the file was read
+ *  whole and in order, and drops the last window of each file. Throws CORRUPT naming the file. */
+function checkHttpHashes(http) {
+  for (const f of http.files) {
+    f.hash = f.reader.hashState();
+    f.reader.release();
+    if (f.hash === 'mismatch') {
+      throw new QwasmError('CORRUPT', `${f.name}: sha256 mismatch (expected ${f.sha256}); nothing was kept`, { file: f.name });
+    }
+  }
+}
+
+/** Loads the draft model (load's draftModel) into the same module and attaches it to the model (h): one thread of
+ *  its own (it runs on the model's pool), its own memory cap (draftMemoryCapMB, default memoryCapMB). Errors say
+ *  `draftModel:` and carry model: 'draft'. */
+async function loadDraft(h, source, o, opts, signal, progress) {
+  const d = { h: 0, fsId: 0, store: null };
+  const dprogress = (p) => progress({ ...p, model: 'draft' });
+  try {
+    // the model's own file choice, dtype and hashes are about its files, not the draft's
+    const r = await openSource(source, { ...o, onnxFile: undefined, dtype: undefined, hashes: o.draftHashes }, signal, dprogress);
+    d.store = r.store || null;
+    if (signal.aborted) { r.src.close && r.src.close(); throw new QwasmError('ABORTED', 'load aborted'); }
+    d.fsId = nextFsId++;
+    M.qwFs.set(d.fsId, r.src);
+    M.qwOnProgress = (phase, done, total) => dprogress({ phase, bytesDone: done, bytesTotal: total });
+    const cap = o.draftMemoryCapMB != null ? o.draftMemoryCapMB : (o.memoryCapMB || 0);
+    const p = cstr(JSON.stringify({ ...opts, onnx_file: r.onnxFile || '', dtype: '', threads: 1, mem_cap_mb: cap, profile: 0 }));
+    try {
+      d.h = ccall(() => M._qw_wasm_model_load(d.fsId, p));
+      if (!d.h) throw cError('draft model load failed');
+    } finally { if (!broken) M._qw_wasm_free(p); M.qwOnProgress = null; }
+    if (r.http) checkHttpHashes(r.http);
+    if (ccall(() => M._qw_wasm_model_set_draft(h, d.h)) !== 0) throw cError('draft model refused');
+    return d;
+  } catch (e) {
+    await freeDraft(d);
+    if (e instanceof QwasmError) {
+      e.message = `draftModel: ${e.message}`;
+      e.model = 'draft';
+      throw e;
+    }
+    throw new QwasmError('INTERNAL', `draftModel: ${e && e.message || e}`, { model: 'draft' });
+  }
+}
+
 async function doLoad(msg, signal) {
   const { source } = msg;
   const o = msg.options || {};
@@ -494,17 +559,10 @@ async function doLoad(msg, signal) {
   await ensureModule(msg.id);
   await unloadModel();
   let src, onnxFile = o.onnxFile || null, files = null, store = null, http = null;
-  if (source.kind === 'url') {
-    const r = await fetchModel(normalizeBaseUrl(source.url), o, signal, progress);
-    src = r.src; onnxFile = r.onnxFile; files = r.files; store = r.store; http = r.http;
-  } else if (source.kind === 'path') {
-    src = await nodeDirSource(source.path);
-  } else if (source.kind === 'files') {
-    src = filesSource(source.files);
-  } else if (source.kind === 'dir') {
-    src = filesSource(await dirHandleFiles(source.handle));
-  } else {
-    throw new QwasmError('ARG', `unknown model source ${source.kind}`);
+  {
+    const r = await openSource(source, o, signal, progress);
+    src = r.src; files = r.files || null; store = r.store || null; http = r.http || null;
+    if (source.kind === 'url') onnxFile = r.onnxFile;
   }
   if (signal.aborted) { src.close && src.close(); if (store) await store.close(); throw new QwasmError('ABORTED', 'load aborted'); }
   const fsId = nextFsId++;
@@ -546,18 +604,16 @@ async function doLoad(msg, signal) {
   } finally {
     M.qwOnProgress = null;
   }
+  const release = async () => {
+    if (!broken) M._qw_wasm_model_free(h);
+    M.qwFs.delete(fsId); src.close && src.close(); if (store) await store.close();
+  };
   if (http) {
-    // cache:'none': what the core read came straight from the server; check a known sha256 where the file was
-    // read whole and in order, and drop the last window of each file.
-    for (const f of http.files) {
-      f.hash = f.reader.hashState();
-      f.reader.release();
-      if (f.hash === 'mismatch') {
-        if (!broken) M._qw_wasm_model_free(h);
-        M.qwFs.delete(fsId); src.close && src.close(); if (store) await store.close();
-        throw new QwasmError('CORRUPT', `${f.name}: sha256 mismatch (expected ${f.sha256}); nothing was kept`, { file: f.name });
-      }
-    }
+    try { checkHttpHashes(http); } catch (e) { await release(); throw e; }
+  }
+  if (msg.draftSource) {
+    if (fb) { await release(); throw new QwasmError('UNSUPPORTED', 'draftModel: the model runs on onnxruntime-web (fallback); a draft model needs qwasm\'s engine', { model: 'draft' }); }
+    try { draft = await loadDraft(h, msg.draftSource, o, opts, signal, progress); } catch (e) { await release(); throw e; }
   }
   model = h; modelFsId = fsId; modelStore = store; engine = fb;
   loadSource = sourceStats(srcKind, http, o);
@@ -808,6 +864,7 @@ async function doGenerate(msg) {
         nGenerated: ev.n_generated, stopReason: ev.stop_reason ? M.UTF8ToString(ev.stop_reason) : undefined,
         prefillMs: ev.prefill_ms, decodeMs: ev.decode_ms, stepMs: ev.step_ms, done: kind === 'done',
         specDrafted: ev.spec_drafted, specAccepted: ev.spec_accepted, specSteps: ev.spec_steps,
+        ...(draft ? { draftDrafted: ev.draft_drafted, draftAccepted: ev.draft_accepted, draftMs: ev.draft_ms } : {}),
       };
       post({ type: 'gen', id: msg.id, event });
       if (kind === 'done') break;

@@ -179,6 +179,18 @@ qw_status qw_onnx_candidates(const qw_fs *fs, const char *onnx_file, const char 
 qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **out, qw_error *err);
 void qw_model_free(qw_model *m);
 
+/* Speculative decoding with a draft model: generations on target (with qw_gen_params.speculative on or auto) draft
+ * with draft, a smaller model of the same tokenizer (Qwen2.5-0.5B for 1.5B), when the prompt-lookup draft finds
+ * nothing. The draft model continues the text greedily (its argmax tokens), so the output is still exactly the
+ * target's: the tokens of plain decoding, greedy or sampled with the same seed (qw_speculate.h has the argument).
+ * draft is borrowed: the caller keeps owning it and frees it after target, or detaches it first (draft NULL);
+ * freeing either model detaches them. While attached, draft runs on target's thread pool (load it with threads 1
+ * so it starts no threads of its own), keeps its own KV cache and weights (under its own mem_cap_bytes: its bytes
+ * are the "draft" object of target's stats and info) and cannot generate on its own. QW_E_ARG when the two
+ * tokenizers' vocabularies (each id's bytes and special flag) or eos ids differ, when draft is target or already
+ * drafts for another model, or when either is generating. */
+qw_status qw_model_set_draft(qw_model *target, qw_model *draft, qw_error *err);
+
 /* The model as JSON: config hyperparameters, onnx file, opset, engine, vocab, eos ids, memory figures,
  * tokenizer availability. Owned by the model; valid until the next call on it. */
 const char *qw_model_info_json(qw_model *m);
@@ -226,10 +238,12 @@ typedef struct qw_gen_params {
     int n_bias;
     int ignore_eos;            /* 1: do not stop on the eos ids of generation_config.json */
     volatile int *abort_flag;  /* when *abort_flag becomes nonzero, the current step stops: QW_E_ABORTED */
-    int speculative;           /* prompt-lookup speculative decoding: QW_SPEC_OFF (default), QW_SPEC_ON, or
-                                  QW_SPEC_AUTO (on, paused while few drafts are accepted). The tokens are the
-                                  ones plain decoding gives (greedy, and sampled with the same seed) */
+    int speculative;           /* speculative decoding: QW_SPEC_OFF (default), QW_SPEC_ON, or QW_SPEC_AUTO (on,
+                                  paused while few drafts are accepted). Drafts come from prompt lookup, else from
+                                  the draft model (qw_model_set_draft). The tokens are the ones plain decoding
+                                  gives (greedy, and sampled with the same seed) */
     int spec_max_draft;        /* drafted tokens verified per step at most; <= 0: default (8), at most 16 */
+    int spec_no_lookup;        /* 1: no prompt-lookup drafts, only the draft model's (tests, benchmarks) */
 } qw_gen_params;
 
 enum { QW_SPEC_OFF = 0, QW_SPEC_ON = 1, QW_SPEC_AUTO = 2 };
@@ -261,6 +275,8 @@ typedef struct qw_gen_event {
     int n_feed, n_past;
     int spec_drafted, spec_accepted, spec_steps; /* this generation so far: tokens drafted, drafted tokens
                                                     accepted, verify steps run (speculative decoding) */
+    int draft_drafted, draft_accepted; /* of those, the draft model's (qw_model_set_draft) */
+    double draft_ms;           /* this generation's time in the draft model */
 } qw_gen_event;
 
 /* Starts generating after prompt (ids). The prompt is prefilled in chunks by qw_gen_next. */

@@ -783,6 +783,8 @@ void qw_graph_set_tap(qw_graph *g, qw_tap_fn fn, void *user) {
     g->tap_user = user;
 }
 
+void qw_graph_set_pool(qw_graph *g, qw_pool *pool) { g->pool = pool; }
+
 const char *qw_graph_stats_json(qw_graph *g) {
     size_t cap = 4096 + (size_t)g->n_prof * 128;
     char *b = malloc(cap);

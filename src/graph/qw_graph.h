@@ -135,4 +135,8 @@ const char *qw_graph_stats_json(qw_graph *g);
 void qw_graph_profile_reset(qw_graph *g);
 /* qw_model_set_tap (qwasm.h): fn sees every node output after the node ran; NULL: off. */
 void qw_graph_set_tap(qw_graph *g, qw_tap_fn fn, void *user);
+/* The threads the next runs split their work over (a draft model runs on its target's pool: the two never run at
+ * once, and a second pool would start threads that spin while the other model runs). pool may be NULL (serial). */
+void qw_graph_set_pool(qw_graph *g, qw_pool *pool);
+
 #endif /* QW_GRAPH_H */

@@ -12,6 +12,7 @@
 #include "qw_sampler.h"
 #include "qw_clock.h"
 #include "qw_speculate.h"
+#include "qw_draft.h"
 
 #define QW_DEFAULT_PREFILL_CHUNK 64
 #define QW_DEFAULT_SPEC_DRAFT 8
@@ -46,6 +47,11 @@ struct qw_gen {
     float *rows;                /* (QW_SPEC_MAX_DRAFT + 1, vocab) logits of a verify step */
     int32_t queue[QW_SPEC_MAX_DRAFT + 1]; /* tokens a verify step decided, not returned yet */
     int q_head, q_len;
+    /* the draft model (m->draft, speculation on): drafts when prompt lookup finds none */
+    qw_model *draft;            /* NULL: none */
+    qw_spec mspec;              /* its draft length and pauses */
+    float *dlogits;             /* (draft's vocab) its last position's logits */
+    double draft_ms;
 };
 
 void qw_gen_params_init(qw_gen_params *p) {
@@ -123,7 +129,7 @@ static qw_status feed(qw_gen *g, const int32_t *ids, int n, int rows, double *t0
  * as plain decoding would (sampler included, in order) and keeps the drafted tokens up to the first that differs
  * from its pick, whose pick ends the step (or, all accepted, the last row's). The decided tokens go to the queue;
  * the cache drops the positions after the last accepted draft. See qw_speculate.h for why this is lossless. */
-static qw_status verify(qw_gen *g, const int32_t *draft, int k, double *t0, qw_error *err) {
+static qw_status verify(qw_gen *g, const int32_t *draft, int k, int from_model, double *t0, qw_error *err) {
     qw_model *m = g->m;
     int32_t in[QW_SPEC_MAX_DRAFT + 1];
     in[0] = g->ids[g->n_ids - 1];
@@ -145,10 +151,15 @@ static qw_status verify(qw_gen *g, const int32_t *draft, int k, double *t0, qw_e
         if (i == k || id != draft[i]) break;
         acc++;
     }
-    qw_spec_record(&g->spec, k, acc);
+    qw_spec_record(from_model ? &g->mspec : &g->spec, k, acc);
     m->spec_drafted += k;
     m->spec_accepted += acc;
     m->spec_steps++;
+    if (from_model) {
+        m->draft_drafted += k;
+        m->draft_accepted += acc;
+        m->draft_steps++;
+    }
     int keep = before + 1 + acc;
     if (keep < m->n_cached) {
         if ((st = qw_decoder_truncate(m->dec, keep)) != QW_OK) {
@@ -215,11 +226,22 @@ qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, cons
     qw_spec_init(&g->spec, m->external ? QW_SPEC_OFF : p->speculative, max_draft);
     if (g->spec.mode != QW_SPEC_OFF)
         g->rows = malloc((size_t)(g->spec.max_draft + 1) * (size_t)vocab * sizeof *g->rows);
+    if (g->spec.mode != QW_SPEC_OFF && m->draft) {
+        if (m->draft->busy) {
+            qw_gen_free(g);
+            return qw_error_set(err, QW_E_ARG, "qw_gen_begin: the draft model is generating on its own");
+        }
+        g->draft = m->draft;
+        g->draft->busy = 1;
+        qw_spec_init(&g->mspec, p->speculative, max_draft);
+        g->dlogits = malloc((size_t)qw_model_vocab(g->draft) * sizeof *g->dlogits);
+    }
     qw_sampler_params sp = {.temperature = p->temperature, .top_k = p->top_k, .top_p = p->top_p,
                             .min_p = p->min_p, .repetition_penalty = p->repetition_penalty, .seed = p->seed,
                             .bias_ids = p->bias_ids, .bias_values = p->bias_values, .n_bias = p->n_bias};
     qw_status st = QW_OK;
-    if (!g->prompt || !g->ids || !g->logits || !g->hist || (g->spec.mode != QW_SPEC_OFF && !g->rows))
+    if (!g->prompt || !g->ids || !g->logits || !g->hist || (g->spec.mode != QW_SPEC_OFF && !g->rows) ||
+        (g->draft && !g->dlogits))
         st = qw_error_set(err, QW_E_NOMEM, "qw_gen_begin: out of memory");
     /* ids with an lm_head row but no token (Qwen2.5: 151936 rows, about 151,665 tokenizer ids) are never sampled: a bias of
      * -inf after the caller's */
@@ -282,9 +304,12 @@ qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, cons
 static void fill_event(const qw_gen *g, qw_gen_event *ev, int kind) {
     memset(ev, 0, sizeof *ev);
     ev->kind = kind;
-    ev->spec_drafted = (int)g->spec.drafted;
-    ev->spec_accepted = (int)g->spec.accepted;
-    ev->spec_steps = (int)g->spec.steps;
+    ev->spec_drafted = (int)(g->spec.drafted + g->mspec.drafted);
+    ev->spec_accepted = (int)(g->spec.accepted + g->mspec.accepted);
+    ev->spec_steps = (int)(g->spec.steps + g->mspec.steps);
+    ev->draft_drafted = (int)g->mspec.drafted;
+    ev->draft_accepted = (int)g->mspec.accepted;
+    ev->draft_ms = g->draft_ms;
     ev->n_prompt = g->n_prompt;
     ev->n_prompt_done = g->n_prompt_done;
     ev->n_generated = g->n_ids;
@@ -332,6 +357,20 @@ static void finish(qw_gen *g, const char *reason) {
     g->q_head = g->q_len = 0;
 }
 
+static void draft_time(qw_gen *g, double ms) {
+    g->draft_ms += ms;
+    g->m->draft_ms += ms;
+}
+
+/* While the target prefills, the draft model reads the same prompt, so its first draft has little to catch up. */
+static qw_status draft_catch_up(qw_gen *g, int chunk, qw_error *err) {
+    double td = qw_now_ms();
+    qw_status st = qw_draft_catch_up(g->draft, g->prompt, g->n_prompt_done + 1, chunk, g->dlogits, g->p.abort_flag,
+                                     err);
+    draft_time(g, qw_now_ms() - td);
+    return st;
+}
+
 qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
     if (!g || !ev) return qw_error_set(err, QW_E_ARG, "qw_gen_next: null argument");
     if (g->done) {
@@ -351,6 +390,7 @@ qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
         if ((st = feed(g, g->prompt + g->n_prompt_done, n, 1, &t0, err)) != QW_OK) return st;
         if (g->ext_wait) return feed_event(g, ev);
         g->n_prompt_done += n;
+        if (g->draft && (st = draft_catch_up(g, chunk, err)) != QW_OK) return st;
         g->prefill_ms += qw_now_ms() - t0;
         fill_event(g, ev, QW_GEN_PREFILL);
         ev->step_ms = qw_now_ms() - t0;
@@ -367,11 +407,26 @@ qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
         int32_t draft[QW_SPEC_MAX_DRAFT];
         int room = g->cap - g->n_ids - 1; /* a verify step decides up to k + 1 tokens */
         if (room > g->m->max_seq - g->m->n_cached - 1) room = g->m->max_seq - g->m->n_cached - 1;
-        int k = g->m->external ? 0 : qw_spec_draft(&g->spec, g->hist, g->n_prompt + g->n_ids, draft, room);
+        int k = g->m->external || g->p.spec_no_lookup ? 0 :
+                qw_spec_draft(&g->spec, g->hist, g->n_prompt + g->n_ids, draft, room);
+        int from_model = 0;
+        if (k == 0) qw_spec_plain_step(&g->spec);
+        if (k == 0 && g->draft) { /* prompt lookup found nothing: the draft model's greedy continuation */
+            int max = qw_spec_room(&g->mspec, room);
+            if (max > 0) {
+                double td = qw_now_ms();
+                int chunk = g->p.prefill_chunk > 0 ? g->p.prefill_chunk : QW_DEFAULT_PREFILL_CHUNK;
+                st = qw_draft_run(g->draft, g->hist, g->n_prompt + g->n_ids, max, qw_model_vocab(g->m), chunk,
+                                  g->dlogits, g->p.abort_flag, draft, &k, err);
+                draft_time(g, qw_now_ms() - td);
+                if (st != QW_OK) return st;
+                from_model = k > 0;
+            }
+            if (!from_model) qw_spec_plain_step(&g->mspec);
+        }
         if (k > 0) {
-            if ((st = verify(g, draft, k, &t0, err)) != QW_OK) return st;
+            if ((st = verify(g, draft, k, from_model, &t0, err)) != QW_OK) return st;
         } else {
-            qw_spec_plain_step(&g->spec);
             if ((st = feed(g, &g->ids[g->n_ids - 1], 1, 1, &t0, err)) != QW_OK) return st;
             if (g->ext_wait) return feed_event(g, ev);
         }
@@ -393,9 +448,6 @@ qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
 
     fill_event(g, ev, QW_GEN_TOKEN);
     ev->id = id;
-    ev->spec_drafted = (int)g->spec.drafted;
-    ev->spec_accepted = (int)g->spec.accepted;
-    ev->spec_steps = (int)g->spec.steps;
     if (!g->p.ignore_eos && is_eos(g->m, id)) {
         finish(g, "eos");
     } else if (g->m->tok) {
@@ -439,6 +491,10 @@ void qw_gen_free(qw_gen *g) {
     if (g->m && g->m->tok && g->detok.tok) qw_detok_stream_free(&g->detok);
     qw_stop_free(g->stop);
     qw_sampler_free(g->sampler);
+    if (g->draft) {
+        g->draft->busy = 0;
+    }
+    free(g->dlogits);
     free(g->prompt);
     free(g->ids);
     free(g->logits);

@@ -10,6 +10,7 @@
 #include "qw_chat.h"
 #include "qw_kernels.h"
 #include "qw_clock.h"
+#include "qw_draft.h"
 
 #define QW_TOKENIZER_MAX_BYTES (64u << 20)
 #define QW_DEFAULT_MAX_CONTEXT 4096 /* KV cache length when neither the caller nor the config limits it */
@@ -152,8 +153,39 @@ fail:
     return st;
 }
 
+qw_status qw_model_set_draft(qw_model *target, qw_model *draft, qw_error *err) {
+    if (!target) return qw_error_set(err, QW_E_ARG, "qw_model_set_draft: no target model");
+    if (target->busy || (target->draft && target->draft->busy) || (draft && draft->busy))
+        return qw_error_set(err, QW_E_ARG, "qw_model_set_draft: a generation is running");
+    if (draft == target) return qw_error_set(err, QW_E_ARG, "qw_model_set_draft: a model cannot draft for itself "
+                                                            "(load its folder a second time)");
+    if (target->draft_of) return qw_error_set(err, QW_E_ARG, "qw_model_set_draft: the target is a draft model");
+    if (target->external) return qw_error_set(err, QW_E_ARG, "qw_model_set_draft: the target has no graph");
+    if (draft && (draft->draft_of || draft->draft))
+        return qw_error_set(err, QW_E_ARG, "draft model %s: it already drafts for a model or has a draft",
+                            draft->cfg.onnx_file);
+    if (draft) {
+        char buf[160];
+        const char *why = qw_draft_mismatch(target, draft, buf, sizeof buf);
+        if (*why) return qw_error_set(err, QW_E_ARG, "draft model %s cannot draft for %s: %s", draft->cfg.onnx_file,
+                                      target->cfg.onnx_file, why);
+    }
+    if (target->draft) { /* back to its own threads */
+        qw_graph_set_pool(target->draft->graph, target->draft->pool);
+        target->draft->draft_of = NULL;
+    }
+    target->draft = draft;
+    if (draft) {
+        draft->draft_of = target;
+        qw_graph_set_pool(draft->graph, target->pool);
+    }
+    return QW_OK;
+}
+
 void qw_model_free(qw_model *m) {
     if (!m) return;
+    if (m->draft) qw_model_set_draft(m, NULL, NULL);
+    if (m->draft_of) qw_model_set_draft(m->draft_of, NULL, NULL);
     qw_decoder_free(m->dec);
     qw_graph_free(m->graph);
     qw_onnx_free(m->onnx);
@@ -254,6 +286,7 @@ const char *qw_model_info_json(qw_model *m) {
     cJSON_AddNumberToObject(sp, "drafted", (double)m->spec_drafted);
     cJSON_AddNumberToObject(sp, "accepted", (double)m->spec_accepted);
     cJSON_AddNumberToObject(sp, "steps", (double)m->spec_steps);
+    if (m->draft) cJSON_AddItemToObject(o, "draft", cJSON_Parse(qw_model_info_json(m->draft)));
     cJSON *eos = cJSON_AddArrayToObject(o, "eos_ids");
     for (int i = 0; i < c->n_eos; i++) cJSON_AddItemToArray(eos, cJSON_CreateNumber(c->eos_ids[i]));
     cJSON_AddBoolToObject(o, "tokenizer", m->tok != NULL);
@@ -299,6 +332,22 @@ const char *qw_model_stats_json(qw_model *m) {
     cJSON_AddNumberToObject(sp, "drafted", (double)m->spec_drafted);
     cJSON_AddNumberToObject(sp, "accepted", (double)m->spec_accepted);
     cJSON_AddNumberToObject(sp, "steps", (double)m->spec_steps);
+    if (m->draft) { /* the draft model's part of those, and its own memory figures */
+        cJSON_AddNumberToObject(sp, "model_drafted", (double)m->draft_drafted);
+        cJSON_AddNumberToObject(sp, "model_accepted", (double)m->draft_accepted);
+        cJSON_AddNumberToObject(sp, "model_steps", (double)m->draft_steps);
+        cJSON_AddNumberToObject(sp, "draft_ms", m->draft_ms);
+        cJSON *d = cJSON_Parse(qw_model_stats_json(m->draft));
+        if (d) {
+            cJSON *w = cJSON_GetObjectItem(d, "resident_weight_bytes"), *pb = cJSON_GetObjectItem(d, "pool_bytes");
+            cJSON *kv = cJSON_GetObjectItem(d, "kv"), *kr = kv ? cJSON_GetObjectItem(kv, "reserved_bytes") : NULL;
+            /* what the draft holds: weights, KV cache, activation buffers */
+            double bytes = (cJSON_IsNumber(w) ? w->valuedouble : 0) + (cJSON_IsNumber(pb) ? pb->valuedouble : 0) +
+                           (cJSON_IsNumber(kr) ? kr->valuedouble : 0);
+            cJSON_AddNumberToObject(d, "bytes", bytes);
+            cJSON_AddItemToObject(o, "draft", d);
+        }
+    }
     cJSON_AddNumberToObject(o, "threads", qw_pool_threads(m->pool));
     cJSON_AddItemToObject(o, "build", cJSON_Parse(qw_build_info_json())); /* the variant: simd, relaxed, threads */
     return replace_json(&m->stats_json, o);

@@ -31,6 +31,10 @@ struct qw_model {
     int n_no_token;
     int external;               /* no graph: another engine computes the logits (qw_load_opts.external_decoder) */
     long spec_drafted, spec_accepted, spec_steps; /* speculative decoding, every generation (stats) */
+    qw_model *draft;            /* qw_model_set_draft: borrowed; runs on this model's pool */
+    qw_model *draft_of;         /* the target this model drafts for, or NULL */
+    long draft_drafted, draft_accepted, draft_steps; /* of those, the draft model's (every generation) */
+    double draft_ms;            /* time in the draft model (catch-up and drafting), every generation */
     double load_ms;
     char *info_json, *stats_json;
 };

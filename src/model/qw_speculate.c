@@ -20,10 +20,13 @@ void qw_spec_init(qw_spec *s, int mode, int max_draft) {
     s->pause = QW_SPEC_PAUSE_MIN;
 }
 
+int qw_spec_room(const qw_spec *s, int max) {
+    if (s->mode == QW_SPEC_OFF || s->paused_left > 0 || max < 1) return 0;
+    return max > s->cur_draft ? s->cur_draft : max;
+}
+
 int qw_spec_draft(qw_spec *s, const int32_t *hist, int n, int32_t *draft, int max) {
-    if (s->mode == QW_SPEC_OFF || s->paused_left > 0) return 0;
-    if (max > s->cur_draft) max = s->cur_draft;
-    if (max < 1) return 0;
+    if ((max = qw_spec_room(s, max)) < 1) return 0;
     for (int k = s->ngram_max; k >= s->ngram_min; k--) {
         if (n <= k) continue;
         const int32_t *key = hist + n - k;

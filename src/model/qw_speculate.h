@@ -28,6 +28,9 @@ typedef struct qw_spec {
 } qw_spec;
 
 void qw_spec_init(qw_spec *s, int mode, int max_draft);
+/* How many tokens a draft may have now (at most max): 0 when off or paused. The draft model's drafts (qw_draft.h)
+ * keep a qw_spec of their own for its length and pauses. */
+int qw_spec_room(const qw_spec *s, int max);
 /* Up to max drafted tokens into draft (<= s->max_draft) continuing hist[0..n); 0 when none (or paused). */
 int qw_spec_draft(qw_spec *s, const int32_t *hist, int n, int32_t *draft, int max);
 /* After a verify step: how many of the drafted tokens were accepted. */

@@ -23,9 +23,10 @@
 #define QW_SAMPLER_MAX_PENALTY 1e4
 
 typedef struct run_args {
-    const char *dir, *prompt, *prompt_ids, *system, *onnx, *dump, *dump_dir, *prompt_cache;
+    const char *dir, *prompt, *prompt_ids, *system, *onnx, *dump, *dump_dir, *prompt_cache, *draft;
     int chat, raw, json, threads, greedy, exact_lm_head, embedding_resident, profile, max_context, kv_cache, prefetch;
-    double mem_cap_mb;
+    double mem_cap_mb, draft_mem_cap_mb;
+    int set_draft_cap;
     const char *stops[MAX_STOPS];
     int n_stops;
     qw_gen_params gp;
@@ -63,6 +64,10 @@ static void usage(void) {
             "  --speculative MODE   prompt-lookup speculative decoding: auto (default: on, paused while\n"
             "                       few drafts are accepted), on, off; the tokens are the same\n"
             "  --spec-draft N       drafted tokens verified per step at most (default 8, at most 16)\n"
+            "  --draft DIR          a draft model of the same tokenizer (Qwen2.5-0.5B for 1.5B): its greedy\n"
+            "                       continuation is verified when prompt lookup finds no draft; the same tokens\n"
+            "  --draft-mem-cap-mb N cap the draft's resident weights (default: --mem-cap-mb's value)\n"
+            "  --spec-no-lookup     no prompt-lookup drafts, only the draft model's (benchmarks)\n"
             "  --threads N          compute threads (default: all)\n"
             "  --mem-cap-mb N       cap resident weights; the rest is paged from disk\n"
             "  --prefetch           under --mem-cap-mb, read the next paged weight ahead (cold cache, slow disk)\n"
@@ -163,6 +168,9 @@ static int parse_args(int argc, char **argv, run_args *a) {
             else { fprintf(stderr, "qwasm run: --speculative takes auto, on or off, not '%s'\n", v); return 2; }
         }
         else if (!strcmp(o, "--spec-draft")) INT_FLAG(a->gp.spec_max_draft, 1, 16); /* QW_SPEC_MAX_DRAFT */
+        else if (!strcmp(o, "--draft")) { NEED_V(); a->draft = v; }
+        else if (!strcmp(o, "--draft-mem-cap-mb")) { NUM_FLAG(a->draft_mem_cap_mb, 0, 1, 1 << 22); a->set_draft_cap = 1; }
+        else if (!strcmp(o, "--spec-no-lookup")) a->gp.spec_no_lookup = 1;
         else if (!strcmp(o, "--prompt-cache")) { NEED_V(); a->prompt_cache = v; }
         else if (!strcmp(o, "--kv-cache")) {
             NEED_V();
@@ -186,6 +194,14 @@ static int parse_args(int argc, char **argv, run_args *a) {
     if (!a->dir) { usage(); return 2; }
     if (!a->dump != !a->dump_dir) {
         fprintf(stderr, "qwasm run: --dump and --dump-dir go together\n");
+        return 2;
+    }
+    if (a->draft && a->gp.speculative == QW_SPEC_OFF) {
+        fprintf(stderr, "qwasm run: --draft drafts for speculative decoding: not with --speculative off\n");
+        return 2;
+    }
+    if ((a->set_draft_cap || a->gp.spec_no_lookup) && !a->draft) {
+        fprintf(stderr, "qwasm run: %s needs --draft\n", a->set_draft_cap ? "--draft-mem-cap-mb" : "--spec-no-lookup");
         return 2;
     }
     if (!!a->prompt + !!a->prompt_ids + a->chat != 1) {
@@ -443,6 +459,9 @@ static int generate(qw_model *m, const run_args *a, const int32_t *prompt, size_
                    ev.prefill_ms, n_had, pc_ms);
             printf(",\"spec_drafted\":%d,\"spec_accepted\":%d,\"spec_steps\":%d", ev.spec_drafted, ev.spec_accepted,
                    ev.spec_steps);
+            if (a->draft)
+                printf(",\"draft_drafted\":%d,\"draft_accepted\":%d,\"draft_ms\":%.1f", ev.draft_drafted,
+                       ev.draft_accepted, ev.draft_ms);
             if (a->profile) printf(",\"stats\":%s", qw_model_stats_json(m));
             fputs("}\n", stdout);
         } else {
@@ -505,6 +524,25 @@ int qw_cli_run(int argc, char **argv) {
         qw_fs_close(&fs);
         return 1;
     }
+    /* the draft model: its own folder and cap, the target's threads (it runs on the target's pool) */
+    qw_fs dfs;
+    qw_model *dm = NULL;
+    if (a.draft) {
+        qw_load_opts dlo = lo;
+        dlo.onnx_file = NULL;
+        dlo.threads = 1;
+        dlo.profile = 0;
+        dlo.mem_cap_bytes = a.set_draft_cap ? (uint64_t)(a.draft_mem_cap_mb * 1024 * 1024) : lo.mem_cap_bytes;
+        int opened = qw_fs_open_dir(a.draft, &dfs, &err) == QW_OK;
+        if (!opened || qw_model_load(&dfs, &dlo, &dm, &err) != QW_OK || qw_model_set_draft(m, dm, &err) != QW_OK) {
+            fprintf(stderr, "qwasm run: --draft %s: %s\n", a.draft, err.msg);
+            qw_model_free(dm);
+            if (opened) qw_fs_close(&dfs);
+            qw_model_free(m);
+            qw_fs_close(&fs);
+            return 1;
+        }
+    }
     double load_s = now_s() - t0;
     for (const char *w = qw_model_warnings(m); *w;) { /* generation_config.json values replaced by defaults */
         const char *e = strchr(w, '\n');
@@ -533,6 +571,7 @@ int qw_cli_run(int argc, char **argv) {
         if (dump_begin(&dump, a.dump, a.dump_dir) != 0) {
             fprintf(stderr, "qwasm run: out of memory\n");
             qw_model_free(m);
+            if (dm) { qw_model_free(dm); qw_fs_close(&dfs); }
             qw_fs_close(&fs);
             return 1;
         }
@@ -594,7 +633,8 @@ int qw_cli_run(int argc, char **argv) {
     if (a.dump && dump_end(&dump) != 0 && rc == 0) rc = 1;
     free(ids);
     free(res.text);
-    qw_model_free(m);
+    qw_model_free(m); /* the target first: it detaches the draft */
     qw_fs_close(&fs);
+    if (dm) { qw_model_free(dm); qw_fs_close(&dfs); }
     return rc;
 }

@@ -13,6 +13,8 @@ typedef struct qw_wasm_event {
     double prefill_ms, decode_ms, step_ms;
     int32_t feed_ids, n_feed, n_past;         /* QW_GEN_FEED, external decoder */
     int32_t spec_drafted, spec_accepted, spec_steps; /* speculative decoding, this generation */
+    int32_t draft_drafted, draft_accepted;    /* the draft model's part of them */
+    double draft_ms;                          /* the draft model's time */
 } qw_wasm_event;
 
 #endif /* QW_WASM_ABI_H */

@@ -272,6 +272,16 @@ EMSCRIPTEN_KEEPALIVE void qw_wasm_model_free(qw_wasm_model *w) {
     free(w);
 }
 
+/* qw_model_set_draft: draft (0: none) drafts for target's generations; free target before draft. Returns a status
+ * (see qw_wasm_last_error). */
+EMSCRIPTEN_KEEPALIVE int qw_wasm_model_set_draft(qw_wasm_model *target, qw_wasm_model *draft) {
+    qw_error err = {0};
+    if (!target) { qw_error_set(&err, QW_E_ARG, "set_draft: no model"); set_err(&err); return QW_E_ARG; }
+    qw_status st = qw_model_set_draft(target->m, draft ? draft->m : NULL, &err);
+    if (st != QW_OK) set_err(&err);
+    return (int)st;
+}
+
 /* qw_model_info_json / qw_model_stats_json (owned by the model, valid until the next call on it). */
 EMSCRIPTEN_KEEPALIVE const char *qw_wasm_model_info(qw_wasm_model *w) { return w ? qw_model_info_json(w->m) : "{}"; }
 EMSCRIPTEN_KEEPALIVE const char *qw_wasm_model_stats(qw_wasm_model *w) { return w ? qw_model_stats_json(w->m) : "{}"; }
@@ -341,7 +351,7 @@ static void gen_release(qw_wasm_gen *h) {
 /* Starts generating after n prompt ids. params_json (may be NULL or ""): the model's generation_config.json
  * values, overridden by any of
  *   {"max_tokens","temperature","top_k","top_p","min_p","repetition_penalty","seed","prefill_chunk",
- *    "ignore_eos", "speculative" (QW_SPEC_OFF/ON/AUTO: 0/1/2), "spec_max_draft", "stop":["..."],
+ *    "ignore_eos", "speculative" (QW_SPEC_OFF/ON/AUTO: 0/1/2), "spec_max_draft", "spec_no_lookup", "stop":["..."],
  *    "bias":{"<id>": value}}
  * Resets the abort flag. Returns a generator handle, or 0 (see qw_wasm_last_error). */
 EMSCRIPTEN_KEEPALIVE qw_wasm_gen *qw_wasm_gen_begin(qw_wasm_model *w, const int32_t *ids, int n, const char *params_json) {
@@ -385,6 +395,7 @@ EMSCRIPTEN_KEEPALIVE qw_wasm_gen *qw_wasm_gen_begin(qw_wasm_model *w, const int3
     p.speculative = (int)jnum(o, "speculative", p.speculative);
     if (p.speculative < QW_SPEC_OFF || p.speculative > QW_SPEC_AUTO) p.speculative = QW_SPEC_OFF;
     p.spec_max_draft = (int)jnum(o, "spec_max_draft", p.spec_max_draft);
+    p.spec_no_lookup = (int)jnum(o, "spec_no_lookup", 0) != 0;
     int oom = 0;
     const cJSON *stop = cJSON_GetObjectItemCaseSensitive(o, "stop");
     if (cJSON_IsArray(stop) && cJSON_GetArraySize(stop) > 0) {
@@ -461,6 +472,9 @@ EMSCRIPTEN_KEEPALIVE int qw_wasm_gen_next(qw_wasm_gen *h) {
     e->spec_drafted = ev.spec_drafted;
     e->spec_accepted = ev.spec_accepted;
     e->spec_steps = ev.spec_steps;
+    e->draft_drafted = ev.draft_drafted;
+    e->draft_accepted = ev.draft_accepted;
+    e->draft_ms = ev.draft_ms;
     return QW_OK;
 }
 
