@@ -8,7 +8,8 @@ export type ErrorCodeName =
 /** Every rejection of this API is a QwasmError. */
 export declare class QwasmError extends Error {
   constructor(code: ErrorCodeName, message: string,
-              extra?: { file?: string | null; status?: number; cause?: unknown; bytesNeeded?: number; bytesAvailable?: number });
+              extra?: { file?: string | null; status?: number; cause?: unknown; bytesNeeded?: number; bytesAvailable?: number;
+                        tried?: string[]; model?: string });
   readonly code: ErrorCodeName;
   /** The model file concerned ("config.json", "onnx/model_q4f16.onnx_data"), when there is one. */
   readonly file?: string;
@@ -17,6 +18,8 @@ export declare class QwasmError extends Error {
   /** For QUOTA: bytes the download needs and bytes the storage has left. */
   readonly bytesNeeded?: number;
   readonly bytesAvailable?: number;
+  /** 'draft' when the load's draftModel failed (the message then starts `draftModel:`). */
+  readonly model?: string;
 }
 
 export declare const ErrorCode: { readonly [K in ErrorCodeName]: K };

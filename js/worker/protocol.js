@@ -17,7 +17,7 @@
 
 /** QwasmError as a message: code, message, the file concerned (null when none), HTTP status, quota figures.
  * @typedef {{code:string, message:string, file:string|null, status?:number, bytesNeeded?:number,
- *   bytesAvailable?:number, tried?:string[]}} ErrorMessage */
+ *   bytesAvailable?:number, tried?:string[], model?:string}} ErrorMessage */
 
 /** Page -> worker: requests, each with a unique integer `id`; each is answered by a result or an error.
  *  init -> {info, flavour, abortCell}: abortCell (mt only) is {buffer: the wasm memory's SharedArrayBuffer, index};
@@ -91,7 +91,7 @@ export const STATUS_CODE = Object.freeze(Object.fromEntries(
 export class QwasmError extends Error {
   /** @param {string} code @param {string} message
    *  @param {{file?:string|null, status?:number, cause?:any, bytesNeeded?:number, bytesAvailable?:number,
-   *    tried?:string[]}} [extra] */
+   *    tried?:string[], model?:string}} [extra] */
   constructor(code, message, extra = {}) {
     super(message, extra.cause ? { cause: extra.cause } : undefined);
     this.name = 'QwasmError';
