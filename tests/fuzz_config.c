@@ -22,7 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (cfg.max_position_embeddings < 1 || cfg.max_position_embeddings > QW_CFG_MAX_CONTEXT) __builtin_trap();
         if (cfg.vocab_size < 0 || cfg.hidden_size < 0 || cfg.num_layers < 0 || cfg.head_dim < 0) __builtin_trap();
         if (cfg.n_eos < 0 || cfg.n_eos > QW_MAX_EOS) __builtin_trap();
-        for (int k = 0; k < cfg.n_eos; k++) if (cfg.eos_ids[k] < 0) __builtin_trap();
+        for (int k = 0; k < cfg.n_eos; k++)
+            if (cfg.eos_ids[k] < 0) __builtin_trap();
         if (!(cfg.temperature >= 0) || !(cfg.top_p > 0 && cfg.top_p <= 1) || cfg.top_k < 0 ||
             !(cfg.repetition_penalty > 0))
             __builtin_trap();

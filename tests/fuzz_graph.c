@@ -26,10 +26,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (st == QW_OK) st = qw_decoder_new(g, 16, &d, &err);
     if (st == QW_OK) {
         int V = qw_decoder_vocab(d);
-        if (V <= 0 || V > (1 << 20)) { st = QW_E_UNSUPPORTED; err.msg[0] = 'x'; }
-        else if (!(logits = malloc((size_t)V * sizeof *logits))) st = QW_E_NOMEM, err.msg[0] = 'x';
+        if (V <= 0 || V > (1 << 20)) {
+            st = QW_E_UNSUPPORTED;
+            err.msg[0] = 'x';
+        } else if (!(logits = malloc((size_t)V * sizeof *logits)))
+            st = QW_E_NOMEM, err.msg[0] = 'x';
         int32_t ids[3] = {1, 2, 3};
-        for (int i = 0; i < 3; i++) if (V) ids[i] %= V;
+        for (int i = 0; i < 3; i++)
+            if (V) ids[i] %= V;
         if (st == QW_OK) st = qw_decoder_forward(d, ids, 3, logits, NULL, NULL, &err);
         if (st == QW_OK) st = qw_decoder_forward(d, ids, 1, logits, NULL, NULL, &err);
     }

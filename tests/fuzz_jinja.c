@@ -7,7 +7,8 @@
 #include "qw_jinja.h"
 
 static const char VARS[] =
-    "{\"messages\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"Hola <think>x</think>\"},"
+    "{\"messages\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"Hola "
+    "<think>x</think>\"},"
     " {\"role\": \"assistant\", \"content\": \"\", \"tool_calls\": [{\"type\": \"function\", \"id\": \"call00001\","
     " \"function\": {\"name\": \"f\", \"arguments\": {\"a\": 1.5, \"b\": [true, null, \"s\"]}}}]},"
     " {\"role\": \"tool\", \"content\": \"{\\\"r\\\": 1}\", \"tool_call_id\": \"call00001\"}],"

@@ -15,7 +15,10 @@ static size_t base_len;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     FILE *f = fopen(QW_FUZZ_SOURCE_DIR "/tests/corpus/tokenizer/tiny.json", "rb");
-    if (!f) { fprintf(stderr, "fuzz_tokenizer_config: tests/corpus/tokenizer/tiny.json missing\n"); abort(); }
+    if (!f) {
+        fprintf(stderr, "fuzz_tokenizer_config: tests/corpus/tokenizer/tiny.json missing\n");
+        abort();
+    }
     base = malloc(1 << 20);
     base_len = fread(base, 1, 1 << 20, f);
     fclose(f);

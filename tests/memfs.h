@@ -12,21 +12,30 @@ typedef struct memfs {
     const char *names[MEMFS_MAX];
     const uint8_t *data[MEMFS_MAX];
     size_t size[MEMFS_MAX];
-    const uint8_t *other;      /* when not NULL: every unknown name is this file (fuzzing) */
+    const uint8_t *other; /* when not NULL: every unknown name is this file (fuzzing) */
     size_t other_size;
-    long reads;                /* fs->read calls */
-    size_t max_read;           /* largest single read */
+    long reads;      /* fs->read calls */
+    size_t max_read; /* largest single read */
 } memfs;
 
 static int memfs_find(memfs *m, const char *name, const uint8_t **d, size_t *n) {
     for (int i = 0; i < m->n; i++)
-        if (!strcmp(m->names[i], name)) { *d = m->data[i]; *n = m->size[i]; return 1; }
-    if (m->other && !strstr(name, "missing")) { *d = m->other; *n = m->other_size; return 1; }
+        if (!strcmp(m->names[i], name)) {
+            *d = m->data[i];
+            *n = m->size[i];
+            return 1;
+        }
+    if (m->other && !strstr(name, "missing")) {
+        *d = m->other;
+        *n = m->other_size;
+        return 1;
+    }
     return 0;
 }
 
 static qw_status memfs_size(void *ctx, const char *name, uint64_t *size) {
-    const uint8_t *d; size_t n;
+    const uint8_t *d;
+    size_t n;
     if (!memfs_find(ctx, name, &d, &n)) return QW_E_NOTFOUND;
     *size = n;
     return QW_OK;
@@ -34,7 +43,8 @@ static qw_status memfs_size(void *ctx, const char *name, uint64_t *size) {
 
 static qw_status memfs_read(void *ctx, const char *name, uint64_t off, void *dst, size_t len) {
     memfs *m = ctx;
-    const uint8_t *d; size_t n;
+    const uint8_t *d;
+    size_t n;
     if (!memfs_find(m, name, &d, &n)) return QW_E_NOTFOUND;
     m->reads++;
     if (len > m->max_read) m->max_read = len;

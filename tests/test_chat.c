@@ -7,10 +7,12 @@
 #include "qw_chat.h"
 #include "qw_test.h"
 
-#define SYS_DEFAULT "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+#define SYS_DEFAULT \
+    "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
 
 static void expect(const char *json, int gen, const char *want) {
-    char *out = NULL; qw_error e;
+    char *out = NULL;
+    qw_error e;
     qw_status st = qw_chat_render_json(json, strlen(json), gen, &out, NULL, &e);
     CHECK(st == QW_OK, "render %s: %s", json, e.msg);
     if (st) return;
@@ -19,7 +21,8 @@ static void expect(const char *json, int gen, const char *want) {
 }
 
 static void expect_status(const char *json, qw_status want) {
-    char *out = NULL; qw_error e = {0};
+    char *out = NULL;
+    qw_error e = {0};
     qw_status st = qw_chat_render_json(json, strlen(json), 1, &out, NULL, &e);
     CHECK(st == want, "render %s: status %d, want %d (%s)", json, st, want, e.msg);
     free(out);
@@ -29,10 +32,15 @@ int main(void) {
     expect("[{\"role\":\"user\",\"content\":\"Hi\"}]", 1,
            SYS_DEFAULT "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
     expect("[{\"role\":\"user\",\"content\":\"Hi\"}]", 0, SYS_DEFAULT "<|im_start|>user\nHi<|im_end|>\n");
-    expect("[{\"role\":\"system\",\"content\":\"Eres un asistente m\u00e9dico.\"},{\"role\":\"user\",\"content\":\"Dosis: 5 mg/kg/d\u00eda\"},"
-           "{\"role\":\"assistant\",\"content\":\"De acuerdo.\"},{\"role\":\"user\",\"content\":\"\u00bfY en ni\u00f1os?\"}]", 1,
-           "<|im_start|>system\nEres un asistente m\u00e9dico.<|im_end|>\n<|im_start|>user\nDosis: 5 mg/kg/d\u00eda<|im_end|>\n"
-           "<|im_start|>assistant\nDe acuerdo.<|im_end|>\n<|im_start|>user\n\u00bfY en ni\u00f1os?<|im_end|>\n<|im_start|>assistant\n");
+    expect("[{\"role\":\"system\",\"content\":\"Eres un asistente "
+           "m\u00e9dico.\"},{\"role\":\"user\",\"content\":\"Dosis: 5 mg/kg/d\u00eda\"},"
+           "{\"role\":\"assistant\",\"content\":\"De acuerdo.\"},{\"role\":\"user\",\"content\":\"\u00bfY en "
+           "ni\u00f1os?\"}]",
+           1,
+           "<|im_start|>system\nEres un asistente m\u00e9dico.<|im_end|>\n<|im_start|>user\nDosis: 5 "
+           "mg/kg/d\u00eda<|im_end|>\n"
+           "<|im_start|>assistant\nDe acuerdo.<|im_end|>\n<|im_start|>user\n\u00bfY en "
+           "ni\u00f1os?<|im_end|>\n<|im_start|>assistant\n");
     /* a later system message renders as its own turn; contents are verbatim (no trimming) */
     expect("[{\"role\":\"user\",\"content\":\"  a \\n\"},{\"role\":\"system\",\"content\":\"S2\"}]", 0,
            SYS_DEFAULT "<|im_start|>user\n  a \n<|im_end|>\n<|im_start|>system\nS2<|im_end|>\n");
@@ -40,10 +48,12 @@ int main(void) {
     expect("[{\"role\":\"system\",\"content\":\"\"},{\"role\":\"user\",\"content\":\"x\"}]", 0,
            "<|im_start|>system\n<|im_end|>\n<|im_start|>user\nx<|im_end|>\n");
     /* tool responses: consecutive ones share one user turn; unknown roles render nothing */
-    expect("[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"tool\",\"content\":\"r1\"},{\"role\":\"tool\",\"content\":\"r2\"},"
-           "{\"role\":\"critic\",\"content\":\"dropped\"}]", 0,
+    expect("[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"tool\",\"content\":\"r1\"},{\"role\":\"tool\","
+           "\"content\":\"r2\"},"
+           "{\"role\":\"critic\",\"content\":\"dropped\"}]",
+           0,
            SYS_DEFAULT "<|im_start|>user\nq<|im_end|>\n<|im_start|>user\n<tool_response>\nr1\n</tool_response>\n"
-           "<tool_response>\nr2\n</tool_response><|im_end|>\n");
+                       "<tool_response>\nr2\n</tool_response><|im_end|>\n");
     expect("[{\"role\":\"assistant\",\"content\":\"a\",\"tool_calls\":[]}]", 0,
            SYS_DEFAULT "<|im_start|>assistant\na<|im_end|>\n");
     expect_status("[]", QW_E_ARG);
@@ -66,9 +76,12 @@ int main(void) {
         buf[n] = 0;
         fclose(f);
         CHECK(strstr(buf, QW_CHAT_DEFAULT_SYSTEM) != NULL, "default system prompt in the fixture's template");
-        CHECK(strstr(buf, "{{- '<|im_start|>' + message.role + '\\\\n' + message.content + '<|im_end|>' + '\\\\n' }}") != NULL,
-              "message line of the fixture's template");
-        CHECK(strstr(buf, "{{- '<|im_start|>assistant\\\\n' }}") != NULL, "generation prompt of the fixture's template");
+        CHECK(
+            strstr(buf, "{{- '<|im_start|>' + message.role + '\\\\n' + message.content + '<|im_end|>' + '\\\\n' }}") !=
+                NULL,
+            "message line of the fixture's template");
+        CHECK(strstr(buf, "{{- '<|im_start|>assistant\\\\n' }}") != NULL,
+              "generation prompt of the fixture's template");
     }
     return qw_test_summary("test_chat");
 }

@@ -29,12 +29,16 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
-static int open_session_opts(const char *dir, const char *onnx, qw_pool *pool, int max_seq, int no_kv_fuse, session *s) {
+static int open_session_opts(const char *dir, const char *onnx, qw_pool *pool, int max_seq, int no_kv_fuse,
+                             session *s) {
     qw_error err = {0};
     qw_graph_opts go = {0};
     go.profile = getenv("QW_PROFILE") != NULL;
     go.no_kv_fuse = no_kv_fuse;
-    if (session_open(dir, onnx, pool, &go, max_seq, s, &err) != QW_OK) { printf("%s\n", err.msg); return 0; }
+    if (session_open(dir, onnx, pool, &go, max_seq, s, &err) != QW_OK) {
+        printf("%s\n", err.msg);
+        return 0;
+    }
     return 1;
 }
 
@@ -49,7 +53,10 @@ static void test_fixture(qw_pool *pool) {
     session s;
     int ok = open_session(dir, "model.onnx", pool, 64, &s);
     CHECK(ok, "fixture %s did not load", dir);
-    if (!ok) { close_session(&s); return; }
+    if (!ok) {
+        close_session(&s);
+        return;
+    }
     static const int expect[6] = {12102, 30463, 4666, 17192, 3266, 18061};
     int32_t prompt[4] = {0, 0, 0, 52};
     int V = qw_decoder_vocab(s.d);
@@ -112,7 +119,10 @@ static int decode_row(const cJSON *v, int b64, float *row, int V) {
         if (x < 0) continue;
         acc = (acc << 6) | (uint32_t)x;
         bits += 6;
-        if (bits >= 8) { bits -= 8; if (n < cap) out[n++] = (uint8_t)(acc >> bits); }
+        if (bits >= 8) {
+            bits -= 8;
+            if (n < cap) out[n++] = (uint8_t)(acc >> bits);
+        }
     }
     return n == cap;
 }
@@ -136,7 +146,10 @@ static void test_model(const char *dir, const char *name, qw_pool *pool) {
     char path[2048];
     snprintf(path, sizeof path, "%s/ref.json", dir);
     FILE *f = fopen(path, "rb");
-    if (!f) { printf("%s: no ref.json, skipped\n", name); return; }
+    if (!f) {
+        printf("%s: no ref.json, skipped\n", name);
+        return;
+    }
     fseek(f, 0, SEEK_END);
     long sz = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -170,7 +183,11 @@ static void test_model(const char *dir, const char *name, qw_pool *pool) {
     double t0 = now_ms();
     int ok = open_session(dir, onnx, pool, np + ns + 8, &s);
     CHECK(ok, "%s: did not load", name);
-    if (!ok) { close_session(&s); cJSON_Delete(ref); return; }
+    if (!ok) {
+        close_session(&s);
+        cJSON_Delete(ref);
+        return;
+    }
     double load_ms = now_ms() - t0;
     CHECK(qw_decoder_vocab(s.d) == V, "%s: vocab %d vs %d", name, qw_decoder_vocab(s.d), V);
     int32_t *ids = malloc((size_t)np * sizeof *ids);
@@ -186,11 +203,17 @@ static void test_model(const char *dir, const char *name, qw_pool *pool) {
             int32_t id = cJSON_GetArrayItem(tokens, i - 1)->valueint;
             st = qw_decoder_forward(s.d, &id, 1, lg, NULL, NULL, &err);
         }
-        if (i == 0) prefill_ms = now_ms() - ts; else decode_ms += now_ms() - ts;
+        if (i == 0)
+            prefill_ms = now_ms() - ts;
+        else
+            decode_ms += now_ms() - ts;
         CHECK(st == QW_OK, "%s step %d: %s", name, i, err.msg);
         if (st != QW_OK) break;
         cJSON *stp = cJSON_GetArrayItem(steps, i);
-        if (!decode_row(cJSON_GetObjectItem(stp, "logits_last"), b64, rf, V)) { CHECK(0, "%s: bad logits row %d", name, i); break; }
+        if (!decode_row(cJSON_GetObjectItem(stp, "logits_last"), b64, rf, V)) {
+            CHECK(0, "%s: bad logits row %d", name, i);
+            break;
+        }
         int tok = argmax(lg, V), want = cJSON_GetArrayItem(tokens, i)->valueint;
         if (tok != want) {
             bad_tok++;
@@ -199,7 +222,8 @@ static void test_model(const char *dir, const char *name, qw_pool *pool) {
         }
         float amax = 0;
         double step_worst = 0;
-        for (int k = 0; k < V; k++) if (fabsf(rf[k]) > amax) amax = fabsf(rf[k]);
+        for (int k = 0; k < V; k++)
+            if (fabsf(rf[k]) > amax) amax = fabsf(rf[k]);
         for (int k = 0; k < V; k++) {
             double e = fabs((double)lg[k] - rf[k]);
             if (is_f16) e /= amax > 1 ? amax : 1;
@@ -210,12 +234,15 @@ static void test_model(const char *dir, const char *name, qw_pool *pool) {
     }
     double tol = is_f16 ? 1e-2 : 1e-4;
     CHECK(bad_tok == 0, "%s: %d greedy tokens differ", name, bad_tok);
-    CHECK(worst <= tol, "%s: logits differ by %g (%s), tolerance %g", name, worst, is_f16 ? "relative" : "absolute", tol);
+    CHECK(worst <= tol, "%s: logits differ by %g (%s), tolerance %g", name, worst, is_f16 ? "relative" : "absolute",
+          tol);
     printf("%s: %s, %d steps, max logit error %.3g (%s), load %.0f ms, prefill %d tokens %.1f ms, decode %.2f tok/s\n",
            name, bad_tok == 0 && worst <= tol ? "ok" : "FAILED", ns, worst, is_f16 ? "rel" : "abs", load_ms, np,
            prefill_ms, ns > 1 ? (ns - 1) * 1000.0 / decode_ms : 0.0);
     printf("%s stats: %s\n", name, qw_graph_stats_json(s.g));
-    free(ids); free(lg); free(rf);
+    free(ids);
+    free(lg);
+    free(rf);
     close_session(&s);
     cJSON_Delete(ref);
 }
@@ -225,7 +252,8 @@ static void test_model(const char *dir, const char *name, qw_pool *pool) {
 static double row_err(const float *a, const float *b, int n, int rel) {
     float amax = 0;
     double e = 0;
-    for (int i = 0; i < n; i++) if (fabsf(b[i]) > amax) amax = fabsf(b[i]);
+    for (int i = 0; i < n; i++)
+        if (fabsf(b[i]) > amax) amax = fabsf(b[i]);
     for (int i = 0; i < n; i++) {
         double d = fabs((double)a[i] - b[i]);
         if (rel) d /= amax > 1 ? amax : 1;
@@ -248,11 +276,17 @@ static int run_direct(qw_graph *g, int n_layers, qw_kv_cache *kc, float **pk, fl
         snprintf(kn, sizeof kn, "past_key_values.%d.key", l);
         snprintf(vn, sizeof vn, "past_key_values.%d.value", l);
         int64_t kd[4] = {1, heads, past, hd};
-        if (kc) { kc[l].len = past; continue; }
+        if (kc) {
+            kc[l].len = past;
+            continue;
+        }
         qw_graph_set_input(g, qw_graph_find_input(g, kn), QW_DT_F32, 4, kd, pk[l], &err);
         qw_graph_set_input(g, qw_graph_find_input(g, vn), QW_DT_F32, 4, kd, pv[l], &err);
     }
-    if (qw_graph_run(g, NULL, NULL, &err) != QW_OK) { printf("run: %s\n", err.msg); return 0; }
+    if (qw_graph_run(g, NULL, NULL, &err) != QW_OK) {
+        printf("run: %s\n", err.msg);
+        return 0;
+    }
     const qw_tensor *t = qw_graph_output(g, qw_graph_find_output(g, "logits"));
     if (!t || t->dtype != QW_DT_F32) return 0;
     memcpy(lg, (const float *)t->data + (t->numel / V - 1) * V, (size_t)V * 4); /* (1, 1, V) when last-only */
@@ -261,7 +295,8 @@ static int run_direct(qw_graph *g, int n_layers, qw_kv_cache *kc, float **pk, fl
             char kn[64], vn[64];
             snprintf(kn, sizeof kn, "present.%d.key", l);
             snprintf(vn, sizeof vn, "present.%d.value", l);
-            const qw_tensor *a = qw_graph_output(g, qw_graph_find_output(g, kn)), *b = qw_graph_output(g, qw_graph_find_output(g, vn));
+            const qw_tensor *a = qw_graph_output(g, qw_graph_find_output(g, kn)),
+                            *b = qw_graph_output(g, qw_graph_find_output(g, vn));
             if (!a || !b || a->dtype != QW_DT_F32) return 0;
             memcpy(pk[l], a->data, (size_t)a->numel * 4);
             memcpy(pv[l], b->data, (size_t)b->numel * 4);
@@ -274,25 +309,33 @@ static int run_direct(qw_graph *g, int n_layers, qw_kv_cache *kc, float **pk, fl
 static void test_kv(const char *models, const char *name, qw_pool *pool) {
     char dir[2048];
     snprintf(dir, sizeof dir, "%s/%s", models, name);
-    const char *onnx = strstr(name, "q4f16") ? "onnx/model_q4f16.onnx" : strstr(name, "q4") ? "onnx/model_q4.onnx" : "onnx/model.onnx";
+    const char *onnx = strstr(name, "q4f16") ? "onnx/model_q4f16.onnx"
+                       : strstr(name, "q4")  ? "onnx/model_q4.onnx"
+                                             : "onnx/model.onnx";
     int rel = strstr(name, "f16") != NULL;
     double tol = rel ? 1e-2 : 1e-4; /* the decoder test's tolerances vs onnxruntime */
     session a, b;
     int oka = open_session_opts(dir, onnx, pool, 64, 0, &a), okb = open_session_opts(dir, onnx, pool, 64, 1, &b);
     CHECK(oka && okb, "%s: kv sessions did not open", name);
-    if (!oka || !okb) { close_session(&a); close_session(&b); return; }
+    if (!oka || !okb) {
+        close_session(&a);
+        close_session(&b);
+        return;
+    }
     int V = qw_decoder_vocab(a.d);
     float *la = malloc((size_t)V * 4), *lb = malloc((size_t)V * 4), *l1 = malloc((size_t)V * 4);
     qw_error err = {0};
     /* 1. fused vs decomposed decoding: same logits, same cache contents */
     int32_t prompt[7] = {3, 14, 15, 92, 65, 35, 89};
-    int ok = qw_decoder_forward(a.d, prompt, 7, la, NULL, NULL, &err) == QW_OK && qw_decoder_forward(b.d, prompt, 7, lb, NULL, NULL, &err) == QW_OK;
+    int ok = qw_decoder_forward(a.d, prompt, 7, la, NULL, NULL, &err) == QW_OK &&
+             qw_decoder_forward(b.d, prompt, 7, lb, NULL, NULL, &err) == QW_OK;
     CHECK(ok, "%s: prefill: %s", name, err.msg);
     double worst = ok ? row_err(la, lb, V, rel) : 1;
     int32_t toks[6];
     for (int i = 0; i < 6 && ok; i++) {
         toks[i] = argmax(la, V);
-        ok = qw_decoder_forward(a.d, &toks[i], 1, la, NULL, NULL, &err) == QW_OK && qw_decoder_forward(b.d, &toks[i], 1, lb, NULL, NULL, &err) == QW_OK;
+        ok = qw_decoder_forward(a.d, &toks[i], 1, la, NULL, NULL, &err) == QW_OK &&
+             qw_decoder_forward(b.d, &toks[i], 1, lb, NULL, NULL, &err) == QW_OK;
         if (i == 0) memcpy(l1, la, (size_t)V * 4);
         double e = ok ? row_err(la, lb, V, rel) : 1;
         if (e > worst) worst = e;
@@ -306,7 +349,8 @@ static void test_kv(const char *models, const char *name, qw_pool *pool) {
     CHECK(ki.fast_calls == (uint64_t)ki.layers * 7 && ki.masked_calls == 0, "%s: fast %llu masked %llu", name,
           (unsigned long long)ki.fast_calls, (unsigned long long)ki.masked_calls);
     uint64_t want = (uint64_t)ki.layers * 2 * (uint64_t)(heads * hd) * 13 * (rel ? 2 : 4);
-    CHECK(ki.appended_bytes == want, "%s: appended %llu bytes, %llu expected", name, (unsigned long long)ki.appended_bytes, (unsigned long long)want);
+    CHECK(ki.appended_bytes == want, "%s: appended %llu bytes, %llu expected", name,
+          (unsigned long long)ki.appended_bytes, (unsigned long long)want);
     qw_decoder_kv_info kb;
     qw_decoder_kv_stats(b.d, &kb);
     CHECK(kb.fused_layers == 0, "%s: no_kv_fuse still fused %d layers", name, kb.fused_layers);
@@ -315,35 +359,47 @@ static void test_kv(const char *models, const char *name, qw_pool *pool) {
     /* layer 0's keys/values do not depend on attention: identical; later layers' within the logits tolerance */
     double kerr = 0, kerr0 = 0;
     for (int l = 0; l < ki.layers; l++) {
-        if (qw_decoder_read_kv(a.d, l, ka, va) != QW_OK || qw_decoder_read_kv(b.d, l, kb_, vb) != QW_OK) { kerr = 1; break; }
+        if (qw_decoder_read_kv(a.d, l, ka, va) != QW_OK || qw_decoder_read_kv(b.d, l, kb_, vb) != QW_OK) {
+            kerr = 1;
+            break;
+        }
         double e = fmax(row_err(ka, kb_, (int)kvn, 1), row_err(va, vb, (int)kvn, 1));
         if (l == 0) kerr0 = e;
         if (e > kerr) kerr = e;
     }
     CHECK(kerr0 == 0 && kerr <= tol, "%s: cached K/V differ from the presents by %g (layer 0: %g)", name, kerr, kerr0);
-    printf("%s: fused attention vs decomposed: logits %.3g, cache %.3g; %d/%d layers fused, %llu KV bytes appended\n", name,
-           worst, kerr, ki.fused_layers, ki.layers, (unsigned long long)ki.appended_bytes);
+    printf("%s: fused attention vs decomposed: logits %.3g, cache %.3g; %d/%d layers fused, %llu KV bytes appended\n",
+           name, worst, kerr, ki.fused_layers, ki.layers, (unsigned long long)ki.appended_bytes);
     /* 2. truncate back to the prompt and decode the first token again: the same logits */
-    ok = qw_decoder_truncate(a.d, 7) == QW_OK && qw_decoder_pos(a.d) == 7 && qw_decoder_forward(a.d, &toks[0], 1, la, NULL, NULL, &err) == QW_OK;
-    CHECK(ok && row_err(la, l1, V, 0) <= 1e-6, "%s: after truncate the logits differ by %g", name, ok ? row_err(la, l1, V, 0) : -1.0);
+    ok = qw_decoder_truncate(a.d, 7) == QW_OK && qw_decoder_pos(a.d) == 7 &&
+         qw_decoder_forward(a.d, &toks[0], 1, la, NULL, NULL, &err) == QW_OK;
+    CHECK(ok && row_err(la, l1, V, 0) <= 1e-6, "%s: after truncate the logits differ by %g", name,
+          ok ? row_err(la, l1, V, 0) : -1.0);
     /* grow past the first capacity block and reset */
     qw_decoder_reset(a.d);
-    CHECK(qw_decoder_forward(a.d, prompt, 7, la, NULL, NULL, &err) == QW_OK && row_err(la, lb, V, 0) >= 0, "%s: after reset: %s", name, err.msg);
+    CHECK(qw_decoder_forward(a.d, prompt, 7, la, NULL, NULL, &err) == QW_OK && row_err(la, lb, V, 0) >= 0,
+          "%s: after reset: %s", name, err.msg);
     /* 3. a left-padded attention_mask (zeros) through the fused node's masked path vs the decomposed graph */
     int nl = ki.layers;
     qw_kv_cache *kc = calloc((size_t)nl, sizeof *kc);
     float **pk = calloc((size_t)nl, sizeof *pk), **pv = calloc((size_t)nl, sizeof *pv);
     int fused = 0;
     for (int l = 0; l < nl; l++) {
-        kc[l].heads = heads; kc[l].head_dim = hd; kc[l].cap = 16;
-        kc[l].k = calloc((size_t)(heads * 16 * hd), 4); kc[l].v = calloc((size_t)(heads * 16 * hd), 4);
-        pk[l] = calloc((size_t)(heads * 16 * hd), 4); pv[l] = calloc((size_t)(heads * 16 * hd), 4);
+        kc[l].heads = heads;
+        kc[l].head_dim = hd;
+        kc[l].cap = 16;
+        kc[l].k = calloc((size_t)(heads * 16 * hd), 4);
+        kc[l].v = calloc((size_t)(heads * 16 * hd), 4);
+        pk[l] = calloc((size_t)(heads * 16 * hd), 4);
+        pv[l] = calloc((size_t)(heads * 16 * hd), 4);
     }
     session c, e2;
     int okc = open_session_opts(dir, onnx, pool, 64, 0, &c), oke = open_session_opts(dir, onnx, pool, 64, 1, &e2);
     /* sessions' decoders already fused c's graph into their own caches: use fresh graphs */
-    qw_decoder_free(c.d); c.d = NULL;
-    qw_graph_free(c.g); c.g = NULL;
+    qw_decoder_free(c.d);
+    c.d = NULL;
+    qw_graph_free(c.g);
+    c.g = NULL;
     qw_graph_opts go = {0};
     okc = okc && qw_graph_build(&c.fs, c.m, pool, &go, &c.g, &err) == QW_OK;
     for (int l = 0; l < nl && okc; l++) {
@@ -364,15 +420,30 @@ static void test_kv(const char *models, const char *name, qw_pool *pool) {
     double pe2 = ok ? row_err(la, lb, V, rel) : 1;
     uint64_t masked = 0;
     for (int l = 0; l < nl; l++) masked += kc[l].masked_calls;
-    CHECK(ok && pe <= tol && pe2 <= tol, "%s: left-padded mask: fused %g / %g from the decomposed graph", name, pe, pe2);
+    CHECK(ok && pe <= tol && pe2 <= tol, "%s: left-padded mask: fused %g / %g from the decomposed graph", name, pe,
+          pe2);
     CHECK(masked == (uint64_t)nl * 2, "%s: masked path taken %llu times", name, (unsigned long long)masked);
     printf("%s: left-padded mask via the fused masked path: logits %.3g (prefill), %.3g (step)\n", name, pe, pe2);
-    for (int l = 0; l < nl; l++) { free(kc[l].k); free(kc[l].v); free(pk[l]); free(pv[l]); }
-    free(kc); free(pk); free(pv);
-    close_session(&c); close_session(&e2);
-    free(ka); free(va); free(kb_); free(vb);
-    free(la); free(lb); free(l1);
-    close_session(&a); close_session(&b);
+    for (int l = 0; l < nl; l++) {
+        free(kc[l].k);
+        free(kc[l].v);
+        free(pk[l]);
+        free(pv[l]);
+    }
+    free(kc);
+    free(pk);
+    free(pv);
+    close_session(&c);
+    close_session(&e2);
+    free(ka);
+    free(va);
+    free(kb_);
+    free(vb);
+    free(la);
+    free(lb);
+    free(l1);
+    close_session(&a);
+    close_session(&b);
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -406,7 +477,8 @@ int main(void) {
             snprintf(dir, sizeof dir, "%s/%s", models, names[i]);
             struct stat st;
             if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) test_model(dir, names[i], pool);
-            if (!strcmp(names[i], "tiny-fp32-op14") || !strcmp(names[i], "tiny-q4f16-op18-ext")) test_kv(models, names[i], pool);
+            if (!strcmp(names[i], "tiny-fp32-op14") || !strcmp(names[i], "tiny-q4f16-op18-ext"))
+                test_kv(models, names[i], pool);
             free(names[i]);
         }
     }

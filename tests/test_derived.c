@@ -22,12 +22,15 @@ typedef struct overlay {
     char name[160];
     uint8_t *bytes;
     size_t len;
-    int reads;                 /* reads of the in-memory file */
+    int reads; /* reads of the in-memory file */
 } overlay;
 
 static qw_status ov_size(void *ctx, const char *name, uint64_t *size) {
     overlay *o = ctx;
-    if (o->bytes && !strcmp(name, o->name)) { *size = o->len; return QW_OK; }
+    if (o->bytes && !strcmp(name, o->name)) {
+        *size = o->len;
+        return QW_OK;
+    }
     return o->dir.size(o->dir.ctx, name, size);
 }
 static qw_status ov_read(void *ctx, const char *name, uint64_t off, void *dst, size_t len) {
@@ -42,12 +45,12 @@ static qw_status ov_read(void *ctx, const char *name, uint64_t off, void *dst, s
 }
 
 typedef struct run_out {
-    float *logits;             /* (V) of the last of 3 steps */
+    float *logits; /* (V) of the last of 3 steps */
     int V;
     char name[160];
     int loaded, n_segs;
     size_t size;
-    uint8_t *file;             /* the derived file's bytes, assembled from its segments */
+    uint8_t *file; /* the derived file's bytes, assembled from its segments */
     double derive_ms;
 } run_out;
 
@@ -84,10 +87,16 @@ static int run(qw_fs *fs, const char *onnx, qw_pool *pool, run_out *r) {
     r->logits = malloc((size_t)V * sizeof(float));
     int32_t ids[3] = {1, 2, 3};
     for (int t = 0; t < 3; t++)
-        if (qw_decoder_forward(d, &ids[t], 1, r->logits, NULL, NULL, &err) != QW_OK) { CHECK(0, "step: %s", err.msg); goto done; }
+        if (qw_decoder_forward(d, &ids[t], 1, r->logits, NULL, NULL, &err) != QW_OK) {
+            CHECK(0, "step: %s", err.msg);
+            goto done;
+        }
     const char *js = qw_graph_stats_json(g), *dv = strstr(js, "\"derived\":[");
     r->derive_ms = json_num(js, "derive_ms");
-    if (!dv || !json_str(dv, "name", r->name, sizeof r->name)) { CHECK(0, "no derived file in %s", js); goto done; }
+    if (!dv || !json_str(dv, "name", r->name, sizeof r->name)) {
+        CHECK(0, "no derived file in %s", js);
+        goto done;
+    }
     r->loaded = (int)json_num(dv, "loaded");
     r->size = (size_t)json_num(dv, "size");
     r->file = malloc(r->size);
@@ -127,10 +136,12 @@ int main(void) {
         snprintf(ov.name, sizeof ov.name, "%s", a.name);
         ov.bytes = a.file, ov.len = a.size;
         if (run(&fs, onnx, pool, &b)) {
-            CHECK(b.loaded == 1 && ov.reads > 0 && !strcmp(b.name, a.name), "second load: loaded %d, %d reads", b.loaded, ov.reads);
-            CHECK(V > 0 && !memcmp(a.logits, b.logits, (size_t)V * sizeof(float)), "logits differ after reading the derived file (V %d)", V);
-            printf("derived %s: %zu bytes; quantised in %.1f ms, read back in a load with derive_ms %.1f\n", a.name, a.size,
-                   a.derive_ms, b.derive_ms);
+            CHECK(b.loaded == 1 && ov.reads > 0 && !strcmp(b.name, a.name), "second load: loaded %d, %d reads",
+                  b.loaded, ov.reads);
+            CHECK(V > 0 && !memcmp(a.logits, b.logits, (size_t)V * sizeof(float)),
+                  "logits differ after reading the derived file (V %d)", V);
+            printf("derived %s: %zu bytes; quantised in %.1f ms, read back in a load with derive_ms %.1f\n", a.name,
+                   a.size, a.derive_ms, b.derive_ms);
             free(b.logits), free(b.file);
         }
         /* 3. a file with another header (layout version) is ignored: made again, same logits */
@@ -138,7 +149,8 @@ int main(void) {
         ov.reads = 0;
         if (run(&fs, onnx, pool, &c)) {
             CHECK(c.loaded == 0, "a file with another header was used");
-            CHECK(V > 0 && !memcmp(a.logits, c.logits, (size_t)V * sizeof(float)), "logits differ after a rejected file");
+            CHECK(V > 0 && !memcmp(a.logits, c.logits, (size_t)V * sizeof(float)),
+                  "logits differ after a rejected file");
             free(c.logits), free(c.file);
         }
         ov.bytes[8] ^= 0x7f;

@@ -47,19 +47,25 @@ static qw_model *load(const char *name, qw_fs *fs, int threads, uint64_t cap) {
     char dir[1200];
     snprintf(dir, sizeof dir, "%s/%s", models, name);
     qw_error err = {0};
-    if (qw_fs_open_dir(dir, fs, &err) != QW_OK) { CHECK(0, "%s: %s", name, err.msg); return NULL; }
+    if (qw_fs_open_dir(dir, fs, &err) != QW_OK) {
+        CHECK(0, "%s: %s", name, err.msg);
+        return NULL;
+    }
     qw_load_opts lo = {0};
     lo.threads = threads;
     lo.mem_cap_bytes = cap;
     qw_model *m = NULL;
-    if (qw_model_load(fs, &lo, &m, &err) != QW_OK) { CHECK(0, "%s: load: %s", name, err.msg); qw_fs_close(fs); }
+    if (qw_model_load(fs, &lo, &m, &err) != QW_OK) {
+        CHECK(0, "%s: load: %s", name, err.msg);
+        qw_fs_close(fs);
+    }
     return m;
 }
 
-static const int32_t CHAT[] = {151644, 8948, 198, 2610, 525, 264, 10950, 17847, 13, 151645, 198, 151644, 872, 198,
-                               9707, 0, 151645, 198, 151644, 77091, 198};
-static const int32_t TINY[] = {28, 70, 315, 394, 75, 265, 442, 276, 415, 145, 153, 75, 153, 145, 366, 463, 113, 475,
-                               81, 281, 122, 253, 218, 463, 208, 239, 446, 101, 425, 153};
+static const int32_t CHAT[] = {151644, 8948, 198, 2610, 525, 264,    10950, 17847,  13,    151645, 198,
+                               151644, 872,  198, 9707, 0,   151645, 198,   151644, 77091, 198};
+static const int32_t TINY[] = {28,  70,  315, 394, 75,  265, 442, 276, 415, 145, 153, 75,  153, 145, 366,
+                               463, 113, 475, 81,  281, 122, 253, 218, 463, 208, 239, 446, 101, 425, 153};
 
 /* target with draft d against plain decoding on a second load of target (plain). */
 /* expect: 0 no drafts from the model (it cannot read the prompt), 1 drafts, 2 most of them accepted */
@@ -80,9 +86,20 @@ static void check_pair(const char *tname, const char *dname, uint64_t draft_cap,
     for (int mode = 0; mode < n_modes; mode++) {
         /* 0 greedy, draft model only; 1 sampled, draft model only; 2 greedy, prompt lookup first (the default) */
         const char *what = mode == 1 ? "sampled" : mode ? "greedy, lookup first" : "greedy";
-        p.max_tokens = 32; p.ignore_eos = 1;
-        if (mode == 1) { p.temperature = 0.8f; p.top_k = 20; p.top_p = 0.9f; p.repetition_penalty = 1.1f; p.seed = 7; }
-        else { p.temperature = 0; p.top_k = 0; p.top_p = 1; p.repetition_penalty = 1; }
+        p.max_tokens = 32;
+        p.ignore_eos = 1;
+        if (mode == 1) {
+            p.temperature = 0.8f;
+            p.top_k = 20;
+            p.top_p = 0.9f;
+            p.repetition_penalty = 1.1f;
+            p.seed = 7;
+        } else {
+            p.temperature = 0;
+            p.top_k = 0;
+            p.top_p = 1;
+            p.repetition_penalty = 1;
+        }
         p.spec_no_lookup = mode < 2;
         run_result a, b, a2, b2;
         p.speculative = QW_SPEC_OFF;
@@ -95,8 +112,9 @@ static void check_pair(const char *tname, const char *dname, uint64_t draft_cap,
         printf("%s <- %s%s %s: %d tokens equal; %d drafted (%d by the draft model), %d accepted (%d), draft %.1f ms\n",
                tname, dname, draft_cap ? " (capped)" : "", what, b.n, b.drafted, b.model_drafted, b.accepted,
                b.model_accepted, b.draft_ms);
-        if (mode < 2 && expect) CHECK(b.model_drafted > 0 && b.model_drafted == b.drafted,
-                                      "%s <- %s: the draft model drafts", tname, dname);
+        if (mode < 2 && expect)
+            CHECK(b.model_drafted > 0 && b.model_drafted == b.drafted, "%s <- %s: the draft model drafts", tname,
+                  dname);
         if (!expect) CHECK(b.model_drafted == 0, "%s <- %s: a narrower draft cannot read the prompt", tname, dname);
         if (expect == 2 && mode == 0)
             CHECK(b.model_accepted * 2 > b.model_drafted, "%s <- %s: a model drafting for itself: %d of %d accepted",
@@ -157,11 +175,17 @@ static int copy_file(const char *from, const char *to, const char *swap_a, const
     char *buf = malloc((size_t)n + 1);
     size_t rd = buf ? fread(buf, 1, (size_t)n, f) : 0;
     fclose(f);
-    if (!buf || rd != (size_t)n) { free(buf); return -1; }
+    if (!buf || rd != (size_t)n) {
+        free(buf);
+        return -1;
+    }
     buf[n] = 0;
     if (swap_a) { /* same length: swap the ids of two vocabulary entries */
         char *a = strstr(buf, swap_a), *b = strstr(buf, swap_b);
-        if (!a || !b || strlen(swap_a) != strlen(swap_b)) { free(buf); return -1; }
+        if (!a || !b || strlen(swap_a) != strlen(swap_b)) {
+            free(buf);
+            return -1;
+        }
         memcpy(a, swap_b, strlen(swap_b));
         memcpy(b, swap_a, strlen(swap_a));
         /* the swapped text is each entry's key and id: put the keys back, so only the ids are swapped */
@@ -200,11 +224,14 @@ static void test_refusals(void) {
 
     /* a tokenizer whose ids 2 and 3 are swapped */
     char tmp[] = "/tmp/qw_draft_XXXXXX", path[1400], from[1400];
-    if (!mkdtemp(tmp)) { CHECK(0, "mkdtemp"); goto done; }
+    if (!mkdtemp(tmp)) {
+        CHECK(0, "mkdtemp");
+        goto done;
+    }
     snprintf(path, sizeof path, "%s/onnx", tmp);
     mkdir(path, 0755);
-    const char *files[] = {"config.json", "generation_config.json", "tokenizer_config.json", "tokenizer.json",
-                           "onnx/model_q4f16.onnx", "onnx/model_q4f16.onnx_data"};
+    const char *files[] = {"config.json",    "generation_config.json", "tokenizer_config.json",
+                           "tokenizer.json", "onnx/model_q4f16.onnx",  "onnx/model_q4f16.onnx_data"};
     int ok = 1;
     for (int i = 0; i < 6; i++) {
         snprintf(from, sizeof from, "%s/tiny-q4f16-op18-ext/%s", models, files[i]);

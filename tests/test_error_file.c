@@ -10,12 +10,20 @@
 #include "memfs.h"
 
 static int failures, checks;
-#define CHECK(cond, ...) do { checks++; if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#define CHECK(cond, ...) \
+    do { \
+        checks++; \
+        if (!(cond)) { \
+            failures++; \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__); \
+            fputc('\n', stderr); \
+        } \
+    } while (0)
 
 #define DATA "onnx/model_q4f16.onnx_data"
-static const char *const FILES[] = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                                    "onnx/model_q4f16.onnx", DATA};
+static const char *const FILES[] = {"config.json",           "generation_config.json", "tokenizer.json",
+                                    "tokenizer_config.json", "onnx/model_q4f16.onnx",  DATA};
 #define N_FILES (sizeof FILES / sizeof FILES[0])
 static uint8_t *bytes[N_FILES];
 static size_t sizes[N_FILES];
@@ -37,8 +45,10 @@ static qw_status load(const char *skip, size_t cut, const char *name, const char
     memfs mf = {0};
     for (size_t i = 0; i < N_FILES; i++) {
         if (skip && !strcmp(FILES[i], skip)) continue;
-        if (name && !strcmp(FILES[i], name)) memfs_add(&mf, FILES[i], json, strlen(json));
-        else memfs_add(&mf, FILES[i], bytes[i], sizes[i] - (strcmp(FILES[i], DATA) ? 0 : cut));
+        if (name && !strcmp(FILES[i], name))
+            memfs_add(&mf, FILES[i], json, strlen(json));
+        else
+            memfs_add(&mf, FILES[i], bytes[i], sizes[i] - (strcmp(FILES[i], DATA) ? 0 : cut));
     }
     qw_fs fs = memfs_fs(&mf);
     qw_load_opts lo = {0};
@@ -83,8 +93,11 @@ int main(void) {
           err.file, err.msg);
 
     /* a node the graph refuses: the .onnx; a data file that is a directory: that file (tools/gen/gen_hostile.py) */
-    static const struct { const char *dir, *file; qw_status st; } hostile[] = {
-        {"reshape_wrap", "onnx/model.onnx", QW_E_FORMAT}, {"ext_dir", "onnx/model.onnx_data", QW_E_UNSUPPORTED}};
+    static const struct {
+        const char *dir, *file;
+        qw_status st;
+    } hostile[] = {{"reshape_wrap", "onnx/model.onnx", QW_E_FORMAT},
+                   {"ext_dir", "onnx/model.onnx_data", QW_E_UNSUPPORTED}};
     for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
         snprintf(path, sizeof path, "%s/../models/hostile/%s", bd ? bd : ".", hostile[i].dir);
         qw_fs dfs;

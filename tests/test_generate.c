@@ -30,16 +30,28 @@ static qw_status run(qw_model *m, qw_model *oracle, const int32_t *prompt, int n
         if ((st = qw_gen_next(g, &ev, err)) != QW_OK) break;
         if (ev.kind == QW_GEN_FEED) {
             r->n_feeds++;
-            if (ev.n_past == 0) { qw_decoder_reset(oracle->dec); oracle->n_cached = 0; }
-            if (ev.n_past != oracle->n_cached) { st = qw_error_set(err, QW_E_INTERNAL, "n_past %d, oracle holds %d", ev.n_past, oracle->n_cached); break; }
+            if (ev.n_past == 0) {
+                qw_decoder_reset(oracle->dec);
+                oracle->n_cached = 0;
+            }
+            if (ev.n_past != oracle->n_cached) {
+                st = qw_error_set(err, QW_E_INTERNAL, "n_past %d, oracle holds %d", ev.n_past, oracle->n_cached);
+                break;
+            }
             if ((st = qw_decoder_forward(oracle->dec, ev.feed_ids, ev.n_feed, logits, NULL, NULL, err)) != QW_OK) break;
             oracle->n_cached += ev.n_feed;
             if ((st = qw_gen_set_logits(g, logits, (size_t)vocab, err)) != QW_OK) break;
             continue;
         }
         if (ev.kind == QW_GEN_TOKEN && r->n < 64) r->ids[r->n++] = ev.id;
-        if (ev.text_len && tl + ev.text_len < sizeof r->text) { memcpy(r->text + tl, ev.text, ev.text_len); tl += ev.text_len; }
-        if (ev.kind == QW_GEN_DONE) { snprintf(r->stop_reason, sizeof r->stop_reason, "%s", ev.stop_reason); break; }
+        if (ev.text_len && tl + ev.text_len < sizeof r->text) {
+            memcpy(r->text + tl, ev.text, ev.text_len);
+            tl += ev.text_len;
+        }
+        if (ev.kind == QW_GEN_DONE) {
+            snprintf(r->stop_reason, sizeof r->stop_reason, "%s", ev.stop_reason);
+            break;
+        }
     }
     free(logits);
     qw_gen_free(g);
@@ -66,7 +78,10 @@ int main(void) {
     snprintf(dir, sizeof dir, "%s/build/models/small-q4f16-op18-ext", src ? src : ".");
     qw_fs fs;
     qw_error err = {0};
-    if (qw_fs_open_dir(dir, &fs, &err) != QW_OK) { printf("skipped: %s\n", err.msg); return 0; }
+    if (qw_fs_open_dir(dir, &fs, &err) != QW_OK) {
+        printf("skipped: %s\n", err.msg);
+        return 0;
+    }
     qw_load_opts lo = {0}, le = {0};
     le.external_decoder = 1;
     qw_model *plain = NULL, *ext = NULL, *oracle = NULL;
@@ -74,8 +89,10 @@ int main(void) {
     CHECK(qw_model_load(&fs, &lo, &oracle, &err) == QW_OK, "load: %s", err.msg);
     CHECK(qw_model_load(&fs, &le, &ext, &err) == QW_OK, "external load: %s", err.msg);
     if (plain && ext && oracle) {
-        CHECK(strstr(qw_model_info_json(ext), "\"engine\":\"external\"") != NULL, "info says external: %s", qw_model_info_json(ext));
-        CHECK(qw_model_vocab(ext) == qw_model_vocab(plain), "vocab %d vs %d", qw_model_vocab(ext), qw_model_vocab(plain));
+        CHECK(strstr(qw_model_info_json(ext), "\"engine\":\"external\"") != NULL, "info says external: %s",
+              qw_model_info_json(ext));
+        CHECK(qw_model_vocab(ext) == qw_model_vocab(plain), "vocab %d vs %d", qw_model_vocab(ext),
+              qw_model_vocab(plain));
         int32_t *prompt = NULL;
         size_t n = 0;
         const char *text = "<|im_start|>user\nRedacta la epicrisis.<|im_end|>\n<|im_start|>assistant\n";
@@ -86,16 +103,22 @@ int main(void) {
         p.temperature = 0;
         p.prefill_chunk = 5; /* several prefill feeds */
         compare("greedy", plain, ext, oracle, prompt, (int)n, &p);
-        p.temperature = 0.9f; p.top_k = 40; p.top_p = 0.95f; p.repetition_penalty = 1.1f; p.seed = 7;
+        p.temperature = 0.9f;
+        p.top_k = 40;
+        p.top_p = 0.95f;
+        p.repetition_penalty = 1.1f;
+        p.seed = 7;
         compare("sampled", plain, ext, oracle, prompt, (int)n, &p);
         run_result a;
         CHECK(run(plain, NULL, prompt, (int)n, &p, &a, &err) == QW_OK, "plain: %s", err.msg);
         if (strlen(a.text) > 4) { /* a stop string from the middle of the sampled text */
             char stop[3] = {a.text[strlen(a.text) / 2], a.text[strlen(a.text) / 2 + 1], 0};
             const char *stops[1] = {stop};
-            p.stop = stops; p.n_stop = 1;
+            p.stop = stops;
+            p.n_stop = 1;
             compare("stop string", plain, ext, oracle, prompt, (int)n, &p);
-            p.stop = NULL; p.n_stop = 0;
+            p.stop = NULL;
+            p.n_stop = 0;
         }
         /* misuse: next without logits, logits of the wrong size, logits when none are asked for */
         qw_gen *g = NULL;
@@ -105,7 +128,8 @@ int main(void) {
         CHECK(qw_gen_set_logits(g, &one, 1, &err) == QW_E_ARG, "logits before a FEED event refused");
         CHECK(qw_gen_next(g, &ev, &err) == QW_OK && ev.kind == QW_GEN_FEED, "first event is FEED");
         CHECK(qw_gen_next(g, &ev, &err) == QW_E_ARG && strstr(err.msg, "missing"), "next without logits: %s", err.msg);
-        CHECK(qw_gen_set_logits(g, &one, 1, &err) == QW_E_ARG && strstr(err.msg, "vocabulary"), "wrong size: %s", err.msg);
+        CHECK(qw_gen_set_logits(g, &one, 1, &err) == QW_E_ARG && strstr(err.msg, "vocabulary"), "wrong size: %s",
+              err.msg);
         qw_gen_free(g);
         free(prompt);
     }

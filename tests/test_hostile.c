@@ -35,8 +35,8 @@ static void test_numel(void) {
 
 typedef struct hostile_case {
     const char *dir;
-    qw_status st;        /* QW_OK: loads and generates */
-    const char *msg[3];  /* substrings the message must hold */
+    qw_status st;       /* QW_OK: loads and generates */
+    const char *msg[3]; /* substrings the message must hold */
 } hostile_case;
 
 static void test_folders(void) {
@@ -56,7 +56,10 @@ static void test_folders(void) {
     char dir[1200];
     snprintf(dir, sizeof dir, "%s/hostile/reshape_wrap/onnx/model.onnx", models);
     FILE *f = fopen(dir, "rb");
-    if (!f) { printf("skip: %s/hostile not generated (tools/gen/gen_test_models.sh)\n", models); return; }
+    if (!f) {
+        printf("skip: %s/hostile not generated (tools/gen/gen_test_models.sh)\n", models);
+        return;
+    }
     fclose(f);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const hostile_case *c = &cases[i];
@@ -84,16 +87,31 @@ static void test_folders(void) {
             CHECK(g && ev.kind == QW_GEN_DONE, "%s: generation did not finish: %s", c->dir, err.msg);
             qw_gen_free(g);
             /* sampling values outside their ranges: QW_E_ARG from the C API, naming the value */
-            static const struct { const char *what; float t, tp, mp, rp; int k; } bad[] = {
-                {"temperature", NAN, 1, 0, 1, 0}, {"temperature", -1, 1, 0, 1, 0}, {"temperature", INFINITY, 1, 0, 1, 0},
-                {"top_p", 1, 0, 0, 1, 0}, {"top_p", 1, 1.5f, 0, 1, 0}, {"top_p", 1, NAN, 0, 1, 0},
-                {"min_p", 1, 1, -0.1f, 1, 0}, {"min_p", 1, 1, 2, 1, 0}, {"repetition_penalty", 1, 1, 0, 0, 0},
-                {"repetition_penalty", 1, 1, 0, -1, 0}, {"repetition_penalty", 1, 1, 0, NAN, 0}, {"top_k", 1, 1, 0, 1, -1},
+            static const struct {
+                const char *what;
+                float t, tp, mp, rp;
+                int k;
+            } bad[] = {
+                {"temperature", NAN, 1, 0, 1, 0},
+                {"temperature", -1, 1, 0, 1, 0},
+                {"temperature", INFINITY, 1, 0, 1, 0},
+                {"top_p", 1, 0, 0, 1, 0},
+                {"top_p", 1, 1.5f, 0, 1, 0},
+                {"top_p", 1, NAN, 0, 1, 0},
+                {"min_p", 1, 1, -0.1f, 1, 0},
+                {"min_p", 1, 1, 2, 1, 0},
+                {"repetition_penalty", 1, 1, 0, 0, 0},
+                {"repetition_penalty", 1, 1, 0, -1, 0},
+                {"repetition_penalty", 1, 1, 0, NAN, 0},
+                {"top_k", 1, 1, 0, 1, -1},
             };
             for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
                 qw_gen_params_init(&p);
-                p.temperature = bad[b].t; p.top_p = bad[b].tp; p.min_p = bad[b].mp;
-                p.repetition_penalty = bad[b].rp; p.top_k = bad[b].k;
+                p.temperature = bad[b].t;
+                p.top_p = bad[b].tp;
+                p.min_p = bad[b].mp;
+                p.repetition_penalty = bad[b].rp;
+                p.top_k = bad[b].k;
                 g = NULL;
                 st = qw_gen_begin(m, prompt, 2, &p, &g, &err);
                 CHECK(st == QW_E_ARG && g == NULL && strstr(err.msg, bad[b].what), "bad %s [%zu]: %s (%s)", bad[b].what,
@@ -124,7 +142,10 @@ static qw_status config_of(const char *name, const char *json, qw_model_config *
 }
 
 static void test_config(void) {
-    static const struct { const char *file, *json, *key; qw_status st; } cases[] = {
+    static const struct {
+        const char *file, *json, *key;
+        qw_status st;
+    } cases[] = {
         {"config.json", "{\"max_position_embeddings\": 2e9}", "max_position_embeddings", QW_E_FORMAT},
         {"config.json", "{\"hidden_size\": 1e300}", "hidden_size", QW_E_FORMAT},
         {"config.json", "{\"num_hidden_layers\": 2.5}", "num_hidden_layers", QW_E_FORMAT},
@@ -142,17 +163,22 @@ static void test_config(void) {
     qw_error err = {0};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         qw_status st = config_of(cases[i].file, cases[i].json, &cfg, &err);
-        CHECK(st == cases[i].st && strstr(err.msg, cases[i].file) && strstr(err.msg, cases[i].key),
-              "%s %s: %s (%s)", cases[i].file, cases[i].json, qw_status_str(st), err.msg);
+        CHECK(st == cases[i].st && strstr(err.msg, cases[i].file) && strstr(err.msg, cases[i].key), "%s %s: %s (%s)",
+              cases[i].file, cases[i].json, qw_status_str(st), err.msg);
     }
     /* valid values still load */
-    CHECK(config_of("config.json", "{\"max_position_embeddings\": 32768, \"hidden_size\": 896, \"eos_token_id\": "
-                    "[151645, 151643], \"bos_token_id\": null, \"rms_norm_eps\": 1e-06}", &cfg, &err) == QW_OK &&
-          cfg.max_position_embeddings == 32768 && cfg.n_eos == 2 && cfg.eos_ids[1] == 151643, "valid config: %s", err.msg);
+    CHECK(config_of("config.json",
+                    "{\"max_position_embeddings\": 32768, \"hidden_size\": 896, \"eos_token_id\": "
+                    "[151645, 151643], \"bos_token_id\": null, \"rms_norm_eps\": 1e-06}",
+                    &cfg, &err) == QW_OK &&
+              cfg.max_position_embeddings == 32768 && cfg.n_eos == 2 && cfg.eos_ids[1] == 151643,
+          "valid config: %s", err.msg);
 
     /* generation_config.json: a warning naming the file and the key, and the default */
-    qw_status st = config_of("generation_config.json", "{\"do_sample\": true, \"temperature\": -3, \"top_p\": 0, "
-                             "\"top_k\": 1e300, \"repetition_penalty\": 0, \"eos_token_id\": 2.5}", &cfg, &err);
+    qw_status st = config_of("generation_config.json",
+                             "{\"do_sample\": true, \"temperature\": -3, \"top_p\": 0, "
+                             "\"top_k\": 1e300, \"repetition_penalty\": 0, \"eos_token_id\": 2.5}",
+                             &cfg, &err);
     CHECK(st == QW_OK, "generation_config: %s", err.msg);
     static const char *const keys[] = {"temperature", "top_p", "top_k", "repetition_penalty", "eos_token_id"};
     for (int k = 0; k < 5; k++) {
@@ -161,8 +187,9 @@ static void test_config(void) {
         CHECK(strstr(cfg.warnings, want) != NULL, "no warning for %s: '%s'", keys[k], cfg.warnings);
     }
     CHECK(cfg.temperature == 1.0f && cfg.top_p == 1.0f && cfg.top_k == 0 && cfg.repetition_penalty == 1.0f &&
-          cfg.n_eos == 0, "defaults kept (t %g p %g k %d rp %g eos %d)", cfg.temperature, cfg.top_p, cfg.top_k,
-          cfg.repetition_penalty, cfg.n_eos);
+              cfg.n_eos == 0,
+          "defaults kept (t %g p %g k %d rp %g eos %d)", cfg.temperature, cfg.top_p, cfg.top_k, cfg.repetition_penalty,
+          cfg.n_eos);
 
     /* nesting far past any real file: named as such, not "malformed near byte 1000" */
     size_t depth = 100000;
@@ -178,9 +205,12 @@ static void test_config(void) {
           "deep tokenizer: %s", err.msg);
     free(deep);
     /* a '[' inside a string does not count */
-    CHECK(config_of("config.json", "{\"model_type\": \"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
-                    "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}",
-                    &cfg, &err) == QW_OK, "brackets in a string: %s", err.msg);
+    CHECK(config_of("config.json",
+                    "{\"model_type\": \"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+                    "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+                    "[[[[[[[[[[\"}",
+                    &cfg, &err) == QW_OK,
+          "brackets in a string: %s", err.msg);
 }
 
 /* ---- tokenizer.json: a fractional id (the small model's real tokenizer with "Hello": 9707.5) ----------- */
@@ -195,7 +225,10 @@ static void test_tokenizer_ids(void) {
     qw_fs_close(&fs);
     char *at = j ? strstr(j, "\"Hello\": 9707,") : NULL;
     CHECK(at != NULL, "tokenizer.json has no \"Hello\": 9707");
-    if (!at) { free(j); return; }
+    if (!at) {
+        free(j);
+        return;
+    }
     size_t off = (size_t)(at - j) + strlen("\"Hello\": 9707");
     char *k = malloc(n + 3);
     memcpy(k, j, off);
@@ -203,7 +236,8 @@ static void test_tokenizer_ids(void) {
     memcpy(k + off + 2, j + off, n - off + 1);
     qw_tokenizer *t = NULL;
     qw_status st = qw_tokenizer_load_json(k, n + 2, "tokenizer.json", &t, &err);
-    CHECK(st == QW_E_FORMAT && strstr(err.msg, "\"Hello\"") && strstr(err.msg, "no valid id") && !strstr(err.msg, "twice"),
+    CHECK(st == QW_E_FORMAT && strstr(err.msg, "\"Hello\"") && strstr(err.msg, "no valid id") &&
+              !strstr(err.msg, "twice"),
           "id 9707.5: %s (%s)", qw_status_str(st), err.msg);
     qw_tokenizer_free(t);
     free(k);
@@ -218,7 +252,8 @@ static void test_sampler_values(void) {
     qw_error err = {0};
     qw_sampler_params_init(&p);
     p.temperature = NAN;
-    CHECK(qw_sampler_new(&p, 8, &s, &err) == QW_E_ARG && s == NULL && strstr(err.msg, "temperature"), "nan: %s", err.msg);
+    CHECK(qw_sampler_new(&p, 8, &s, &err) == QW_E_ARG && s == NULL && strstr(err.msg, "temperature"), "nan: %s",
+          err.msg);
     /* a temperature so small the logits overflow: the argmax (its limit), not an arbitrary id */
     qw_sampler_params_init(&p);
     p.temperature = 1e-40f;
@@ -235,7 +270,9 @@ static void test_sampler_values(void) {
     float bv = -INFINITY;
     qw_sampler_params_init(&p);
     p.temperature = 0;
-    p.bias_ids = &bid; p.bias_values = &bv; p.n_bias = 1;
+    p.bias_ids = &bid;
+    p.bias_values = &bv;
+    p.n_bias = 1;
     CHECK(qw_sampler_new(&p, 8, &s, &err) == QW_OK, "-inf bias: %s", err.msg);
     float x[8] = {0.5f, -1, 3.25f, 3.0f, 2, -7, 1, 0};
     int32_t id = -1;
@@ -256,7 +293,10 @@ static void test_vocab_past_tokenizer(void) {
     qw_load_opts lo = {0};
     lo.max_context = 64;
     CHECK(qw_model_load(&fs, &lo, &m, &err) == QW_OK, "small: %s", err.msg);
-    if (!m) { qw_fs_close(&fs); return; }
+    if (!m) {
+        qw_fs_close(&fs);
+        return;
+    }
     int vocab = 0;
     {
         const char *info = qw_model_info_json(m);
@@ -277,11 +317,15 @@ static void test_vocab_past_tokenizer(void) {
     for (int32_t i = vocab - 1; i >= 0 && n_extra < 512; i--) {
         char *tx = NULL;
         int32_t one = i;
-        if (qw_detokenize(m, &one, 1, &tx, &err) == QW_OK && tx && !tx[0]) { bias_ids[n_extra] = i; bias_vals[n_extra++] = 100; }
+        if (qw_detokenize(m, &one, 1, &tx, &err) == QW_OK && tx && !tx[0]) {
+            bias_ids[n_extra] = i;
+            bias_vals[n_extra++] = 100;
+        }
         free(tx);
         if (i < vocab - 600) break;
     }
-    CHECK(n_extra >= 200, "the small model has %d ids without a token (Qwen2.5: 151936 - 151669 = 267 expected)", n_extra);
+    CHECK(n_extra >= 200, "the small model has %d ids without a token (Qwen2.5: 151936 - 151669 = 267 expected)",
+          n_extra);
     qw_gen_params p;
     qw_gen_params_init(&p);
     p.temperature = 1.0f;
@@ -289,7 +333,9 @@ static void test_vocab_past_tokenizer(void) {
     p.top_p = 1.0f;
     p.max_tokens = 8;
     p.ignore_eos = 1;
-    p.bias_ids = bias_ids; p.bias_values = bias_vals; p.n_bias = n_extra;
+    p.bias_ids = bias_ids;
+    p.bias_values = bias_vals;
+    p.n_bias = n_extra;
     int32_t prompt[3] = {9707, 11, 1879};
     for (int greedy = 0; greedy < 2; greedy++) {
         p.temperature = greedy ? 0 : 1.0f;
@@ -299,7 +345,8 @@ static void test_vocab_past_tokenizer(void) {
         while (g && qw_gen_next(g, &ev, &err) == QW_OK && ev.kind != QW_GEN_DONE)
             if (ev.kind == QW_GEN_TOKEN)
                 for (int e = 0; e < n_extra; e++)
-                    CHECK(ev.id != bias_ids[e], "%s sampled id %d, which has no token", greedy ? "greedy" : "sampling", ev.id);
+                    CHECK(ev.id != bias_ids[e], "%s sampled id %d, which has no token", greedy ? "greedy" : "sampling",
+                          ev.id);
         CHECK(ev.kind == QW_GEN_DONE, "generation: %s", err.msg);
         qw_gen_free(g);
     }
@@ -333,7 +380,10 @@ static void test_cli(void) {
     snprintf(dir, sizeof dir, "%s/hostile/tok_bad", models);
     FILE *f;
     snprintf(cmd, sizeof cmd, "%s/tokenizer.json", dir);
-    if (!cli || !(f = fopen(cmd, "rb"))) { printf("skip: no QW_CLI or %s not generated\n", dir); return; }
+    if (!cli || !(f = fopen(cmd, "rb"))) {
+        printf("skip: no QW_CLI or %s not generated\n", dir);
+        return;
+    }
     fclose(f);
     /* exit 1 is the CLI's own failure; a leak report would exit 23 */
     snprintf(cmd, sizeof cmd, "LSAN_OPTIONS=exitcode=23 '%s' tokenize '%s' hola 2>/dev/null", cli, dir);
@@ -351,7 +401,8 @@ static void test_cli(void) {
         i += qw_utf8_decode((const unsigned char *)out + i, n - i, &cp, NULL);
         bad += cp == QW_UC_BAD;
     }
-    CHECK(n > 0 && bad == 0 && strstr(out, "hostile-\xEF\xBF\xBD"), "inspect --json: %zu bytes, %zu ill-formed", n, bad);
+    CHECK(n > 0 && bad == 0 && strstr(out, "hostile-\xEF\xBF\xBD"), "inspect --json: %zu bytes, %zu ill-formed", n,
+          bad);
 }
 
 /* generation_config.json's bad values reach the model as warnings (qw_model_warnings, info "warnings") */
@@ -360,7 +411,10 @@ static void test_model_warnings(void) {
     snprintf(dir, sizeof dir, "%s/hostile/genconfig_bad", models);
     qw_fs fs;
     qw_error err = {0};
-    if (qw_fs_open_dir(dir, &fs, &err) != QW_OK) { printf("skip: %s not generated\n", dir); return; }
+    if (qw_fs_open_dir(dir, &fs, &err) != QW_OK) {
+        printf("skip: %s not generated\n", dir);
+        return;
+    }
     qw_model *m = NULL;
     qw_load_opts lo = {0};
     lo.threads = 1;
@@ -368,7 +422,8 @@ static void test_model_warnings(void) {
     if (m) {
         const char *w = qw_model_warnings(m);
         CHECK(strstr(w, "generation_config.json: temperature is a string") && strstr(w, "top_p is 1.5") &&
-              strstr(w, "top_k is -4") && strstr(w, "repetition_penalty is 0"), "warnings: '%s'", w);
+                  strstr(w, "top_k is -4") && strstr(w, "repetition_penalty is 0"),
+              "warnings: '%s'", w);
         CHECK(strstr(qw_model_info_json(m), "\"warnings\":[\"generation_config.json: temperature"), "info: %s",
               qw_model_info_json(m));
         qw_gen_params p;
@@ -384,7 +439,9 @@ static void test_model_warnings(void) {
 /* ---- inputs the fuzzers found (tests/corpus/graph/regress_*.onnx): refused with a message, no crash ------- */
 
 static void test_fuzz_regressions(void) {
-    static const struct { const char *file, *msg; } cases[] = {
+    static const struct {
+        const char *file, *msg;
+    } cases[] = {
         {"regress_cast_no_input.onnx", "required"}, /* a Cast with no input read stack garbage as its input */
     };
     const char *src = getenv("QW_SOURCE_DIR");
@@ -392,7 +449,10 @@ static void test_fuzz_regressions(void) {
         char path[1200];
         snprintf(path, sizeof path, "%s/tests/corpus/graph/%s", src ? src : ".", cases[i].file);
         FILE *f = fopen(path, "rb");
-        if (!f) { CHECK(0, "%s missing", path); continue; }
+        if (!f) {
+            CHECK(0, "%s missing", path);
+            continue;
+        }
         static uint8_t buf[1 << 16];
         size_t n = fread(buf, 1, sizeof buf, f);
         fclose(f);
@@ -406,7 +466,8 @@ static void test_fuzz_regressions(void) {
         go.max_tensor_bytes = 1u << 20;
         qw_status st = qw_onnx_load(&fs, "onnx/model.onnx", &m, &err);
         if (st == QW_OK) st = qw_graph_build(&fs, m, NULL, &go, &g, &err);
-        CHECK(st == QW_E_FORMAT && strstr(err.msg, cases[i].msg), "%s: %s (%s)", cases[i].file, qw_status_str(st), err.msg);
+        CHECK(st == QW_E_FORMAT && strstr(err.msg, cases[i].msg), "%s: %s (%s)", cases[i].file, qw_status_str(st),
+              err.msg);
         qw_graph_free(g);
         qw_onnx_free(m);
     }

@@ -10,13 +10,19 @@
 /* Runs a shell command; returns its stdout (malloc'd) and exit code. */
 static char *run(const char *cmd, int *code) {
     FILE *p = popen(cmd, "r");
-    if (!p) { *code = -1; return NULL; }
+    if (!p) {
+        *code = -1;
+        return NULL;
+    }
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     size_t k;
     while (buf && (k = fread(buf + n, 1, cap - n - 1, p)) > 0) {
         n += k;
-        if (cap - n < 4096) { cap *= 2; buf = realloc(buf, cap); }
+        if (cap - n < 4096) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
     }
     int st = pclose(p);
     *code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -38,15 +44,18 @@ static cJSON *inspect_json(const char *cli, const char *model) {
 
 int main(void) {
     const char *cli = getenv("QW_CLI"), *fx = getenv("QW_FIXTURES"), *src = getenv("QW_SOURCE_DIR");
-    if (!cli || !fx || !src) { fprintf(stderr, "QW_CLI, QW_FIXTURES and QW_SOURCE_DIR must be set\n"); return 1; }
+    if (!cli || !fx || !src) {
+        fprintf(stderr, "QW_CLI, QW_FIXTURES and QW_SOURCE_DIR must be set\n");
+        return 1;
+    }
     char path[2048];
 
     snprintf(path, sizeof path, "%s/tiny-llama-genai-fp16/model.onnx", fx);
     cJSON *j = inspect_json(cli, path);
     CHECK(j != NULL);
     if (j) {
-        static const char *const keys[] = {"ir_version", "opsets", "inputs", "outputs", "ops", "nodes",
-                                           "initializers", "external_data", "matmulnbits", "config"};
+        static const char *const keys[] = {"ir_version", "opsets",       "inputs",        "outputs",     "ops",
+                                           "nodes",      "initializers", "external_data", "matmulnbits", "config"};
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
             CHECK(cJSON_HasObjectItem(j, keys[i]), "missing key %s", keys[i]);
         }

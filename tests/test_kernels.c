@@ -80,11 +80,16 @@ static void test_f16(void) {
     for (int i = 0; i < NV; i++) {
         uint32_t bits;
         switch (i % 4) {
-        case 0: bits = rnd() | (rnd() << 21); break;                                    /* anything */
+        case 0: bits = rnd() | (rnd() << 21); break; /* anything */
         case 1: bits = (rnd() % (0x47800000u - 0x33000000u) + 0x33000000u) | (rnd() & 1) << 31; break;
-        case 2: { float f = half_ref((uint16_t)(rnd() & 0x7bff)); float g = half_ref((uint16_t)((rnd() & 0x7bff) + 1));
-                  f = (f + g) * 0.5f; memcpy(&bits, &f, 4); break; }                      /* ties-ish */
-        default: bits = (uint32_t)(rnd() % 0x00800000u) | (rnd() & 1) << 31; break;     /* f32 subnormal */
+        case 2: {
+            float f = half_ref((uint16_t)(rnd() & 0x7bff));
+            float g = half_ref((uint16_t)((rnd() & 0x7bff) + 1));
+            f = (f + g) * 0.5f;
+            memcpy(&bits, &f, 4);
+            break;
+        }                                                                           /* ties-ish */
+        default: bits = (uint32_t)(rnd() % 0x00800000u) | (rnd() & 1) << 31; break; /* f32 subnormal */
         }
         memcpy(&v[i], &bits, 4);
     }
@@ -93,14 +98,22 @@ static void test_f16(void) {
     for (int i = 0; i < NV; i++) {
         float x = v[i];
         uint16_t want;
-        if (x != x) want = 0x7e00; /* compare NaN-ness only */
+        if (x != x)
+            want = 0x7e00; /* compare NaN-ness only */
         else {
             double ax = fabs((double)x);
             uint16_t sign = signbit(x) ? 0x8000 : 0;
-            if (ax >= 65520.0) want = sign | 0x7c00;
+            if (ax >= 65520.0)
+                want = sign | 0x7c00;
             else {
                 int lo = 0, hi = 0x7bff; /* largest half <= ax */
-                while (lo < hi) { int mid = (lo + hi + 1) / 2; if (half_ref((uint16_t)mid) <= ax) lo = mid; else hi = mid - 1; }
+                while (lo < hi) {
+                    int mid = (lo + hi + 1) / 2;
+                    if (half_ref((uint16_t)mid) <= ax)
+                        lo = mid;
+                    else
+                        hi = mid - 1;
+                }
                 double dl = ax - half_ref((uint16_t)lo), dh = lo < 0x7bff ? half_ref((uint16_t)(lo + 1)) - ax : 1e30;
                 if (lo == 0x7bff) dh = 65536.0 - ax; /* rounding up past max goes to inf */
                 int r = dl < dh ? lo : dl > dh ? lo + 1 : ((lo & 1) ? lo + 1 : lo);
@@ -108,8 +121,9 @@ static void test_f16(void) {
             }
         }
         uint16_t s = qw_f32_to_f16(x);
-        if (x != x) { if ((o[i] & 0x7c00) != 0x7c00 || !(o[i] & 0x3ff) || (s & 0x7fff) <= 0x7c00) bad++; }
-        else if (o[i] != want || s != want) {
+        if (x != x) {
+            if ((o[i] & 0x7c00) != 0x7c00 || !(o[i] & 0x3ff) || (s & 0x7fff) <= 0x7c00) bad++;
+        } else if (o[i] != want || s != want) {
             if (bad < 5) fprintf(stderr, "  f32->f16 %a: array %04x scalar %04x want %04x\n", x, o[i], s, want);
             bad++;
         }
@@ -147,9 +161,9 @@ static double g_q8_vs_f32_max = 0, g_q8_vs_f32_rms = 0;
 static void test_q4(qw_pool *pool) {
     static const int shapes[][6] = {
         /* N, K, block, M, zp, bias */
-        {37, 100, 32, 1, 1, 1},  {64, 256, 16, 3, 0, 0},  {33, 1000, 128, 5, 1, 0}, {17, 64, 64, 1, 0, 1},
-        {130, 520, 32, 40, 1, 1}, {5, 48, 16, 2, 1, 1},   {96, 1536, 32, 1, 0, 0},  {257, 300, 256, 7, 1, 1},
-        {1, 31, 32, 1, 1, 0},    {300, 2048, 64, 2, 0, 1}, {40, 1024, 1024, 3, 1, 0}, {8, 17, 16, 33, 1, 1},
+        {37, 100, 32, 1, 1, 1},   {64, 256, 16, 3, 0, 0},   {33, 1000, 128, 5, 1, 0},  {17, 64, 64, 1, 0, 1},
+        {130, 520, 32, 40, 1, 1}, {5, 48, 16, 2, 1, 1},     {96, 1536, 32, 1, 0, 0},   {257, 300, 256, 7, 1, 1},
+        {1, 31, 32, 1, 1, 0},     {300, 2048, 64, 2, 0, 1}, {40, 1024, 1024, 3, 1, 0}, {8, 17, 16, 33, 1, 1},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int N = shapes[s][0], K = shapes[s][1], B = shapes[s][2], M = shapes[s][3];
@@ -187,7 +201,8 @@ static void test_q4(qw_pool *pool) {
         q4_free(&qb);
     }
     printf("q4 int8-activation (accuracy_level 4) vs fp32, test shapes with outliers: max err/max|y| = %.2e, "
-           "rms rel = %.2e\n", g_q8_vs_f32_max, g_q8_vs_f32_rms);
+           "rms rel = %.2e\n",
+           g_q8_vs_f32_max, g_q8_vs_f32_rms);
     /* the same on a 1.5B-like shape, activations without and with outliers */
     for (int outl = 0; outl < 2; outl++) {
         int N = 256, K = 1536;
@@ -240,9 +255,9 @@ static void q4_pack_copy(const q4buf *src, q4buf *dst, int f16) {
 static void test_q4_packed(qw_pool *pool, const qw_kernel_table *kt) {
     static const int shapes[][6] = {
         /* N, K, block, M, zp, bias */
-        {36, 100, 32, 1, 1, 1}, {64, 256, 64, 3, 0, 0}, {32, 1000, 128, 5, 1, 0}, {128, 1536, 32, 1, 0, 0},
-        {132, 520, 32, 40, 1, 1}, {256, 300, 256, 7, 1, 1}, {4, 31, 32, 1, 1, 0}, {300, 2048, 64, 2, 0, 1},
-        {8, 96, 32, 33, 1, 1}, {1536, 8960, 32, 1, 0, 0}, {64, 1536, 32, 64, 0, 1},
+        {36, 100, 32, 1, 1, 1},   {64, 256, 64, 3, 0, 0},    {32, 1000, 128, 5, 1, 0}, {128, 1536, 32, 1, 0, 0},
+        {132, 520, 32, 40, 1, 1}, {256, 300, 256, 7, 1, 1},  {4, 31, 32, 1, 1, 0},     {300, 2048, 64, 2, 0, 1},
+        {8, 96, 32, 33, 1, 1},    {1536, 8960, 32, 1, 0, 0}, {64, 1536, 32, 64, 0, 1},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int N = shapes[s][0], K = shapes[s][1], B = shapes[s][2], M = shapes[s][3];
@@ -273,8 +288,8 @@ static void test_q4_packed(qw_pool *pool, const qw_kernel_table *kt) {
                 qw_q4_matmul_q8_with(kt, pass ? pool : NULL, &pk.w, x, M, bias, y, work);
                 /* same arithmetic per output as the reference: identical bits */
                 CHECK(memcmp(y, y8r, (size_t)M * N * 4) == 0,
-                      "packed q4_matmul_q8 (%s) N=%d K=%d block=%d M=%d zp=%d scales %s: err %.3g", kt->name, N, K,
-                      B, M, shapes[s][4], f16 ? "fp16" : "fp32", nerr(y, y8r, (size_t)M * N));
+                      "packed q4_matmul_q8 (%s) N=%d K=%d block=%d M=%d zp=%d scales %s: err %.3g", kt->name, N, K, B,
+                      M, shapes[s][4], f16 ? "fp16" : "fp32", nerr(y, y8r, (size_t)M * N));
             }
         }
         for (int i = 0; i < N * nb; i++) sh[i] = 0x3c00;
@@ -296,8 +311,10 @@ static void test_i8_lmhead(qw_pool *pool) {
         void *Bm = malloc((size_t)N * K * (f16 ? 2 : 4));
         for (size_t i = 0; i < (size_t)N * K; i++) {
             float v = frand() * 0.05f * ((rnd() % 97 == 0) ? 6.0f : 1.0f);
-            if (f16) ((uint16_t *)Bm)[i] = qw_f32_to_f16(v);
-            else ((float *)Bm)[i] = v;
+            if (f16)
+                ((uint16_t *)Bm)[i] = qw_f32_to_f16(v);
+            else
+                ((float *)Bm)[i] = v;
         }
         qw_i8w w;
         qw_i8w_init(&w, N, K);
@@ -313,12 +330,15 @@ static void test_i8_lmhead(qw_pool *pool) {
             c.wnorm = calloc((size_t)w.N4 * 2, 4);
             c.enorm = c.wnorm + w.N4;
             for (int r0 = 0; r0 < N; r0 += 12)
-                qw_i8w_quantize_rows(pool, &c, (const char *)Bm + (size_t)r0 * K * (f16 ? 2 : 4), f16, K, r0, N - r0 < 12 ? N - r0 : 12);
+                qw_i8w_quantize_rows(pool, &c, (const char *)Bm + (size_t)r0 * K * (f16 ? 2 : 4), f16, K, r0,
+                                     N - r0 < 12 ? N - r0 : 12);
             CHECK(!memcmp(c.q, w.q, qw_i8w_q_bytes(&w)) && !memcmp(c.scales, w.scales, qw_i8w_scale_bytes(&w)) &&
-                  !memcmp(c.wnorm, w.wnorm, (size_t)w.N4 * 2 * 4), "i8w_quantize_rows N=%d K=%d: chunks differ", N, K);
+                      !memcmp(c.wnorm, w.wnorm, (size_t)w.N4 * 2 * 4),
+                  "i8w_quantize_rows N=%d K=%d: chunks differ", N, K);
             free(c.q), free(c.scales), free(c.wnorm);
         }
-        float *x = malloc((size_t)K * 4), *y = malloc((size_t)N * 4), *yr = malloc((size_t)N * 4), *ye = malloc((size_t)N * 4);
+        float *x = malloc((size_t)K * 4), *y = malloc((size_t)N * 4), *yr = malloc((size_t)N * 4),
+              *ye = malloc((size_t)N * 4);
         for (int i = 0; i < K; i++) x[i] = act_rand() * 3.0f;
         void *work = malloc(qw_i8_matvec_work_size(&w));
         double xn = 0, ex = 0;
@@ -328,8 +348,10 @@ static void test_i8_lmhead(qw_pool *pool) {
             qw_i8_matvec(pass ? pool : NULL, &w, x, y, work, &xn, &ex);
             CHECK(memcmp(y, yr, (size_t)N * 4) == 0, "i8_matvec N=%d K=%d: err %.3g", N, K, nerr(y, yr, N));
         }
-        if (f16) qw_gemm_f16b(NULL, 1, N, K, x, K, Bm, K, 1, ye, N);
-        else qw_gemm_f32(NULL, 1, N, K, x, K, Bm, K, 1, ye, N);
+        if (f16)
+            qw_gemm_f16b(NULL, 1, N, K, x, K, Bm, K, 1, ye, N);
+        else
+            qw_gemm_f32(NULL, 1, N, K, x, K, Bm, K, 1, ye, N);
         double worst = 0, used = 0;
         int ok = 1;
         for (int n = 0; n < N; n++) {
@@ -340,8 +362,9 @@ static void test_i8_lmhead(qw_pool *pool) {
             if (e / bound > used) used = e / bound;
         }
         CHECK(ok, "i8 lm_head bound N=%d K=%d", N, K);
-        if (s == 1) printf("int8 lm_head rows (block %d, 7-bit x): max |err| %.3g, at most %.0f%% of the bound\n",
-                           QW_I8_BLOCK, worst, used * 100);
+        if (s == 1)
+            printf("int8 lm_head rows (block %d, 7-bit x): max |err| %.3g, at most %.0f%% of the bound\n", QW_I8_BLOCK,
+                   worst, used * 100);
         /* rows recomputed exactly = the full product's values */
         int32_t rows[5] = {N - 1, 0, N / 2, N / 3, N - 1};
         float ro[5];
@@ -369,9 +392,9 @@ static void test_i8_lmhead(qw_pool *pool) {
 /* ---- dense -------------------------------------------------------------------------------------- */
 
 static void test_gemm(qw_pool *pool) {
-    static const int shapes[][4] = {{1, 37, 100, 1}, {1, 37, 100, 0}, {5, 129, 64, 1}, {5, 129, 64, 0},
-                                    {1, 1000, 1536, 1}, {33, 70, 128, 1}, {33, 70, 128, 0}, {3, 17, 9, 0},
-                                    {64, 64, 600, 1}, {2, 300, 1030, 1}, {200, 31, 64, 0}, {7, 200, 200, 0}};
+    static const int shapes[][4] = {{1, 37, 100, 1},    {1, 37, 100, 0},   {5, 129, 64, 1},  {5, 129, 64, 0},
+                                    {1, 1000, 1536, 1}, {33, 70, 128, 1},  {33, 70, 128, 0}, {3, 17, 9, 0},
+                                    {64, 64, 600, 1},   {2, 300, 1030, 1}, {200, 31, 64, 0}, {7, 200, 200, 0}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], tb = shapes[s][3];
         int lda = K + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
@@ -411,9 +434,11 @@ static void test_logistic(qw_pool *pool) {
             double r = qw_logistic_ref(x[i]), e = fabs(y[i] - r) / (4e-7 * fabs(r) + 5e-7);
             if (e > worst) worst = e;
         }
-        CHECK(worst <= 1.0, "logistic (%s) vs reference: max err %.2f of the tolerance", pass ? "pool" : "one thread", worst);
+        CHECK(worst <= 1.0, "logistic (%s) vs reference: max err %.2f of the tolerance", pass ? "pool" : "one thread",
+              worst);
     }
-    CHECK(fabsf(qw_logistic_ref(0.0f) - 0.5f) < 1e-7f && qw_logistic_ref(-30.0f) < 1e-7f && qw_logistic_ref(30.0f) > 0.9999999f,
+    CHECK(fabsf(qw_logistic_ref(0.0f) - 0.5f) < 1e-7f && qw_logistic_ref(-30.0f) < 1e-7f &&
+              qw_logistic_ref(30.0f) > 0.9999999f,
           "logistic endpoints");
     free(x), free(y);
 }
@@ -440,13 +465,14 @@ static void test_misc(qw_pool *pool) {
 
     /* attention over a KV cache (qw_attn_run, tiled) against the plain loops: decode steps and prefill chunks,
      * grouped heads, fp32 / fp16 / int8 rows, causal and masked, past the 64-key tile and the 24-row task */
-    static const int cases[][6] = {{1, 6, 2, 24, 40, 10}, {5, 6, 2, 24, 40, 3}, {1, 12, 2, 128, 300, 299},
-                                   {7, 4, 4, 20, 16, 0}, {3, 14, 2, 64, 200, 150}, {64, 12, 2, 128, 600, 500},
+    static const int cases[][6] = {{1, 6, 2, 24, 40, 10}, {5, 6, 2, 24, 40, 3},     {1, 12, 2, 128, 300, 299},
+                                   {7, 4, 4, 20, 16, 0},  {3, 14, 2, 64, 200, 150}, {64, 12, 2, 128, 600, 500},
                                    {9, 7, 1, 36, 90, 70}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         for (int dt = 0; dt < 3; dt++)
             for (int masked = 0; masked < 2; masked++) {
-                int nq = cases[c][0], nh = cases[c][1], nkv = cases[c][2], hd = cases[c][3], ms = cases[c][4], p0 = cases[c][5];
+                int nq = cases[c][0], nh = cases[c][1], nkv = cases[c][2], hd = cases[c][3], ms = cases[c][4],
+                    p0 = cases[c][5];
                 int T = p0 + nq;
                 size_t qn = (size_t)nq * nh * hd, kn = (size_t)nkv * ms * hd;
                 float *q = malloc(qn * 4), *kf = malloc(kn * 4), *vf = malloc(kn * 4), *o = malloc(qn * 4),
@@ -457,21 +483,45 @@ static void test_misc(qw_pool *pool) {
                 for (size_t i = 0; i < kn; i++) kf[i] = frand(), vf[i] = frand();
                 for (int s = 0; s < nq; s++)
                     for (int t = 0; t < T; t++) mask[s * T + t] = t <= p0 + s ? 0.1f * frand() : -65504.0f;
-                if (dt == QW_KV_F32) { memcpy(k, kf, kn * 4); memcpy(v, vf, kn * 4); }
-                else if (dt == QW_KV_F16) { qw_f32_to_f16_array(kf, k, kn); qw_f32_to_f16_array(vf, v, kn); }
-                else
+                if (dt == QW_KV_F32) {
+                    memcpy(k, kf, kn * 4);
+                    memcpy(v, vf, kn * 4);
+                } else if (dt == QW_KV_F16) {
+                    qw_f32_to_f16_array(kf, k, kn);
+                    qw_f32_to_f16_array(vf, v, kn);
+                } else
                     for (size_t r = 0; r < kn / hd; r++) {
                         qw_kv_quant_i8(kf + r * hd, hd, (int8_t *)k + r * hd, ks + r);
                         qw_kv_quant_i8(vf + r * hd, hd, (int8_t *)v + r * hd, vs + r);
                     }
                 /* the query in (S, H, D) order for odd cases: strides, as the com.microsoft layout */
                 int shd = c % 2;
-                qw_attn a = {.n_q = nq, .n_keys = T, .past = masked ? -1 : p0, .n_heads = nh, .n_kv_heads = nkv,
-                             .head_dim = hd, .q = q, .q_hs = shd ? hd : (int64_t)nq * hd, .q_ss = shd ? (int64_t)nh * hd : hd,
-                             .o_hs = shd ? hd : (int64_t)nq * hd, .o_ss = shd ? (int64_t)nh * hd : hd, .k = k, .v = v,
-                             .k_scale = ks, .v_scale = vs, .kv_dtype = dt, .cap = ms, .scale = sqrtf((float)hd),
-                             .div = 1, .round_probs = dt == QW_KV_F16, .round_scaled = dt == QW_KV_F16,
-                             .mask = masked ? mask : NULL, .m_hs = 0, .m_ss = T, .m_ts = 1, .round_masked = masked};
+                qw_attn a = {.n_q = nq,
+                             .n_keys = T,
+                             .past = masked ? -1 : p0,
+                             .n_heads = nh,
+                             .n_kv_heads = nkv,
+                             .head_dim = hd,
+                             .q = q,
+                             .q_hs = shd ? hd : (int64_t)nq * hd,
+                             .q_ss = shd ? (int64_t)nh * hd : hd,
+                             .o_hs = shd ? hd : (int64_t)nq * hd,
+                             .o_ss = shd ? (int64_t)nh * hd : hd,
+                             .k = k,
+                             .v = v,
+                             .k_scale = ks,
+                             .v_scale = vs,
+                             .kv_dtype = dt,
+                             .cap = ms,
+                             .scale = sqrtf((float)hd),
+                             .div = 1,
+                             .round_probs = dt == QW_KV_F16,
+                             .round_scaled = dt == QW_KV_F16,
+                             .mask = masked ? mask : NULL,
+                             .m_hs = 0,
+                             .m_ss = T,
+                             .m_ts = 1,
+                             .round_masked = masked};
                 float *km = malloc((size_t)T * 4);
                 for (int t = 0; t < T; t++) km[t] = 0.2f * frand();
                 if (dt == QW_KV_F32 && c % 2) { /* com.microsoft's extras: softcap, key mask, local window */
@@ -489,9 +539,10 @@ static void test_misc(qw_pool *pool) {
                  * of up to 600 values: each sum's fp32 rounding bound is n * 2^-24 ~ 3.6e-5, two sums; measured
                  * 4e-5 natively, 5.5e-5 in wasm, whose vectorised exp and sums group terms differently) */
                 double bound = dt == QW_KV_F16 ? 2e-3 : masked ? 7.2e-5 : 1e-5;
-                CHECK(nerr(o, or_, qn) < bound, "attention case %zu dtype %d masked %d: %.3g", c, dt, masked, nerr(o, or_, qn));
-                free(q), free(kf), free(vf), free(o), free(or_), free(sc), free(ks), free(vs), free(mask), free(k), free(v),
-                    free(wk), free(km);
+                CHECK(nerr(o, or_, qn) < bound, "attention case %zu dtype %d masked %d: %.3g", c, dt, masked,
+                      nerr(o, or_, qn));
+                free(q), free(kf), free(vf), free(o), free(or_), free(sc), free(ks), free(vs), free(mask), free(k),
+                    free(v), free(wk), free(km);
             }
 }
 
@@ -548,8 +599,10 @@ static double bench_q4(qw_pool *pool, int N, int K, int q8, int reps) {
     double best = 1e30;
     for (int r = 0; r < reps + 20; r++) { /* the first runs warm up (and let V8 tier up) */
         double t0 = now_s();
-        if (q8) qw_q4_matmul_q8_with(g_bench_kt, pool, &qb.w, x, 1, NULL, y, work);
-        else qw_q4_matmul(pool, &qb.w, x, 1, NULL, y);
+        if (q8)
+            qw_q4_matmul_q8_with(g_bench_kt, pool, &qb.w, x, 1, NULL, y, work);
+        else
+            qw_q4_matmul(pool, &qb.w, x, 1, NULL, y);
         double t = now_s() - t0;
         if (r >= 20 && t < best) best = t;
     }
@@ -650,12 +703,16 @@ static double cpu_s(void) {
 #elif defined(__AVX2__)
 #include <immintrin.h>
 #endif
-typedef struct { long iters; volatile int32_t sink; } peak_task;
+typedef struct {
+    long iters;
+    volatile int32_t sink;
+} peak_task;
 #if defined(__wasm_simd128__) && defined(QW_RELAXED_SIMD) /* the tests are not built with -mrelaxed-simd */
 #define PEAK_RELAXED 1
 __attribute__((target("relaxed-simd")))
 #endif
-static void peak_run(void *p, int ith, int nth) {
+static void
+peak_run(void *p, int ith, int nth) {
     peak_task *t = p;
     (void)ith, (void)nth;
     volatile int seed = 3;
@@ -664,7 +721,8 @@ static void peak_run(void *p, int ith, int nth) {
     for (int i = 0; i < 12; i++) acc[i] = wasm_i16x8_add(x, wasm_i16x8_splat(i));
     for (long it = 0; it < t->iters; it++)
         for (int i = 0; i < 12; i++)
-            acc[i] = wasm_i16x8_add(acc[i], (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)acc[i], (__i8x16)w));
+            acc[i] = wasm_i16x8_add(
+                acc[i], (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)acc[i], (__i8x16)w));
     for (int i = 1; i < 12; i++) acc[0] = wasm_i16x8_add(acc[0], acc[i]);
     t->sink += wasm_i16x8_extract_lane(acc[0], 0);
 #elif defined(__wasm_simd128__)
@@ -816,7 +874,12 @@ static int run_tests(void) {
  * best of interleaved runs, one JSON line per length. The times are the process's CPU time (with 1 thread: the
  * compute time even on a machine shared by other jobs, where wall time measures the scheduler) */
 /* (cpu_s: the process's CPU time, defined above for the prefill bench) */
-typedef struct old_attn { const float *q, *k, *v; float *out, *work; int S, T, H, Hkv, D, past, cap; float c; } old_attn;
+typedef struct old_attn {
+    const float *q, *k, *v;
+    float *out, *work;
+    int S, T, H, Hkv, D, past, cap;
+    float c;
+} old_attn;
 static void old_attn_task(void *arg, int ith, int nth) {
     const old_attn *j = arg;
     float *sc = j->work + (size_t)ith * (size_t)j->T;
@@ -826,7 +889,8 @@ static void old_attn_task(void *arg, int ith, int nth) {
         const float *q = j->q + ((size_t)h * j->S + s) * j->D;
         const float *K = j->k + (size_t)hk * j->cap * j->D, *V = j->v + (size_t)hk * j->cap * j->D;
         int n = j->past + s + 1;
-        for (int i = 0; i < n; i++) sc[i] = qw_round_f16(qw_round_f16(qw_dot_f32(q, K + (size_t)i * j->D, j->D)) / j->c);
+        for (int i = 0; i < n; i++)
+            sc[i] = qw_round_f16(qw_round_f16(qw_dot_f32(q, K + (size_t)i * j->D, j->D)) / j->c);
         qw_softmax_f32(sc, n);
         for (int i = 0; i < n; i++) sc[i] = qw_round_f16(sc[i]);
         qw_weighted_rows_f32(sc, n, V, (size_t)j->D, j->D, j->out + ((size_t)h * j->S + s) * j->D);
@@ -840,7 +904,8 @@ static int bench_attn(int threads) {
     for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
         int T = Ts[ti];
         size_t kn = (size_t)Hkv * T * D;
-        float *kf = malloc(kn * 4), *vf = malloc(kn * 4), *q = malloc((size_t)H * S * D * 4), *o = malloc((size_t)H * S * D * 4);
+        float *kf = malloc(kn * 4), *vf = malloc(kn * 4), *q = malloc((size_t)H * S * D * 4),
+              *o = malloc((size_t)H * S * D * 4);
         uint16_t *kh = malloc(kn * 2), *vh = malloc(kn * 2);
         for (size_t i = 0; i < kn; i++) kf[i] = qw_round_f16(frand()), vf[i] = qw_round_f16(frand());
         for (int i = 0; i < H * S * D; i++) q[i] = frand();
@@ -853,9 +918,26 @@ static int bench_attn(int threads) {
             for (int ph = 0; ph < 2; ph++) {
                 int nq = ph ? S : 1;
                 old_attn oj = {q, kf, vf, o, ow, nq, T, H, Hkv, D, T - nq, T, 11.3137f};
-                qw_attn a = {.n_q = nq, .n_keys = T, .past = T - nq, .n_heads = H, .n_kv_heads = Hkv, .head_dim = D, .q = q,
-                             .q_hs = (int64_t)nq * D, .q_ss = D, .out = o, .o_hs = (int64_t)nq * D, .o_ss = D, .k = kh, .v = vh,
-                             .kv_dtype = QW_KV_F16, .cap = T, .scale = 11.3137f, .div = 1, .round_qk = 1, .round_scaled = 1,
+                qw_attn a = {.n_q = nq,
+                             .n_keys = T,
+                             .past = T - nq,
+                             .n_heads = H,
+                             .n_kv_heads = Hkv,
+                             .head_dim = D,
+                             .q = q,
+                             .q_hs = (int64_t)nq * D,
+                             .q_ss = D,
+                             .out = o,
+                             .o_hs = (int64_t)nq * D,
+                             .o_ss = D,
+                             .k = kh,
+                             .v = vh,
+                             .kv_dtype = QW_KV_F16,
+                             .cap = T,
+                             .scale = 11.3137f,
+                             .div = 1,
+                             .round_qk = 1,
+                             .round_scaled = 1,
                              .round_probs = 1};
                 void *wk = malloc(qw_attn_work_size(&a, qw_pool_threads(pool)));
                 double t0 = cpu_s();
@@ -869,9 +951,11 @@ static int bench_attn(int threads) {
                 if (t2 - t1 < best[1][ph]) best[1][ph] = t2 - t1;
             }
         /* per token over the 28 layers: a decode step, and one token's share of a 64-token chunk */
-        printf("{\"keys\":%d,\"threads\":%d,\"clock\":\"cpu\",\"decode_ms_old\":%.3f,\"decode_ms_new\":%.3f,\"prefill_ms_per_token_old\":%.3f,"
-               "\"prefill_ms_per_token_new\":%.3f}\n", T, qw_pool_threads(pool), best[0][0] * 1e3 * L, best[1][0] * 1e3 * L,
-               best[0][1] * 1e3 * L / S, best[1][1] * 1e3 * L / S);
+        printf("{\"keys\":%d,\"threads\":%d,\"clock\":\"cpu\",\"decode_ms_old\":%.3f,\"decode_ms_new\":%.3f,\"prefill_"
+               "ms_per_token_old\":%.3f,"
+               "\"prefill_ms_per_token_new\":%.3f}\n",
+               T, qw_pool_threads(pool), best[0][0] * 1e3 * L, best[1][0] * 1e3 * L, best[0][1] * 1e3 * L / S,
+               best[1][1] * 1e3 * L / S);
         free(kf), free(vf), free(q), free(o), free(kh), free(vh), free(ow);
     }
     qw_pool_free(pool);
@@ -888,8 +972,9 @@ int main(void) {
     int mode = EM_ASM_INT({
         var a = (typeof process == 'object' && process.argv) ? process.argv : (Module['arguments'] || []);
         var i = a.indexOf('bench');
-        return i < 0 ? -1 : (a.length > i + 1 ? parseInt(a[i + 1], 10) : 0) + (a.indexOf('no-dot-add') >= 0 ? 1000 : 0)
-                            + (a.indexOf('prefill') >= 0 ? 2000 : 0);
+        return i < 0 ? -1
+                     : (a.length > i + 1 ? parseInt(a[i + 1], 10) : 0) + (a.indexOf('no-dot-add') >= 0 ? 1000 : 0) +
+                           (a.indexOf('prefill') >= 0 ? 2000 : 0);
     });
     if (mode >= 2000) return bench_prefill(mode % 1000);
     return mode >= 0 ? bench(mode % 1000, mode >= 1000) : run_tests();

@@ -17,7 +17,7 @@
 typedef struct gen_out {
     int32_t ids[NGEN];
     int n, prefill_steps;
-    int first_done;                /* n_prompt_done after the first prefill step */
+    int first_done; /* n_prompt_done after the first prefill step */
 } gen_out;
 
 static qw_status gen(qw_model *m, const int32_t *prompt, int n, int chunk, gen_out *o, qw_error *err) {
@@ -71,9 +71,11 @@ int main(void) {
     CHECK(gen(a, prompt, NP, 1000, &whole, &err) == QW_OK, "whole prefill: %s", err.msg);
     CHECK(gen(b, prompt, NP, 1000, &f32, &err) == QW_OK, "fp32 rows: %s", err.msg);
     CHECK(same(&whole, &f32), "fp16 rows give fp32 rows' tokens");
-    double bpt16 = json_num(qw_model_stats_json(a), "bytes_per_token"), bpt32 = json_num(qw_model_stats_json(b), "bytes_per_token");
+    double bpt16 = json_num(qw_model_stats_json(a), "bytes_per_token"),
+           bpt32 = json_num(qw_model_stats_json(b), "bytes_per_token");
     CHECK(bpt16 > 0 && bpt16 * 2 == bpt32, "bytes per token: fp16 %g, fp32 %g", bpt16, bpt32);
-    CHECK(strstr(qw_model_stats_json(a), "\"dtype\":\"fp16\"") != NULL, "stats name the fp16 rows: %s", qw_model_stats_json(a));
+    CHECK(strstr(qw_model_stats_json(a), "\"dtype\":\"fp16\"") != NULL, "stats name the fp16 rows: %s",
+          qw_model_stats_json(a));
 
     /* 2. chunked prefill == whole prefill (chunks of 7 and 64 end mid-tile and cross the 64-key tiles) */
     for (int c = 0; c < 2; c++) {
@@ -81,7 +83,8 @@ int main(void) {
         qw_model_kv_truncate(a, 0, &err);
         CHECK(gen(a, prompt, NP, chunk, &chunked, &err) == QW_OK, "chunk %d: %s", chunk, err.msg);
         CHECK(same(&whole, &chunked), "prefill in chunks of %d gives the whole prefill's tokens", chunk);
-        CHECK(chunked.prefill_steps == (NP + chunk - 1) / chunk, "chunk %d: %d prefill steps", chunk, chunked.prefill_steps);
+        CHECK(chunked.prefill_steps == (NP + chunk - 1) / chunk, "chunk %d: %d prefill steps", chunk,
+              chunked.prefill_steps);
     }
 
     /* 3. int8 rows: a quarter of fp32 plus one scale per kv head and position; they run the same prompt */
@@ -89,8 +92,10 @@ int main(void) {
     if (c8) {
         CHECK(gen(c8, prompt, NP, 64, &o, &err) == QW_OK && o.n == NGEN, "int8 rows: %s", err.msg);
         double bpt8 = json_num(qw_model_stats_json(c8), "bytes_per_token");
-        int kvh = c8->cfg.num_kv_heads, layers = (int)(bpt32 / (2.0 * kvh * 4 * (c8->cfg.hidden_size / c8->cfg.num_heads)));
-        CHECK(bpt8 == bpt32 / 4 + 2.0 * kvh * 4 * layers, "int8 bytes per token %g (fp32 %g, %d layers)", bpt8, bpt32, layers);
+        int kvh = c8->cfg.num_kv_heads,
+            layers = (int)(bpt32 / (2.0 * kvh * 4 * (c8->cfg.hidden_size / c8->cfg.num_heads)));
+        CHECK(bpt8 == bpt32 / 4 + 2.0 * kvh * 4 * layers, "int8 bytes per token %g (fp32 %g, %d layers)", bpt8, bpt32,
+              layers);
         int agree = 0;
         while (agree < o.n && o.ids[agree] == whole.ids[agree]) agree++;
         printf("int8 rows: %d of %d greedy tokens as fp16 rows' before the first difference\n", agree, NGEN);
@@ -101,7 +106,8 @@ int main(void) {
     qw_model *big = load(&fs, QW_KV_CACHE_AUTO, 32768);
     if (big) {
         CHECK(gen(big, prompt, NP, 64, &o, &err) == QW_OK && same(&o, &whole), "32K limit: same tokens: %s", err.msg);
-        double res = json_num(qw_model_stats_json(big), "reserved_bytes"), bpt = json_num(qw_model_stats_json(big), "bytes_per_token");
+        double res = json_num(qw_model_stats_json(big), "reserved_bytes"),
+               bpt = json_num(qw_model_stats_json(big), "bytes_per_token");
         CHECK(res > 0 && res <= bpt * 512, "reserved %g bytes = %g positions for %d", res, res / bpt, NP + NGEN);
         qw_model_free(big);
     }
@@ -125,22 +131,25 @@ int main(void) {
         CHECK(qw_model_kv_import(r, blob, len, &err) == QW_OK, "import: %s", err.msg);
         CHECK(gen(r, prompt, NP + 40, 64, &cached, &err) == QW_OK, "after import: %s", err.msg);
         CHECK(same(&cached, &ref), "same tokens with and without the prompt cache");
-        CHECK(cached.first_done == NP + 40 && cached.prefill_steps == 1, "only the 40 new tokens prefilled (%d steps, %d done)",
-              cached.prefill_steps, cached.first_done);
+        CHECK(cached.first_done == NP + 40 && cached.prefill_steps == 1,
+              "only the 40 new tokens prefilled (%d steps, %d done)", cached.prefill_steps, cached.first_done);
         /* damaged: one byte of the rows */
         uint8_t *bad = malloc(len);
         memcpy(bad, blob, len);
         bad[len - 100] ^= 0x40;
-        CHECK(qw_model_kv_import(r, bad, len, &err) == QW_E_FORMAT && strstr(err.msg, "checksum"), "damaged: %s", err.msg);
+        CHECK(qw_model_kv_import(r, bad, len, &err) == QW_E_FORMAT && strstr(err.msg, "checksum"), "damaged: %s",
+              err.msg);
         CHECK(qw_model_kv_ids(r, NULL) && r->n_cached == 0, "a refused blob leaves an empty cache");
         CHECK(gen(r, prompt, NP + 40, 64, &o, &err) == QW_OK && same(&o, &ref), "rebuilt from the prompt: same tokens");
         CHECK(qw_model_kv_import(r, blob, len - 1, &err) == QW_E_FORMAT, "truncated: %s", err.msg);
         memcpy(bad, blob, len);
         bad[4] = 99; /* another layout version */
-        CHECK(qw_model_kv_import(r, bad, len, &err) == QW_E_UNSUPPORTED && strstr(err.msg, "layout"), "layout: %s", err.msg);
+        CHECK(qw_model_kv_import(r, bad, len, &err) == QW_E_UNSUPPORTED && strstr(err.msg, "layout"), "layout: %s",
+              err.msg);
         free(bad);
         /* another row type is another cache: fp32 rows refuse an fp16 blob */
-        CHECK(qw_model_kv_import(b, blob, len, &err) == QW_E_UNSUPPORTED && strstr(err.msg, "another model"), "row type: %s", err.msg);
+        CHECK(qw_model_kv_import(b, blob, len, &err) == QW_E_UNSUPPORTED && strstr(err.msg, "another model"),
+              "row type: %s", err.msg);
         CHECK(qw_model_kv_import(r, "QWKV", 4, &err) == QW_E_FORMAT, "short: %s", err.msg);
     }
     free(blob);
@@ -148,9 +157,11 @@ int main(void) {
 
     /* 6. rollback: truncating to the prompt and generating again == a fresh run */
     CHECK(gen(a, prompt, NP + 40, 64, &o, &err) == QW_OK, "run: %s", err.msg);
-    CHECK(qw_model_kv_truncate(a, NP + 40 + 5, &err) == QW_OK && a->n_cached == NP + 45, "truncate into the generated part");
+    CHECK(qw_model_kv_truncate(a, NP + 40 + 5, &err) == QW_OK && a->n_cached == NP + 45,
+          "truncate into the generated part");
     CHECK(qw_model_kv_truncate(a, NP + 1000, &err) == QW_E_ARG, "truncate past the cache refused");
-    CHECK(gen(a, prompt, NP + 40, 64, &o, &err) == QW_OK && same(&o, &ref) && o.prefill_steps == 1 && o.first_done == NP + 40,
+    CHECK(gen(a, prompt, NP + 40, 64, &o, &err) == QW_OK && same(&o, &ref) && o.prefill_steps == 1 &&
+              o.first_done == NP + 40,
           "after truncation: same tokens, the prompt's last token recomputed only");
 
 done:

@@ -73,7 +73,11 @@ static const char *find_onnx(const char *dir, char *buf, size_t cap) {
     const char *r = NULL;
     while ((e = readdir(d))) {
         size_t n = strlen(e->d_name);
-        if (n > 5 && !strcmp(e->d_name + n - 5, ".onnx")) { snprintf(buf, cap, "onnx/%s", e->d_name); r = buf; break; }
+        if (n > 5 && !strcmp(e->d_name + n - 5, ".onnx")) {
+            snprintf(buf, cap, "onnx/%s", e->d_name);
+            r = buf;
+            break;
+        }
     }
     closedir(d);
     return r;
@@ -83,12 +87,19 @@ static void test_model(const char *models, const char *name, qw_pool *pool) {
     char dir[1024], onnx_buf[512];
     snprintf(dir, sizeof dir, "%s/%s", models, name);
     const char *onnx = find_onnx(dir, onnx_buf, sizeof onnx_buf);
-    if (!onnx) { printf("skip %s: not generated (tools/gen/gen_test_models.sh)\n", dir); return; }
+    if (!onnx) {
+        printf("skip %s: not generated (tools/gen/gen_test_models.sh)\n", dir);
+        return;
+    }
     checked_models++;
     /* reference: uncapped */
     session ref;
     qw_error err = {0};
-    if (open_session(dir, onnx, pool, 0, &ref, &err) != QW_OK) { CHECK(0, "%s: load: %s", dir, err.msg); close_session(&ref); return; }
+    if (open_session(dir, onnx, pool, 0, &ref, &err) != QW_OK) {
+        CHECK(0, "%s: load: %s", dir, err.msg);
+        close_session(&ref);
+        return;
+    }
     int V = qw_decoder_vocab(ref.d);
     uint64_t model_bytes = 0, largest = 0;
     for (int i = 0; i < ref.m->n_inits; i++) {
@@ -98,8 +109,18 @@ static void test_model(const char *models, const char *name, qw_pool *pool) {
     close_session(&ref);
     int32_t ids0[STEPS], ids[STEPS];
     float *lg0 = malloc((size_t)STEPS * V * sizeof(float)), *lg = malloc((size_t)STEPS * V * sizeof(float));
-    if (!lg0 || !lg) { CHECK(0, "out of memory"); free(lg0); free(lg); return; }
-    if (!run(dir, onnx, pool, 0, ids0, lg0, V, &ref)) { close_session(&ref); free(lg0); free(lg); return; }
+    if (!lg0 || !lg) {
+        CHECK(0, "out of memory");
+        free(lg0);
+        free(lg);
+        return;
+    }
+    if (!run(dir, onnx, pool, 0, ids0, lg0, V, &ref)) {
+        close_session(&ref);
+        free(lg0);
+        free(lg);
+        return;
+    }
     close_session(&ref);
 
     /* the smallest feasible cap: what must stay resident (sticky + derived) */
@@ -123,7 +144,10 @@ static void test_model(const char *models, const char *name, qw_pool *pool) {
         if (cap < floor + 1024) cap = floor + 1024; /* below the floor the load fails (checked above) */
         session s;
         memset(ids, 0, sizeof ids);
-        if (!run(dir, onnx, pool, cap, ids, lg, V, &s)) { close_session(&s); continue; }
+        if (!run(dir, onnx, pool, cap, ids, lg, V, &s)) {
+            close_session(&s);
+            continue;
+        }
         int same_ids = !memcmp(ids, ids0, sizeof ids);
         int same_logits = !memcmp(lg, lg0, (size_t)STEPS * V * sizeof(float));
         CHECK(same_ids, "%s cap %llu: greedy ids differ from the uncapped run", name, (unsigned long long)cap);
@@ -135,17 +159,21 @@ static void test_model(const char *models, const char *name, qw_pool *pool) {
         /* the pinned inputs of one node (a MatMulNBits: weight + scales) may pass the cap by up to a unit */
         CHECK(peak <= cap + 2 * unit, "%s cap %llu: peak resident %llu > cap + 2 x largest unit %llu", name,
               (unsigned long long)cap, (unsigned long long)peak, (unsigned long long)unit);
-        CHECK(loads > 0 && rd > 0 && (ranges > 0 || cap >= model_bytes), "%s cap %llu: paging counters did not move (loads %llu, read %llu, "
-              "ranges %llu)", name, (unsigned long long)cap, (unsigned long long)loads, (unsigned long long)rd,
+        CHECK(loads > 0 && rd > 0 && (ranges > 0 || cap >= model_bytes),
+              "%s cap %llu: paging counters did not move (loads %llu, read %llu, "
+              "ranges %llu)",
+              name, (unsigned long long)cap, (unsigned long long)loads, (unsigned long long)rd,
               (unsigned long long)ranges);
-        if (cap < model_bytes / 4) CHECK(ev > 0, "%s cap %llu: no evictions under a small cap", name, (unsigned long long)cap);
-        if (cap >= model_bytes) CHECK(hits > 0 && ev == 0 && ranges == 0, "%s cap %llu: a generous cap evicted %llu (hits %llu)", name,
-                                      (unsigned long long)cap, (unsigned long long)ev, (unsigned long long)hits);
+        if (cap < model_bytes / 4)
+            CHECK(ev > 0, "%s cap %llu: no evictions under a small cap", name, (unsigned long long)cap);
+        if (cap >= model_bytes)
+            CHECK(hits > 0 && ev == 0 && ranges == 0, "%s cap %llu: a generous cap evicted %llu (hits %llu)", name,
+                  (unsigned long long)cap, (unsigned long long)ev, (unsigned long long)hits);
         printf("%-24s cap %9llu: ids %s, logits %s, peak %llu (unit %llu), read %llu, loads %llu, evictions %llu, "
-               "hits %llu, ranges %llu\n", name, (unsigned long long)cap, same_ids ? "same" : "DIFF",
-               same_logits ? "same" : "DIFF", (unsigned long long)peak, (unsigned long long)unit,
-               (unsigned long long)rd, (unsigned long long)loads, (unsigned long long)ev, (unsigned long long)hits,
-               (unsigned long long)ranges);
+               "hits %llu, ranges %llu\n",
+               name, (unsigned long long)cap, same_ids ? "same" : "DIFF", same_logits ? "same" : "DIFF",
+               (unsigned long long)peak, (unsigned long long)unit, (unsigned long long)rd, (unsigned long long)loads,
+               (unsigned long long)ev, (unsigned long long)hits, (unsigned long long)ranges);
         close_session(&s);
     }
     free(lg0);
@@ -157,8 +185,8 @@ int main(void) {
     char models[900];
     snprintf(models, sizeof models, "%s/../models", bd ? bd : ".");
     qw_pool *pool = qw_pool_new(2);
-    static const char *const names[] = {"tiny-q4f16-op18-ext", "tiny-q4-op14", "tiny-fp32-op14",
-                                        "tiny-fp32-op18-ext", "small-q4f16-op18-ext", NULL};
+    static const char *const names[] = {"tiny-q4f16-op18-ext", "tiny-q4-op14",         "tiny-fp32-op14",
+                                        "tiny-fp32-op18-ext",  "small-q4f16-op18-ext", NULL};
     for (int i = 0; names[i]; i++) test_model(models, names[i], pool);
     /* again with the native reader thread (prefetch of streamed weights and lm_head chunks; a no-op in wasm) */
     prefetch = 1;

@@ -28,7 +28,7 @@
 typedef struct counting {
     qw_fs dir;
     uint64_t data_bytes, data_reads;
-    int fail;                  /* 1: every read fails with QW_E_IO */
+    int fail; /* 1: every read fails with QW_E_IO */
 } counting;
 static qw_status c_size(void *ctx, const char *name, uint64_t *size) {
     counting *c = ctx;
@@ -37,12 +37,15 @@ static qw_status c_size(void *ctx, const char *name, uint64_t *size) {
 static qw_status c_read(void *ctx, const char *name, uint64_t off, void *dst, size_t len) {
     counting *c = ctx;
     if (c->fail) return QW_E_IO;
-    if (strstr(name, "_data")) { c->data_bytes += len; c->data_reads++; }
+    if (strstr(name, "_data")) {
+        c->data_bytes += len;
+        c->data_reads++;
+    }
     return c->dir.read(c->dir.ctx, name, off, dst, len);
 }
 
 typedef struct run_out {
-    float *logits;             /* (steps, V) */
+    float *logits; /* (steps, V) */
     int V;
     uint64_t resident, on_demand, step_bytes, step_reads;
 } run_out;
@@ -89,8 +92,10 @@ static int run(counting *cf, const char *onnx, qw_pool *pool, int exact, int on_
     qw_status st = qw_decoder_forward(d, &ids[0], 1, scratch, &step, NULL, &err);
     cf->fail = 0;
     free(scratch);
-    if (on_demand) CHECK(st == QW_E_IO && strstr(err.msg, "embed"), "failing read: status %d '%s'", st, err.msg);
-    else CHECK(st == QW_OK, "resident run read the fs: %s", err.msg);
+    if (on_demand)
+        CHECK(st == QW_E_IO && strstr(err.msg, "embed"), "failing read: status %d '%s'", st, err.msg);
+    else
+        CHECK(st == QW_OK, "resident run read the fs: %s", err.msg);
     ok = 1;
 done:
     qw_decoder_free(d);
@@ -116,7 +121,10 @@ static int gen_ids(qw_fs *fs, int exact, int on_demand, const qw_gen_params *p, 
     } else {
         for (;;) {
             qw_gen_event ev;
-            if (qw_gen_next(g, &ev, &err) != QW_OK) { CHECK(0, "gen: %s", err.msg); break; }
+            if (qw_gen_next(g, &ev, &err) != QW_OK) {
+                CHECK(0, "gen: %s", err.msg);
+                break;
+            }
             if (ev.kind == QW_GEN_TOKEN && n < max) ids[n++] = ev.id;
             if (ev.kind == QW_GEN_DONE) break;
         }
@@ -132,12 +140,23 @@ static void test_sampled(qw_fs *fs) {
     p.max_tokens = 24;
     p.ignore_eos = 1;
     for (int k = 0; k < 2; k++) {
-        if (k == 0) { p.temperature = 0.7f; p.top_k = 20; p.top_p = 0.8f; p.repetition_penalty = 1.05f; p.seed = 3; }
-        else { p.temperature = 0; p.top_k = 0; p.top_p = 1; p.repetition_penalty = 3.0f; } /* greedy, strongly penalised */
+        if (k == 0) {
+            p.temperature = 0.7f;
+            p.top_k = 20;
+            p.top_p = 0.8f;
+            p.repetition_penalty = 1.05f;
+            p.seed = 3;
+        } else {
+            p.temperature = 0;
+            p.top_k = 0;
+            p.top_p = 1;
+            p.repetition_penalty = 3.0f;
+        } /* greedy, strongly penalised */
         int32_t a[24], b[24], c[24];
         int na = gen_ids(fs, 1, 0, &p, a, 24), nb = gen_ids(fs, 0, 0, &p, b, 24), nc = gen_ids(fs, 0, 1, &p, c, 24);
         const char *what = k ? "greedy with a repetition penalty" : "top-k 20, top-p 0.8, penalty 1.05";
-        CHECK(na == 24 && nb == na && !memcmp(a, b, sizeof a), "%s: int8 lm_head tokens differ from the exact path", what);
+        CHECK(na == 24 && nb == na && !memcmp(a, b, sizeof a), "%s: int8 lm_head tokens differ from the exact path",
+              what);
         CHECK(nc == na && !memcmp(a, c, sizeof a), "%s: tokens on demand differ from the exact path", what);
         printf("%s: %d tokens, the same with the exact, int8 and on-demand lm_head\n", what, na);
     }
@@ -177,8 +196,8 @@ int main(void) {
             if (!run(&cf, onnx, pool, 0, 0, R, &res)) continue;
             if (run(&cf, onnx, pool, 0, 1, R, &dem)) {
                 uint64_t emb = dem.on_demand;
-                CHECK(emb > 0 && res.on_demand == 0, "on_demand_bytes %llu / resident run %llu", (unsigned long long)emb,
-                      (unsigned long long)res.on_demand);
+                CHECK(emb > 0 && res.on_demand == 0, "on_demand_bytes %llu / resident run %llu",
+                      (unsigned long long)emb, (unsigned long long)res.on_demand);
                 CHECK(res.resident == dem.resident + emb, "resident %llu on demand vs %llu resident, embedding %llu",
                       (unsigned long long)dem.resident, (unsigned long long)res.resident, (unsigned long long)emb);
                 CHECK(!memcmp(res.logits, dem.logits, (size_t)STEPS * V * sizeof(float)),

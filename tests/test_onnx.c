@@ -11,12 +11,18 @@ static char data_dir[1024];
 
 static uint8_t *slurp(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
-    if (!f) { fprintf(stderr, "cannot open %s\n", path); exit(1); }
+    if (!f) {
+        fprintf(stderr, "cannot open %s\n", path);
+        exit(1);
+    }
     fseek(f, 0, SEEK_END);
     long sz = ftell(f);
     fseek(f, 0, SEEK_SET);
     uint8_t *p = malloc((size_t)sz + 1);
-    if (!p || fread(p, 1, (size_t)sz, f) != (size_t)sz) { fprintf(stderr, "cannot read %s\n", path); exit(1); }
+    if (!p || fread(p, 1, (size_t)sz, f) != (size_t)sz) {
+        fprintf(stderr, "cannot read %s\n", path);
+        exit(1);
+    }
     fclose(f);
     *n = (size_t)sz;
     return p;
@@ -168,7 +174,11 @@ static void test_ext(void) {
         CHECK(cv && qw_onnx_tensor_read(&fs, m, cv->t, 0, iv, sizeof iv, &err) == QW_OK && iv[0] == 7 && iv[2] == 9);
         qw_onnx_free(m);
     }
-    static const struct { const char *name; qw_status st; const char *in_msg; } bad[] = {
+    static const struct {
+        const char *name;
+        qw_status st;
+        const char *in_msg;
+    } bad[] = {
         {"onnx/bad_ext_past.onnx", QW_E_RANGE, "onnx/model_ext.onnx_data"},
         {"onnx/bad_ext_missing.onnx", QW_E_NOTFOUND, "onnx/nope.bin"},
         {"onnx/bad_ext_dotdot.onnx", QW_E_FORMAT, "onnx/bad_ext_dotdot.onnx"},
@@ -202,11 +212,17 @@ static void test_ext(void) {
               "mode %d: %d %s", mode, st, err.msg);
         if (mode == 1) CHECK(strstr(err.msg, "1 bytes missing") != NULL, "%s", err.msg);
     }
-    free(onnx); free(data); free(second);
+    free(onnx);
+    free(data);
+    free(second);
 }
 
 static void test_bad(const qw_fs *fs) {
-    static const struct { const char *name; qw_status st; const char *in_msg; } bad[] = {
+    static const struct {
+        const char *name;
+        qw_status st;
+        const char *in_msg;
+    } bad[] = {
         {"bad_ir_high.onnx", QW_E_UNSUPPORTED, "IR version 12"},
         {"bad_ir_low.onnx", QW_E_UNSUPPORTED, "IR version 2"},
         {"bad_opset_high.onnx", QW_E_UNSUPPORTED, "opset 24"},
@@ -318,7 +334,10 @@ static void test_cuts(void) {
 
 static size_t put_varint(uint8_t *p, uint64_t v) {
     size_t n = 0;
-    do { p[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0)); v >>= 7; } while (v);
+    do {
+        p[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
     return n;
 }
 
@@ -328,21 +347,36 @@ static void test_big_raw(void) {
     uint8_t tensor[64], graph[128], *p;
     size_t tn = 0, gn = 0, n = 0;
     /* TensorProto: dims 2097152, data_type 1, name "w", raw_data (header only; bytes follow) */
-    tn += put_varint(tensor + tn, 1 << 3 | 0); tn += put_varint(tensor + tn, big / 4);
-    tn += put_varint(tensor + tn, 2 << 3 | 0); tn += put_varint(tensor + tn, 1);
-    tn += put_varint(tensor + tn, 8 << 3 | 2); tn += put_varint(tensor + tn, 1); tensor[tn++] = 'w';
-    tn += put_varint(tensor + tn, 9 << 3 | 2); tn += put_varint(tensor + tn, big);
+    tn += put_varint(tensor + tn, 1 << 3 | 0);
+    tn += put_varint(tensor + tn, big / 4);
+    tn += put_varint(tensor + tn, 2 << 3 | 0);
+    tn += put_varint(tensor + tn, 1);
+    tn += put_varint(tensor + tn, 8 << 3 | 2);
+    tn += put_varint(tensor + tn, 1);
+    tensor[tn++] = 'w';
+    tn += put_varint(tensor + tn, 9 << 3 | 2);
+    tn += put_varint(tensor + tn, big);
     /* GraphProto: initializer (5) */
-    gn += put_varint(graph + gn, 5 << 3 | 2); gn += put_varint(graph + gn, tn + big);
+    gn += put_varint(graph + gn, 5 << 3 | 2);
+    gn += put_varint(graph + gn, tn + big);
     p = buf;
-    n += put_varint(p + n, 1 << 3 | 0); n += put_varint(p + n, 8);
-    n += put_varint(p + n, 8 << 3 | 2); n += put_varint(p + n, 2); /* opset_import { version: 17 } */
-    n += put_varint(p + n, 2 << 3 | 0); n += put_varint(p + n, 17);
-    n += put_varint(p + n, 7 << 3 | 2); n += put_varint(p + n, gn + tn + big);
-    memcpy(p + n, graph, gn); n += gn;
-    memcpy(p + n, tensor, tn); n += tn;
+    n += put_varint(p + n, 1 << 3 | 0);
+    n += put_varint(p + n, 8);
+    n += put_varint(p + n, 8 << 3 | 2);
+    n += put_varint(p + n, 2); /* opset_import { version: 17 } */
+    n += put_varint(p + n, 2 << 3 | 0);
+    n += put_varint(p + n, 17);
+    n += put_varint(p + n, 7 << 3 | 2);
+    n += put_varint(p + n, gn + tn + big);
+    memcpy(p + n, graph, gn);
+    n += gn;
+    memcpy(p + n, tensor, tn);
+    n += tn;
     size_t raw_at = n;
-    for (size_t i = 0; i < big / 4; i++) { float f = (float)i; memcpy(p + n + 4 * i, &f, 4); }
+    for (size_t i = 0; i < big / 4; i++) {
+        float f = (float)i;
+        memcpy(p + n + 4 * i, &f, 4);
+    }
     n += big;
     memfs mf = {0};
     memfs_add(&mf, "big.onnx", buf, n);
@@ -399,7 +433,8 @@ static void test_fixture(void) {
             uint8_t a[8], b[8];
             size_t len = t->nbytes < 8 ? (size_t)t->nbytes : 8;
             CHECK(qw_onnx_tensor_read(&fs, m, t, t->nbytes - len, a, len, &err) == QW_OK);
-            CHECK(fs.read(fs.ctx, "model.onnx.data", t->offset + t->nbytes - len, b, len) == QW_OK && !memcmp(a, b, len));
+            CHECK(fs.read(fs.ctx, "model.onnx.data", t->offset + t->nbytes - len, b, len) == QW_OK &&
+                  !memcmp(a, b, len));
         }
         /* Constant nodes: every value tensor has data or a locator */
         for (int i = 0; i < m->n_nodes; i++) {

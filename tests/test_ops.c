@@ -22,7 +22,10 @@ typedef struct tensor_file {
 } tensor_file;
 
 static void tf_free(tensor_file *f) {
-    for (int i = 0; i < f->n; i++) { free(f->name[i]); free(f->t[i].data); }
+    for (int i = 0; i < f->n; i++) {
+        free(f->name[i]);
+        free(f->t[i].data);
+    }
     f->n = 0;
 }
 
@@ -36,13 +39,25 @@ static int tf_read(const char *path, tensor_file *f) {
     for (uint32_t i = 0; ok && i < n; i++) {
         uint32_t nl;
         int32_t dt, nd;
-        if (fread(&nl, 4, 1, fp) != 1 || nl > 4096) { ok = 0; break; }
+        if (fread(&nl, 4, 1, fp) != 1 || nl > 4096) {
+            ok = 0;
+            break;
+        }
         f->name[i] = calloc(nl + 1, 1);
-        if (fread(f->name[i], 1, nl, fp) != nl || fread(&dt, 4, 1, fp) != 1 || fread(&nd, 4, 1, fp) != 1 || nd > QW_MAX_DIMS) { ok = 0; f->n = (int)i + 1; break; }
+        if (fread(f->name[i], 1, nl, fp) != nl || fread(&dt, 4, 1, fp) != 1 || fread(&nd, 4, 1, fp) != 1 ||
+            nd > QW_MAX_DIMS) {
+            ok = 0;
+            f->n = (int)i + 1;
+            break;
+        }
         qw_tensor *t = &f->t[i];
         t->dtype = dt;
         t->ndim = nd;
-        if (nd && fread(t->dims, 8, (size_t)nd, fp) != (size_t)nd) { ok = 0; f->n = (int)i + 1; break; }
+        if (nd && fread(t->dims, 8, (size_t)nd, fp) != (size_t)nd) {
+            ok = 0;
+            f->n = (int)i + 1;
+            break;
+        }
         t->numel = 1;
         for (int d = 0; d < nd; d++) t->numel *= t->dims[d];
         size_t bytes = (size_t)t->numel * qw_dtype_size(dt);
@@ -78,10 +93,19 @@ static int64_t get_i(const qw_tensor *t, int64_t i) {
 
 /* returns NULL when equal, else a message in buf */
 static const char *compare(const qw_tensor *got, const qw_tensor *ref, char *buf, size_t cap) {
-    if (got->dtype != ref->dtype) { snprintf(buf, cap, "dtype %s, expected %s", qw_dtype_name(got->dtype), qw_dtype_name(ref->dtype)); return buf; }
-    if (got->ndim != ref->ndim) { snprintf(buf, cap, "rank %d, expected %d", got->ndim, ref->ndim); return buf; }
+    if (got->dtype != ref->dtype) {
+        snprintf(buf, cap, "dtype %s, expected %s", qw_dtype_name(got->dtype), qw_dtype_name(ref->dtype));
+        return buf;
+    }
+    if (got->ndim != ref->ndim) {
+        snprintf(buf, cap, "rank %d, expected %d", got->ndim, ref->ndim);
+        return buf;
+    }
     for (int d = 0; d < ref->ndim; d++)
-        if (got->dims[d] != ref->dims[d]) { snprintf(buf, cap, "dim %d is %lld, expected %lld", d, (long long)got->dims[d], (long long)ref->dims[d]); return buf; }
+        if (got->dims[d] != ref->dims[d]) {
+            snprintf(buf, cap, "dim %d is %lld, expected %lld", d, (long long)got->dims[d], (long long)ref->dims[d]);
+            return buf;
+        }
     int fl = ref->dtype == QW_DT_F32 || ref->dtype == QW_DT_F16;
     double tol = ref->dtype == QW_DT_F16 ? 2e-3 : 1e-4;
     for (int64_t i = 0; i < ref->numel; i++) {
@@ -92,7 +116,8 @@ static const char *compare(const qw_tensor *got, const qw_tensor *ref, char *buf
                 return buf;
             }
         } else if (get_i(got, i) != get_i(ref, i)) {
-            snprintf(buf, cap, "element %lld: %lld, expected %lld", (long long)i, (long long)get_i(got, i), (long long)get_i(ref, i));
+            snprintf(buf, cap, "element %lld: %lld, expected %lld", (long long)i, (long long)get_i(got, i),
+                     (long long)get_i(ref, i));
             return buf;
         }
     }
@@ -112,17 +137,26 @@ int main(void) {
     if (tc < 0 || tc < mtime(gen) || tc < mtime(ref)) {
         snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s' && node '%s' '%s'", gen, dir, ref, dir);
         printf("generating: %s\n", cmd);
-        if (system(cmd) != 0) { printf("FAILED: could not generate the op models\n"); return 1; }
+        if (system(cmd) != 0) {
+            printf("FAILED: could not generate the op models\n");
+            return 1;
+        }
         /* op_ref writes after the generator: touch cases.txt last so the check above sees it fresh */
         FILE *t = fopen(cases, "a");
         if (t) fclose(t);
     }
     FILE *cf = fopen(cases, "r");
-    if (!cf) { printf("FAILED: no %s\n", cases); return 1; }
+    if (!cf) {
+        printf("FAILED: no %s\n", cases);
+        return 1;
+    }
     qw_pool *pool = qw_pool_new(2);
     qw_fs fs;
     qw_error err = {0};
-    if (qw_fs_open_dir(dir, &fs, &err) != QW_OK) { printf("FAILED: %s\n", err.msg); return 1; }
+    if (qw_fs_open_dir(dir, &fs, &err) != QW_OK) {
+        printf("FAILED: %s\n", err.msg);
+        return 1;
+    }
     char line[512];
     int n_skip = 0;
     while (fgets(line, sizeof line, cf)) {
@@ -133,7 +167,11 @@ int main(void) {
         snprintf(p_out, sizeof p_out, "%s/%s.out", dir, line);
         snprintf(p_skip, sizeof p_skip, "%s/%s.skip", dir, line);
         snprintf(onnx_name, sizeof onnx_name, "%s.onnx", line);
-        if (mtime(p_skip) >= 0) { printf("skip %s (onnxruntime cannot run it)\n", line); n_skip++; continue; }
+        if (mtime(p_skip) >= 0) {
+            printf("skip %s (onnxruntime cannot run it)\n", line);
+            n_skip++;
+            continue;
+        }
         tensor_file fin, fout;
         if (!tf_read(p_in, &fin) || !tf_read(p_out, &fout)) {
             CHECK(0, "%s: cannot read %s / %s", line, p_in, p_out);
@@ -148,19 +186,28 @@ int main(void) {
         if (st == QW_OK) st = qw_graph_build(&fs, m, pool, NULL, &g, &err);
         for (int i = 0; st == QW_OK && i < fin.n; i++) {
             int k = qw_graph_find_input(g, fin.name[i]);
-            if (k < 0) { snprintf(buf, sizeof buf, "no input %s", fin.name[i]); why = buf; break; }
+            if (k < 0) {
+                snprintf(buf, sizeof buf, "no input %s", fin.name[i]);
+                why = buf;
+                break;
+            }
             st = qw_graph_set_input(g, k, fin.t[i].dtype, fin.t[i].ndim, fin.t[i].dims, fin.t[i].data, &err);
         }
         /* run twice: the second run reuses pooled buffers and must give the same result */
         for (int rep = 0; rep < 2 && st == QW_OK && !why; rep++) {
             if (rep == 1)
                 for (int i = 0; i < fin.n; i++)
-                    qw_graph_set_input(g, qw_graph_find_input(g, fin.name[i]), fin.t[i].dtype, fin.t[i].ndim, fin.t[i].dims, fin.t[i].data, &err);
+                    qw_graph_set_input(g, qw_graph_find_input(g, fin.name[i]), fin.t[i].dtype, fin.t[i].ndim,
+                                       fin.t[i].dims, fin.t[i].data, &err);
             st = qw_graph_run(g, NULL, NULL, &err);
             for (int o = 0; st == QW_OK && o < fout.n && !why; o++) {
                 int k = qw_graph_find_output(g, fout.name[o]);
                 const qw_tensor *t = qw_graph_output(g, k);
-                if (!t) { snprintf(buf, sizeof buf, "output %s not produced", fout.name[o]); why = buf; break; }
+                if (!t) {
+                    snprintf(buf, sizeof buf, "output %s not produced", fout.name[o]);
+                    why = buf;
+                    break;
+                }
                 const char *c = compare(t, &fout.t[o], buf, sizeof buf);
                 if (c) {
                     char b2[700];

@@ -32,7 +32,10 @@ static int model_path(const char *name, const char *onnx, char *dir, size_t cap)
     char path[1200];
     snprintf(path, sizeof path, "%s/%s", dir, onnx);
     FILE *f = fopen(path, "rb");
-    if (!f) { printf("skip %s: not generated (tools/gen/gen_test_models.sh)\n", path); return 0; }
+    if (!f) {
+        printf("skip %s: not generated (tools/gen/gen_test_models.sh)\n", path);
+        return 0;
+    }
     fclose(f);
     checked++;
     return 1;
@@ -41,8 +44,8 @@ static int model_path(const char *name, const char *onnx, char *dir, size_t cap)
 /* ---- op ids ------------------------------------------------------------------------------------------- */
 
 static void test_op_ids(void) {
-    const qw_op_def *const tables[] = {qw_ops_elementwise, qw_ops_shape, qw_ops_reduce, qw_ops_matmul, qw_ops_norm,
-                                       qw_ops_attention, qw_ops_quant};
+    const qw_op_def *const tables[] = {qw_ops_elementwise, qw_ops_shape,     qw_ops_reduce, qw_ops_matmul,
+                                       qw_ops_norm,        qw_ops_attention, qw_ops_quant};
     const qw_op_def *const single[] = {&qw_op_fused_rmsnorm, &qw_op_kv_append, &qw_op_kv_attention, &qw_op_lmhead};
     int seen[QW_OP_COUNT] = {0};
     for (size_t t = 0; t < sizeof tables / sizeof tables[0] + sizeof single / sizeof single[0]; t++) {
@@ -62,7 +65,8 @@ static void test_op_ids(void) {
     for (int i = 1; i < QW_OP_COUNT; i++)
         CHECK(seen[i] == 1, "op id %s is in %d table rows", qw_op_id_names[i], seen[i]);
     CHECK(qw_op_required_inputs[QW_OP_MatMulNBits] == 3 && qw_op_required_inputs[QW_OP_Constant] == 0 &&
-          qw_op_required_inputs[QW_OP_RotaryEmbedding] == 4, "required inputs by id");
+              qw_op_required_inputs[QW_OP_RotaryEmbedding] == 4,
+          "required inputs by id");
 }
 
 /* ---- graph figures ------------------------------------------------------------------------------------ */
@@ -103,13 +107,12 @@ static int f32_stored(const qw_graph *g) {
 
 typedef struct figures {
     int ok, layers, fused_rms, reduce_mean, nbits, adds, kv_fused, lmhead, transposes, f32_store, nodes;
-    int matmul_tb;                 /* MatMul with trans_b on a constant B */
+    int matmul_tb; /* MatMul with trans_b on a constant B */
     int gather_native;
     double on_demand_bytes;
 } figures;
 
-static figures build_figures(const char *name, const char *onnx, qw_pool *pool, const qw_graph_opts *go,
-                             int decoder) {
+static figures build_figures(const char *name, const char *onnx, qw_pool *pool, const qw_graph_opts *go, int decoder) {
     figures f;
     memset(&f, 0, sizeof f);
     char dir[1000];
@@ -117,7 +120,8 @@ static figures build_figures(const char *name, const char *onnx, qw_pool *pool, 
     session s;
     qw_error err = {0};
     qw_status st;
-    if (decoder) st = session_open(dir, onnx, pool, go, 64, &s, &err);
+    if (decoder)
+        st = session_open(dir, onnx, pool, go, 64, &s, &err);
     else {
         memset(&s, 0, sizeof s);
         st = qw_fs_open_dir(dir, &s.fs, &err);
@@ -220,8 +224,10 @@ static void test_lmhead_on_demand(qw_pool *pool) {
     figures c = build_figures(name, onnx, pool, &dem, 0);
     if (!a.ok || !b.ok || !c.ok) return;
     /* the tied lm_head MatMul(x, Transpose(E)) reads E with trans_b (no Transpose left before a MatMul) */
-    CHECK(a.transposes == 0 && a.matmul_tb == 1 && a.lmhead == 0, "%s: exact: %d Transpose -> MatMul, %d trans_b, "
-          "%d int8 heads", name, a.transposes, a.matmul_tb, a.lmhead);
+    CHECK(a.transposes == 0 && a.matmul_tb == 1 && a.lmhead == 0,
+          "%s: exact: %d Transpose -> MatMul, %d trans_b, "
+          "%d int8 heads",
+          name, a.transposes, a.matmul_tb, a.lmhead);
     CHECK(b.lmhead == 1 && b.matmul_tb == 0, "%s: int8 lm_head selected %d times (%d trans_b MatMul left)", name,
           b.lmhead, b.matmul_tb);
     CHECK(b.on_demand_bytes == 0 && c.on_demand_bytes > 0 && c.lmhead == 1,
@@ -278,7 +284,10 @@ done:
 }
 
 static void test_disabled_equal(qw_pool *pool) {
-    static const struct { const char *name, *onnx; int rel; } ms[] = {
+    static const struct {
+        const char *name, *onnx;
+        int rel;
+    } ms[] = {
         {"tiny-fp32-op14", "onnx/model.onnx", 0},
         {"tiny-q4f16-op18-ext", "onnx/model_q4f16.onnx", 1},
     };

@@ -20,7 +20,10 @@ static uint8_t *slurp(const char *path, size_t *n) {
     long len = ftell(f);
     fseek(f, 0, SEEK_SET);
     uint8_t *b = malloc((size_t)len + 1);
-    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) { free(b); b = NULL; }
+    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) {
+        free(b);
+        b = NULL;
+    }
     fclose(f);
     *n = (size_t)len;
     return b;
@@ -29,7 +32,10 @@ static uint8_t *slurp(const char *path, size_t *n) {
 static void put(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
     CHECK(f != NULL);
-    if (f) { CHECK(fwrite(data, 1, n, f) == n); fclose(f); }
+    if (f) {
+        CHECK(fwrite(data, 1, n, f) == n);
+        fclose(f);
+    }
 }
 
 static void put_str(const char *path, const char *s) { put(path, s, strlen(s)); }
@@ -86,11 +92,13 @@ static void expect_load(const char *dir, const char *onnx, const char *dtype, qw
 
 static void test_names(void) {
     static const char *const good[] = {"config.json", "onnx/model_q4f16.onnx", "a/b/c.bin", "..a", "a..", ".hidden"};
-    static const char *const bad[] = {"", "/etc/passwd", "../x", "a/../../x", "a/..", "..", ".", "./a", "a//b", "a/",
-                                      "a\\b", "..\\..\\x", "C:x", "C:/x", "c:\\x", "a\nb", "a\x7f"};
+    static const char *const bad[] = {"",    "/etc/passwd", "../x",  "a/../../x", "a/..", "..",
+                                      ".",   "./a",         "a//b",  "a/",        "a\\b", "..\\..\\x",
+                                      "C:x", "C:/x",        "c:\\x", "a\nb",      "a\x7f"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         CHECK(qw_fs_name_problem(good[i]) == NULL, "'%s' refused: %s", good[i], qw_fs_name_problem(good[i]));
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) CHECK(qw_fs_name_problem(bad[i]) != NULL, "'%s' taken", bad[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(qw_fs_name_problem(bad[i]) != NULL, "'%s' taken", bad[i]);
     char longn[300];
     memset(longn, 'a', sizeof longn - 1);
     longn[sizeof longn - 1] = 0;
@@ -101,8 +109,11 @@ static void test_names(void) {
 static void test_config_names(void) {
     char dir[600], p[1200], out[700];
     make_folder("outside", out, sizeof out); /* a loadable model outside the folder under test */
-    static const char *const escapes[] = {"../outside/onnx/model.onnx", "onnx/../../outside/onnx/model.onnx",
-                                          "/tmp/model.onnx", "C:/model.onnx", "..\\\\outside\\\\onnx\\\\model.onnx",
+    static const char *const escapes[] = {"../outside/onnx/model.onnx",
+                                          "onnx/../../outside/onnx/model.onnx",
+                                          "/tmp/model.onnx",
+                                          "C:/model.onnx",
+                                          "..\\\\outside\\\\onnx\\\\model.onnx",
                                           "onnx/./model.onnx"};
     for (size_t i = 0; i < sizeof escapes / sizeof escapes[0]; i++) {
         make_folder("genai", dir, sizeof dir);
@@ -137,7 +148,7 @@ static void test_config_names(void) {
 
 /* External data locations: replaced in the graph's bytes by names of the same length (the protobuf stays valid). */
 static void test_locations(void) {
-    static const char *const locs[] = {"../model.onnx_d", "/tmp/model.onnx", "C:model.onnx_da", "..\\model.onnx_",
+    static const char *const locs[] = {"../model.onnx_d", "/tmp/model.onnx",  "C:model.onnx_da", "..\\model.onnx_",
                                        "a:model.onnx_da", "a\nmodel.onnx_da", "a\0model.onnx_da"};
     size_t n;
     char path[1200], dir[600];
@@ -151,7 +162,10 @@ static void test_locations(void) {
         memcpy(c, g, n);
         int hits = 0;
         for (size_t i = 0; i + 15 <= n; i++)
-            if (!memcmp(c + i, orig, 15)) { memcpy(c + i, locs[k], 15); hits++; }
+            if (!memcmp(c + i, orig, 15)) {
+                memcpy(c + i, locs[k], 15);
+                hits++;
+            }
         CHECK(hits > 0);
         make_folder("loc", dir, sizeof dir);
         snprintf(path, sizeof path, "%s/onnx/model.onnx", dir);
@@ -234,7 +248,8 @@ static void test_pick(void) {
     put_str(p, "{\"model_type\":\"qwen2\",\"transformers.js_config\":{\"dtype\":\"fp16\"}}");
     expect_load(dir, NULL, NULL, QW_OK, "\"onnx_file\":\"onnx/model_fp16.onnx\"", NULL, "config dtype fp16");
     CHECK(unlink(a) == 0);
-    expect_load(dir, NULL, NULL, QW_E_NOTFOUND, "tried onnx/model_fp16.onnx (transformers.js_config.dtype), onnx/model.onnx",
+    expect_load(dir, NULL, NULL, QW_E_NOTFOUND,
+                "tried onnx/model_fp16.onnx (transformers.js_config.dtype), onnx/model.onnx",
                 "onnx/model_q4.onnx (fallback)", "none found");
 }
 
@@ -248,7 +263,10 @@ int main(void) {
         return 0;
     }
     snprintf(tmp, sizeof tmp, "/tmp/qw_test_paths_XXXXXX");
-    if (!mkdtemp(tmp)) { perror("mkdtemp"); return 1; }
+    if (!mkdtemp(tmp)) {
+        perror("mkdtemp");
+        return 1;
+    }
     test_names();
     test_config_names();
     test_locations();

@@ -10,10 +10,18 @@
 static qw_sampler *make(float temp, int top_k, float top_p, float min_p, float pen, uint64_t seed, int32_t n) {
     qw_sampler_params p;
     qw_sampler_params_init(&p);
-    p.temperature = temp; p.top_k = top_k; p.top_p = top_p; p.min_p = min_p; p.repetition_penalty = pen; p.seed = seed;
+    p.temperature = temp;
+    p.top_k = top_k;
+    p.top_p = top_p;
+    p.min_p = min_p;
+    p.repetition_penalty = pen;
+    p.seed = seed;
     qw_sampler *s = NULL;
     qw_error e;
-    if (qw_sampler_new(&p, n, &s, &e)) { fprintf(stderr, "sampler: %s\n", e.msg); exit(1); }
+    if (qw_sampler_new(&p, n, &s, &e)) {
+        fprintf(stderr, "sampler: %s\n", e.msg);
+        exit(1);
+    }
     return s;
 }
 
@@ -57,7 +65,9 @@ static void test_greedy_penalty_bias(void) {
     p.temperature = 0;
     int32_t bid[1] = {3};
     float bval[1] = {5.0f};
-    p.bias_ids = bid; p.bias_values = bval; p.n_bias = 1;
+    p.bias_ids = bid;
+    p.bias_values = bval;
+    p.n_bias = 1;
     CHECK(qw_sampler_new(&p, 4, &s, NULL) == QW_OK, "bias sampler");
     CHECK(sample(s, l, 4) == 3, "logit bias");
     qw_sampler_free(s);
@@ -80,7 +90,8 @@ static void test_filters(void) {
     float a[5] = {0, 5, 4, 1, 4.5f};
     qw_sampler *s = make(1, 2, 1, 0, 1, 7, 5);
     histogram(s, a, 5, 4000, c);
-    CHECK(c[0] == 0 && c[2] == 0 && c[3] == 0 && c[1] > 0 && c[4] > 0, "top-k 2: %d %d %d %d %d", c[0], c[1], c[2], c[3], c[4]);
+    CHECK(c[0] == 0 && c[2] == 0 && c[3] == 0 && c[1] > 0 && c[4] > 0, "top-k 2: %d %d %d %d %d", c[0], c[1], c[2],
+          c[3], c[4]);
     /* p(1) = e^5 / (e^5 + e^4.5) = 0.622 */
     CHECK(fabs(c[1] / 4000.0 - 0.6225) < 0.03, "top-k renormalised: %g", c[1] / 4000.0);
     qw_sampler_free(s);
@@ -118,7 +129,8 @@ static void test_filters(void) {
     /* no filter: frequencies follow the distribution */
     s = make(1, 0, 1, 0, 1, 17, 4);
     histogram(s, p, 4, 20000, c);
-    CHECK(fabs(c[3] / 20000.0 - 0.05) < 0.01 && fabs(c[0] / 20000.0 - 0.5) < 0.02, "plain sampling: %d %d %d %d", c[0], c[1], c[2], c[3]);
+    CHECK(fabs(c[3] / 20000.0 - 0.05) < 0.01 && fabs(c[0] / 20000.0 - 0.5) < 0.02, "plain sampling: %d %d %d %d", c[0],
+          c[1], c[2], c[3]);
     qw_sampler_free(s);
     /* temperature sharpens: at 0.25, p(0) = 0.5^4 / sum(p^4) = 0.877 */
     s = make(0.25f, 0, 1, 0, 1, 19, 4);
@@ -158,7 +170,13 @@ const int32_t qw_test_golden[][8] = {
 };
 
 static void test_determinism(void) {
-    static const struct { float temp; int k; float tp, mp, pen; uint64_t seed; int32_t golden[8]; } cases[] = {
+    static const struct {
+        float temp;
+        int k;
+        float tp, mp, pen;
+        uint64_t seed;
+        int32_t golden[8];
+    } cases[] = {
         {0.7f, 20, 0.8f, 0, 1.05f, 1234, {0}},
         {1.0f, 0, 0.95f, 0, 1, 42, {0}},
         {1.0f, 0, 1, 0.05f, 1, 7, {0}},
@@ -201,10 +219,12 @@ static void test_exp(void) {
 }
 
 static void feed(qw_stop *s, const char *t, const char *want, int want_stop) {
-    const char *e; size_t el; int st;
+    const char *e;
+    size_t el;
+    int st;
     CHECK(qw_stop_feed(s, t, strlen(t), &st, &e, &el, NULL) == QW_OK, "feed");
-    CHECK(st == want_stop && el == strlen(want) && !memcmp(e, want, el), "feed \"%s\": emitted \"%.*s\" stop %d, want \"%s\" %d",
-          t, (int)el, e, st, want, want_stop);
+    CHECK(st == want_stop && el == strlen(want) && !memcmp(e, want, el),
+          "feed \"%s\": emitted \"%.*s\" stop %d, want \"%s\" %d", t, (int)el, e, st, want, want_stop);
 }
 
 static void test_stop(void) {
@@ -224,7 +244,8 @@ static void test_stop(void) {
     feed(s, "x", "\n\nUsex", 0);
     feed(s, "ok\n", "ok", 0);
     feed(s, "\n", "", 0);
-    const char *e; size_t el;
+    const char *e;
+    size_t el;
     qw_stop_flush(s, &e, &el);
     CHECK(el == 2 && !memcmp(e, "\n\n", 2), "flush returns held text");
     feed(s, "x</s>y</s>", "x", 1); /* the earliest stop wins, the text stops before it */

@@ -63,7 +63,8 @@ static inline double json_num(const char *js, const char *key) {
 /* Greedy pick: the first maximum (lowest id on ties), as onnxruntime's reference does. */
 static inline int argmax(const float *x, int n) {
     int b = 0;
-    for (int i = 1; i < n; i++) if (x[i] > x[b]) b = i;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
     return b;
 }
 

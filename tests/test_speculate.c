@@ -83,8 +83,14 @@ static void test_distribution(qw_model *m, qw_model *oracle, const int32_t *prom
     const float T = 2.0f;
     qw_gen_params p;
     qw_gen_params_init(&p);
-    p.temperature = T; p.top_k = 0; p.top_p = 1; p.min_p = 0; p.repetition_penalty = 1;
-    p.max_tokens = 48; p.ignore_eos = 1; p.speculative = QW_SPEC_ON;
+    p.temperature = T;
+    p.top_k = 0;
+    p.top_p = 1;
+    p.min_p = 0;
+    p.repetition_penalty = 1;
+    p.max_tokens = 48;
+    p.ignore_eos = 1;
+    p.speculative = QW_SPEC_ON;
     int V = qw_model_vocab(m), bins[10] = {0}, total = 0, drafted = 0, accepted = 0;
     float *lg = malloc((size_t)V * 4);
     int32_t *seq = malloc((size_t)(np + MAX_GEN) * sizeof *seq);
@@ -93,7 +99,10 @@ static void test_distribution(qw_model *m, qw_model *oracle, const int32_t *prom
     for (int r = 0; r < 24; r++) {
         run_result a;
         p.seed = 1000 + (uint64_t)r;
-        if (run(m, prompt, np, &p, &a, &err) != QW_OK) { CHECK(0, "sampled run: %s", err.msg); break; }
+        if (run(m, prompt, np, &p, &a, &err) != QW_OK) {
+            CHECK(0, "sampled run: %s", err.msg);
+            break;
+        }
         drafted += a.drafted, accepted += a.accepted;
         memcpy(seq, prompt, (size_t)np * sizeof *seq);
         memcpy(seq + np, a.ids, (size_t)a.n * sizeof *seq);
@@ -102,9 +111,13 @@ static void test_distribution(qw_model *m, qw_model *oracle, const int32_t *prom
         for (int i = 0; i < a.n; i++) {
             qw_status st = i == 0 ? qw_decoder_forward(oracle->dec, seq, np, lg, NULL, NULL, &err)
                                   : qw_decoder_forward(oracle->dec, seq + np + i - 1, 1, lg, NULL, NULL, &err);
-            if (st != QW_OK) { CHECK(0, "oracle: %s", err.msg); break; }
+            if (st != QW_OK) {
+                CHECK(0, "oracle: %s", err.msg);
+                break;
+            }
             double mx = -INFINITY, z = 0, below = 0;
-            for (int v = 0; v < V; v++) if (lg[v] / T > mx) mx = lg[v] / T;
+            for (int v = 0; v < V; v++)
+                if (lg[v] / T > mx) mx = lg[v] / T;
             for (int v = 0; v < V; v++) z += exp(lg[v] / T - mx);
             int x = a.ids[i];
             for (int v = 0; v < x; v++) below += exp(lg[v] / T - mx);
@@ -118,8 +131,10 @@ static void test_distribution(qw_model *m, qw_model *oracle, const int32_t *prom
     for (int b = 0; b < 10; b++) chi2 += (bins[b] - e) * (bins[b] - e) / e;
     printf("tiny-copy sampled at T=%.0f: %d steps, %d drafted, %d accepted, PIT chi-square %.2f (10 bins)\n", T, total,
            drafted, accepted, chi2);
-    CHECK(total >= 1000 && drafted > 100 && accepted > 0 && accepted < drafted, "many verify steps, some rejections: "
-          "%d steps, %d/%d", total, accepted, drafted);
+    CHECK(total >= 1000 && drafted > 100 && accepted > 0 && accepted < drafted,
+          "many verify steps, some rejections: "
+          "%d steps, %d/%d",
+          total, accepted, drafted);
     CHECK(chi2 < 27.88, "the sampled tokens follow the target distribution: chi-square %.2f >= 27.88 (9 df, p 0.001)",
           chi2);
     free(lg);
@@ -130,7 +145,10 @@ static void test_model(const char *dir, const char *name) {
     char path[2048];
     snprintf(path, sizeof path, "%s/ref.json", dir);
     FILE *f = fopen(path, "rb");
-    if (!f) { printf("%s: no ref.json, skipped\n", name); return; }
+    if (!f) {
+        printf("%s: no ref.json, skipped\n", name);
+        return;
+    }
     char *txt = malloc(1 << 20);
     size_t rd = fread(txt, 1, (1 << 20) - 1, f);
     txt[rd] = 0;
@@ -151,7 +169,10 @@ static void test_model(const char *dir, const char *name) {
     if (np <= 0 || np > 512) return;
     qw_fs fs;
     qw_error err = {0};
-    if (qw_fs_open_dir(dir, &fs, &err) != QW_OK) { CHECK(0, "%s: %s", name, err.msg); return; }
+    if (qw_fs_open_dir(dir, &fs, &err) != QW_OK) {
+        CHECK(0, "%s: %s", name, err.msg);
+        return;
+    }
     qw_load_opts lo = {0};
     lo.threads = 2;
     qw_model *plain = NULL, *spec = NULL;
@@ -160,11 +181,20 @@ static void test_model(const char *dir, const char *name) {
     if (plain && spec) {
         qw_gen_params p;
         qw_gen_params_init(&p);
-        p.max_tokens = 32; p.ignore_eos = 1; p.temperature = 0; p.repetition_penalty = 1;
+        p.max_tokens = 32;
+        p.ignore_eos = 1;
+        p.temperature = 0;
+        p.repetition_penalty = 1;
         run_result a, b, a2, b2;
         for (int mode = 0; mode < 2; mode++) {
             const char *what = mode ? "sampled" : "greedy";
-            if (mode) { p.temperature = 0.8f; p.top_k = 20; p.top_p = 0.9f; p.repetition_penalty = 1.1f; p.seed = 5; }
+            if (mode) {
+                p.temperature = 0.8f;
+                p.top_k = 20;
+                p.top_p = 0.9f;
+                p.repetition_penalty = 1.1f;
+                p.seed = 5;
+            }
             p.speculative = QW_SPEC_OFF;
             CHECK(run(plain, prompt, np, &p, &a, &err) == QW_OK, "%s %s plain: %s", name, what, err.msg);
             p.speculative = QW_SPEC_ON;

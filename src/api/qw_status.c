@@ -56,10 +56,19 @@ qw_status qw_error_file(qw_error *err, const char *file, qw_status st) {
 
 size_t qw_dtype_size(int dt) {
     switch (dt) {
-    case QW_DT_F32: case QW_DT_I32: case QW_DT_U32: return 4;
-    case QW_DT_U8: case QW_DT_I8: case QW_DT_BOOL: return 1;
-    case QW_DT_U16: case QW_DT_I16: case QW_DT_F16: case QW_DT_BF16: return 2;
-    case QW_DT_I64: case QW_DT_U64: case QW_DT_F64: return 8;
+    case QW_DT_F32:
+    case QW_DT_I32:
+    case QW_DT_U32: return 4;
+    case QW_DT_U8:
+    case QW_DT_I8:
+    case QW_DT_BOOL: return 1;
+    case QW_DT_U16:
+    case QW_DT_I16:
+    case QW_DT_F16:
+    case QW_DT_BF16: return 2;
+    case QW_DT_I64:
+    case QW_DT_U64:
+    case QW_DT_F64: return 8;
     default: return 0;
     }
 }

@@ -22,16 +22,16 @@ extern "C" {
 
 typedef enum qw_status {
     QW_OK = 0,
-    QW_E_ARG,          /* invalid argument from the caller */
-    QW_E_IO,           /* a file could not be read */
-    QW_E_NOTFOUND,     /* a file or name does not exist */
-    QW_E_FORMAT,       /* corrupt or truncated input (protobuf, JSON, external data) */
-    QW_E_UNSUPPORTED,  /* valid input qwasm does not handle (op, dtype, attribute value, version) */
-    QW_E_NOMEM,        /* allocation failed or the memory cap cannot be met */
-    QW_E_RANGE,        /* a locator or index past the end of its data */
-    QW_E_CONTEXT,      /* the context length of the model would be exceeded */
-    QW_E_ABORTED,      /* cancelled by the caller */
-    QW_E_INTERNAL,     /* a bug in qwasm */
+    QW_E_ARG,         /* invalid argument from the caller */
+    QW_E_IO,          /* a file could not be read */
+    QW_E_NOTFOUND,    /* a file or name does not exist */
+    QW_E_FORMAT,      /* corrupt or truncated input (protobuf, JSON, external data) */
+    QW_E_UNSUPPORTED, /* valid input qwasm does not handle (op, dtype, attribute value, version) */
+    QW_E_NOMEM,       /* allocation failed or the memory cap cannot be met */
+    QW_E_RANGE,       /* a locator or index past the end of its data */
+    QW_E_CONTEXT,     /* the context length of the model would be exceeded */
+    QW_E_ABORTED,     /* cancelled by the caller */
+    QW_E_INTERNAL,    /* a bug in qwasm */
     QW_STATUS_COUNT
 } qw_status;
 
@@ -61,13 +61,13 @@ qw_status qw_error_file(qw_error *err, const char *file, qw_status st);
 /* ---- build information ---------------------------------------------------------------------- */
 
 typedef struct qw_build_info {
-    const char *version;   /* QW_VERSION_STRING */
-    const char *target;    /* "native", "wasm-mt", "wasm-st", "wasi" */
-    int simd;              /* 1 when built with SIMD kernels (wasm SIMD128, SSE/AVX2, NEON) */
-    int relaxed_simd;      /* 1 when built with wasm relaxed SIMD */
-    int threads;           /* 1 when the thread pool can run more than one thread */
-    int max_threads;       /* hardware threads available to the pool (1 without threads) */
-    int dot_add;           /* 1 when the 4-bit kernels use the relaxed i32 dot-add (checked on this engine) */
+    const char *version; /* QW_VERSION_STRING */
+    const char *target;  /* "native", "wasm-mt", "wasm-st", "wasi" */
+    int simd;            /* 1 when built with SIMD kernels (wasm SIMD128, SSE/AVX2, NEON) */
+    int relaxed_simd;    /* 1 when built with wasm relaxed SIMD */
+    int threads;         /* 1 when the thread pool can run more than one thread */
+    int max_threads;     /* hardware threads available to the pool (1 without threads) */
+    int dot_add;         /* 1 when the 4-bit kernels use the relaxed i32 dot-add (checked on this engine) */
 } qw_build_info;
 
 void qw_get_build_info(qw_build_info *out);
@@ -112,9 +112,8 @@ void qw_fs_close(qw_fs *fs);
 
 /* Reads a whole small file (config.json, tokenizer.json) into a new NUL-terminated buffer that the
  * caller frees with free(). max_bytes guards against reading a weight file by mistake. */
-qw_status qw_fs_read_all(const qw_fs *fs, const char *name, size_t max_bytes, char **out,
-                         size_t *out_len, qw_error *err);
-
+qw_status qw_fs_read_all(const qw_fs *fs, const char *name, size_t max_bytes, char **out, size_t *out_len,
+                         qw_error *err);
 
 /* ---- models ---------------------------------------------------------------------------------- */
 
@@ -135,28 +134,28 @@ typedef enum qw_kv_cache_type {
 } qw_kv_cache_type;
 
 typedef struct qw_load_opts {
-    const char *onnx_file;     /* which .onnx in the folder; NULL: the first of qw_onnx_candidates that exists */
-    const char *dtype;         /* NULL: config.json's transformers.js_config.dtype; else as Transformers.js's
+    const char *onnx_file;   /* which .onnx in the folder; NULL: the first of qw_onnx_candidates that exists */
+    const char *dtype;       /* NULL: config.json's transformers.js_config.dtype; else as Transformers.js's
                                   from_pretrained dtype ("q4f16", "fp16", "q8", "fp32"): [a-z0-9_], < 16 bytes */
-    int threads;               /* <= 0: all hardware threads */
-    uint64_t mem_cap_bytes;    /* 0: no cap (weights resident); else weights are paged from the fs */
-    int exact_lm_head;         /* 1: keep the all-fp16 lm_head path (no int8 conversion) */
-    int embedding_on_demand;   /* 1: when the int8 lm_head replaces the tied embedding's product, that embedding
+    int threads;             /* <= 0: all hardware threads */
+    uint64_t mem_cap_bytes;  /* 0: no cap (weights resident); else weights are paged from the fs */
+    int exact_lm_head;       /* 1: keep the all-fp16 lm_head path (no int8 conversion) */
+    int embedding_on_demand; /* 1: when the int8 lm_head replaces the tied embedding's product, that embedding
                                   (the model's largest tensor) is not loaded: its rows are read from fs when a
                                   token is embedded or a logit rescored. For an fs with fast random reads (files
                                   on disk, OPFS); saves its bytes (467 MB in the 1.5B model) */
-    int max_context;           /* longest context in tokens; <= 0: the model's limit (config.json). Nothing is
+    int max_context;         /* longest context in tokens; <= 0: the model's limit (config.json). Nothing is
                                   sized by it up front: the KV cache and its buffers grow as positions come */
-    int kv_cache;              /* qw_kv_cache_type: the KV cache's rows */
-    int profile;               /* 1: accumulate per-op time (qw_model_stats_json) */
-    int prefetch;              /* 1, native builds under a mem_cap_bytes: a reader thread prefetches the next
+    int kv_cache;            /* qw_kv_cache_type: the KV cache's rows */
+    int profile;             /* 1: accumulate per-op time (qw_model_stats_json) */
+    int prefetch;            /* 1, native builds under a mem_cap_bytes: a reader thread prefetches the next
                                   streamed weight while the current op computes (for a cold cache or a slow disk;
                                   with the file in the page cache on 2 cores it cost 5-10 % of decode speed) */
-    int lm_head_min_rows;      /* 0: the int8 lm_head replaces a tied lm_head of at least 16384 rows and 8M
+    int lm_head_min_rows;    /* 0: the int8 lm_head replaces a tied lm_head of at least 16384 rows and 8M
                                   elements; else of at least this many rows (tests: small models' heads) */
-    int external_decoder;      /* 1: read config, tokenizer and template only, not the graph: another engine
+    int external_decoder;    /* 1: read config, tokenizer and template only, not the graph: another engine
                                   computes the logits, which qw_gen_next asks for with QW_GEN_FEED events */
-    qw_progress_fn progress;   /* may be NULL */
+    qw_progress_fn progress; /* may be NULL */
     void *progress_user;
 } qw_load_opts;
 
@@ -170,8 +169,8 @@ typedef struct qw_load_opts {
  * "dtype", "transformers.js_config.dtype", "fallback"). A named file (option or genai_config.json) is the only
  * candidate. Errors: a name or dtype failing qw_fs_name_problem (QW_E_ARG for the arguments, QW_E_FORMAT
  * naming the file and the key for what a file says), malformed JSON. */
-qw_status qw_onnx_candidates(const qw_fs *fs, const char *onnx_file, const char *dtype,
-                             char names[][QW_FS_NAME_MAX], const char **why, int cap, int *n, qw_error *err);
+qw_status qw_onnx_candidates(const qw_fs *fs, const char *onnx_file, const char *dtype, char names[][QW_FS_NAME_MAX],
+                             const char **why, int cap, int *n, qw_error *err);
 
 /* Loads a Hugging Face-style model folder (config.json, generation_config.json, tokenizer.json, onnx/...)
  * through fs. fs must outlive the model (weights may be paged from it). A folder without a tokenizer
@@ -214,8 +213,7 @@ qw_status qw_detokenize(qw_model *m, const int32_t *ids, size_t n, char **text, 
  * ({"role": ..., "content": ..., "tool_calls": ...}); with add_generation_prompt the assistant turn is opened.
  * *out is malloc'd; free() it. A template qwasm cannot render fails with a message naming the construct and its
  * line and column in tokenizer_config.json's chat_template; raise_exception in the template is QW_E_ARG. */
-qw_status qw_chat_render(qw_model *m, const char *messages_json, int add_generation_prompt, char **out,
-                         qw_error *err);
+qw_status qw_chat_render(qw_model *m, const char *messages_json, int add_generation_prompt, char **out, qw_error *err);
 /* Same, with tools_json (a JSON array of tool schemas, or NULL: tools is none in the template). */
 qw_status qw_chat_render_tools(qw_model *m, const char *messages_json, const char *tools_json,
                                int add_generation_prompt, char **out, qw_error *err);
@@ -223,27 +221,27 @@ qw_status qw_chat_render_tools(qw_model *m, const char *messages_json, const cha
 /* ---- generation: an iterator, so callers (CLI, JS worker) can stream and cancel between steps --- */
 
 typedef struct qw_gen_params {
-    int max_tokens;            /* new tokens to generate; <= 0: up to the context limit */
-    float temperature;         /* <= 0: greedy */
-    int top_k;                 /* 0: off */
-    float top_p;               /* 1: off */
-    float min_p;               /* 0: off */
-    float repetition_penalty;  /* 1: off */
+    int max_tokens;           /* new tokens to generate; <= 0: up to the context limit */
+    float temperature;        /* <= 0: greedy */
+    int top_k;                /* 0: off */
+    float top_p;              /* 1: off */
+    float min_p;              /* 0: off */
+    float repetition_penalty; /* 1: off */
     uint64_t seed;
-    int prefill_chunk;         /* prompt tokens per prefill step; <= 0: default (64) */
-    const char *const *stop;   /* stop strings (n_stop of them); the text stops before them */
+    int prefill_chunk;       /* prompt tokens per prefill step; <= 0: default (64) */
+    const char *const *stop; /* stop strings (n_stop of them); the text stops before them */
     int n_stop;
-    const int32_t *bias_ids;   /* per-id logit bias */
+    const int32_t *bias_ids; /* per-id logit bias */
     const float *bias_values;
     int n_bias;
-    int ignore_eos;            /* 1: do not stop on the eos ids of generation_config.json */
-    volatile int *abort_flag;  /* when *abort_flag becomes nonzero, the current step stops: QW_E_ABORTED */
-    int speculative;           /* speculative decoding: QW_SPEC_OFF (default), QW_SPEC_ON, or QW_SPEC_AUTO (on,
+    int ignore_eos;           /* 1: do not stop on the eos ids of generation_config.json */
+    volatile int *abort_flag; /* when *abort_flag becomes nonzero, the current step stops: QW_E_ABORTED */
+    int speculative;          /* speculative decoding: QW_SPEC_OFF (default), QW_SPEC_ON, or QW_SPEC_AUTO (on,
                                   paused while few drafts are accepted). Drafts come from prompt lookup, else from
                                   the draft model (qw_model_set_draft). The tokens are the ones plain decoding
                                   gives (greedy, and sampled with the same seed) */
-    int spec_max_draft;        /* drafted tokens verified per step at most; <= 0: default (8), at most 16 */
-    int spec_no_lookup;        /* 1: no prompt-lookup drafts, only the draft model's (tests, benchmarks) */
+    int spec_max_draft;       /* drafted tokens verified per step at most; <= 0: default (8), at most 16 */
+    int spec_no_lookup;       /* 1: no prompt-lookup drafts, only the draft model's (tests, benchmarks) */
 } qw_gen_params;
 
 enum { QW_SPEC_OFF = 0, QW_SPEC_ON = 1, QW_SPEC_AUTO = 2 };
@@ -255,33 +253,33 @@ void qw_gen_params_init(qw_gen_params *p);
 void qw_gen_params_from_model(const qw_model *m, qw_gen_params *p);
 
 typedef enum qw_gen_event_kind {
-    QW_GEN_PREFILL = 1,        /* a chunk of the prompt was processed (n_prompt_done of n_prompt) */
-    QW_GEN_TOKEN = 2,          /* a new token: id, text/text_len (complete UTF-8 only; may be empty) */
-    QW_GEN_DONE = 3,           /* finished: stop_reason says why */
-    QW_GEN_FEED = 4            /* external decoder only: run feed_ids (after the n_past ids it already
+    QW_GEN_PREFILL = 1, /* a chunk of the prompt was processed (n_prompt_done of n_prompt) */
+    QW_GEN_TOKEN = 2,   /* a new token: id, text/text_len (complete UTF-8 only; may be empty) */
+    QW_GEN_DONE = 3,    /* finished: stop_reason says why */
+    QW_GEN_FEED = 4     /* external decoder only: run feed_ids (after the n_past ids it already
                                   holds; 0: start over) and pass the last position's logits to
                                   qw_gen_set_logits before the next qw_gen_next */
 } qw_gen_event_kind;
 
 typedef struct qw_gen_event {
-    int kind;                  /* qw_gen_event_kind */
+    int kind; /* qw_gen_event_kind */
     int32_t id;
-    const char *text;          /* owned by the qw_gen; valid until the next qw_gen_next */
+    const char *text; /* owned by the qw_gen; valid until the next qw_gen_next */
     size_t text_len;
     int n_prompt, n_prompt_done, n_generated;
-    const char *stop_reason;   /* "eos", "max_tokens", "stop_string", "context" when DONE */
+    const char *stop_reason;               /* "eos", "max_tokens", "stop_string", "context" when DONE */
     double prefill_ms, decode_ms, step_ms; /* cumulative prefill and decode time; this step's time */
-    const int32_t *feed_ids;   /* QW_GEN_FEED: the ids to run (owned by the qw_gen) */
+    const int32_t *feed_ids;               /* QW_GEN_FEED: the ids to run (owned by the qw_gen) */
     int n_feed, n_past;
     int spec_drafted, spec_accepted, spec_steps; /* this generation so far: tokens drafted, drafted tokens
                                                     accepted, verify steps run (speculative decoding) */
-    int draft_drafted, draft_accepted; /* of those, the draft model's (qw_model_set_draft) */
-    double draft_ms;           /* this generation's time in the draft model */
+    int draft_drafted, draft_accepted;           /* of those, the draft model's (qw_model_set_draft) */
+    double draft_ms;                             /* this generation's time in the draft model */
 } qw_gen_event;
 
 /* Starts generating after prompt (ids). The prompt is prefilled in chunks by qw_gen_next. */
-qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, const qw_gen_params *p,
-                       qw_gen **out, qw_error *err);
+qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, const qw_gen_params *p, qw_gen **out,
+                       qw_error *err);
 /* Advances by one step (a prefill chunk or one token). After QW_GEN_DONE, further calls return DONE. With
  * speculative decoding one call may run a verify step whose accepted tokens the next calls return without
  * running the model (their step_ms is then about 0). */
@@ -297,8 +295,7 @@ void qw_gen_free(qw_gen *g);
 /* Called after each graph node with each output it produced (name as in the ONNX graph). dtype numbers as ONNX
  * TensorProto (1 float, 10 float16, 7 int64, ...) and is the dtype qwasm holds the value in: an fp16 value that
  * only fp32 kernels read stays fp32 (as onnxruntime's CPU provider keeps it). data is valid during the call. */
-typedef void (*qw_tap_fn)(void *user, const char *name, int dtype, int ndim, const int64_t *dims,
-                          const void *data);
+typedef void (*qw_tap_fn)(void *user, const char *name, int dtype, int ndim, const int64_t *dims, const void *data);
 /* Sets (fn NULL: clears) the tap for the next forward passes (layer_diff, tests); slower, not for production. */
 void qw_model_set_tap(qw_model *m, qw_tap_fn fn, void *user);
 

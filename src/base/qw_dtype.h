@@ -40,7 +40,10 @@ static inline float qw_f16_to_f32(uint16_t h) {
             bits = sign;
         } else { /* subnormal: normalise */
             exp = 127 - 15 + 1;
-            while ((man & 0x400u) == 0) { man <<= 1; exp--; }
+            while ((man & 0x400u) == 0) {
+                man <<= 1;
+                exp--;
+            }
             man &= 0x3ffu;
             bits = sign | (exp << 23) | (man << 13);
         }

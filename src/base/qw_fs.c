@@ -14,7 +14,10 @@
 typedef struct dir_fs {
     char *dir;  /* the folder as given */
     char *real; /* its canonical path (realpath): every file must resolve under it */
-    struct { char *name; int fd; } open[QW_FS_OPEN_FILES]; /* small cache: weights are read in many pieces */
+    struct {
+        char *name;
+        int fd;
+    } open[QW_FS_OPEN_FILES]; /* small cache: weights are read in many pieces */
     int next_slot;
 } dir_fs;
 
@@ -93,7 +96,10 @@ static qw_status resolve(dir_fs *d, const char *name, char **path) {
 
 static qw_status dir_fd(dir_fs *d, const char *name, int *out) {
     for (int i = 0; i < QW_FS_OPEN_FILES; i++)
-        if (d->open[i].name && strcmp(d->open[i].name, name) == 0) { *out = d->open[i].fd; return QW_OK; }
+        if (d->open[i].name && strcmp(d->open[i].name, name) == 0) {
+            *out = d->open[i].fd;
+            return QW_OK;
+        }
     char *path;
     qw_status st = resolve(d, name, &path);
     if (st != QW_OK) return st;
@@ -102,10 +108,17 @@ static qw_status dir_fd(dir_fs *d, const char *name, int *out) {
     if (fd < 0) return errno == ENOENT ? QW_E_NOTFOUND : QW_E_IO;
     int s = d->next_slot;
     d->next_slot = (s + 1) % QW_FS_OPEN_FILES;
-    if (d->open[s].name) { close(d->open[s].fd); free(d->open[s].name); }
+    if (d->open[s].name) {
+        close(d->open[s].fd);
+        free(d->open[s].name);
+    }
     d->open[s].name = strdup(name);
     d->open[s].fd = fd;
-    if (!d->open[s].name) { close(fd); d->open[s].fd = -1; return QW_E_NOMEM; }
+    if (!d->open[s].name) {
+        close(fd);
+        d->open[s].fd = -1;
+        return QW_E_NOMEM;
+    }
     *out = fd;
     return QW_OK;
 }
@@ -148,7 +161,10 @@ static void dir_close(void *ctx) {
     dir_fs *d = ctx;
     if (!d) return;
     for (int i = 0; i < QW_FS_OPEN_FILES; i++)
-        if (d->open[i].name) { close(d->open[i].fd); free(d->open[i].name); }
+        if (d->open[i].name) {
+            close(d->open[i].fd);
+            free(d->open[i].name);
+        }
     free(d->dir);
     free(d->real);
     free(d);
@@ -165,7 +181,10 @@ qw_status qw_fs_open_dir(const char *dir, qw_fs *out, qw_error *err) {
     if (d) d->real = realpath(dir, NULL);
 #endif
     if (!d || !(d->dir = strdup(dir)) || !d->real) {
-        if (d) { free(d->dir); free(d->real); }
+        if (d) {
+            free(d->dir);
+            free(d->real);
+        }
         free(d);
         return qw_error_set(err, QW_E_NOMEM, "%s: out of memory", dir);
     }
@@ -185,14 +204,18 @@ qw_status qw_fs_read_all(const qw_fs *fs, const char *name, size_t max_bytes, ch
                          qw_error *err) {
     uint64_t size = 0;
     qw_status st = fs->size(fs->ctx, name, &size);
-    if (st != QW_OK)
-        return qw_error_file(err, name, qw_error_set(err, st, "%s: %s", name, qw_fs_cause(st, name)));
+    if (st != QW_OK) return qw_error_file(err, name, qw_error_set(err, st, "%s: %s", name, qw_fs_cause(st, name)));
     if (size > max_bytes)
-        return qw_error_file(err, name, qw_error_set(err, QW_E_RANGE, "%s: %llu bytes, more than the %zu expected "
-                                                     "for this file", name, (unsigned long long)size, max_bytes));
+        return qw_error_file(err, name,
+                             qw_error_set(err, QW_E_RANGE,
+                                          "%s: %llu bytes, more than the %zu expected "
+                                          "for this file",
+                                          name, (unsigned long long)size, max_bytes));
     char *buf = malloc((size_t)size + 1);
-    if (!buf) return qw_error_file(err, name, qw_error_set(err, QW_E_NOMEM, "%s: out of memory reading %llu bytes",
-                                                           name, (unsigned long long)size));
+    if (!buf)
+        return qw_error_file(
+            err, name,
+            qw_error_set(err, QW_E_NOMEM, "%s: out of memory reading %llu bytes", name, (unsigned long long)size));
     if (size && (st = fs->read(fs->ctx, name, 0, buf, (size_t)size)) != QW_OK) {
         free(buf);
         return qw_error_file(err, name, qw_error_set(err, st, "%s: %s", name, qw_status_str(st)));

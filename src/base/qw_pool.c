@@ -50,7 +50,10 @@ struct qw_pool {
     int n_started;
 };
 
-typedef struct { qw_pool *pool; int ith; } qw_worker_arg;
+typedef struct {
+    qw_pool *pool;
+    int ith;
+} qw_worker_arg;
 
 static void *qw_worker(void *p) {
     qw_pool *pool = ((qw_worker_arg *)p)->pool;
@@ -102,14 +105,24 @@ qw_pool *qw_pool_new(int n_threads) {
     atomic_init(&pool->pending, 0);
     atomic_init(&pool->n_sleeping, 0);
     atomic_init(&pool->stop, 0);
-    if (pthread_mutex_init(&pool->mu, NULL) != 0) { free(pool); return NULL; }
-    if (pthread_cond_init(&pool->cv, NULL) != 0) { pthread_mutex_destroy(&pool->mu); free(pool); return NULL; }
+    if (pthread_mutex_init(&pool->mu, NULL) != 0) {
+        free(pool);
+        return NULL;
+    }
+    if (pthread_cond_init(&pool->cv, NULL) != 0) {
+        pthread_mutex_destroy(&pool->mu);
+        free(pool);
+        return NULL;
+    }
     for (int i = 1; i < n_threads; i++) {
         qw_worker_arg *a = malloc(sizeof *a);
         if (!a) break;
         a->pool = pool;
         a->ith = i;
-        if (pthread_create(&pool->threads[i], NULL, qw_worker, a) != 0) { free(a); break; }
+        if (pthread_create(&pool->threads[i], NULL, qw_worker, a) != 0) {
+            free(a);
+            break;
+        }
         pool->n_started = i;
     }
     /* If fewer threads started than asked, run with what we have. */
@@ -134,7 +147,10 @@ void qw_pool_free(qw_pool *pool) {
 int qw_pool_threads(const qw_pool *pool) { return pool ? pool->nth : 1; }
 
 void qw_pool_run(qw_pool *pool, qw_task_fn fn, void *arg) {
-    if (!pool || pool->nth <= 1) { fn(arg, 0, 1); return; }
+    if (!pool || pool->nth <= 1) {
+        fn(arg, 0, 1);
+        return;
+    }
     pool->fn = fn;
     pool->arg = arg;
     atomic_store_explicit(&pool->pending, pool->n_started, memory_order_relaxed);
@@ -153,12 +169,23 @@ void qw_pool_run(qw_pool *pool, qw_task_fn fn, void *arg) {
 
 #else /* !QW_THREADS: serial */
 
-struct qw_pool { int unused; };
+struct qw_pool {
+    int unused;
+};
 static struct qw_pool qw_serial_pool;
 
-qw_pool *qw_pool_new(int n_threads) { (void)n_threads; return &qw_serial_pool; }
+qw_pool *qw_pool_new(int n_threads) {
+    (void)n_threads;
+    return &qw_serial_pool;
+}
 void qw_pool_free(qw_pool *pool) { (void)pool; }
-int qw_pool_threads(const qw_pool *pool) { (void)pool; return 1; }
-void qw_pool_run(qw_pool *pool, qw_task_fn fn, void *arg) { (void)pool; fn(arg, 0, 1); }
+int qw_pool_threads(const qw_pool *pool) {
+    (void)pool;
+    return 1;
+}
+void qw_pool_run(qw_pool *pool, qw_task_fn fn, void *arg) {
+    (void)pool;
+    fn(arg, 0, 1);
+}
 
 #endif

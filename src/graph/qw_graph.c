@@ -99,7 +99,10 @@ static void pool_free_ptr(qw_graph *g, void *p) {
     if (!p) return;
     for (int i = g->n_bufs - 1; i >= 0; i--)
         if (g->bufs[i].p == p) {
-            if (g->bufs[i].used) { g->bufs[i].used = 0; g->live_bytes -= g->bufs[i].cap; }
+            if (g->bufs[i].used) {
+                g->bufs[i].used = 0;
+                g->live_bytes -= g->bufs[i].cap;
+            }
             return;
         }
 }
@@ -116,7 +119,10 @@ int64_t qw_numel(int ndim, const int64_t *dims) {
     int64_t n = 1, nz = 1;
     for (int i = 0; i < ndim; i++) {
         if (dims[i] < 0) return -1;
-        if (dims[i] == 0) { n = 0; continue; }
+        if (dims[i] == 0) {
+            n = 0;
+            continue;
+        }
         if (nz > QW_NUMEL_MAX / dims[i]) return -1;
         nz *= dims[i];
     }
@@ -140,8 +146,8 @@ qw_status qw_op_out(qw_op_ctx *c, qw_tensor *t, int dtype, int ndim, const int64
     for (int i = 0; i < ndim; i++)
         if (dims[i] < 0) return qw_op_err(c->node, err, QW_E_ARG, "negative output dim %lld", (long long)dims[i]);
     if (t->data) tensor_release(g, t);
-    if ((dtype == QW_DT_F16 || dtype == QW_DT_F32) && g->n_values &&
-        (const char *)t >= (const char *)g->values && (const char *)t < (const char *)(g->values + g->n_values)) {
+    if ((dtype == QW_DT_F16 || dtype == QW_DT_F32) && g->n_values && (const char *)t >= (const char *)g->values &&
+        (const char *)t < (const char *)(g->values + g->n_values)) {
         /* float outputs take the value's planned storage: its declared dtype, or fp32 when kept in fp32 */
         const qw_value *x = (const qw_value *)((const char *)t - offsetof(qw_value, t));
         if (x->dtype == QW_DT_F16 || x->dtype == QW_DT_F32) dtype = x->f32_store ? QW_DT_F32 : x->dtype;
@@ -168,7 +174,11 @@ qw_status qw_op_out(qw_op_ctx *c, qw_tensor *t, int dtype, int ndim, const int64
         g->folded_bytes += bytes;
         return QW_OK;
     }
-    if (bytes == 0) { t->data = qw_empty_data; t->cap = 0; return QW_OK; }
+    if (bytes == 0) {
+        t->data = qw_empty_data;
+        t->cap = 0;
+        return QW_OK;
+    }
     int b = pool_alloc(g, bytes);
     if (b < 0) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory (%zu bytes)", bytes);
     t->data = g->bufs[b].p;
@@ -188,7 +198,10 @@ void *qw_op_scratch(qw_op_ctx *c, size_t bytes) {
 static void scratch_release(qw_graph *g) {
     for (int i = 0; i < g->n_scratch; i++) {
         qw_buf *b = &g->bufs[g->scratch[i]];
-        if (b->used) { b->used = 0; g->live_bytes -= b->cap; }
+        if (b->used) {
+            b->used = 0;
+            g->live_bytes -= b->cap;
+        }
     }
     g->n_scratch = 0;
 }
@@ -229,8 +242,8 @@ static int value_add(qw_graph *g, const char *name, int kind) {
 /* ---- op table -------------------------------------------------------------------------------- */
 
 static const qw_op_def *const *op_tables(void) {
-    static const qw_op_def *const t[] = {qw_ops_elementwise, qw_ops_shape, qw_ops_reduce, qw_ops_matmul,
-                                         qw_ops_norm, qw_ops_attention, qw_ops_quant, NULL};
+    static const qw_op_def *const t[] = {qw_ops_elementwise, qw_ops_shape,     qw_ops_reduce, qw_ops_matmul,
+                                         qw_ops_norm,        qw_ops_attention, qw_ops_quant,  NULL};
     return t;
 }
 
@@ -345,8 +358,8 @@ static qw_status build_values(qw_graph *g, qw_error *err) {
             if (!on->inputs[k][0]) continue;
             int v = value_find(g, on->inputs[k]);
             if (v < 0)
-                return qw_error_set(err, QW_E_FORMAT, "node '%s' (%s, domain '%s'): input '%s' is not defined", on->name,
-                                    on->op_type, on->domain[0] ? on->domain : "ai.onnx", on->inputs[k]);
+                return qw_error_set(err, QW_E_FORMAT, "node '%s' (%s, domain '%s'): input '%s' is not defined",
+                                    on->name, on->op_type, on->domain[0] ? on->domain : "ai.onnx", on->inputs[k]);
             n->in[k] = v;
             g->values[v].file_refs++;
         }
@@ -373,16 +386,32 @@ static qw_status topo_sort(qw_graph *g, qw_error *err) {
     int *queue = calloc((size_t)n + 1, sizeof *queue);
     /* consumers lists: CSR */
     int *cnt = calloc((size_t)g->n_values + 1, sizeof *cnt);
-    if (!indeg || !queue || !cnt) { free(indeg); free(queue); free(cnt); return qw_error_set(err, QW_E_NOMEM, "graph: out of memory"); }
+    if (!indeg || !queue || !cnt) {
+        free(indeg);
+        free(queue);
+        free(cnt);
+        return qw_error_set(err, QW_E_NOMEM, "graph: out of memory");
+    }
     int total = 0;
     for (int i = 0; i < n; i++)
         for (int k = 0; k < g->nodes[i].n.n_in; k++) {
             int v = g->nodes[i].in[k];
-            if (v >= 0 && g->values[v].producer >= 0) { indeg[i]++; cnt[v]++; total++; }
+            if (v >= 0 && g->values[v].producer >= 0) {
+                indeg[i]++;
+                cnt[v]++;
+                total++;
+            }
         }
     int *start = calloc((size_t)g->n_values + 2, sizeof *start);
     int *list = calloc((size_t)total + 1, sizeof *list);
-    if (!start || !list) { free(indeg); free(queue); free(cnt); free(start); free(list); return qw_error_set(err, QW_E_NOMEM, "graph: out of memory"); }
+    if (!start || !list) {
+        free(indeg);
+        free(queue);
+        free(cnt);
+        free(start);
+        free(list);
+        return qw_error_set(err, QW_E_NOMEM, "graph: out of memory");
+    }
     for (int v = 0; v < g->n_values; v++) start[v + 1] = start[v] + cnt[v];
     memset(cnt, 0, (size_t)g->n_values * sizeof *cnt);
     for (int i = 0; i < n; i++)
@@ -391,7 +420,8 @@ static qw_status topo_sort(qw_graph *g, qw_error *err) {
             if (v >= 0 && g->values[v].producer >= 0) list[start[v] + cnt[v]++] = i;
         }
     int qh = 0, qt = 0;
-    for (int i = 0; i < n; i++) if (indeg[i] == 0) queue[qt++] = i;
+    for (int i = 0; i < n; i++)
+        if (indeg[i] == 0) queue[qt++] = i;
     while (qh < qt) {
         int i = queue[qh++];
         g->sched[g->n_sched++] = i;
@@ -402,13 +432,21 @@ static qw_status topo_sort(qw_graph *g, qw_error *err) {
                 if (--indeg[list[j]] == 0) queue[qt++] = list[j];
         }
     }
-    free(indeg); free(queue); free(cnt); free(start); free(list);
-    if (g->n_sched != n) return qw_error_set(err, QW_E_FORMAT, "graph has a cycle (%d of %d nodes ordered)", g->n_sched, n);
+    free(indeg);
+    free(queue);
+    free(cnt);
+    free(start);
+    free(list);
+    if (g->n_sched != n)
+        return qw_error_set(err, QW_E_FORMAT, "graph has a cycle (%d of %d nodes ordered)", g->n_sched, n);
     return QW_OK;
 }
 
 void qw_graph_count_uses(qw_graph *g) {
-    for (int v = 0; v < g->n_values; v++) { g->values[v].n_uses = 0; g->values[v].last_use = -1; }
+    for (int v = 0; v < g->n_values; v++) {
+        g->values[v].n_uses = 0;
+        g->values[v].last_use = -1;
+    }
     for (int s = 0; s < g->n_sched; s++) {
         qw_node_rt *n = &g->nodes[g->sched[s]];
         for (int k = 0; k < n->n.n_in; k++) {
@@ -432,8 +470,10 @@ void qw_graph_dead_code(qw_graph *g) {
                 int v = n->out[k];
                 if (v >= 0 && (g->values[v].n_uses > 0 || g->values[v].is_output)) needed = 1;
             }
-            if (needed) g->sched[w++] = g->sched[s];
-            else removed++;
+            if (needed)
+                g->sched[w++] = g->sched[s];
+            else
+                removed++;
         }
         g->n_sched = w;
         if (!removed) break;
@@ -441,7 +481,8 @@ void qw_graph_dead_code(qw_graph *g) {
 }
 
 int qw_graph_prof_slot(qw_graph *g, const qw_op_def *d) {
-    for (int i = 0; i < g->n_prof; i++) if (g->prof[i].op == d) return i;
+    for (int i = 0; i < g->n_prof; i++)
+        if (g->prof[i].op == d) return i;
     if (g->n_prof >= 128) return 127;
     g->prof[g->n_prof].op = d;
     return g->n_prof++;
@@ -555,14 +596,21 @@ qw_status qw_graph_build(const qw_fs *fs, const qw_onnx_model *m, qw_pool *pool,
         if (st == QW_OK) st = qw_pass_lmhead(g, err);
     }
     if (st == QW_OK) {
-        if (!g->opts.no_fuse) { qw_pass_rmsnorm(g); qw_pass_bias(g); }
+        if (!g->opts.no_fuse) {
+            qw_pass_rmsnorm(g);
+            qw_pass_bias(g);
+        }
         qw_graph_dead_code(g);
         if (!g->opts.f16_round_all) qw_pass_fp16_policy(g);
         /* weights no scheduled node reads (folded, replaced by derived forms) are dropped */
         for (int v = 0; v < g->n_values; v++) {
             qw_value *x = &g->values[v];
-            if (x->wid >= 0 && x->n_uses == 0 && !x->is_output) { qw_weights_drop(g->w, x->wid); x->t.data = NULL; }
-            else if (x->wid >= 0) { if ((st = const_load(g, v, err)) != QW_OK) break; }
+            if (x->wid >= 0 && x->n_uses == 0 && !x->is_output) {
+                qw_weights_drop(g->w, x->wid);
+                x->t.data = NULL;
+            } else if (x->wid >= 0) {
+                if ((st = const_load(g, v, err)) != QW_OK) break;
+            }
         }
         if (st == QW_OK) st = qw_weights_check_cap(g->w, err);
         /* free folded constants nobody reads any more */
@@ -576,7 +624,10 @@ qw_status qw_graph_build(const qw_fs *fs, const qw_onnx_model *m, qw_pool *pool,
             }
         }
     }
-    if (st != QW_OK) { qw_graph_free(g); return st; }
+    if (st != QW_OK) {
+        qw_graph_free(g);
+        return st;
+    }
     *out = g;
     return QW_OK;
 }
@@ -606,14 +657,20 @@ void qw_graph_free(qw_graph *g) {
 
 /* ---- inputs / outputs ---------------------------------------------------------------------- */
 
-const qw_onnx_value_info *qw_graph_input_info(const qw_graph *g, int i) { return i >= 0 && i < g->n_in ? g->in_info[i] : NULL; }
-const qw_onnx_value_info *qw_graph_output_info(const qw_graph *g, int i) { return i >= 0 && i < g->n_out ? g->out_info[i] : NULL; }
+const qw_onnx_value_info *qw_graph_input_info(const qw_graph *g, int i) {
+    return i >= 0 && i < g->n_in ? g->in_info[i] : NULL;
+}
+const qw_onnx_value_info *qw_graph_output_info(const qw_graph *g, int i) {
+    return i >= 0 && i < g->n_out ? g->out_info[i] : NULL;
+}
 int qw_graph_find_input(const qw_graph *g, const char *name) {
-    for (int i = 0; i < g->n_in; i++) if (strcmp(g->in_info[i]->name, name) == 0) return i;
+    for (int i = 0; i < g->n_in; i++)
+        if (strcmp(g->in_info[i]->name, name) == 0) return i;
     return -1;
 }
 int qw_graph_find_output(const qw_graph *g, const char *name) {
-    for (int i = 0; i < g->n_out; i++) if (strcmp(g->out_info[i]->name, name) == 0) return i;
+    for (int i = 0; i < g->n_out; i++)
+        if (strcmp(g->out_info[i]->name, name) == 0) return i;
     return -1;
 }
 
@@ -675,7 +732,10 @@ static qw_status run_node(qw_graph *g, int ni, qw_error *err) {
     for (int k = 0; k < n->n.n_in; k++) acquired[k] = -1;
     for (int k = 0; k < n->n.n_in; k++) {
         int v = n->in[k];
-        if (v < 0 || n->n.in_skip[k]) { in[k] = NULL; continue; }
+        if (v < 0 || n->n.in_skip[k]) {
+            in[k] = NULL;
+            continue;
+        }
         qw_value *x = &g->values[v];
         if (x->kind == V_CONST && x->wid >= 0 && !x->owned_const) {
             const void *p;
@@ -692,7 +752,10 @@ static qw_status run_node(qw_graph *g, int ni, qw_error *err) {
             !QW_OP_IS(&n->n, QW_OP_Size)) {
             /* the Cast to fp16 onnxruntime inserts before an fp16 kernel */
             int b = g->n_scratch < 32 ? pool_alloc(g, (size_t)x->t.numel * 2 + 2) : -1;
-            if (b < 0) { st = qw_op_err(&n->n, err, QW_E_NOMEM, "out of memory"); goto done; }
+            if (b < 0) {
+                st = qw_op_err(&n->n, err, QW_E_NOMEM, "out of memory");
+                goto done;
+            }
             g->scratch[g->n_scratch++] = b;
             rounded[k] = x->t;
             rounded[k].dtype = QW_DT_F16;
@@ -705,7 +768,8 @@ static qw_status run_node(qw_graph *g, int ni, qw_error *err) {
     qw_tensor dummy_out[16]; /* omitted optional outputs some kernels still write */
     memset(dummy_out, 0, sizeof dummy_out);
     for (int k = 0; k < n->n.n_out; k++) {
-        if (n->out[k] >= 0) outs[k] = &g->values[n->out[k]].t;
+        if (n->out[k] >= 0)
+            outs[k] = &g->values[n->out[k]].t;
         else { outs[k] = &dummy_out[k]; }
     }
     qw_op_ctx c = {g, &n->n, g->pool, g->step ? g->step : &qw_step_default};
@@ -716,8 +780,11 @@ static qw_status run_node(qw_graph *g, int ni, qw_error *err) {
     qw_graph_running.name = qw_graph_running.op_type = NULL;
     for (int k = 0; k < n->n.n_out; k++)
         if (n->out[k] < 0 && dummy_out[k].data) {
-            if (g->folding) { free(dummy_out[k].data); dummy_out[k].data = NULL; }
-            else tensor_release(g, &dummy_out[k]);
+            if (g->folding) {
+                free(dummy_out[k].data);
+                dummy_out[k].data = NULL;
+            } else
+                tensor_release(g, &dummy_out[k]);
         }
 done:
     for (int k = 0; k < n->n.n_in; k++)
@@ -735,12 +802,18 @@ qw_status qw_graph_run(qw_graph *g, const qw_graph_step *step, volatile int *abo
     g->step = step;
     int s;
     for (s = 0; s < g->n_sched; s++) {
-        if (abort_flag && *abort_flag) { st = qw_error_set(err, QW_E_ABORTED, "cancelled"); break; }
+        if (abort_flag && *abort_flag) {
+            st = qw_error_set(err, QW_E_ABORTED, "cancelled");
+            break;
+        }
         int ni = g->sched[s];
         qw_node_rt *n = &g->nodes[ni];
         double t0 = g->opts.profile ? qw_now_ms() : 0;
         st = run_node(g, ni, err);
-        if (g->opts.profile) { g->prof[n->prof].ms += qw_now_ms() - t0; g->prof[n->prof].calls++; }
+        if (g->opts.profile) {
+            g->prof[n->prof].ms += qw_now_ms() - t0;
+            g->prof[n->prof].calls++;
+        }
         if (st != QW_OK) break;
         if (g->tap)
             for (int k = 0; k < n->n.n_out; k++) {
@@ -764,7 +837,7 @@ qw_status qw_graph_run(qw_graph *g, const qw_graph_step *step, volatile int *abo
             if (g->values[v].kind == V_INTER) tensor_release(g, &g->values[v].t);
         scratch_release(g);
     }
-    g->step = NULL; /* the step (and its map of lowered ids) is borrowed for this run only */
+    g->step = NULL;                     /* the step (and its map of lowered ids) is borrowed for this run only */
     for (int i = 0; i < g->n_in; i++) { /* inputs are borrowed for one run only */
         qw_value *x = &g->values[g->in_vals[i]];
         x->t.data = NULL;
@@ -776,7 +849,10 @@ qw_status qw_graph_run(qw_graph *g, const qw_graph_step *step, volatile int *abo
 
 static uint64_t weight_bytes(const qw_graph *g) { return qw_weights_resident_bytes(g->w) + g->folded_bytes; }
 void qw_graph_profile_reset(qw_graph *g) {
-    for (int i = 0; i < g->n_prof; i++) { g->prof[i].ms = 0; g->prof[i].calls = 0; }
+    for (int i = 0; i < g->n_prof; i++) {
+        g->prof[i].ms = 0;
+        g->prof[i].calls = 0;
+    }
 }
 void qw_graph_set_tap(qw_graph *g, qw_tap_fn fn, void *user) {
     g->tap = fn;
@@ -791,11 +867,12 @@ const char *qw_graph_stats_json(qw_graph *g) {
     if (!b) return "{}";
     uint64_t pool_bytes = 0;
     for (int i = 0; i < g->n_bufs; i++) pool_bytes += g->bufs[i].cap;
-    size_t o = (size_t)snprintf(b, cap,
-                                "{\"peak_activation_bytes\":%llu,\"resident_weight_bytes\":%llu,\"nodes\":%d,"
-                                "\"folded_nodes\":%d,\"kv_fused_layers\":%d,\"pool_buffers\":%d,\"pool_bytes\":%llu,\"profile\":{",
-                                (unsigned long long)g->peak_bytes, (unsigned long long)weight_bytes(g),
-                                g->n_sched, g->n_folded, g->n_kv_fused, g->n_bufs, (unsigned long long)pool_bytes);
+    size_t o = (size_t)snprintf(
+        b, cap,
+        "{\"peak_activation_bytes\":%llu,\"resident_weight_bytes\":%llu,\"nodes\":%d,"
+        "\"folded_nodes\":%d,\"kv_fused_layers\":%d,\"pool_buffers\":%d,\"pool_bytes\":%llu,\"profile\":{",
+        (unsigned long long)g->peak_bytes, (unsigned long long)weight_bytes(g), g->n_sched, g->n_folded, g->n_kv_fused,
+        g->n_bufs, (unsigned long long)pool_bytes);
     int first = 1;
     for (int i = 0; i < g->n_prof && o < cap; i++) {
         if (!g->prof[i].calls) continue;

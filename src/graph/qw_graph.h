@@ -17,37 +17,37 @@
 
 /* A runtime tensor: dense, row-major, little-endian. fp16 stored as uint16 bits, bool as 0/1 bytes. */
 typedef struct qw_tensor {
-    int32_t dtype;                 /* qw_dtype */
-    int32_t ndim;                  /* 0 for a scalar */
+    int32_t dtype; /* qw_dtype */
+    int32_t ndim;  /* 0 for a scalar */
     int64_t dims[QW_MAX_DIMS];
-    int64_t numel;                 /* product of dims (1 for a scalar, may be 0) */
-    void *data;                    /* numel * qw_dtype_size(dtype) bytes */
-    size_t cap;                    /* capacity of data in bytes when it is a pool buffer, else 0 (borrowed) */
+    int64_t numel; /* product of dims (1 for a scalar, may be 0) */
+    void *data;    /* numel * qw_dtype_size(dtype) bytes */
+    size_t cap;    /* capacity of data in bytes when it is a pool buffer, else 0 (borrowed) */
 } qw_tensor;
 
 typedef struct qw_graph qw_graph;
 
 typedef struct qw_graph_opts {
-    uint64_t mem_cap_bytes;        /* weights: 0 = resident, else paged from the fs under this cap (qw_weights.h) */
-    int exact_lm_head;             /* 1: no int8 lm_head (qw_ops_lmhead.c): every logit from the exact product */
-    int profile;                   /* 1: accumulate time per op type */
-    int no_fold;                   /* 1: do not constant-fold (tests) */
-    int no_fuse;                   /* 1: do not fuse decomposed RMSNorm (onnxruntime fuses it at level 'all') */
-    int f16_round_all;             /* 1: round every fp16 op output to fp16; 0 (default): as onnxruntime's CPU
+    uint64_t mem_cap_bytes;    /* weights: 0 = resident, else paged from the fs under this cap (qw_weights.h) */
+    int exact_lm_head;         /* 1: no int8 lm_head (qw_ops_lmhead.c): every logit from the exact product */
+    int profile;               /* 1: accumulate time per op type */
+    int no_fold;               /* 1: do not constant-fold (tests) */
+    int no_fuse;               /* 1: do not fuse decomposed RMSNorm (onnxruntime fuses it at level 'all') */
+    int f16_round_all;         /* 1: round every fp16 op output to fp16; 0 (default): as onnxruntime's CPU
                                       provider, which keeps fp16 values in fp32 between ops that have no fp16
                                       kernel (its inserted Cast pairs cancel), rounding only where an fp16
                                       kernel (data movement, MatMulNBits, ...) or a graph output takes them */
-    int no_kv_fuse;                /* 1: qw_graph_kv_fuse does nothing (decomposed attention, whole-cache Concat) */
-    int embedding_on_demand;       /* 1: a tied embedding whose lm_head product the int8 lm_head replaces is not
+    int no_kv_fuse;            /* 1: qw_graph_kv_fuse does nothing (decomposed attention, whole-cache Concat) */
+    int embedding_on_demand;   /* 1: a tied embedding whose lm_head product the int8 lm_head replaces is not
                                       loaded: Gather and the lm_head read its rows from the fs (qw_load_opts) */
-    int prefetch;                  /* 1: under mem_cap_bytes a reader thread prefetches (qw_load_opts, native) */
-    int lm_head_min_rows;          /* 0: the int8 lm_head needs 16384 rows and 8M elements; else this many rows
+    int prefetch;              /* 1: under mem_cap_bytes a reader thread prefetches (qw_load_opts, native) */
+    int lm_head_min_rows;      /* 0: the int8 lm_head needs 16384 rows and 8M elements; else this many rows
                                       and no element minimum (tests: the small models' heads are below the size
                                       where int8 rows pay) */
-    int lm_head_check;             /* 1: the int8 lm_head also computes the exact product and prints per call
+    int lm_head_check;         /* 1: the int8 lm_head also computes the exact product and prints per call
                                       the rows rescored, the approximate logits' largest error, argmax agreement */
-    int no_repack;                 /* 1: MatMulNBits weights keep the file's layout (no 4-row decode packing) */
-    uint64_t max_tensor_bytes;     /* 0: none; else a larger op output or scratch buffer is QW_E_NOMEM naming the
+    int no_repack;             /* 1: MatMulNBits weights keep the file's layout (no 4-row decode packing) */
+    uint64_t max_tensor_bytes; /* 0: none; else a larger op output or scratch buffer is QW_E_NOMEM naming the
                                       node (the graph fuzzer bounds a mutated model's work this way) */
     qw_progress_fn progress;
     void *progress_user;
@@ -61,8 +61,8 @@ void qw_graph_free(qw_graph *g);
 /* Graph inputs (excluding initializers) and outputs, by index. */
 const qw_onnx_value_info *qw_graph_input_info(const qw_graph *g, int i);
 const qw_onnx_value_info *qw_graph_output_info(const qw_graph *g, int i);
-int qw_graph_find_input(const qw_graph *g, const char *name);   /* -1 when absent */
-int qw_graph_find_output(const qw_graph *g, const char *name);  /* -1 when absent */
+int qw_graph_find_input(const qw_graph *g, const char *name);  /* -1 when absent */
+int qw_graph_find_output(const qw_graph *g, const char *name); /* -1 when absent */
 
 /* Binds input i to caller memory (borrowed until qw_graph_run returns; never written). */
 qw_status qw_graph_set_input(qw_graph *g, int i, int dtype, int ndim, const int64_t *dims, const void *data,
@@ -86,7 +86,9 @@ typedef struct qw_graph_step {
 qw_status qw_graph_run(qw_graph *g, const qw_graph_step *step, volatile int *abort_flag, qw_error *err);
 /* The node whose op is running (names owned by the model), NULLs between nodes: what the JS glue reports when
  * the wasm module traps (it reads this from memory; the module cannot be called after a trap). */
-typedef struct qw_graph_running_op { const char *volatile name, *volatile op_type; } qw_graph_running_op;
+typedef struct qw_graph_running_op {
+    const char *volatile name, *volatile op_type;
+} qw_graph_running_op;
 extern qw_graph_running_op qw_graph_running;
 /* Output i of the last run (NULL when not produced). Valid until the next run / qw_graph_reset_outputs. */
 const qw_tensor *qw_graph_output(const qw_graph *g, int i);
@@ -103,15 +105,15 @@ void qw_graph_reset_outputs(qw_graph *g);
  * present is fp16 every appended value is rounded to fp16 first, so an fp32 or fp16 cache holds exactly what
  * onnxruntime's fp16 present -> fp32 output -> fp16 past round trip holds. */
 typedef struct qw_kv_cache {
-    void *k, *v;                   /* (heads, cap, head_dim) of dtype, positions 0 .. len-1 valid */
-    float *ks, *vs;                /* QW_KV_I8: (heads, cap) the scale of each row */
-    int dtype;                     /* chosen by the owner before the first append */
+    void *k, *v;    /* (heads, cap, head_dim) of dtype, positions 0 .. len-1 valid */
+    float *ks, *vs; /* QW_KV_I8: (heads, cap) the scale of each row */
+    int dtype;      /* chosen by the owner before the first append */
     int64_t heads, head_dim, cap;
-    int64_t len;                   /* cached positions; the next run appends at len (the caller advances it) */
-    int round_f16;                 /* set by qw_graph_kv_fuse: the present is fp16 */
-    uint64_t appended_bytes;       /* run-time counters */
-    uint64_t fast_calls;           /* fused attention with the plain causal mask (masked keys skipped) */
-    uint64_t masked_calls;         /* fused attention with any other additive mask (all keys, mask added) */
+    int64_t len;             /* cached positions; the next run appends at len (the caller advances it) */
+    int round_f16;           /* set by qw_graph_kv_fuse: the present is fp16 */
+    uint64_t appended_bytes; /* run-time counters */
+    uint64_t fast_calls;     /* fused attention with the plain causal mask (masked keys skipped) */
+    uint64_t masked_calls;   /* fused attention with any other additive mask (all keys, mask added) */
 } qw_kv_cache;
 
 /* Load-time rewrite for one layer: past inputs in_k/in_v (optionally through a boundary Cast) feeding

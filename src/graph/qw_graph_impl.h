@@ -10,25 +10,25 @@ enum { V_INTER = 0, V_CONST = 1, V_INPUT = 2 };
 
 typedef struct qw_value {
     const char *name;
-    int kind;                      /* V_INTER / V_CONST / V_INPUT */
-    int dtype;                     /* static dtype (inferred at load) */
-    int wid;                       /* weight id for initializers, else -1 */
-    int owned_const;               /* const data malloc'd by the graph (folded) */
-    int producer;                  /* node index, -1 for consts and inputs */
-    int last_use;                  /* schedule position of the last consumer, -1 when none */
+    int kind;        /* V_INTER / V_CONST / V_INPUT */
+    int dtype;       /* static dtype (inferred at load) */
+    int wid;         /* weight id for initializers, else -1 */
+    int owned_const; /* const data malloc'd by the graph (folded) */
+    int producer;    /* node index, -1 for consts and inputs */
+    int last_use;    /* schedule position of the last consumer, -1 when none */
     int n_uses;
-    int file_refs;                 /* node inputs of the whole file reading it, + 2 per graph output naming it */
-    int is_output;                 /* graph output index + 1, or 0 */
-    int f32_store;                 /* an fp16 value kept in fp32 between ops onnxruntime runs in fp32 */
+    int file_refs; /* node inputs of the whole file reading it, + 2 per graph output naming it */
+    int is_output; /* graph output index + 1, or 0 */
+    int f32_store; /* an fp16 value kept in fp32 between ops onnxruntime runs in fp32 */
     qw_tensor t;
 } qw_value;
 
 typedef struct qw_node_rt {
     qw_op_node n;
-    int in[16], out[16];           /* value indices, -1 for omitted */
+    int in[16], out[16]; /* value indices, -1 for omitted */
     int live;
-    int native;                    /* the op has an fp16 kernel in onnxruntime: fp16 inputs kept in fp32 are rounded */
-    int prof;                      /* index into g->prof */
+    int native; /* the op has an fp16 kernel in onnxruntime: fp16 inputs kept in fp32 are rounded */
+    int prof;   /* index into g->prof */
 } qw_node_rt;
 
 typedef struct qw_buf {
@@ -52,29 +52,29 @@ struct qw_graph {
     int n_values;
     qw_value *values;
     int hash_cap;
-    int *hash;                     /* (hash_cap) value index + 1, 0 = empty */
+    int *hash; /* (hash_cap) value index + 1, 0 = empty */
     int n_nodes;
     qw_node_rt *nodes;
     int n_sched;
-    int *sched;                    /* (n_sched) node indices in execution order */
+    int *sched; /* (n_sched) node indices in execution order */
     int n_folded;
-    int n_kv_fused;                /* layers rewritten by qw_graph_kv_fuse */
+    int n_kv_fused; /* layers rewritten by qw_graph_kv_fuse */
     int n_in, n_out;
-    int *in_vals;                  /* (n_in) value index of each graph input */
-    int *out_vals;                 /* (n_out) */
+    int *in_vals;  /* (n_in) value index of each graph input */
+    int *out_vals; /* (n_out) */
     const qw_onnx_value_info **in_info, **out_info;
     /* buffer pool */
     int n_bufs, cap_bufs;
     qw_buf *bufs;
     uint64_t live_bytes, peak_bytes, folded_bytes;
-    int scratch[32], n_scratch;    /* buffer indices of the running node's scratch */
-    int folding;                   /* 1 while folding at load: outputs are malloc'd */
+    int scratch[32], n_scratch; /* buffer indices of the running node's scratch */
+    int folding;                /* 1 while folding at load: outputs are malloc'd */
     /* profile */
     int n_prof;
     qw_prof prof[128];
     char *stats;
-    const qw_graph_step *step;     /* the running qw_graph_run's step, NULL outside a run */
-    qw_tap_fn tap;                 /* qw_graph_set_tap: debug view of every node output */
+    const qw_graph_step *step; /* the running qw_graph_run's step, NULL outside a run */
+    qw_tap_fn tap;             /* qw_graph_set_tap: debug view of every node output */
     void *tap_user;
 };
 

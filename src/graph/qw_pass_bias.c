@@ -27,8 +27,10 @@ int qw_pass_bias(qw_graph *g) {
                 fused = 1;
             }
         }
-        if (!fused) g->sched[w++] = g->sched[s];
-        else removed++;
+        if (!fused)
+            g->sched[w++] = g->sched[s];
+        else
+            removed++;
     }
     g->n_sched = w;
     return removed;

@@ -23,7 +23,8 @@ qw_status qw_pass_embed_on_demand(qw_graph *g, qw_error *err) {
             qw_node_rt *c = &g->nodes[g->sched[s2]];
             for (int k = 0; k < c->n.n_in && ok; k++) {
                 if (c->in[k] != w) continue;
-                int gather = QW_OP_IS(&c->n, QW_OP_Gather) && k == 0 && c->n.n_in == 2 && !qw_graph_is_const(g, c->in[1]);
+                int gather = QW_OP_IS(&c->n, QW_OP_Gather) && k == 0 && c->n.n_in == 2 &&
+                             !qw_graph_is_const(g, c->in[1]);
                 int lm = QW_OP_IS(&c->n, QW_OP_MatMul) && k == 1 && c->n.trans_b && !qw_graph_is_const(g, c->in[0]);
                 ok = gather || lm;
             }

@@ -38,7 +38,8 @@ void qw_pass_fp16_policy(qw_graph *g) {
             if (n->native) continue;
             for (int k = 0; k < n->n.n_out; k++) {
                 int v = n->out[k];
-                if (v < 0 || g->values[v].dtype != QW_DT_F16 || g->values[v].is_output || !g->values[v].n_uses) continue;
+                if (v < 0 || g->values[v].dtype != QW_DT_F16 || g->values[v].is_output || !g->values[v].n_uses)
+                    continue;
                 /* kept in fp32 when some consumer computes in fp32; fp16-kernel consumers get it rounded (run_node) */
                 int any = 0;
                 for (int s2 = s + 1; s2 < g->n_sched && !any; s2++) {
@@ -54,7 +55,10 @@ void qw_pass_fp16_policy(qw_graph *g) {
             qw_node_rt *n = &g->nodes[g->sched[s]];
             if (!adaptive_op(n->n.op)) continue;
             int nat = !(n->in[0] >= 0 && g->values[n->in[0]].f32_store);
-            if (nat != n->native) { n->native = nat; changed = 1; }
+            if (nat != n->native) {
+                n->native = nat;
+                changed = 1;
+            }
         }
         if (!changed) break;
     }

@@ -26,13 +26,14 @@ static int kv_is(const qw_node_rt *n, int op) { return QW_OP_IS(&n->n, op); }
 /* Shape(x) whose outputs only feed Gather(axis 0) of a constant index other than 1: the same on x's source,
  * which differs from x (repeated heads) in axis 1 only */
 static int kv_shape_ok(qw_graph *g, const qw_node_rt *sh) {
-    if (qw_attr(sh->n.on, "start") || qw_attr(sh->n.on, "end") || sh->out[0] < 0 || g->values[sh->out[0]].is_output) return 0;
+    if (qw_attr(sh->n.on, "start") || qw_attr(sh->n.on, "end") || sh->out[0] < 0 || g->values[sh->out[0]].is_output)
+        return 0;
     int list[16], n = kv_consumers(g, sh->out[0], list, 15);
     if (n > 15) return 0;
     for (int i = 0; i < n; i++) {
         const qw_node_rt *ga = &g->nodes[list[i]];
-        if (!kv_is(ga, QW_OP_Gather) || ga->in[0] != sh->out[0] || qw_attr_i(ga->n.on, "axis", 0) != 0 || !qw_graph_is_const(g, ga->in[1]) ||
-            g->values[ga->in[1]].t.numel != 1 || !g->values[ga->in[1]].t.data)
+        if (!kv_is(ga, QW_OP_Gather) || ga->in[0] != sh->out[0] || qw_attr_i(ga->n.on, "axis", 0) != 0 ||
+            !qw_graph_is_const(g, ga->in[1]) || g->values[ga->in[1]].t.numel != 1 || !g->values[ga->in[1]].t.data)
             return 0;
         int64_t ix = qw_elem_get_i(g->values[ga->in[1]].t.data, g->values[ga->in[1]].t.dtype, 0);
         if (ix == 1 || ix == -3) return 0;
@@ -54,24 +55,36 @@ static int kv_repeat_chain(qw_graph *g, int pres, int *fed, int *shapes, int *n_
             if (kv_consumers(g, c->out[0], l2, 0) == 0) continue;
             return 0;
         }
-        if (kv_is(c, QW_OP_Unsqueeze) && un < 0) { un = list[i]; continue; }
-        if (kv_is(c, QW_OP_MatMul) && un < 0) { un = -2; continue; } /* no repeat (heads == kv_heads) */
+        if (kv_is(c, QW_OP_Unsqueeze) && un < 0) {
+            un = list[i];
+            continue;
+        }
+        if (kv_is(c, QW_OP_MatMul) && un < 0) {
+            un = -2;
+            continue;
+        } /* no repeat (heads == kv_heads) */
         return 0;
     }
     *n_shapes = 0;
-    if (un == -2) { *fed = pres; return 1; }
+    if (un == -2) {
+        *fed = pres;
+        return 1;
+    }
     if (un < 0) return 0;
     qw_node_rt *u = &g->nodes[un];
     int64_t ax = -100;
     const qw_onnx_attr *axes = qw_attr(u->n.on, "axes");
-    if (axes && axes->n == 1) ax = axes->ints[0];
-    else if (u->n.n_in > 1 && qw_graph_is_const(g, u->in[1]) && g->values[u->in[1]].t.numel == 1 && g->values[u->in[1]].t.data)
+    if (axes && axes->n == 1)
+        ax = axes->ints[0];
+    else if (u->n.n_in > 1 && qw_graph_is_const(g, u->in[1]) && g->values[u->in[1]].t.numel == 1 &&
+             g->values[u->in[1]].t.data)
         ax = qw_elem_get_i(g->values[u->in[1]].t.data, g->values[u->in[1]].t.dtype, 0);
     if (ax != 2 && ax != -3) return 0;
     int l1[2];
     if (u->out[0] < 0 || kv_consumers(g, u->out[0], l1, 1) != 1) return 0;
     qw_node_rt *e = &g->nodes[l1[0]];
-    if (!kv_is(e, QW_OP_Expand) || e->in[0] != u->out[0] || e->out[0] < 0 || kv_consumers(g, e->out[0], l1, 1) != 1) return 0;
+    if (!kv_is(e, QW_OP_Expand) || e->in[0] != u->out[0] || e->out[0] < 0 || kv_consumers(g, e->out[0], l1, 1) != 1)
+        return 0;
     qw_node_rt *r = &g->nodes[l1[0]];
     if (!kv_is(r, QW_OP_Reshape) || r->in[0] != e->out[0] || r->out[0] < 0) return 0;
     int f = r->out[0];
@@ -81,7 +94,10 @@ static int kv_repeat_chain(qw_graph *g, int pres, int *fed, int *shapes, int *n_
     for (int i = 0; i < n; i++) {
         qw_node_rt *c = &g->nodes[list[i]];
         if (kv_is(c, QW_OP_MatMul)) continue;
-        if (kv_is(c, QW_OP_Shape) && kv_shape_ok(g, c) && *n_shapes < 8) { shapes[(*n_shapes)++] = list[i]; continue; }
+        if (kv_is(c, QW_OP_Shape) && kv_shape_ok(g, c) && *n_shapes < 8) {
+            shapes[(*n_shapes)++] = list[i];
+            continue;
+        }
         return 0;
     }
     *fed = f;
@@ -138,10 +154,14 @@ int qw_graph_kv_fuse(qw_graph *g, int in_k, int in_v, qw_kv_cache *kc) {
     int l[16];
     int n = kv_consumers(g, fk, l, 15), mm1 = -1;
     for (int i = 0; i < n && n <= 15; i++)
-        if (kv_is(&g->nodes[l[i]], QW_OP_MatMul)) { if (mm1 >= 0) return 0; mm1 = l[i]; }
+        if (kv_is(&g->nodes[l[i]], QW_OP_MatMul)) {
+            if (mm1 >= 0) return 0;
+            mm1 = l[i];
+        }
     if (mm1 < 0) return 0;
     qw_node_rt *M1 = &g->nodes[mm1];
-    if (M1->in[1] != fk || M1->in[0] == fk || !M1->n.trans_b || M1->out[0] < 0 || g->values[M1->out[0]].is_output) return 0;
+    if (M1->in[1] != fk || M1->in[0] == fk || !M1->n.trans_b || M1->out[0] < 0 || g->values[M1->out[0]].is_output)
+        return 0;
     int q = M1->in[0];
     if (kv_consumers(g, M1->out[0], l, 1) != 1) return 0;
     qw_node_rt *DV = &g->nodes[l[0]];
@@ -167,14 +187,22 @@ int qw_graph_kv_fuse(qw_graph *g, int in_k, int in_v, qw_kv_cache *kc) {
     if (kv_consumers(g, SM->out[0], l, 1) != 1) return 0;
     int mm2 = l[0];
     qw_node_rt *M2 = &g->nodes[mm2];
-    if (!kv_is(M2, QW_OP_MatMul) || M2->in[0] != SM->out[0] || M2->in[1] != fv || M2->n.trans_b || M2->out[0] < 0) return 0;
+    if (!kv_is(M2, QW_OP_MatMul) || M2->in[0] != SM->out[0] || M2->in[1] != fv || M2->n.trans_b || M2->out[0] < 0)
+        return 0;
     if (fv != pv && kv_consumers(g, fv, l, 15) != 1 + nshv) return 0;
     if (fk != pk && kv_consumers(g, fk, l, 15) != 1 + nshk) return 0;
     qw_kv_append_state *sk = malloc(sizeof *sk), *sv = malloc(sizeof *sv);
     qw_kv_attn_state *sa = malloc(sizeof *sa);
-    if (!sk || !sv || !sa) { free(sk); free(sv); free(sa); return 0; }
-    sk->kc = kc; sk->which = 0;
-    sv->kc = kc; sv->which = 1;
+    if (!sk || !sv || !sa) {
+        free(sk);
+        free(sv);
+        free(sa);
+        return 0;
+    }
+    sk->kc = kc;
+    sk->which = 0;
+    sv->kc = kc;
+    sv->which = 1;
     sa->kc = kc;
     sa->c = (float)cval;
     sa->div = div;
@@ -206,6 +234,8 @@ int qw_graph_kv_fuse(qw_graph *g, int in_k, int in_v, qw_kv_cache *kc) {
 
 void qw_graph_kv_commit(qw_graph *g) {
     qw_graph_dead_code(g);
-    if (!g->opts.f16_round_all) qw_pass_fp16_policy(g);
-    else qw_graph_count_uses(g);
+    if (!g->opts.f16_round_all)
+        qw_pass_fp16_policy(g);
+    else
+        qw_graph_count_uses(g);
 }

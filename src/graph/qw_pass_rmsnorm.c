@@ -18,16 +18,21 @@ int qw_pass_rmsnorm(qw_graph *g) {
                 int x = m0->in[xi];
                 qw_node_rt *dv = qw_graph_producer(g, m0->in[1 - xi], QW_OP_Div), *sq = NULL;
                 double one;
-                if (dv && qw_graph_const_scalar(g, dv->in[0], &one) && one == 1.0) sq = qw_graph_producer(g, dv->in[1], QW_OP_Sqrt);
-                else if ((dv = qw_graph_producer(g, m0->in[1 - xi], QW_OP_Reciprocal))) sq = qw_graph_producer(g, dv->in[0], QW_OP_Sqrt);
+                if (dv && qw_graph_const_scalar(g, dv->in[0], &one) && one == 1.0)
+                    sq = qw_graph_producer(g, dv->in[1], QW_OP_Sqrt);
+                else if ((dv = qw_graph_producer(g, m0->in[1 - xi], QW_OP_Reciprocal)))
+                    sq = qw_graph_producer(g, dv->in[0], QW_OP_Sqrt);
                 if (!sq) continue;
                 qw_node_rt *ad = qw_graph_producer(g, sq->in[0], QW_OP_Add);
                 if (!ad) continue;
                 double eps;
                 int ri;
-                if (qw_graph_const_scalar(g, ad->in[1], &eps)) ri = 0;
-                else if (qw_graph_const_scalar(g, ad->in[0], &eps)) ri = 1;
-                else continue;
+                if (qw_graph_const_scalar(g, ad->in[1], &eps))
+                    ri = 0;
+                else if (qw_graph_const_scalar(g, ad->in[0], &eps))
+                    ri = 1;
+                else
+                    continue;
                 qw_node_rt *rm = qw_graph_producer(g, ad->in[ri], QW_OP_ReduceMean);
                 if (!rm || qw_attr_i(rm->n.on, "keepdims", 1) != 1) continue;
                 const qw_onnx_attr *ax = qw_attr(rm->n.on, "axes");

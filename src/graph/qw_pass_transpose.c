@@ -33,7 +33,10 @@ void qw_pass_transposed_b(qw_graph *g) {
         if (!ok || !uses) continue;
         for (int s2 = 0; s2 < g->n_sched; s2++) {
             qw_node_rt *c = &g->nodes[g->sched[s2]];
-            if (c->n.n_in > 1 && c->in[1] == tv) { c->in[1] = w; c->n.trans_b = 1; }
+            if (c->n.n_in > 1 && c->in[1] == tv) {
+                c->in[1] = w;
+                c->n.trans_b = 1;
+            }
         }
     }
 }

@@ -27,18 +27,18 @@
 
 typedef struct qw_weight {
     const qw_onnx_tensor *t;
-    void *data;              /* (t->nbytes) once loaded, else NULL */
-    int refs;                /* acquires not yet released */
-    uint8_t sticky;          /* under a cap: 1-D, loaded once and never evicted */
-    uint8_t keep;            /* under a cap: member of the stable resident set */
-    uint8_t loading;         /* a prefetch into data is in flight */
-    uint8_t prefetched;      /* loaded by prefetch and not acquired since: not a victim while others exist */
-    uint8_t on_demand;       /* never resident: read by ranges only (qw_weights_set_on_demand) */
+    void *data;               /* (t->nbytes) once loaded, else NULL */
+    int refs;                 /* acquires not yet released */
+    uint8_t sticky;           /* under a cap: 1-D, loaded once and never evicted */
+    uint8_t keep;             /* under a cap: member of the stable resident set */
+    uint8_t loading;          /* a prefetch into data is in flight */
+    uint8_t prefetched;       /* loaded by prefetch and not acquired since: not a victim while others exist */
+    uint8_t on_demand;        /* never resident: read by ranges only (qw_weights_set_on_demand) */
     qw_weight_xform_fn xform; /* in-place layout change for resident copies (qw_weights_set_transform), or NULL */
     void *xform_ctx;
-    uint8_t xformed;         /* data holds the changed layout */
-    int next;                /* the pageable weight acquired after this one in the last cycle, -1 */
-    uint64_t last_use;       /* tick of the last acquire (MRU eviction) */
+    uint8_t xformed;   /* data holds the changed layout */
+    int next;          /* the pageable weight acquired after this one in the last cycle, -1 */
+    uint64_t last_use; /* tick of the last acquire (MRU eviction) */
 } qw_weight;
 
 typedef struct qw_derived {
@@ -50,8 +50,8 @@ typedef struct qw_derived {
 #define QW_DERIVED_MAX_SEGS 8
 typedef struct qw_derived_file {
     char name[160];
-    int source_file;         /* index into the model's files, -1 */
-    int loaded;              /* read from the fs (1) or computed at this load (0) */
+    int source_file; /* index into the model's files, -1 */
+    int loaded;      /* read from the fs (1) or computed at this load (0) */
     int n_segs;
     qw_derived_seg segs[QW_DERIVED_MAX_SEGS];
 } qw_derived_file;
@@ -63,16 +63,16 @@ struct qw_weights {
     const qw_fs *fs;
     const qw_onnx_model *m;
     int n;
-    qw_weight *w;            /* (n) one per initializer, same order as m->inits */
-    qw_derived *derived;     /* list of derived buffers (header + bytes) */
+    qw_weight *w;                                 /* (n) one per initializer, same order as m->inits */
+    qw_derived *derived;                          /* list of derived buffers (header + bytes) */
     qw_derived_file dfiles[QW_DERIVED_MAX_FILES]; /* derived forms a cache may keep (qw_weights_derived_*) */
     int n_dfiles;
-    uint64_t resident;       /* weights (sticky + paged + in flight) + derived */
+    uint64_t resident; /* weights (sticky + paged + in flight) + derived */
     uint64_t cap;
-    uint64_t total;          /* bytes of all initializers */
-    qw_weights_stats st;     /* counters (st.resident/st.cap filled on read) */
+    uint64_t total;      /* bytes of all initializers */
+    qw_weights_stats st; /* counters (st.resident/st.cap filled on read) */
     uint64_t tick;
-    int last_acq;            /* last pageable weight acquired, for learning the order */
+    int last_acq; /* last pageable weight acquired, for learning the order */
     qw_progress_fn progress;
     void *progress_user;
     uint64_t progress_done, progress_total;
@@ -83,7 +83,7 @@ struct qw_weights {
     void *job_dst;
     qw_status job_status;
     qw_error job_err;
-    qw_status range_status;  /* result of the last range read started (synchronous mode) */
+    qw_status range_status; /* result of the last range read started (synchronous mode) */
     qw_error range_err;
 #if QW_WEIGHTS_READER
     int reader_on, quit, no_reader; /* no_reader: prefetch off (qw_weights_new) */
@@ -100,8 +100,8 @@ static void add_resident(qw_weights *w, uint64_t n) {
 
 /* Reads [off, off+len) of tensor t in chunks; the fs lock is taken per chunk so that the reader thread and the
  * calling thread interleave their reads (qw_fs implementations are not thread-safe). */
-static qw_status read_chunks(qw_weights *w, const qw_onnx_tensor *t, uint64_t off, size_t len, void *dst,
-                             int progress, qw_error *err) {
+static qw_status read_chunks(qw_weights *w, const qw_onnx_tensor *t, uint64_t off, size_t len, void *dst, int progress,
+                             qw_error *err) {
     for (size_t done = 0; done < len;) {
         size_t n = len - done > QW_WEIGHTS_CHUNK ? QW_WEIGHTS_CHUNK : len - done;
 #if QW_WEIGHTS_READER
@@ -200,7 +200,12 @@ static int job_submit(qw_weights *w, int kind, int id, uint64_t off, size_t len,
     pthread_mutex_unlock(&w->mu);
     return 1;
 #else
-    (void)w; (void)kind; (void)id; (void)off; (void)len; (void)dst;
+    (void)w;
+    (void)kind;
+    (void)id;
+    (void)off;
+    (void)len;
+    (void)dst;
     return 0;
 #endif
 }
@@ -218,7 +223,10 @@ qw_status qw_weights_new(const qw_fs *fs, const qw_onnx_model *m, uint64_t mem_c
     w->n = m->n_inits;
     w->last_acq = -1;
     w->w = calloc(w->n > 0 ? (size_t)w->n : 1, sizeof *w->w);
-    if (!w->w) { free(w); return qw_error_set(err, QW_E_NOMEM, "weights: out of memory"); }
+    if (!w->w) {
+        free(w);
+        return qw_error_set(err, QW_E_NOMEM, "weights: out of memory");
+    }
     for (int i = 0; i < w->n; i++) {
         qw_weight *x = &w->w[i];
         x->t = &m->inits[i];
@@ -260,14 +268,16 @@ void qw_weights_free(qw_weights *w) {
     }
 #endif
     for (int i = 0; i < w->n; i++) free(w->w[i].data);
-    for (qw_derived *d = w->derived; d;) { qw_derived *nx = d->next; free(d); d = nx; }
+    for (qw_derived *d = w->derived; d;) {
+        qw_derived *nx = d->next;
+        free(d);
+        d = nx;
+    }
     free(w->w);
     free(w);
 }
 
-const qw_onnx_tensor *qw_weights_info(const qw_weights *w, int id) {
-    return id >= 0 && id < w->n ? w->w[id].t : NULL;
-}
+const qw_onnx_tensor *qw_weights_info(const qw_weights *w, int id) { return id >= 0 && id < w->n ? w->w[id].t : NULL; }
 
 int qw_weights_pageable(const qw_weights *w, int id) {
     return id >= 0 && id < w->n && ((w->cap && !w->w[id].sticky) || w->w[id].on_demand);
@@ -308,7 +318,10 @@ static void evict(qw_weights *w, qw_weight *x) {
     x->data = NULL;
     x->xformed = 0;
     w->resident -= x->t->nbytes;
-    if (x->keep) { w->st.keep -= x->t->nbytes; x->keep = 0; }
+    if (x->keep) {
+        w->st.keep -= x->t->nbytes;
+        x->keep = 0;
+    }
     x->prefetched = 0;
     w->st.evictions++;
 }
@@ -324,7 +337,10 @@ static qw_weight *victim(qw_weights *w, int stream_only) {
         if (!x->data || x->sticky || x->refs || x->loading) continue;
         if (stream_only && x->keep) continue;
         int rank = (x->prefetched ? 2 : 0) + (x->keep ? 1 : 0);
-        if (rank < best_rank || (rank == best_rank && x->last_use > best->last_use)) { best = x; best_rank = rank; }
+        if (rank < best_rank || (rank == best_rank && x->last_use > best->last_use)) {
+            best = x;
+            best_rank = rank;
+        }
     }
     return best;
 }
@@ -349,8 +365,9 @@ static qw_status load_one(qw_weights *w, int id, qw_error *err) {
         make_room(w, nb, 0); /* over the cap only when the pinned inputs of one node do not fit */
     }
     x->data = malloc(nb > 0 ? (size_t)nb : 1);
-    if (!x->data) return qw_error_set(err, QW_E_NOMEM, "weights: out of memory for %s (%llu bytes)", x->t->name,
-                                      (unsigned long long)nb);
+    if (!x->data)
+        return qw_error_set(err, QW_E_NOMEM, "weights: out of memory for %s (%llu bytes)", x->t->name,
+                            (unsigned long long)nb);
     double t0 = qw_now_ms();
     qw_status st = read_chunks(w, x->t, 0, (size_t)nb, x->data, !w->cap, err);
     double t1 = qw_now_ms();
@@ -359,7 +376,11 @@ static qw_status load_one(qw_weights *w, int id, qw_error *err) {
     int stays = !w->cap || x->sticky || w->st.keep + nb <= keep_budget(w);
     if (st == QW_OK && x->xform && stays) st = x->xform(x->xform_ctx, x->data, nb, x->t->name, err);
     if (x->xform && stays) w->st.derive_ms += qw_now_ms() - t1;
-    if (st != QW_OK) { free(x->data); x->data = NULL; return st; }
+    if (st != QW_OK) {
+        free(x->data);
+        x->data = NULL;
+        return st;
+    }
     x->xformed = x->xform && stays;
     add_resident(w, nb);
     if (w->cap) {
@@ -368,7 +389,10 @@ static qw_status load_one(qw_weights *w, int id, qw_error *err) {
         } else {
             w->st.bytes_read += nb;
             w->st.loads++;
-            if (stays) { x->keep = 1; w->st.keep += nb; }
+            if (stays) {
+                x->keep = 1;
+                w->st.keep += nb;
+            }
         }
     }
     return QW_OK;
@@ -393,12 +417,16 @@ static void prefetch_after(qw_weights *w, int id) {
     x->loading = 1;
     add_resident(w, nb);
     if (!job_submit(w, KIND_WEIGHT, y, 0, (size_t)nb, x->data)) {
-        free(x->data); x->data = NULL; x->loading = 0; w->resident -= nb;
+        free(x->data);
+        x->data = NULL;
+        x->loading = 0;
+        w->resident -= nb;
         return;
     }
     w->st.prefetches++;
 #else
-    (void)w; (void)id;
+    (void)w;
+    (void)id;
 #endif
 }
 
@@ -408,8 +436,10 @@ qw_status qw_weights_acquire(qw_weights *w, int id, const void **data, qw_error 
     int paged = w->cap && !x->sticky;
     if (paged) {
         if (x->loading) job_finish(w);
-        if (x->data && x->prefetched) w->st.prefetch_hits++;
-        else if (x->data) w->st.hits++;
+        if (x->data && x->prefetched)
+            w->st.prefetch_hits++;
+        else if (x->data)
+            w->st.hits++;
     }
     qw_status st = load_one(w, id, err);
     if (st != QW_OK) return st;
@@ -436,7 +466,10 @@ void qw_weights_drop(qw_weights *w, int id) {
     if (!x->data) return;
     w->resident -= x->t->nbytes;
     if (w->cap && x->sticky) w->st.sticky -= x->t->nbytes;
-    if (x->keep) { w->st.keep -= x->t->nbytes; x->keep = 0; }
+    if (x->keep) {
+        w->st.keep -= x->t->nbytes;
+        x->keep = 0;
+    }
     free(x->data);
     x->data = NULL;
     x->xformed = 0;
@@ -459,7 +492,10 @@ qw_status qw_weights_read_range(qw_weights *w, int id, uint64_t offset, size_t l
     qw_weight *x = &w->w[id];
     if (x->loading) job_finish(w);
     w->st.range_reads++;
-    if (x->data) { memcpy(dst, (const uint8_t *)x->data + offset, len); return QW_OK; }
+    if (x->data) {
+        memcpy(dst, (const uint8_t *)x->data + offset, len);
+        return QW_OK;
+    }
     w->st.range_bytes += len;
     w->st.bytes_read += len;
     double t0 = qw_now_ms();
@@ -468,8 +504,7 @@ qw_status qw_weights_read_range(qw_weights *w, int id, uint64_t offset, size_t l
     return st;
 }
 
-qw_status qw_weights_read_range_start(qw_weights *w, int id, uint64_t offset, size_t len, void *dst,
-                                      qw_error *err) {
+qw_status qw_weights_read_range_start(qw_weights *w, int id, uint64_t offset, size_t len, void *dst, qw_error *err) {
     qw_status st = range_check(w, id, offset, len, err);
     if (st != QW_OK) return st;
     qw_weight *x = &w->w[id];
@@ -525,16 +560,19 @@ qw_status qw_weights_derived_read(qw_weights *w, const char *name, const qw_deri
     double t0 = qw_now_ms();
     /* the header must be the one the caller expects (layout version, shapes): read it aside first */
     uint8_t head[256];
-    if (segs[0].len > sizeof head) return qw_error_set(err, QW_E_ARG, "weights: derived header of %zu bytes", segs[0].len);
-    if (w->fs->read(w->fs->ctx, name, 0, head, segs[0].len) != QW_OK || memcmp(head, segs[0].p, segs[0].len)) return QW_OK;
+    if (segs[0].len > sizeof head)
+        return qw_error_set(err, QW_E_ARG, "weights: derived header of %zu bytes", segs[0].len);
+    if (w->fs->read(w->fs->ctx, name, 0, head, segs[0].len) != QW_OK || memcmp(head, segs[0].p, segs[0].len))
+        return QW_OK;
     uint64_t off = segs[0].len;
     for (int i = 1; i < n; i++)
         for (size_t done = 0; done < segs[i].len;) {
             size_t len = segs[i].len - done > QW_WEIGHTS_CHUNK ? QW_WEIGHTS_CHUNK : segs[i].len - done;
             qw_status st = w->fs->read(w->fs->ctx, name, off, (uint8_t *)segs[i].p + done, len);
             if (st != QW_OK)
-                return qw_error_file(err, name, qw_error_set(err, st, "weights: reading %s at %llu failed", name,
-                                                             (unsigned long long)off));
+                return qw_error_file(
+                    err, name,
+                    qw_error_set(err, st, "weights: reading %s at %llu failed", name, (unsigned long long)off));
             off += len;
             done += len;
         }
@@ -558,7 +596,11 @@ qw_status qw_weights_derived_register(qw_weights *w, const char *name, int sourc
 
 size_t qw_weights_derived_json(const qw_weights *w, char *buf, size_t cap) {
     size_t o = 0;
-#define QW_PUT(...) do { int k_ = snprintf(buf + o, o < cap ? cap - o : 0, __VA_ARGS__); if (k_ > 0) o += (size_t)k_; } while (0)
+#define QW_PUT(...) \
+    do { \
+        int k_ = snprintf(buf + o, o < cap ? cap - o : 0, __VA_ARGS__); \
+        if (k_ > 0) o += (size_t)k_; \
+    } while (0)
     QW_PUT("[");
     for (int i = 0; i < w->n_dfiles; i++) {
         const qw_derived_file *f = &w->dfiles[i];
@@ -568,11 +610,16 @@ size_t qw_weights_derived_json(const qw_weights *w, char *buf, size_t cap) {
         QW_PUT("%s{\"name\":\"%s\",\"size\":%llu,\"loaded\":%d,\"source\":\"", i ? "," : "", f->name,
                (unsigned long long)size, f->loaded);
         for (const char *c = src; *c; c++) /* a file name from the graph: JSON-escaped */
-            if (*c == '"' || *c == '\\') QW_PUT("\\%c", *c);
-            else if ((unsigned char)*c < 0x20) QW_PUT("\\u%04x", *c);
-            else QW_PUT("%c", *c);
+            if (*c == '"' || *c == '\\')
+                QW_PUT("\\%c", *c);
+            else if ((unsigned char)*c < 0x20)
+                QW_PUT("\\u%04x", *c);
+            else
+                QW_PUT("%c", *c);
         QW_PUT("\",\"segments\":[");
-        for (int k = 0; k < f->n_segs; k++) QW_PUT("%s[%llu,%llu]", k ? "," : "", (unsigned long long)(uintptr_t)f->segs[k].p, (unsigned long long)f->segs[k].len);
+        for (int k = 0; k < f->n_segs; k++)
+            QW_PUT("%s[%llu,%llu]", k ? "," : "", (unsigned long long)(uintptr_t)f->segs[k].p,
+                   (unsigned long long)f->segs[k].len);
         QW_PUT("]}");
     }
     QW_PUT("]");
@@ -601,8 +648,8 @@ qw_status qw_weights_check_cap(const qw_weights *w, qw_error *err) {
         return qw_error_set(err, QW_E_NOMEM,
                             "weights: the memory cap of %.1f MB is below the %.1f MB that must stay resident "
                             "(%.1f MB of norms/biases, %.1f MB of derived forms); use a cap of at least %.1f MB",
-                            w->cap / 1048576.0, need / 1048576.0, w->st.sticky / 1048576.0,
-                            w->st.derived / 1048576.0, need / 1048576.0 + 1);
+                            w->cap / 1048576.0, need / 1048576.0, w->st.sticky / 1048576.0, w->st.derived / 1048576.0,
+                            need / 1048576.0 + 1);
     if (w->progress) w->progress(w->progress_user, "weights", w->progress_total, w->progress_total);
     return QW_OK;
 }
@@ -626,10 +673,10 @@ size_t qw_weights_stats_json(const qw_weights *w, char *buf, size_t cap) {
                      "\"derive_ms\":%.1f,\"on_demand_bytes\":%llu,\"range_ms\":%.1f}",
                      (unsigned long long)s.cap, (unsigned long long)s.resident, (unsigned long long)s.peak_resident,
                      (unsigned long long)s.derived, (unsigned long long)s.sticky, (unsigned long long)s.keep,
-                     (unsigned long long)s.largest_unit, (unsigned long long)s.bytes_read,
-                     (unsigned long long)s.loads, (unsigned long long)s.evictions, (unsigned long long)s.hits,
-                     (unsigned long long)s.range_reads, (unsigned long long)s.range_bytes,
-                     (unsigned long long)s.prefetches, (unsigned long long)s.prefetch_hits, s.prefetch_wait_ms, s.read_ms, s.derive_ms,
+                     (unsigned long long)s.largest_unit, (unsigned long long)s.bytes_read, (unsigned long long)s.loads,
+                     (unsigned long long)s.evictions, (unsigned long long)s.hits, (unsigned long long)s.range_reads,
+                     (unsigned long long)s.range_bytes, (unsigned long long)s.prefetches,
+                     (unsigned long long)s.prefetch_hits, s.prefetch_wait_ms, s.read_ms, s.derive_ms,
                      (unsigned long long)s.on_demand, s.range_ms);
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap ? cap - 1 : 0;
 }

@@ -55,8 +55,7 @@ void qw_weights_drop(qw_weights *w, int id);
  * cached). The _start/_wait pair overlaps the read with computation (natively, under a cap, on the reader
  * thread; elsewhere _start reads synchronously): one read in flight, dst untouched by the caller until _wait. */
 qw_status qw_weights_read_range(qw_weights *w, int id, uint64_t offset, size_t len, void *dst, qw_error *err);
-qw_status qw_weights_read_range_start(qw_weights *w, int id, uint64_t offset, size_t len, void *dst,
-                                      qw_error *err);
+qw_status qw_weights_read_range_start(qw_weights *w, int id, uint64_t offset, size_t len, void *dst, qw_error *err);
 qw_status qw_weights_read_range_wait(qw_weights *w, qw_error *err);
 
 /* A layout change made in place on a weight's bytes when they become resident for good (repacking for a
@@ -88,10 +87,10 @@ typedef struct qw_weights_stats {
     uint64_t cap, resident, peak_resident, derived, sticky, keep, largest_unit;
     uint64_t bytes_read, loads, evictions, hits, range_reads, range_bytes, prefetches, prefetch_hits;
     double prefetch_wait_ms;
-    double read_ms;          /* time in reads of whole weights (the load, page-ins) */
-    double derive_ms;        /* time making derived forms and layout changes (qw_weights_add_derive_ms) */
-    uint64_t on_demand;      /* bytes of the weights read on demand only (qw_weights_set_on_demand) */
-    double range_ms;         /* time in synchronous range reads from the fs (rows, streamed chunks) */
+    double read_ms;     /* time in reads of whole weights (the load, page-ins) */
+    double derive_ms;   /* time making derived forms and layout changes (qw_weights_add_derive_ms) */
+    uint64_t on_demand; /* bytes of the weights read on demand only (qw_weights_set_on_demand) */
+    double range_ms;    /* time in synchronous range reads from the fs (rows, streamed chunks) */
 } qw_weights_stats;
 /* ---- derived files: forms made at load that a cache may keep for the next load --------------------------
  * A derived form (the int8 lm_head rows, ...) is described as segments of buffers the caller owns (a header
@@ -101,7 +100,10 @@ typedef struct qw_weights_stats {
  * file, so the host (the browser runtime) can save the ones computed at this load into its cache, with the
  * source file's identity beside them, and drop stale ones (qw_weights_derived_json). */
 #define QW_DERIVED_DIR "qwasm-derived/"
-typedef struct qw_derived_seg { void *p; size_t len; } qw_derived_seg;
+typedef struct qw_derived_seg {
+    void *p;
+    size_t len;
+} qw_derived_seg;
 qw_status qw_weights_derived_read(qw_weights *w, const char *name, const qw_derived_seg *segs, int n, int *found,
                                   qw_error *err);
 qw_status qw_weights_derived_register(qw_weights *w, const char *name, int source_file, const qw_derived_seg *segs,

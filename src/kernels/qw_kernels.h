@@ -16,15 +16,15 @@
 
 /* ---- 4-bit block-quantised weights, com.microsoft MatMulNBits layout ------------------------- */
 typedef struct qw_q4w {
-    int32_t N;                  /* output features (rows of the weight) */
-    int32_t K;                  /* input features */
-    int32_t block;              /* block size along K: a power of two >= 16 */
-    int32_t n_blocks;           /* ceil(K / block) */
-    const uint8_t *q;           /* (N, n_blocks, block/2): element 2k in the low nibble of byte k */
-    const float *scales;        /* (N, n_blocks) */
-    const uint16_t *scales_h;   /* packed only, instead of scales: fp16 scales in the packed order (finite) */
-    const uint8_t *zp;          /* (N, ceil(n_blocks/2)) 4-bit zero points, low nibble first; NULL = 8 */
-    int32_t packed;             /* 1: the decode layout below (qw_q4_pack_q), for qw_q4_matmul_q8 only */
+    int32_t N;                /* output features (rows of the weight) */
+    int32_t K;                /* input features */
+    int32_t block;            /* block size along K: a power of two >= 16 */
+    int32_t n_blocks;         /* ceil(K / block) */
+    const uint8_t *q;         /* (N, n_blocks, block/2): element 2k in the low nibble of byte k */
+    const float *scales;      /* (N, n_blocks) */
+    const uint16_t *scales_h; /* packed only, instead of scales: fp16 scales in the packed order (finite) */
+    const uint8_t *zp;        /* (N, ceil(n_blocks/2)) 4-bit zero points, low nibble first; NULL = 8 */
+    int32_t packed;           /* 1: the decode layout below (qw_q4_pack_q), for qw_q4_matmul_q8 only */
 } qw_q4w;
 
 /* The decode layout, made in place when a weight becomes resident (qw_ops_quant.c, accuracy_level 4, N % 4 == 0,
@@ -61,22 +61,21 @@ void qw_q4_matmul_ref(const qw_q4w *w, const float *x, int M, const float *bias,
  * `work` holds the quantised activations: at least qw_q4_matmul_q8_work_size(w, M) bytes, any
  * alignment; it may be reused between calls (the kernel never allocates). */
 size_t qw_q4_matmul_q8_work_size(const qw_q4w *w, int M);
-void qw_q4_matmul_q8(qw_pool *pool, const qw_q4w *w, const float *x, int M, const float *bias, float *y,
-                     void *work);
+void qw_q4_matmul_q8(qw_pool *pool, const qw_q4w *w, const float *x, int M, const float *bias, float *y, void *work);
 void qw_q4_matmul_q8_ref(const qw_q4w *w, const float *x, int M, const float *bias, float *y);
 
 /* ---- dense matrix products ----------------------------------------------------------------- */
 /* C(M,N) = A(M,K) . B, where B is (K,N) row-major (trans_b = 0) or (N,K) row-major (trans_b = 1).
  * lda/ldb/ldc are row strides in elements. */
-void qw_gemm_f32(qw_pool *pool, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                 int trans_b, float *C, int ldc);
-void qw_gemm_f32_ref(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int trans_b,
-                     float *C, int ldc);
+void qw_gemm_f32(qw_pool *pool, int M, int N, int K, const float *A, int lda, const float *B, int ldb, int trans_b,
+                 float *C, int ldc);
+void qw_gemm_f32_ref(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int trans_b, float *C,
+                     int ldc);
 /* The same with B in fp16 (the tied lm_head: the (vocab, hidden) fp16 embedding with trans_b = 1). */
-void qw_gemm_f16b(qw_pool *pool, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
-                  int trans_b, float *C, int ldc);
-void qw_gemm_f16b_ref(int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
-                      int trans_b, float *C, int ldc);
+void qw_gemm_f16b(qw_pool *pool, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb, int trans_b,
+                  float *C, int ldc);
+void qw_gemm_f16b_ref(int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb, int trans_b, float *C,
+                      int ldc);
 
 /* ---- int8 rows for the tied lm_head (qw_ops_lmhead.c) ---------------------------------------------
  * A large (N, K) fp16/fp32 weight quantised once at load to int8 per block of QW_I8_BLOCK along K
@@ -90,9 +89,9 @@ void qw_gemm_f16b_ref(int M, int N, int K, const float *A, int lda, const uint16
 #define QW_I8_BLOCK 64
 typedef struct qw_i8w {
     int32_t N, K, block, n_blocks, N4; /* N4 = N rounded up to 4 */
-    int8_t *q;                  /* N4 * n_blocks * block */
-    float *scales;              /* (N4/4, n_blocks, 4), then int32 block sums of q in the same layout */
-    float *wnorm, *enorm;       /* (N4) ||w_n||_2, ||w_n - dequant(q_n)||_2 */
+    int8_t *q;                         /* N4 * n_blocks * block */
+    float *scales;                     /* (N4/4, n_blocks, 4), then int32 block sums of q in the same layout */
+    float *wnorm, *enorm;              /* (N4) ||w_n||_2, ||w_n - dequant(q_n)||_2 */
 } qw_i8w;
 /* Version of what qw_i8w_quantize writes (layout and arithmetic): part of the name of the derived file a
  * cache keeps, so a changed quantiser never reads an old file. Bump on any change to its output. */
@@ -115,13 +114,11 @@ void qw_i8w_quantize_rows(qw_pool *pool, qw_i8w *w, const void *B, int f16, int 
  * with xn = ||x||_2 and ex = ||x - dequant(xq)||_2 returned through xn_out / ex_out.
  * work: qw_i8_matvec_work_size(w) bytes. */
 size_t qw_i8_matvec_work_size(const qw_i8w *w);
-void qw_i8_matvec(qw_pool *pool, const qw_i8w *w, const float *x, float *y, void *work, double *xn_out,
-                  double *ex_out);
+void qw_i8_matvec(qw_pool *pool, const qw_i8w *w, const float *x, float *y, void *work, double *xn_out, double *ex_out);
 void qw_i8_matvec_ref(const qw_i8w *w, const float *x, float *y);
 /* Exact rows of C = a . B^T for one A row (trans_b = 1): out[i] = the value qw_gemm_f16b / qw_gemm_f32
  * with M = 1 computes for row rows[i], bit for bit. */
-void qw_gemm_tb_rows(const float *a, const void *B, int f16, int ldb, int K, const int32_t *rows, int n,
-                     float *out);
+void qw_gemm_tb_rows(const float *a, const void *B, int f16, int ldb, int K, const int32_t *rows, int n, float *out);
 /* The same split across the pool (each row's value depends on that row only: identical bits). */
 void qw_gemm_tb_rows_pool(qw_pool *pool, const float *a, const void *B, int f16, int ldb, int K, const int32_t *rows,
                           int n, float *out);
@@ -139,12 +136,12 @@ void qw_kernels_warmup(qw_pool *pool);
 struct qw_q8act;
 typedef void (*qw_q8p_tile_fn)(const qw_q4w *w, int g, const struct qw_q8act *a, int m, int mb, float *out);
 typedef struct qw_kernel_table {
-    const char *name;       /* "scalar", "avx2", "simd128", "relaxed", "relaxed-tile0", "relaxed-dot-add" */
-    int dot_add;            /* 1: decode rows use i32x4.relaxed_dot_i8x16_i7x16_add_s */
-    int mb_max;             /* activation rows per call of tile (<= 8) */
-    qw_q8p_tile_fn decode;  /* 4-row group g x activation row m (mb = 1): out[r] */
-    qw_q8p_tile_fn tile;    /* group g x rows m .. m+mb-1, mb <= mb_max: out[mi * 4 + r] */
-    qw_q8p_tile_fn tile2;   /* groups g, g+1 x mb <= 4 rows (prefill tile 1): out[(gi * mb + mi) * 4 + r]; or NULL */
+    const char *name;      /* "scalar", "avx2", "simd128", "relaxed", "relaxed-tile0", "relaxed-dot-add" */
+    int dot_add;           /* 1: decode rows use i32x4.relaxed_dot_i8x16_i7x16_add_s */
+    int mb_max;            /* activation rows per call of tile (<= 8) */
+    qw_q8p_tile_fn decode; /* 4-row group g x activation row m (mb = 1): out[r] */
+    qw_q8p_tile_fn tile;   /* group g x rows m .. m+mb-1, mb <= mb_max: out[mi * 4 + r] */
+    qw_q8p_tile_fn tile2;  /* groups g, g+1 x mb <= 4 rows (prefill tile 1): out[(gi * mb + mi) * 4 + r]; or NULL */
 } qw_kernel_table;
 const qw_kernel_table *qw_kernels(void);
 /* Row i (0 ..) of this build's table, NULL past the last. Row 0 is qw_kernels(). */
@@ -195,9 +192,9 @@ typedef struct qw_attn {
     int round_qk, round_scaled, round_masked, round_probs;
     const float *mask;
     int64_t m_hs, m_ss, m_ts;
-    float softcap;                 /* > 0: score = softcap * tanh(score / softcap) after the scale */
-    const float *kmask;            /* (n_keys) added after mask, or NULL */
-    int window;                    /* > 0: query row s sees its last `window` keys only */
+    float softcap;      /* > 0: score = softcap * tanh(score / softcap) after the scale */
+    const float *kmask; /* (n_keys) added after mask, or NULL */
+    int window;         /* > 0: query row s sees its last `window` keys only */
 } qw_attn;
 /* work: qw_attn_work_size(a, threads of the pool) bytes (a key tile and the score rows of each thread). */
 size_t qw_attn_work_size(const qw_attn *a, int nth);

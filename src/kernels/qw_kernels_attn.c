@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include "qw_kernels_impl.h"
 
-#define ATT_TK 64          /* keys per tile */
-#define ATT_ROWS 24        /* query rows per task at most (a whole GQA group always fits) */
+#define ATT_TK 64   /* keys per tile */
+#define ATT_ROWS 24 /* query rows per task at most (a whole GQA group always fits) */
 
 /* cache rows t0 .. t0+n-1 of kv head hk as fp32: the rows themselves (fp32 cache) or converted into dst */
 static const float *kv_rows(const qw_attn *a, const void *base, const float *scales, int hk, int t0, int n,
@@ -62,7 +62,10 @@ static void dot4(const float *q, const float *k, int D, float *o) {
         s2 += q[d] * k[2 * D + d];
         s3 += q[d] * k[3 * D + d];
     }
-    o[0] = s0; o[1] = s1; o[2] = s2; o[3] = s3;
+    o[0] = s0;
+    o[1] = s1;
+    o[2] = s2;
+    o[3] = s3;
 }
 
 /* out(D) += sum over i < n of p[i] * v[i*D ..], keys in order, zero weights skipped (masked keys) */
@@ -80,8 +83,10 @@ static void acc_rows(float *out, const float *p, const float *v, int n, int D) {
             a2 = qv_fma(a2, w, qv_load(r + 2 * QV_W));
             a3 = qv_fma(a3, w, qv_load(r + 3 * QV_W));
         }
-        qv_store(out + d, a0); qv_store(out + d + QV_W, a1);
-        qv_store(out + d + 2 * QV_W, a2); qv_store(out + d + 3 * QV_W, a3);
+        qv_store(out + d, a0);
+        qv_store(out + d + QV_W, a1);
+        qv_store(out + d + 2 * QV_W, a2);
+        qv_store(out + d + 3 * QV_W, a3);
     }
     for (; d < D; d++)
         for (int i = 0; i < n; i++)
@@ -181,7 +186,7 @@ typedef struct att_plan {
     const qw_attn *a;
     int group, qb, n_qb, gs, n_gs; /* positions per block, blocks; heads per part of a group, parts */
     int n_units;
-    size_t per_thread;             /* floats of work per thread */
+    size_t per_thread; /* floats of work per thread */
     float *work;
 } att_plan;
 
@@ -212,7 +217,7 @@ static void att_task(void *arg, int ith, int nth) {
     const qw_attn *a = p->a;
     const int D = a->head_dim, T = a->n_keys;
     float *tile = p->work + (size_t)ith * p->per_thread;
-    float *scores = tile + (size_t)ATT_TK * D;          /* (rows, T + 4) */
+    float *scores = tile + (size_t)ATT_TK * D; /* (rows, T + 4) */
     const size_t ld = (size_t)T + 4;
     for (int u = ith; u < p->n_units; u += nth) {
         int hk = u / (p->n_qb * p->n_gs), rem = u % (p->n_qb * p->n_gs);
@@ -243,7 +248,8 @@ static void att_task(void *arg, int ith, int nth) {
             for (int t = 0; t < first; t++) sc[t] = -INFINITY;
             for (int t = first; t < n; t++) sc[t] = finish_score(a, sc[t], h, s, t);
             softmax_row(sc, n);
-            if (a->round_probs) for (int t = 0; t < n; t++) sc[t] = qw_round_f16(sc[t]);
+            if (a->round_probs)
+                for (int t = 0; t < n; t++) sc[t] = qw_round_f16(sc[t]);
             float *o = a->out + h * a->o_hs + s * a->o_ss;
             for (int d = 0; d < D; d++) o[d] = 0;
         }

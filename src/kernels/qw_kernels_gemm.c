@@ -78,8 +78,10 @@ typedef struct {
 
 static void split_mn(const gemm_task *t, int ith, int nth, int *m0, int *m1, int *n0, int *n1) {
     *m0 = 0, *m1 = t->M, *n0 = 0, *n1 = t->N;
-    if (nth > 1 && t->M >= 4 * nth && t->N < 64 * nth) qw_split(t->M, ith, nth, 4, m0, m1);
-    else qw_split(t->N, ith, nth, QW_ROW_ALIGN, n0, n1);
+    if (nth > 1 && t->M >= 4 * nth && t->N < 64 * nth)
+        qw_split(t->M, ith, nth, 4, m0, m1);
+    else
+        qw_split(t->N, ith, nth, QW_ROW_ALIGN, n0, n1);
 }
 
 static inline float ldB(const gemm_task *t, size_t i) {
@@ -181,23 +183,29 @@ static void gemm_run(void *p, int ith, int nth) {
     int m0, m1, n0, n1;
     split_mn(t, ith, nth, &m0, &m1, &n0, &n1);
     if (m0 >= m1 || n0 >= n1) return;
-    if (t->trans_b) gemm_tb1(t, m0, m1, n0, n1);
-    else gemm_tb0(t, m0, m1, n0, n1);
+    if (t->trans_b)
+        gemm_tb1(t, m0, m1, n0, n1);
+    else
+        gemm_tb0(t, m0, m1, n0, n1);
 }
 
-void qw_gemm_f32(qw_pool *pool, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                 int trans_b, float *C, int ldc) {
+void qw_gemm_f32(qw_pool *pool, int M, int N, int K, const float *A, int lda, const float *B, int ldb, int trans_b,
+                 float *C, int ldc) {
     gemm_task t = {M, N, K, lda, ldb, ldc, trans_b, 0, A, B, C};
     /* small products (one attention head) are not worth a dispatch */
-    if ((size_t)M * N * K < 32768) gemm_run(&t, 0, 1);
-    else qw_pool_run(pool, gemm_run, &t);
+    if ((size_t)M * N * K < 32768)
+        gemm_run(&t, 0, 1);
+    else
+        qw_pool_run(pool, gemm_run, &t);
 }
 
-void qw_gemm_f16b(qw_pool *pool, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb,
-                  int trans_b, float *C, int ldc) {
+void qw_gemm_f16b(qw_pool *pool, int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb, int trans_b,
+                  float *C, int ldc) {
     gemm_task t = {M, N, K, lda, ldb, ldc, trans_b, 1, A, B, C};
-    if ((size_t)M * N * K < 32768) gemm_run(&t, 0, 1);
-    else qw_pool_run(pool, gemm_run, &t);
+    if ((size_t)M * N * K < 32768)
+        gemm_run(&t, 0, 1);
+    else
+        qw_pool_run(pool, gemm_run, &t);
 }
 
 typedef struct {
@@ -218,12 +226,13 @@ static void tb_rows_run(void *p, int ith, int nth) {
 void qw_gemm_tb_rows_pool(qw_pool *pool, const float *a, const void *B, int f16, int ldb, int K, const int32_t *rows,
                           int n, float *out) {
     tb_rows_task t = {a, B, f16, ldb, K, n, rows, out};
-    if (!pool || (size_t)n * K < 65536) qw_gemm_tb_rows(a, B, f16, ldb, K, rows, n, out);
-    else qw_pool_run(pool, tb_rows_run, &t);
+    if (!pool || (size_t)n * K < 65536)
+        qw_gemm_tb_rows(a, B, f16, ldb, K, rows, n, out);
+    else
+        qw_pool_run(pool, tb_rows_run, &t);
 }
 
-void qw_gemm_tb_rows(const float *a, const void *B, int f16, int ldb, int K, const int32_t *rows, int n,
-                     float *out) {
+void qw_gemm_tb_rows(const float *a, const void *B, int f16, int ldb, int K, const int32_t *rows, int n, float *out) {
     /* each row's result in dot4_* depends on that row only (own accumulator chains), as in gemm_tb1 M = 1 */
     for (int i = 0; i < n; i += 4) {
         float o[4];

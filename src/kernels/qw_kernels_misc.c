@@ -66,7 +66,6 @@ void qw_f32_to_f16_array(const float *src, uint16_t *dst, size_t n) {
     for (; i < n; i++) dst[i] = qw_f32_to_f16(src[i]);
 }
 
-
 void qw_weighted_rows_f32(const float *p, int n, const float *rows, size_t ld, int D, float *out) {
     for (int e = 0; e < D; e++) out[e] = 0;
     for (int i = 0; i < n; i++) {
@@ -132,7 +131,11 @@ static void logistic_span(const float *x, float *y, size_t n) {
     for (; i < n; i++) y[i] = qw_logistic_ref(x[i]);
 }
 
-typedef struct { const float *x; float *y; size_t n; } logistic_task;
+typedef struct {
+    const float *x;
+    float *y;
+    size_t n;
+} logistic_task;
 
 static void logistic_run(void *p, int ith, int nth) {
     const logistic_task *t = p;
@@ -143,6 +146,8 @@ static void logistic_run(void *p, int ith, int nth) {
 
 void qw_logistic_f32(qw_pool *pool, const float *x, float *y, size_t n) {
     logistic_task t = {x, y, n};
-    if (n < 16384 || !pool) logistic_span(x, y, n); /* a decode step's 8960 values: not worth a dispatch */
-    else qw_pool_run(pool, logistic_run, &t);
+    if (n < 16384 || !pool)
+        logistic_span(x, y, n); /* a decode step's 8960 values: not worth a dispatch */
+    else
+        qw_pool_run(pool, logistic_run, &t);
 }

@@ -45,7 +45,8 @@ void qw_q4_pack_q(uint8_t *q, int N, int n_blocks, int block, void *tmp) {
                         uint32_t w1, w2, o;
                         memcpy(&w1, src + 8 * (j & 1), 4);
                         memcpy(&w2, src + 8 * (j & 1) + 4, 4);
-                        o = j < 2 ? (w1 & 0x0f0f0f0fu) | (w2 & 0x0f0f0f0fu) << 4 : (w1 >> 4 & 0x0f0f0f0fu) | (w2 & 0xf0f0f0f0u);
+                        o = j < 2 ? (w1 & 0x0f0f0f0fu) | (w2 & 0x0f0f0f0fu) << 4
+                                  : (w1 >> 4 & 0x0f0f0f0fu) | (w2 & 0xf0f0f0f0u);
                         memcpy(dst + j * 16 + r * 4, &o, 4);
                     }
                 }
@@ -108,7 +109,8 @@ static const qw_kernel_table *const q8p_rows[] = {
     &qw_kt_relaxed_dot_add,
 #endif
 #if defined(QW_WASM_RELAXED)
-    &qw_kt_relaxed, &qw_kt_relaxed_tile0,
+    &qw_kt_relaxed,
+    &qw_kt_relaxed_tile0,
 #elif defined(QW_WASM_SIMD)
     &qw_kt_simd128,
 #elif defined(QW_AVX2)
@@ -190,14 +192,16 @@ void qw_i8w_init(qw_i8w *w, int N, int K) {
 }
 size_t qw_i8w_q_bytes(const qw_i8w *w) { return (size_t)w->N4 * w->n_blocks * w->block; }
 size_t qw_i8w_scale_bytes(const qw_i8w *w) { return (size_t)w->N4 * w->n_blocks * (sizeof(float) + sizeof(int32_t)); }
-static inline const int32_t *i8w_sums(const qw_i8w *w) { return (const int32_t *)(w->scales + (size_t)w->N4 * w->n_blocks); }
+static inline const int32_t *i8w_sums(const qw_i8w *w) {
+    return (const int32_t *)(w->scales + (size_t)w->N4 * w->n_blocks);
+}
 static inline size_t i8w_ix(const qw_i8w *w, int n, int k) { /* byte of row n, element k (k < n_blocks * block) */
     return ((size_t)(n >> 2) * w->n_blocks * w->block + (size_t)(k & ~3)) * 4 + (size_t)(n & 3) * 4 + (size_t)(k & 3);
 }
 
 typedef struct {
     qw_i8w *w;
-    const void *B;           /* row row0 */
+    const void *B; /* row row0 */
     int f16, ldb, row0, n_rows;
 } i8q_task;
 
@@ -213,13 +217,18 @@ static void i8_quant_rows(void *p, int ith, int nth) {
     qw_split(g1 - g0, ith, nth, 1, &lo, &hi);
     lo += g0, hi += g0;
     float *row = malloc((size_t)nb * B * sizeof(float)), *qf = malloc((size_t)B * sizeof(float));
-    if (!row || !qf) { free(row), free(qf); return; } /* cannot happen in practice; zero rows stay bounded */
+    if (!row || !qf) {
+        free(row), free(qf);
+        return;
+    } /* cannot happen in practice; zero rows stay bounded */
     for (int n = lo * 4; n < hi * 4; n++) {
         memset(row, 0, (size_t)nb * B * sizeof(float));
         if (n < w->N && n < t->row0 + t->n_rows) {
             size_t at = (size_t)(n - t->row0) * t->ldb;
-            if (t->f16) qw_f16_to_f32_array((const uint16_t *)t->B + at, row, (size_t)K);
-            else memcpy(row, (const float *)t->B + at, (size_t)K * sizeof(float));
+            if (t->f16)
+                qw_f16_to_f32_array((const uint16_t *)t->B + at, row, (size_t)K);
+            else
+                memcpy(row, (const float *)t->B + at, (size_t)K * sizeof(float));
         }
         /* vectors per block (B % QV_W == 0); the norms summed in float per block (64 terms: relative error
          * ~4e-6, far inside the bound's 1e-4 margin) and in double across blocks */
@@ -300,7 +309,8 @@ static void i8_quant_x(const qw_i8w *w, const float *x, int8_t *qx, float *dx, d
 }
 
 /* One 4-row group times the quantised activation row: out[r]. qu = qx + 64 (relaxed SIMD only). */
-static inline void i8_group(const qw_i8w *w, int g, const int8_t *qx, const uint8_t *qu, const float *dx, float out[4]) {
+static inline void i8_group(const qw_i8w *w, int g, const int8_t *qx, const uint8_t *qu, const float *dx,
+                            float out[4]) {
     const int nb = w->n_blocks, B = w->block;
     const int8_t *qg = w->q + (size_t)g * nb * B * 4;
     const float *sc = w->scales + (size_t)g * nb * 4;
@@ -314,8 +324,10 @@ static inline void i8_group(const qw_i8w *w, int g, const int8_t *qx, const uint
         const uint8_t *xb = qu + (size_t)b * B;
         v128_t b0 = wasm_i32x4_splat(0), b1 = wasm_i32x4_splat(0);
         for (int k = 0; k < B; k += 8) {
-            v128_t d0 = (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)wasm_v128_load(qb + k * 4), (__i8x16)wasm_v128_load32_splat(xb + k));
-            v128_t d1 = (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)wasm_v128_load(qb + k * 4 + 16), (__i8x16)wasm_v128_load32_splat(xb + k + 4));
+            v128_t d0 = (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)wasm_v128_load(qb + k * 4),
+                                                                               (__i8x16)wasm_v128_load32_splat(xb + k));
+            v128_t d1 = (v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8(
+                (__i8x16)wasm_v128_load(qb + k * 4 + 16), (__i8x16)wasm_v128_load32_splat(xb + k + 4));
             b0 = wasm_i32x4_add(b0, wasm_i32x4_extadd_pairwise_i16x8(d0));
             b1 = wasm_i32x4_add(b1, wasm_i32x4_extadd_pairwise_i16x8(d1));
         }
@@ -352,7 +364,8 @@ static inline void i8_group(const qw_i8w *w, int g, const int8_t *qx, const uint
         __m256i bi = _mm256_setzero_si256();
         for (int k = 0; k < B; k += 8) {
             __m256i wv = _mm256_loadu_si256((const __m256i *)(qb + k * 4));
-            __m256i xv = _mm256_permutevar8x32_epi32(_mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(xb + k))), idx);
+            __m256i xv = _mm256_permutevar8x32_epi32(_mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(xb + k))),
+                                                     idx);
             __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
             bi = _mm256_add_epi32(bi, _mm256_madd_epi16(p, ones));
         }
@@ -366,7 +379,8 @@ static inline void i8_group(const qw_i8w *w, int g, const int8_t *qx, const uint
         float accr = 0.0f;
         for (int b = 0; b < nb; b++) {
             int32_t dot = 0;
-            for (int k = 0; k < B; k++) dot += qg[i8w_ix(w, r, b * B + k)] * qx[b * B + k]; /* rows of group g, from qg */
+            for (int k = 0; k < B; k++)
+                dot += qg[i8w_ix(w, r, b * B + k)] * qx[b * B + k]; /* rows of group g, from qg */
             accr += (float)dot * (dx[b] * sc[(size_t)b * 4 + r]);
         }
         out[r] = accr;
@@ -412,7 +426,11 @@ void qw_i8_matvec_ref(const qw_i8w *w, const float *x, float *y) {
     const int nb = w->n_blocks, B = w->block;
     int8_t *qx = malloc((size_t)nb * B);
     float *dx = malloc((size_t)nb * sizeof(float));
-    if (!qx || !dx) { free(qx); free(dx); return; }
+    if (!qx || !dx) {
+        free(qx);
+        free(dx);
+        return;
+    }
     i8_quant_x(w, x, qx, dx, NULL, NULL);
     for (int n = 0; n < w->N; n++) {
         float acc = 0.0f;

@@ -59,7 +59,10 @@ void qw_q8act_quantize(qw_q8act *a, const float *x, int K, int m0, int m1) {
             int8_t *q = a->q + (size_t)m * a->kp;
             for (int b = 0; b < a->n_blocks; b++) {
                 const int k0 = b * B;
-                if (k0 + B > K) { qw_q8act_quantize_ref(a, x, K, m, m + 1); goto next_row; } /* padded tail */
+                if (k0 + B > K) {
+                    qw_q8act_quantize_ref(a, x, K, m, m + 1);
+                    goto next_row;
+                } /* padded tail */
                 v128_t mx = wasm_f32x4_splat(0.0f);
                 for (int k = 0; k < B; k += 4) mx = wasm_f32x4_pmax(mx, wasm_f32x4_abs(wasm_v128_load(xr + k0 + k)));
                 mx = wasm_f32x4_pmax(mx, wasm_i32x4_shuffle(mx, mx, 2, 3, 0, 1));
@@ -79,10 +82,10 @@ void qw_q8act_quantize(qw_q8act *a, const float *x, int K, int m0, int m1) {
                     v128_t hi = wasm_i8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(i32[4], i32[5]),
                                                         wasm_i16x8_narrow_i32x4(i32[6], i32[7]));
                     /* the group's even elements, then its odd ones (qw_q8act) */
-                    wasm_v128_store(q + k0 + g, wasm_i8x16_shuffle(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
-                                                                   22, 24, 26, 28, 30));
-                    wasm_v128_store(q + k0 + g + 16, wasm_i8x16_shuffle(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19,
-                                                                        21, 23, 25, 27, 29, 31));
+                    wasm_v128_store(q + k0 + g, wasm_i8x16_shuffle(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22,
+                                                                   24, 26, 28, 30));
+                    wasm_v128_store(q + k0 + g + 16, wasm_i8x16_shuffle(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21,
+                                                                        23, 25, 27, 29, 31));
                 }
                 sum = wasm_i32x4_add(sum, wasm_i32x4_shuffle(sum, sum, 2, 3, 0, 1));
                 sum = wasm_i32x4_add(sum, wasm_i32x4_shuffle(sum, sum, 1, 0, 3, 2));
@@ -147,7 +150,8 @@ static void q8_dot4(const qw_q4w *w, const int n[4], const qw_q8act *a, int m, f
             }
             /* the reference's float arithmetic: acc += (float)dot * (d_x * d_w), block after block */
             v128_t d = wasm_f32x4_make(da[b] * sc[0][b], da[b] * sc[1][b], da[b] * sc[2][b], da[b] * sc[3][b]);
-            acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(hsum4_i32(bi[0], bi[1], bi[2], bi[3])), d));
+            acc = wasm_f32x4_add(acc,
+                                 wasm_f32x4_mul(wasm_f32x4_convert_i32x4(hsum4_i32(bi[0], bi[1], bi[2], bi[3])), d));
         }
         wasm_v128_store(out, acc);
 #else /* AVX2 */
@@ -214,7 +218,10 @@ static void q8_quant_task(void *p, int ith, int nth) {
 static void q8_mm_task(void *p, int ith, int nth) {
     q8_task *t = p;
     const qw_q4w *w = t->w;
-    if (w->packed) { qw_q4_matmul_q8_packed_task(t->kt, w, &t->act, t->M, t->bias, t->y, ith, nth); return; }
+    if (w->packed) {
+        qw_q4_matmul_q8_packed_task(t->kt, w, &t->act, t->M, t->bias, t->y, ith, nth);
+        return;
+    }
     int lo, hi;
     qw_split(w->N, ith, nth, QW_ROW_ALIGN, &lo, &hi);
     for (int m0 = 0; m0 < t->M; m0 += QW_M_TILE) {
@@ -233,8 +240,7 @@ static void q8_mm_task(void *p, int ith, int nth) {
     }
 }
 
-void qw_q4_matmul_q8(qw_pool *pool, const qw_q4w *w, const float *x, int M, const float *bias, float *y,
-                     void *work) {
+void qw_q4_matmul_q8(qw_pool *pool, const qw_q4w *w, const float *x, int M, const float *bias, float *y, void *work) {
     qw_q4_matmul_q8_with(qw_kernels(), pool, w, x, M, bias, y, work);
 }
 
@@ -242,8 +248,10 @@ void qw_q4_matmul_q8_with(const qw_kernel_table *kt, qw_pool *pool, const qw_q4w
                           const float *bias, float *y, void *work) {
     q8_task t = {kt, w, x, bias, y, {0}, M};
     qw_q8act_init(&t.act, work, M, w->K, w->block);
-    if (M == 1) q8_quant_task(&t, 0, 1); /* not worth a dispatch */
-    else qw_pool_run(pool, q8_quant_task, &t);
+    if (M == 1)
+        q8_quant_task(&t, 0, 1); /* not worth a dispatch */
+    else
+        qw_pool_run(pool, q8_quant_task, &t);
     qw_pool_run(pool, q8_mm_task, &t);
 }
 
@@ -267,8 +275,10 @@ static float f32_dot1(const qw_q4w *w, int n, const float *x) {
             v128_t v = wasm_v128_load(qr + (size_t)b * (B / 2) + g / 2);
             v128_t lo = wasm_v128_and(v, m4), hi = wasm_u8x16_shr(v, 4);
             /* back to natural order, then signed q - zp in -15..15 */
-            v128_t a0 = wasm_i8x16_sub(wasm_i8x16_shuffle(lo, hi, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), zp);
-            v128_t a1 = wasm_i8x16_sub(wasm_i8x16_shuffle(lo, hi, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), zp);
+            v128_t a0 = wasm_i8x16_sub(
+                wasm_i8x16_shuffle(lo, hi, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), zp);
+            v128_t a1 = wasm_i8x16_sub(
+                wasm_i8x16_shuffle(lo, hi, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), zp);
             v128_t h0 = wasm_i16x8_extend_low_i8x16(a0), h1 = wasm_i16x8_extend_high_i8x16(a0);
             v128_t h2 = wasm_i16x8_extend_low_i8x16(a1), h3 = wasm_i16x8_extend_high_i8x16(a1);
             const float *xg = xb + g;
@@ -298,9 +308,11 @@ static float f32_dot1(const qw_q4w *w, int n, const float *x) {
             __m128i a1 = _mm_sub_epi8(_mm_unpackhi_epi8(lo, hi), zp);
             const float *xg = xb + g;
             s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(a0)), _mm256_loadu_ps(xg), s);
-            s2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(a0, 8))), _mm256_loadu_ps(xg + 8), s2);
+            s2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(a0, 8))),
+                                 _mm256_loadu_ps(xg + 8), s2);
             s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(a1)), _mm256_loadu_ps(xg + 16), s);
-            s2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(a1, 8))), _mm256_loadu_ps(xg + 24), s2);
+            s2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(a1, 8))),
+                                 _mm256_loadu_ps(xg + 24), s2);
         }
         accv = _mm256_fmadd_ps(_mm256_add_ps(s, s2), _mm256_set1_ps(sc[b]), accv);
     }

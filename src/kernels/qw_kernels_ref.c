@@ -78,8 +78,8 @@ void qw_q8act_quantize_ref(qw_q8act *a, const float *x, int K, int m0, int m1) {
     }
 }
 
-void qw_gemm_f32_ref(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int trans_b,
-                     float *C, int ldc) {
+void qw_gemm_f32_ref(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int trans_b, float *C,
+                     int ldc) {
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             float acc = 0.0f;
@@ -89,8 +89,8 @@ void qw_gemm_f32_ref(int M, int N, int K, const float *A, int lda, const float *
         }
 }
 
-void qw_gemm_f16b_ref(int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb, int trans_b,
-                      float *C, int ldc) {
+void qw_gemm_f16b_ref(int M, int N, int K, const float *A, int lda, const uint16_t *B, int ldb, int trans_b, float *C,
+                      int ldc) {
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             float acc = 0.0f;
@@ -132,7 +132,8 @@ void qw_attn_ref(const qw_attn *a, float *scores) {
                 scores[t] = d;
             }
             qw_softmax_f32(scores, n);
-            if (a->round_probs) for (int t = 0; t < n; t++) scores[t] = qw_round_f16(scores[t]);
+            if (a->round_probs)
+                for (int t = 0; t < n; t++) scores[t] = qw_round_f16(scores[t]);
             float *o = a->out + h * a->o_hs + s * a->o_ss;
             for (int e = 0; e < D; e++) {
                 float acc = 0;

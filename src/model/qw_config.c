@@ -23,9 +23,15 @@ typedef struct jctx {
 
 static void bad_value(jctx *J, const char *key, const cJSON *v, const char *want) {
     char got[48];
-    if (cJSON_IsNumber(v)) snprintf(got, sizeof got, "%.17g", v->valuedouble);
-    else snprintf(got, sizeof got, "%s", cJSON_IsString(v) ? "a string" : cJSON_IsBool(v) ? "a boolean" :
-                                         cJSON_IsNull(v) ? "null" : cJSON_IsArray(v) ? "an array" : "an object");
+    if (cJSON_IsNumber(v))
+        snprintf(got, sizeof got, "%.17g", v->valuedouble);
+    else
+        snprintf(got, sizeof got, "%s",
+                 cJSON_IsString(v)  ? "a string"
+                 : cJSON_IsBool(v)  ? "a boolean"
+                 : cJSON_IsNull(v)  ? "null"
+                 : cJSON_IsArray(v) ? "an array"
+                                    : "an object");
     if (J->warn_only) {
         size_t k = strlen(J->cfg->warnings);
         snprintf(J->cfg->warnings + k, sizeof J->cfg->warnings - k, "%s%s: %s is %s, %s expected; the default is used",
@@ -42,8 +48,10 @@ static double json_num(jctx *J, const cJSON *o, const char *key, double def, dou
     double x = cJSON_IsNumber(v) ? v->valuedouble : NAN;
     if (x >= lo && x <= hi && (!integer || x == floor(x))) return x; /* NaN fails the first test */
     char want[96];
-    if (integer) snprintf(want, sizeof want, "an integer from %.17g to %.17g", lo, hi);
-    else snprintf(want, sizeof want, "a number from %.9g to %.9g", lo, hi);
+    if (integer)
+        snprintf(want, sizeof want, "an integer from %.17g to %.17g", lo, hi);
+    else
+        snprintf(want, sizeof want, "a number from %.9g to %.9g", lo, hi);
     bad_value(J, key, v, want);
     return def;
 }
@@ -89,10 +97,16 @@ static void json_eos(jctx *J, const cJSON *o, qw_model_config *cfg) {
         int n = 0;
         const cJSON *e;
         cJSON_ArrayForEach(e, v) {
-            if (!is_id(e)) { bad_value(J, "eos_token_id", e, want); return; }
+            if (!is_id(e)) {
+                bad_value(J, "eos_token_id", e, want);
+                return;
+            }
             ids[n++] = (int32_t)e->valuedouble;
         }
-        if (n) { memcpy(cfg->eos_ids, ids, sizeof ids); cfg->n_eos = n; }
+        if (n) {
+            memcpy(cfg->eos_ids, ids, sizeof ids);
+            cfg->n_eos = n;
+        }
     } else {
         bad_value(J, "eos_token_id", v, want);
     }
@@ -123,8 +137,8 @@ static void apply_hf_config(jctx *J, const cJSON *c, qw_model_config *cfg) {
     cfg->num_heads = json_int(J, c, "num_attention_heads", cfg->num_heads, 1, 4096);
     cfg->num_kv_heads = json_int(J, c, "num_key_value_heads", cfg->num_heads, 1, 4096);
     cfg->vocab_size = json_int(J, c, "vocab_size", cfg->vocab_size, 1, QW_CFG_MAX_VOCAB);
-    cfg->max_position_embeddings =
-        json_int(J, c, "max_position_embeddings", cfg->max_position_embeddings, 1, QW_CFG_MAX_CONTEXT);
+    cfg->max_position_embeddings = json_int(J, c, "max_position_embeddings", cfg->max_position_embeddings, 1,
+                                            QW_CFG_MAX_CONTEXT);
     cfg->rope_theta = json_float(J, c, "rope_theta", cfg->rope_theta, 1e-3, 1e12);
     cfg->rms_norm_eps = json_float(J, c, "rms_norm_eps", cfg->rms_norm_eps, 0, 1);
     const cJSON *tie = cJSON_GetObjectItemCaseSensitive(c, "tie_word_embeddings");
@@ -134,7 +148,8 @@ static void apply_hf_config(jctx *J, const cJSON *c, qw_model_config *cfg) {
     const cJSON *tjs = cJSON_GetObjectItemCaseSensitive(c, "transformers.js_config");
     if (cJSON_IsObject(tjs)) {
         const cJSON *ext = cJSON_GetObjectItemCaseSensitive(tjs, "use_external_data_format");
-        cfg->use_external_data = cJSON_IsTrue(ext) || cJSON_IsObject(ext) || (cJSON_IsNumber(ext) && ext->valuedouble > 0);
+        cfg->use_external_data = cJSON_IsTrue(ext) || cJSON_IsObject(ext) ||
+                                 (cJSON_IsNumber(ext) && ext->valuedouble > 0);
     }
     cfg->has_config = 1;
 }
@@ -144,8 +159,8 @@ static void apply_genai_config(jctx *J, const cJSON *g, qw_model_config *cfg) {
     if (!cJSON_IsObject(m)) return;
     json_str(m, "type", cfg->model_type, sizeof cfg->model_type);
     cfg->vocab_size = json_int(J, m, "vocab_size", cfg->vocab_size, 1, QW_CFG_MAX_VOCAB);
-    cfg->max_position_embeddings =
-        json_int(J, m, "context_length", cfg->max_position_embeddings, 1, QW_CFG_MAX_CONTEXT);
+    cfg->max_position_embeddings = json_int(J, m, "context_length", cfg->max_position_embeddings, 1,
+                                            QW_CFG_MAX_CONTEXT);
     cfg->bos_token_id = json_bos(J, m, cfg->bos_token_id);
     json_eos(J, m, cfg);
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(m, "decoder");
@@ -167,13 +182,17 @@ static void apply_generation_config(jctx *J, const cJSON *g, qw_model_config *cf
     cfg->do_sample = cJSON_IsTrue(ds);
     cfg->temperature = json_float(J, g, "temperature", cfg->temperature, 0, QW_SAMPLER_MAX_TEMPERATURE);
     double tp = json_num(J, g, "top_p", cfg->top_p, 0, 1, 0); /* (0, 1]: only an exact 0 passes the range */
-    if (tp > 0) cfg->top_p = (float)tp;
-    else bad_value(J, "top_p", cJSON_GetObjectItemCaseSensitive(g, "top_p"), "a number above 0, at most 1");
+    if (tp > 0)
+        cfg->top_p = (float)tp;
+    else
+        bad_value(J, "top_p", cJSON_GetObjectItemCaseSensitive(g, "top_p"), "a number above 0, at most 1");
     cfg->top_k = json_int(J, g, "top_k", cfg->top_k, 0, QW_CFG_MAX_VOCAB);
     float rp = json_float(J, g, "repetition_penalty", cfg->repetition_penalty, 0, QW_SAMPLER_MAX_PENALTY);
-    if (rp > 0) cfg->repetition_penalty = rp;
-    else bad_value(J, "repetition_penalty", cJSON_GetObjectItemCaseSensitive(g, "repetition_penalty"),
-                   "a number above 0");
+    if (rp > 0)
+        cfg->repetition_penalty = rp;
+    else
+        bad_value(J, "repetition_penalty", cJSON_GetObjectItemCaseSensitive(g, "repetition_penalty"),
+                  "a number above 0");
     cfg->has_sampling = 1;
 }
 
@@ -195,8 +214,7 @@ static qw_status read_names(const cJSON *j, int which, qw_model_config *cfg, qw_
         }
         if (!cJSON_IsString(dt)) return QW_OK;
         const char *why = qw_dtype_problem(dt->valuestring);
-        if (why)
-            return qw_error_set(err, QW_E_FORMAT, "config.json: %s '%.40s': %s", key, dt->valuestring, why);
+        if (why) return qw_error_set(err, QW_E_FORMAT, "config.json: %s '%.40s': %s", key, dt->valuestring, why);
         snprintf(cfg->dtype, sizeof cfg->dtype, "%s", dt->valuestring);
         return QW_OK;
     }
@@ -240,9 +258,12 @@ static qw_status parse_folder(const qw_fs *fs, qw_model_config *cfg, qw_error *e
         if (st != QW_OK) return st;
         if (!j) continue;
         jctx J = {files[i], cfg, i == 2, QW_OK, err};
-        if (i == 0) apply_hf_config(&J, j, cfg);
-        else if (i == 1) apply_genai_config(&J, j, cfg);
-        else apply_generation_config(&J, j, cfg);
+        if (i == 0)
+            apply_hf_config(&J, j, cfg);
+        else if (i == 1)
+            apply_genai_config(&J, j, cfg);
+        else
+            apply_generation_config(&J, j, cfg);
         st = J.st == QW_OK && i < 2 ? read_names(j, i, cfg, err) : J.st;
         cJSON_Delete(j);
         if (st != QW_OK) return qw_error_file(err, files[i], st);
@@ -257,7 +278,8 @@ static qw_status candidates(const qw_model_config *cfg, const char *onnx_file, c
                             char names[][QW_FS_NAME_MAX], const char **why, int cap, int *n, qw_error *err) {
     *n = 0;
     if (cap < 1) return qw_error_set(err, QW_E_ARG, "qw_onnx_candidates: no room for a name");
-#define ADD(name, from) do { \
+#define ADD(name, from) \
+    do { \
         int dup_ = 0; \
         for (int k_ = 0; k_ < *n; k_++) dup_ |= !strcmp(names[k_], name); \
         if (!dup_ && *n < cap) { \
@@ -287,10 +309,12 @@ static qw_status candidates(const qw_model_config *cfg, const char *onnx_file, c
     /* Transformers.js's file names: fp32 has no suffix, q8 is "_quantized" (DEFAULT_DTYPE_SUFFIX_MAPPING) */
     if (dtype[0] && strcmp(dtype, "auto") != 0) {
         char cand[QW_FS_NAME_MAX];
-        if (!strcmp(dtype, "fp32")) snprintf(cand, sizeof cand, "onnx/model.onnx");
+        if (!strcmp(dtype, "fp32"))
+            snprintf(cand, sizeof cand, "onnx/model.onnx");
         else if (!strcmp(dtype, "q8") || !strcmp(dtype, "quantized"))
             snprintf(cand, sizeof cand, "onnx/model_quantized.onnx");
-        else snprintf(cand, sizeof cand, "onnx/model_%s.onnx", dtype);
+        else
+            snprintf(cand, sizeof cand, "onnx/model_%s.onnx", dtype);
         ADD(cand, from);
     }
     static const char *const fallbacks[] = {"onnx/model.onnx", "model.onnx", "onnx/model_q4f16.onnx",
@@ -300,8 +324,8 @@ static qw_status candidates(const qw_model_config *cfg, const char *onnx_file, c
     return QW_OK;
 }
 
-qw_status qw_onnx_candidates(const qw_fs *fs, const char *onnx_file, const char *dtype,
-                             char names[][QW_FS_NAME_MAX], const char **why, int cap, int *n, qw_error *err) {
+qw_status qw_onnx_candidates(const qw_fs *fs, const char *onnx_file, const char *dtype, char names[][QW_FS_NAME_MAX],
+                             const char **why, int cap, int *n, qw_error *err) {
     qw_model_config cfg;
     *n = 0;
     qw_status st = parse_folder(fs, &cfg, err);
@@ -328,15 +352,19 @@ qw_status qw_config_load_pick(const qw_fs *fs, const char *onnx_override, const 
             return QW_OK;
         }
         if (st == QW_E_FORMAT)
-            return qw_error_file(err, names[i], qw_error_set(err, QW_E_FORMAT, "%s (%s): %s", names[i], why[i],
-                                                             qw_fs_refusal(names[i])));
+            return qw_error_file(
+                err, names[i],
+                qw_error_set(err, QW_E_FORMAT, "%s (%s): %s", names[i], why[i], qw_fs_refusal(names[i])));
         if (st != QW_E_NOTFOUND)
             return qw_error_file(err, names[i], qw_error_set(err, st, "%s: %s", names[i], qw_fs_cause(st, names[i])));
         if (used < sizeof tried)
             used += (size_t)snprintf(tried + used, sizeof tried - used, "%s%s (%s)", i ? ", " : "", names[i], why[i]);
     }
-    return qw_error_file(err, names[0], qw_error_set(err, QW_E_NOTFOUND, "%s: not found; no .onnx file in the "
-                                                     "folder: tried %s", names[0], tried));
+    return qw_error_file(err, names[0],
+                         qw_error_set(err, QW_E_NOTFOUND,
+                                      "%s: not found; no .onnx file in the "
+                                      "folder: tried %s",
+                                      names[0], tried));
 }
 
 qw_status qw_config_load(const qw_fs *fs, const char *onnx_override, qw_model_config *cfg, qw_error *err) {

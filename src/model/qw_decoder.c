@@ -9,11 +9,11 @@
 #define QW_DEC_MAX_LAYERS 256
 
 typedef struct qw_decoder_layer {
-    int in_k, in_v;                /* graph input indices of past key/value */
-    int out_k, out_v;              /* graph output indices of present key/value */
-    int fused;                     /* 1: the graph appends into kc in place (qw_graph_kv_fuse) */
-    qw_kv_cache kc;                /* fused: (kv_heads, kc.cap, head_dim) of kc.dtype, grown by doubling */
-    qw_tensor k, v;                /* not fused: (1, kv_heads, pos, head_dim) taken from the last run, data NULL when empty */
+    int in_k, in_v;   /* graph input indices of past key/value */
+    int out_k, out_v; /* graph output indices of present key/value */
+    int fused;        /* 1: the graph appends into kc in place (qw_graph_kv_fuse) */
+    qw_kv_cache kc;   /* fused: (kv_heads, kc.cap, head_dim) of kc.dtype, grown by doubling */
+    qw_tensor k, v;   /* not fused: (1, kv_heads, pos, head_dim) taken from the last run, data NULL when empty */
 } qw_decoder_layer;
 
 struct qw_decoder {
@@ -24,16 +24,16 @@ struct qw_decoder {
     int in_ids, in_mask, in_pos, in_seqlens, in_total;
     int ids_dt, mask_dt, pos_dt, seqlens_dt, total_dt;
     int out_logits;
-    int last_only;                 /* qw_graph_logits_last_only took: logits come as (1, 1, vocab) */
+    int last_only; /* qw_graph_logits_last_only took: logits come as (1, 1, vocab) */
     int n_layers;
     qw_decoder_layer *layers;
     int kv_dt;
     int64_t kv_heads, head_dim;
-    int kv_dtype_set;              /* QW_KV_* of every fused layer's cache */
-    int buf_cap;                   /* positions the three buffers below hold, grown as needed up to max_seq */
-    void *ids_buf;                 /* (buf_cap) int64 */
-    void *mask_buf;                /* (buf_cap) int64, all ones */
-    void *pos_buf;                 /* (buf_cap) int64 */
+    int kv_dtype_set; /* QW_KV_* of every fused layer's cache */
+    int buf_cap;      /* positions the three buffers below hold, grown as needed up to max_seq */
+    void *ids_buf;    /* (buf_cap) int64 */
+    void *mask_buf;   /* (buf_cap) int64, all ones */
+    void *pos_buf;    /* (buf_cap) int64 */
     int64_t seqlens_buf, total_buf;
 };
 
@@ -51,8 +51,10 @@ static qw_status bufs_reserve(qw_decoder *d, int n) {
     void *b[3];
     for (int i = 0; i < 3; i++) {
         b[i] = realloc(i == 0 ? d->ids_buf : i == 1 ? d->mask_buf : d->pos_buf, (size_t)cap * 8);
-        if (b[i]) *(i == 0 ? &d->ids_buf : i == 1 ? &d->mask_buf : &d->pos_buf) = b[i];
-        else return QW_E_NOMEM;
+        if (b[i])
+            *(i == 0 ? &d->ids_buf : i == 1 ? &d->mask_buf : &d->pos_buf) = b[i];
+        else
+            return QW_E_NOMEM;
     }
     for (int i = d->buf_cap; i < cap; i++) ((int64_t *)d->mask_buf)[i] = 1;
     d->buf_cap = cap;
@@ -81,7 +83,8 @@ qw_status qw_decoder_new(qw_graph *g, int max_seq, qw_decoder **out, qw_error *e
                   d->in_seqlens >= 0 ? d->seqlens_dt : QW_DT_I32, d->in_total >= 0 ? d->total_dt : QW_DT_I32};
     for (int i = 0; i < 5; i++)
         if (dts[i] != QW_DT_I64 && dts[i] != QW_DT_I32) {
-            st = qw_error_set(err, QW_E_UNSUPPORTED, "decoder: an id/mask/position input has dtype %s", qw_dtype_name(dts[i]));
+            st = qw_error_set(err, QW_E_UNSUPPORTED, "decoder: an id/mask/position input has dtype %s",
+                              qw_dtype_name(dts[i]));
             goto fail;
         }
     d->layers = calloc(QW_DEC_MAX_LAYERS, sizeof *d->layers);
@@ -98,14 +101,22 @@ qw_status qw_decoder_new(qw_graph *g, int max_seq, qw_decoder **out, qw_error *e
         int ik = qw_graph_find_input(g, kn), iv = qw_graph_find_input(g, vn);
         if (ik < 0 || iv < 0) break;
         int ok = qw_graph_find_output(g, pkn), ov = qw_graph_find_output(g, pvn);
-        if (ok < 0 || ov < 0) { st = qw_error_set(err, QW_E_UNSUPPORTED, "decoder: %s has no %s/%s output", kn, pkn, pvn); goto fail; }
+        if (ok < 0 || ov < 0) {
+            st = qw_error_set(err, QW_E_UNSUPPORTED, "decoder: %s has no %s/%s output", kn, pkn, pvn);
+            goto fail;
+        }
         qw_decoder_layer *L = &d->layers[d->n_layers++];
-        L->in_k = ik; L->in_v = iv; L->out_k = ok; L->out_v = ov;
+        L->in_k = ik;
+        L->in_v = iv;
+        L->out_k = ok;
+        L->out_v = ov;
         const qw_onnx_value_info *vi = qw_graph_input_info(g, ik);
         if (d->n_layers == 1) {
             d->kv_dt = vi->dtype;
             if (!vi->has_shape || vi->ndim != 4 || vi->dims[1].value <= 0 || vi->dims[3].value <= 0) {
-                st = qw_error_set(err, QW_E_UNSUPPORTED, "decoder: %s needs a (batch, kv_heads, past, head_dim) shape with known heads and head_dim", kn);
+                st = qw_error_set(
+                    err, QW_E_UNSUPPORTED,
+                    "decoder: %s needs a (batch, kv_heads, past, head_dim) shape with known heads and head_dim", kn);
                 goto fail;
             }
             d->kv_heads = vi->dims[1].value;
@@ -117,10 +128,14 @@ qw_status qw_decoder_new(qw_graph *g, int max_seq, qw_decoder **out, qw_error *e
     for (int l = 0; l < d->n_layers; l++) {
         qw_decoder_layer *L = &d->layers[l];
         const qw_onnx_value_info *vi = qw_graph_input_info(g, L->in_k);
-        if (!vi->has_shape || vi->ndim != 4 || vi->dims[1].value != d->kv_heads || vi->dims[3].value != d->head_dim) continue;
+        if (!vi->has_shape || vi->ndim != 4 || vi->dims[1].value != d->kv_heads || vi->dims[3].value != d->head_dim)
+            continue;
         L->kc.heads = d->kv_heads;
         L->kc.head_dim = d->head_dim;
-        if (qw_graph_kv_fuse(g, L->in_k, L->in_v, &L->kc)) { L->fused = 1; n_fused++; }
+        if (qw_graph_kv_fuse(g, L->in_k, L->in_v, &L->kc)) {
+            L->fused = 1;
+            n_fused++;
+        }
         /* fp16 rows hold an fp16 present exactly (half the bytes of fp32); an fp32 present stays fp32 */
         L->kc.dtype = L->kc.round_f16 ? QW_KV_F16 : QW_KV_F32;
     }
@@ -129,7 +144,8 @@ qw_status qw_decoder_new(qw_graph *g, int max_seq, qw_decoder **out, qw_error *e
     /* only the last position's logits are read: the lm_head runs on that row alone (prefill) */
     d->last_only = qw_graph_logits_last_only(g, d->out_logits);
     const qw_onnx_value_info *lo = qw_graph_output_info(g, d->out_logits);
-    d->vocab = lo->has_shape && lo->ndim >= 1 && lo->dims[lo->ndim - 1].value > 0 ? (int)lo->dims[lo->ndim - 1].value : 0;
+    d->vocab = lo->has_shape && lo->ndim >= 1 && lo->dims[lo->ndim - 1].value > 0 ? (int)lo->dims[lo->ndim - 1].value
+                                                                                  : 0;
     if (d->vocab == 0) { /* unknown from the graph: one warm-up step tells */
         int32_t id = 0;
         float *tmp = NULL;
@@ -146,7 +162,7 @@ fail:
 void qw_decoder_reset(qw_decoder *d) {
     if (!d) return;
     for (int l = 0; l < d->n_layers; l++) {
-        d->layers[l].kc.len = 0;               /* the buffers stay for the next sequence */
+        d->layers[l].kc.len = 0; /* the buffers stay for the next sequence */
         if (d->layers[l].k.data) qw_graph_buffer_give(d->g, &d->layers[l].k);
         if (d->layers[l].v.data) qw_graph_buffer_give(d->g, &d->layers[l].v);
     }
@@ -154,7 +170,10 @@ void qw_decoder_reset(qw_decoder *d) {
 }
 
 static void kv_free(qw_kv_cache *kc) {
-    free(kc->k); free(kc->v); free(kc->ks); free(kc->vs);
+    free(kc->k);
+    free(kc->v);
+    free(kc->ks);
+    free(kc->vs);
     kc->k = kc->v = NULL;
     kc->ks = kc->vs = NULL;
     kc->cap = kc->len = 0;
@@ -182,8 +201,10 @@ int qw_decoder_max_seq(const qw_decoder *d) { return d->max_seq; }
 static void fill_ints(void *buf, int dt, int n, int64_t start, int step, const int32_t *src) {
     for (int i = 0; i < n; i++) {
         int64_t v = src ? src[i] : start + (int64_t)i * step;
-        if (dt == QW_DT_I64) ((int64_t *)buf)[i] = v;
-        else ((int32_t *)buf)[i] = (int32_t)v;
+        if (dt == QW_DT_I64)
+            ((int64_t *)buf)[i] = v;
+        else
+            ((int32_t *)buf)[i] = (int32_t)v;
     }
 }
 
@@ -201,10 +222,16 @@ static void compact(qw_tensor *t, int64_t heads, int64_t hd, int64_t keep) {
 qw_status qw_decoder_truncate(qw_decoder *d, int keep) {
     if (keep < 0 || keep > d->pos) return QW_E_ARG;
     if (keep == d->pos) return QW_OK;
-    if (keep == 0) { qw_decoder_reset(d); return QW_OK; }
+    if (keep == 0) {
+        qw_decoder_reset(d);
+        return QW_OK;
+    }
     for (int l = 0; l < d->n_layers; l++) {
         qw_decoder_layer *L = &d->layers[l];
-        if (L->fused) { L->kc.len = keep; continue; }   /* (heads, cap, head_dim): nothing moves */
+        if (L->fused) {
+            L->kc.len = keep;
+            continue;
+        } /* (heads, cap, head_dim): nothing moves */
         if (!L->k.data || L->k.dims[2] != d->pos || L->v.dims[2] != d->pos) return QW_E_UNSUPPORTED;
         compact(&L->k, L->k.dims[1], L->k.dims[3], keep);
         compact(&L->v, L->v.dims[1], L->v.dims[3], keep);
@@ -235,13 +262,19 @@ static qw_status kv_reserve(qw_decoder *d, int64_t need, qw_error *err) {
             nvs = malloc((size_t)(kc->heads * cap) * sizeof(float));
         }
         if (!nk || !nv || (kc->dtype == QW_KV_I8 && (!nks || !nvs))) {
-            free(nk); free(nv); free(nks); free(nvs);
-            return qw_error_set(err, QW_E_NOMEM, "decoder: out of memory for a KV cache of %lld positions (%llu bytes per layer)",
+            free(nk);
+            free(nv);
+            free(nks);
+            free(nvs);
+            return qw_error_set(err, QW_E_NOMEM,
+                                "decoder: out of memory for a KV cache of %lld positions (%llu bytes per layer)",
                                 (long long)cap, (unsigned long long)(2 * bytes));
         }
         for (int64_t h = 0; h < kc->heads && kc->len > 0; h++) {
-            memcpy((uint8_t *)nk + (size_t)(h * cap) * row, (uint8_t *)kc->k + (size_t)(h * kc->cap) * row, (size_t)kc->len * row);
-            memcpy((uint8_t *)nv + (size_t)(h * cap) * row, (uint8_t *)kc->v + (size_t)(h * kc->cap) * row, (size_t)kc->len * row);
+            memcpy((uint8_t *)nk + (size_t)(h * cap) * row, (uint8_t *)kc->k + (size_t)(h * kc->cap) * row,
+                   (size_t)kc->len * row);
+            memcpy((uint8_t *)nv + (size_t)(h * cap) * row, (uint8_t *)kc->v + (size_t)(h * kc->cap) * row,
+                   (size_t)kc->len * row);
             if (nks) {
                 memcpy(nks + h * cap, kc->ks + h * kc->cap, (size_t)kc->len * sizeof(float));
                 memcpy(nvs + h * cap, kc->vs + h * kc->cap, (size_t)kc->len * sizeof(float));
@@ -249,7 +282,12 @@ static qw_status kv_reserve(qw_decoder *d, int64_t need, qw_error *err) {
         }
         int64_t len = kc->len;
         kv_free(kc);
-        kc->k = nk; kc->v = nv; kc->ks = nks; kc->vs = nvs; kc->cap = cap; kc->len = len;
+        kc->k = nk;
+        kc->v = nv;
+        kc->ks = nks;
+        kc->vs = nvs;
+        kc->cap = cap;
+        kc->len = len;
     }
     return QW_OK;
 }
@@ -274,7 +312,8 @@ static uint64_t kv_token_bytes(const qw_decoder *d) {
     for (int l = 0; l < d->n_layers; l++) {
         const qw_kv_cache *kc = &d->layers[l].kc;
         if (!d->layers[l].fused) continue;
-        b += 2 * (uint64_t)kc->heads * ((uint64_t)kc->head_dim * kv_elem_size(kc->dtype) + (kc->dtype == QW_KV_I8 ? 4 : 0));
+        b += 2 * (uint64_t)kc->heads *
+             ((uint64_t)kc->head_dim * kv_elem_size(kc->dtype) + (kc->dtype == QW_KV_I8 ? 4 : 0));
     }
     return b;
 }
@@ -287,7 +326,8 @@ uint64_t qw_decoder_kv_state_bytes(const qw_decoder *d, int n) {
 
 /* per fused layer, keys then values: each head's n rows, then (int8) each head's n scales */
 qw_status qw_decoder_kv_save(const qw_decoder *d, int n, void *dst) {
-    if (n < 0 || n > d->pos || !qw_decoder_kv_state_bytes(d, 1)) return n < 0 || n > d->pos ? QW_E_ARG : QW_E_UNSUPPORTED;
+    if (n < 0 || n > d->pos || !qw_decoder_kv_state_bytes(d, 1))
+        return n < 0 || n > d->pos ? QW_E_ARG : QW_E_UNSUPPORTED;
     uint8_t *p = dst;
     for (int l = 0; l < d->n_layers; l++) {
         const qw_kv_cache *kc = &d->layers[l].kc;
@@ -306,8 +346,10 @@ qw_status qw_decoder_kv_save(const qw_decoder *d, int n, void *dst) {
 }
 
 qw_status qw_decoder_kv_load(qw_decoder *d, int n, const void *src, qw_error *err) {
-    if (n < 0 || n > d->max_seq) return qw_error_set(err, QW_E_ARG, "decoder: %d cached positions, context %d", n, d->max_seq);
-    if (!qw_decoder_kv_state_bytes(d, 1)) return qw_error_set(err, QW_E_UNSUPPORTED, "decoder: the graph's KV cache is not the decoder's");
+    if (n < 0 || n > d->max_seq)
+        return qw_error_set(err, QW_E_ARG, "decoder: %d cached positions, context %d", n, d->max_seq);
+    if (!qw_decoder_kv_state_bytes(d, 1))
+        return qw_error_set(err, QW_E_UNSUPPORTED, "decoder: the graph's KV cache is not the decoder's");
     qw_decoder_reset(d);
     qw_status st = kv_reserve(d, n, err);
     if (st == QW_OK && bufs_reserve(d, n) != QW_OK) st = qw_error_set(err, QW_E_NOMEM, "decoder: out of memory");
@@ -342,7 +384,8 @@ void qw_decoder_kv_stats(const qw_decoder *d, qw_decoder_kv_info *out) {
         out->fast_calls += L->kc.fast_calls;
         out->masked_calls += L->kc.masked_calls;
         out->reserved_bytes += (uint64_t)(2 * L->kc.heads * L->kc.cap) *
-                               ((uint64_t)L->kc.head_dim * kv_elem_size(L->kc.dtype) + (L->kc.dtype == QW_KV_I8 ? 4 : 0));
+                               ((uint64_t)L->kc.head_dim * kv_elem_size(L->kc.dtype) +
+                                (L->kc.dtype == QW_KV_I8 ? 4 : 0));
     }
     out->bytes_per_token = kv_token_bytes(d);
     out->dtype = d->kv_dtype_set;
@@ -358,8 +401,10 @@ qw_status qw_decoder_read_kv(const qw_decoder *d, int layer, float *k, float *v)
             for (int64_t t = 0; t < P; t++)
                 for (int64_t e = 0; e < D; e++) {
                     size_t i = (size_t)((h * kc->cap + t) * D + e), o = (size_t)((h * P + t) * D + e);
-                    if (kc->dtype == QW_KV_F32) { k[o] = ((const float *)kc->k)[i]; v[o] = ((const float *)kc->v)[i]; }
-                    else if (kc->dtype == QW_KV_F16) {
+                    if (kc->dtype == QW_KV_F32) {
+                        k[o] = ((const float *)kc->k)[i];
+                        v[o] = ((const float *)kc->v)[i];
+                    } else if (kc->dtype == QW_KV_F16) {
                         k[o] = qw_f16_to_f32(((const uint16_t *)kc->k)[i]);
                         v[o] = qw_f16_to_f32(((const uint16_t *)kc->v)[i]);
                     } else {
@@ -372,21 +417,25 @@ qw_status qw_decoder_read_kv(const qw_decoder *d, int layer, float *k, float *v)
     if (P == 0) return QW_OK;
     if (!L->k.data || L->k.numel != H * P * D || L->v.numel != H * P * D) return QW_E_UNSUPPORTED;
     for (int64_t i = 0; i < H * P * D; i++) {
-        k[i] = L->k.dtype == QW_DT_F16 ? qw_f16_to_f32(((const uint16_t *)L->k.data)[i]) : ((const float *)L->k.data)[i];
-        v[i] = L->v.dtype == QW_DT_F16 ? qw_f16_to_f32(((const uint16_t *)L->v.data)[i]) : ((const float *)L->v.data)[i];
+        k[i] = L->k.dtype == QW_DT_F16 ? qw_f16_to_f32(((const uint16_t *)L->k.data)[i])
+                                       : ((const float *)L->k.data)[i];
+        v[i] = L->v.dtype == QW_DT_F16 ? qw_f16_to_f32(((const uint16_t *)L->v.data)[i])
+                                       : ((const float *)L->v.data)[i];
     }
     return QW_OK;
 }
 
-qw_status qw_decoder_forward(qw_decoder *d, const int32_t *ids, int n, float *logits_last,
-                             const qw_graph_step *step, volatile int *abort_flag, qw_error *err) {
+qw_status qw_decoder_forward(qw_decoder *d, const int32_t *ids, int n, float *logits_last, const qw_graph_step *step,
+                             volatile int *abort_flag, qw_error *err) {
     qw_graph *g = d->g;
     if (n <= 0) return qw_error_set(err, QW_E_ARG, "decoder: %d tokens", n);
     if (d->pos + n > d->max_seq)
-        return qw_error_set(err, QW_E_CONTEXT, "decoder: %d tokens would exceed the context of %d", d->pos + n, d->max_seq);
+        return qw_error_set(err, QW_E_CONTEXT, "decoder: %d tokens would exceed the context of %d", d->pos + n,
+                            d->max_seq);
     int total = d->pos + n;
     qw_status st;
-    if (bufs_reserve(d, total) != QW_OK) return qw_error_set(err, QW_E_NOMEM, "decoder: out of memory for %d positions", total);
+    if (bufs_reserve(d, total) != QW_OK)
+        return qw_error_set(err, QW_E_NOMEM, "decoder: out of memory for %d positions", total);
     int64_t dims[4] = {1, n, 0, 0};
     fill_ints(d->ids_buf, d->ids_dt, n, 0, 0, ids);
     if ((st = qw_graph_set_input(g, d->in_ids, d->ids_dt, 2, dims, d->ids_buf, err)) != QW_OK) return st;
@@ -402,7 +451,8 @@ qw_status qw_decoder_forward(qw_decoder *d, const int32_t *ids, int n, float *lo
     if (d->in_seqlens >= 0) {
         int64_t one = 1;
         fill_ints(&d->seqlens_buf, d->seqlens_dt, 1, total - 1, 0, NULL);
-        if ((st = qw_graph_set_input(g, d->in_seqlens, d->seqlens_dt, 1, &one, &d->seqlens_buf, err)) != QW_OK) return st;
+        if ((st = qw_graph_set_input(g, d->in_seqlens, d->seqlens_dt, 1, &one, &d->seqlens_buf, err)) != QW_OK)
+            return st;
     }
     if (d->in_total >= 0) {
         fill_ints(&d->total_buf, d->total_dt, 1, total, 0, NULL);
@@ -411,7 +461,10 @@ qw_status qw_decoder_forward(qw_decoder *d, const int32_t *ids, int n, float *lo
     if ((st = kv_reserve(d, total, err)) != QW_OK) return st;
     for (int l = 0; l < d->n_layers; l++) {
         qw_decoder_layer *L = &d->layers[l];
-        if (L->fused) { L->kc.len = d->pos; continue; }  /* the graph appends at kc.len; pasts are not read */
+        if (L->fused) {
+            L->kc.len = d->pos;
+            continue;
+        } /* the graph appends at kc.len; pasts are not read */
         int64_t kd[4] = {1, d->kv_heads, d->pos, d->head_dim};
         const int64_t *kdims = L->k.data ? L->k.dims : kd, *vdims = L->v.data ? L->v.dims : kd;
         if ((st = qw_graph_set_input(g, L->in_k, d->kv_dt, 4, kdims, L->k.data, err)) != QW_OK) return st;
@@ -422,22 +475,29 @@ qw_status qw_decoder_forward(qw_decoder *d, const int32_t *ids, int n, float *lo
     if (!lg || lg->ndim < 1) return qw_error_set(err, QW_E_INTERNAL, "decoder: no logits");
     int V = (int)lg->dims[lg->ndim - 1];
     if (d->vocab == 0) d->vocab = V;
-    if (V != d->vocab) return qw_error_set(err, QW_E_INTERNAL, "decoder: logits have %d columns, vocab %d", V, d->vocab);
+    if (V != d->vocab)
+        return qw_error_set(err, QW_E_INTERNAL, "decoder: logits have %d columns, vocab %d", V, d->vocab);
     int64_t rows = lg->numel / V;
     if (logits_last) {
         int64_t r = step && step->logits_rows > 1 ? step->logits_rows : 1;
-        if (r > rows) return qw_error_set(err, QW_E_ARG, "decoder: logits of %lld rows asked, %lld computed",
-                                          (long long)r, (long long)rows);
-        if (lg->dtype == QW_DT_F32) memcpy(logits_last, (const float *)lg->data + (rows - r) * V, (size_t)(r * V) * 4);
+        if (r > rows)
+            return qw_error_set(err, QW_E_ARG, "decoder: logits of %lld rows asked, %lld computed", (long long)r,
+                                (long long)rows);
+        if (lg->dtype == QW_DT_F32)
+            memcpy(logits_last, (const float *)lg->data + (rows - r) * V, (size_t)(r * V) * 4);
         else if (lg->dtype == QW_DT_F16)
             for (int64_t i = 0; i < r * V; i++)
                 logits_last[i] = qw_f16_to_f32(((const uint16_t *)lg->data)[(rows - r) * V + i]);
-        else return qw_error_set(err, QW_E_UNSUPPORTED, "decoder: logits dtype %s", qw_dtype_name(lg->dtype));
+        else
+            return qw_error_set(err, QW_E_UNSUPPORTED, "decoder: logits dtype %s", qw_dtype_name(lg->dtype));
     }
     /* presents become the next pasts: ownership moves, no copy */
     for (int l = 0; l < d->n_layers; l++) {
         qw_decoder_layer *L = &d->layers[l];
-        if (L->fused) { L->kc.len = total; continue; }
+        if (L->fused) {
+            L->kc.len = total;
+            continue;
+        }
         qw_tensor nk, nv;
         if (qw_graph_take_output(g, L->out_k, &nk) != QW_OK || qw_graph_take_output(g, L->out_v, &nv) != QW_OK)
             return qw_error_set(err, QW_E_INTERNAL, "decoder: layer %d produced no present", l);

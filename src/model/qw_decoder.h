@@ -26,8 +26,8 @@ void qw_decoder_free(qw_decoder *d);
  * be NULL: defaults) is this step's qw_graph_step, passed to qw_graph_run. abort_flag (may be NULL) is checked
  * between nodes. On failure the cache is left as before the call unless the status is QW_E_ABORTED/other run
  * errors, after which the caller should qw_decoder_reset. */
-qw_status qw_decoder_forward(qw_decoder *d, const int32_t *ids, int n, float *logits_last,
-                             const qw_graph_step *step, volatile int *abort_flag, qw_error *err);
+qw_status qw_decoder_forward(qw_decoder *d, const int32_t *ids, int n, float *logits_last, const qw_graph_step *step,
+                             volatile int *abort_flag, qw_error *err);
 /* Forgets the cache. */
 void qw_decoder_reset(qw_decoder *d);
 /* Keeps the first keep cached positions (keep <= pos): rolls back rejected positions (speculative decoding)
@@ -46,13 +46,13 @@ qw_status qw_decoder_kv_load(qw_decoder *d, int n, const void *src, qw_error *er
 int qw_decoder_vocab(const qw_decoder *d);
 /* KV cache figures (tests, stats). */
 typedef struct qw_decoder_kv_info {
-    int layers, fused_layers;      /* layers appending in place */
-    uint64_t appended_bytes;       /* K/V bytes appended (at fp16 size for fp16 presents) */
-    uint64_t fast_calls;           /* fused attention runs with the plain causal mask */
-    uint64_t masked_calls;         /* fused attention runs with another mask (added to every score) */
-    uint64_t reserved_bytes;       /* cache memory held */
-    uint64_t bytes_per_token;      /* cache memory of one position (all layers, keys and values) */
-    int dtype;                     /* QW_KV_F32 / F16 / I8 (qw_kernels.h) */
+    int layers, fused_layers; /* layers appending in place */
+    uint64_t appended_bytes;  /* K/V bytes appended (at fp16 size for fp16 presents) */
+    uint64_t fast_calls;      /* fused attention runs with the plain causal mask */
+    uint64_t masked_calls;    /* fused attention runs with another mask (added to every score) */
+    uint64_t reserved_bytes;  /* cache memory held */
+    uint64_t bytes_per_token; /* cache memory of one position (all layers, keys and values) */
+    int dtype;                /* QW_KV_F32 / F16 / I8 (qw_kernels.h) */
 } qw_decoder_kv_info;
 void qw_decoder_kv_stats(const qw_decoder *d, qw_decoder_kv_info *out);
 /* Copies layer's cached keys and values as fp32 (kv_heads, pos, head_dim) into k and v. */

@@ -5,7 +5,8 @@
 
 const char *qw_draft_mismatch(const qw_model *target, const qw_model *draft, char *buf, size_t cap) {
     if (draft->external) return "it has no graph (an external decoder)";
-    if (!target->tok != !draft->tok) return target->tok ? "it has no tokenizer qwasm reads" : "the target has no tokenizer qwasm reads";
+    if (!target->tok != !draft->tok)
+        return target->tok ? "it has no tokenizer qwasm reads" : "the target has no tokenizer qwasm reads";
     if (target->tok) {
         int32_t n = qw_tokenizer_n_tokens(target->tok), nd = qw_tokenizer_n_tokens(draft->tok);
         if (n != nd) {
@@ -76,8 +77,8 @@ static qw_status sync(qw_model *d, const int32_t *text, int upto, int chunk, flo
     return st;
 }
 
-qw_status qw_draft_catch_up(qw_model *d, const int32_t *text, int n, int chunk, float *logits,
-                            volatile int *abort_flag, qw_error *err) {
+qw_status qw_draft_catch_up(qw_model *d, const int32_t *text, int n, int chunk, float *logits, volatile int *abort_flag,
+                            qw_error *err) {
     if (n - 1 > d->max_seq) return QW_OK; /* past the draft's context: it drafts no more */
     qw_status st = sync(d, text, n - 1, chunk, NULL, logits, abort_flag, err);
     return st == QW_E_RANGE ? QW_OK : st;

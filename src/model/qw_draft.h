@@ -15,8 +15,8 @@
 const char *qw_draft_mismatch(const qw_model *target, const qw_model *draft, char *buf, size_t cap);
 /* Brings d's cache to text[0..n) less its last id (feeding what it has not seen in chunks of at most chunk ids),
  * so the next qw_draft_run starts from the last id. Used while the target prefills; logits: scratch as below. */
-qw_status qw_draft_catch_up(qw_model *d, const int32_t *text, int n, int chunk, float *logits,
-                            volatile int *abort_flag, qw_error *err);
+qw_status qw_draft_catch_up(qw_model *d, const int32_t *text, int n, int chunk, float *logits, volatile int *abort_flag,
+                            qw_error *err);
 /* Up to max tokens continuing text[0..n) into out (*k of them, ids below vocab_limit: the target's logits width);
  * *k = 0 when the draft's context is full or the text has an id past d's vocabulary (a narrower one: d cannot
  * read it). logits: (d's vocab) scratch. */

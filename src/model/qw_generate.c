@@ -20,37 +20,37 @@
 struct qw_gen {
     qw_model *m;
     qw_gen_params p;
-    qw_stop *stop;              /* stop strings: holds back text that may start one */
-    int32_t *prompt;            /* (n_prompt) */
+    qw_stop *stop;   /* stop strings: holds back text that may start one */
+    int32_t *prompt; /* (n_prompt) */
     int n_prompt, n_prompt_done;
-    int32_t *ids;               /* (cap) generated ids */
+    int32_t *ids; /* (cap) generated ids */
     int n_ids, cap;
-    float *logits;              /* (vocab) the last position's logits */
-    int have_logits;            /* logits belong to the latest position */
-    int pending;                /* the last generated id has not been fed to the decoder yet */
+    float *logits;   /* (vocab) the last position's logits */
+    int have_logits; /* logits belong to the latest position */
+    int pending;     /* the last generated id has not been fed to the decoder yet */
     qw_sampler *sampler;
     qw_detok_stream detok;
-    char *out;                  /* the text returned by the last event */
+    char *out; /* the text returned by the last event */
     size_t out_cap;
     int done;
     const char *stop_reason;
     double prefill_ms, decode_ms;
     /* external decoder (m->external): the feed waiting for logits */
-    const int32_t *ext_ids;     /* (ext_n) points into prompt or ids */
+    const int32_t *ext_ids; /* (ext_n) points into prompt or ids */
     int ext_n;
-    int ext_wait;               /* a QW_GEN_FEED event was returned; qw_gen_set_logits not called yet */
-    int ext_have;               /* g->logits hold the external logits of ext_ids */
-    double ext_t0;              /* when the feed was asked for: the step's time includes the other engine's */
+    int ext_wait;  /* a QW_GEN_FEED event was returned; qw_gen_set_logits not called yet */
+    int ext_have;  /* g->logits hold the external logits of ext_ids */
+    double ext_t0; /* when the feed was asked for: the step's time includes the other engine's */
     /* speculative decoding */
     qw_spec spec;
-    int32_t *hist;              /* (n_prompt + cap) prompt then generated ids: what drafts are looked up in */
-    float *rows;                /* (QW_SPEC_MAX_DRAFT + 1, vocab) logits of a verify step */
+    int32_t *hist;                        /* (n_prompt + cap) prompt then generated ids: what drafts are looked up in */
+    float *rows;                          /* (QW_SPEC_MAX_DRAFT + 1, vocab) logits of a verify step */
     int32_t queue[QW_SPEC_MAX_DRAFT + 1]; /* tokens a verify step decided, not returned yet */
     int q_head, q_len;
     /* the draft model (m->draft, speculation on): drafts when prompt lookup finds none */
-    qw_model *draft;            /* NULL: none */
-    qw_spec mspec;              /* its draft length and pauses */
-    float *dlogits;             /* (draft's vocab) its last position's logits */
+    qw_model *draft; /* NULL: none */
+    qw_spec mspec;   /* its draft length and pauses */
+    float *dlogits;  /* (draft's vocab) its last position's logits */
     double draft_ms;
 };
 
@@ -90,8 +90,8 @@ static int is_eos(const qw_model *m, int32_t id) {
 static qw_status feed(qw_gen *g, const int32_t *ids, int n, int rows, double *t0, qw_error *err) {
     qw_model *m = g->m;
     if (m->n_cached + n > m->max_seq)
-        return qw_error_set(err, QW_E_CONTEXT, "%s: %d tokens would exceed the context of %d tokens",
-                            m->cfg.onnx_file, m->n_cached + n, m->max_seq);
+        return qw_error_set(err, QW_E_CONTEXT, "%s: %d tokens would exceed the context of %d tokens", m->cfg.onnx_file,
+                            m->n_cached + n, m->max_seq);
     if (qw_model_cached_reserve(m, m->n_cached + n) != QW_OK) return qw_error_set(err, QW_E_NOMEM, "out of memory");
     if (m->external) {
         if (!g->ext_have) {
@@ -136,7 +136,7 @@ static qw_status verify(qw_gen *g, const int32_t *draft, int k, int from_model, 
     memcpy(in + 1, draft, (size_t)k * sizeof *draft);
     int before = m->n_cached, vocab = qw_model_vocab(m);
     float *keep_logits = g->logits;
-    g->logits = g->rows;                     /* feed writes the k + 1 rows there */
+    g->logits = g->rows; /* feed writes the k + 1 rows there */
     qw_status st = feed(g, in, k + 1, k + 1, t0, err);
     g->logits = keep_logits;
     if (st != QW_OK) return st;
@@ -206,11 +206,11 @@ qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, cons
     int vocab = qw_model_vocab(m);
     for (size_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= vocab)
-            return qw_error_set(err, QW_E_ARG, "prompt id %d at position %zu is outside the vocabulary (%d)",
-                                prompt[i], i, vocab);
+            return qw_error_set(err, QW_E_ARG, "prompt id %d at position %zu is outside the vocabulary (%d)", prompt[i],
+                                i, vocab);
     if ((int)n_prompt >= m->max_seq)
-        return qw_error_set(err, QW_E_CONTEXT, "%s: the prompt has %zu tokens; the context holds %d",
-                            m->cfg.onnx_file, n_prompt, m->max_seq);
+        return qw_error_set(err, QW_E_CONTEXT, "%s: the prompt has %zu tokens; the context holds %d", m->cfg.onnx_file,
+                            n_prompt, m->max_seq);
     qw_gen *g = calloc(1, sizeof *g);
     if (!g) return qw_error_set(err, QW_E_NOMEM, "qw_gen_begin: out of memory");
     g->m = m;
@@ -236,9 +236,15 @@ qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, cons
         qw_spec_init(&g->mspec, p->speculative, max_draft);
         g->dlogits = malloc((size_t)qw_model_vocab(g->draft) * sizeof *g->dlogits);
     }
-    qw_sampler_params sp = {.temperature = p->temperature, .top_k = p->top_k, .top_p = p->top_p,
-                            .min_p = p->min_p, .repetition_penalty = p->repetition_penalty, .seed = p->seed,
-                            .bias_ids = p->bias_ids, .bias_values = p->bias_values, .n_bias = p->n_bias};
+    qw_sampler_params sp = {.temperature = p->temperature,
+                            .top_k = p->top_k,
+                            .top_p = p->top_p,
+                            .min_p = p->min_p,
+                            .repetition_penalty = p->repetition_penalty,
+                            .seed = p->seed,
+                            .bias_ids = p->bias_ids,
+                            .bias_values = p->bias_values,
+                            .n_bias = p->n_bias};
     qw_status st = QW_OK;
     if (!g->prompt || !g->ids || !g->logits || !g->hist || (g->spec.mode != QW_SPEC_OFF && !g->rows) ||
         (g->draft && !g->dlogits))
@@ -251,7 +257,8 @@ qw_status qw_gen_begin(qw_model *m, const int32_t *prompt, size_t n_prompt, cons
         size_t nb = (size_t)(p->n_bias > 0 ? p->n_bias : 0) + (size_t)m->n_no_token;
         bids = malloc(nb * sizeof *bids);
         bvals = malloc(nb * sizeof *bvals);
-        if (!bids || !bvals) st = qw_error_set(err, QW_E_NOMEM, "qw_gen_begin: out of memory");
+        if (!bids || !bvals)
+            st = qw_error_set(err, QW_E_NOMEM, "qw_gen_begin: out of memory");
         else {
             if (p->n_bias > 0 && p->bias_ids && p->bias_values) {
                 memcpy(bids, p->bias_ids, (size_t)p->n_bias * sizeof *bids);
@@ -407,8 +414,9 @@ qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
         int32_t draft[QW_SPEC_MAX_DRAFT];
         int room = g->cap - g->n_ids - 1; /* a verify step decides up to k + 1 tokens */
         if (room > g->m->max_seq - g->m->n_cached - 1) room = g->m->max_seq - g->m->n_cached - 1;
-        int k = g->m->external || g->p.spec_no_lookup ? 0 :
-                qw_spec_draft(&g->spec, g->hist, g->n_prompt + g->n_ids, draft, room);
+        int k = g->m->external || g->p.spec_no_lookup
+                    ? 0
+                    : qw_spec_draft(&g->spec, g->hist, g->n_prompt + g->n_ids, draft, room);
         int from_model = 0;
         if (k == 0) qw_spec_plain_step(&g->spec);
         if (k == 0 && g->draft) { /* prompt lookup found nothing: the draft model's greedy continuation */
@@ -491,9 +499,7 @@ void qw_gen_free(qw_gen *g) {
     if (g->m && g->m->tok && g->detok.tok) qw_detok_stream_free(&g->detok);
     qw_stop_free(g->stop);
     qw_sampler_free(g->sampler);
-    if (g->draft) {
-        g->draft->busy = 0;
-    }
+    if (g->draft) { g->draft->busy = 0; }
     free(g->dlogits);
     free(g->prompt);
     free(g->ids);

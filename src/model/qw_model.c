@@ -37,9 +37,10 @@ static qw_status load_tokenizer(qw_model *m, qw_error *out_err) {
         st = qw_fs_read_all(&m->fs, "tokenizer_config.json", QW_TOKENIZER_MAX_BYTES, &text, &len, out_err);
     if (!st) {
         qw_status cs = qw_chat_template_load(text, len, "tokenizer_config.json", &m->chat, &err);
-        if (cs == QW_E_UNSUPPORTED) snprintf(m->chat_error, sizeof m->chat_error, "%s", err.msg);
-        else if (cs) st = qw_error_file(out_err, "tokenizer_config.json",
-                                        qw_error_set(out_err, cs, "%s", err.msg));
+        if (cs == QW_E_UNSUPPORTED)
+            snprintf(m->chat_error, sizeof m->chat_error, "%s", err.msg);
+        else if (cs)
+            st = qw_error_file(out_err, "tokenizer_config.json", qw_error_set(out_err, cs, "%s", err.msg));
     }
     if (!st && text) st = qw_tokenizer_apply_config_json(m->tok, text, len, "tokenizer_config.json", out_err);
     free(text);
@@ -87,11 +88,16 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
     }
     m->max_seq = opts->max_context > 0 ? opts->max_context : limit;
     if (m->max_seq > limit) m->max_seq = limit;
-    if (qw_model_cached_reserve(m, 256) != QW_OK) { st = qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory"); goto fail; }
+    if (qw_model_cached_reserve(m, 256) != QW_OK) {
+        st = qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory");
+        goto fail;
+    }
     if (opts->external_decoder) { /* the graph is another engine's: keep its structure for the info only */
         if (m->cfg.vocab_size <= 0) {
-            st = qw_error_file(err, "config.json", qw_error_set(err, QW_E_FORMAT, "config.json: no vocab_size "
-                                                                "(needed with an external decoder)"));
+            st = qw_error_file(err, "config.json",
+                               qw_error_set(err, QW_E_FORMAT,
+                                            "config.json: no vocab_size "
+                                            "(needed with an external decoder)"));
             goto fail;
         }
         m->external = 1;
@@ -120,7 +126,9 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
         goto fail;
     }
     if (opts->kv_cache != QW_KV_CACHE_AUTO) {
-        int kd = opts->kv_cache == QW_KV_CACHE_F16 ? QW_KV_F16 : opts->kv_cache == QW_KV_CACHE_INT8 ? QW_KV_I8 : QW_KV_F32;
+        int kd = opts->kv_cache == QW_KV_CACHE_F16    ? QW_KV_F16
+                 : opts->kv_cache == QW_KV_CACHE_INT8 ? QW_KV_I8
+                                                      : QW_KV_F32;
         qw_decoder_set_kv_dtype(m->dec, kd);
     }
     /* JS engines compile wasm in a baseline tier first: run the kernels once now so the first tokens
@@ -133,7 +141,10 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
     if (!opts->mem_cap_bytes) {
         float *lg = malloc((size_t)qw_decoder_vocab(m->dec) * sizeof(float));
         int32_t id = 0;
-        if (!lg) { st = qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory"); goto fail; }
+        if (!lg) {
+            st = qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory");
+            goto fail;
+        }
         st = qw_decoder_forward(m->dec, &id, 1, lg, NULL, NULL, err);
         free(lg);
         qw_decoder_reset(m->dec);
@@ -157,8 +168,10 @@ qw_status qw_model_set_draft(qw_model *target, qw_model *draft, qw_error *err) {
     if (!target) return qw_error_set(err, QW_E_ARG, "qw_model_set_draft: no target model");
     if (target->busy || (target->draft && target->draft->busy) || (draft && draft->busy))
         return qw_error_set(err, QW_E_ARG, "qw_model_set_draft: a generation is running");
-    if (draft == target) return qw_error_set(err, QW_E_ARG, "qw_model_set_draft: a model cannot draft for itself "
-                                                            "(load its folder a second time)");
+    if (draft == target)
+        return qw_error_set(err, QW_E_ARG,
+                            "qw_model_set_draft: a model cannot draft for itself "
+                            "(load its folder a second time)");
     if (target->draft_of) return qw_error_set(err, QW_E_ARG, "qw_model_set_draft: the target is a draft model");
     if (target->external) return qw_error_set(err, QW_E_ARG, "qw_model_set_draft: the target has no graph");
     if (draft && (draft->draft_of || draft->draft))
@@ -167,8 +180,9 @@ qw_status qw_model_set_draft(qw_model *target, qw_model *draft, qw_error *err) {
     if (draft) {
         char buf[160];
         const char *why = qw_draft_mismatch(target, draft, buf, sizeof buf);
-        if (*why) return qw_error_set(err, QW_E_ARG, "draft model %s cannot draft for %s: %s", draft->cfg.onnx_file,
-                                      target->cfg.onnx_file, why);
+        if (*why)
+            return qw_error_set(err, QW_E_ARG, "draft model %s cannot draft for %s: %s", draft->cfg.onnx_file,
+                                target->cfg.onnx_file, why);
     }
     if (target->draft) { /* back to its own threads */
         qw_graph_set_pool(target->draft->graph, target->draft->pool);
@@ -214,9 +228,7 @@ int qw_model_vocab(const qw_model *m) { return m->external ? m->cfg.vocab_size :
 
 int qw_model_has_tokenizer(const qw_model *m) { return m && m->tok != NULL; }
 
-const char *qw_model_tokenizer_error(const qw_model *m) {
-    return !m ? "no model" : m->tok ? "" : m->tok_error;
-}
+const char *qw_model_tokenizer_error(const qw_model *m) { return !m ? "no model" : m->tok ? "" : m->tok_error; }
 
 const char *qw_model_warnings(const qw_model *m) { return m ? m->cfg.warnings : ""; }
 
@@ -236,8 +248,7 @@ qw_status qw_detokenize(qw_model *m, const int32_t *ids, size_t n, char **text, 
     return st != QW_OK ? st : qw_tokenizer_decode(m->tok, ids, n, 0, text, NULL, err);
 }
 
-qw_status qw_chat_render(qw_model *m, const char *messages_json, int add_generation_prompt, char **out,
-                         qw_error *err) {
+qw_status qw_chat_render(qw_model *m, const char *messages_json, int add_generation_prompt, char **out, qw_error *err) {
     return qw_chat_render_tools(m, messages_json, NULL, add_generation_prompt, out, err);
 }
 

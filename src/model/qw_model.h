@@ -13,28 +13,28 @@
 #include "qw_chat.h"
 
 struct qw_model {
-    qw_fs fs;                   /* the caller's, borrowed: weights may be paged from it */
+    qw_fs fs; /* the caller's, borrowed: weights may be paged from it */
     qw_model_config cfg;
     qw_onnx_model *onnx;
     qw_graph *graph;
     qw_decoder *dec;
     qw_pool *pool;
-    qw_tokenizer *tok;          /* NULL when the folder's tokenizer is not one qwasm reads */
-    char tok_error[512];          /* why there is no tokenizer (a qw_error message) */
-    qw_chat_template *chat;     /* tokenizer_config.json's chat_template or ChatML; NULL: see chat_error */
-    char chat_error[512];       /* why the template cannot be rendered (the construct, line and column) */
-    int max_seq;                /* KV cache length */
-    int32_t *cached;            /* (cached_cap) the ids whose keys/values the decoder holds, in order */
+    qw_tokenizer *tok;      /* NULL when the folder's tokenizer is not one qwasm reads */
+    char tok_error[512];    /* why there is no tokenizer (a qw_error message) */
+    qw_chat_template *chat; /* tokenizer_config.json's chat_template or ChatML; NULL: see chat_error */
+    char chat_error[512];   /* why the template cannot be rendered (the construct, line and column) */
+    int max_seq;            /* KV cache length */
+    int32_t *cached;        /* (cached_cap) the ids whose keys/values the decoder holds, in order */
     int n_cached, cached_cap;
-    int busy;                   /* a qw_gen is live: one generation at a time per model */
-    int32_t *no_token;          /* (n_no_token) ids below the vocabulary with no token in the tokenizer: never sampled */
+    int busy;          /* a qw_gen is live: one generation at a time per model */
+    int32_t *no_token; /* (n_no_token) ids below the vocabulary with no token in the tokenizer: never sampled */
     int n_no_token;
-    int external;               /* no graph: another engine computes the logits (qw_load_opts.external_decoder) */
-    long spec_drafted, spec_accepted, spec_steps; /* speculative decoding, every generation (stats) */
-    qw_model *draft;            /* qw_model_set_draft: borrowed; runs on this model's pool */
-    qw_model *draft_of;         /* the target this model drafts for, or NULL */
+    int external; /* no graph: another engine computes the logits (qw_load_opts.external_decoder) */
+    long spec_drafted, spec_accepted, spec_steps;    /* speculative decoding, every generation (stats) */
+    qw_model *draft;                                 /* qw_model_set_draft: borrowed; runs on this model's pool */
+    qw_model *draft_of;                              /* the target this model drafts for, or NULL */
     long draft_drafted, draft_accepted, draft_steps; /* of those, the draft model's (every generation) */
-    double draft_ms;            /* time in the draft model (catch-up and drafting), every generation */
+    double draft_ms; /* time in the draft model (catch-up and drafting), every generation */
     double load_ms;
     char *info_json, *stats_json;
 };

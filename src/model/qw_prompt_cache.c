@@ -55,10 +55,22 @@ static uint64_t model_key(const qw_model *m) {
     return fnv(h, &bpt, 8);
 }
 
-static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static void put64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static uint32_t get32(const uint8_t *p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = v << 8 | p[i]; return v; }
-static uint64_t get64(const uint8_t *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | p[i]; return v; }
+static void put32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get32(const uint8_t *p) {
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+static uint64_t get64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
 
 const int32_t *qw_model_kv_ids(const qw_model *m, size_t *n) {
     if (n) *n = m ? (size_t)m->n_cached : 0;
@@ -68,7 +80,8 @@ const int32_t *qw_model_kv_ids(const qw_model *m, size_t *n) {
 qw_status qw_model_kv_truncate(qw_model *m, size_t n, qw_error *err) {
     if (!m || m->external) return qw_error_set(err, QW_E_ARG, "qw_model_kv_truncate: no model with a KV cache");
     if (m->busy) return qw_error_set(err, QW_E_ARG, "qw_model_kv_truncate: a generation is running");
-    if (n > (size_t)m->n_cached) return qw_error_set(err, QW_E_ARG, "qw_model_kv_truncate: %zu positions, %d cached", n, m->n_cached);
+    if (n > (size_t)m->n_cached)
+        return qw_error_set(err, QW_E_ARG, "qw_model_kv_truncate: %zu positions, %d cached", n, m->n_cached);
     if (qw_decoder_truncate(m->dec, (int)n) != QW_OK) {
         qw_decoder_reset(m->dec);
         n = 0;
@@ -84,11 +97,16 @@ qw_status qw_model_kv_export(qw_model *m, size_t n, void **blob, size_t *len, qw
     if (n > (size_t)m->n_cached || n > (size_t)qw_decoder_pos(m->dec))
         return qw_error_set(err, QW_E_ARG, "qw_model_kv_export: %zu positions, %d cached", n, m->n_cached);
     uint64_t data = qw_decoder_kv_state_bytes(m->dec, (int)n);
-    if (!data && n) return qw_error_set(err, QW_E_UNSUPPORTED, "%s: the KV cache is the graph's, not qwasm's: no prompt cache", m->cfg.onnx_file);
+    if (!data && n)
+        return qw_error_set(err, QW_E_UNSUPPORTED, "%s: the KV cache is the graph's, not qwasm's: no prompt cache",
+                            m->cfg.onnx_file);
     uint64_t total = KV_HDR + 4 * (uint64_t)n + data;
-    if (total > SIZE_MAX) return qw_error_set(err, QW_E_NOMEM, "qw_model_kv_export: %llu bytes", (unsigned long long)total);
+    if (total > SIZE_MAX)
+        return qw_error_set(err, QW_E_NOMEM, "qw_model_kv_export: %llu bytes", (unsigned long long)total);
     uint8_t *b = malloc((size_t)total);
-    if (!b) return qw_error_set(err, QW_E_NOMEM, "qw_model_kv_export: out of memory for %llu bytes", (unsigned long long)total);
+    if (!b)
+        return qw_error_set(err, QW_E_NOMEM, "qw_model_kv_export: out of memory for %llu bytes",
+                            (unsigned long long)total);
     memcpy(b, "QWKV", 4);
     put32(b + 4, QW_KV_STATE_LAYOUT);
     put64(b + 8, model_key(m));
@@ -116,22 +134,26 @@ qw_status qw_model_kv_import(qw_model *m, const void *blob, size_t len, qw_error
     if (len < KV_HDR || memcmp(b, "QWKV", 4) != 0)
         return qw_error_set(err, QW_E_FORMAT, "prompt cache: not a qwasm KV state (%zu bytes)", len);
     if (get32(b + 4) != QW_KV_STATE_LAYOUT)
-        return qw_error_set(err, QW_E_UNSUPPORTED, "prompt cache: layout %u, this build reads %d", get32(b + 4), QW_KV_STATE_LAYOUT);
+        return qw_error_set(err, QW_E_UNSUPPORTED, "prompt cache: layout %u, this build reads %d", get32(b + 4),
+                            QW_KV_STATE_LAYOUT);
     if (get64(b + 8) != model_key(m) || get32(b + 16) != (uint32_t)qw_decoder_kv_dtype(m->dec))
-        return qw_error_set(err, QW_E_UNSUPPORTED, "prompt cache: made for another model, file set or KV row type than %s",
-                            m->cfg.onnx_file);
+        return qw_error_set(err, QW_E_UNSUPPORTED,
+                            "prompt cache: made for another model, file set or KV row type than %s", m->cfg.onnx_file);
     uint64_t n = get32(b + 20), data = get64(b + 24);
     if (n >= (uint64_t)m->max_seq || data != qw_decoder_kv_state_bytes(m->dec, (int)n) ||
         (uint64_t)len != KV_HDR + 4 * n + data)
-        return qw_error_set(err, QW_E_FORMAT, "prompt cache: %llu positions in %zu bytes do not match the model (context %d)",
+        return qw_error_set(err, QW_E_FORMAT,
+                            "prompt cache: %llu positions in %zu bytes do not match the model (context %d)",
                             (unsigned long long)n, len, m->max_seq);
     if (sum64(0xcbf29ce484222325ull, b + KV_HDR, len - KV_HDR) != get64(b + 32))
         return qw_error_set(err, QW_E_FORMAT, "prompt cache: checksum mismatch (damaged)");
     int vocab = qw_model_vocab(m);
-    if (qw_model_cached_reserve(m, (int)n) != QW_OK) return qw_error_set(err, QW_E_NOMEM, "prompt cache: out of memory");
+    if (qw_model_cached_reserve(m, (int)n) != QW_OK)
+        return qw_error_set(err, QW_E_NOMEM, "prompt cache: out of memory");
     for (uint64_t i = 0; i < n; i++) {
         int32_t id = (int32_t)get32(b + KV_HDR + 4 * i);
-        if (id < 0 || id >= vocab) return qw_error_set(err, QW_E_FORMAT, "prompt cache: id %d outside the vocabulary", id);
+        if (id < 0 || id >= vocab)
+            return qw_error_set(err, QW_E_FORMAT, "prompt cache: id %d outside the vocabulary", id);
         m->cached[i] = id;
     }
     qw_status st = qw_decoder_kv_load(m->dec, (int)n, b + KV_HDR + 4 * n, err);

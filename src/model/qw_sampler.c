@@ -32,7 +32,10 @@ static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k
 uint64_t qw_rng_next(qw_rng *r) {
     uint64_t *s = r->s;
     uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
     s[2] ^= t;
     s[3] = rotl(s[3], 45);
     return result;
@@ -47,8 +50,9 @@ double qw_exp_det(double x) {
     double kd = floor(x * 1.4426950408889634 + 0.5);
     double r = (x - kd * 0.6931471803691238) - kd * 1.9082149292705877e-10;
     double p = 1.0 / 479001600.0;
-    static const double inv_fact[] = {1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0,
-                                      1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
+    static const double inv_fact[] = {
+        1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0,
+        1.0 / 120.0,      1.0 / 24.0,      1.0 / 6.0,      0.5,           1.0,          1.0};
     for (int i = 0; i < 12; i++) p = p * r + inv_fact[i];
     int k = (int)kd; /* -1010 <= k <= 0: 2^k is a normal double */
     uint64_t bits = (uint64_t)(k + 1023) << 52;
@@ -59,7 +63,10 @@ double qw_exp_det(double x) {
 
 /* ---- sampler ------------------------------------------------------------------------------------- */
 
-typedef struct cand { float v; int32_t id; } cand;
+typedef struct cand {
+    float v;
+    int32_t id;
+} cand;
 
 struct qw_sampler {
     qw_sampler_params p;
@@ -67,9 +74,9 @@ struct qw_sampler {
     int32_t *bias_ids;
     float *bias_values;
     uint8_t *seen;
-    uint8_t *lowered;          /* (n_vocab) 1: this logit may only be lowered (seen under a penalty > 1, a negative
+    uint8_t *lowered; /* (n_vocab) 1: this logit may only be lowered (seen under a penalty > 1, a negative
                                   bias); NULL when no logit can be */
-    int raises;                /* a logit may be raised (penalty < 1, a positive bias) */
+    int raises;       /* a logit may be raised (penalty < 1, a positive bias) */
     int32_t *seen_list;
     size_t n_seen;
     qw_rng rng;
@@ -99,8 +106,8 @@ qw_status qw_sampler_params_check(const qw_sampler_params *p, qw_error *err) {
                             p->repetition_penalty, QW_SAMPLER_MAX_PENALTY);
     for (int i = 0; i < p->n_bias && p->bias_values; i++) /* -inf bans an id; NaN and +inf mean nothing */
         if (p->bias_values[i] != p->bias_values[i] || p->bias_values[i] == INFINITY)
-            return qw_error_set(err, QW_E_ARG, "logit bias %g for id %d: a number or -inf expected",
-                                p->bias_values[i], p->bias_ids ? p->bias_ids[i] : -1);
+            return qw_error_set(err, QW_E_ARG, "logit bias %g for id %d: a number or -inf expected", p->bias_values[i],
+                                p->bias_ids ? p->bias_ids[i] : -1);
     return QW_OK;
 }
 
@@ -117,7 +124,8 @@ void qw_sampler_free(qw_sampler *s) {
 }
 
 qw_status qw_sampler_new(const qw_sampler_params *p, int32_t n_vocab, qw_sampler **out, qw_error *err) {
-    if (!p || !out || n_vocab <= 0) return qw_error_set(err, QW_E_ARG, "qw_sampler: bad arguments (n_vocab %d)", n_vocab);
+    if (!p || !out || n_vocab <= 0)
+        return qw_error_set(err, QW_E_ARG, "qw_sampler: bad arguments (n_vocab %d)", n_vocab);
     if (p->n_bias < 0 || (p->n_bias && (!p->bias_ids || !p->bias_values)))
         return qw_error_set(err, QW_E_ARG, "qw_sampler: logit bias without ids/values");
     qw_status st = qw_sampler_params_check(p, err);
@@ -151,12 +159,13 @@ qw_status qw_sampler_new(const qw_sampler_params *p, int32_t n_vocab, qw_sampler
     float pen = p->repetition_penalty;
     int lowers = pen > 1.0f;
     s->raises = pen > 0 && pen < 1.0f;
-    for (int i = 0; i < p->n_bias; i++) lowers |= p->bias_values[i] < 0, s->raises |= p->bias_values[i] > 0;
+    for (int i = 0; i < p->n_bias; i++) lowers |= p->bias_values[i]<0, s->raises |= p->bias_values[i]> 0;
     if (lowers && !(s->lowered = calloc((size_t)n_vocab, 1))) {
         qw_sampler_free(s);
         return qw_error_set(err, QW_E_NOMEM, "qw_sampler: out of memory for a vocabulary of %d", n_vocab);
     }
-    for (int i = 0; s->lowered && i < p->n_bias; i++) if (p->bias_values[i] < 0) s->lowered[p->bias_ids[i]] = 1;
+    for (int i = 0; s->lowered && i < p->n_bias; i++)
+        if (p->bias_values[i] < 0) s->lowered[p->bias_ids[i]] = 1;
     qw_rng_seed(&s->rng, p->seed);
     *out = s;
     return QW_OK;
@@ -166,7 +175,8 @@ void qw_sampler_reset(qw_sampler *s, uint64_t seed) {
     for (size_t i = 0; i < s->n_seen; i++) s->seen[s->seen_list[i]] = 0;
     if (s->lowered) {
         for (size_t i = 0; i < s->n_seen; i++) s->lowered[s->seen_list[i]] = 0;
-        for (int i = 0; i < s->p.n_bias; i++) if (s->p.bias_values[i] < 0) s->lowered[s->p.bias_ids[i]] = 1;
+        for (int i = 0; i < s->p.n_bias; i++)
+            if (s->p.bias_values[i] < 0) s->lowered[s->p.bias_ids[i]] = 1;
     }
     s->n_seen = 0;
     s->p.seed = seed;
@@ -206,14 +216,20 @@ static size_t select_top(const float *x, int32_t n, size_t m, cand *out) {
         cand c = {x[i], i};
         if (h < m) { /* sift up: the root is the worst */
             size_t j = h++;
-            while (j > 0 && cand_before(&out[(j - 1) / 2], &c)) { out[j] = out[(j - 1) / 2]; j = (j - 1) / 2; }
+            while (j > 0 && cand_before(&out[(j - 1) / 2], &c)) {
+                out[j] = out[(j - 1) / 2];
+                j = (j - 1) / 2;
+            }
             out[j] = c;
         } else if (cand_before(&c, &out[0])) {
             size_t j = 0;
             for (;;) {
                 size_t l = 2 * j + 1, r = l + 1, w = j;
                 const cand *worst = &c;
-                if (l < h && cand_before(worst, &out[l])) { w = l; worst = &out[l]; }
+                if (l < h && cand_before(worst, &out[l])) {
+                    w = l;
+                    worst = &out[l];
+                }
                 if (r < h && cand_before(worst, &out[r])) w = r;
                 if (w == j) break;
                 out[j] = out[w];
@@ -239,17 +255,26 @@ qw_status qw_sampler_sample(qw_sampler *s, float *x, int32_t *out_id, qw_error *
     for (int i = 0; i < p->n_bias; i++) x[p->bias_ids[i]] += p->bias_values[i];
     int32_t best = -1, n_finite = 0;
     for (int32_t i = 0; i < n; i++) {
-        if (x[i] != x[i] || x[i] == -INFINITY) { x[i] = -INFINITY; continue; }
+        if (x[i] != x[i] || x[i] == -INFINITY) {
+            x[i] = -INFINITY;
+            continue;
+        }
         n_finite++;
         if (best < 0 || x[i] > x[best]) best = i;
     }
     if (best < 0) return qw_error_set(err, QW_E_ARG, "qw_sampler: every logit is -inf or NaN");
-    if (p->temperature <= 0 || p->top_k == 1 || n_finite == 1 || x[best] == INFINITY) { *out_id = best; return QW_OK; }
+    if (p->temperature <= 0 || p->top_k == 1 || n_finite == 1 || x[best] == INFINITY) {
+        *out_id = best;
+        return QW_OK;
+    }
 
     float inv_t = p->temperature; /* divide, as HF does, rather than multiply by 1/t */
     for (int32_t i = 0; i < n; i++) x[i] = x[i] / inv_t;
     /* a temperature so small that the best logit overflows: the distribution is its limit, the argmax */
-    if (x[best] == INFINITY) { *out_id = best; return QW_OK; }
+    if (x[best] == INFINITY) {
+        *out_id = best;
+        return QW_OK;
+    }
     double mx = x[best];
     int use_topp = p->top_p > 0 && p->top_p < 1;
     cand *c = s->cand;
@@ -279,7 +304,10 @@ qw_status qw_sampler_sample(qw_sampler *s, float *x, int32_t *out_id, qw_error *
         nc = 0;
         sorted = 0;
         for (int32_t i = 0; i < n; i++)
-            if (x[i] != -INFINITY) { c[nc] = (cand){x[i], i}; w[nc++] = qw_exp_det((double)x[i] - mx); }
+            if (x[i] != -INFINITY) {
+                c[nc] = (cand){x[i], i};
+                w[nc++] = qw_exp_det((double)x[i] - mx);
+            }
     }
     /* top-p: keep token j while the probability before it is < top_p (HF's cumsum <= 1 - top_p removal) */
     if (use_topp) {
@@ -292,7 +320,10 @@ qw_status qw_sampler_sample(qw_sampler *s, float *x, int32_t *out_id, qw_error *
     if (p->min_p > 0) {
         size_t k = 0;
         for (size_t j = 0; j < nc; j++)
-            if (w[j] >= (double)p->min_p || c[j].id == best) { c[k] = c[j]; w[k++] = w[j]; }
+            if (w[j] >= (double)p->min_p || c[j].id == best) {
+                c[k] = c[j];
+                w[k++] = w[j];
+            }
         nc = k;
     }
     (void)sorted;
@@ -301,7 +332,10 @@ qw_status qw_sampler_sample(qw_sampler *s, float *x, int32_t *out_id, qw_error *
     double u = qw_rng_uniform(&s->rng) * total, cum = 0;
     for (size_t j = 0; j < nc; j++) {
         cum += w[j];
-        if (u < cum) { *out_id = c[j].id; return QW_OK; }
+        if (u < cum) {
+            *out_id = c[j].id;
+            return QW_OK;
+        }
     }
     *out_id = nc ? c[nc - 1].id : best; /* u rounded up to total */
     return QW_OK;
@@ -334,13 +368,19 @@ qw_status qw_stop_new(const char *const *stops, int n, qw_stop **out, qw_error *
     if (n) {
         s->stops = calloc((size_t)n, sizeof *s->stops);
         s->lens = calloc((size_t)n, sizeof *s->lens);
-        if (!s->stops || !s->lens) { qw_stop_free(s); return qw_error_set(err, QW_E_NOMEM, "qw_stop: out of memory"); }
+        if (!s->stops || !s->lens) {
+            qw_stop_free(s);
+            return qw_error_set(err, QW_E_NOMEM, "qw_stop: out of memory");
+        }
     }
     for (int i = 0; i < n; i++) {
         if (!stops[i] || !*stops[i]) continue;
         size_t l = strlen(stops[i]);
         char *c = malloc(l + 1);
-        if (!c) { qw_stop_free(s); return qw_error_set(err, QW_E_NOMEM, "qw_stop: out of memory"); }
+        if (!c) {
+            qw_stop_free(s);
+            return qw_error_set(err, QW_E_NOMEM, "qw_stop: out of memory");
+        }
         memcpy(c, stops[i], l + 1);
         s->stops[s->n] = c;
         s->lens[s->n++] = l;
@@ -372,7 +412,10 @@ qw_status qw_stop_feed(qw_stop *s, const char *text, size_t len, int *stopped, c
     for (int i = 0; i < s->n; i++) {
         size_t l = s->lens[i];
         for (size_t j = 0; j + l <= s->npend && j < first; j++)
-            if (!memcmp(s->pend + j, s->stops[i], l)) { first = j; break; }
+            if (!memcmp(s->pend + j, s->stops[i], l)) {
+                first = j;
+                break;
+            }
     }
     size_t out;
     if (first != SIZE_MAX) {
@@ -384,13 +427,17 @@ qw_status qw_stop_feed(qw_stop *s, const char *text, size_t len, int *stopped, c
         for (int i = 0; i < s->n; i++) {
             size_t l = s->lens[i];
             for (size_t h = (l - 1 < s->npend ? l - 1 : s->npend); h > hold; h--)
-                if (!memcmp(s->pend + s->npend - h, s->stops[i], h)) { hold = h; break; }
+                if (!memcmp(s->pend + s->npend - h, s->stops[i], h)) {
+                    hold = h;
+                    break;
+                }
         }
         out = s->npend - hold;
     }
     memcpy(s->emit, s->pend, out);
     s->emit[out] = 0;
-    if (*stopped) s->npend = 0;
+    if (*stopped)
+        s->npend = 0;
     else {
         memmove(s->pend, s->pend + out, s->npend - out);
         s->npend -= out;

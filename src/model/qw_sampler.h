@@ -17,7 +17,7 @@ typedef struct qw_sampler_params {
     float min_p;              /* <= 0: off */
     float repetition_penalty; /* 1 (or <= 0): off; HF: positive logits / p, negative * p, over ids seen */
     uint64_t seed;
-    const int32_t *bias_ids;  /* added to the logits of these ids (copied by qw_sampler_new) */
+    const int32_t *bias_ids; /* added to the logits of these ids (copied by qw_sampler_new) */
     const float *bias_values;
     int n_bias;
 } qw_sampler_params;
@@ -56,7 +56,9 @@ int qw_sampler_exact_top(const qw_sampler *s, const uint8_t **lowered);
 qw_status qw_sampler_sample(qw_sampler *s, float *logits, int32_t *out_id, qw_error *err);
 
 /* The RNG (exposed for tests): xoshiro256** seeded through splitmix64. */
-typedef struct qw_rng { uint64_t s[4]; } qw_rng;
+typedef struct qw_rng {
+    uint64_t s[4];
+} qw_rng;
 void qw_rng_seed(qw_rng *r, uint64_t seed);
 uint64_t qw_rng_next(qw_rng *r);
 double qw_rng_uniform(qw_rng *r); /* [0, 1), 53 bits */

@@ -4,9 +4,9 @@
 #include "qw_speculate.h"
 
 #define QW_SPEC_NGRAM_MAX 4
-#define QW_SPEC_NGRAM_MIN 2        /* a one-token key matches almost anywhere: its drafts are mostly rejected */
-#define QW_SPEC_AUTO_WINDOW 16     /* drafted tokens per acceptance check */
-#define QW_SPEC_AUTO_MIN_RATE 0.2  /* below it a verify step (about 1.3 plain steps on the 1.5B) does not pay */
+#define QW_SPEC_NGRAM_MIN 2       /* a one-token key matches almost anywhere: its drafts are mostly rejected */
+#define QW_SPEC_AUTO_WINDOW 16    /* drafted tokens per acceptance check */
+#define QW_SPEC_AUTO_MIN_RATE 0.2 /* below it a verify step (about 1.3 plain steps on the 1.5B) does not pay */
 #define QW_SPEC_PAUSE_MIN 16
 #define QW_SPEC_PAUSE_MAX 256
 
@@ -47,8 +47,10 @@ void qw_spec_record(qw_spec *s, int drafted, int accepted) {
     s->accepted += accepted;
     s->steps++;
     /* draft length: back to what was accepted (plus one) after a miss, doubled after a full match */
-    if (accepted == drafted) s->cur_draft = s->cur_draft * 2 > s->max_draft ? s->max_draft : s->cur_draft * 2;
-    else s->cur_draft = accepted + 1;
+    if (accepted == drafted)
+        s->cur_draft = s->cur_draft * 2 > s->max_draft ? s->max_draft : s->cur_draft * 2;
+    else
+        s->cur_draft = accepted + 1;
     if (s->mode != QW_SPEC_AUTO) return;
     s->win_drafted += drafted;
     s->win_accepted += accepted;

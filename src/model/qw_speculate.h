@@ -13,13 +13,13 @@
 
 #include <stdint.h>
 
-#define QW_SPEC_MAX_DRAFT 16       /* drafted tokens per step at most (the verify step runs this + 1 rows) */
+#define QW_SPEC_MAX_DRAFT 16 /* drafted tokens per step at most (the verify step runs this + 1 rows) */
 
 typedef struct qw_spec {
-    int mode;                      /* QW_SPEC_OFF / ON / AUTO (qwasm.h) */
-    int max_draft;                 /* 1..QW_SPEC_MAX_DRAFT */
-    int cur_draft;                 /* this step's draft length: shrinks after a miss, grows after a full match */
-    int ngram_max, ngram_min;      /* lookup keys: the last ngram_max tokens first, down to ngram_min */
+    int mode;                 /* QW_SPEC_OFF / ON / AUTO (qwasm.h) */
+    int max_draft;            /* 1..QW_SPEC_MAX_DRAFT */
+    int cur_draft;            /* this step's draft length: shrinks after a miss, grows after a full match */
+    int ngram_max, ngram_min; /* lookup keys: the last ngram_max tokens first, down to ngram_min */
     /* auto: acceptance over a window of drafted tokens; below QW_SPEC_AUTO_MIN_RATE, drafting pauses for
      * `pause` tokens (doubling while it stays low), since a rejected draft costs more than a plain step */
     int win_drafted, win_accepted;

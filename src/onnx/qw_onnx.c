@@ -23,13 +23,13 @@ typedef struct ld {
     qw_pb_reader r;
     qw_onnx_model *m;
     const qw_fs *fs;
-    const char *name;          /* the .onnx, for messages */
-    char *dir;                 /* its folder with a trailing '/', or "" */
+    const char *name; /* the .onnx, for messages */
+    char *dir;        /* its folder with a trailing '/', or "" */
     qw_error *err;
     int32_t files_cap;
-    const char **need_by;      /* per file: the tensor whose locator reaches furthest */
+    const char **need_by; /* per file: the tensor whose locator reaches furthest */
     int32_t n_sparse;
-    char **sparse;             /* names of sparse initializers (unsupported when used) */
+    char **sparse; /* names of sparse initializers (unsupported when used) */
 } ld;
 
 static void *amalloc(ld *L, size_t n, size_t align) {
@@ -76,7 +76,10 @@ static qw_status aarray(ld *L, uint64_t n, size_t sz, void **out, const char *wh
 
 static char *astrdup(ld *L, const char *s, size_t n) {
     char *p = amalloc(L, n + 1, 1);
-    if (p) { memcpy(p, s, n); p[n] = 0; }
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = 0;
+    }
     return p;
 }
 
@@ -113,16 +116,24 @@ typedef struct rep {
 
 static qw_status rep_begin(ld *L, const qw_pb_field *f, uint32_t wt, rep *it, const char *where) {
     if (f->wt == wt) {
-        it->single = 1; it->pos = 0; it->end = 1;
+        it->single = 1;
+        it->pos = 0;
+        it->end = 1;
         return QW_OK;
     }
     qw_status st = qw_pb_expect(&L->r, f, QW_PB_LEN, where);
-    it->single = 0; it->pos = f->pos; it->end = f->pos + f->len;
+    it->single = 0;
+    it->pos = f->pos;
+    it->end = f->pos + f->len;
     return st;
 }
 
 static qw_status rep_get(ld *L, const qw_pb_field *f, uint32_t wt, rep *it, uint64_t *v, const char *where) {
-    if (it->single) { it->pos = 1; *v = f->v; return QW_OK; }
+    if (it->single) {
+        it->pos = 1;
+        *v = f->v;
+        return QW_OK;
+    }
     if (wt == QW_PB_VARINT) return qw_pb_varint(&L->r, &it->pos, it->end, v, where);
     return qw_pb_fixed(&L->r, &it->pos, it->end, wt == QW_PB_I32 ? 4 : 8, v, where);
 }
@@ -132,7 +143,10 @@ static qw_status rep_get(ld *L, const qw_pb_field *f, uint32_t wt, rep *it, uint
 static qw_status add_file(ld *L, const char *name, int32_t *idx) {
     qw_onnx_model *m = L->m;
     for (int32_t i = 0; i < m->n_files; i++)
-        if (!strcmp(m->files[i].name, name)) { *idx = i; return QW_OK; }
+        if (!strcmp(m->files[i].name, name)) {
+            *idx = i;
+            return QW_OK;
+        }
     if (m->n_files == L->files_cap) {
         int32_t cap = L->files_cap ? L->files_cap * 2 : 4;
         qw_onnx_file *nf = amalloc(L, sizeof *nf * (size_t)cap, 8);
@@ -167,8 +181,8 @@ static qw_status resolve_location(ld *L, const char *loc, size_t len, const char
         return qw_error_set(L->err, QW_E_FORMAT, "%s: tensor '%s' has an empty or invalid external data location",
                             L->name, tensor);
     if (loc[0] == '/' || loc[0] == '\\' || (len >= 2 && loc[1] == ':'))
-        return qw_error_set(L->err, QW_E_FORMAT, "%s: tensor '%s' has an absolute external data location '%s'",
-                            L->name, tensor, loc);
+        return qw_error_set(L->err, QW_E_FORMAT, "%s: tensor '%s' has an absolute external data location '%s'", L->name,
+                            tensor, loc);
     size_t dl = strlen(L->dir);
     char *path = malloc(dl + len + 1);
     if (!path) return nomem(L, "a location");
@@ -195,13 +209,16 @@ static qw_status resolve_location(ld *L, const char *loc, size_t len, const char
     path[o] = 0;
     if (o == dl) {
         free(path);
-        return qw_error_set(L->err, QW_E_FORMAT, "%s: tensor '%s' has an external data location without a file name: '%s'",
-                            L->name, tensor, loc);
+        return qw_error_set(L->err, QW_E_FORMAT,
+                            "%s: tensor '%s' has an external data location without a file name: '%s'", L->name, tensor,
+                            loc);
     }
     const char *why = qw_fs_name_problem(path); /* the rule every file source applies: ':', controls, length */
     if (why) {
-        qw_error_set(L->err, QW_E_FORMAT, "%s: tensor '%s' has an external data location (key 'location') with "
-                     "%s: '%.*s'", L->name, tensor, why, (int)(len > 200 ? 200 : len), loc);
+        qw_error_set(L->err, QW_E_FORMAT,
+                     "%s: tensor '%s' has an external data location (key 'location') with "
+                     "%s: '%.*s'",
+                     L->name, tensor, why, (int)(len > 200 ? 200 : len), loc);
         free(path);
         return QW_E_FORMAT;
     }
@@ -228,18 +245,39 @@ bad:
 
 /* ---- TensorProto ------------------------------------------------------------------------------ */
 
-enum { T_DIMS = 1, T_TYPE = 2, T_SEGMENT = 3, T_FLOAT = 4, T_INT32 = 5, T_STRING = 6, T_INT64 = 7, T_NAME = 8,
-       T_RAW = 9, T_DOUBLE = 10, T_UINT64 = 11, T_DOC = 12, T_EXTERNAL = 13, T_LOCATION = 14 };
+enum {
+    T_DIMS = 1,
+    T_TYPE = 2,
+    T_SEGMENT = 3,
+    T_FLOAT = 4,
+    T_INT32 = 5,
+    T_STRING = 6,
+    T_INT64 = 7,
+    T_NAME = 8,
+    T_RAW = 9,
+    T_DOUBLE = 10,
+    T_UINT64 = 11,
+    T_DOC = 12,
+    T_EXTERNAL = 13,
+    T_LOCATION = 14
+};
 
 /* The typed field that carries a dtype's values, per onnx.proto, and its element wire type. */
 static int typed_field(int dt, uint32_t *wt) {
     switch (dt) {
     case QW_DT_F32: *wt = QW_PB_I32; return T_FLOAT;
-    case QW_DT_I32: case QW_DT_I16: case QW_DT_I8: case QW_DT_U16: case QW_DT_U8: case QW_DT_BOOL:
-    case QW_DT_F16: case QW_DT_BF16: *wt = QW_PB_VARINT; return T_INT32;
+    case QW_DT_I32:
+    case QW_DT_I16:
+    case QW_DT_I8:
+    case QW_DT_U16:
+    case QW_DT_U8:
+    case QW_DT_BOOL:
+    case QW_DT_F16:
+    case QW_DT_BF16: *wt = QW_PB_VARINT; return T_INT32;
     case QW_DT_I64: *wt = QW_PB_VARINT; return T_INT64;
     case QW_DT_F64: *wt = QW_PB_I64; return T_DOUBLE;
-    case QW_DT_U32: case QW_DT_U64: *wt = QW_PB_VARINT; return T_UINT64;
+    case QW_DT_U32:
+    case QW_DT_U64: *wt = QW_PB_VARINT; return T_UINT64;
     default: *wt = 0; return 0;
     }
 }
@@ -248,8 +286,16 @@ static void store_elem(int dt, void *data, uint64_t i, uint64_t v) {
     uint8_t *d = data;
     switch (qw_dtype_size(dt)) {
     case 1: d[i] = dt == QW_DT_BOOL ? (uint8_t)(v != 0) : (uint8_t)v; break;
-    case 2: { uint16_t x = (uint16_t)v; memcpy(d + 2 * i, &x, 2); break; }
-    case 4: { uint32_t x = (uint32_t)v; memcpy(d + 4 * i, &x, 4); break; }
+    case 2: {
+        uint16_t x = (uint16_t)v;
+        memcpy(d + 2 * i, &x, 2);
+        break;
+    }
+    case 4: {
+        uint32_t x = (uint32_t)v;
+        memcpy(d + 4 * i, &x, 4);
+        break;
+    }
     default: memcpy(d + 8 * i, &v, 8); break;
     }
 }
@@ -284,9 +330,12 @@ static qw_status parse_tensor(ld *L, uint64_t start, uint64_t end, qw_onnx_tenso
             t->dtype = (int32_t)f.v;
             if ((uint64_t)t->dtype != f.v) t->dtype = -1;
             break;
-        case T_SEGMENT:
-            return qw_error_set(L->err, QW_E_UNSUPPORTED, "%s: segmented tensor in %s", L->name, owner);
-        case T_FLOAT: case T_INT32: case T_INT64: case T_DOUBLE: case T_UINT64: {
+        case T_SEGMENT: return qw_error_set(L->err, QW_E_UNSUPPORTED, "%s: segmented tensor in %s", L->name, owner);
+        case T_FLOAT:
+        case T_INT32:
+        case T_INT64:
+        case T_DOUBLE:
+        case T_UINT64: {
             uint32_t ewt = f.num == T_FLOAT ? QW_PB_I32 : f.num == T_DOUBLE ? QW_PB_I64 : QW_PB_VARINT;
             uint64_t n;
             if ((st = qw_pb_count(r, &f, ewt, &n, W)) != QW_OK) return st;
@@ -302,7 +351,9 @@ static qw_status parse_tensor(ld *L, uint64_t start, uint64_t end, qw_onnx_tenso
             break;
         case T_RAW:
             if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st;
-            has_raw = 1; raw_pos = f.pos; raw_len = f.len;
+            has_raw = 1;
+            raw_pos = f.pos;
+            raw_len = f.len;
             break;
         case T_EXTERNAL: {
             if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st;
@@ -312,13 +363,17 @@ static qw_status parse_tensor(ld *L, uint64_t start, uint64_t end, qw_onnx_tenso
             while (p2 < e2) {
                 qw_pb_field g;
                 if ((st = qw_pb_next(r, &p2, e2, &g, "StringStringEntryProto")) != QW_OK) return st;
-                if (g.num == 1 && (st = astr(L, &g, NAME_CAP, &key, NULL, "StringStringEntryProto")) != QW_OK) return st;
-                if (g.num == 2 && (st = astr(L, &g, NAME_CAP, &val, &val_len, "StringStringEntryProto")) != QW_OK) return st;
+                if (g.num == 1 && (st = astr(L, &g, NAME_CAP, &key, NULL, "StringStringEntryProto")) != QW_OK)
+                    return st;
+                if (g.num == 2 && (st = astr(L, &g, NAME_CAP, &val, &val_len, "StringStringEntryProto")) != QW_OK)
+                    return st;
             }
             if (!key || !val) break;
             const char *tn = t->name ? t->name : owner;
-            if (!strcmp(key, "location")) { ext_loc = val; ext_loc_len = val_len; }
-            else if (!strcmp(key, "offset")) {
+            if (!strcmp(key, "location")) {
+                ext_loc = val;
+                ext_loc_len = val_len;
+            } else if (!strcmp(key, "offset")) {
                 if ((st = parse_u64_str(L, val, &ext_off, "offset", tn)) != QW_OK) return st;
                 has_off = 1;
             } else if (!strcmp(key, "length")) {
@@ -344,7 +399,10 @@ static qw_status parse_tensor(ld *L, uint64_t start, uint64_t end, qw_onnx_tenso
     for (int i = 0; i < t->ndim; i++) {
         if (t->dims[i] < 0)
             return qw_error_set(L->err, QW_E_FORMAT, "%s: tensor '%s' has a negative dimension", L->name, tn);
-        if (t->dims[i] == 0) { numel = 0; continue; }
+        if (t->dims[i] == 0) {
+            numel = 0;
+            continue;
+        }
         if (nz > ((int64_t)1 << 48) / t->dims[i])
             return qw_error_set(L->err, QW_E_FORMAT, "%s: tensor '%s' has too many elements", L->name, tn);
         nz *= t->dims[i];
@@ -376,7 +434,8 @@ static qw_status parse_tensor(ld *L, uint64_t start, uint64_t end, qw_onnx_tenso
                                 L->name, tn, (unsigned long long)ext_len, (unsigned long long)t->nbytes);
         (void)has_off;
         if (ext_off > UINT64_MAX - t->nbytes)
-            return qw_error_set(L->err, QW_E_RANGE, "%s: tensor '%s' has an external offset past any file", L->name, tn);
+            return qw_error_set(L->err, QW_E_RANGE, "%s: tensor '%s' has an external offset past any file", L->name,
+                                tn);
         if ((st = resolve_location(L, ext_loc, ext_loc_len, tn, &t->file)) != QW_OK) return st;
         t->offset = ext_off;
         need(L, t->file, ext_off + t->nbytes, tn);
@@ -411,7 +470,8 @@ static qw_status parse_tensor(ld *L, uint64_t start, uint64_t end, qw_onnx_tenso
         while (it.pos < it.end) {
             uint64_t v;
             if ((st = rep_get(L, &f, ewt, &it, &v, W)) != QW_OK) return st;
-            if (idx >= (uint64_t)numel) return qw_error_set(L->err, QW_E_INTERNAL, "%s: tensor '%s' recount", L->name, tn);
+            if (idx >= (uint64_t)numel)
+                return qw_error_set(L->err, QW_E_INTERNAL, "%s: tensor '%s' recount", L->name, tn);
             store_elem(t->dtype, t->data, idx++, v);
         }
     }
@@ -432,10 +492,15 @@ static qw_status parse_attr(ld *L, uint64_t start, uint64_t end, qw_onnx_attr *a
         if ((st = qw_pb_next(r, &pos, end, &f, W)) != QW_OK) return st;
         uint64_t n;
         switch (f.num) {
-        case 1: if ((st = astr(L, &f, NAME_CAP, &a->name, NULL, W)) != QW_OK) return st; break;
+        case 1:
+            if ((st = astr(L, &f, NAME_CAP, &a->name, NULL, W)) != QW_OK) return st;
+            break;
         case 2:
             if ((st = qw_pb_expect(r, &f, QW_PB_I32, W)) != QW_OK) return st;
-            { uint32_t b = (uint32_t)f.v; memcpy(&a->f, &b, 4); }
+            {
+                uint32_t b = (uint32_t)f.v;
+                memcpy(&a->f, &b, 4);
+            }
             has_f = 1;
             break;
         case 3:
@@ -443,13 +508,34 @@ static qw_status parse_attr(ld *L, uint64_t start, uint64_t end, qw_onnx_attr *a
             a->i = (int64_t)f.v;
             has_i = 1;
             break;
-        case 4: if ((st = astr(L, &f, 0, &a->s, &a->s_len, W)) != QW_OK) return st; has_s = 1; break;
-        case 5: if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st; has_t = 1; break;
-        case 6: if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st; has_g = 1; break;
-        case 7: if ((st = qw_pb_count(r, &f, QW_PB_I32, &n, W)) != QW_OK) return st; nf += n; break;
-        case 8: if ((st = qw_pb_count(r, &f, QW_PB_VARINT, &n, W)) != QW_OK) return st; ni += n; break;
-        case 9: if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st; ns++; break;
-        case 10: if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st; nt++; break;
+        case 4:
+            if ((st = astr(L, &f, 0, &a->s, &a->s_len, W)) != QW_OK) return st;
+            has_s = 1;
+            break;
+        case 5:
+            if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st;
+            has_t = 1;
+            break;
+        case 6:
+            if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st;
+            has_g = 1;
+            break;
+        case 7:
+            if ((st = qw_pb_count(r, &f, QW_PB_I32, &n, W)) != QW_OK) return st;
+            nf += n;
+            break;
+        case 8:
+            if ((st = qw_pb_count(r, &f, QW_PB_VARINT, &n, W)) != QW_OK) return st;
+            ni += n;
+            break;
+        case 9:
+            if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st;
+            ns++;
+            break;
+        case 10:
+            if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st;
+            nt++;
+            break;
         case 11: ng++; break;
         case 14: has_tp = 1; break;
         case 15: ntp++; break;
@@ -467,17 +553,39 @@ static qw_status parse_attr(ld *L, uint64_t start, uint64_t end, qw_onnx_attr *a
         return qw_error_set(L->err, QW_E_UNSUPPORTED, "%s: attribute '%s' of node '%s' has an unknown type", L->name,
                             a->name, node);
     if (a->type == QW_ATTR_UNDEFINED) { /* IR < 3 writers left the type out: infer it from the value */
-        a->type = nf ? QW_ATTR_FLOATS : ni ? QW_ATTR_INTS : ns ? QW_ATTR_STRINGS : nt ? QW_ATTR_TENSORS
-                : ng ? QW_ATTR_GRAPHS : has_t ? QW_ATTR_TENSOR : has_g ? QW_ATTR_GRAPH : has_s ? QW_ATTR_STRING
-                : has_i ? QW_ATTR_INT : has_f ? QW_ATTR_FLOAT : has_sp ? QW_ATTR_SPARSE_TENSOR
-                : nsp ? QW_ATTR_SPARSE_TENSORS : has_tp ? QW_ATTR_TYPE_PROTO : ntp ? QW_ATTR_TYPE_PROTOS
-                : QW_ATTR_UNDEFINED;
+        a->type = nf       ? QW_ATTR_FLOATS
+                  : ni     ? QW_ATTR_INTS
+                  : ns     ? QW_ATTR_STRINGS
+                  : nt     ? QW_ATTR_TENSORS
+                  : ng     ? QW_ATTR_GRAPHS
+                  : has_t  ? QW_ATTR_TENSOR
+                  : has_g  ? QW_ATTR_GRAPH
+                  : has_s  ? QW_ATTR_STRING
+                  : has_i  ? QW_ATTR_INT
+                  : has_f  ? QW_ATTR_FLOAT
+                  : has_sp ? QW_ATTR_SPARSE_TENSOR
+                  : nsp    ? QW_ATTR_SPARSE_TENSORS
+                  : has_tp ? QW_ATTR_TYPE_PROTO
+                  : ntp    ? QW_ATTR_TYPE_PROTOS
+                           : QW_ATTR_UNDEFINED;
     }
     switch (a->type) {
-    case QW_ATTR_FLOATS: a->n = (size_t)nf; st = aarray(L, nf, sizeof(float), (void **)&a->floats, W); break;
-    case QW_ATTR_INTS: a->n = (size_t)ni; st = aarray(L, ni, sizeof(int64_t), (void **)&a->ints, W); break;
-    case QW_ATTR_STRINGS: a->n = (size_t)ns; st = aarray(L, ns, sizeof(char *), (void **)&a->strings, W); break;
-    case QW_ATTR_TENSORS: a->n = (size_t)nt; st = aarray(L, nt, sizeof(qw_onnx_tensor), (void **)&a->t, W); break;
+    case QW_ATTR_FLOATS:
+        a->n = (size_t)nf;
+        st = aarray(L, nf, sizeof(float), (void **)&a->floats, W);
+        break;
+    case QW_ATTR_INTS:
+        a->n = (size_t)ni;
+        st = aarray(L, ni, sizeof(int64_t), (void **)&a->ints, W);
+        break;
+    case QW_ATTR_STRINGS:
+        a->n = (size_t)ns;
+        st = aarray(L, ns, sizeof(char *), (void **)&a->strings, W);
+        break;
+    case QW_ATTR_TENSORS:
+        a->n = (size_t)nt;
+        st = aarray(L, nt, sizeof(qw_onnx_tensor), (void **)&a->t, W);
+        break;
     case QW_ATTR_TENSOR:
         if (!has_t)
             return qw_error_set(L->err, QW_E_FORMAT, "%s: attribute '%s' of node '%s' has no tensor", L->name, a->name,
@@ -485,9 +593,18 @@ static qw_status parse_attr(ld *L, uint64_t start, uint64_t end, qw_onnx_attr *a
         a->n = 1;
         st = aarray(L, 1, sizeof(qw_onnx_tensor), (void **)&a->t, W);
         break;
-    case QW_ATTR_GRAPHS: a->n = (size_t)ng; st = QW_OK; break;
-    case QW_ATTR_SPARSE_TENSORS: a->n = (size_t)nsp; st = QW_OK; break;
-    case QW_ATTR_TYPE_PROTOS: a->n = (size_t)ntp; st = QW_OK; break;
+    case QW_ATTR_GRAPHS:
+        a->n = (size_t)ng;
+        st = QW_OK;
+        break;
+    case QW_ATTR_SPARSE_TENSORS:
+        a->n = (size_t)nsp;
+        st = QW_OK;
+        break;
+    case QW_ATTR_TYPE_PROTOS:
+        a->n = (size_t)ntp;
+        st = QW_OK;
+        break;
     case QW_ATTR_STRING:
         if (!a->s && !(a->s = astrdup(L, "", 0))) return nomem(L, W);
         st = QW_OK;
@@ -539,12 +656,27 @@ static qw_status parse_node(ld *L, uint64_t start, uint64_t end, qw_onnx_node *n
     while (pos < end) {
         if ((st = qw_pb_next(r, &pos, end, &f, W)) != QW_OK) return st;
         switch (f.num) {
-        case 1: if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st; ni++; break;
-        case 2: if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st; no++; break;
-        case 3: if ((st = astr(L, &f, NAME_CAP, &n->name, NULL, W)) != QW_OK) return st; break;
-        case 4: if ((st = astr(L, &f, NAME_CAP, &n->op_type, NULL, W)) != QW_OK) return st; break;
-        case 5: if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st; na++; break;
-        case 7: if ((st = astr(L, &f, NAME_CAP, &n->domain, NULL, W)) != QW_OK) return st; break;
+        case 1:
+            if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st;
+            ni++;
+            break;
+        case 2:
+            if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st;
+            no++;
+            break;
+        case 3:
+            if ((st = astr(L, &f, NAME_CAP, &n->name, NULL, W)) != QW_OK) return st;
+            break;
+        case 4:
+            if ((st = astr(L, &f, NAME_CAP, &n->op_type, NULL, W)) != QW_OK) return st;
+            break;
+        case 5:
+            if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st;
+            na++;
+            break;
+        case 7:
+            if ((st = astr(L, &f, NAME_CAP, &n->domain, NULL, W)) != QW_OK) return st;
+            break;
         default: break;
         }
     }
@@ -560,9 +692,12 @@ static qw_status parse_node(ld *L, uint64_t start, uint64_t end, qw_onnx_node *n
     const char *label = n->name[0] ? n->name : n->op_type;
     for (pos = start; pos < end;) {
         if ((st = qw_pb_next(r, &pos, end, &f, W)) != QW_OK) return st;
-        if (f.num == 1) st = astr(L, &f, NAME_CAP, &n->inputs[n->n_inputs++], NULL, W);
-        else if (f.num == 2) st = astr(L, &f, NAME_CAP, &n->outputs[n->n_outputs++], NULL, W);
-        else if (f.num == 5) st = parse_attr(L, f.pos, f.pos + f.len, &n->attrs[n->n_attrs++], label);
+        if (f.num == 1)
+            st = astr(L, &f, NAME_CAP, &n->inputs[n->n_inputs++], NULL, W);
+        else if (f.num == 2)
+            st = astr(L, &f, NAME_CAP, &n->outputs[n->n_outputs++], NULL, W);
+        else if (f.num == 5)
+            st = parse_attr(L, f.pos, f.pos + f.len, &n->attrs[n->n_attrs++], label);
         if (st != QW_OK) return st;
     }
     return QW_OK;
@@ -613,7 +748,9 @@ static qw_status parse_value_info(ld *L, uint64_t start, uint64_t end, qw_onnx_v
         if (f.num == 1 && (st = astr(L, &f, NAME_CAP, &v->name, NULL, W)) != QW_OK) return st;
         if (f.num == 2) {
             if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st;
-            has_type = 1; type_pos = f.pos; type_len = f.len;
+            has_type = 1;
+            type_pos = f.pos;
+            type_len = f.len;
         }
     }
     if (!v->name && !(v->name = astrdup(L, "", 0))) return nomem(L, W);
@@ -735,25 +872,40 @@ static qw_status parse_model(ld *L) {
             m->ir_version = (int64_t)f.v;
             has_ir = 1;
             break;
-        case 2: if ((st = astr(L, &f, NAME_CAP, &m->producer_name, NULL, W)) != QW_OK) return st; break;
-        case 3: if ((st = astr(L, &f, NAME_CAP, &m->producer_version, NULL, W)) != QW_OK) return st; break;
-        case 4: if ((st = astr(L, &f, NAME_CAP, &m->domain, NULL, W)) != QW_OK) return st; break;
+        case 2:
+            if ((st = astr(L, &f, NAME_CAP, &m->producer_name, NULL, W)) != QW_OK) return st;
+            break;
+        case 3:
+            if ((st = astr(L, &f, NAME_CAP, &m->producer_version, NULL, W)) != QW_OK) return st;
+            break;
+        case 4:
+            if ((st = astr(L, &f, NAME_CAP, &m->domain, NULL, W)) != QW_OK) return st;
+            break;
         case 5:
             if ((st = qw_pb_expect(r, &f, QW_PB_VARINT, W)) != QW_OK) return st;
             m->model_version = (int64_t)f.v;
             break;
-        case 6: if ((st = astr(L, &f, DOC_CAP, &m->doc_string, NULL, W)) != QW_OK) return st; break;
+        case 6:
+            if ((st = astr(L, &f, DOC_CAP, &m->doc_string, NULL, W)) != QW_OK) return st;
+            break;
         case 7:
             if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st;
-            has_graph = 1; graph_pos = f.pos; graph_len = f.len;
+            has_graph = 1;
+            graph_pos = f.pos;
+            graph_len = f.len;
             break;
-        case 8: if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st; n_ops++; break;
-        case 14: if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st; n_meta++; break;
+        case 8:
+            if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st;
+            n_ops++;
+            break;
+        case 14:
+            if ((st = qw_pb_expect(r, &f, QW_PB_LEN, W)) != QW_OK) return st;
+            n_meta++;
+            break;
         default: break;
         }
     }
-    if (!has_ir)
-        return qw_error_set(L->err, QW_E_FORMAT, "%s: not an ONNX model (no ir_version)", L->name);
+    if (!has_ir) return qw_error_set(L->err, QW_E_FORMAT, "%s: not an ONNX model (no ir_version)", L->name);
     if (m->ir_version < 3 || m->ir_version > 11)
         return qw_error_set(L->err, QW_E_UNSUPPORTED, "%s: IR version %lld is not supported (qwasm reads 3..11)",
                             L->name, (long long)m->ir_version);
@@ -807,22 +959,19 @@ static qw_status check_file(ld *L, int32_t i) {
         qw_status st = L->fs->size(L->fs->ctx, f->name, &f->size);
         if (st == QW_E_NOTFOUND)
             return qw_error_set(L->err, QW_E_NOTFOUND,
-                                "%s: external data file not found (tensor '%s' of %s needs %llu bytes of it)",
-                                f->name, L->need_by[i] ? L->need_by[i] : "?", L->name,
-                                (unsigned long long)f->bytes_needed);
+                                "%s: external data file not found (tensor '%s' of %s needs %llu bytes of it)", f->name,
+                                L->need_by[i] ? L->need_by[i] : "?", L->name, (unsigned long long)f->bytes_needed);
         if (st == QW_E_FORMAT)
-            return qw_error_set(L->err, QW_E_FORMAT, "%s: external data location of tensor '%s' in %s: %s",
-                                f->name, L->need_by[i] ? L->need_by[i] : "?", L->name, qw_fs_refusal(f->name));
+            return qw_error_set(L->err, QW_E_FORMAT, "%s: external data location of tensor '%s' in %s: %s", f->name,
+                                L->need_by[i] ? L->need_by[i] : "?", L->name, qw_fs_refusal(f->name));
         if (st != QW_OK)
-            return qw_error_set(L->err, st, "%s: %s (external data of %s)", f->name, qw_fs_cause(st, f->name),
-                                L->name);
+            return qw_error_set(L->err, st, "%s: %s (external data of %s)", f->name, qw_fs_cause(st, f->name), L->name);
     }
     if (f->bytes_needed > f->size)
         return qw_error_set(L->err, QW_E_RANGE,
-                            "%s: file has %llu bytes, but tensor '%s' of %s needs %llu (%llu bytes missing)",
-                            f->name, (unsigned long long)f->size, L->need_by[i] ? L->need_by[i] : "?", L->name,
-                            (unsigned long long)f->bytes_needed,
-                            (unsigned long long)(f->bytes_needed - f->size));
+                            "%s: file has %llu bytes, but tensor '%s' of %s needs %llu (%llu bytes missing)", f->name,
+                            (unsigned long long)f->size, L->need_by[i] ? L->need_by[i] : "?", L->name,
+                            (unsigned long long)f->bytes_needed, (unsigned long long)(f->bytes_needed - f->size));
     return QW_OK;
 }
 
@@ -850,7 +999,8 @@ qw_status qw_onnx_load(const qw_fs *fs, const char *onnx_name, qw_onnx_model **o
         const char *slash = strrchr(onnx_name, '/');
         size_t dl = slash ? (size_t)(slash - onnx_name + 1) : 0;
         int32_t idx;
-        if (!(L.dir = astrdup(&L, onnx_name, dl))) st = nomem(&L, "the file name");
+        if (!(L.dir = astrdup(&L, onnx_name, dl)))
+            st = nomem(&L, "the file name");
         else if ((st = add_file(&L, onnx_name, &idx)) == QW_OK && (st = parse_model(&L)) == QW_OK)
             st = check_files(&L);
     }
@@ -896,8 +1046,8 @@ const qw_onnx_tensor *qw_onnx_init_find(const qw_onnx_model *m, const char *name
     return NULL;
 }
 
-qw_status qw_onnx_tensor_read(const qw_fs *fs, const qw_onnx_model *m, const qw_onnx_tensor *t, uint64_t off,
-                              void *dst, size_t len, qw_error *err) {
+qw_status qw_onnx_tensor_read(const qw_fs *fs, const qw_onnx_model *m, const qw_onnx_tensor *t, uint64_t off, void *dst,
+                              size_t len, qw_error *err) {
     if (!m || !t || (len && !dst)) return qw_error_set(err, QW_E_ARG, "qw_onnx_tensor_read: missing argument");
     if (off > t->nbytes || len > t->nbytes - off)
         return qw_error_set(err, QW_E_RANGE, "tensor '%s': read of %zu bytes at %llu is past its %llu bytes", t->name,
@@ -912,8 +1062,8 @@ qw_status qw_onnx_tensor_read(const qw_fs *fs, const qw_onnx_model *m, const qw_
     const char *fn = m->files[t->file].name;
     qw_status st = fs->read(fs->ctx, fn, t->offset + off, dst, len);
     if (st != QW_OK)
-        return qw_error_file(err, fn, qw_error_set(err, st, "%s: cannot read %zu bytes at %llu for tensor '%s' (%s)",
-                                                   fn, len, (unsigned long long)(t->offset + off), t->name,
-                                                   qw_status_str(st)));
+        return qw_error_file(err, fn,
+                             qw_error_set(err, st, "%s: cannot read %zu bytes at %llu for tensor '%s' (%s)", fn, len,
+                                          (unsigned long long)(t->offset + off), t->name, qw_status_str(st)));
     return QW_OK;
 }

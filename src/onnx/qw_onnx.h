@@ -30,71 +30,81 @@
 /* A tensor's metadata and where its bytes are. */
 typedef struct qw_onnx_tensor {
     char *name;
-    int32_t dtype;                 /* qw_dtype */
+    int32_t dtype; /* qw_dtype */
     int32_t ndim;
     int64_t dims[QW_MAX_DIMS];
-    int64_t numel;                 /* product of dims (1 for a scalar) */
-    uint64_t nbytes;               /* numel * qw_dtype_size(dtype) */
-    int32_t file;                  /* index into qw_onnx_model.files, or -1 when data != NULL */
-    uint64_t offset;               /* byte offset of the little-endian data in that file */
-    void *data;                    /* decoded typed-field data (nbytes), or NULL when in a file */
+    int64_t numel;   /* product of dims (1 for a scalar) */
+    uint64_t nbytes; /* numel * qw_dtype_size(dtype) */
+    int32_t file;    /* index into qw_onnx_model.files, or -1 when data != NULL */
+    uint64_t offset; /* byte offset of the little-endian data in that file */
+    void *data;      /* decoded typed-field data (nbytes), or NULL when in a file */
 } qw_onnx_tensor;
 
 typedef enum qw_onnx_attr_type {
-    QW_ATTR_UNDEFINED = 0, QW_ATTR_FLOAT = 1, QW_ATTR_INT = 2, QW_ATTR_STRING = 3,
-    QW_ATTR_TENSOR = 4, QW_ATTR_GRAPH = 5, QW_ATTR_FLOATS = 6, QW_ATTR_INTS = 7,
-    QW_ATTR_STRINGS = 8, QW_ATTR_TENSORS = 9, QW_ATTR_GRAPHS = 10,
-    QW_ATTR_SPARSE_TENSOR = 11, QW_ATTR_SPARSE_TENSORS = 12, QW_ATTR_TYPE_PROTO = 13,
+    QW_ATTR_UNDEFINED = 0,
+    QW_ATTR_FLOAT = 1,
+    QW_ATTR_INT = 2,
+    QW_ATTR_STRING = 3,
+    QW_ATTR_TENSOR = 4,
+    QW_ATTR_GRAPH = 5,
+    QW_ATTR_FLOATS = 6,
+    QW_ATTR_INTS = 7,
+    QW_ATTR_STRINGS = 8,
+    QW_ATTR_TENSORS = 9,
+    QW_ATTR_GRAPHS = 10,
+    QW_ATTR_SPARSE_TENSOR = 11,
+    QW_ATTR_SPARSE_TENSORS = 12,
+    QW_ATTR_TYPE_PROTO = 13,
     QW_ATTR_TYPE_PROTOS = 14
 } qw_onnx_attr_type;
 
 typedef struct qw_onnx_attr {
     char *name;
-    int32_t type;                  /* qw_onnx_attr_type */
-    float f;                       /* FLOAT */
-    int64_t i;                     /* INT */
-    char *s;                       /* STRING (NUL-terminated copy; s_len excludes the NUL) */
+    int32_t type; /* qw_onnx_attr_type */
+    float f;      /* FLOAT */
+    int64_t i;    /* INT */
+    char *s;      /* STRING (NUL-terminated copy; s_len excludes the NUL) */
     size_t s_len;
-    size_t n;                      /* element count of FLOATS / INTS / STRINGS / TENSORS */
+    size_t n; /* element count of FLOATS / INTS / STRINGS / TENSORS */
     float *floats;
     int64_t *ints;
     char **strings;
-    qw_onnx_tensor *t;             /* TENSOR (one) or TENSORS (n) */
+    qw_onnx_tensor *t; /* TENSOR (one) or TENSORS (n) */
 } qw_onnx_attr;
 
 typedef struct qw_onnx_node {
     char *name;
     char *op_type;
-    char *domain;                  /* "" for the default ai.onnx domain */
+    char *domain; /* "" for the default ai.onnx domain */
     int32_t n_inputs, n_outputs, n_attrs;
-    char **inputs;                 /* "" marks an omitted optional input */
+    char **inputs; /* "" marks an omitted optional input */
     char **outputs;
     qw_onnx_attr *attrs;
 } qw_onnx_node;
 
 typedef struct qw_onnx_dim {
-    int64_t value;                 /* >= 0 when known, -1 when symbolic or unknown */
-    char *param;                   /* dim_param ("batch_size", "sequence_length") or NULL */
+    int64_t value; /* >= 0 when known, -1 when symbolic or unknown */
+    char *param;   /* dim_param ("batch_size", "sequence_length") or NULL */
 } qw_onnx_dim;
 
 typedef struct qw_onnx_value_info {
     char *name;
-    int32_t dtype;                 /* elem_type of a tensor type; 0 when absent */
+    int32_t dtype; /* elem_type of a tensor type; 0 when absent */
     int32_t has_shape;
     int32_t ndim;
     qw_onnx_dim dims[QW_MAX_DIMS];
 } qw_onnx_value_info;
 
 typedef struct qw_onnx_opset {
-    char *domain;                  /* "" (or "ai.onnx") is the default domain */
+    char *domain; /* "" (or "ai.onnx") is the default domain */
     int64_t version;
 } qw_onnx_opset;
 
 /* A file the model's bytes live in. files[0] is the .onnx file itself. */
 typedef struct qw_onnx_file {
-    char *name;                    /* as passed to qw_fs (relative to the model folder) */
-    uint64_t size;                 /* from qw_fs.size at load */
-    uint64_t bytes_needed;         /* the end of the furthest locator into this file */
+    char *name;            /* as passed to qw_fs (relative to the model folder) */
+    uint64_t size;         /* from qw_fs.size at load */
+    uint64_t bytes_needed; /* the end of the furthest locator into this file */
 } qw_onnx_file;
 
 typedef struct qw_onnx_model {
@@ -111,7 +121,7 @@ typedef struct qw_onnx_model {
     qw_onnx_node *nodes;
     int32_t n_inits;
     qw_onnx_tensor *inits;
-    int32_t n_inputs;              /* graph.input as written (may include initializers in old IRs) */
+    int32_t n_inputs; /* graph.input as written (may include initializers in old IRs) */
     qw_onnx_value_info *inputs;
     int32_t n_outputs;
     qw_onnx_value_info *outputs;
@@ -121,7 +131,7 @@ typedef struct qw_onnx_model {
     int32_t n_files;
     qw_onnx_file *files;
 
-    void *arena;                   /* private: the reader's allocations */
+    void *arena; /* private: the reader's allocations */
 } qw_onnx_model;
 
 /* Opens onnx_name through fs and parses it. Reads the file in buffered pieces (never whole), checks
@@ -141,7 +151,7 @@ const qw_onnx_attr *qw_onnx_attr_find(const qw_onnx_node *n, const char *name);
 const qw_onnx_tensor *qw_onnx_init_find(const qw_onnx_model *m, const char *name);
 
 /* Reads len bytes at byte offset off within tensor t's data (decoded or in its file) into dst. */
-qw_status qw_onnx_tensor_read(const qw_fs *fs, const qw_onnx_model *m, const qw_onnx_tensor *t,
-                              uint64_t off, void *dst, size_t len, qw_error *err);
+qw_status qw_onnx_tensor_read(const qw_fs *fs, const qw_onnx_model *m, const qw_onnx_tensor *t, uint64_t off, void *dst,
+                              size_t len, qw_error *err);
 
 #endif /* QW_ONNX_H */

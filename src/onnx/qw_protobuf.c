@@ -10,8 +10,7 @@ qw_status qw_pb_open(qw_pb_reader *r, const qw_fs *fs, const char *name, qw_erro
     r->err = err;
     if (!fs || !fs->size || !fs->read) return qw_error_set(err, QW_E_ARG, "%s: no file system given", name);
     qw_status st = fs->size(fs->ctx, name, &r->size);
-    if (st != QW_OK)
-        return qw_error_set(err, st, "%s: %s", name, qw_fs_cause(st, name));
+    if (st != QW_OK) return qw_error_set(err, st, "%s: %s", name, qw_fs_cause(st, name));
     r->cap = QW_PB_WINDOW;
     r->buf = malloc(r->cap);
     if (!r->buf) return qw_error_set(err, QW_E_NOMEM, "%s: out of memory for the read window", name);
@@ -88,8 +87,8 @@ qw_status qw_pb_varint(qw_pb_reader *r, uint64_t *pos, uint64_t end, uint64_t *v
         if (st != QW_OK) return st;
         p++;
         if (shift == 63 && (b & 0x7e))
-            return qw_error_set(r->err, QW_E_FORMAT, "%s: corrupt varint (over 64 bits) at byte %llu in %s",
-                                r->name, (unsigned long long)*pos, where);
+            return qw_error_set(r->err, QW_E_FORMAT, "%s: corrupt varint (over 64 bits) at byte %llu in %s", r->name,
+                                (unsigned long long)*pos, where);
         x |= (uint64_t)(b & 0x7f) << shift;
         if (!(b & 0x80)) {
             *pos = p;
@@ -122,8 +121,8 @@ qw_status qw_pb_next(qw_pb_reader *r, uint64_t *pos, uint64_t end, qw_pb_field *
     f->wt = (uint32_t)(key & 7);
     uint64_t num = key >> 3;
     if (num == 0 || num > 536870911u)
-        return qw_error_set(r->err, QW_E_FORMAT, "%s: corrupt protobuf (field number %llu) at byte %llu in %s",
-                            r->name, (unsigned long long)num, (unsigned long long)f->at, where);
+        return qw_error_set(r->err, QW_E_FORMAT, "%s: corrupt protobuf (field number %llu) at byte %llu in %s", r->name,
+                            (unsigned long long)num, (unsigned long long)f->at, where);
     f->num = (uint32_t)num;
     switch (f->wt) {
     case QW_PB_VARINT: return qw_pb_varint(r, pos, end, &f->v, where);
@@ -133,10 +132,11 @@ qw_status qw_pb_next(qw_pb_reader *r, uint64_t *pos, uint64_t end, qw_pb_field *
         st = qw_pb_varint(r, pos, end, &f->len, where);
         if (st != QW_OK) return st;
         if (f->len > end - *pos)
-            return qw_error_set(r->err, QW_E_FORMAT,
-                                "%s: truncated protobuf at byte %llu in %s (field %u of %llu bytes at byte %llu ends past %llu)",
-                                r->name, (unsigned long long)end, where, f->num, (unsigned long long)f->len,
-                                (unsigned long long)f->at, (unsigned long long)end);
+            return qw_error_set(
+                r->err, QW_E_FORMAT,
+                "%s: truncated protobuf at byte %llu in %s (field %u of %llu bytes at byte %llu ends past %llu)",
+                r->name, (unsigned long long)end, where, f->num, (unsigned long long)f->len, (unsigned long long)f->at,
+                (unsigned long long)end);
         f->pos = *pos;
         *pos += f->len;
         return QW_OK;
@@ -148,18 +148,23 @@ qw_status qw_pb_next(qw_pb_reader *r, uint64_t *pos, uint64_t end, qw_pb_field *
 
 qw_status qw_pb_expect(qw_pb_reader *r, const qw_pb_field *f, uint32_t wt, const char *where) {
     if (f->wt == wt) return QW_OK;
-    return qw_error_set(r->err, QW_E_FORMAT, "%s: corrupt protobuf (field %u has wire type %u, expected %u) at byte %llu in %s",
-                        r->name, f->num, f->wt, wt, (unsigned long long)f->at, where);
+    return qw_error_set(r->err, QW_E_FORMAT,
+                        "%s: corrupt protobuf (field %u has wire type %u, expected %u) at byte %llu in %s", r->name,
+                        f->num, f->wt, wt, (unsigned long long)f->at, where);
 }
 
 qw_status qw_pb_count(qw_pb_reader *r, const qw_pb_field *f, uint32_t elem_wt, uint64_t *n, const char *where) {
-    if (f->wt == elem_wt) { *n = 1; return QW_OK; }
+    if (f->wt == elem_wt) {
+        *n = 1;
+        return QW_OK;
+    }
     qw_status st = qw_pb_expect(r, f, QW_PB_LEN, where);
     if (st != QW_OK) return st;
     if (elem_wt == QW_PB_I32 || elem_wt == QW_PB_I64) {
         uint64_t w = elem_wt == QW_PB_I32 ? 4 : 8;
         if (f->len % w)
-            return qw_error_set(r->err, QW_E_FORMAT, "%s: corrupt packed field %u (%llu bytes, not a multiple of %llu) at byte %llu in %s",
+            return qw_error_set(r->err, QW_E_FORMAT,
+                                "%s: corrupt packed field %u (%llu bytes, not a multiple of %llu) at byte %llu in %s",
                                 r->name, f->num, (unsigned long long)f->len, (unsigned long long)w,
                                 (unsigned long long)f->at, where);
         *n = f->len / w;

@@ -14,20 +14,20 @@ enum { QW_PB_VARINT = 0, QW_PB_I64 = 1, QW_PB_LEN = 2, QW_PB_I32 = 5 };
 
 typedef struct qw_pb_reader {
     const qw_fs *fs;
-    const char *name;          /* file name, for messages */
-    uint64_t size;             /* file size */
-    uint8_t *buf;              /* window */
+    const char *name; /* file name, for messages */
+    uint64_t size;    /* file size */
+    uint8_t *buf;     /* window */
     uint64_t win_off;
     size_t win_len, cap;
     qw_error *err;
 } qw_pb_reader;
 
 typedef struct qw_pb_field {
-    uint32_t num;              /* field number */
-    uint32_t wt;               /* wire type */
-    uint64_t v;                /* VARINT value, or the raw bits of I32 / I64 */
-    uint64_t pos, len;         /* LEN payload: absolute position and length */
-    uint64_t at;               /* position of the tag, for messages */
+    uint32_t num;      /* field number */
+    uint32_t wt;       /* wire type */
+    uint64_t v;        /* VARINT value, or the raw bits of I32 / I64 */
+    uint64_t pos, len; /* LEN payload: absolute position and length */
+    uint64_t at;       /* position of the tag, for messages */
 } qw_pb_field;
 
 /* Opens name through fs (size via fs->size) with a window of QW_PB_WINDOW bytes. */

@@ -16,6 +16,7 @@
  * executor and its passes compare n->op->id, never names or table positions. X(id, required inputs): ONNX's
  * required inputs, refused at load when missing or omitted so that no op reads an input that is not there (Slice:
  * 3 from opset 10, qw_graph.c). test_passes checks that every table row carries the id of its op_type. */
+/* clang-format off */
 #define QW_OP_LIST(X) \
     /* qw_ops_elementwise.c */ \
     X(Add, 2) X(Sub, 2) X(Mul, 2) X(Div, 2) X(Pow, 2) X(Max, 2) X(Min, 2) X(Equal, 2) X(Less, 2) \
@@ -41,12 +42,13 @@
     X(KVAppend, 0) X(KVAttention, 0) \
     /* qw_ops_lmhead.c */ \
     X(LmHeadInt8, 0)
+/* clang-format on */
 typedef enum qw_op_id {
-    QW_OP_NONE = 0,                /* table terminators; a node whose op is not supported */
+    QW_OP_NONE = 0, /* table terminators; a node whose op is not supported */
 #define QW_OP_ENUM_(id, req) QW_OP_##id,
     QW_OP_LIST(QW_OP_ENUM_)
 #undef QW_OP_ENUM_
-    QW_OP_COUNT
+        QW_OP_COUNT
 } qw_op_id;
 /* by id: the op_type as in the table ("FusedRMSNorm" for SimplifiedLayerNormalization(fused)), required inputs */
 extern const char *const qw_op_id_names[QW_OP_COUNT];
@@ -60,7 +62,7 @@ typedef struct qw_op_def qw_op_def;
 typedef struct qw_op_node {
     const qw_onnx_node *on;
     const qw_op_def *op;
-    int64_t opset;                 /* version of the node's domain */
+    int64_t opset; /* version of the node's domain */
     int n_in, n_out;
     int in_dtype[16];              /* 0 for omitted */
     int out_dtype[16];             /* filled by check */
@@ -77,14 +79,14 @@ typedef struct qw_op_node {
     qw_weights *weights;
     const qw_onnx_model *model;
     const qw_fs *fs;
-    const qw_graph_opts *gopts;    /* the graph's options (configuration, read-only; per-step values: c->step) */
+    const qw_graph_opts *gopts; /* the graph's options (configuration, read-only; per-step values: c->step) */
 } qw_op_node;
 
 typedef struct qw_op_ctx {
     qw_graph *g;
     qw_op_node *node;
     qw_pool *pool;
-    const qw_graph_step *step;     /* this run's step (qw_graph_run; never NULL, zeros: defaults) */
+    const qw_graph_step *step; /* this run's step (qw_graph_run; never NULL, zeros: defaults) */
 } qw_op_ctx;
 
 typedef qw_status (*qw_op_check_fn)(qw_op_node *n, qw_error *err);
@@ -93,9 +95,9 @@ typedef qw_status (*qw_op_run_fn)(qw_op_ctx *c, qw_tensor *const *in, int n_in, 
 typedef void (*qw_op_free_fn)(void *state);
 
 struct qw_op_def {
-    int id;                        /* qw_op_id */
+    int id; /* qw_op_id */
     const char *op_type;
-    const char *domain;            /* "" = ai.onnx, "com.microsoft" */
+    const char *domain; /* "" = ai.onnx, "com.microsoft" */
     qw_op_check_fn check;
     qw_op_run_fn run;
     qw_op_free_fn free_state;
@@ -118,12 +120,12 @@ extern const qw_op_def qw_op_fused_rmsnorm;
  *    out (1, H, S, D) = softmax((q K^T) / c + mask) V with K/V read from kc, kv head h / (H / Hkv). */
 typedef struct qw_kv_append_state {
     qw_kv_cache *kc;
-    int which;                     /* 0: keys, 1: values */
+    int which; /* 0: keys, 1: values */
 } qw_kv_append_state;
 typedef struct qw_kv_attn_state {
     qw_kv_cache *kc;
-    float c;                       /* scale constant (as stored, after any fp16 rounding) */
-    int div;                       /* 1: scores / c (Div), 0: scores * c (Mul) */
+    float c;                                               /* scale constant (as stored, after any fp16 rounding) */
+    int div;                                               /* 1: scores / c (Div), 0: scores * c (Mul) */
     int round_qk, round_scaled, round_masked, round_probs; /* the decomposed path stores these in fp16 */
 } qw_kv_attn_state;
 extern const qw_op_def qw_op_kv_append;
@@ -180,7 +182,8 @@ void qw_store_f32(qw_tensor *t, const float *src, int64_t n);
 /* shape helpers */
 /* Largest element count of a tensor: 2^48, and on 32-bit targets what keeps numel * 8 (+ small) inside size_t, so
  * byte sizes computed as (size_t)numel * esize (esize <= 8) never wrap on wasm32. */
-#define QW_NUMEL_MAX ((int64_t)(SIZE_MAX >> 3) - 64 < ((int64_t)1 << 48) ? (int64_t)(SIZE_MAX >> 3) - 64 : ((int64_t)1 << 48))
+#define QW_NUMEL_MAX \
+    ((int64_t)(SIZE_MAX >> 3) - 64 < ((int64_t)1 << 48) ? (int64_t)(SIZE_MAX >> 3) - 64 : ((int64_t)1 << 48))
 /* product of dims; -1 when a dim is negative or the product of the nonzero dims passes QW_NUMEL_MAX */
 int64_t qw_numel(int ndim, const int64_t *dims);
 /* a * b for element counts: -1 when either is negative or the product passes QW_NUMEL_MAX */

@@ -35,15 +35,16 @@ static void rope_row(float *x, int rot, const float *cosr, const float *sinr, in
 
 static qw_status check_rope(qw_op_node *n, qw_error *err) {
     if (n->n_in < 4) return qw_op_err(n, err, QW_E_FORMAT, "expects 4 inputs");
-    if (!qw_dtype_is_float(n->in_dtype[0])) return qw_op_err(n, err, QW_E_UNSUPPORTED, "dtype %s", qw_dtype_name(n->in_dtype[0]));
-    if (n->in_dtype[1] != QW_DT_I64 && n->in_dtype[1] != QW_DT_I32) return qw_op_err(n, err, QW_E_UNSUPPORTED, "position_ids dtype");
+    if (!qw_dtype_is_float(n->in_dtype[0]))
+        return qw_op_err(n, err, QW_E_UNSUPPORTED, "dtype %s", qw_dtype_name(n->in_dtype[0]));
+    if (n->in_dtype[1] != QW_DT_I64 && n->in_dtype[1] != QW_DT_I32)
+        return qw_op_err(n, err, QW_E_UNSUPPORTED, "position_ids dtype");
     if (qw_attr_i(n->on, "is_packed_batching", 0)) return qw_op_err(n, err, QW_E_UNSUPPORTED, "is_packed_batching=1");
     n->out_dtype[0] = n->in_dtype[0];
     return QW_OK;
 }
 
-static qw_status run_rope(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                          qw_error *err) {
+static qw_status run_rope(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     const qw_onnx_node *on = c->node->on;
     const qw_tensor *x = in[0], *pos = in[1], *cc = in[2], *sc = in[3];
     int interleaved = (int)qw_attr_i(on, "interleaved", 0);
@@ -53,15 +54,25 @@ static qw_status run_rope(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tenso
     if (cc->ndim != 2) return qw_op_err(c->node, err, QW_E_ARG, "cos_cache rank %d", cc->ndim);
     int64_t B = x->dims[0], S, D, H;
     int layout4 = x->ndim == 4;
-    if (layout4) { H = x->dims[1]; S = x->dims[2]; D = x->dims[3]; }
-    else if (x->ndim == 3) {
+    if (layout4) {
+        H = x->dims[1];
+        S = x->dims[2];
+        D = x->dims[3];
+    } else if (x->ndim == 3) {
         S = x->dims[1];
-        if (nh > 0) { H = nh; D = x->dims[2] / nh; }
-        else { D = cc->dims[1] * 2; H = D ? x->dims[2] / D : 0; }
-    } else return qw_op_err(c->node, err, QW_E_ARG, "input rank %d", x->ndim);
+        if (nh > 0) {
+            H = nh;
+            D = x->dims[2] / nh;
+        } else {
+            D = cc->dims[1] * 2;
+            H = D ? x->dims[2] / D : 0;
+        }
+    } else
+        return qw_op_err(c->node, err, QW_E_ARG, "input rank %d", x->ndim);
     if (H <= 0 || D <= 0) return qw_op_err(c->node, err, QW_E_FORMAT, "%lld heads of %lld", (long long)H, (long long)D);
     if (rot == 0) rot = (int)D;
-    if (rot > D || cc->dims[1] * 2 != rot) return qw_op_err(c->node, err, QW_E_ARG, "rotary dim %d vs cache %lld", rot, (long long)cc->dims[1]);
+    if (rot > D || cc->dims[1] * 2 != rot)
+        return qw_op_err(c->node, err, QW_E_ARG, "rotary dim %d vs cache %lld", rot, (long long)cc->dims[1]);
     qw_status st = qw_op_out(c, out[0], x->dtype, x->ndim, x->dims, err);
     if (st != QW_OK) return st;
     const float *xf = qw_tensor_f32(c, x), *cf = qw_tensor_f32(c, cc), *sf = qw_tensor_f32(c, sc);
@@ -73,7 +84,9 @@ static qw_status run_rope(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tenso
         for (int64_t s = 0; s < S; s++) {
             int64_t p = pos->numel == 1 ? qw_elem_get_i(pos->data, pos->dtype, 0) + s
                                         : qw_elem_get_i(pos->data, pos->dtype, b * S + s);
-            if (p < 0 || p >= cc->dims[0]) return qw_op_err(c->node, err, QW_E_RANGE, "position %lld beyond the cache (%lld)", (long long)p, (long long)cc->dims[0]);
+            if (p < 0 || p >= cc->dims[0])
+                return qw_op_err(c->node, err, QW_E_RANGE, "position %lld beyond the cache (%lld)", (long long)p,
+                                 (long long)cc->dims[0]);
             for (int64_t h = 0; h < H; h++) {
                 float *v = layout4 ? y + ((b * H + h) * S + s) * D : y + ((b * S + s) * H + h) * D;
                 rope_row(v, rot, cf + p * half, sf + p * half, interleaved);
@@ -86,11 +99,26 @@ static qw_status run_rope(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tenso
 /* ---- attention core ------------------------------------------------------------------------------ */
 
 /* the attention itself is qw_attn_run (qw_kernels_attn.c), with q and out in (S, H, D) order */
-static qw_attn attn_params(int S, int T, int H, int Hkv, int D, const float *q, const float *K, const float *V, int Tcap,
-                           float scale, int past, float *out) {
-    qw_attn a = {.n_q = S, .n_keys = T, .past = past, .n_heads = H, .n_kv_heads = Hkv, .head_dim = D, .q = q,
-                 .q_hs = D, .q_ss = (int64_t)H * D, .out = out, .o_hs = D, .o_ss = (int64_t)H * D, .k = K, .v = V,
-                 .kv_dtype = QW_KV_F32, .cap = Tcap, .scale = scale, .div = 0};
+static qw_attn attn_params(int S, int T, int H, int Hkv, int D, const float *q, const float *K, const float *V,
+                           int Tcap, float scale, int past, float *out) {
+    qw_attn a = {.n_q = S,
+                 .n_keys = T,
+                 .past = past,
+                 .n_heads = H,
+                 .n_kv_heads = Hkv,
+                 .head_dim = D,
+                 .q = q,
+                 .q_hs = D,
+                 .q_ss = (int64_t)H * D,
+                 .out = out,
+                 .o_hs = D,
+                 .o_ss = (int64_t)H * D,
+                 .k = K,
+                 .v = V,
+                 .kv_dtype = QW_KV_F32,
+                 .cap = Tcap,
+                 .scale = scale,
+                 .div = 0};
     return a;
 }
 
@@ -101,8 +129,10 @@ static void store_kv(qw_tensor *present, int64_t b, int Hn, int64_t Tcap, int D,
         for (int h = 0; h < Hn; h++) {
             const float *s = src + (l * Hn + h) * D;
             int64_t off = (((b * Hn + h) * Tcap) + at + l) * D;
-            if (present->dtype == QW_DT_F32) memcpy((float *)present->data + off, s, (size_t)D * 4);
-            else qw_f32_to_f16_array(s, (uint16_t *)present->data + off, (size_t)D);
+            if (present->dtype == QW_DT_F32)
+                memcpy((float *)present->data + off, s, (size_t)D * 4);
+            else
+                qw_f32_to_f16_array(s, (uint16_t *)present->data + off, (size_t)D);
         }
 }
 
@@ -139,7 +169,8 @@ static qw_status check_attn(qw_op_node *n, qw_error *err) {
         if (qw_attr_i(n->on, "qk_output", 0)) return qw_op_err(n, err, QW_E_UNSUPPORTED, "qk_output");
     } else {
         int64_t h = qw_attr_i(n->on, "num_heads", 0);
-        if (h <= 0 || h > 4096) return qw_op_err(n, err, QW_E_FORMAT, "num_heads %lld missing or out of range", (long long)h);
+        if (h <= 0 || h > 4096)
+            return qw_op_err(n, err, QW_E_FORMAT, "num_heads %lld missing or out of range", (long long)h);
         if (n->n_in > 3 && n->in_dtype[3]) return qw_op_err(n, err, QW_E_UNSUPPORTED, "bias input");
         if (n->n_in > 8 && n->in_dtype[8]) return qw_op_err(n, err, QW_E_UNSUPPORTED, "past_sequence_length input");
     }
@@ -148,8 +179,7 @@ static qw_status check_attn(qw_op_node *n, qw_error *err) {
     return QW_OK;
 }
 
-static qw_status run_mha(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                         qw_error *err) {
+static qw_status run_mha(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     const qw_onnx_node *on = c->node->on;
     const qw_tensor *q = in[0], *k = n_in > 1 ? in[1] : NULL, *v = n_in > 2 ? in[2] : NULL;
     const qw_tensor *kpm = n_in > 4 ? in[4] : NULL, *ab = n_in > 5 ? in[5] : NULL;
@@ -171,11 +201,22 @@ static qw_status run_mha(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
         return qw_op_err(c->node, err, QW_E_FORMAT, "present (%lld, %d, %lld, %d) is too large", (long long)B, H,
                          (long long)T, D);
     qw_tensor pres_k = {0}, pres_v = {0};
-    qw_tensor *PK = n_out > 1 && on->outputs[1][0] ? out[1] : &pres_k, *PV = n_out > 2 && on->outputs[2][0] ? out[2] : &pres_v;
-    if (PK == &pres_k) { PK->data = qw_op_scratch(c, (size_t)(B * H * T * D) * 4 + 4); PK->dtype = q->dtype; memcpy(PK->dims, pd, sizeof pd); PK->ndim = 4; }
-    else if ((st = qw_op_out(c, PK, q->dtype, 4, pd, err)) != QW_OK) return st;
-    if (PV == &pres_v) { PV->data = qw_op_scratch(c, (size_t)(B * H * T * D) * 4 + 4); PV->dtype = q->dtype; memcpy(PV->dims, pd, sizeof pd); PV->ndim = 4; }
-    else if ((st = qw_op_out(c, PV, q->dtype, 4, pd, err)) != QW_OK) return st;
+    qw_tensor *PK = n_out > 1 && on->outputs[1][0] ? out[1] : &pres_k,
+              *PV = n_out > 2 && on->outputs[2][0] ? out[2] : &pres_v;
+    if (PK == &pres_k) {
+        PK->data = qw_op_scratch(c, (size_t)(B * H * T * D) * 4 + 4);
+        PK->dtype = q->dtype;
+        memcpy(PK->dims, pd, sizeof pd);
+        PK->ndim = 4;
+    } else if ((st = qw_op_out(c, PK, q->dtype, 4, pd, err)) != QW_OK)
+        return st;
+    if (PV == &pres_v) {
+        PV->data = qw_op_scratch(c, (size_t)(B * H * T * D) * 4 + 4);
+        PV->dtype = q->dtype;
+        memcpy(PV->dims, pd, sizeof pd);
+        PV->ndim = 4;
+    } else if ((st = qw_op_out(c, PV, q->dtype, 4, pd, err)) != QW_OK)
+        return st;
     const float *qf = qw_tensor_f32(c, q), *kf = qw_tensor_f32(c, k), *vf = qw_tensor_f32(c, v);
     const float *bf = ab ? qw_tensor_f32(c, ab) : NULL;
     float *o = out[0]->dtype == QW_DT_F32 ? (float *)out[0]->data : qw_op_scratch(c, (size_t)q->numel * 4 + 4);
@@ -183,7 +224,8 @@ static qw_status run_mha(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     qw_attn shape = attn_params((int)S, (int)T, H, H, D, qf, NULL, NULL, (int)T, scale, causal ? (int)(T - S) : -1, o);
     void *work = qw_op_scratch(c, qw_attn_work_size(&shape, nth));
     float *km = kpm ? qw_op_scratch(c, (size_t)(T ? T : 1) * 4) : NULL;
-    if (!qf || !kf || !vf || !o || !work || (ab && !bf) || (kpm && !km)) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
+    if (!qf || !kf || !vf || !o || !work || (ab && !bf) || (kpm && !km))
+        return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
     for (int64_t b = 0; b < B; b++) {
         copy_past(PK, pk, b, H, T, D, P);
         copy_past(PV, pv, b, H, T, D, P);
@@ -203,7 +245,8 @@ static qw_status run_mha(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
             j.m_ts = 1;
         }
         if (kpm) {
-            if (kpm->ndim != 2 || kpm->dims[1] != T) return qw_op_err(c->node, err, QW_E_UNSUPPORTED, "key_padding_mask shape");
+            if (kpm->ndim != 2 || kpm->dims[1] != T)
+                return qw_op_err(c->node, err, QW_E_UNSUPPORTED, "key_padding_mask shape");
             for (int64_t t = 0; t < T; t++) km[t] = qw_elem_get_i(kpm->data, kpm->dtype, b * T + t) ? 0.0f : mfv;
             j.kmask = km;
         }
@@ -213,8 +256,7 @@ static qw_status run_mha(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     return QW_OK;
 }
 
-static qw_status run_gqa(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                         qw_error *err) {
+static qw_status run_gqa(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     const qw_onnx_node *on = c->node->on;
     const qw_tensor *q = in[0], *k = n_in > 1 ? in[1] : NULL, *v = n_in > 2 ? in[2] : NULL;
     const qw_tensor *pk = n_in > 3 ? in[3] : NULL, *pv = n_in > 4 ? in[4] : NULL;
@@ -225,7 +267,8 @@ static qw_status run_gqa(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     int do_rot = (int)qw_attr_i(on, "do_rotary", 0), inter = (int)qw_attr_i(on, "rotary_interleaved", 0);
     int window = (int)qw_attr_i(on, "local_window_size", -1);
     float softcap = qw_attr_f(on, "softcap", 0.0f);
-    if (!seqlens || !totlen || q->ndim != 3) return qw_op_err(c->node, err, QW_E_ARG, "seqlens_k / total_sequence_length / 3-D query required");
+    if (!seqlens || !totlen || q->ndim != 3)
+        return qw_op_err(c->node, err, QW_E_ARG, "seqlens_k / total_sequence_length / 3-D query required");
     int64_t B = q->dims[0], S = q->dims[1];
     int packed = !k;
     int D = packed ? (int)(q->dims[2] / (H + 2 * Hkv)) : (int)(q->dims[2] / H);
@@ -239,7 +282,8 @@ static qw_status run_gqa(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     qw_status st = qw_op_out(c, out[0], q->dtype, 3, od, err);
     if (st != QW_OK) return st;
     int64_t pd[4] = {B, Hkv, Tcap, D};
-    if (n_out < 3 || !on->outputs[1][0] || !on->outputs[2][0]) return qw_op_err(c->node, err, QW_E_UNSUPPORTED, "present outputs required");
+    if (n_out < 3 || !on->outputs[1][0] || !on->outputs[2][0])
+        return qw_op_err(c->node, err, QW_E_UNSUPPORTED, "present outputs required");
     if ((st = qw_op_out(c, out[1], q->dtype, 4, pd, err)) != QW_OK) return st;
     if ((st = qw_op_out(c, out[2], q->dtype, 4, pd, err)) != QW_OK) return st;
     memset(out[1]->data, 0, (size_t)out[1]->numel * qw_dtype_size(q->dtype));
@@ -252,17 +296,22 @@ static qw_status run_gqa(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     float *vb = qw_op_scratch(c, (size_t)(S * Hkv * D) * 4 + 4);
     float *o = out[0]->dtype == QW_DT_F32 ? (float *)out[0]->data : qw_op_scratch(c, (size_t)(B * S * H * D) * 4 + 4);
     int nth = qw_pool_threads(c->pool);
-    qw_attn shape = attn_params((int)S, (int)(Tcap > S ? Tcap : S), H, Hkv, D, NULL, NULL, NULL, (int)Tcap, scale, 0, NULL);
+    qw_attn shape = attn_params((int)S, (int)(Tcap > S ? Tcap : S), H, Hkv, D, NULL, NULL, NULL, (int)Tcap, scale, 0,
+                                NULL);
     void *work = qw_op_scratch(c, qw_attn_work_size(&shape, nth)); /* the most keys any batch has */
-    const float *cf = do_rot && cc ? qw_tensor_f32(c, cc) : NULL, *sf = do_rot && scache ? qw_tensor_f32(c, scache) : NULL;
+    const float *cf = do_rot && cc ? qw_tensor_f32(c, cc) : NULL,
+                *sf = do_rot && scache ? qw_tensor_f32(c, scache) : NULL;
     const float *bf = ab ? qw_tensor_f32(c, ab) : NULL;
-    if (!qf0 || (!packed && (!kf0 || !vf0)) || !qb || !kb || !vb || !o || !work || (do_rot && (!cf || !sf)) || (ab && !bf))
+    if (!qf0 || (!packed && (!kf0 || !vf0)) || !qb || !kb || !vb || !o || !work || (do_rot && (!cf || !sf)) ||
+        (ab && !bf))
         return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory (or rotary caches missing)");
     for (int64_t b = 0; b < B; b++) {
         int64_t tot_b = qw_elem_get_i(seqlens->data, seqlens->dtype, b) + 1;
         int64_t past = tot_b - S;
         if (past < 0) past = 0;
-        if (past + S > Tcap) return qw_op_err(c->node, err, QW_E_RANGE, "seqlens_k %lld beyond present length %lld", (long long)tot_b, (long long)Tcap);
+        if (past + S > Tcap)
+            return qw_op_err(c->node, err, QW_E_RANGE, "seqlens_k %lld beyond present length %lld", (long long)tot_b,
+                             (long long)Tcap);
         for (int64_t s = 0; s < S; s++) {
             if (packed) {
                 const float *row = qf0 + (b * S + s) * (int64_t)(H + 2 * Hkv) * D;
@@ -277,9 +326,12 @@ static qw_status run_gqa(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
             if (do_rot) {
                 int rot = (int)cc->dims[1] * 2;
                 int64_t p = posid ? qw_elem_get_i(posid->data, posid->dtype, b * S + s) : past + s;
-                if (p < 0 || p >= cc->dims[0]) return qw_op_err(c->node, err, QW_E_RANGE, "position %lld beyond the rotary cache", (long long)p);
-                for (int h = 0; h < H; h++) rope_row(qb + (s * H + h) * D, rot, cf + p * (rot / 2), sf + p * (rot / 2), inter);
-                for (int h = 0; h < Hkv; h++) rope_row(kb + (s * Hkv + h) * D, rot, cf + p * (rot / 2), sf + p * (rot / 2), inter);
+                if (p < 0 || p >= cc->dims[0])
+                    return qw_op_err(c->node, err, QW_E_RANGE, "position %lld beyond the rotary cache", (long long)p);
+                for (int h = 0; h < H; h++)
+                    rope_row(qb + (s * H + h) * D, rot, cf + p * (rot / 2), sf + p * (rot / 2), inter);
+                for (int h = 0; h < Hkv; h++)
+                    rope_row(kb + (s * Hkv + h) * D, rot, cf + p * (rot / 2), sf + p * (rot / 2), inter);
             }
         }
         copy_past(out[1], pk, b, Hkv, Tcap, D, past < P ? past : P);
@@ -288,7 +340,8 @@ static qw_status run_gqa(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
         store_kv(out[2], b, Hkv, Tcap, D, past, vb, S);
         const float *K = kv_f32(c, out[1], b, Hkv, Tcap, D), *V = kv_f32(c, out[2], b, Hkv, Tcap, D);
         if (!K || !V) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
-        qw_attn j = attn_params((int)S, (int)(past + S), H, Hkv, D, qb, K, V, (int)Tcap, scale, (int)past, o + b * S * H * D);
+        qw_attn j = attn_params((int)S, (int)(past + S), H, Hkv, D, qb, K, V, (int)Tcap, scale, (int)past,
+                                o + b * S * H * D);
         j.window = window;
         j.softcap = softcap;
         if (ab) {

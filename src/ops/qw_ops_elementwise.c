@@ -9,11 +9,11 @@
 /* ---- broadcasting driver: rows along the last output dim ------------------------------------ */
 
 typedef struct bcast {
-    int n;                         /* inputs */
-    int nd;                        /* output rank */
-    int64_t dims[QW_MAX_DIMS];     /* output shape */
+    int n;                     /* inputs */
+    int nd;                    /* output rank */
+    int64_t dims[QW_MAX_DIMS]; /* output shape */
     int64_t numel;
-    int64_t str[4][QW_MAX_DIMS];   /* element strides of each input in the output index space */
+    int64_t str[4][QW_MAX_DIMS]; /* element strides of each input in the output index space */
 } bcast;
 
 static int bcast_init(bcast *b, qw_tensor *const *in, int n) {
@@ -57,16 +57,44 @@ static void bcast_rows(const bcast *b, row_fn fn, void *ctx) {
 /* ---- op codes --------------------------------------------------------------------------------- */
 
 enum {
-    OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_MAX, OP_MIN, OP_EQ, OP_LT, OP_GT, OP_LE, OP_GE, OP_AND, OP_OR,
-    OP_SQRT, OP_RECIP, OP_NEG, OP_ABS, OP_EXP, OP_LOG, OP_TANH, OP_SIGMOID, OP_ERF, OP_COS, OP_SIN, OP_NOT,
-    OP_FLOOR, OP_CEIL, OP_SOFTPLUS, OP_RELU
+    OP_ADD,
+    OP_SUB,
+    OP_MUL,
+    OP_DIV,
+    OP_POW,
+    OP_MAX,
+    OP_MIN,
+    OP_EQ,
+    OP_LT,
+    OP_GT,
+    OP_LE,
+    OP_GE,
+    OP_AND,
+    OP_OR,
+    OP_SQRT,
+    OP_RECIP,
+    OP_NEG,
+    OP_ABS,
+    OP_EXP,
+    OP_LOG,
+    OP_TANH,
+    OP_SIGMOID,
+    OP_ERF,
+    OP_COS,
+    OP_SIN,
+    OP_NOT,
+    OP_FLOOR,
+    OP_CEIL,
+    OP_SOFTPLUS,
+    OP_RELU
 };
 
 static int op_code(const char *t) {
-    static const char *names[] = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Equal", "Less", "Greater",
-                                  "LessOrEqual", "GreaterOrEqual", "And", "Or", "Sqrt", "Reciprocal", "Neg",
-                                  "Abs", "Exp", "Log", "Tanh", "Sigmoid", "Erf", "Cos", "Sin", "Not", "Floor",
-                                  "Ceil", "Softplus", "Relu"};
+    static const char *names[] = {"Add", "Sub",   "Mul",   "Div",        "Pow",         "Max",
+                                  "Min", "Equal", "Less",  "Greater",    "LessOrEqual", "GreaterOrEqual",
+                                  "And", "Or",    "Sqrt",  "Reciprocal", "Neg",         "Abs",
+                                  "Exp", "Log",   "Tanh",  "Sigmoid",    "Erf",         "Cos",
+                                  "Sin", "Not",   "Floor", "Ceil",       "Softplus",    "Relu"};
     for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
         if (!strcmp(names[i], t)) return i;
     return -1;
@@ -94,7 +122,11 @@ static int64_t ibin(int op, int64_t a, int64_t b) {
     case OP_SUB: return (int64_t)((uint64_t)a - (uint64_t)b);
     case OP_MUL: return (int64_t)((uint64_t)a * (uint64_t)b);
     case OP_DIV: return b ? a / b : 0;
-    case OP_POW: { int64_t r = 1; for (int64_t i = 0; i < b; i++) r *= a; return r; }
+    case OP_POW: {
+        int64_t r = 1;
+        for (int64_t i = 0; i < b; i++) r *= a;
+        return r;
+    }
     case OP_MAX: return a > b ? a : b;
     case OP_MIN: return a < b ? a : b;
     case OP_AND: return a && b;
@@ -185,9 +217,9 @@ static qw_status check_binary(qw_op_node *n, qw_error *err) {
 typedef struct ew_ctx {
     int op;
     int n;
-    const float *fin[4];           /* float path inputs (fp32 views) */
+    const float *fin[4]; /* float path inputs (fp32 views) */
     qw_tensor *const *in;
-    float *fout;                   /* float path output (fp32) */
+    float *fout; /* float path output (fp32) */
     qw_tensor *out;
 } ew_ctx;
 
@@ -197,11 +229,21 @@ static void row_fbin(void *vc, int64_t o, const int64_t *off, const int64_t *inc
     float *y = c->fout + o;
     int64_t ia = inc[0], ib = inc[1];
     switch (c->op) {
-    case OP_ADD: for (int64_t i = 0; i < len; i++) y[i] = a[i * ia] + b[i * ib]; break;
-    case OP_SUB: for (int64_t i = 0; i < len; i++) y[i] = a[i * ia] - b[i * ib]; break;
-    case OP_MUL: for (int64_t i = 0; i < len; i++) y[i] = a[i * ia] * b[i * ib]; break;
-    case OP_DIV: for (int64_t i = 0; i < len; i++) y[i] = a[i * ia] / b[i * ib]; break;
-    default: for (int64_t i = 0; i < len; i++) y[i] = fbin(c->op, a[i * ia], b[i * ib]); break;
+    case OP_ADD:
+        for (int64_t i = 0; i < len; i++) y[i] = a[i * ia] + b[i * ib];
+        break;
+    case OP_SUB:
+        for (int64_t i = 0; i < len; i++) y[i] = a[i * ia] - b[i * ib];
+        break;
+    case OP_MUL:
+        for (int64_t i = 0; i < len; i++) y[i] = a[i * ia] * b[i * ib];
+        break;
+    case OP_DIV:
+        for (int64_t i = 0; i < len; i++) y[i] = a[i * ia] / b[i * ib];
+        break;
+    default:
+        for (int64_t i = 0; i < len; i++) y[i] = fbin(c->op, a[i * ia], b[i * ib]);
+        break;
     }
 }
 
@@ -218,13 +260,14 @@ static void row_ibin(void *vc, int64_t o, const int64_t *off, const int64_t *inc
     for (int64_t i = 0; i < len; i++) {
         int64_t a = qw_elem_get_i(A->data, A->dtype, off[0] + i * inc[0]);
         int64_t b = qw_elem_get_i(B->data, B->dtype, off[1] + i * inc[1]);
-        if (is_cmp(c->op)) ((uint8_t *)c->out->data)[o + i] = (uint8_t)icmp(c->op, a, b);
-        else qw_elem_set_i(c->out->data, c->out->dtype, o + i, ibin(c->op, a, b));
+        if (is_cmp(c->op))
+            ((uint8_t *)c->out->data)[o + i] = (uint8_t)icmp(c->op, a, b);
+        else
+            qw_elem_set_i(c->out->data, c->out->dtype, o + i, ibin(c->op, a, b));
     }
 }
 
-static qw_status run_binary(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                            qw_error *err) {
+static qw_status run_binary(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     qw_op_node *n = c->node;
     int op = op_code(n->on->op_type);
     if (n_in == 1) { /* Max/Min of one input: a copy */
@@ -254,11 +297,13 @@ static qw_status run_binary(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_ten
                     ob += id * b.str[1][d];
                 }
                 if (qw_dtype_is_float(acc.dtype))
-                    qw_elem_set_f(nt.data, nt.dtype, i, fbin(op, (float)qw_elem_get_f(acc.data, acc.dtype, oa),
-                                                             (float)qw_elem_get_f(in[k]->data, in[k]->dtype, ob)));
+                    qw_elem_set_f(nt.data, nt.dtype, i,
+                                  fbin(op, (float)qw_elem_get_f(acc.data, acc.dtype, oa),
+                                       (float)qw_elem_get_f(in[k]->data, in[k]->dtype, ob)));
                 else
-                    qw_elem_set_i(nt.data, nt.dtype, i, ibin(op, qw_elem_get_i(acc.data, acc.dtype, oa),
-                                                             qw_elem_get_i(in[k]->data, in[k]->dtype, ob)));
+                    qw_elem_set_i(
+                        nt.data, nt.dtype, i,
+                        ibin(op, qw_elem_get_i(acc.data, acc.dtype, oa), qw_elem_get_i(in[k]->data, in[k]->dtype, ob)));
             }
             acc = nt;
         }
@@ -278,7 +323,10 @@ static qw_status run_binary(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_ten
         e.fin[0] = qw_tensor_f32(c, in[0]);
         e.fin[1] = qw_tensor_f32(c, in[1]);
         if (!e.fin[0] || !e.fin[1]) return qw_op_err(n, err, QW_E_NOMEM, "out of memory");
-        if (is_cmp(op)) { bcast_rows(&b, row_fcmp, &e); return QW_OK; }
+        if (is_cmp(op)) {
+            bcast_rows(&b, row_fcmp, &e);
+            return QW_OK;
+        }
         e.fout = odt == QW_DT_F32 ? (float *)out[0]->data : qw_op_scratch(c, (size_t)b.numel * sizeof(float) + 1);
         if (!e.fout) return qw_op_err(n, err, QW_E_NOMEM, "out of memory");
         bcast_rows(&b, row_fbin, &e);
@@ -289,8 +337,7 @@ static qw_status run_binary(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_ten
     return QW_OK;
 }
 
-static qw_status run_unary(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                           qw_error *err) {
+static qw_status run_unary(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     int op = op_code(c->node->on->op_type);
     const qw_tensor *x = in[0];
     qw_status st = qw_op_out(c, out[0], x->dtype, x->ndim, x->dims, err);
@@ -313,8 +360,12 @@ static qw_status run_unary(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
     if (!xf || !y) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
     switch (op) {
     case OP_SIGMOID: qw_logistic_f32(c->pool, xf, y, (size_t)n); break;
-    case OP_NEG: for (int64_t i = 0; i < n; i++) y[i] = -xf[i]; break;
-    default: for (int64_t i = 0; i < n; i++) y[i] = funary(op, xf[i]); break;
+    case OP_NEG:
+        for (int64_t i = 0; i < n; i++) y[i] = -xf[i];
+        break;
+    default:
+        for (int64_t i = 0; i < n; i++) y[i] = funary(op, xf[i]);
+        break;
     }
     if (out[0]->dtype != QW_DT_F32) qw_store_f32(out[0], y, n);
     return QW_OK;
@@ -324,7 +375,8 @@ static qw_status run_unary(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
 
 static qw_status check_where(qw_op_node *n, qw_error *err) {
     if (n->n_in != 3) return qw_op_err(n, err, QW_E_FORMAT, "expects 3 inputs");
-    if (n->in_dtype[0] != QW_DT_BOOL) return qw_op_err(n, err, QW_E_UNSUPPORTED, "condition dtype %s", qw_dtype_name(n->in_dtype[0]));
+    if (n->in_dtype[0] != QW_DT_BOOL)
+        return qw_op_err(n, err, QW_E_UNSUPPORTED, "condition dtype %s", qw_dtype_name(n->in_dtype[0]));
     if (n->in_dtype[1] != n->in_dtype[2]) return qw_op_err(n, err, QW_E_FORMAT, "X and Y dtypes differ");
     n->out_dtype[0] = n->in_dtype[1];
     return QW_OK;
@@ -337,13 +389,13 @@ static void row_where(void *vc, int64_t o, const int64_t *off, const int64_t *in
     const uint8_t *x = c->in[1]->data, *y = c->in[2]->data;
     uint8_t *dst = (uint8_t *)c->out->data + o * es;
     for (int64_t i = 0; i < len; i++) {
-        const uint8_t *src = cond[off[0] + i * inc[0]] ? x + (off[1] + i * inc[1]) * es : y + (off[2] + i * inc[2]) * es;
+        const uint8_t *src = cond[off[0] + i * inc[0]] ? x + (off[1] + i * inc[1]) * es
+                                                       : y + (off[2] + i * inc[2]) * es;
         memcpy(dst + i * es, src, es);
     }
 }
 
-static qw_status run_where(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                           qw_error *err) {
+static qw_status run_where(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     bcast b;
     if (!bcast_init(&b, in, 3)) return qw_op_err(c->node, err, QW_E_ARG, "shapes do not broadcast");
     qw_status st = qw_op_out(c, out[0], in[1]->dtype, b.nd, b.dims, err);
@@ -371,29 +423,42 @@ static qw_status check_cast(qw_op_node *n, qw_error *err) {
     return QW_OK;
 }
 
-static qw_status run_cast(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                          qw_error *err) {
+static qw_status run_cast(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     const qw_tensor *x = in[0];
     int to = c->node->out_dtype[0];
     qw_status st = qw_op_out(c, out[0], to, x->ndim, x->dims, err);
     if (st != QW_OK) return st;
     int64_t n = x->numel;
     void *y = out[0]->data;
-    if (to == x->dtype) { memcpy(y, x->data, (size_t)n * qw_dtype_size(to)); return QW_OK; }
-    if (x->dtype == QW_DT_F16 && to == QW_DT_F32) { qw_f16_to_f32_array(x->data, y, (size_t)n); return QW_OK; }
-    if (x->dtype == QW_DT_F32 && to == QW_DT_F16) { qw_f32_to_f16_array(x->data, y, (size_t)n); return QW_OK; }
+    if (to == x->dtype) {
+        memcpy(y, x->data, (size_t)n * qw_dtype_size(to));
+        return QW_OK;
+    }
+    if (x->dtype == QW_DT_F16 && to == QW_DT_F32) {
+        qw_f16_to_f32_array(x->data, y, (size_t)n);
+        return QW_OK;
+    }
+    if (x->dtype == QW_DT_F32 && to == QW_DT_F16) {
+        qw_f32_to_f16_array(x->data, y, (size_t)n);
+        return QW_OK;
+    }
     if (qw_dtype_is_float(x->dtype)) {
         for (int64_t i = 0; i < n; i++) {
             float v = (float)qw_elem_get_f(x->data, x->dtype, i);
-            if (to == QW_DT_BOOL) ((uint8_t *)y)[i] = v != 0;
-            else if (qw_dtype_is_float(to)) qw_elem_set_f(y, to, i, v);
-            else qw_elem_set_i(y, to, i, isnan(v) ? INT64_MIN : (int64_t)v);
+            if (to == QW_DT_BOOL)
+                ((uint8_t *)y)[i] = v != 0;
+            else if (qw_dtype_is_float(to))
+                qw_elem_set_f(y, to, i, v);
+            else
+                qw_elem_set_i(y, to, i, isnan(v) ? INT64_MIN : (int64_t)v);
         }
     } else {
         for (int64_t i = 0; i < n; i++) {
             int64_t v = qw_elem_get_i(x->data, x->dtype, i);
-            if (qw_dtype_is_float(to)) qw_elem_set_f(y, to, i, (double)(float)v);
-            else qw_elem_set_i(y, to, i, v);
+            if (qw_dtype_is_float(to))
+                qw_elem_set_f(y, to, i, (double)(float)v);
+            else
+                qw_elem_set_i(y, to, i, v);
         }
     }
     return QW_OK;

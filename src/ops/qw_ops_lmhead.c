@@ -39,7 +39,7 @@
 #include "qw_clock.h"
 
 #define QW_LMHEAD_TOPK 64
-#define QW_LMHEAD_BATCH 32 /* rows rescored between two checks of the stop rule */
+#define QW_LMHEAD_BATCH 32               /* rows rescored between two checks of the stop rule */
 #define QW_LMHEAD_READ_CHUNK (16u << 20) /* bytes read per chunk when quantising an on-demand embedding */
 #define QW_LMHEAD_MIN_ROWS 16384
 #define QW_LMHEAD_MIN_ELEMS (8u << 20)
@@ -47,7 +47,7 @@
 /* The first segment of the derived file (QW_DERIVED_DIR "lmhead-i8-v<layout>-<hash>.bin"): what the rows
  * were made from and how; a file whose header differs is not used. Then q, scales (+ block sums), norms. */
 typedef struct lmh_header {
-    char magic[8];                 /* "QWLMHI8" */
+    char magic[8]; /* "QWLMHI8" */
     uint32_t layout, N, K, block, n_blocks, N4, f16, pad;
     uint64_t src_offset, src_bytes, src_file_size;
 } lmh_header;
@@ -57,12 +57,15 @@ typedef struct lmh_state {
     lmh_header head;
     qw_i8w w;
     int N, K, f16;
-    int check;                     /* qw_graph_opts.lm_head_check */
+    int check; /* qw_graph_opts.lm_head_check */
     long calls, rescored, fallbacks;
 } lmh_state;
 
 /* A row whose exact value may enter the top R: its upper bound, and the row (rescored best bound first). */
-typedef struct lmh_cand { float ub; int32_t row; } lmh_cand;
+typedef struct lmh_cand {
+    float ub;
+    int32_t row;
+} lmh_cand;
 
 static int cand_cmp(const void *a, const void *b) { /* upper bound descending, then row: a total order */
     const lmh_cand *x = a, *y = b;
@@ -75,7 +78,12 @@ static void heap_push(float *h, int *hn, int R, float v) {
     if (*hn < R) {
         int i = (*hn)++;
         h[i] = v;
-        while (i > 0 && h[(i - 1) / 2] > h[i]) { float t = h[i]; h[i] = h[(i - 1) / 2]; h[(i - 1) / 2] = t; i = (i - 1) / 2; }
+        while (i > 0 && h[(i - 1) / 2] > h[i]) {
+            float t = h[i];
+            h[i] = h[(i - 1) / 2];
+            h[(i - 1) / 2] = t;
+            i = (i - 1) / 2;
+        }
     } else if (v > h[0]) {
         h[0] = v;
         for (int i = 0;;) {
@@ -83,7 +91,10 @@ static void heap_push(float *h, int *hn, int R, float v) {
             if (a < R && h[a] < h[m]) m = a;
             if (b < R && h[b] < h[m]) m = b;
             if (m == i) break;
-            float t = h[i]; h[i] = h[m]; h[m] = t; i = m;
+            float t = h[i];
+            h[i] = h[m];
+            h[m] = t;
+            i = m;
         }
     }
 }
@@ -94,8 +105,10 @@ static void free_lmh(void *p) { free(p); }
  * the embedding is read on demand. */
 static qw_status exact_all(qw_op_ctx *c, const lmh_state *s, const void *B, const float *x, float *y, qw_error *err) {
     if (!B) return qw_op_matmul_tb_streamed(c, x, 1, s->N, s->K, s->f16 ? QW_DT_F16 : QW_DT_F32, y, err);
-    if (s->f16) qw_gemm_f16b(c->pool, 1, s->N, s->K, x, s->K, B, s->K, 1, y, s->N);
-    else qw_gemm_f32(c->pool, 1, s->N, s->K, x, s->K, B, s->K, 1, y, s->N);
+    if (s->f16)
+        qw_gemm_f16b(c->pool, 1, s->N, s->K, x, s->K, B, s->K, 1, y, s->N);
+    else
+        qw_gemm_f32(c->pool, 1, s->N, s->K, x, s->K, B, s->K, 1, y, s->N);
     return QW_OK;
 }
 
@@ -132,8 +145,10 @@ static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     float *y = out[0]->dtype == QW_DT_F32 ? (float *)out[0]->data : qw_op_scratch(c, (size_t)(M * N) * 4 + 4);
     lmh_work wk = {qw_op_scratch(c, qw_i8_matvec_work_size(&s->w)),
                    B ? NULL : qw_op_scratch(c, QW_LMHEAD_BATCH * row_bytes),
-                   qw_op_scratch(c, (size_t)N * sizeof(lmh_cand) + 8), qw_op_scratch(c, QW_LMHEAD_BATCH * 4),
-                   qw_op_scratch(c, QW_LMHEAD_BATCH * 4), qw_op_scratch(c, QW_LMHEAD_TOPK * 4)};
+                   qw_op_scratch(c, (size_t)N * sizeof(lmh_cand) + 8),
+                   qw_op_scratch(c, QW_LMHEAD_BATCH * 4),
+                   qw_op_scratch(c, QW_LMHEAD_BATCH * 4),
+                   qw_op_scratch(c, QW_LMHEAD_TOPK * 4)};
     if (!x || !y || !wk.work || !wk.cand || !wk.rows || !wk.vals || !wk.heap || (!B && !wk.rbuf))
         return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
     for (int64_t i = 0; i < M; i++)
@@ -189,7 +204,10 @@ static qw_status lmh_row(qw_op_ctx *c, lmh_state *s, const void *B, const float 
     while (done < cnt && !(hn == R && heap[0] > cand[done].ub)) {
         if (done > budget) {
             s->fallbacks++;
-            if ((st = exact_all(c, s, B, x, y, err)) != QW_OK) { free(ye); return st; }
+            if ((st = exact_all(c, s, B, x, y, err)) != QW_OK) {
+                free(ye);
+                return st;
+            }
             done = -1;
             break;
         }
@@ -203,7 +221,10 @@ static qw_status lmh_row(qw_op_ctx *c, lmh_state *s, const void *B, const float 
             for (int j = 0; j < nb; j++) {
                 st = qw_weights_read_range(c->node->weights, c->node->in_weight[1], (uint64_t)rows[j] * row_bytes,
                                            row_bytes, (char *)rbuf + (size_t)j * row_bytes, err);
-                if (st != QW_OK) { free(ye); return st; }
+                if (st != QW_OK) {
+                    free(ye);
+                    return st;
+                }
                 ix[j] = j;
             }
             qw_gemm_tb_rows_pool(c->pool, x, rbuf, s->f16, K, K, ix, nb, vals);
@@ -223,9 +244,13 @@ static qw_status lmh_row(qw_op_ctx *c, lmh_state *s, const void *B, const float 
             if (d > worst) worst = d;
         }
         for (int j = 0; j < (done < 0 ? 0 : done); j++) exact_same &= memcmp(&y[cand[j].row], &ye[cand[j].row], 4) == 0;
-        for (int n = 1; n < N; n++) { if (y[n] > y[am]) am = n; if (ye[n] > ye[ame]) ame = n; }
-        fprintf(stderr, "lmhead: call %ld R %d, %d candidates, rescored %d rows%s, max |y - exact| %.4g, argmax %d "
-                        "(exact %d)%s%s\n",
+        for (int n = 1; n < N; n++) {
+            if (y[n] > y[am]) am = n;
+            if (ye[n] > ye[ame]) ame = n;
+        }
+        fprintf(stderr,
+                "lmhead: call %ld R %d, %d candidates, rescored %d rows%s, max |y - exact| %.4g, argmax %d "
+                "(exact %d)%s%s\n",
                 s->calls, R, cnt, done < 0 ? cnt : done, done < 0 ? " (whole product)" : "", worst, am, ame,
                 am == ame ? "" : " MISMATCH", exact_same ? "" : " RESCORE-DIFF");
         free(ye);
@@ -245,8 +270,10 @@ static uint64_t fnv1a64(uint64_t h, const void *p, size_t n) {
 static qw_status make_rows(qw_op_node *n, qw_pool *pool, lmh_state *s, const qw_tensor *B, qw_error *err) {
     const qw_onnx_tensor *t = qw_weights_info(n->weights, n->in_weight[1]);
     char name[128] = "";
-    qw_derived_seg segs[4] = {{&s->head, sizeof s->head}, {s->w.q, qw_i8w_q_bytes(&s->w)},
-                              {s->w.scales, qw_i8w_scale_bytes(&s->w)}, {s->w.wnorm, (size_t)s->w.N4 * 2 * sizeof(float)}};
+    qw_derived_seg segs[4] = {{&s->head, sizeof s->head},
+                              {s->w.q, qw_i8w_q_bytes(&s->w)},
+                              {s->w.scales, qw_i8w_scale_bytes(&s->w)},
+                              {s->w.wnorm, (size_t)s->w.N4 * 2 * sizeof(float)}};
     if (t && t->file >= 0 && t->file < n->model->n_files) {
         lmh_header *h = &s->head;
         memcpy(h->magic, "QWLMHI8", 8);
@@ -256,7 +283,8 @@ static qw_status make_rows(qw_op_node *n, qw_pool *pool, lmh_state *s, const qw_
         uint64_t hash = fnv1a64(0xcbf29ce484222325ull, h, sizeof *h);
         hash = fnv1a64(hash, t->name, strlen(t->name));
         hash = fnv1a64(hash, n->model->files[t->file].name, strlen(n->model->files[t->file].name));
-        snprintf(name, sizeof name, QW_DERIVED_DIR "lmhead-i8-v%d-%016llx.bin", QW_I8W_LAYOUT, (unsigned long long)hash);
+        snprintf(name, sizeof name, QW_DERIVED_DIR "lmhead-i8-v%d-%016llx.bin", QW_I8W_LAYOUT,
+                 (unsigned long long)hash);
     }
     int found = 0;
     if (name[0]) {
@@ -277,7 +305,10 @@ static qw_status make_rows(qw_op_node *n, qw_pool *pool, lmh_state *s, const qw_
                 int nr = QW_MIN(chunk, s->N - r0);
                 qw_status st = qw_weights_read_range(n->weights, n->in_weight[1], (uint64_t)r0 * row_bytes,
                                                      (size_t)nr * row_bytes, buf, err);
-                if (st != QW_OK) { free(buf); return st; }
+                if (st != QW_OK) {
+                    free(buf);
+                    return st;
+                }
                 qw_i8w_quantize_rows(pool, &s->w, buf, s->f16, s->K, r0, nr);
             }
             free(buf);
@@ -327,10 +358,16 @@ qw_status qw_op_lmhead_select(qw_op_node *n, qw_pool *pool, int *selected, qw_er
     s->w.q = qw_weights_derived_alloc(n->weights, qw_i8w_q_bytes(&s->w));
     s->w.scales = qw_weights_derived_alloc(n->weights, qw_i8w_scale_bytes(&s->w));
     s->w.wnorm = qw_weights_derived_alloc(n->weights, (size_t)s->w.N4 * 2 * sizeof(float));
-    if (!s->w.q || !s->w.scales || !s->w.wnorm) { free(s); return qw_op_err(n, err, QW_E_NOMEM, "out of memory (int8 lm_head)"); }
+    if (!s->w.q || !s->w.scales || !s->w.wnorm) {
+        free(s);
+        return qw_op_err(n, err, QW_E_NOMEM, "out of memory (int8 lm_head)");
+    }
     s->w.enorm = s->w.wnorm + s->w.N4;
     qw_status st = make_rows(n, pool, s, B, err);
-    if (st != QW_OK) { free(s); return st; }
+    if (st != QW_OK) {
+        free(s);
+        return st;
+    }
     if (n->state && n->op && n->op->free_state) n->op->free_state(n->state);
     if (!B->data) n->in_skip[1] = 1;
     n->state = s;

@@ -69,7 +69,8 @@ qw_status qw_op_matmul_tb_streamed(qw_op_ctx *c, const float *Af, int64_t rows, 
         int64_t nx = n0 + chunk;
         if (nx < N) {
             int64_t nr = N - nx < chunk ? N - nx : chunk;
-            st = qw_weights_read_range_start(ws, wid, (uint64_t)nx * row_bytes, (size_t)nr * row_bytes, buf[(i + 1) & 1], err);
+            st = qw_weights_read_range_start(ws, wid, (uint64_t)nx * row_bytes, (size_t)nr * row_bytes,
+                                             buf[(i + 1) & 1], err);
             if (st != QW_OK) return st;
         }
         const void *Bc = buf[i & 1];
@@ -78,8 +79,10 @@ qw_status qw_op_matmul_tb_streamed(qw_op_ctx *c, const float *Af, int64_t rows, 
         for (int64_t r = 0; r < rows; r += step) {
             const float *Ar = Af + r * K;
             float *Cr = C + r * N + n0;
-            if (bdtype == QW_DT_F16) qw_gemm_f16b(c->pool, (int)step, (int)cur, (int)K, Ar, (int)K, Bc, (int)K, 1, Cr, (int)N);
-            else qw_gemm_f32(c->pool, (int)step, (int)cur, (int)K, Ar, (int)K, Bc, (int)K, 1, Cr, (int)N);
+            if (bdtype == QW_DT_F16)
+                qw_gemm_f16b(c->pool, (int)step, (int)cur, (int)K, Ar, (int)K, Bc, (int)K, 1, Cr, (int)N);
+            else
+                qw_gemm_f32(c->pool, (int)step, (int)cur, (int)K, Ar, (int)K, Bc, (int)K, 1, Cr, (int)N);
         }
     }
     return QW_OK;
@@ -88,14 +91,15 @@ qw_status qw_op_matmul_tb_streamed(qw_op_ctx *c, const float *Af, int64_t rows, 
 /* C(M,N) = A(M,K) . B where B is fp32 or fp16, (K,N) or with tb (N,K) */
 static void gemm_any(qw_pool *pool, int M, int N, int K, const float *A, const void *B, int bdt, int tb, float *C) {
     int ldb = tb ? K : N;
-    if (bdt == QW_DT_F16) qw_gemm_f16b(pool, M, N, K, A, K, (const uint16_t *)B, ldb, tb, C, N);
-    else qw_gemm_f32(pool, M, N, K, A, K, (const float *)B, ldb, tb, C, N);
+    if (bdt == QW_DT_F16)
+        qw_gemm_f16b(pool, M, N, K, A, K, (const uint16_t *)B, ldb, tb, C, N);
+    else
+        qw_gemm_f32(pool, M, N, K, A, K, (const float *)B, ldb, tb, C, N);
 }
 
-static qw_status run_matmul(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                            qw_error *err) {
+static qw_status run_matmul(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     qw_tensor last;
-    const qw_tensor *A = qw_op_last_row(c, in[0], &last), *B = in[1]; /* logits of the last position only */
+    const qw_tensor *A = qw_op_last_row(c, in[0], &last), *B = in[1];            /* logits of the last position only */
     if (!B) return run_matmul_streamed(c, A, c->node->in_const[1], out[0], err); /* paged, see check_matmul */
     int tb = c->node->trans_b;
     int ra = A->ndim, rb = B->ndim;
@@ -103,10 +107,18 @@ static qw_status run_matmul(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_ten
     int64_t K = A->dims[ra - 1];
     int64_t KB, N;
     if (tb && rb < 2) return qw_op_err(c->node, err, QW_E_ARG, "transposed B of rank %d", rb);
-    if (tb) { KB = B->dims[rb - 1]; N = B->dims[rb - 2]; }
-    else if (rb == 1) { KB = B->dims[0]; N = 1; }
-    else { KB = B->dims[rb - 2]; N = B->dims[rb - 1]; }
-    if (K != KB) return qw_op_err(c->node, err, QW_E_ARG, "inner dims %lld and %lld differ", (long long)K, (long long)KB);
+    if (tb) {
+        KB = B->dims[rb - 1];
+        N = B->dims[rb - 2];
+    } else if (rb == 1) {
+        KB = B->dims[0];
+        N = 1;
+    } else {
+        KB = B->dims[rb - 2];
+        N = B->dims[rb - 1];
+    }
+    if (K != KB)
+        return qw_op_err(c->node, err, QW_E_ARG, "inner dims %lld and %lld differ", (long long)K, (long long)KB);
     int64_t M = ra >= 2 ? A->dims[ra - 2] : 1;
     /* batch dims */
     int nba = ra >= 2 ? ra - 2 : 0, nbb = rb < 2 ? 0 : rb - 2;
@@ -142,7 +154,10 @@ static qw_status run_matmul(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_ten
             qw_broadcast_strides(nba, A->dims, nb, bdims, sa);
             for (int64_t bi = 0; bi < batch; bi++) {
                 int64_t r = bi, oa = 0;
-                for (int d = nb - 1; d >= 0; d--) { oa += (r % bdims[d]) * sa[d]; r /= bdims[d]; }
+                for (int d = nb - 1; d >= 0; d--) {
+                    oa += (r % bdims[d]) * sa[d];
+                    r /= bdims[d];
+                }
                 gemm_any(c->pool, (int)M, (int)N, (int)K, Af + oa * M * K, B->data, B->dtype, tb, C + bi * M * N);
             }
         }
@@ -170,13 +185,13 @@ static qw_status check_gemm(qw_op_node *n, qw_error *err) {
     for (int k = 0; k < n->n_in; k++)
         if (n->in_dtype[k] && n->in_dtype[k] != n->in_dtype[0])
             return qw_op_err(n, err, QW_E_FORMAT, "input dtypes differ");
-    if (!qw_dtype_is_float(n->in_dtype[0])) return qw_op_err(n, err, QW_E_UNSUPPORTED, "dtype %s", qw_dtype_name(n->in_dtype[0]));
+    if (!qw_dtype_is_float(n->in_dtype[0]))
+        return qw_op_err(n, err, QW_E_UNSUPPORTED, "dtype %s", qw_dtype_name(n->in_dtype[0]));
     n->out_dtype[0] = n->in_dtype[0];
     return QW_OK;
 }
 
-static qw_status run_gemm(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                          qw_error *err) {
+static qw_status run_gemm(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     const qw_onnx_node *on = c->node->on;
     const qw_tensor *A = in[0], *B = in[1], *Cin = n_in > 2 ? in[2] : NULL;
     int ta = (int)qw_attr_i(on, "transA", 0), tb = (int)qw_attr_i(on, "transB", 0);
@@ -194,7 +209,8 @@ static qw_status run_gemm(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tenso
     if (ta) {
         float *At = qw_op_scratch(c, (size_t)(M * K) * 4 + 4);
         if (!At) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
-        for (int64_t i = 0; i < M; i++) for (int64_t k = 0; k < K; k++) At[i * K + k] = Af[k * M + i];
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t k = 0; k < K; k++) At[i * K + k] = Af[k * M + i];
         Af = At;
     }
     gemm_any(c->pool, (int)M, (int)N, (int)K, Af, B->data, B->dtype, tb, Y);

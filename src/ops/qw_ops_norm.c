@@ -8,11 +8,12 @@
 #include "qw_dtype.h"
 
 static qw_status check_ln(qw_op_node *n, qw_error *err) {
-    if (!qw_dtype_is_float(n->in_dtype[0])) return qw_op_err(n, err, QW_E_UNSUPPORTED, "dtype %s", qw_dtype_name(n->in_dtype[0]));
+    if (!qw_dtype_is_float(n->in_dtype[0]))
+        return qw_op_err(n, err, QW_E_UNSUPPORTED, "dtype %s", qw_dtype_name(n->in_dtype[0]));
     int skip = n->op->id == QW_OP_SkipSimplifiedLayerNormalization;
     n->out_dtype[0] = n->in_dtype[0];
-    for (int k = 1; k < n->n_out; k++) n->out_dtype[k] = QW_DT_F32;        /* mean / inv_std_var */
-    if (skip && n->n_out > 3) n->out_dtype[3] = n->in_dtype[0];             /* input + skip + bias */
+    for (int k = 1; k < n->n_out; k++) n->out_dtype[k] = QW_DT_F32; /* mean / inv_std_var */
+    if (skip && n->n_out > 3) n->out_dtype[3] = n->in_dtype[0];     /* input + skip + bias */
     if (n->op->id == QW_OP_LayerNormalization || n->op->id == QW_OP_SimplifiedLayerNormalization) {
         int64_t stash = qw_attr_i(n->on, "stash_type", 1);
         if (stash != 1) return qw_op_err(n, err, QW_E_UNSUPPORTED, "stash_type %lld", (long long)stash);
@@ -20,8 +21,7 @@ static qw_status check_ln(qw_op_node *n, qw_error *err) {
     return QW_OK;
 }
 
-static qw_status run_ln(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                        qw_error *err) {
+static qw_status run_ln(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     const qw_onnx_node *on = c->node->on;
     int skip = c->node->op->id == QW_OP_SkipSimplifiedLayerNormalization;
     int simplified = skip || c->node->op->id == QW_OP_SimplifiedLayerNormalization;
@@ -31,10 +31,14 @@ static qw_status run_ln(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor 
     const qw_tensor *beta = skip ? (n_in > 3 ? in[3] : NULL) : (n_in > 2 ? in[2] : NULL);
     float eps = qw_attr_f(on, "epsilon", simplified ? 1e-5f : 1e-5f);
     int axis;
-    if (skip) axis = x->ndim - 1;
-    else if (!qw_norm_axis(qw_attr_i(on, "axis", -1), x->ndim, &axis)) return qw_op_err(c->node, err, QW_E_ARG, "axis");
+    if (skip)
+        axis = x->ndim - 1;
+    else if (!qw_norm_axis(qw_attr_i(on, "axis", -1), x->ndim, &axis))
+        return qw_op_err(c->node, err, QW_E_ARG, "axis");
     int64_t H = qw_numel(x->ndim - axis, x->dims + axis), rows = H ? x->numel / H : 0;
-    if (gamma->numel != H) return qw_op_err(c->node, err, QW_E_ARG, "scale has %lld elements, %lld expected", (long long)gamma->numel, (long long)H);
+    if (gamma->numel != H)
+        return qw_op_err(c->node, err, QW_E_ARG, "scale has %lld elements, %lld expected", (long long)gamma->numel,
+                         (long long)H);
     qw_status st = qw_op_out(c, out[0], x->dtype, x->ndim, x->dims, err);
     if (st != QW_OK) return st;
     int64_t sdims[QW_MAX_DIMS];
@@ -54,7 +58,8 @@ static qw_status run_ln(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor 
     const float *bf = beta ? qw_tensor_f32(c, beta) : NULL;
     float *y = out[0]->dtype == QW_DT_F32 ? (float *)out[0]->data : qw_op_scratch(c, (size_t)x->numel * 4 + 4);
     float *sum = skip ? qw_op_scratch(c, (size_t)x->numel * 4 + 4) : NULL;
-    if (!xf || !gf || !y || (S && (!sf || !sum)) || (beta && !bf)) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
+    if (!xf || !gf || !y || (S && (!sf || !sum)) || (beta && !bf))
+        return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
     int64_t sn = S ? S->numel : 0;
     for (int64_t r = 0; r < rows; r++) {
         const float *p = xf + r * H;
@@ -65,18 +70,30 @@ static qw_status run_ln(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor 
             p = q;
         }
         float mean = 0, ms = 0;
-        for (int64_t h = 0; h < H; h++) { mean += p[h]; ms += p[h] * p[h]; }
+        for (int64_t h = 0; h < H; h++) {
+            mean += p[h];
+            ms += p[h] * p[h];
+        }
         mean /= (float)H;
         float denom;
-        if (simplified) denom = sqrtf(ms / (float)H + eps);
-        else denom = sqrtf(ms / (float)H - mean * mean + eps);
+        if (simplified)
+            denom = sqrtf(ms / (float)H + eps);
+        else
+            denom = sqrtf(ms / (float)H - mean * mean + eps);
         float *q = y + r * H;
-        if (simplified) for (int64_t h = 0; h < H; h++) q[h] = p[h] / denom * gf[h];
-        else for (int64_t h = 0; h < H; h++) q[h] = (p[h] - mean) / denom * gf[h] + (bf ? bf[h] : 0.0f);
-        if (simplified && !skip) { if (stat_out[1]) stat_out[1][r] = 1.0f / denom; }
-        else if (skip) { if (stat_out[1]) stat_out[1][r] = 0.0f; /* onnxruntime leaves mean at 0 */
-                         if (stat_out[2]) stat_out[2][r] = 1.0f / denom; }
-        else { if (stat_out[1]) stat_out[1][r] = mean; if (stat_out[2]) stat_out[2][r] = 1.0f / denom; }
+        if (simplified)
+            for (int64_t h = 0; h < H; h++) q[h] = p[h] / denom * gf[h];
+        else
+            for (int64_t h = 0; h < H; h++) q[h] = (p[h] - mean) / denom * gf[h] + (bf ? bf[h] : 0.0f);
+        if (simplified && !skip) {
+            if (stat_out[1]) stat_out[1][r] = 1.0f / denom;
+        } else if (skip) {
+            if (stat_out[1]) stat_out[1][r] = 0.0f; /* onnxruntime leaves mean at 0 */
+            if (stat_out[2]) stat_out[2][r] = 1.0f / denom;
+        } else {
+            if (stat_out[1]) stat_out[1][r] = mean;
+            if (stat_out[2]) stat_out[2][r] = 1.0f / denom;
+        }
     }
     if (out[0]->dtype != QW_DT_F32) qw_store_f32(out[0], y, x->numel);
     if (skip && n_out > 3 && on->outputs[3][0]) qw_store_f32(out[3], sum, x->numel);
@@ -86,7 +103,8 @@ static qw_status run_ln(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor 
 const qw_op_def qw_ops_norm[] = {
     {QW_OP_LayerNormalization, "LayerNormalization", "", check_ln, run_ln, NULL},
     {QW_OP_SimplifiedLayerNormalization, "SimplifiedLayerNormalization", "", check_ln, run_ln, NULL},
-    {QW_OP_SkipSimplifiedLayerNormalization, "SkipSimplifiedLayerNormalization", "com.microsoft", check_ln, run_ln, NULL},
+    {QW_OP_SkipSimplifiedLayerNormalization, "SkipSimplifiedLayerNormalization", "com.microsoft", check_ln, run_ln,
+     NULL},
     {QW_OP_NONE, NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -101,7 +119,9 @@ static qw_status run_rmsnorm_fused(qw_op_ctx *c, qw_tensor *const *in, int n_in,
     const qw_tensor *x = in[0], *w = in[1];
     float eps = *(const float *)c->node->state;
     int64_t H = x->ndim ? x->dims[x->ndim - 1] : 1, rows = H ? x->numel / H : 0;
-    if (w->numel != H) return qw_op_err(c->node, err, QW_E_ARG, "fused RMSNorm: weight has %lld values for %lld", (long long)w->numel, (long long)H);
+    if (w->numel != H)
+        return qw_op_err(c->node, err, QW_E_ARG, "fused RMSNorm: weight has %lld values for %lld", (long long)w->numel,
+                         (long long)H);
     qw_status st = qw_op_out(c, out[0], x->dtype, x->ndim, x->dims, err);
     if (st != QW_OK) return st;
     const float *xf = qw_tensor_f32(c, x), *wf = qw_tensor_f32(c, w);
@@ -118,4 +138,5 @@ static qw_status run_rmsnorm_fused(qw_op_ctx *c, qw_tensor *const *in, int n_in,
     return QW_OK;
 }
 
-const qw_op_def qw_op_fused_rmsnorm = {QW_OP_FusedRMSNorm, "SimplifiedLayerNormalization(fused)", "", NULL, run_rmsnorm_fused, free_eps};
+const qw_op_def qw_op_fused_rmsnorm = {
+    QW_OP_FusedRMSNorm, "SimplifiedLayerNormalization(fused)", "", NULL, run_rmsnorm_fused, free_eps};

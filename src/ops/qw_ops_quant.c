@@ -9,12 +9,12 @@
 #include "qw_dtype.h"
 
 typedef struct nbits_state {
-    qw_q4w w;                      /* q points into the weight store via acquire at run; scales/zp derived */
-    int acc4;                      /* accuracy_level 4: int8 activations */
-    int wid_q, wid_zp;             /* weight ids of B and zero points */
-    int pack;                      /* B takes the packed layout when resident for good (qw_q4_pack_q) */
-    int scale_bytes;               /* pack: bytes per scale as stored (2: fp16, 4: fp32) */
-    float *bias;                   /* (N) fp32 or NULL */
+    qw_q4w w;          /* q points into the weight store via acquire at run; scales/zp derived */
+    int acc4;          /* accuracy_level 4: int8 activations */
+    int wid_q, wid_zp; /* weight ids of B and zero points */
+    int pack;          /* B takes the packed layout when resident for good (qw_q4_pack_q) */
+    int scale_bytes;   /* pack: bytes per scale as stored (2: fp16, 4: fp32) */
+    float *bias;       /* (N) fp32 or NULL */
 } nbits_state;
 
 static void free_nbits(void *p) { free(p); }
@@ -34,7 +34,8 @@ static int pack_ok(const qw_op_node *n, int N, int block) {
 static qw_status pack_b(void *ctx, void *data, uint64_t nbytes, const char *name, qw_error *err) {
     const qw_q4w *w = &((nbits_state *)ctx)->w;
     size_t rb = (size_t)w->n_blocks * (size_t)(w->block / 2);
-    if (nbytes != (uint64_t)w->N * rb) return qw_error_set(err, QW_E_FORMAT, "MatMulNBits weight '%s': %llu bytes", name, (unsigned long long)nbytes);
+    if (nbytes != (uint64_t)w->N * rb)
+        return qw_error_set(err, QW_E_FORMAT, "MatMulNBits weight '%s': %llu bytes", name, (unsigned long long)nbytes);
     void *tmp = malloc(4 * rb);
     if (!tmp) return qw_error_set(err, QW_E_NOMEM, "out of memory repacking '%s'", name);
     qw_q4_pack_q(data, w->N, w->n_blocks, w->block, tmp);
@@ -45,12 +46,15 @@ static qw_status pack_b(void *ctx, void *data, uint64_t nbytes, const char *name
 static qw_status pack_scales(void *ctx, void *data, uint64_t nbytes, const char *name, qw_error *err) {
     const qw_q4w *w = &((nbits_state *)ctx)->w;
     int es = ((nbits_state *)ctx)->scale_bytes;
-    if (nbytes != (uint64_t)w->N * (uint64_t)w->n_blocks * es) return qw_error_set(err, QW_E_FORMAT, "MatMulNBits scales '%s': %llu bytes", name, (unsigned long long)nbytes);
+    if (nbytes != (uint64_t)w->N * (uint64_t)w->n_blocks * es)
+        return qw_error_set(err, QW_E_FORMAT, "MatMulNBits scales '%s': %llu bytes", name, (unsigned long long)nbytes);
     void *tmp = malloc(4 * (size_t)w->n_blocks * es);
     if (!tmp) return qw_error_set(err, QW_E_NOMEM, "out of memory repacking '%s'", name);
     int bad = qw_q4_pack_scales(data, w->N, w->n_blocks, es, tmp);
     free(tmp);
-    if (bad >= 0) return qw_error_set(err, QW_E_UNSUPPORTED, "MatMulNBits scales '%s': row %d has an Inf or NaN scale", name, bad);
+    if (bad >= 0)
+        return qw_error_set(err, QW_E_UNSUPPORTED, "MatMulNBits scales '%s': row %d has an Inf or NaN scale", name,
+                            bad);
     return QW_OK;
 }
 
@@ -61,20 +65,32 @@ static qw_status check_nbits(qw_op_node *n, qw_error *err) {
     if (bits != 4) return qw_op_err(n, err, QW_E_UNSUPPORTED, "bits=%lld (only 4)", (long long)bits);
     if (bs < 16 || (bs & (bs - 1))) return qw_op_err(n, err, QW_E_UNSUPPORTED, "block_size=%lld", (long long)bs);
     if (K <= 0 || N <= 0) return qw_op_err(n, err, QW_E_FORMAT, "K/N missing");
-    if (!qw_dtype_is_float(n->in_dtype[0])) return qw_op_err(n, err, QW_E_UNSUPPORTED, "A dtype %s", qw_dtype_name(n->in_dtype[0]));
-    if (n->in_dtype[1] != QW_DT_U8) return qw_op_err(n, err, QW_E_UNSUPPORTED, "B dtype %s", qw_dtype_name(n->in_dtype[1]));
-    if (!n->in_const[1] || !n->in_const[2]) return qw_op_err(n, err, QW_E_UNSUPPORTED, "B and scales must be initializers");
+    if (!qw_dtype_is_float(n->in_dtype[0]))
+        return qw_op_err(n, err, QW_E_UNSUPPORTED, "A dtype %s", qw_dtype_name(n->in_dtype[0]));
+    if (n->in_dtype[1] != QW_DT_U8)
+        return qw_op_err(n, err, QW_E_UNSUPPORTED, "B dtype %s", qw_dtype_name(n->in_dtype[1]));
+    if (!n->in_const[1] || !n->in_const[2])
+        return qw_op_err(n, err, QW_E_UNSUPPORTED, "B and scales must be initializers");
     if (n->n_in > 3 && n->in_dtype[3] && (n->in_dtype[3] != QW_DT_U8 || !n->in_const[3]))
-        return qw_op_err(n, err, QW_E_UNSUPPORTED, "zero_points must be a uint8 initializer (dtype %s)", qw_dtype_name(n->in_dtype[3]));
+        return qw_op_err(n, err, QW_E_UNSUPPORTED, "zero_points must be a uint8 initializer (dtype %s)",
+                         qw_dtype_name(n->in_dtype[3]));
     if (n->n_in > 4 && n->in_dtype[4]) return qw_op_err(n, err, QW_E_UNSUPPORTED, "g_idx input");
-    if (n->n_in > 5 && n->in_dtype[5] && !n->in_const[5]) return qw_op_err(n, err, QW_E_UNSUPPORTED, "bias must be an initializer");
+    if (n->n_in > 5 && n->in_dtype[5] && !n->in_const[5])
+        return qw_op_err(n, err, QW_E_UNSUPPORTED, "bias must be an initializer");
     int64_t nb = (K + bs - 1) / bs;
-    if (n->in_const[1]->numel != N * nb * (bs / 2)) return qw_op_err(n, err, QW_E_FORMAT, "B has %lld bytes, %lld expected", (long long)n->in_const[1]->numel, (long long)(N * nb * (bs / 2)));
-    if (n->in_const[2]->numel != N * nb) return qw_op_err(n, err, QW_E_FORMAT, "scales has %lld values, %lld expected", (long long)n->in_const[2]->numel, (long long)(N * nb));
+    if (n->in_const[1]->numel != N * nb * (bs / 2))
+        return qw_op_err(n, err, QW_E_FORMAT, "B has %lld bytes, %lld expected", (long long)n->in_const[1]->numel,
+                         (long long)(N * nb * (bs / 2)));
+    if (n->in_const[2]->numel != N * nb)
+        return qw_op_err(n, err, QW_E_FORMAT, "scales has %lld values, %lld expected", (long long)n->in_const[2]->numel,
+                         (long long)(N * nb));
     nbits_state *s = calloc(1, sizeof *s);
     if (!s) return qw_op_err(n, err, QW_E_NOMEM, "out of memory");
     n->state = s;
-    s->w.N = (int32_t)N; s->w.K = (int32_t)K; s->w.block = (int32_t)bs; s->w.n_blocks = (int32_t)nb;
+    s->w.N = (int32_t)N;
+    s->w.K = (int32_t)K;
+    s->w.block = (int32_t)bs;
+    s->w.n_blocks = (int32_t)nb;
     s->acc4 = acc == 4;
     s->wid_q = n->in_weight[1];
     int pack = s->acc4 && pack_ok(n, (int)N, (int)bs);
@@ -96,25 +112,33 @@ static qw_status check_nbits(qw_op_node *n, qw_error *err) {
         float *sc = qw_weights_derived_alloc(n->weights, (size_t)(N * nb) * sizeof(float));
         if (!sc) return qw_op_err(n, err, QW_E_NOMEM, "out of memory");
         const void *src = n->in_const[2]->data;
-        if (n->in_dtype[2] == QW_DT_F16) qw_f16_to_f32_array(src, sc, (size_t)(N * nb));
-        else for (int64_t i = 0; i < N * nb; i++) sc[i] = (float)qw_elem_get_f(src, n->in_dtype[2], i);
+        if (n->in_dtype[2] == QW_DT_F16)
+            qw_f16_to_f32_array(src, sc, (size_t)(N * nb));
+        else
+            for (int64_t i = 0; i < N * nb; i++) sc[i] = (float)qw_elem_get_f(src, n->in_dtype[2], i);
         s->w.scales = sc;
         n->in_skip[2] = 1;
     }
     if (n->n_in > 3 && n->in_dtype[3] && qw_weights_pageable(n->weights, n->in_weight[3])) {
         int64_t zb = (nb + 1) / 2;
-        if (n->in_const[3]->numel != N * zb) return qw_op_err(n, err, QW_E_FORMAT, "zero_points size %lld, %lld expected", (long long)n->in_const[3]->numel, (long long)(N * zb));
+        if (n->in_const[3]->numel != N * zb)
+            return qw_op_err(n, err, QW_E_FORMAT, "zero_points size %lld, %lld expected",
+                             (long long)n->in_const[3]->numel, (long long)(N * zb));
     } else if (n->n_in > 3 && n->in_dtype[3]) {
         int64_t zb = (nb + 1) / 2;
-        if (n->in_const[3]->numel != N * zb) return qw_op_err(n, err, QW_E_FORMAT, "zero_points size %lld, %lld expected", (long long)n->in_const[3]->numel, (long long)(N * zb));
+        if (n->in_const[3]->numel != N * zb)
+            return qw_op_err(n, err, QW_E_FORMAT, "zero_points size %lld, %lld expected",
+                             (long long)n->in_const[3]->numel, (long long)(N * zb));
         const uint8_t *z = n->in_const[3]->data;
         uint8_t *zp = qw_weights_derived_alloc(n->weights, (size_t)(pack ? N * nb : N * zb));
         if (!zp) return qw_op_err(n, err, QW_E_NOMEM, "out of memory");
         if (pack) /* one byte per (row, block), interleaved like the scales */
             for (int64_t r = 0; r < N; r++)
                 for (int64_t b = 0; b < nb; b++)
-                    zp[qw_q4_packed_ix((int)r, (int)b, (int)nb)] = (b & 1) ? z[r * zb + b / 2] >> 4 : z[r * zb + b / 2] & 15;
-        else memcpy(zp, z, (size_t)(N * zb));
+                    zp[qw_q4_packed_ix((int)r, (int)b, (int)nb)] = (b & 1) ? z[r * zb + b / 2] >> 4
+                                                                           : z[r * zb + b / 2] & 15;
+        else
+            memcpy(zp, z, (size_t)(N * zb));
         s->w.zp = zp;
         n->in_skip[3] = 1;
     }
@@ -129,11 +153,12 @@ static qw_status check_nbits(qw_op_node *n, qw_error *err) {
     return QW_OK;
 }
 
-static qw_status run_nbits(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                           qw_error *err) {
+static qw_status run_nbits(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     nbits_state *s = c->node->state;
     const qw_tensor *A = in[0];
-    if (A->ndim < 1 || A->dims[A->ndim - 1] != s->w.K) return qw_op_err(c->node, err, QW_E_ARG, "A inner dim %lld, K=%d", (long long)(A->ndim ? A->dims[A->ndim - 1] : 0), s->w.K);
+    if (A->ndim < 1 || A->dims[A->ndim - 1] != s->w.K)
+        return qw_op_err(c->node, err, QW_E_ARG, "A inner dim %lld, K=%d",
+                         (long long)(A->ndim ? A->dims[A->ndim - 1] : 0), s->w.K);
     int64_t dims[QW_MAX_DIMS];
     memcpy(dims, A->dims, sizeof dims);
     dims[A->ndim - 1] = s->w.N;
@@ -165,8 +190,10 @@ static qw_status run_nbits(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
         } else {
             float *sc = qw_op_scratch(c, (size_t)in[2]->numel * sizeof(float));
             if (!sc) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
-            if (in[2]->dtype == QW_DT_F16) qw_f16_to_f32_array(in[2]->data, sc, (size_t)in[2]->numel);
-            else for (int64_t i = 0; i < in[2]->numel; i++) sc[i] = (float)qw_elem_get_f(in[2]->data, in[2]->dtype, i);
+            if (in[2]->dtype == QW_DT_F16)
+                qw_f16_to_f32_array(in[2]->data, sc, (size_t)in[2]->numel);
+            else
+                for (int64_t i = 0; i < in[2]->numel; i++) sc[i] = (float)qw_elem_get_f(in[2]->data, in[2]->dtype, i);
             w.scales = sc;
         }
     }
@@ -190,16 +217,18 @@ static qw_status check_gbq(qw_op_node *n, qw_error *err) {
     const qw_onnx_node *on = n->on;
     if (qw_attr_i(on, "bits", 4) != 4) return qw_op_err(n, err, QW_E_UNSUPPORTED, "bits != 4");
     if (qw_attr_i(on, "gather_axis", 0) != 0) return qw_op_err(n, err, QW_E_UNSUPPORTED, "gather_axis != 0");
-    if (n->in_dtype[0] != QW_DT_U8) return qw_op_err(n, err, QW_E_UNSUPPORTED, "data dtype %s", qw_dtype_name(n->in_dtype[0]));
-    if (n->in_dtype[1] != QW_DT_I64 && n->in_dtype[1] != QW_DT_I32) return qw_op_err(n, err, QW_E_UNSUPPORTED, "indices dtype");
+    if (n->in_dtype[0] != QW_DT_U8)
+        return qw_op_err(n, err, QW_E_UNSUPPORTED, "data dtype %s", qw_dtype_name(n->in_dtype[0]));
+    if (n->in_dtype[1] != QW_DT_I64 && n->in_dtype[1] != QW_DT_I32)
+        return qw_op_err(n, err, QW_E_UNSUPPORTED, "indices dtype");
     if (!qw_dtype_is_float(n->in_dtype[2])) return qw_op_err(n, err, QW_E_UNSUPPORTED, "scales dtype");
-    if (n->n_in > 3 && n->in_dtype[3] && n->in_dtype[3] != QW_DT_U8) return qw_op_err(n, err, QW_E_UNSUPPORTED, "zero_points dtype");
+    if (n->n_in > 3 && n->in_dtype[3] && n->in_dtype[3] != QW_DT_U8)
+        return qw_op_err(n, err, QW_E_UNSUPPORTED, "zero_points dtype");
     n->out_dtype[0] = n->in_dtype[2];
     return QW_OK;
 }
 
-static qw_status run_gbq(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                         qw_error *err) {
+static qw_status run_gbq(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     const qw_tensor *data = in[0], *ix = in[1], *sc = in[2], *zp = n_in > 3 ? in[3] : NULL;
     int64_t bs = qw_attr_i(c->node->on, "block_size", 128);
     int qa;
@@ -214,7 +243,7 @@ static qw_status run_gbq(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     dims[nd - 1] = K;
     qw_status st = qw_op_out(c, out[0], sc->dtype, nd, dims, err);
     if (st != QW_OK) return st;
-    int64_t nbk = (K + bs - 1) / bs;                /* blocks per last-axis row */
+    int64_t nbk = (K + bs - 1) / bs; /* blocks per last-axis row */
     int64_t zrow = (nbk + 1) / 2;
     const uint8_t *q = data->data;
     for (int64_t j = 0; j < ix->numel; j++) {
@@ -222,14 +251,17 @@ static qw_status run_gbq(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
         if (r < 0) r += rows;
         if (r < 0 || r >= rows) return qw_op_err(c->node, err, QW_E_RANGE, "index %lld out of range", (long long)r);
         for (int64_t e = 0; e < per_row; e++) {
-            int64_t lr = e / K, k = e % K;               /* last-axis row within the gathered slice */
-            int64_t grow = r * (per_row / K) + lr;        /* global last-axis row */
+            int64_t lr = e / K, k = e % K;         /* last-axis row within the gathered slice */
+            int64_t grow = r * (per_row / K) + lr; /* global last-axis row */
             uint8_t byte = q[(grow * K + k) / 2];
             int v = (k & 1) ? byte >> 4 : byte & 15;
             int64_t blk = k / bs;
             float s = (float)qw_elem_get_f(sc->data, sc->dtype, grow * nbk + blk);
             int z = 8;
-            if (zp) { uint8_t zb = ((const uint8_t *)zp->data)[grow * zrow + blk / 2]; z = (blk & 1) ? zb >> 4 : zb & 15; }
+            if (zp) {
+                uint8_t zb = ((const uint8_t *)zp->data)[grow * zrow + blk / 2];
+                z = (blk & 1) ? zb >> 4 : zb & 15;
+            }
             qw_elem_set_f(out[0]->data, sc->dtype, j * per_row + e, (float)(v - z) * s);
         }
     }

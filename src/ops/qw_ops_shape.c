@@ -33,15 +33,18 @@ static qw_status check_same(qw_op_node *n, qw_error *err) {
 static qw_status check_constant(qw_op_node *n, qw_error *err) {
     const qw_onnx_attr *a = n->on->n_attrs ? &n->on->attrs[0] : NULL;
     if (!a) return qw_op_err(n, err, QW_E_FORMAT, "no value attribute");
-    if (!strcmp(a->name, "value") && a->type == QW_ATTR_TENSOR) n->out_dtype[0] = a->t->dtype;
-    else if (!strcmp(a->name, "value_float") || !strcmp(a->name, "value_floats")) n->out_dtype[0] = QW_DT_F32;
-    else if (!strcmp(a->name, "value_int") || !strcmp(a->name, "value_ints")) n->out_dtype[0] = QW_DT_I64;
-    else return qw_op_err(n, err, QW_E_UNSUPPORTED, "attribute '%s'", a->name);
+    if (!strcmp(a->name, "value") && a->type == QW_ATTR_TENSOR)
+        n->out_dtype[0] = a->t->dtype;
+    else if (!strcmp(a->name, "value_float") || !strcmp(a->name, "value_floats"))
+        n->out_dtype[0] = QW_DT_F32;
+    else if (!strcmp(a->name, "value_int") || !strcmp(a->name, "value_ints"))
+        n->out_dtype[0] = QW_DT_I64;
+    else
+        return qw_op_err(n, err, QW_E_UNSUPPORTED, "attribute '%s'", a->name);
     return QW_OK;
 }
 
-static qw_status run_constant(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                              qw_error *err) {
+static qw_status run_constant(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     const qw_onnx_attr *a = &c->node->on->attrs[0];
     qw_status st;
     if (a->type == QW_ATTR_TENSOR) {
@@ -53,10 +56,14 @@ static qw_status run_constant(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_t
     int64_t d = (int64_t)a->n;
     int list = a->type == QW_ATTR_FLOATS || a->type == QW_ATTR_INTS;
     if ((st = qw_op_out(c, out[0], c->node->out_dtype[0], list ? 1 : 0, &d, err)) != QW_OK) return st;
-    if (a->type == QW_ATTR_FLOAT) ((float *)out[0]->data)[0] = a->f;
-    else if (a->type == QW_ATTR_INT) ((int64_t *)out[0]->data)[0] = a->i;
-    else if (a->type == QW_ATTR_FLOATS) memcpy(out[0]->data, a->floats, a->n * sizeof(float));
-    else memcpy(out[0]->data, a->ints, a->n * sizeof(int64_t));
+    if (a->type == QW_ATTR_FLOAT)
+        ((float *)out[0]->data)[0] = a->f;
+    else if (a->type == QW_ATTR_INT)
+        ((int64_t *)out[0]->data)[0] = a->i;
+    else if (a->type == QW_ATTR_FLOATS)
+        memcpy(out[0]->data, a->floats, a->n * sizeof(float));
+    else
+        memcpy(out[0]->data, a->ints, a->n * sizeof(int64_t));
     return QW_OK;
 }
 
@@ -69,15 +76,17 @@ static qw_status check_cos(qw_op_node *n, qw_error *err) {
     size_t es = qw_dtype_size(n->out_dtype[0]);
     if (a && a->type == QW_ATTR_TENSOR && a->t->nbytes >= es && es <= 8) {
         qw_status st = qw_onnx_tensor_read(n->fs, n->model, a->t, 0, v, es, err);
-        if (st != QW_OK) { free(v); return st; }
+        if (st != QW_OK) {
+            free(v);
+            return st;
+        }
     }
     free(n->state);
     n->state = v;
     return QW_OK;
 }
 
-static qw_status run_cos(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                         qw_error *err) {
+static qw_status run_cos(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     int64_t dims[QW_MAX_DIMS];
     int nd = read_ints(in[0], dims, QW_MAX_DIMS);
     if (nd < 0) return qw_op_err(c->node, err, QW_E_UNSUPPORTED, "rank %lld", (long long)in[0]->numel);
@@ -96,8 +105,7 @@ static qw_status check_i64(qw_op_node *n, qw_error *err) {
     return QW_OK;
 }
 
-static qw_status run_shape(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                           qw_error *err) {
+static qw_status run_shape(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     int r = in[0]->ndim;
     int64_t s = qw_attr_i(c->node->on, "start", 0), e = qw_attr_i(c->node->on, "end", r);
     if (s < 0) s += r;
@@ -113,15 +121,13 @@ static qw_status run_shape(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
     return QW_OK;
 }
 
-static qw_status run_size(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                          qw_error *err) {
+static qw_status run_size(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     qw_status st = qw_op_out(c, out[0], QW_DT_I64, 0, NULL, err);
     if (st == QW_OK) ((int64_t *)out[0]->data)[0] = in[0]->numel;
     return st;
 }
 
-static qw_status run_identity(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                              qw_error *err) {
+static qw_status run_identity(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     return copy_out(c, in[0], out[0], in[0]->ndim, in[0]->dims, err);
 }
 
@@ -138,8 +144,7 @@ static qw_status check_gather(qw_op_node *n, qw_error *err) {
     return QW_OK;
 }
 
-static qw_status run_gather(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                            qw_error *err) {
+static qw_status run_gather(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     const qw_tensor *x = in[0] ? in[0] : c->node->in_const[0], *ix = in[1];
     int paged = !in[0]; /* rows read by range (check_gather) */
     int axis;
@@ -162,7 +167,8 @@ static qw_status run_gather(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_ten
             int64_t k = qw_elem_get_i(ix->data, ix->dtype, j);
             if (k < 0) k += n_ax;
             if (k < 0 || k >= n_ax)
-                return qw_op_err(c->node, err, QW_E_RANGE, "index %lld out of range [0, %lld)", (long long)k, (long long)n_ax);
+                return qw_op_err(c->node, err, QW_E_RANGE, "index %lld out of range [0, %lld)", (long long)k,
+                                 (long long)n_ax);
             if (paged) {
                 st = qw_weights_read_range(c->node->weights, c->node->in_weight[0], (uint64_t)((o * n_ax + k) * inner),
                                            (size_t)inner, dst, err);
@@ -185,7 +191,10 @@ static qw_status run_gather_elements(qw_op_ctx *c, qw_tensor *const *in, int n_i
     if (st != QW_OK) return st;
     size_t es = esize(x);
     int64_t xs[QW_MAX_DIMS], s = 1;
-    for (int d = x->ndim - 1; d >= 0; d--) { xs[d] = s; s *= x->dims[d]; }
+    for (int d = x->ndim - 1; d >= 0; d--) {
+        xs[d] = s;
+        s *= x->dims[d];
+    }
     for (int64_t i = 0; i < ix->numel; i++) {
         int64_t r = i, off = 0;
         for (int d = ix->ndim - 1; d >= 0; d--) {
@@ -205,8 +214,7 @@ static qw_status run_gather_elements(qw_op_ctx *c, qw_tensor *const *in, int n_i
 
 /* ---- Reshape / Squeeze / Unsqueeze -------------------------------------------------------------- */
 
-static qw_status run_reshape(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                             qw_error *err) {
+static qw_status run_reshape(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     const qw_tensor *x = in[0];
     int64_t dims[QW_MAX_DIMS];
     int nd = read_ints(in[1], dims, QW_MAX_DIMS);
@@ -249,8 +257,7 @@ static int get_axes(qw_op_ctx *c, qw_tensor *const *in, int n_in, int64_t *axes)
     return (int)a->n;
 }
 
-static qw_status run_squeeze(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                             qw_error *err) {
+static qw_status run_squeeze(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     const qw_tensor *x = in[0];
     int64_t axes[QW_MAX_DIMS];
     int na = get_axes(c, in, n_in, axes);
@@ -279,7 +286,8 @@ static qw_status run_unsqueeze(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_
     int ins[QW_MAX_DIMS] = {0};
     for (int i = 0; i < na; i++) {
         int a;
-        if (!qw_norm_axis(axes[i], r, &a) || ins[a]) return qw_op_err(c->node, err, QW_E_ARG, "bad axis %lld", (long long)axes[i]);
+        if (!qw_norm_axis(axes[i], r, &a) || ins[a])
+            return qw_op_err(c->node, err, QW_E_ARG, "bad axis %lld", (long long)axes[i]);
         ins[a] = 1;
     }
     int64_t dims[QW_MAX_DIMS];
@@ -304,7 +312,10 @@ static qw_status run_transpose(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_
         perm[i] = (int)p;
     }
     int64_t dims[QW_MAX_DIMS], xs[QW_MAX_DIMS], s = 1;
-    for (int d = r - 1; d >= 0; d--) { xs[d] = s; s *= x->dims[d]; }
+    for (int d = r - 1; d >= 0; d--) {
+        xs[d] = s;
+        s *= x->dims[d];
+    }
     for (int i = 0; i < r; i++) dims[i] = x->dims[perm[i]];
     qw_status st = qw_op_out(c, out[0], x->dtype, r, dims, err);
     if (st != QW_OK || x->numel == 0) return st;
@@ -321,9 +332,12 @@ static qw_status run_transpose(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_
     for (int64_t i = 0; i < count; i++) {
         int64_t off = 0;
         for (int d = 0; d < tail; d++) off += idx[d] * xs[perm[d]];
-        if (rb == 4) memcpy(dst, src + off * es, 4);
-        else if (rb == 2) memcpy(dst, src + off * es, 2);
-        else memcpy(dst, src + off * es, rb);
+        if (rb == 4)
+            memcpy(dst, src + off * es, 4);
+        else if (rb == 2)
+            memcpy(dst, src + off * es, 2);
+        else
+            memcpy(dst, src + off * es, rb);
         dst += rb;
         for (int d = tail - 1; d >= 0; d--) {
             if (++idx[d] < dims[d]) break;
@@ -342,8 +356,7 @@ static qw_status check_concat(qw_op_node *n, qw_error *err) {
     return QW_OK;
 }
 
-static qw_status run_concat(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                            qw_error *err) {
+static qw_status run_concat(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     const qw_tensor *x0 = in[0];
     int r = x0->ndim, axis;
     if (!qw_norm_axis(qw_attr_i(c->node->on, "axis", 0), r, &axis))
@@ -355,8 +368,8 @@ static qw_status run_concat(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_ten
         if (in[k]->ndim != r) return qw_op_err(c->node, err, QW_E_ARG, "ranks differ");
         for (int d = 0; d < r; d++)
             if (d != axis && in[k]->dims[d] != x0->dims[d])
-                return qw_op_err(c->node, err, QW_E_ARG, "dim %d differs (%lld vs %lld)", d,
-                                 (long long)in[k]->dims[d], (long long)x0->dims[d]);
+                return qw_op_err(c->node, err, QW_E_ARG, "dim %d differs (%lld vs %lld)", d, (long long)in[k]->dims[d],
+                                 (long long)x0->dims[d]);
         dims[axis] += in[k]->dims[axis];
     }
     qw_status st = qw_op_out(c, out[0], x0->dtype, r, dims, err);
@@ -373,8 +386,7 @@ static qw_status run_concat(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_ten
     return QW_OK;
 }
 
-static qw_status run_split(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                           qw_error *err) {
+static qw_status run_split(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     const qw_tensor *x = in[0];
     int r = x->ndim, axis;
     if (!qw_norm_axis(qw_attr_i(c->node->on, "axis", 0), r, &axis))
@@ -382,8 +394,12 @@ static qw_status run_split(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
     int64_t split[16];
     int ns = 0;
     const qw_onnx_attr *a = qw_attr(c->node->on, "split");
-    if (n_in > 1 && in[1]) ns = read_ints(in[1], split, 16);
-    else if (a) { ns = (int)a->n; for (int i = 0; i < ns && i < 16; i++) split[i] = a->ints[i]; }
+    if (n_in > 1 && in[1])
+        ns = read_ints(in[1], split, 16);
+    else if (a) {
+        ns = (int)a->n;
+        for (int i = 0; i < ns && i < 16; i++) split[i] = a->ints[i];
+    }
     int64_t len = x->dims[axis];
     if (ns == 0) {
         int64_t chunk = (len + n_out - 1) / n_out;
@@ -396,10 +412,12 @@ static qw_status run_split(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
     if (ns != n_out) return qw_op_err(c->node, err, QW_E_ARG, "%d splits for %d outputs", ns, n_out);
     int64_t sum = 0;
     for (int i = 0; i < ns; i++) {
-        if (split[i] < 0 || split[i] > len) return qw_op_err(c->node, err, QW_E_FORMAT, "split %lld", (long long)split[i]);
+        if (split[i] < 0 || split[i] > len)
+            return qw_op_err(c->node, err, QW_E_FORMAT, "split %lld", (long long)split[i]);
         sum += split[i];
     }
-    if (sum != len) return qw_op_err(c->node, err, QW_E_ARG, "splits sum to %lld, axis has %lld", (long long)sum, (long long)len);
+    if (sum != len)
+        return qw_op_err(c->node, err, QW_E_ARG, "splits sum to %lld, axis has %lld", (long long)sum, (long long)len);
     size_t es = esize(x);
     int64_t outer = qw_numel(axis, x->dims), inner = qw_numel(r - axis - 1, x->dims + axis + 1);
     int64_t start = 0;
@@ -411,7 +429,8 @@ static qw_status run_split(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
         if (st != QW_OK) return st;
         size_t b = (size_t)(split[k] * inner) * es;
         for (int64_t o = 0; o < outer; o++)
-            if (b) memcpy((uint8_t *)out[k]->data + o * b, (const uint8_t *)x->data + ((o * len + start) * inner) * es, b);
+            if (b)
+                memcpy((uint8_t *)out[k]->data + o * b, (const uint8_t *)x->data + ((o * len + start) * inner) * es, b);
         start += split[k];
     }
     return QW_OK;
@@ -419,19 +438,23 @@ static qw_status run_split(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
 
 /* ---- Slice ------------------------------------------------------------------------------------ */
 
-static qw_status run_slice(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                           qw_error *err) {
+static qw_status run_slice(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     const qw_tensor *x = in[0];
     int r = x->ndim;
     int64_t starts[QW_MAX_DIMS], ends[QW_MAX_DIMS], axes[QW_MAX_DIMS], steps[QW_MAX_DIMS];
     int n;
     if (n_in >= 3) {
         n = read_ints(in[1], starts, QW_MAX_DIMS);
-        if (read_ints(in[2], ends, QW_MAX_DIMS) != n) return qw_op_err(c->node, err, QW_E_ARG, "starts/ends lengths differ");
-        if (n_in > 3 && in[3]) { if (read_ints(in[3], axes, QW_MAX_DIMS) != n) n = -1; }
-        else for (int i = 0; i < n; i++) axes[i] = i;
-        if (n_in > 4 && in[4]) { if (read_ints(in[4], steps, QW_MAX_DIMS) != n) n = -1; }
-        else for (int i = 0; i < n; i++) steps[i] = 1;
+        if (read_ints(in[2], ends, QW_MAX_DIMS) != n)
+            return qw_op_err(c->node, err, QW_E_ARG, "starts/ends lengths differ");
+        if (n_in > 3 && in[3]) {
+            if (read_ints(in[3], axes, QW_MAX_DIMS) != n) n = -1;
+        } else
+            for (int i = 0; i < n; i++) axes[i] = i;
+        if (n_in > 4 && in[4]) {
+            if (read_ints(in[4], steps, QW_MAX_DIMS) != n) n = -1;
+        } else
+            for (int i = 0; i < n; i++) steps[i] = 1;
     } else { /* opset < 10: attributes */
         const qw_onnx_attr *as = qw_attr(c->node->on, "starts"), *ae = qw_attr(c->node->on, "ends"),
                            *aa = qw_attr(c->node->on, "axes");
@@ -441,22 +464,32 @@ static qw_status run_slice(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
             return qw_op_err(c->node, err, QW_E_FORMAT, "starts/ends/axes attributes differ in length or type");
         n = (int)as->n;
         for (int i = 0; i < n; i++) {
-            starts[i] = as->ints[i]; ends[i] = ae->ints[i]; steps[i] = 1;
+            starts[i] = as->ints[i];
+            ends[i] = ae->ints[i];
+            steps[i] = 1;
             axes[i] = aa ? aa->ints[i] : i;
         }
     }
     if (n < 0) return qw_op_err(c->node, err, QW_E_FORMAT, "starts/ends/axes/steps: lengths differ or too many axes");
     int64_t st_[QW_MAX_DIMS], sp[QW_MAX_DIMS], dims[QW_MAX_DIMS];
-    for (int d = 0; d < r; d++) { st_[d] = 0; sp[d] = 1; dims[d] = x->dims[d]; }
+    for (int d = 0; d < r; d++) {
+        st_[d] = 0;
+        sp[d] = 1;
+        dims[d] = x->dims[d];
+    }
     for (int i = 0; i < n; i++) {
         int d;
         if (!qw_norm_axis(axes[i], r, &d)) return qw_op_err(c->node, err, QW_E_ARG, "axis %lld", (long long)axes[i]);
         int64_t dim = x->dims[d], s = starts[i], e = ends[i], step = steps[i];
         if (step == 0 || step == INT64_MIN) return qw_op_err(c->node, err, QW_E_FORMAT, "step %lld", (long long)step);
-        if (s < 0 && s > INT64_MIN / 2) s += dim;
-        else if (s < 0) s = step > 0 ? 0 : -1;
-        if (e < 0 && e > INT64_MIN / 2) e += dim;
-        else if (e < 0) e = -1;
+        if (s < 0 && s > INT64_MIN / 2)
+            s += dim;
+        else if (s < 0)
+            s = step > 0 ? 0 : -1;
+        if (e < 0 && e > INT64_MIN / 2)
+            e += dim;
+        else if (e < 0)
+            e = -1;
         if (step > 0) {
             s = s < 0 ? 0 : s > dim ? dim : s;
             e = e < 0 ? 0 : e > dim ? dim : e;
@@ -475,7 +508,10 @@ static qw_status run_slice(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
     if (!total) return QW_OK;
     size_t es = esize(x);
     int64_t xs[QW_MAX_DIMS], s = 1;
-    for (int d = r - 1; d >= 0; d--) { xs[d] = s; s *= x->dims[d]; }
+    for (int d = r - 1; d >= 0; d--) {
+        xs[d] = s;
+        s *= x->dims[d];
+    }
     int64_t inner = r ? dims[r - 1] : 1;
     int64_t idx[QW_MAX_DIMS] = {0};
     uint8_t *dst = out[0]->data;
@@ -483,10 +519,15 @@ static qw_status run_slice(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
     for (int64_t row = 0; row < total / inner; row++) {
         int64_t off = 0;
         for (int d = 0; d + 1 < r; d++) off += (st_[d] + idx[d] * sp[d]) * xs[d];
-        if (r == 0) { memcpy(dst, src, es); break; }
+        if (r == 0) {
+            memcpy(dst, src, es);
+            break;
+        }
         int64_t s0 = st_[r - 1], k = sp[r - 1];
-        if (k == 1) memcpy(dst, src + (off + s0) * es, (size_t)inner * es);
-        else for (int64_t i = 0; i < inner; i++) memcpy(dst + i * es, src + (off + s0 + i * k) * es, es);
+        if (k == 1)
+            memcpy(dst, src + (off + s0) * es, (size_t)inner * es);
+        else
+            for (int64_t i = 0; i < inner; i++) memcpy(dst + i * es, src + (off + s0 + i * k) * es, es);
         dst += inner * es;
         for (int d = r - 2; d >= 0; d--) {
             if (++idx[d] < dims[d]) break;
@@ -511,8 +552,10 @@ static void broadcast_copy(const qw_tensor *x, qw_tensor *y) {
     for (int64_t row = 0; row < (inner ? y->numel / inner : 0); row++) {
         int64_t off = 0;
         for (int d = 0; d + 1 < r; d++) off += idx[d] * str[d];
-        if (istr == 1) memcpy(dst, src + off * es, (size_t)inner * es);
-        else for (int64_t i = 0; i < inner; i++) memcpy(dst + i * es, src + off * es, es);
+        if (istr == 1)
+            memcpy(dst, src + off * es, (size_t)inner * es);
+        else
+            for (int64_t i = 0; i < inner; i++) memcpy(dst + i * es, src + off * es, es);
         dst += inner * es;
         for (int d = r - 2; d >= 0; d--) {
             if (++idx[d] < y->dims[d]) break;
@@ -521,8 +564,7 @@ static void broadcast_copy(const qw_tensor *x, qw_tensor *y) {
     }
 }
 
-static qw_status run_expand(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                            qw_error *err) {
+static qw_status run_expand(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     int64_t shape[QW_MAX_DIMS], dims[QW_MAX_DIMS];
     int ns = read_ints(in[1], shape, QW_MAX_DIMS), nd;
     if (ns < 0 || !qw_broadcast_shape(in[0]->ndim, in[0]->dims, ns, shape, &nd, dims))
@@ -532,8 +574,7 @@ static qw_status run_expand(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_ten
     return st;
 }
 
-static qw_status run_tile(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                          qw_error *err) {
+static qw_status run_tile(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     const qw_tensor *x = in[0];
     int64_t rep[QW_MAX_DIMS], dims[QW_MAX_DIMS];
     if (read_ints(in[1], rep, QW_MAX_DIMS) != x->ndim) return qw_op_err(c->node, err, QW_E_ARG, "repeats length");
@@ -546,7 +587,10 @@ static qw_status run_tile(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tenso
     size_t es = esize(x);
     int r = x->ndim;
     int64_t xs[QW_MAX_DIMS], s = 1;
-    for (int d = r - 1; d >= 0; d--) { xs[d] = s; s *= x->dims[d]; }
+    for (int d = r - 1; d >= 0; d--) {
+        xs[d] = s;
+        s *= x->dims[d];
+    }
     for (int64_t i = 0; i < out[0]->numel; i++) {
         int64_t rr = i, off = 0;
         for (int d = r - 1; d >= 0; d--) {
@@ -561,8 +605,7 @@ static qw_status run_tile(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tenso
 
 /* ---- Range / Trilu / ScatterND / CumSum ---------------------------------------------------------- */
 
-static qw_status run_range(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                           qw_error *err) {
+static qw_status run_range(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     int dt = in[0]->dtype;
     int64_t n;
     qw_status st;
@@ -591,8 +634,7 @@ static qw_status run_range(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tens
     return QW_OK;
 }
 
-static qw_status run_trilu(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                           qw_error *err) {
+static qw_status run_trilu(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     const qw_tensor *x = in[0];
     if (x->ndim < 2) return qw_op_err(c->node, err, QW_E_ARG, "rank < 2");
     int64_t k = n_in > 1 && in[1] ? qw_elem_get_i(in[1]->data, in[1]->dtype, 0) : 0;
@@ -630,7 +672,10 @@ static qw_status run_scatternd(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_
                          qw_dtype_name(x->dtype));
     size_t es = esize(x);
     int64_t xs[QW_MAX_DIMS], s = 1;
-    for (int d = x->ndim - 1; d >= 0; d--) { xs[d] = s; s *= x->dims[d]; }
+    for (int d = x->ndim - 1; d >= 0; d--) {
+        xs[d] = s;
+        s *= x->dims[d];
+    }
     for (int64_t i = 0; i < n; i++) {
         int64_t off = 0;
         for (int64_t j = 0; j < kd; j++) {
@@ -644,8 +689,7 @@ static qw_status run_scatternd(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_
     return QW_OK;
 }
 
-static qw_status run_cumsum(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out,
-                            qw_error *err) {
+static qw_status run_cumsum(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     const qw_tensor *x = in[0];
     int axis;
     if (!qw_norm_axis(qw_elem_get_i(in[1]->data, in[1]->dtype, 0), x->ndim, &axis))
@@ -653,7 +697,8 @@ static qw_status run_cumsum(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_ten
     int excl = (int)qw_attr_i(c->node->on, "exclusive", 0), rev = (int)qw_attr_i(c->node->on, "reverse", 0);
     qw_status st = qw_op_out(c, out[0], x->dtype, x->ndim, x->dims, err);
     if (st != QW_OK) return st;
-    int64_t outer = qw_numel(axis, x->dims), len = x->dims[axis], inner = qw_numel(x->ndim - axis - 1, x->dims + axis + 1);
+    int64_t outer = qw_numel(axis, x->dims), len = x->dims[axis],
+            inner = qw_numel(x->ndim - axis - 1, x->dims + axis + 1);
     int fl = qw_dtype_is_float(x->dtype);
     for (int64_t o = 0; o < outer; o++)
         for (int64_t i = 0; i < inner; i++) {

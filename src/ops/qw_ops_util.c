@@ -7,7 +7,12 @@ int qw_dtype_is_float(int dt) { return dt == QW_DT_F32 || dt == QW_DT_F16; }
 
 int qw_dtype_supported(int dt) {
     switch (dt) {
-    case QW_DT_F32: case QW_DT_F16: case QW_DT_I64: case QW_DT_I32: case QW_DT_I8: case QW_DT_U8:
+    case QW_DT_F32:
+    case QW_DT_F16:
+    case QW_DT_I64:
+    case QW_DT_I32:
+    case QW_DT_I8:
+    case QW_DT_U8:
     case QW_DT_BOOL: return 1;
     default: return 0;
     }
@@ -20,7 +25,8 @@ double qw_elem_get_f(const void *p, int dt, int64_t i) {
     case QW_DT_I64: return (double)((const int64_t *)p)[i];
     case QW_DT_I32: return ((const int32_t *)p)[i];
     case QW_DT_I8: return ((const int8_t *)p)[i];
-    case QW_DT_U8: case QW_DT_BOOL: return ((const uint8_t *)p)[i];
+    case QW_DT_U8:
+    case QW_DT_BOOL: return ((const uint8_t *)p)[i];
     default: return 0;
     }
 }
@@ -32,7 +38,8 @@ int64_t qw_elem_get_i(const void *p, int dt, int64_t i) {
     case QW_DT_I64: return ((const int64_t *)p)[i];
     case QW_DT_I32: return ((const int32_t *)p)[i];
     case QW_DT_I8: return ((const int8_t *)p)[i];
-    case QW_DT_U8: case QW_DT_BOOL: return ((const uint8_t *)p)[i];
+    case QW_DT_U8:
+    case QW_DT_BOOL: return ((const uint8_t *)p)[i];
     default: return 0;
     }
 }
@@ -67,15 +74,20 @@ const float *qw_tensor_f32(qw_op_ctx *c, const qw_tensor *t) {
     if (t->dtype == QW_DT_F32) return (const float *)t->data;
     float *dst = qw_op_scratch(c, (size_t)t->numel * sizeof(float));
     if (!dst) return NULL;
-    if (t->dtype == QW_DT_F16) qw_f16_to_f32_array((const uint16_t *)t->data, dst, (size_t)t->numel);
-    else for (int64_t i = 0; i < t->numel; i++) dst[i] = (float)qw_elem_get_f(t->data, t->dtype, i);
+    if (t->dtype == QW_DT_F16)
+        qw_f16_to_f32_array((const uint16_t *)t->data, dst, (size_t)t->numel);
+    else
+        for (int64_t i = 0; i < t->numel; i++) dst[i] = (float)qw_elem_get_f(t->data, t->dtype, i);
     return dst;
 }
 
 void qw_store_f32(qw_tensor *t, const float *src, int64_t n) {
-    if (t->dtype == QW_DT_F32) { if ((const void *)src != t->data) memmove(t->data, src, (size_t)n * sizeof(float)); }
-    else if (t->dtype == QW_DT_F16) qw_f32_to_f16_array(src, (uint16_t *)t->data, (size_t)n);
-    else for (int64_t i = 0; i < n; i++) qw_elem_set_f(t->data, t->dtype, i, src[i]);
+    if (t->dtype == QW_DT_F32) {
+        if ((const void *)src != t->data) memmove(t->data, src, (size_t)n * sizeof(float));
+    } else if (t->dtype == QW_DT_F16)
+        qw_f32_to_f16_array(src, (uint16_t *)t->data, (size_t)n);
+    else
+        for (int64_t i = 0; i < n; i++) qw_elem_set_f(t->data, t->dtype, i, src[i]);
 }
 
 int qw_norm_axis(int64_t axis, int ndim, int *out) {
@@ -89,9 +101,12 @@ int qw_broadcast_shape(int na, const int64_t *a, int nb, const int64_t *b, int *
     for (int i = 0; i < n; i++) {
         int64_t da = i - (n - na) >= 0 ? a[i - (n - na)] : 1;
         int64_t db = i - (n - nb) >= 0 ? b[i - (n - nb)] : 1;
-        if (da == db || db == 1) out[i] = da;
-        else if (da == 1) out[i] = db;
-        else return 0;
+        if (da == db || db == 1)
+            out[i] = da;
+        else if (da == 1)
+            out[i] = db;
+        else
+            return 0;
     }
     *nout = n;
     return 1;
@@ -101,7 +116,10 @@ void qw_broadcast_strides(int nd, const int64_t *dims, int nout, const int64_t *
     int64_t s = 1;
     for (int i = nout - 1; i >= 0; i--) {
         int j = i - (nout - nd);
-        if (j < 0) { strides[i] = 0; continue; }
+        if (j < 0) {
+            strides[i] = 0;
+            continue;
+        }
         strides[i] = (dims[j] == 1 && odims[i] != 1) ? 0 : s;
         if (dims[j] == 1) strides[i] = 0;
         s *= dims[j];

@@ -14,7 +14,11 @@
 #include "cJSON.h"
 #include "qw_chat.h"
 
-typedef struct sbuf { char *p; size_t n, cap; int oom; } sbuf;
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} sbuf;
 
 static void put(sbuf *b, const char *s) {
     size_t l = strlen(s);
@@ -23,7 +27,10 @@ static void put(sbuf *b, const char *s) {
         size_t nc = b->cap ? b->cap : 256;
         while (nc < b->n + l + 1) nc *= 2;
         char *np = realloc(b->p, nc);
-        if (!np) { b->oom = 1; return; }
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
         b->p = np;
         b->cap = nc;
     }
@@ -59,7 +66,10 @@ qw_status qw_chat_render_msgs(const qw_chat_msg *msgs, int n, int add_generation
         }
     }
     if (add_generation_prompt) put(&b, "<|im_start|>assistant\n");
-    if (b.oom) { free(b.p); return qw_error_set(err, QW_E_NOMEM, "qw_chat: out of memory rendering %d messages", n); }
+    if (b.oom) {
+        free(b.p);
+        return qw_error_set(err, QW_E_NOMEM, "qw_chat: out of memory rendering %d messages", n);
+    }
     *out = b.p;
     if (out_len) *out_len = b.n;
     return QW_OK;
@@ -73,9 +83,12 @@ qw_status qw_chat_render_json(const char *json, size_t len, int add_generation_p
     qw_status st = QW_OK;
     int n = cJSON_IsArray(root) ? cJSON_GetArraySize(root) : -1;
     qw_chat_msg *msgs = n > 0 ? calloc((size_t)n, sizeof *msgs) : NULL;
-    if (n < 0) st = qw_error_set(err, QW_E_FORMAT, "qw_chat: messages must be a JSON array of {role, content}");
-    else if (n == 0) st = qw_error_set(err, QW_E_ARG, "qw_chat: no messages (the template reads messages[0])");
-    else if (!msgs) st = qw_error_set(err, QW_E_NOMEM, "qw_chat: out of memory");
+    if (n < 0)
+        st = qw_error_set(err, QW_E_FORMAT, "qw_chat: messages must be a JSON array of {role, content}");
+    else if (n == 0)
+        st = qw_error_set(err, QW_E_ARG, "qw_chat: no messages (the template reads messages[0])");
+    else if (!msgs)
+        st = qw_error_set(err, QW_E_NOMEM, "qw_chat: out of memory");
     for (int i = 0; !st && i < n; i++) {
         const cJSON *m = cJSON_GetArrayItem(root, i);
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
@@ -84,10 +97,13 @@ qw_status qw_chat_render_json(const char *json, size_t len, int add_generation_p
         if (!cJSON_IsObject(m) || !cJSON_IsString(role))
             st = qw_error_set(err, QW_E_FORMAT, "qw_chat: message %d has no string \"role\"", i);
         else if (calls && !cJSON_IsNull(calls) && !(cJSON_IsArray(calls) && cJSON_GetArraySize(calls) == 0))
-            st = qw_error_set(err, QW_E_UNSUPPORTED, "qw_chat: message %d has tool_calls, which qwasm does not render", i);
+            st = qw_error_set(err, QW_E_UNSUPPORTED, "qw_chat: message %d has tool_calls, which qwasm does not render",
+                              i);
         else if (!cJSON_IsString(content))
-            st = qw_error_set(err, QW_E_UNSUPPORTED, "qw_chat: message %d: content must be a string (multimodal parts are "
-                              "not supported)", i);
+            st = qw_error_set(err, QW_E_UNSUPPORTED,
+                              "qw_chat: message %d: content must be a string (multimodal parts are "
+                              "not supported)",
+                              i);
         else {
             msgs[i].role = role->valuestring;
             msgs[i].content = content->valuestring;

@@ -9,8 +9,8 @@
 #include "qw_chat.h"
 #include "qw_jinja.h"
 
-static const char *const SPECIAL[] = {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
-                                      "mask_token"};
+static const char *const SPECIAL[] = {"bos_token", "eos_token", "unk_token", "sep_token",
+                                      "pad_token", "cls_token", "mask_token"};
 #define N_SPECIAL (sizeof SPECIAL / sizeof SPECIAL[0])
 
 struct qw_chat_template {
@@ -42,14 +42,19 @@ qw_status qw_chat_template_load(const char *json, size_t len, const char *name, 
     qw_chat_template *t = calloc(1, sizeof *t);
     if (!t) return qw_error_set(err, QW_E_NOMEM, "%s: out of memory", name);
     snprintf(t->name, sizeof t->name, "%s", name);
-    if (!json) { *out = t; return QW_OK; }
+    if (!json) {
+        *out = t;
+        return QW_OK;
+    }
     cJSON *root = cJSON_ParseWithLength(json, len);
     qw_status st = QW_OK;
     if (!cJSON_IsObject(root)) {
         const char *at = cJSON_GetErrorPtr();
         long off = root || !at || at < json || at > json + len ? -1 : (long)(at - json);
-        if (off >= 0) st = qw_error_set(err, QW_E_FORMAT, "%s: not valid JSON (near byte %ld)", name, off);
-        else st = qw_error_set(err, QW_E_FORMAT, "%s: not a JSON object", name);
+        if (off >= 0)
+            st = qw_error_set(err, QW_E_FORMAT, "%s: not valid JSON (near byte %ld)", name, off);
+        else
+            st = qw_error_set(err, QW_E_FORMAT, "%s: not a JSON object", name);
     }
     for (size_t i = 0; !st && i < N_SPECIAL; i++) { /* a string, or an AddedToken {"content": ...} */
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, SPECIAL[i]);
@@ -58,7 +63,8 @@ qw_status qw_chat_template_load(const char *json, size_t len, const char *name, 
             st = qw_error_set(err, QW_E_NOMEM, "%s: out of memory", name);
     }
     const cJSON *ct = st ? NULL : cJSON_GetObjectItemCaseSensitive(root, "chat_template");
-    if (cJSON_IsString(ct)) st = parse_one(ct, name, &t->deflt, err);
+    if (cJSON_IsString(ct))
+        st = parse_one(ct, name, &t->deflt, err);
     else if (cJSON_IsArray(ct)) {
         for (const cJSON *e = ct->child; !st && e; e = e->next) {
             const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name");
@@ -66,15 +72,20 @@ qw_status qw_chat_template_load(const char *json, size_t len, const char *name, 
             if (!cJSON_IsString(nm) || !cJSON_IsString(tp))
                 st = qw_error_set(err, QW_E_FORMAT, "%s: chat_template list entries need a \"name\" and a \"template\"",
                                   name);
-            else if (!strcmp(nm->valuestring, "default") && !t->deflt) st = parse_one(tp, name, &t->deflt, err);
-            else if (!strcmp(nm->valuestring, "tool_use") && !t->tool_use) st = parse_one(tp, name, &t->tool_use, err);
+            else if (!strcmp(nm->valuestring, "default") && !t->deflt)
+                st = parse_one(tp, name, &t->deflt, err);
+            else if (!strcmp(nm->valuestring, "tool_use") && !t->tool_use)
+                st = parse_one(tp, name, &t->tool_use, err);
         }
         if (!st && !t->deflt)
             st = qw_error_set(err, QW_E_UNSUPPORTED, "%s: chat_template lists no \"default\" template", name);
     } else if (ct && !cJSON_IsNull(ct))
         st = qw_error_set(err, QW_E_FORMAT, "%s: chat_template must be a string or a list", name);
     cJSON_Delete(root);
-    if (st) { qw_chat_template_free(t); return st; }
+    if (st) {
+        qw_chat_template_free(t);
+        return st;
+    }
     *out = t;
     return QW_OK;
 }
@@ -101,8 +112,10 @@ qw_status qw_chat_template_render(const qw_chat_template *t, const char *message
             int none = cJSON_IsNull(tools) || (cJSON_IsArray(tools) && !cJSON_GetArraySize(tools));
             cJSON_Delete(tools);
             if (!none)
-                return qw_error_set(err, QW_E_UNSUPPORTED, "qw_chat: the model folder has no chat_template (%s) and "
-                                    "the built-in ChatML renders no tools", t->name);
+                return qw_error_set(err, QW_E_UNSUPPORTED,
+                                    "qw_chat: the model folder has no chat_template (%s) and "
+                                    "the built-in ChatML renders no tools",
+                                    t->name);
         }
         return qw_chat_render_json(messages_json, strlen(messages_json), add_generation_prompt, out, out_len, err);
     }

@@ -13,13 +13,13 @@
 #include "qwasm.h"
 #include "cJSON.h"
 
-#define QW_JINJA_MAX_SOURCE  (1u << 20)    /* template bytes */
-#define QW_JINJA_MAX_DEPTH   64            /* nesting of blocks and of expressions */
-#ifndef QW_JINJA_MAX_STEPS                 /* the fuzz build lowers it, so that every input ends within its timeout */
-#define QW_JINJA_MAX_STEPS   10000000L     /* evaluation steps (nodes and iterations, plus bytes touched / 64) */
+#define QW_JINJA_MAX_SOURCE (1u << 20) /* template bytes */
+#define QW_JINJA_MAX_DEPTH 64          /* nesting of blocks and of expressions */
+#ifndef QW_JINJA_MAX_STEPS             /* the fuzz build lowers it, so that every input ends within its timeout */
+#define QW_JINJA_MAX_STEPS 10000000L   /* evaluation steps (nodes and iterations, plus bytes touched / 64) */
 #endif
-#define QW_JINJA_MAX_HEAP    (64u << 20)   /* bytes of values made while rendering */
-#define QW_JINJA_MAX_OUTPUT  (16u << 20)   /* bytes of one text (the output, a {% set %} block, a ~ b) */
+#define QW_JINJA_MAX_HEAP (64u << 20)   /* bytes of values made while rendering */
+#define QW_JINJA_MAX_OUTPUT (16u << 20) /* bytes of one text (the output, a {% set %} block, a ~ b) */
 
 typedef struct qw_jinja qw_jinja;
 

@@ -37,7 +37,10 @@ void *qw_jarena_alloc(qw_jarena *a, size_t n) {
 }
 
 void qw_jarena_free(qw_jarena *a) {
-    for (qw_jarena_blk *b = a->head, *nb; b; b = nb) { nb = b->next; free(b); }
+    for (qw_jarena_blk *b = a->head, *nb; b; b = nb) {
+        nb = b->next;
+        free(b);
+    }
     a->head = NULL;
     a->total = 0;
 }
@@ -45,8 +48,11 @@ void qw_jarena_free(qw_jarena *a) {
 void qw_jinja_where(const qw_jinja *t, uint32_t pos, char *buf, size_t cap) {
     int line = 1, col = 1;
     for (size_t i = 0; i < pos && i < t->len; i++) {
-        if (t->src[i] == '\n') { line++; col = 1; }
-        else if (((unsigned char)t->src[i] & 0xC0) != 0x80) col++;
+        if (t->src[i] == '\n') {
+            line++;
+            col = 1;
+        } else if (((unsigned char)t->src[i] & 0xC0) != 0x80)
+            col++;
     }
     snprintf(buf, cap, "%s: chat_template line %d col %d: ", t->name, line, col);
 }
@@ -57,22 +63,24 @@ enum { TK_EOF, TK_NAME, TK_STR, TK_INT, TK_FLOAT, TK_OP, TK_END };
 
 typedef struct parser {
     qw_jinja *t;
-    const char *s;          /* template */
-    size_t len, p;          /* p: lexer position */
+    const char *s; /* template */
+    size_t len, p; /* p: lexer position */
     /* current token */
     int tk;
-    size_t tpos, tlen;      /* token's bytes in s (TK_NAME, TK_OP) */
-    char *str; size_t slen; /* TK_STR: decoded */
-    int64_t ival; double fval;
-    int end_strip;          /* TK_END: the tag ended with -%} / -}} */
-    int in_expr;            /* 1 inside {{ }}, 2 inside {% %} */
-    int braces;             /* { } nesting inside {{ }}, so that `}}` of a dict literal does not end the tag */
-    int strip_next;         /* the previous tag ended with '-': strip leading whitespace of the next text */
-    int trim_nl;            /* the previous tag was a block or comment: drop one leading newline */
+    size_t tpos, tlen; /* token's bytes in s (TK_NAME, TK_OP) */
+    char *str;
+    size_t slen; /* TK_STR: decoded */
+    int64_t ival;
+    double fval;
+    int end_strip;  /* TK_END: the tag ended with -%} / -}} */
+    int in_expr;    /* 1 inside {{ }}, 2 inside {% %} */
+    int braces;     /* { } nesting inside {{ }}, so that `}}` of a dict literal does not end the tag */
+    int strip_next; /* the previous tag ended with '-': strip leading whitespace of the next text */
+    int trim_nl;    /* the previous tag was a block or comment: drop one leading newline */
     int depth;
     qw_error *err;
     int failed;
-    qw_status status;       /* of the first failure */
+    qw_status status; /* of the first failure */
 } parser;
 
 static int fail(parser *P, size_t pos, const char *fmt, const char *arg) {
@@ -97,14 +105,20 @@ static int is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <=
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
 static void put_utf8(char *o, size_t *n, uint32_t cp) {
-    if (cp < 0x80) o[(*n)++] = (char)cp;
-    else if (cp < 0x800) { o[(*n)++] = (char)(0xC0 | cp >> 6); o[(*n)++] = (char)(0x80 | (cp & 63)); }
-    else if (cp < 0x10000) {
-        o[(*n)++] = (char)(0xE0 | cp >> 12); o[(*n)++] = (char)(0x80 | ((cp >> 6) & 63));
+    if (cp < 0x80)
+        o[(*n)++] = (char)cp;
+    else if (cp < 0x800) {
+        o[(*n)++] = (char)(0xC0 | cp >> 6);
+        o[(*n)++] = (char)(0x80 | (cp & 63));
+    } else if (cp < 0x10000) {
+        o[(*n)++] = (char)(0xE0 | cp >> 12);
+        o[(*n)++] = (char)(0x80 | ((cp >> 6) & 63));
         o[(*n)++] = (char)(0x80 | (cp & 63));
     } else {
-        o[(*n)++] = (char)(0xF0 | cp >> 18); o[(*n)++] = (char)(0x80 | ((cp >> 12) & 63));
-        o[(*n)++] = (char)(0x80 | ((cp >> 6) & 63)); o[(*n)++] = (char)(0x80 | (cp & 63));
+        o[(*n)++] = (char)(0xF0 | cp >> 18);
+        o[(*n)++] = (char)(0x80 | ((cp >> 12) & 63));
+        o[(*n)++] = (char)(0x80 | ((cp >> 6) & 63));
+        o[(*n)++] = (char)(0x80 | (cp & 63));
     }
 }
 
@@ -112,8 +126,10 @@ static int hexval(const char *s, int n, uint32_t *v) {
     *v = 0;
     for (int i = 0; i < n; i++) {
         char c = s[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
         if (d < 0) return 0;
         *v = *v * 16 + (uint32_t)d;
     }
@@ -131,7 +147,10 @@ static int lex_string(parser *P) {
     size_t n = 0;
     for (size_t i = P->p; i < e; i++) {
         char c = P->s[i];
-        if (c != '\\') { o[n++] = c; continue; }
+        if (c != '\\') {
+            o[n++] = c;
+            continue;
+        }
         char x = P->s[++i];
         uint32_t cp;
         switch (x) {
@@ -142,8 +161,11 @@ static int lex_string(parser *P) {
         case 'f': o[n++] = '\f'; break;
         case 'v': o[n++] = '\v'; break;
         case '0': o[n++] = '\0'; break;
-        case '\\': case '\'': case '"': o[n++] = x; break;
-        case 'x': case 'u': {
+        case '\\':
+        case '\'':
+        case '"': o[n++] = x; break;
+        case 'x':
+        case 'u': {
             int k = x == 'x' ? 2 : 4;
             if (i + k < e && hexval(P->s + i + 1, k, &cp) && !(cp >= 0xD800 && cp < 0xE000)) {
                 put_utf8(o, &n, cp);
@@ -162,14 +184,17 @@ static int lex_string(parser *P) {
     return 0;
 }
 
-static const char *OPS[] = {"**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">", "=",
-                            "(", ")", "[", "]", "{", "}", ",", ".", ":", "|", NULL};
+static const char *OPS[] = {"**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<",
+                            ">",  "=",  "(",  ")",  "[",  "]",  "{", "}", ",", ".", ":", "|", NULL};
 
 /* Next token inside a tag. */
 static int next(parser *P) {
     while (P->p < P->len && is_ws(P->s[P->p])) P->p++;
     P->tpos = P->p;
-    if (P->p >= P->len) { P->tk = TK_EOF; return 0; }
+    if (P->p >= P->len) {
+        P->tk = TK_EOF;
+        return 0;
+    }
     const char *c = P->s + P->p;
     size_t left = P->len - P->p;
     int dash = c[0] == '-';
@@ -210,11 +235,13 @@ static int next(parser *P) {
         }
         char buf[64];
         size_t k = 0;
-        for (size_t i = 0; i < n && k < sizeof buf - 1; i++) if (c[i] != '_') buf[k++] = c[i];
+        for (size_t i = 0; i < n && k < sizeof buf - 1; i++)
+            if (c[i] != '_') buf[k++] = c[i];
         buf[k] = 0;
         if (n >= sizeof buf) return fail(P, P->p, "number too long", NULL);
         P->tk = flt ? TK_FLOAT : TK_INT;
-        if (flt) P->fval = strtod(buf, NULL);
+        if (flt)
+            P->fval = strtod(buf, NULL);
         else {
             char *end;
             long long v = strtoll(buf, &end, 10);
@@ -247,7 +274,10 @@ static int is_op(const parser *P, const char *op) {
 static int is_name(const parser *P, const char *nm) {
     return P->tk == TK_NAME && P->tlen == strlen(nm) && !memcmp(P->s + P->tpos, nm, P->tlen);
 }
-static int accept_op(parser *P, const char *op) { if (!is_op(P, op)) return 0; return next(P) ? -1 : 1; }
+static int accept_op(parser *P, const char *op) {
+    if (!is_op(P, op)) return 0;
+    return next(P) ? -1 : 1;
+}
 static int expect_op(parser *P, const char *op) {
     if (!is_op(P, op)) return fail(P, P->tpos, "expected '%s'", op);
     return next(P);
@@ -265,14 +295,20 @@ static char *tok_text(parser *P, char *buf, size_t cap) {
 
 static qw_jnode *node(parser *P, int kind, size_t pos) {
     qw_jnode *n = qw_jarena_alloc(&P->t->arena, sizeof *n);
-    if (!n) { nomem(P); return NULL; }
+    if (!n) {
+        nomem(P);
+        return NULL;
+    }
     n->kind = (uint8_t)kind;
     n->pos = (uint32_t)pos;
     return n;
 }
 
 /* A growable list of nodes in the arena (old arrays are left there; lists are short). */
-typedef struct nlist { qw_jnode **v; int n, cap; } nlist;
+typedef struct nlist {
+    qw_jnode **v;
+    int n, cap;
+} nlist;
 static int push(parser *P, nlist *l, qw_jnode *x) {
     if (l->n == l->cap) {
         int nc = l->cap ? l->cap * 2 : 4;
@@ -317,7 +353,8 @@ static int parse_args(parser *P, qw_jnode *call) {
                 P->p = save_t;
                 if (next(P) || !(arg = parse_expr(P))) return -1;
             }
-        } else if (!(arg = parse_expr(P))) return -1;
+        } else if (!(arg = parse_expr(P)))
+            return -1;
         if (push(P, &l, arg)) return -1;
         if (!is_op(P, ",")) break;
         if (next(P)) return -1;
@@ -339,7 +376,10 @@ static qw_jnode *parse_primary(parser *P) {
         if (next(P)) return NULL;
         while (P->tk == TK_STR) {
             char *j = qw_jarena_alloc(&P->t->arena, n->slen + P->slen + 1);
-            if (!j) { nomem(P); return NULL; }
+            if (!j) {
+                nomem(P);
+                return NULL;
+            }
             memcpy(j, n->s, n->slen);
             memcpy(j + n->slen, P->str, P->slen);
             n->s = j;
@@ -423,7 +463,8 @@ static qw_jnode *parse_postfix(parser *P, qw_jnode *x) {
                 if (!(n->b = node(P, JN_INT, P->tpos))) return NULL;
                 n->b->i = P->ival;
                 if (next(P)) return NULL;
-            } else if (!(n = name_node(P, JN_ATTR))) return NULL;
+            } else if (!(n = name_node(P, JN_ATTR)))
+                return NULL;
             n->a = x;
         } else if (is_op(P, "[")) {
             if (next(P)) return NULL;
@@ -431,26 +472,40 @@ static qw_jnode *parse_postfix(parser *P, qw_jnode *x) {
             int k = 0, colons = 0;
             for (;;) {
                 if (is_op(P, ":")) {
-                    if (++colons > 2) { fail(P, P->tpos, "too many ':' in a slice", NULL); return NULL; }
+                    if (++colons > 2) {
+                        fail(P, P->tpos, "too many ':' in a slice", NULL);
+                        return NULL;
+                    }
                     k++;
                     if (next(P)) return NULL;
                     continue;
                 }
                 if (is_op(P, "]")) break;
-                if (part[k]) { fail(P, P->tpos, "expected ']'", NULL); return NULL; }
+                if (part[k]) {
+                    fail(P, P->tpos, "expected ']'", NULL);
+                    return NULL;
+                }
                 if (!(part[k] = parse_expr(P))) return NULL;
             }
             if (next(P)) return NULL;
-            if (!colons && !part[0]) { fail(P, pos, "empty subscript", NULL); return NULL; }
+            if (!colons && !part[0]) {
+                fail(P, pos, "empty subscript", NULL);
+                return NULL;
+            }
             if (!(n = node(P, colons ? JN_SLICE : JN_INDEX, pos))) return NULL;
             n->a = x;
-            if (colons) { n->b = part[0]; n->c = part[1]; n->d = part[2]; }
-            else n->b = part[0];
+            if (colons) {
+                n->b = part[0];
+                n->c = part[1];
+                n->d = part[2];
+            } else
+                n->b = part[0];
         } else if (is_op(P, "(")) { /* errors of a call point at its callee */
             if (!(n = node(P, JN_CALL, x->pos))) return NULL;
             n->a = x;
             if (parse_args(P, n)) return NULL;
-        } else return x;
+        } else
+            return x;
         x = n;
     }
 }
@@ -462,14 +517,20 @@ static qw_jnode *parse_filters(parser *P, qw_jnode *x) {
         qw_jnode *n;
         if (is_op(P, "|")) {
             if (next(P)) return NULL;
-            if (P->tk != TK_NAME) { fail(P, P->tpos, "expected a filter name after '|'", NULL); return NULL; }
+            if (P->tk != TK_NAME) {
+                fail(P, P->tpos, "expected a filter name after '|'", NULL);
+                return NULL;
+            }
             if (!(n = name_node(P, JN_FILTER))) return NULL;
             n->pos = (uint32_t)pos;
             n->a = x;
             if (is_op(P, "(") && parse_args(P, n)) return NULL;
         } else if (is_name(P, "is")) {
             if (!(n = node(P, JN_TEST, pos)) || next(P)) return NULL;
-            if (is_name(P, "not")) { n->op = 1; if (next(P)) return NULL; }
+            if (is_name(P, "not")) {
+                n->op = 1;
+                if (next(P)) return NULL;
+            }
             if (P->tk != TK_NAME && !is_op(P, "==") && !is_op(P, "!=") && !is_op(P, "<") && !is_op(P, ">") &&
                 !is_op(P, "<=") && !is_op(P, ">=")) {
                 fail(P, P->tpos, "expected a test name after 'is'", NULL);
@@ -486,11 +547,15 @@ static qw_jnode *parse_filters(parser *P, qw_jnode *x) {
                        !is_name(P, "in") && !is_name(P, "is") && !is_name(P, "not")) {
                 qw_jnode *arg = parse_primary(P); /* x is divisibleby 3, x is sameas none */
                 if (!arg) return NULL;
-                if (!(n->kids = qw_jarena_alloc(&P->t->arena, sizeof *n->kids))) { nomem(P); return NULL; }
+                if (!(n->kids = qw_jarena_alloc(&P->t->arena, sizeof *n->kids))) {
+                    nomem(P);
+                    return NULL;
+                }
                 n->kids[0] = arg;
                 n->n = 1;
             }
-        } else return x;
+        } else
+            return x;
         x = n;
     }
 }
@@ -498,7 +563,10 @@ static qw_jnode *parse_filters(parser *P, qw_jnode *x) {
 /* As Jinja2: the filters after a negated operand apply to the negation (-5|abs is 5). */
 static qw_jnode *parse_unary_f(parser *P, int with_filters) {
     size_t pos = P->tpos;
-    if (++P->depth > QW_JINJA_MAX_DEPTH) { fail(P, pos, DEEP, NULL); return NULL; }
+    if (++P->depth > QW_JINJA_MAX_DEPTH) {
+        fail(P, pos, DEEP, NULL);
+        return NULL;
+    }
     qw_jnode *x;
     if (is_op(P, "-") || is_op(P, "+")) {
         int neg = is_op(P, "-");
@@ -539,8 +607,11 @@ static qw_jnode *parse_pow(parser *P) {
 static qw_jnode *parse_math2(parser *P) {
     qw_jnode *x = parse_pow(P);
     for (;;) {
-        int op = is_op(P, "*") ? JOP_MUL : is_op(P, "/") ? JOP_DIV : is_op(P, "//") ? JOP_FLOORDIV
-               : is_op(P, "%") ? JOP_MOD : -1;
+        int op = is_op(P, "*")    ? JOP_MUL
+                 : is_op(P, "/")  ? JOP_DIV
+                 : is_op(P, "//") ? JOP_FLOORDIV
+                 : is_op(P, "%")  ? JOP_MOD
+                                  : -1;
         if (!x || op < 0) return x;
         size_t pos = P->tpos;
         if (next(P)) return NULL;
@@ -574,11 +645,20 @@ static qw_jnode *parse_compare(parser *P) {
     for (;;) {
         if (!x) return NULL;
         size_t pos = P->tpos;
-        int op = is_op(P, "==") ? JOP_EQ : is_op(P, "!=") ? JOP_NE : is_op(P, "<") ? JOP_LT : is_op(P, "<=") ? JOP_LE
-               : is_op(P, ">") ? JOP_GT : is_op(P, ">=") ? JOP_GE : is_name(P, "in") ? JOP_IN : -1;
+        int op = is_op(P, "==")     ? JOP_EQ
+                 : is_op(P, "!=")   ? JOP_NE
+                 : is_op(P, "<")    ? JOP_LT
+                 : is_op(P, "<=")   ? JOP_LE
+                 : is_op(P, ">")    ? JOP_GT
+                 : is_op(P, ">=")   ? JOP_GE
+                 : is_name(P, "in") ? JOP_IN
+                                    : -1;
         if (op < 0 && is_name(P, "not")) { /* `not in`; a lone `not` here ends the comparison */
             if (next(P)) return NULL;
-            if (!is_name(P, "in")) { P->p = pos; return next(P) ? NULL : x; }
+            if (!is_name(P, "in")) {
+                P->p = pos;
+                return next(P) ? NULL : x;
+            }
             op = JOP_NOTIN;
         }
         if (op < 0) return x;
@@ -590,7 +670,10 @@ static qw_jnode *parse_compare(parser *P) {
 static qw_jnode *parse_not(parser *P) {
     if (is_name(P, "not")) {
         size_t pos = P->tpos;
-        if (++P->depth > QW_JINJA_MAX_DEPTH) { fail(P, pos, DEEP, NULL); return NULL; }
+        if (++P->depth > QW_JINJA_MAX_DEPTH) {
+            fail(P, pos, DEEP, NULL);
+            return NULL;
+        }
         if (next(P)) return NULL;
         qw_jnode *n = node(P, JN_NOT, pos);
         if (!n || !(n->a = parse_not(P))) return NULL;
@@ -652,8 +735,7 @@ static int expect_end(parser *P) {
 
 /* Parses text and tags until a {% name %} in stops (returned in *which, the lexer at the token after the
  * name) or the end of the template (stops == NULL only). */
-static int parse_body(parser *P, const char *const *stops, nlist *out, int *which, size_t open_pos,
-                      const char *open);
+static int parse_body(parser *P, const char *const *stops, nlist *out, int *which, size_t open_pos, const char *open);
 
 static int parse_if(parser *P, qw_jnode **res, size_t pos) {
     static const char *const stops[] = {"elif", "else", "endif", NULL};
@@ -758,8 +840,7 @@ static int parse_set(parser *P, qw_jnode **res, size_t pos) {
     return expect_end(P);
 }
 
-static int parse_body(parser *P, const char *const *stops, nlist *out, int *which, size_t open_pos,
-                      const char *open) {
+static int parse_body(parser *P, const char *const *stops, nlist *out, int *which, size_t open_pos, const char *open) {
     if (++P->depth > QW_JINJA_MAX_DEPTH) return fail(P, open_pos, DEEP, NULL);
     for (;;) {
         /* text up to the next tag */
@@ -768,9 +849,12 @@ static int parse_body(parser *P, const char *const *stops, nlist *out, int *whic
         if (e + 1 >= P->len) e = P->len;
         size_t tend = e;
         int tag = e < P->len ? P->s[e + 1] : 0;
-        if (P->strip_next) while (start < tend && is_ws(P->s[start])) start++;
-        else if (P->trim_nl && start < tend && P->s[start] == '\n') start++;
-        if (tag && e + 2 < P->len && P->s[e + 2] == '-') while (tend > start && is_ws(P->s[tend - 1])) tend--;
+        if (P->strip_next)
+            while (start < tend && is_ws(P->s[start])) start++;
+        else if (P->trim_nl && start < tend && P->s[start] == '\n')
+            start++;
+        if (tag && e + 2 < P->len && P->s[e + 2] == '-')
+            while (tend > start && is_ws(P->s[tend - 1])) tend--;
         else if (tag == '%' || tag == '#') { /* lstrip_blocks: only blanks between the line start and the tag */
             size_t k = tend;
             while (k > start && (P->s[k - 1] == ' ' || P->s[k - 1] == '\t')) k--;
@@ -785,7 +869,10 @@ static int parse_body(parser *P, const char *const *stops, nlist *out, int *whic
             if (push(P, out, t)) return -1;
         }
         if (!tag) {
-            if (!stops) { P->depth--; return 0; }
+            if (!stops) {
+                P->depth--;
+                return 0;
+            }
             char what[64];
             snprintf(what, sizeof what, "%s", open);
             return fail(P, open_pos, "unclosed {%% %s %%} (end of template reached)", what);
@@ -823,9 +910,12 @@ static int parse_body(parser *P, const char *const *stops, nlist *out, int *whic
         qw_jnode *st = NULL;
         size_t npos = P->tpos;
         int rc;
-        if (is_name(P, "if")) rc = next(P) || parse_if(P, &st, tpos);
-        else if (is_name(P, "for")) rc = next(P) || parse_for(P, &st, tpos);
-        else if (is_name(P, "set")) rc = next(P) || parse_set(P, &st, tpos);
+        if (is_name(P, "if"))
+            rc = next(P) || parse_if(P, &st, tpos);
+        else if (is_name(P, "for"))
+            rc = next(P) || parse_for(P, &st, tpos);
+        else if (is_name(P, "set"))
+            rc = next(P) || parse_set(P, &st, tpos);
         else if (is_name(P, "break") || is_name(P, "continue")) {
             if (!(st = node(P, is_name(P, "break") ? JN_BREAK : JN_CONTINUE, tpos))) return -1;
             rc = next(P) || expect_end(P);
@@ -857,15 +947,17 @@ qw_status qw_jinja_parse(const char *src, size_t len, const char *name, qw_jinja
     snprintf(t->name, sizeof t->name, "%s", name);
     if (len && src[len - 1] == '\n') len--; /* a single trailing newline is dropped, as Jinja does */
     t->src = malloc(len + 1);
-    if (!t->src) { free(t); return qw_error_set(err, QW_E_NOMEM, "%s: out of memory", name); }
+    if (!t->src) {
+        free(t);
+        return qw_error_set(err, QW_E_NOMEM, "%s: out of memory", name);
+    }
     memcpy(t->src, src, len);
     t->src[len] = 0;
     t->len = len;
     parser P = {.t = t, .s = t->src, .len = len, .err = err};
     nlist body = {0};
     if (parse_body(&P, NULL, &body, NULL, 0, NULL) || P.failed) {
-        qw_status st = P.failed ? P.status
-                                : qw_error_set(err, QW_E_INTERNAL, "%s: chat_template: parse failed", name);
+        qw_status st = P.failed ? P.status : qw_error_set(err, QW_E_INTERNAL, "%s: chat_template: parse failed", name);
         qw_jinja_free(t);
         return st;
     }

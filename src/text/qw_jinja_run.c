@@ -16,26 +16,45 @@
 #define MAX_FRAMES (QW_JINJA_MAX_DEPTH + 2)
 
 typedef enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_NS } vtype;
-typedef struct jstr { size_t n; char s[]; } jstr; /* NUL-terminated as well */
+typedef struct jstr {
+    size_t n;
+    char s[];
+} jstr; /* NUL-terminated as well */
 typedef struct jlist jlist;
 typedef struct jdict jdict;
 typedef struct jv {
     int t;
-    union { int64_t i; double f; jstr *s; jlist *l; jdict *d; };
+    union {
+        int64_t i;
+        double f;
+        jstr *s;
+        jlist *l;
+        jdict *d;
+    };
 } jv;
-struct jlist { size_t n, cap; jv *v; };
-struct jdict { size_t n, cap; jstr **k; jv *v; }; /* insertion order, as JSON objects and Python dicts */
+struct jlist {
+    size_t n, cap;
+    jv *v;
+};
+struct jdict {
+    size_t n, cap;
+    jstr **k;
+    jv *v;
+}; /* insertion order, as JSON objects and Python dicts */
 
-typedef struct sbuf { char *p; size_t n, cap; } sbuf;
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+} sbuf;
 
 typedef struct rt {
     const qw_jinja *t;
     qw_jarena ar;
-    sbuf *out;               /* where output goes (a {% set %} block captures into another) */
+    sbuf *out; /* where output goes (a {% set %} block captures into another) */
     long steps;
     jdict *frames[MAX_FRAMES]; /* [0]: the template's scope; one more per for loop */
     int nframes;
-    jdict *globals;          /* the caller's variables */
+    jdict *globals; /* the caller's variables */
     qw_error *err;
     qw_status st;
     int failed;
@@ -113,9 +132,21 @@ static int mkstr(rt *r, const qw_jnode *n, const char *s, size_t l, jv *out) {
     out->s = j;
     return 0;
 }
-static jv vint(int64_t i) { jv v = {V_INT, {0}}; v.i = i; return v; }
-static jv vbool(int b) { jv v = {V_BOOL, {0}}; v.i = !!b; return v; }
-static jv vfloat(double f) { jv v = {V_FLOAT, {0}}; v.f = f; return v; }
+static jv vint(int64_t i) {
+    jv v = {V_INT, {0}};
+    v.i = i;
+    return v;
+}
+static jv vbool(int b) {
+    jv v = {V_BOOL, {0}};
+    v.i = !!b;
+    return v;
+}
+static jv vfloat(double f) {
+    jv v = {V_FLOAT, {0}};
+    v.f = f;
+    return v;
+}
 
 static jlist *mklist(rt *r, const qw_jnode *n, size_t cap) {
     jlist *l = alloc(r, n, sizeof *l);
@@ -149,7 +180,10 @@ static jv *dict_find(rt *r, const jdict *d, const char *k, size_t l) {
 }
 static int dict_set(rt *r, const qw_jnode *n, jdict *d, const char *k, size_t l, jv v) {
     jv *slot = dict_find(r, d, k, l);
-    if (slot) { *slot = v; return 0; }
+    if (slot) {
+        *slot = v;
+        return 0;
+    }
     if (d->n == d->cap) {
         jstr **nk = alloc(r, n, d->cap * 2 * sizeof *nk);
         jv *nv = alloc(r, n, d->cap * 2 * sizeof *nv);
@@ -166,14 +200,15 @@ static int dict_set(rt *r, const qw_jnode *n, jdict *d, const char *k, size_t l,
 }
 
 static const char *type_name(const jv *v) {
-    static const char *names[] = {"undefined", "none", "boolean", "integer", "float", "string", "list", "dict",
-                                  "namespace"};
+    static const char *names[] = {"undefined", "none", "boolean", "integer",  "float",
+                                  "string",    "list", "dict",    "namespace"};
     return names[v->t];
 }
 
 static int truthy(const jv *v) {
     switch (v->t) {
-    case V_BOOL: case V_INT: return v->i != 0;
+    case V_BOOL:
+    case V_INT: return v->i != 0;
     case V_FLOAT: return v->f != 0;
     case V_STR: return v->s->n > 0;
     case V_LIST: return v->l->n > 0;
@@ -189,12 +224,15 @@ static int from_cjson(rt *r, const cJSON *c, jv *out, int depth) {
     if (depth > MAX_VALUE_DEPTH) return FAIL(NULL, "a variable is nested more than %d levels deep", MAX_VALUE_DEPTH);
     if (cost(r, NULL, 0)) return -1;
     *out = UNDEF;
-    if (cJSON_IsNull(c)) out->t = V_NONE;
-    else if (cJSON_IsBool(c)) *out = vbool(cJSON_IsTrue(c));
+    if (cJSON_IsNull(c))
+        out->t = V_NONE;
+    else if (cJSON_IsBool(c))
+        *out = vbool(cJSON_IsTrue(c));
     else if (cJSON_IsNumber(c)) { /* integral numbers are integers, as JavaScript's JSON gives them */
         double f = c->valuedouble;
         *out = f == floor(f) && fabs(f) < 9007199254740992.0 ? vint((int64_t)f) : vfloat(f);
-    } else if (cJSON_IsString(c)) return mkstr(r, NULL, c->valuestring, strlen(c->valuestring), out);
+    } else if (cJSON_IsString(c))
+        return mkstr(r, NULL, c->valuestring, strlen(c->valuestring), out);
     else if (cJSON_IsArray(c)) {
         jlist *l = mklist(r, NULL, (size_t)cJSON_GetArraySize(c));
         if (!l) return -1;
@@ -221,9 +259,18 @@ static int from_cjson(rt *r, const cJSON *c, jv *out, int depth) {
 
 /* Number as JavaScript's Number.prototype.toString writes it (shortest digits that read back). */
 static void fmt_double(double f, char *buf, size_t cap) {
-    if (isnan(f)) { snprintf(buf, cap, "NaN"); return; }
-    if (isinf(f)) { snprintf(buf, cap, f < 0 ? "-Infinity" : "Infinity"); return; }
-    if (f == 0) { snprintf(buf, cap, "0"); return; }
+    if (isnan(f)) {
+        snprintf(buf, cap, "NaN");
+        return;
+    }
+    if (isinf(f)) {
+        snprintf(buf, cap, f < 0 ? "-Infinity" : "Infinity");
+        return;
+    }
+    if (f == 0) {
+        snprintf(buf, cap, "0");
+        return;
+    }
     char e[40];
     int p;
     for (p = 1; p <= 17; p++) {
@@ -234,16 +281,18 @@ static void fmt_double(double f, char *buf, size_t cap) {
     char digits[24];
     int nd = 0, neg = e[0] == '-';
     const char *q = e + neg;
-    for (; *q && *q != 'e'; q++) if (*q != '.') digits[nd++] = *q;
+    for (; *q && *q != 'e'; q++)
+        if (*q != '.') digits[nd++] = *q;
     digits[nd] = 0;
     int x = atoi(q + 1); /* value = 0.digits * 10^(x+1) */
     char *o = buf;
     size_t left = cap;
-#define OUT(...) do {                                  \
-        int w = snprintf(o, left, __VA_ARGS__);        \
-        if (w < 0 || (size_t)w >= left) return;        \
-        o += w;                                        \
-        left -= (size_t)w;                             \
+#define OUT(...) \
+    do { \
+        int w = snprintf(o, left, __VA_ARGS__); \
+        if (w < 0 || (size_t)w >= left) return; \
+        o += w; \
+        left -= (size_t)w; \
     } while (0)
     if (neg) OUT("-");
     if (x >= 21 || x < -6) {
@@ -276,7 +325,11 @@ static int json_str(rt *r, const qw_jnode *n, sbuf *b, const char *s, size_t l) 
         case '\t': esc = "\\t"; break;
         case '\b': esc = "\\b"; break;
         case '\f': esc = "\\f"; break;
-        default: if (c < 0x20) { snprintf(u, sizeof u, "\\u%04x", c); esc = u; }
+        default:
+            if (c < 0x20) {
+                snprintf(u, sizeof u, "\\u%04x", c);
+                esc = u;
+            }
         }
         if (!esc) continue;
         if (sb_put(r, n, b, s + run, i - run) || sb_puts(r, n, b, esc)) return -1;
@@ -285,7 +338,10 @@ static int json_str(rt *r, const qw_jnode *n, sbuf *b, const char *s, size_t l) 
     return sb_put(r, n, b, s + run, l - run) || sb_put(r, n, b, "\"", 1) ? -1 : 0;
 }
 
-typedef struct json_opts { int indent; int sort_keys; } json_opts;
+typedef struct json_opts {
+    int indent;
+    int sort_keys;
+} json_opts;
 
 static int key_cmp(const void *a, const void *b) {
     const jstr *x = **(jstr *const *const *)a, *y = **(jstr *const *const *)b;
@@ -323,9 +379,13 @@ static int to_json(rt *r, const qw_jnode *n, sbuf *b, const jv *v, const json_op
         if (i && sb_puts(r, n, b, item_sep)) return -1;
         if (o->indent) {
             if (sb_puts(r, n, b, "\n")) return -1;
-            for (int k = 0; k < (depth + 1) * o->indent; k++) if (sb_put(r, n, b, " ", 1)) return -1;
+            for (int k = 0; k < (depth + 1) * o->indent; k++)
+                if (sb_put(r, n, b, " ", 1)) return -1;
         }
-        if (list) { if (to_json(r, n, b, &v->l->v[i], o, depth + 1, undef_null)) return -1; continue; }
+        if (list) {
+            if (to_json(r, n, b, &v->l->v[i], o, depth + 1, undef_null)) return -1;
+            continue;
+        }
         size_t j = order ? (size_t)(order[i] - v->d->k) : i;
         if (json_str(r, n, b, v->d->k[j]->s, v->d->k[j]->n) || sb_puts(r, n, b, ": ") ||
             to_json(r, n, b, &v->d->v[j], o, depth + 1, undef_null))
@@ -333,7 +393,8 @@ static int to_json(rt *r, const qw_jnode *n, sbuf *b, const jv *v, const json_op
     }
     if (o->indent && cnt) {
         if (sb_puts(r, n, b, "\n")) return -1;
-        for (int k = 0; k < depth * o->indent; k++) if (sb_put(r, n, b, " ", 1)) return -1;
+        for (int k = 0; k < depth * o->indent; k++)
+            if (sb_put(r, n, b, " ", 1)) return -1;
     }
     return sb_puts(r, n, b, list ? "]" : "}");
 }
@@ -343,7 +404,8 @@ static int to_text(rt *r, const qw_jnode *n, sbuf *b, const jv *v) {
     static const json_opts plain = {0, 0};
     char num[48];
     switch (v->t) {
-    case V_UNDEF: case V_NONE: return 0;
+    case V_UNDEF:
+    case V_NONE: return 0;
     case V_STR: return cost(r, n, v->s->n) || sb_put(r, n, b, v->s->s, v->s->n);
     case V_FLOAT:
         if (v->f == floor(v->f) && fabs(v->f) < 1e21) { /* JavaScript's FloatValue: 3.0 */
@@ -357,7 +419,10 @@ static int to_text(rt *r, const qw_jnode *n, sbuf *b, const jv *v) {
 
 /* The value as a string value (for ~, join, the string filter). */
 static int stringify(rt *r, const qw_jnode *n, const jv *v, jv *out) {
-    if (v->t == V_STR) { *out = *v; return 0; }
+    if (v->t == V_STR) {
+        *out = *v;
+        return 0;
+    }
     sbuf b = {0};
     int rc = to_text(r, n, &b, v) || mkstr(r, n, b.p ? b.p : "", b.n, out);
     free(b.p);
@@ -375,7 +440,8 @@ static int equal(rt *r, const jv *a, const jv *b, int depth) {
     if (is_num(a) && is_num(b)) return a->t != V_FLOAT && b->t != V_FLOAT ? a->i == b->i : num(a) == num(b);
     if (a->t != b->t) return 0;
     switch (a->t) {
-    case V_UNDEF: case V_NONE: return 1;
+    case V_UNDEF:
+    case V_NONE: return 1;
     case V_STR: r->steps += (long)(a->s->n >> 6); return a->s->n == b->s->n && !memcmp(a->s->s, b->s->s, a->s->n);
     case V_LIST:
         if (a->l->n != b->l->n) return 0;
@@ -384,7 +450,8 @@ static int equal(rt *r, const jv *a, const jv *b, int depth) {
             if (e != 1) return e;
         }
         return 1;
-    case V_DICT: case V_NS:
+    case V_DICT:
+    case V_NS:
         if (a->d->n != b->d->n) return 0;
         for (size_t i = 0; i < a->d->n; i++) {
             jv *o = dict_find(r, b->d, a->d->k[i]->s, a->d->k[i]->n);
@@ -410,13 +477,20 @@ static int contains(rt *r, const qw_jnode *n, const jv *item, const jv *seq, int
     if (seq->t == V_STR) {
         if (item->t != V_STR) return FAIL(n, "'in <string>' needs a string on the left, not %s", type_name(item));
         if (cost(r, n, seq->s->n)) return -1;
-        if (!item->s->n) { *res = 1; return 0; }
+        if (!item->s->n) {
+            *res = 1;
+            return 0;
+        }
         for (size_t i = 0; i + item->s->n <= seq->s->n; i++)
-            if (!memcmp(seq->s->s + i, item->s->s, item->s->n)) { *res = 1; break; }
+            if (!memcmp(seq->s->s + i, item->s->s, item->s->n)) {
+                *res = 1;
+                break;
+            }
         return 0;
     }
     if (seq->t == V_LIST) {
-        for (size_t i = 0; i < seq->l->n && !*res; i++) if (eq(r, n, item, &seq->l->v[i], res)) return -1;
+        for (size_t i = 0; i < seq->l->n && !*res; i++)
+            if (eq(r, n, item, &seq->l->v[i], res)) return -1;
         return 0;
     }
     if (seq->t == V_DICT || seq->t == V_NS) {
@@ -427,7 +501,11 @@ static int contains(rt *r, const qw_jnode *n, const jv *item, const jv *seq, int
 }
 
 static int order(rt *r, const qw_jnode *n, const jv *a, const jv *b, int *res) {
-    if (is_num(a) && is_num(b)) { double x = num(a), y = num(b); *res = (x > y) - (x < y); return 0; }
+    if (is_num(a) && is_num(b)) {
+        double x = num(a), y = num(b);
+        *res = (x > y) - (x < y);
+        return 0;
+    }
     if (a->t == V_STR && b->t == V_STR) {
         size_t m = a->s->n < b->s->n ? a->s->n : b->s->n;
         int c = memcmp(a->s->s, b->s->s, m);
@@ -466,14 +544,18 @@ static size_t utf8_off(const char *s, size_t n, size_t i) {
     return b;
 }
 
-static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static int is_space(unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 static int in_set(unsigned char c, const jstr *set) { return set ? memchr(set->s, c, set->n) != NULL : is_space(c); }
 
 /* strip/lstrip/rstrip/trim: whitespace, or the bytes of chars. */
 static int strip(rt *r, const qw_jnode *n, const jstr *s, const jstr *chars, int left, int right, jv *out) {
     size_t a = 0, b = s->n;
-    if (left) while (a < b && in_set((unsigned char)s->s[a], chars)) a++;
-    if (right) while (b > a && in_set((unsigned char)s->s[b - 1], chars)) b--;
+    if (left)
+        while (a < b && in_set((unsigned char)s->s[a], chars)) a++;
+    if (right)
+        while (b > a && in_set((unsigned char)s->s[b - 1], chars)) b--;
     return mkstr(r, n, s->s + a, b - a, out);
 }
 
@@ -485,8 +567,10 @@ static int change_case(rt *r, const qw_jnode *n, const jstr *s, int mode, jv *ou
         char c = p[i];
         int up = mode == 0 || ((mode == 2 || mode == 3) && start);
         if (mode == 3 && i > 0) up = 0;
-        if (up && c >= 'a' && c <= 'z') p[i] = (char)(c - 32);
-        else if (!up && c >= 'A' && c <= 'Z') p[i] = (char)(c + 32);
+        if (up && c >= 'a' && c <= 'z')
+            p[i] = (char)(c - 32);
+        else if (!up && c >= 'A' && c <= 'Z')
+            p[i] = (char)(c + 32);
         start = mode == 2 ? !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) : 0;
     }
     return 0;
@@ -510,9 +594,17 @@ static int replace(rt *r, const qw_jnode *n, const jstr *s, const jstr *from, co
         }
         const char *hit = NULL;
         if (count < 0 || done < count)
-            for (size_t k = i; k + from->n <= s->n; k++) if (!memcmp(s->s + k, from->s, from->n)) { hit = s->s + k; break; }
-        if (!hit) { rc = sb_put(r, n, &b, s->s + i, s->n - i); break; }
-        rc = sb_put(r, n, &b, s->s + i, (size_t)(hit - s->s) - i) || sb_put(r, n, &b, to->s, to->n) || cost(r, n, to->n);
+            for (size_t k = i; k + from->n <= s->n; k++)
+                if (!memcmp(s->s + k, from->s, from->n)) {
+                    hit = s->s + k;
+                    break;
+                }
+        if (!hit) {
+            rc = sb_put(r, n, &b, s->s + i, s->n - i);
+            break;
+        }
+        rc = sb_put(r, n, &b, s->s + i, (size_t)(hit - s->s) - i) || sb_put(r, n, &b, to->s, to->n) ||
+             cost(r, n, to->n);
         i = (size_t)(hit - s->s) + from->n;
         done++;
     }
@@ -532,8 +624,10 @@ static int split(rt *r, const qw_jnode *n, const jstr *s, const jstr *sep, int64
             while (i < s->n && is_space((unsigned char)s->s[i])) i++;
             if (i >= s->n) break;
             size_t e = i;
-            if (maxsplit >= 0 && done >= maxsplit) e = s->n;
-            else while (e < s->n && !is_space((unsigned char)s->s[e])) e++;
+            if (maxsplit >= 0 && done >= maxsplit)
+                e = s->n;
+            else
+                while (e < s->n && !is_space((unsigned char)s->s[e])) e++;
             if (mkstr(r, n, s->s + i, e - i, &part) || list_push(r, n, l, part)) return -1;
             done++;
             i = e;
@@ -543,7 +637,11 @@ static int split(rt *r, const qw_jnode *n, const jstr *s, const jstr *sep, int64
         for (;;) {
             const char *hit = NULL;
             if (maxsplit < 0 || done < maxsplit)
-                for (size_t k = i; k + sep->n <= s->n; k++) if (!memcmp(s->s + k, sep->s, sep->n)) { hit = s->s + k; break; }
+                for (size_t k = i; k + sep->n <= s->n; k++)
+                    if (!memcmp(s->s + k, sep->s, sep->n)) {
+                        hit = s->s + k;
+                        break;
+                    }
             size_t e = hit ? (size_t)(hit - s->s) : s->n;
             if (mkstr(r, n, s->s + i, e - i, &part) || list_push(r, n, l, part)) return -1;
             if (!hit) break;
@@ -580,7 +678,10 @@ static int get_item(rt *r, const qw_jnode *n, const jv *obj, const jv *key, jv *
         int64_t len = obj->t == V_LIST ? (int64_t)obj->l->n : (int64_t)utf8_len(obj->s->s, obj->s->n);
         int64_t i = key->i < 0 ? key->i + len : key->i;
         if (i < 0 || i >= len) return 0;
-        if (obj->t == V_LIST) { *out = obj->l->v[i]; return 0; }
+        if (obj->t == V_LIST) {
+            *out = obj->l->v[i];
+            return 0;
+        }
         size_t a = utf8_off(obj->s->s, obj->s->n, (size_t)i);
         size_t b = a + utf8_off(obj->s->s + a, obj->s->n - a, 1);
         return cost(r, n, obj->s->n) || mkstr(r, n, obj->s->s + a, b - a, out);
@@ -601,8 +702,14 @@ static int slice(rt *r, const qw_jnode *n, const jv *obj, const jv *jstart, cons
     if (!step) return FAIL(n, "slice step cannot be zero");
     int64_t lo = step < 0 ? -1 : 0, hi = step < 0 ? len - 1 : len;
     int64_t a = step < 0 ? hi : lo, b = step < 0 ? lo : hi;
-    if (jstart->t == V_INT) { a = jstart->i < 0 ? jstart->i + len : jstart->i; a = a < lo ? lo : a > hi ? hi : a; }
-    if (jstop->t == V_INT) { b = jstop->i < 0 ? jstop->i + len : jstop->i; b = b < lo ? lo : b > hi ? hi : b; }
+    if (jstart->t == V_INT) {
+        a = jstart->i < 0 ? jstart->i + len : jstart->i;
+        a = a < lo ? lo : a > hi ? hi : a;
+    }
+    if (jstop->t == V_INT) {
+        b = jstop->i < 0 ? jstop->i + len : jstop->i;
+        b = b < lo ? lo : b > hi ? hi : b;
+    }
     if (cost(r, n, obj->t == V_STR ? obj->s->n : (size_t)len)) return -1;
     if (obj->t == V_LIST) {
         jlist *l = mklist(r, n, 4);
@@ -631,7 +738,10 @@ static int slice(rt *r, const qw_jnode *n, const jv *obj, const jv *jstart, cons
 
 /* Items to iterate: a list's items, a dict's keys, a string's characters. */
 static int iterable(rt *r, const qw_jnode *n, const jv *v, jlist **out) {
-    if (v->t == V_LIST) { *out = v->l; return 0; }
+    if (v->t == V_LIST) {
+        *out = v->l;
+        return 0;
+    }
     jlist *l = mklist(r, n, 4);
     if (!l) return -1;
     *out = l;
@@ -687,8 +797,11 @@ static int name_is(const char *s, size_t l, const char *lit) { return l == strle
 /* Evaluated arguments of a call/filter/test: positional in pos[], keyword in kw (names) / kwv. */
 #define MAX_ARGS 8
 typedef struct args {
-    jv pos[MAX_ARGS]; int npos;
-    const qw_jnode *kwn[MAX_ARGS]; jv kwv[MAX_ARGS]; int nkw;
+    jv pos[MAX_ARGS];
+    int npos;
+    const qw_jnode *kwn[MAX_ARGS];
+    jv kwv[MAX_ARGS];
+    int nkw;
 } args;
 
 static int eval_args(rt *r, const qw_jnode *n, args *a, int skip) {
@@ -722,7 +835,10 @@ static int need_str(rt *r, const qw_jnode *n, const jv *v, const char *what) {
 }
 
 static int int_arg(rt *r, const qw_jnode *n, jv v, int64_t dflt, const char *what, int64_t *out) {
-    if (v.t == V_UNDEF || v.t == V_NONE) { *out = dflt; return 0; }
+    if (v.t == V_UNDEF || v.t == V_NONE) {
+        *out = dflt;
+        return 0;
+    }
     if (v.t != V_INT && v.t != V_BOOL) return FAIL(n, "%s needs an integer, not %s", what, type_name(&v));
     *out = v.i;
     return 0;
@@ -735,7 +851,10 @@ static int str_method(rt *r, const qw_jnode *n, const jv *s, const char *m, size
         int end = m[0] == 'e', hit = 0;
         const jv *cands = &a0;
         size_t nc = 1;
-        if (a0.t == V_LIST) { cands = a0.l->v; nc = a0.l->n; } /* a tuple of prefixes */
+        if (a0.t == V_LIST) {
+            cands = a0.l->v;
+            nc = a0.l->n;
+        } /* a tuple of prefixes */
         for (size_t i = 0; i < nc && !hit; i++) {
             if (need_str(r, n, &cands[i], end ? "endswith" : "startswith")) return -1;
             const jstr *p = cands[i].s;
@@ -798,7 +917,10 @@ static int dict_method(rt *r, const qw_jnode *n, const jv *d, const char *m, siz
         if (!l) return -1;
         for (size_t i = 0; i < d->d->n; i++) {
             jv v = d->d->v[i];
-            if (m[0] == 'k') { v.t = V_STR; v.s = d->d->k[i]; }
+            if (m[0] == 'k') {
+                v.t = V_STR;
+                v.s = d->d->k[i];
+            }
             if (list_push(r, n, l, v)) return -1;
         }
         out->t = V_LIST;
@@ -808,7 +930,10 @@ static int dict_method(rt *r, const qw_jnode *n, const jv *d, const char *m, siz
     if (name_is(m, ml, "get")) {
         jv k = arg(a, 0, NULL);
         if (get_item(r, n, d, &k, out)) return -1;
-        if (out->t == V_UNDEF) { *out = arg(a, 1, NULL); if (out->t == V_UNDEF) out->t = V_NONE; }
+        if (out->t == V_UNDEF) {
+            *out = arg(a, 1, NULL);
+            if (out->t == V_UNDEF) out->t = V_NONE;
+        }
         return 0;
     }
     return FAIL(n, "unsupported dict method '%.*s'", (int)ml, m);
@@ -852,7 +977,8 @@ static int call(rt *r, const qw_jnode *n, jv *out) {
     if (name_is(fn, fl, "range")) {
         int64_t v[3] = {0, 0, 1};
         if (a.npos < 1 || a.npos > 3) return FAIL(n, "range() takes 1 to 3 arguments");
-        for (int i = 0; i < a.npos; i++) if (int_arg(r, n, a.pos[i], 0, "range", &v[a.npos == 1 ? 1 : i])) return -1;
+        for (int i = 0; i < a.npos; i++)
+            if (int_arg(r, n, a.pos[i], 0, "range", &v[a.npos == 1 ? 1 : i])) return -1;
         if (!v[2]) return FAIL(n, "range() step cannot be zero");
         jlist *l = mklist(r, n, 4);
         if (!l) return -1;
@@ -902,8 +1028,10 @@ static int filter_seq(rt *r, const qw_jnode *n, const char *f, size_t fl, const 
             jv v = src->v[i];
             int ok;
             if (attr && get_item(r, n, &src->v[i], &at, &v)) return -1;
-            if (test.t == V_UNDEF) ok = truthy(&v);
-            else if (run_test(r, n, test.s->s, test.s->n, &v, targs, nt, &ok)) return -1;
+            if (test.t == V_UNDEF)
+                ok = truthy(&v);
+            else if (run_test(r, n, test.s->s, test.s->n, &v, targs, nt, &ok))
+                return -1;
             if (ok == keep_if && list_push(r, n, l, src->v[i])) return -1;
         }
     }
@@ -934,7 +1062,10 @@ static int apply_filter(rt *r, const qw_jnode *n, const jv *x, jv *out) {
         free(b.p);
         return rc ? -1 : 0;
     }
-    if (name_is(f, fl, "safe") || (name_is(f, fl, "list") && x->t == V_LIST)) { *out = *x; return 0; }
+    if (name_is(f, fl, "safe") || (name_is(f, fl, "list") && x->t == V_LIST)) {
+        *out = *x;
+        return 0;
+    }
     if (name_is(f, fl, "default") || name_is(f, fl, "d")) {
         jv boolean = arg(&a, 1, "boolean");
         int use = x->t == V_UNDEF || (truthy(&boolean) && !truthy(x));
@@ -943,10 +1074,14 @@ static int apply_filter(rt *r, const qw_jnode *n, const jv *x, jv *out) {
         return 0;
     }
     if (name_is(f, fl, "length") || name_is(f, fl, "count")) {
-        if (x->t == V_STR) *out = vint((int64_t)utf8_len(x->s->s, x->s->n));
-        else if (x->t == V_LIST) *out = vint((int64_t)x->l->n);
-        else if (x->t == V_DICT || x->t == V_NS) *out = vint((int64_t)x->d->n);
-        else return FAIL(n, "length of %s", type_name(x));
+        if (x->t == V_STR)
+            *out = vint((int64_t)utf8_len(x->s->s, x->s->n));
+        else if (x->t == V_LIST)
+            *out = vint((int64_t)x->l->n);
+        else if (x->t == V_DICT || x->t == V_NS)
+            *out = vint((int64_t)x->d->n);
+        else
+            return FAIL(n, "length of %s", type_name(x));
         return 0;
     }
     if (name_is(f, fl, "string")) return stringify(r, n, x, out);
@@ -957,7 +1092,10 @@ static int apply_filter(rt *r, const qw_jnode *n, const jv *x, jv *out) {
     if (name_is(f, fl, "join")) {
         jlist *l;
         jv sep = arg(&a, 0, "d"), at = arg(&a, 1, "attribute");
-        if (x->t == V_STR) { *out = *x; return 0; }
+        if (x->t == V_STR) {
+            *out = *x;
+            return 0;
+        }
         if (iterable(r, n, x, &l)) return -1;
         if (sep.t != V_UNDEF && need_str(r, n, &sep, "join")) return -1;
         sbuf b = {0};
@@ -973,8 +1111,14 @@ static int apply_filter(rt *r, const qw_jnode *n, const jv *x, jv *out) {
         return rc ? -1 : 0;
     }
     if (x->t == V_LIST) {
-        if (name_is(f, fl, "first")) { if (x->l->n) *out = x->l->v[0]; return 0; }
-        if (name_is(f, fl, "last")) { if (x->l->n) *out = x->l->v[x->l->n - 1]; return 0; }
+        if (name_is(f, fl, "first")) {
+            if (x->l->n) *out = x->l->v[0];
+            return 0;
+        }
+        if (name_is(f, fl, "last")) {
+            if (x->l->n) *out = x->l->v[x->l->n - 1];
+            return 0;
+        }
         if (name_is(f, fl, "reverse")) {
             jlist *l = mklist(r, n, x->l->n);
             if (!l) return -1;
@@ -988,7 +1132,8 @@ static int apply_filter(rt *r, const qw_jnode *n, const jv *x, jv *out) {
             if (!l) return -1;
             for (size_t i = 0; i < x->l->n; i++) {
                 int seen = 0;
-                for (size_t k = 0; k < l->n && !seen; k++) if (eq(r, n, &x->l->v[i], &l->v[k], &seen)) return -1;
+                for (size_t k = 0; k < l->n && !seen; k++)
+                    if (eq(r, n, &x->l->v[i], &l->v[k], &seen)) return -1;
                 if (!seen && list_push(r, n, l, x->l->v[i])) return -1;
             }
             out->t = V_LIST;
@@ -1051,9 +1196,12 @@ static int apply_filter(rt *r, const qw_jnode *n, const jv *x, jv *out) {
     if (name_is(f, fl, "int") || name_is(f, fl, "float")) {
         int isint = f[0] == 'i';
         double v = 0;
-        if (is_num(x)) v = num(x);
-        else if (x->t == V_STR) v = strtod(x->s->s, NULL);
-        else if (x->t != V_NONE && x->t != V_UNDEF) return FAIL(n, "%.*s of %s", (int)fl, f, type_name(x));
+        if (is_num(x))
+            v = num(x);
+        else if (x->t == V_STR)
+            v = strtod(x->s->s, NULL);
+        else if (x->t != V_NONE && x->t != V_UNDEF)
+            return FAIL(n, "%.*s of %s", (int)fl, f, type_name(x));
         if (!isfinite(v) || fabs(v) > 9e18) v = 0;
         *out = isint ? vint((int64_t)floor(v)) : vfloat(v);
         return 0;
@@ -1062,7 +1210,10 @@ static int apply_filter(rt *r, const qw_jnode *n, const jv *x, jv *out) {
         *out = x->t == V_FLOAT ? vfloat(fabs(x->f)) : vint(x->i < 0 ? -x->i : x->i);
         return 0;
     }
-    if (name_is(f, fl, "bool")) { *out = vbool(truthy(x)); return 0; }
+    if (name_is(f, fl, "bool")) {
+        *out = vbool(truthy(x));
+        return 0;
+    }
     return FAIL(n, "unsupported filter '%.*s' on %s", (int)fl, f, type_name(x));
 }
 
@@ -1070,20 +1221,34 @@ static int run_test(rt *r, const qw_jnode *n, const char *t, size_t tl, const jv
     jv y = na > 0 ? av[0] : UNDEF;
     int c;
 #define T(name) name_is(t, tl, name)
-    if (T("defined")) *res = x->t != V_UNDEF;
-    else if (T("undefined")) *res = x->t == V_UNDEF;
-    else if (T("none")) *res = x->t == V_NONE;
-    else if (T("string")) *res = x->t == V_STR;
-    else if (T("number")) *res = x->t == V_INT || x->t == V_FLOAT;
-    else if (T("integer")) *res = x->t == V_INT;
-    else if (T("float")) *res = x->t == V_FLOAT;
-    else if (T("boolean")) *res = x->t == V_BOOL;
-    else if (T("true")) *res = x->t == V_BOOL && x->i;
-    else if (T("false")) *res = x->t == V_BOOL && !x->i;
-    else if (T("mapping")) *res = x->t == V_DICT;
-    else if (T("iterable")) *res = x->t == V_LIST || x->t == V_STR || x->t == V_DICT;
-    else if (T("sequence")) *res = x->t == V_LIST || x->t == V_STR || x->t == V_DICT;
-    else if (T("callable")) *res = 0;
+    if (T("defined"))
+        *res = x->t != V_UNDEF;
+    else if (T("undefined"))
+        *res = x->t == V_UNDEF;
+    else if (T("none"))
+        *res = x->t == V_NONE;
+    else if (T("string"))
+        *res = x->t == V_STR;
+    else if (T("number"))
+        *res = x->t == V_INT || x->t == V_FLOAT;
+    else if (T("integer"))
+        *res = x->t == V_INT;
+    else if (T("float"))
+        *res = x->t == V_FLOAT;
+    else if (T("boolean"))
+        *res = x->t == V_BOOL;
+    else if (T("true"))
+        *res = x->t == V_BOOL && x->i;
+    else if (T("false"))
+        *res = x->t == V_BOOL && !x->i;
+    else if (T("mapping"))
+        *res = x->t == V_DICT;
+    else if (T("iterable"))
+        *res = x->t == V_LIST || x->t == V_STR || x->t == V_DICT;
+    else if (T("sequence"))
+        *res = x->t == V_LIST || x->t == V_STR || x->t == V_DICT;
+    else if (T("callable"))
+        *res = 0;
     else if (T("odd") || T("even")) {
         if (x->t != V_INT) return FAIL(n, "'%.*s' test of %s", (int)tl, t, type_name(x));
         *res = (x->i % 2 != 0) == T("odd");
@@ -1091,20 +1256,36 @@ static int run_test(rt *r, const qw_jnode *n, const char *t, size_t tl, const jv
         if (x->t != V_INT || y.t != V_INT || !y.i) return FAIL(n, "divisibleby needs integers");
         *res = x->i % y.i == 0;
     } else if (T("lower") || T("upper")) {
-        if (x->t != V_STR) { *res = 0; return 0; }
+        if (x->t != V_STR) {
+            *res = 0;
+            return 0;
+        }
         *res = 1;
         for (size_t i = 0; i < x->s->n; i++) {
             char ch = x->s->s[i];
             if (T("lower") ? (ch >= 'A' && ch <= 'Z') : (ch >= 'a' && ch <= 'z')) *res = 0;
         }
-    } else if (T("eq") || T("equalto") || T("==") || T("sameas")) return eq(r, n, x, &y, res);
-    else if (T("ne") || T("!=")) { if (eq(r, n, x, &y, res)) return -1; *res = !*res; }
-    else if (T("lt") || T("lessthan") || T("<")) { if (order(r, n, x, &y, &c)) return -1; *res = c < 0; }
-    else if (T("le") || T("<=")) { if (order(r, n, x, &y, &c)) return -1; *res = c <= 0; }
-    else if (T("gt") || T("greaterthan") || T(">")) { if (order(r, n, x, &y, &c)) return -1; *res = c > 0; }
-    else if (T("ge") || T(">=")) { if (order(r, n, x, &y, &c)) return -1; *res = c >= 0; }
-    else if (T("in")) return contains(r, n, x, &y, res);
-    else return FAIL(n, "unsupported test '%.*s'", (int)tl, t);
+    } else if (T("eq") || T("equalto") || T("==") || T("sameas"))
+        return eq(r, n, x, &y, res);
+    else if (T("ne") || T("!=")) {
+        if (eq(r, n, x, &y, res)) return -1;
+        *res = !*res;
+    } else if (T("lt") || T("lessthan") || T("<")) {
+        if (order(r, n, x, &y, &c)) return -1;
+        *res = c < 0;
+    } else if (T("le") || T("<=")) {
+        if (order(r, n, x, &y, &c)) return -1;
+        *res = c <= 0;
+    } else if (T("gt") || T("greaterthan") || T(">")) {
+        if (order(r, n, x, &y, &c)) return -1;
+        *res = c > 0;
+    } else if (T("ge") || T(">=")) {
+        if (order(r, n, x, &y, &c)) return -1;
+        *res = c >= 0;
+    } else if (T("in"))
+        return contains(r, n, x, &y, res);
+    else
+        return FAIL(n, "unsupported test '%.*s'", (int)tl, t);
 #undef T
     return 0;
 }
@@ -1166,19 +1347,32 @@ static int arith(rt *r, const qw_jnode *n, int op, const jv *a, const jv *b, jv 
     case JOP_MUL: *out = flt ? vfloat(x * y) : vint((int64_t)((uint64_t)a->i * (uint64_t)b->i)); break;
     case JOP_DIV: *out = vfloat(x / y); break;
     case JOP_FLOORDIV:
-        if (flt) *out = vfloat(floor(x / y));
-        else { int64_t q = a->i / b->i; if ((a->i % b->i != 0) && ((a->i < 0) != (b->i < 0))) q--; *out = vint(q); }
+        if (flt)
+            *out = vfloat(floor(x / y));
+        else {
+            int64_t q = a->i / b->i;
+            if ((a->i % b->i != 0) && ((a->i < 0) != (b->i < 0))) q--;
+            *out = vint(q);
+        }
         break;
     case JOP_MOD:
-        if (flt) { double m = fmod(x, y); if (m != 0 && (m < 0) != (y < 0)) m += y; *out = vfloat(m); }
-        else { int64_t m = a->i % b->i; if (m != 0 && (m < 0) != (b->i < 0)) m += b->i; *out = vint(m); }
+        if (flt) {
+            double m = fmod(x, y);
+            if (m != 0 && (m < 0) != (y < 0)) m += y;
+            *out = vfloat(m);
+        } else {
+            int64_t m = a->i % b->i;
+            if (m != 0 && (m < 0) != (b->i < 0)) m += b->i;
+            *out = vint(m);
+        }
         break;
     case JOP_POW:
         if (!flt && b->i >= 0) {
             int64_t p = 1;
             for (int64_t i = 0; i < b->i && i < 64; i++) p = (int64_t)((uint64_t)p * (uint64_t)a->i);
             *out = vint(p);
-        } else *out = vfloat(pow(x, y));
+        } else
+            *out = vfloat(pow(x, y));
         break;
     }
     return 0;
@@ -1196,10 +1390,12 @@ static int eval(rt *r, const qw_jnode *n, jv *out) {
     case JN_BOOL: *out = vbool((int)n->i); return 0;
     case JN_NONE: out->t = V_NONE; return 0;
     case JN_NAME: *out = lookup(r, n->s, n->slen); return 0;
-    case JN_LIST: case JN_TUPLE: {
+    case JN_LIST:
+    case JN_TUPLE: {
         jlist *l = mklist(r, n, (size_t)n->n);
         if (!l) return -1;
-        for (int i = 0; i < n->n; i++) if (eval(r, n->kids[i], &l->v[i])) return -1;
+        for (int i = 0; i < n->n; i++)
+            if (eval(r, n->kids[i], &l->v[i])) return -1;
         l->n = (size_t)n->n;
         out->t = V_LIST;
         out->l = l;
@@ -1236,15 +1432,24 @@ static int eval(rt *r, const qw_jnode *n, jv *out) {
         *out = vbool(n->op ? !res : res);
         return 0;
     }
-    case JN_NOT: if (eval(r, n->a, &a)) return -1; *out = vbool(!truthy(&a)); return 0;
-    case JN_NEG: case JN_POS:
+    case JN_NOT:
         if (eval(r, n->a, &a)) return -1;
-        if (a.t != V_INT && a.t != V_FLOAT) return FAIL(n, "unary %c of %s", n->kind == JN_NEG ? '-' : '+', type_name(&a));
+        *out = vbool(!truthy(&a));
+        return 0;
+    case JN_NEG:
+    case JN_POS:
+        if (eval(r, n->a, &a)) return -1;
+        if (a.t != V_INT && a.t != V_FLOAT)
+            return FAIL(n, "unary %c of %s", n->kind == JN_NEG ? '-' : '+', type_name(&a));
         *out = n->kind == JN_POS ? a : a.t == V_INT ? vint((int64_t)(0 - (uint64_t)a.i)) : vfloat(-a.f);
         return 0;
-    case JN_AND: case JN_OR: /* short-circuit, giving the deciding operand as Python does */
+    case JN_AND:
+    case JN_OR: /* short-circuit, giving the deciding operand as Python does */
         if (eval(r, n->a, &a)) return -1;
-        if (truthy(&a) == (n->kind == JN_OR)) { *out = a; return 0; }
+        if (truthy(&a) == (n->kind == JN_OR)) {
+            *out = a;
+            return 0;
+        }
         return eval(r, n->b, out);
     case JN_COND:
         if (eval(r, n->b, &c)) return -1;
@@ -1253,15 +1458,20 @@ static int eval(rt *r, const qw_jnode *n, jv *out) {
     case JN_BIN:
         if (eval(r, n->a, &a) || eval(r, n->b, &b)) return -1;
         switch (n->op) {
-        case JOP_EQ: case JOP_NE:
+        case JOP_EQ:
+        case JOP_NE:
             if (eq(r, n, &a, &b, &res)) return -1;
             *out = vbool(n->op == JOP_EQ ? res : !res);
             return 0;
-        case JOP_IN: case JOP_NOTIN:
+        case JOP_IN:
+        case JOP_NOTIN:
             if (contains(r, n, &a, &b, &res)) return -1;
             *out = vbool(n->op == JOP_IN ? res : !res);
             return 0;
-        case JOP_LT: case JOP_LE: case JOP_GT: case JOP_GE:
+        case JOP_LT:
+        case JOP_LE:
+        case JOP_GT:
+        case JOP_GE:
             if (order(r, n, &a, &b, &res)) return -1;
             *out = vbool(n->op == JOP_LT ? res < 0 : n->op == JOP_LE ? res <= 0 : n->op == JOP_GT ? res > 0 : res >= 0);
             return 0;
@@ -1311,22 +1521,38 @@ static int exec_for(rt *r, const qw_jnode *n) {
     if (!scope || !loop) return EX_FAIL;
     jv lv = {V_DICT, {0}};
     lv.d = loop;
-    static const char *const keys[] = {"index", "index0", "revindex", "revindex0", "first", "last", "length",
-                                       "previtem", "nextitem"};
-    for (int k = 0; k < 9; k++) if (dict_set(r, n, loop, keys[k], strlen(keys[k]), UNDEF)) return EX_FAIL;
+    static const char *const keys[] = {"index", "index0", "revindex", "revindex0", "first",
+                                       "last",  "length", "previtem", "nextitem"};
+    for (int k = 0; k < 9; k++)
+        if (dict_set(r, n, loop, keys[k], strlen(keys[k]), UNDEF)) return EX_FAIL;
     if (dict_set(r, n, scope, "loop", 4, lv)) return EX_FAIL;
     r->frames[r->nframes++] = scope;
     int rc = EX_OK;
     size_t len = it->n;
     for (size_t i = 0; i < len && rc == EX_OK; i++) {
-        if (cost(r, n, 0)) { rc = EX_FAIL; break; }
+        if (cost(r, n, 0)) {
+            rc = EX_FAIL;
+            break;
+        }
         jv *L = loop->v; /* updated in place: one loop dict per loop, not per iteration */
-        L[0] = vint((int64_t)i + 1); L[1] = vint((int64_t)i); L[2] = vint((int64_t)(len - i));
-        L[3] = vint((int64_t)(len - i - 1)); L[4] = vbool(i == 0); L[5] = vbool(i == len - 1);
-        L[6] = vint((int64_t)len); L[7] = i ? it->v[i - 1] : UNDEF; L[8] = i + 1 < len ? it->v[i + 1] : UNDEF;
-        if (bind(r, n, scope, &it->v[i])) { rc = EX_FAIL; break; }
+        L[0] = vint((int64_t)i + 1);
+        L[1] = vint((int64_t)i);
+        L[2] = vint((int64_t)(len - i));
+        L[3] = vint((int64_t)(len - i - 1));
+        L[4] = vbool(i == 0);
+        L[5] = vbool(i == len - 1);
+        L[6] = vint((int64_t)len);
+        L[7] = i ? it->v[i - 1] : UNDEF;
+        L[8] = i + 1 < len ? it->v[i + 1] : UNDEF;
+        if (bind(r, n, scope, &it->v[i])) {
+            rc = EX_FAIL;
+            break;
+        }
         rc = exec_body(r, n->kids, n->n, 1);
-        if (rc == EX_BREAK) { rc = EX_OK; break; }
+        if (rc == EX_BREAK) {
+            rc = EX_OK;
+            break;
+        }
         if (rc == EX_CONTINUE) rc = EX_OK;
     }
     r->nframes--;
@@ -1368,7 +1594,8 @@ static int exec_body(rt *r, qw_jnode *const *body, int nb, int in_loop) {
             break;
         case JN_FOR: rc = exec_for(r, n); break;
         case JN_SET: rc = exec_set(r, n); break;
-        case JN_BREAK: case JN_CONTINUE:
+        case JN_BREAK:
+        case JN_CONTINUE:
             if (!in_loop) return FAIL(n, "'%s' outside a for loop", n->kind == JN_BREAK ? "break" : "continue");
             return n->kind == JN_BREAK ? EX_BREAK : EX_CONTINUE;
         default: return FAIL(n, "internal: node %d is not a statement", n->kind);
@@ -1398,7 +1625,8 @@ qw_status qw_jinja_render(const qw_jinja *t, const cJSON *vars, char **out, size
         }
         if (!rc) rc = exec_body(r, t->body, t->n, 0);
         if (!rc && !o.p) rc = sb_put(r, NULL, &o, "", 0);
-    } else nomem(r, NULL);
+    } else
+        nomem(r, NULL);
     qw_jarena_free(&R.ar);
     if (rc) {
         free(o.p);

@@ -47,11 +47,11 @@ typedef struct cache_slot {
 
 struct qw_tokenizer {
     char name[128];
-    int32_t n_tokens;       /* max id + 1 */
-    tok_entry *tokens;      /* [n_tokens] */
+    int32_t n_tokens;  /* max id + 1 */
+    tok_entry *tokens; /* [n_tokens] */
     unsigned char *arena;
     size_t arena_len, arena_cap;
-    int32_t *vocab_hash;    /* open addressing over model vocab ids, by bytes; -1 empty */
+    int32_t *vocab_hash; /* open addressing over model vocab ids, by bytes; -1 empty */
     uint32_t vocab_hash_mask;
     merge_slot *merges;
     uint32_t merges_mask;
@@ -74,13 +74,18 @@ struct qw_tokenizer {
 
 static uint32_t fnv1a(const unsigned char *s, size_t n) {
     uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) { h ^= s[i]; h *= 16777619u; }
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 16777619u;
+    }
     return h;
 }
 
 static uint64_t mix64(uint64_t x) {
-    x ^= x >> 33; x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
     x ^= x >> 33;
     return x;
 }
@@ -111,8 +116,10 @@ static void bytemap_init(void) {
     int n = 0;
     for (int b = 0; b < 256; b++) {
         int keep = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-        if (keep) byte_of_unicode[b] = b;
-        else byte_of_unicode[256 + n++] = b;
+        if (keep)
+            byte_of_unicode[b] = b;
+        else
+            byte_of_unicode[256 + n++] = b;
     }
     bytemap_ready = 1;
 }
@@ -174,26 +181,28 @@ static const char *jstr(const cJSON *o, const char *key) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-static int jtrue(const cJSON *o, const char *key) {
-    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
-}
+static int jtrue(const cJSON *o, const char *key) { return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key)); }
 
 /* Checks normalizer and pre_tokenizer are ones qwasm implements exactly. */
 static qw_status check_pipeline(qw_tokenizer *t, const cJSON *root, qw_error *err) {
     const char *nm = t->name;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const char *mtype = jstr(model, "type");
-    if (!cJSON_IsObject(model))
-        return qw_error_set(err, QW_E_FORMAT, "%s: no \"model\" object", nm);
+    if (!cJSON_IsObject(model)) return qw_error_set(err, QW_E_FORMAT, "%s: no \"model\" object", nm);
     if (!mtype || strcmp(mtype, "BPE"))
-        return qw_error_set(err, QW_E_UNSUPPORTED, "%s: model type \"%s\" is not supported; qwasm reads byte-level BPE "
-                            "tokenizers (GPT-2/Qwen2) only, run the model with raw ids", nm, mtype ? mtype : "?");
+        return qw_error_set(err, QW_E_UNSUPPORTED,
+                            "%s: model type \"%s\" is not supported; qwasm reads byte-level BPE "
+                            "tokenizers (GPT-2/Qwen2) only, run the model with raw ids",
+                            nm, mtype ? mtype : "?");
     if (jtrue(model, "byte_fallback"))
-        return qw_error_set(err, QW_E_UNSUPPORTED, "%s: a SentencePiece-style BPE (byte_fallback) is not supported; qwasm "
-                            "reads byte-level BPE tokenizers (GPT-2/Qwen2) only, run the model with raw ids", nm);
+        return qw_error_set(err, QW_E_UNSUPPORTED,
+                            "%s: a SentencePiece-style BPE (byte_fallback) is not supported; qwasm "
+                            "reads byte-level BPE tokenizers (GPT-2/Qwen2) only, run the model with raw ids",
+                            nm);
     const char *pfx = jstr(model, "continuing_subword_prefix"), *sfx = jstr(model, "end_of_word_suffix");
     if ((pfx && *pfx) || (sfx && *sfx))
-        return qw_error_set(err, QW_E_UNSUPPORTED, "%s: BPE with continuing_subword_prefix/end_of_word_suffix is not supported", nm);
+        return qw_error_set(err, QW_E_UNSUPPORTED,
+                            "%s: BPE with continuing_subword_prefix/end_of_word_suffix is not supported", nm);
     if (jtrue(model, "ignore_merges"))
         return qw_error_set(err, QW_E_UNSUPPORTED, "%s: BPE with ignore_merges is not supported", nm);
     const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");
@@ -204,9 +213,11 @@ static qw_status check_pipeline(qw_tokenizer *t, const cJSON *root, qw_error *er
     if (norm && !cJSON_IsNull(norm)) {
         const char *nt = jstr(norm, "type");
         if (!nt || strcmp(nt, "NFC"))
-            return qw_error_set(err, QW_E_UNSUPPORTED, "%s: normalizer \"%s\" is not supported (qwasm implements NFC, as "
-                                "Qwen2 uses; SentencePiece-style Prepend/Replace normalizers mean a Metaspace tokenizer)",
-                                nm, nt ? nt : "?");
+            return qw_error_set(
+                err, QW_E_UNSUPPORTED,
+                "%s: normalizer \"%s\" is not supported (qwasm implements NFC, as "
+                "Qwen2 uses; SentencePiece-style Prepend/Replace normalizers mean a Metaspace tokenizer)",
+                nm, nt ? nt : "?");
         t->normalize_nfc = 1;
     }
 
@@ -225,26 +236,34 @@ static qw_status check_pipeline(qw_tokenizer *t, const cJSON *root, qw_error *er
             const char *re = jstr(pat, "Regex");
             const char *beh = jstr(one, "behavior");
             if (!re || strcmp(re, QWEN2_PATTERN))
-                return qw_error_set(err, QW_E_UNSUPPORTED, "%s: pre-tokenizer regex is not Qwen2's; qwasm implements only "
-                                    "the Qwen2 pattern", nm);
+                return qw_error_set(err, QW_E_UNSUPPORTED,
+                                    "%s: pre-tokenizer regex is not Qwen2's; qwasm implements only "
+                                    "the Qwen2 pattern",
+                                    nm);
             if (!beh || strcmp(beh, "Isolated") || jtrue(one, "invert"))
-                return qw_error_set(err, QW_E_UNSUPPORTED, "%s: Split pre-tokenizer behavior \"%s\" is not supported", nm,
-                                    beh ? beh : "?");
+                return qw_error_set(err, QW_E_UNSUPPORTED, "%s: Split pre-tokenizer behavior \"%s\" is not supported",
+                                    nm, beh ? beh : "?");
             have_split = 1;
         } else if (ty && !strcmp(ty, "ByteLevel") && !have_bytelevel) {
             if (jtrue(one, "add_prefix_space") || jtrue(one, "use_regex"))
-                return qw_error_set(err, QW_E_UNSUPPORTED, "%s: ByteLevel pre-tokenizer with add_prefix_space/use_regex "
-                                    "(GPT-2's own regex) is not supported", nm);
+                return qw_error_set(err, QW_E_UNSUPPORTED,
+                                    "%s: ByteLevel pre-tokenizer with add_prefix_space/use_regex "
+                                    "(GPT-2's own regex) is not supported",
+                                    nm);
             have_bytelevel = 1;
         } else {
-            return qw_error_set(err, QW_E_UNSUPPORTED, "%s: pre-tokenizer \"%s\" is not supported; qwasm reads byte-level "
+            return qw_error_set(err, QW_E_UNSUPPORTED,
+                                "%s: pre-tokenizer \"%s\" is not supported; qwasm reads byte-level "
                                 "BPE tokenizers with the Qwen2 Split regex (Metaspace means SentencePiece-style), run "
-                                "the model with raw ids", nm, ty ? ty : "?");
+                                "the model with raw ids",
+                                nm, ty ? ty : "?");
         }
     }
     if (!have_split || !have_bytelevel)
-        return qw_error_set(err, QW_E_UNSUPPORTED, "%s: the pre-tokenizer is not the Qwen2 Split regex + ByteLevel that "
-                            "qwasm implements (a SentencePiece-style tokenizer?); run the model with raw ids", nm);
+        return qw_error_set(err, QW_E_UNSUPPORTED,
+                            "%s: the pre-tokenizer is not the Qwen2 Split regex + ByteLevel that "
+                            "qwasm implements (a SentencePiece-style tokenizer?); run the model with raw ids",
+                            nm);
     return QW_OK;
 }
 
@@ -272,9 +291,11 @@ static qw_status build(qw_tokenizer *t, const cJSON *root, qw_error *err) {
     int32_t max_id = -1;
     int n_vocab = 0;
     for (const cJSON *v = vocab->child; v; v = v->next) {
-        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 16777216.0 || v->valuedouble != floor(v->valuedouble))
-            return qw_error_set(err, QW_E_FORMAT, "%s: vocab entry \"%.40s\" has no valid id (an integer from 0 to 16777216)",
-                                nm, v->string ? v->string : "?");
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 16777216.0 ||
+            v->valuedouble != floor(v->valuedouble))
+            return qw_error_set(err, QW_E_FORMAT,
+                                "%s: vocab entry \"%.40s\" has no valid id (an integer from 0 to 16777216)", nm,
+                                v->string ? v->string : "?");
         if (v->valueint > max_id) max_id = v->valueint;
         n_vocab++;
     }
@@ -287,14 +308,18 @@ static qw_status build(qw_tokenizer *t, const cJSON *root, qw_error *err) {
             return qw_error_set(err, QW_E_FORMAT, "%s: added_tokens[%d] has no valid id/content", nm, i);
         if (id->valueint > max_id) max_id = id->valueint;
     }
-    if (n_vocab < 256) return qw_error_set(err, QW_E_FORMAT, "%s: vocabulary has %d entries, fewer than the 256 bytes", nm, n_vocab);
+    if (n_vocab < 256)
+        return qw_error_set(err, QW_E_FORMAT, "%s: vocabulary has %d entries, fewer than the 256 bytes", nm, n_vocab);
     t->n_tokens = max_id + 1;
     t->tokens = malloc((size_t)t->n_tokens * sizeof *t->tokens);
     t->is_special = calloc((size_t)t->n_tokens, 1);
     t->vocab_hash_mask = pow2_at_least((size_t)n_vocab * 2) - 1;
     t->vocab_hash = malloc(((size_t)t->vocab_hash_mask + 1) * sizeof *t->vocab_hash);
     if (!t->tokens || !t->is_special || !t->vocab_hash) return qw_error_set(err, QW_E_NOMEM, "%s: out of memory", nm);
-    for (int32_t i = 0; i < t->n_tokens; i++) { t->tokens[i].off = UINT32_MAX; t->tokens[i].len = 0; }
+    for (int32_t i = 0; i < t->n_tokens; i++) {
+        t->tokens[i].off = UINT32_MAX;
+        t->tokens[i].len = 0;
+    }
     memset(t->vocab_hash, 0xff, ((size_t)t->vocab_hash_mask + 1) * sizeof *t->vocab_hash);
     for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
 
@@ -303,8 +328,10 @@ static qw_status build(qw_tokenizer *t, const cJSON *root, qw_error *err) {
         const char *key = v->string;
         size_t blen;
         if (!key || strlen(key) > sizeof buf || !bytelevel_decode(key, buf, &blen))
-            return qw_error_set(err, QW_E_UNSUPPORTED, "%s: vocab token \"%.40s\" is not in the byte-level (GPT-2) alphabet; "
-                                "qwasm reads byte-level BPE tokenizers only, run the model with raw ids", nm, key ? key : "?");
+            return qw_error_set(err, QW_E_UNSUPPORTED,
+                                "%s: vocab token \"%.40s\" is not in the byte-level (GPT-2) alphabet; "
+                                "qwasm reads byte-level BPE tokenizers only, run the model with raw ids",
+                                nm, key ? key : "?");
         int32_t id = v->valueint;
         if (t->tokens[id].off != UINT32_MAX)
             return qw_error_set(err, QW_E_FORMAT, "%s: vocab id %d appears twice", nm, id);
@@ -319,7 +346,8 @@ static qw_status build(qw_tokenizer *t, const cJSON *root, qw_error *err) {
     }
     for (int b = 0; b < 256; b++)
         if (t->byte_id[b] < 0)
-            return qw_error_set(err, QW_E_UNSUPPORTED, "%s: byte 0x%02x has no token; not a byte-level BPE vocabulary", nm, b);
+            return qw_error_set(err, QW_E_UNSUPPORTED, "%s: byte 0x%02x has no token; not a byte-level BPE vocabulary",
+                                nm, b);
 
     /* merges: "a b" strings or ["a", "b"] pairs; rank = position */
     int n_merges = cJSON_GetArraySize(merges);
@@ -335,7 +363,8 @@ static qw_status build(qw_tokenizer *t, const cJSON *root, qw_error *err) {
             const char *sp = strchr(m->valuestring, ' ');
             size_t la = sp ? (size_t)(sp - m->valuestring) : 0;
             if (!sp || la >= sizeof tmp || strchr(sp + 1, ' '))
-                return qw_error_set(err, QW_E_FORMAT, "%s: merges[%d] \"%.40s\" is not \"a b\"", nm, rank, m->valuestring);
+                return qw_error_set(err, QW_E_FORMAT, "%s: merges[%d] \"%.40s\" is not \"a b\"", nm, rank,
+                                    m->valuestring);
             memcpy(tmp, m->valuestring, la);
             tmp[la] = 0;
             sa = tmp;
@@ -348,12 +377,14 @@ static qw_status build(qw_tokenizer *t, const cJSON *root, qw_error *err) {
             return qw_error_set(err, QW_E_FORMAT, "%s: merges[%d] is neither \"a b\" nor [a, b]", nm, rank);
         }
         size_t la, lb;
-        if (strlen(sa) >= 1024 || strlen(sb) >= 1024 || !bytelevel_decode(sa, ab, &la) || !bytelevel_decode(sb, ab + la, &lb))
+        if (strlen(sa) >= 1024 || strlen(sb) >= 1024 || !bytelevel_decode(sa, ab, &la) ||
+            !bytelevel_decode(sb, ab + la, &lb))
             return qw_error_set(err, QW_E_FORMAT, "%s: merges[%d] is not in the byte-level alphabet", nm, rank);
         int32_t ia = vocab_lookup(t, ab, la), ib = vocab_lookup(t, ab + la, lb), ic = vocab_lookup(t, ab, la + lb);
         if (ia < 0 || ib < 0 || ic < 0)
-            return qw_error_set(err, QW_E_FORMAT, "%s: merges[%d] (\"%.30s\" \"%.30s\") uses a token not in the vocabulary",
-                                nm, rank, sa, sb);
+            return qw_error_set(err, QW_E_FORMAT,
+                                "%s: merges[%d] (\"%.30s\" \"%.30s\") uses a token not in the vocabulary", nm, rank, sa,
+                                sb);
         uint64_t key = (((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib) + 1;
         uint32_t h = (uint32_t)mix64(key) & t->merges_mask;
         while (t->merges[h].key && t->merges[h].key != key) h = (h + 1) & t->merges_mask;
@@ -375,8 +406,10 @@ static qw_status build(qw_tokenizer *t, const cJSON *root, qw_error *err) {
         size_t cl = strlen(content);
         if (!cl) continue;
         if (jtrue(a, "single_word") || jtrue(a, "lstrip") || jtrue(a, "rstrip"))
-            return qw_error_set(err, QW_E_UNSUPPORTED, "%s: added token \"%.40s\" uses single_word/lstrip/rstrip, which "
-                                "qwasm does not implement", nm, content);
+            return qw_error_set(err, QW_E_UNSUPPORTED,
+                                "%s: added token \"%.40s\" uses single_word/lstrip/rstrip, which "
+                                "qwasm does not implement",
+                                nm, content);
         added_tok *at = &t->added[t->n_added++];
         at->id = id;
         at->special = jtrue(a, "special");
@@ -406,12 +439,18 @@ qw_status qw_tokenizer_load_json(const char *json, size_t len, const char *name,
     qw_status pst = qw_json_parse(json, len, name, &root, err);
     if (pst != QW_OK) return pst;
     qw_tokenizer *t = calloc(1, sizeof *t);
-    if (!t) { cJSON_Delete(root); return qw_error_set(err, QW_E_NOMEM, "%s: out of memory", name); }
+    if (!t) {
+        cJSON_Delete(root);
+        return qw_error_set(err, QW_E_NOMEM, "%s: out of memory", name);
+    }
     snprintf(t->name, sizeof t->name, "%s", name);
     qw_status st = cJSON_IsObject(root) ? build(t, root, err)
                                         : qw_error_set(err, QW_E_FORMAT, "%s: top level is not an object", name);
     cJSON_Delete(root);
-    if (st) { qw_tokenizer_free(t); return qw_error_file(err, name, st); }
+    if (st) {
+        qw_tokenizer_free(t);
+        return qw_error_file(err, name, st);
+    }
     *out = t;
     return QW_OK;
 }
@@ -433,7 +472,8 @@ static int32_t config_token(const qw_tokenizer *t, const cJSON *root, const char
     return s ? qw_tokenizer_token_id(t, s) : -1;
 }
 
-qw_status qw_tokenizer_apply_config_json(qw_tokenizer *t, const char *json, size_t len, const char *name, qw_error *err) {
+qw_status qw_tokenizer_apply_config_json(qw_tokenizer *t, const char *json, size_t len, const char *name,
+                                         qw_error *err) {
     if (!name) name = "tokenizer_config.json";
     cJSON *root;
     qw_status pst = qw_json_parse(json, len, name, &root, err);
@@ -459,7 +499,10 @@ int32_t qw_tokenizer_token_id(const qw_tokenizer *t, const char *text) {
 }
 
 const unsigned char *qw_tokenizer_token_bytes(const qw_tokenizer *t, int32_t id, size_t *len) {
-    if (id < 0 || id >= t->n_tokens || t->tokens[id].off == UINT32_MAX) { if (len) *len = 0; return NULL; }
+    if (id < 0 || id >= t->n_tokens || t->tokens[id].off == UINT32_MAX) {
+        if (len) *len = 0;
+        return NULL;
+    }
     if (len) *len = t->tokens[id].len;
     return t->arena + t->tokens[id].off;
 }
@@ -486,12 +529,19 @@ int32_t qw_tokenizer_pad_id(const qw_tokenizer *t) {
  * (Oniguruma, fancy-regex, JS) does. Every character starts some alternative, so the pieces tile the
  * text. Ill-formed bytes count as one "other" character each. */
 
-typedef struct ch { uint32_t cp; size_t len; unsigned cls; } ch;
+typedef struct ch {
+    uint32_t cp;
+    size_t len;
+    unsigned cls;
+} ch;
 
 static inline ch char_at(const unsigned char *s, size_t n, size_t pos) {
     ch c;
-    if (s[pos] < 0x80) { c.cp = s[pos]; c.len = 1; }
-    else c.len = qw_utf8_decode(s + pos, n - pos, &c.cp, NULL);
+    if (s[pos] < 0x80) {
+        c.cp = s[pos];
+        c.len = 1;
+    } else
+        c.len = qw_utf8_decode(s + pos, n - pos, &c.cp, NULL);
     c.cls = qw_uc_class(c.cp);
     return c;
 }
@@ -532,8 +582,10 @@ static size_t qwen2_match(const unsigned char *s, size_t n, size_t pos) {
     if (c.cls & QW_UC_N) return nx;
     /* 4:  ?[^\s\p{L}\p{N}]+[\r\n]* */
     size_t p4 = n + 1;
-    if (IS_PUNCT(c)) p4 = pos;
-    else if (c.cp == ' ' && nx < n && IS_PUNCT(char_at(s, n, nx))) p4 = nx;
+    if (IS_PUNCT(c))
+        p4 = pos;
+    else if (c.cp == ' ' && nx < n && IS_PUNCT(char_at(s, n, nx)))
+        p4 = nx;
     if (p4 <= n) {
         while (p4 < n) {
             ch d = char_at(s, n, p4);
@@ -565,7 +617,9 @@ static size_t qwen2_match(const unsigned char *s, size_t n, size_t pos) {
 
 /* ---- BPE ----------------------------------------------------------------------------------------- */
 
-typedef struct bpe_item { int32_t rank, pos, id; } bpe_item;
+typedef struct bpe_item {
+    int32_t rank, pos, id;
+} bpe_item;
 
 typedef struct bpe_work {
     int32_t *sym, *prev, *next;
@@ -594,7 +648,10 @@ static bpe_item heap_pop(bpe_work *w) {
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
         const bpe_item *best = &last;
-        if (l < n && item_less(&w->heap[l], best)) { m = l; best = &w->heap[l]; }
+        if (l < n && item_less(&w->heap[l], best)) {
+            m = l;
+            best = &w->heap[l];
+        }
         if (r < n && item_less(&w->heap[r], best)) { m = r; }
         if (m == i) break;
         w->heap[i] = w->heap[m];
@@ -613,8 +670,8 @@ static void push_pair(const qw_tokenizer *t, bpe_work *w, int32_t pos) {
 }
 
 /* BPE of one word; appends ids to *out. */
-static int bpe_word(const qw_tokenizer *t, bpe_work *w, const unsigned char *s, size_t n, int32_t **out,
-                    size_t *out_n, size_t *out_cap) {
+static int bpe_word(const qw_tokenizer *t, bpe_work *w, const unsigned char *s, size_t n, int32_t **out, size_t *out_n,
+                    size_t *out_cap) {
     if (n > w->cap) {
         size_t nc = n < 64 ? 64 : n * 2;
         int32_t *a = realloc(w->sym, nc * sizeof *a);
@@ -711,8 +768,8 @@ static int encode_word(qw_tokenizer *t, bpe_work *w, const unsigned char *s, siz
 }
 
 /* Normalises, pre-tokenizes and BPE-encodes one piece of text without added tokens. */
-static qw_status encode_piece(qw_tokenizer *t, bpe_work *w, const char *text, size_t len, int32_t **out,
-                              size_t *out_n, size_t *out_cap, qw_error *err) {
+static qw_status encode_piece(qw_tokenizer *t, bpe_work *w, const char *text, size_t len, int32_t **out, size_t *out_n,
+                              size_t *out_cap, qw_error *err) {
     char *norm = NULL;
     if (t->normalize_nfc && !qw_nfc_quick_check(text, len)) {
         qw_status st = qw_nfc(text, len, &norm, &len, err);
@@ -755,7 +812,10 @@ qw_status qw_tokenizer_encode(qw_tokenizer *t, const char *text, size_t len, int
                     best = i;
             }
         }
-        if (best < 0) { pos++; continue; }
+        if (best < 0) {
+            pos++;
+            continue;
+        }
         if (pos > piece) st = encode_piece(t, &w, text + piece, pos - piece, &out, &out_n, &out_cap, err);
         if (st) break;
         if (!grow((void **)&out, &out_cap, out_n + 1, sizeof *out)) {
@@ -771,7 +831,10 @@ qw_status qw_tokenizer_encode(qw_tokenizer *t, const char *text, size_t len, int
     free(w.prev);
     free(w.next);
     free(w.heap);
-    if (st) { free(out); return st; }
+    if (st) {
+        free(out);
+        return st;
+    }
     if (!out) out = malloc(sizeof *out); /* a valid pointer even for no ids */
     if (!out) return qw_error_set(err, QW_E_NOMEM, "%s: out of memory encoding", t->name);
     *ids = out;
@@ -845,8 +908,13 @@ qw_status qw_detok_stream_push(qw_detok_stream *s, int32_t id, const char **text
             s->npend = (int)l;
             break;
         }
-        if (cp == QW_UC_BAD) { memcpy(s->buf + w, "\xEF\xBF\xBD", 3); w += 3; }
-        else { memmove(s->buf + w, in + i, l); w += l; }
+        if (cp == QW_UC_BAD) {
+            memcpy(s->buf + w, "\xEF\xBF\xBD", 3);
+            w += 3;
+        } else {
+            memmove(s->buf + w, in + i, l);
+            w += l;
+        }
         i += l;
     }
     s->buf[w] = 0;
@@ -859,7 +927,10 @@ qw_status qw_detok_stream_flush(qw_detok_stream *s, const char **text, size_t *l
     if (!grow((void **)&s->buf, &s->cap, 4, 1))
         return qw_error_set(err, QW_E_NOMEM, "%s: out of memory decoding", s->tok->name);
     size_t w = 0;
-    if (s->npend) { memcpy(s->buf, "\xEF\xBF\xBD", 3); w = 3; }
+    if (s->npend) {
+        memcpy(s->buf, "\xEF\xBF\xBD", 3);
+        w = 3;
+    }
     s->npend = 0;
     s->buf[w] = 0;
     *text = s->buf;

@@ -14,8 +14,7 @@ typedef struct qw_tokenizer qw_tokenizer;
 
 /* Parses tokenizer.json text (json[0..len), need not be NUL-terminated). name is the file name used in
  * error messages (NULL: "tokenizer.json"). */
-qw_status qw_tokenizer_load_json(const char *json, size_t len, const char *name, qw_tokenizer **out,
-                                 qw_error *err);
+qw_status qw_tokenizer_load_json(const char *json, size_t len, const char *name, qw_tokenizer **out, qw_error *err);
 /* Reads name (NULL: "tokenizer.json") from fs and parses it. */
 qw_status qw_tokenizer_load_fs(const qw_fs *fs, const char *name, qw_tokenizer **out, qw_error *err);
 void qw_tokenizer_free(qw_tokenizer *t);
@@ -27,12 +26,11 @@ qw_status qw_tokenizer_apply_config_json(qw_tokenizer *t, const char *json, size
 /* Encodes UTF-8 text: added tokens (special or not) are matched first, longest first; the rest is
  * normalised, pre-tokenized and BPE-encoded. Ill-formed UTF-8 is encoded byte by byte. *ids is
  * malloc'd (free() it). Not thread-safe: t holds a word cache. */
-qw_status qw_tokenizer_encode(qw_tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n,
-                              qw_error *err);
+qw_status qw_tokenizer_encode(qw_tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n, qw_error *err);
 /* Decodes ids to UTF-8 text (ill-formed byte sequences become U+FFFD as Hugging Face's decode does).
  * skip_special drops special added tokens. *text is malloc'd, NUL-terminated. */
-qw_status qw_tokenizer_decode(const qw_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
-                              char **text, size_t *text_len, qw_error *err);
+qw_status qw_tokenizer_decode(const qw_tokenizer *t, const int32_t *ids, size_t n, int skip_special, char **text,
+                              size_t *text_len, qw_error *err);
 
 /* Id of a token given by its text ("<|im_end|>", " hello"): added tokens first, then the vocabulary;
  * -1 when there is none. */
@@ -59,14 +57,13 @@ typedef struct qw_detok_stream {
     int skip_special;
     unsigned char pend[4]; /* an incomplete UTF-8 prefix from earlier tokens */
     int npend;
-    char *buf;             /* the last returned text (owned) */
+    char *buf; /* the last returned text (owned) */
     size_t cap;
 } qw_detok_stream;
 
 void qw_detok_stream_init(qw_detok_stream *s, const qw_tokenizer *t, int skip_special);
 /* Adds id; *text (NUL-terminated, valid until the next call) is the new complete text, maybe empty. */
-qw_status qw_detok_stream_push(qw_detok_stream *s, int32_t id, const char **text, size_t *len,
-                               qw_error *err);
+qw_status qw_detok_stream_push(qw_detok_stream *s, int32_t id, const char **text, size_t *len, qw_error *err);
 /* At the end: the held-back bytes (as U+FFFD) if any. */
 qw_status qw_detok_stream_flush(qw_detok_stream *s, const char **text, size_t *len, qw_error *err);
 void qw_detok_stream_free(qw_detok_stream *s);

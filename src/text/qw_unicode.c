@@ -10,9 +10,12 @@ static int range_find(const qw_uc_range *r, int n, uint32_t cp) {
     int lo = 0, hi = n - 1;
     while (lo <= hi) {
         int mid = (lo + hi) >> 1;
-        if (cp < r[mid].lo) hi = mid - 1;
-        else if (cp > r[mid].hi) lo = mid + 1;
-        else return r[mid].v;
+        if (cp < r[mid].lo)
+            hi = mid - 1;
+        else if (cp > r[mid].hi)
+            lo = mid + 1;
+        else
+            return r[mid].v;
     }
     return 0;
 }
@@ -59,25 +62,43 @@ static int nfc_qc(uint32_t cp) {
 size_t qw_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp, int *truncated) {
     if (truncated) *truncated = 0;
     unsigned c = s[0];
-    if (c < 0x80) { *cp = c; return 1; }
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
     size_t need;
     unsigned lo = 0x80, hi = 0xBF; /* range of the first continuation byte (Unicode Table 3-7) */
     uint32_t v;
-    if (c >= 0xC2 && c <= 0xDF) { need = 2; v = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3; v = c & 0x0F;
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 2;
+        v = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        v = c & 0x0F;
         if (c == 0xE0) lo = 0xA0;
         if (c == 0xED) hi = 0x9F;
     } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4; v = c & 0x07;
+        need = 4;
+        v = c & 0x07;
         if (c == 0xF0) lo = 0x90;
         if (c == 0xF4) hi = 0x8F;
-    } else { *cp = QW_UC_BAD; return 1; }
+    } else {
+        *cp = QW_UC_BAD;
+        return 1;
+    }
     for (size_t i = 1; i < need; i++) {
-        if (i >= n) { *cp = QW_UC_BAD; if (truncated) *truncated = 1; return i; }
+        if (i >= n) {
+            *cp = QW_UC_BAD;
+            if (truncated) *truncated = 1;
+            return i;
+        }
         unsigned b = s[i];
-        if (b < lo || b > hi) { *cp = QW_UC_BAD; return i; }
-        lo = 0x80; hi = 0xBF;
+        if (b < lo || b > hi) {
+            *cp = QW_UC_BAD;
+            return i;
+        }
+        lo = 0x80;
+        hi = 0xBF;
         v = (v << 6) | (b & 0x3F);
     }
     *cp = v;
@@ -85,7 +106,10 @@ size_t qw_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp, int *trunc
 }
 
 size_t qw_utf8_encode(uint32_t cp, unsigned char out[4]) {
-    if (cp < 0x80) { out[0] = (unsigned char)cp; return 1; }
+    if (cp < 0x80) {
+        out[0] = (unsigned char)cp;
+        return 1;
+    }
     if (cp < 0x800) {
         out[0] = (unsigned char)(0xC0 | (cp >> 6));
         out[1] = (unsigned char)(0x80 | (cp & 0x3F));
@@ -146,10 +170,17 @@ int qw_nfc_quick_check(const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
     int last = 0;
     for (size_t i = 0; i < n;) {
-        if (u[i] < 0x80) { last = 0; i++; continue; }
+        if (u[i] < 0x80) {
+            last = 0;
+            i++;
+            continue;
+        }
         uint32_t cp;
         i += qw_utf8_decode(u + i, n - i, &cp, NULL);
-        if (cp == QW_UC_BAD) { last = 0; continue; }
+        if (cp == QW_UC_BAD) {
+            last = 0;
+            continue;
+        }
         int c = qw_uc_ccc(cp);
         if (c && last > c) return 0;
         if (nfc_qc(cp)) return 0; /* No or Maybe: normalise to be sure */
@@ -162,9 +193,12 @@ static const qw_uc_triple *decomp_find(uint32_t cp) {
     int lo = 0, hi = QW_UC_DECOMP_N - 1;
     while (lo <= hi) {
         int mid = (lo + hi) >> 1;
-        if (cp < qw_uc_decomp[mid].a) hi = mid - 1;
-        else if (cp > qw_uc_decomp[mid].a) lo = mid + 1;
-        else return &qw_uc_decomp[mid];
+        if (cp < qw_uc_decomp[mid].a)
+            hi = mid - 1;
+        else if (cp > qw_uc_decomp[mid].a)
+            lo = mid + 1;
+        else
+            return &qw_uc_decomp[mid];
     }
     return NULL;
 }
@@ -172,16 +206,19 @@ static const qw_uc_triple *decomp_find(uint32_t cp) {
 static uint32_t compose_pair(uint32_t a, uint32_t b) {
     if (a >= HANGUL_L && a < HANGUL_L + HANGUL_LCOUNT && b >= HANGUL_V && b < HANGUL_V + HANGUL_VCOUNT)
         return HANGUL_S + ((a - HANGUL_L) * HANGUL_VCOUNT + (b - HANGUL_V)) * HANGUL_TCOUNT;
-    if (a >= HANGUL_S && a < HANGUL_S + HANGUL_SCOUNT && (a - HANGUL_S) % HANGUL_TCOUNT == 0 &&
-        b > HANGUL_T && b < HANGUL_T + HANGUL_TCOUNT)
+    if (a >= HANGUL_S && a < HANGUL_S + HANGUL_SCOUNT && (a - HANGUL_S) % HANGUL_TCOUNT == 0 && b > HANGUL_T &&
+        b < HANGUL_T + HANGUL_TCOUNT)
         return a + (b - HANGUL_T);
     int lo = 0, hi = QW_UC_COMP_N - 1;
     while (lo <= hi) {
         int mid = (lo + hi) >> 1;
         const qw_uc_triple *t = &qw_uc_comp[mid];
-        if (a < t->a || (a == t->a && b < t->b)) hi = mid - 1;
-        else if (a > t->a || b > t->b) lo = mid + 1;
-        else return t->c;
+        if (a < t->a || (a == t->a && b < t->b))
+            hi = mid - 1;
+        else if (a > t->a || b > t->b)
+            lo = mid + 1;
+        else
+            return t->c;
     }
     return 0;
 }
@@ -195,11 +232,17 @@ static size_t decompose(uint32_t cp, uint32_t *buf) {
         uint32_t si = cp - HANGUL_S;
         buf[0] = HANGUL_L + si / HANGUL_NCOUNT;
         buf[1] = HANGUL_V + (si % HANGUL_NCOUNT) / HANGUL_TCOUNT;
-        if (si % HANGUL_TCOUNT) { buf[2] = HANGUL_T + si % HANGUL_TCOUNT; return 3; }
+        if (si % HANGUL_TCOUNT) {
+            buf[2] = HANGUL_T + si % HANGUL_TCOUNT;
+            return 3;
+        }
         return 2;
     }
     const qw_uc_triple *d = (cp >= 0xC0) ? decomp_find(cp) : NULL;
-    if (!d) { buf[0] = cp; return 1; }
+    if (!d) {
+        buf[0] = cp;
+        return 1;
+    }
     size_t k = decompose(d->b, buf);
     if (d->c) k += decompose(d->c, buf + k);
     return k;
@@ -226,7 +269,10 @@ qw_status qw_nfc(const char *s, size_t n, char **out, size_t *out_len, qw_error 
         if (!c) continue;
         size_t j = i;
         uint32_t v = cps[i];
-        while (j > 0 && ccc_of(cps[j - 1]) > c) { cps[j] = cps[j - 1]; j--; }
+        while (j > 0 && ccc_of(cps[j - 1]) > c) {
+            cps[j] = cps[j - 1];
+            j--;
+        }
         cps[j] = v;
     }
     /* Canonical composition (UAX #15): a character joins the last starter unless blocked. */
@@ -251,11 +297,16 @@ qw_status qw_nfc(const char *s, size_t n, char **out, size_t *out_len, qw_error 
         }
     }
     unsigned char *o = malloc(w * 4 + 1);
-    if (!o) { free(cps); return qw_error_set(err, QW_E_NOMEM, "qw_unicode: out of memory normalising %zu bytes", n); }
+    if (!o) {
+        free(cps);
+        return qw_error_set(err, QW_E_NOMEM, "qw_unicode: out of memory normalising %zu bytes", n);
+    }
     size_t ol = 0;
     for (size_t i = 0; i < w; i++) {
-        if (cps[i] & RAW_BYTE) o[ol++] = (unsigned char)(cps[i] & 0xFF);
-        else ol += qw_utf8_encode(cps[i], o + ol);
+        if (cps[i] & RAW_BYTE)
+            o[ol++] = (unsigned char)(cps[i] & 0xFF);
+        else
+            ol += qw_utf8_encode(cps[i], o + ol);
     }
     o[ol] = 0;
     free(cps);

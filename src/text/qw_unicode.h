@@ -9,9 +9,9 @@
 #include <stdint.h>
 #include "qwasm.h"
 
-#define QW_UC_L 1u   /* general category L* */
-#define QW_UC_N 2u   /* general category N* */
-#define QW_UC_WS 4u  /* White_Space property (\s in Rust regex and Oniguruma) */
+#define QW_UC_L 1u  /* general category L* */
+#define QW_UC_N 2u  /* general category N* */
+#define QW_UC_WS 4u /* White_Space property (\s in Rust regex and Oniguruma) */
 
 #define QW_UC_BAD 0xFFFFFFFFu /* stored by qw_utf8_decode for an ill-formed sequence */
 

@@ -18,11 +18,18 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-typedef struct { size_t lo, hi; } range;
+typedef struct {
+    size_t lo, hi;
+} range;
 static void *sum_range(void *p) {
     range *r = p;
     uint64_t a = 0, b = 0, c = 0, d = 0;
-    for (size_t i = r->lo; i < r->hi; i += 4) { a += buf[i]; b += buf[i + 1]; c += buf[i + 2]; d += buf[i + 3]; }
+    for (size_t i = r->lo; i < r->hi; i += 4) {
+        a += buf[i];
+        b += buf[i + 1];
+        c += buf[i + 2];
+        d += buf[i + 3];
+    }
     sink += a + b + c + d;
     return NULL;
 }

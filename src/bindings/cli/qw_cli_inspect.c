@@ -12,8 +12,14 @@
 #include "qw_onnx.h"
 #include "qw_unicode.h"
 
-typedef struct count_entry { char *key; double count, bytes; } count_entry;
-typedef struct counter { count_entry *e; int n, cap; } counter;
+typedef struct count_entry {
+    char *key;
+    double count, bytes;
+} count_entry;
+typedef struct counter {
+    count_entry *e;
+    int n, cap;
+} counter;
 
 static count_entry *counter_get(counter *c, const char *key) {
     for (int i = 0; i < c->n; i++)
@@ -54,9 +60,12 @@ static cJSON *value_infos(const qw_onnx_model *m, const qw_onnx_value_info *v, i
             cJSON *s = cJSON_AddArrayToObject(o, "shape");
             for (int d = 0; d < v[i].ndim; d++) {
                 const qw_onnx_dim *dm = &v[i].dims[d];
-                if (dm->param) cJSON_AddItemToArray(s, cJSON_CreateString(dm->param));
-                else if (dm->value >= 0) cJSON_AddItemToArray(s, cJSON_CreateNumber((double)dm->value));
-                else cJSON_AddItemToArray(s, cJSON_CreateNull());
+                if (dm->param)
+                    cJSON_AddItemToArray(s, cJSON_CreateString(dm->param));
+                else if (dm->value >= 0)
+                    cJSON_AddItemToArray(s, cJSON_CreateNumber((double)dm->value));
+                else
+                    cJSON_AddItemToArray(s, cJSON_CreateNull());
             }
         } else {
             cJSON_AddNullToObject(o, "shape");
@@ -98,7 +107,10 @@ static cJSON *matmulnbits(const qw_onnx_model *m) {
         char key[64];
         snprintf(key, sizeof key, "%lldx%lld", K, N);
         count_entry *e = counter_get(&shapes, key);
-        if (e) { e->count++; e->bytes = (double)K; }
+        if (e) {
+            e->count++;
+            e->bytes = (double)K;
+        }
     }
     cJSON_AddNumberToObject(o, "count", n);
     cJSON_AddItemToObject(o, "bits", bits);
@@ -141,7 +153,10 @@ static cJSON *config_json(const qw_model_config *c, const char *where) {
 
 static void tensor_stats(counter *c, const qw_onnx_tensor *t, double *n, double *bytes) {
     count_entry *e = counter_get(c, qw_dtype_name(t->dtype));
-    if (e) { e->count++; e->bytes += (double)t->nbytes; }
+    if (e) {
+        e->count++;
+        e->bytes += (double)t->nbytes;
+    }
     *n += 1;
     *bytes += (double)t->nbytes;
 }
@@ -153,7 +168,8 @@ static cJSON *build(const qw_onnx_model *m, const char *onnx_name, const qw_mode
     cJSON_AddStringToObject(o, "producer", m->producer_name);
     cJSON *ops = cJSON_AddObjectToObject(o, "opsets");
     for (int i = 0; i < m->n_opsets; i++)
-        cJSON_AddNumberToObject(ops, m->opsets[i].domain[0] ? m->opsets[i].domain : "ai.onnx", (double)m->opsets[i].version);
+        cJSON_AddNumberToObject(ops, m->opsets[i].domain[0] ? m->opsets[i].domain : "ai.onnx",
+                                (double)m->opsets[i].version);
     cJSON_AddItemToObject(o, "inputs", value_infos(m, m->inputs, m->n_inputs, 1));
     cJSON_AddItemToObject(o, "outputs", value_infos(m, m->outputs, m->n_outputs, 0));
 
@@ -163,8 +179,10 @@ static cJSON *build(const qw_onnx_model *m, const char *onnx_name, const qw_mode
     for (int i = 0; i < m->n_nodes; i++) {
         const qw_onnx_node *nd = &m->nodes[i];
         char key[512];
-        if (nd->domain[0]) snprintf(key, sizeof key, "%s.%s", nd->domain, nd->op_type);
-        else snprintf(key, sizeof key, "%s", nd->op_type);
+        if (nd->domain[0])
+            snprintf(key, sizeof key, "%s.%s", nd->domain, nd->op_type);
+        else
+            snprintf(key, sizeof key, "%s", nd->op_type);
         count_entry *e = counter_get(&hist, key);
         if (e) e->count++;
         for (int a = 0; a < nd->n_attrs; a++)
@@ -183,9 +201,12 @@ static cJSON *build(const qw_onnx_model *m, const char *onnx_name, const qw_mode
     for (int i = 0; i < m->n_inits; i++) {
         const qw_onnx_tensor *t = &m->inits[i];
         tensor_stats(&idt, t, &n_init, &init_bytes);
-        if (t->data) decoded += (double)t->nbytes;
-        else if (t->file == 0) in_onnx += (double)t->nbytes;
-        else external += (double)t->nbytes;
+        if (t->data)
+            decoded += (double)t->nbytes;
+        else if (t->file == 0)
+            in_onnx += (double)t->nbytes;
+        else
+            external += (double)t->nbytes;
     }
     cJSON *in = cJSON_AddObjectToObject(o, "initializers");
     cJSON_AddNumberToObject(in, "count", n_init);
@@ -215,24 +236,32 @@ static cJSON *build(const qw_onnx_model *m, const char *onnx_name, const qw_mode
         cJSON_AddItemToArray(ext, x);
     }
     cJSON_AddItemToObject(o, "matmulnbits", matmulnbits(m));
-    if (cfg) cJSON_AddItemToObject(o, "config", config_json(cfg, cfg_where));
-    else cJSON_AddNullToObject(o, "config");
+    if (cfg)
+        cJSON_AddItemToObject(o, "config", config_json(cfg, cfg_where));
+    else
+        cJSON_AddNullToObject(o, "config");
     return o;
 }
 
 /* ---- text ------------------------------------------------------------------------------------- */
 
 static void print_shape(const cJSON *s) {
-    if (!cJSON_IsArray(s)) { printf("?"); return; }
+    if (!cJSON_IsArray(s)) {
+        printf("?");
+        return;
+    }
     printf("[");
     const cJSON *d;
     int first = 1;
     cJSON_ArrayForEach(d, s) {
         printf("%s", first ? "" : ", ");
         first = 0;
-        if (cJSON_IsString(d)) printf("%s", d->valuestring);
-        else if (cJSON_IsNumber(d)) printf("%.0f", d->valuedouble);
-        else printf("?");
+        if (cJSON_IsString(d))
+            printf("%s", d->valuestring);
+        else if (cJSON_IsNumber(d))
+            printf("%.0f", d->valuedouble);
+        else
+            printf("?");
     }
     printf("]");
 }
@@ -241,7 +270,8 @@ static void print_values(const char *title, const cJSON *arr) {
     printf("%s (%d):\n", title, cJSON_GetArraySize(arr));
     const cJSON *v;
     cJSON_ArrayForEach(v, arr) {
-        printf("  %-32s %-9s ", cJSON_GetObjectItem(v, "name")->valuestring, cJSON_GetObjectItem(v, "dtype")->valuestring);
+        printf("  %-32s %-9s ", cJSON_GetObjectItem(v, "name")->valuestring,
+               cJSON_GetObjectItem(v, "dtype")->valuestring);
         print_shape(cJSON_GetObjectItem(v, "shape"));
         printf("\n");
     }
@@ -272,10 +302,9 @@ static void print_text(const cJSON *o) {
     printf("constant-node tensors: %.0f, %.0f bytes\n", num(co, "count"), num(co, "bytes"));
     const cJSON *ext = cJSON_GetObjectItem(o, "external_data");
     printf("external data files (%d):\n", cJSON_GetArraySize(ext));
-    cJSON_ArrayForEach(x, ext)
-        printf("  %s: %.0f bytes, locators reach %.0f: %s\n", cJSON_GetObjectItem(x, "file")->valuestring,
-               num(x, "size"), num(x, "bytes_needed"),
-               cJSON_IsTrue(cJSON_GetObjectItem(x, "covered")) ? "covered" : "NOT covered");
+    cJSON_ArrayForEach(x, ext) printf(
+        "  %s: %.0f bytes, locators reach %.0f: %s\n", cJSON_GetObjectItem(x, "file")->valuestring, num(x, "size"),
+        num(x, "bytes_needed"), cJSON_IsTrue(cJSON_GetObjectItem(x, "covered")) ? "covered" : "NOT covered");
     const cJSON *q = cJSON_GetObjectItem(o, "matmulnbits");
     if (num(q, "count") > 0) {
         printf("MatMulNBits: %.0f nodes, bits", num(q, "count"));
@@ -304,7 +333,10 @@ static void print_text(const cJSON *o) {
 
 static char *dup_n(const char *s, size_t n) {
     char *p = malloc(n + 1);
-    if (p) { memcpy(p, s, n); p[n] = 0; }
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = 0;
+    }
     return p;
 }
 
@@ -312,17 +344,28 @@ int qw_cli_inspect(int argc, char **argv) {
     const char *path = NULL;
     int json = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
+        if (!strcmp(argv[i], "--json"))
+            json = 1;
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: qwasm inspect MODEL.onnx|MODEL_DIR [--json]\n");
             return 0;
-        } else if (!path && argv[i][0] != '-') path = argv[i];
-        else { fprintf(stderr, "qwasm inspect: unexpected argument '%s'\n", argv[i]); return 2; }
+        } else if (!path && argv[i][0] != '-')
+            path = argv[i];
+        else {
+            fprintf(stderr, "qwasm inspect: unexpected argument '%s'\n", argv[i]);
+            return 2;
+        }
     }
-    if (!path) { fprintf(stderr, "usage: qwasm inspect MODEL.onnx|MODEL_DIR [--json]\n"); return 2; }
+    if (!path) {
+        fprintf(stderr, "usage: qwasm inspect MODEL.onnx|MODEL_DIR [--json]\n");
+        return 2;
+    }
 
     struct stat sb;
-    if (stat(path, &sb) != 0) { fprintf(stderr, "qwasm inspect: %s: not found\n", path); return 1; }
+    if (stat(path, &sb) != 0) {
+        fprintf(stderr, "qwasm inspect: %s: not found\n", path);
+        return 1;
+    }
     int is_dir = S_ISDIR(sb.st_mode);
     char *root = NULL, *parent = NULL;
     const char *onnx_name = NULL;
@@ -333,7 +376,10 @@ int qw_cli_inspect(int argc, char **argv) {
         root = slash ? dup_n(path, (size_t)(slash == path ? 1 : slash - path)) : dup_n(".", 1);
         onnx_name = slash ? slash + 1 : path;
     }
-    if (!root) { fprintf(stderr, "qwasm inspect: out of memory\n"); return 1; }
+    if (!root) {
+        fprintf(stderr, "qwasm inspect: out of memory\n");
+        return 1;
+    }
 
     qw_fs fs = {0}, pfs = {0};
     qw_error err = {0};
@@ -342,9 +388,15 @@ int qw_cli_inspect(int argc, char **argv) {
     const char *cfg_where = NULL;
     int rc = 1;
     qw_onnx_model *m = NULL;
-    if (qw_fs_open_dir(root, &fs, &err) != QW_OK) { fprintf(stderr, "qwasm inspect: %s\n", err.msg); goto done; }
+    if (qw_fs_open_dir(root, &fs, &err) != QW_OK) {
+        fprintf(stderr, "qwasm inspect: %s\n", err.msg);
+        goto done;
+    }
     /* config.json (or genai_config.json) in the model's folder, else in its parent */
-    if (qw_config_load(&fs, onnx_name, &cfg, &err) != QW_OK) { fprintf(stderr, "qwasm inspect: %s\n", err.msg); goto done; }
+    if (qw_config_load(&fs, onnx_name, &cfg, &err) != QW_OK) {
+        fprintf(stderr, "qwasm inspect: %s\n", err.msg);
+        goto done;
+    }
     if (cfg.has_config) {
         cfgp = &cfg;
         cfg_where = root;
@@ -366,7 +418,10 @@ int qw_cli_inspect(int argc, char **argv) {
         goto done;
     }
     cJSON *o = build(m, onnx_name, cfgp, cfg_where);
-    if (!o) { fprintf(stderr, "qwasm inspect: out of memory\n"); goto done; }
+    if (!o) {
+        fprintf(stderr, "qwasm inspect: out of memory\n");
+        goto done;
+    }
     if (json) {
         /* names come from the file as bytes and cJSON copies them as they are: ill-formed UTF-8 becomes U+FFFD, so
          * the output is valid JSON for any reader (the structure is ASCII and unaffected) */

@@ -118,7 +118,8 @@ static int flag_u64(const char *flag, const char *v, uint64_t *out) {
     errno = 0;
     unsigned long long x = v[0] >= '0' && v[0] <= '9' ? strtoull(v, &end, 10) : 0; /* strtoull takes "-1" */
     if (!(v[0] >= '0' && v[0] <= '9') || *end || errno) {
-        fprintf(stderr, "qwasm run: %s '%s': an integer from 0 to %llu expected\n", flag, v, (unsigned long long)UINT64_MAX);
+        fprintf(stderr, "qwasm run: %s '%s': an integer from 0 to %llu expected\n", flag, v,
+                (unsigned long long)UINT64_MAX);
         return 0;
     }
     *out = x;
@@ -132,66 +133,157 @@ static int parse_args(int argc, char **argv, run_args *a) {
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_V() do { if (!v) { fprintf(stderr, "qwasm run: %s needs a value\n", o); return 2; } i++; } while (0)
-        if (!strcmp(o, "--prompt")) { NEED_V(); a->prompt = v; }
-        else if (!strcmp(o, "--prompt-ids")) { NEED_V(); a->prompt_ids = v; }
-        else if (!strcmp(o, "--system")) { NEED_V(); a->system = v; }
-        else if (!strcmp(o, "--onnx")) { NEED_V(); a->onnx = v; }
-        else if (!strcmp(o, "--dump")) { NEED_V(); a->dump = v; }
-        else if (!strcmp(o, "--dump-dir")) { NEED_V(); a->dump_dir = v; }
-        else if (!strcmp(o, "--chat")) a->chat = 1;
-        else if (!strcmp(o, "--raw")) a->raw = 1;
-        else if (!strcmp(o, "--json")) a->json = 1;
-        else if (!strcmp(o, "--greedy")) a->greedy = 1;
-        else if (!strcmp(o, "--exact-lm-head")) a->exact_lm_head = 1;
-        else if (!strcmp(o, "--embedding-resident")) a->embedding_resident = 1;
-        else if (!strcmp(o, "--profile")) a->profile = 1;
-        else if (!strcmp(o, "--prefetch")) a->prefetch = 1;
-        else if (!strcmp(o, "--ignore-eos")) a->gp.ignore_eos = 1;
-#define INT_FLAG(dst, lo, hi) do { long long x_; NEED_V(); if (!flag_int(o, v, lo, hi, &x_)) return 2; dst = (int)x_; } while (0)
-#define NUM_FLAG(dst, lo, open, hi) do { double x_; NEED_V(); if (!flag_num(o, v, lo, open, hi, &x_)) return 2; dst = x_; } while (0)
-        else if (!strcmp(o, "--max-tokens")) { INT_FLAG(a->gp.max_tokens, 1, QW_CLI_MAX_CONTEXT); a->set_max = 1; }
-        else if (!strcmp(o, "--temperature")) { NUM_FLAG(a->gp.temperature, 0, 0, QW_SAMPLER_MAX_TEMPERATURE); a->set_temp = 1; }
-        else if (!strcmp(o, "--top-k")) { INT_FLAG(a->gp.top_k, 0, INT32_MAX); a->set_topk = 1; }
-        else if (!strcmp(o, "--top-p")) { NUM_FLAG(a->gp.top_p, 0, 1, 1); a->set_topp = 1; }
-        else if (!strcmp(o, "--min-p")) { NUM_FLAG(a->gp.min_p, 0, 0, 1); a->set_minp = 1; }
-        else if (!strcmp(o, "--repeat-penalty")) { NUM_FLAG(a->gp.repetition_penalty, 0, 1, QW_SAMPLER_MAX_PENALTY); a->set_rep = 1; }
-        else if (!strcmp(o, "--seed")) { NEED_V(); if (!flag_u64(o, v, &a->gp.seed)) return 2; }
-        else if (!strcmp(o, "--threads")) INT_FLAG(a->threads, 1, QW_CLI_MAX_THREADS);
-        else if (!strcmp(o, "--mem-cap-mb")) NUM_FLAG(a->mem_cap_mb, 0, 1, 1 << 22); /* fractions: tiny test models */
-        else if (!strcmp(o, "--max-context")) INT_FLAG(a->max_context, 1, QW_CLI_MAX_CONTEXT);
+#define NEED_V() \
+    do { \
+        if (!v) { \
+            fprintf(stderr, "qwasm run: %s needs a value\n", o); \
+            return 2; \
+        } \
+        i++; \
+    } while (0)
+        if (!strcmp(o, "--prompt")) {
+            NEED_V();
+            a->prompt = v;
+        } else if (!strcmp(o, "--prompt-ids")) {
+            NEED_V();
+            a->prompt_ids = v;
+        } else if (!strcmp(o, "--system")) {
+            NEED_V();
+            a->system = v;
+        } else if (!strcmp(o, "--onnx")) {
+            NEED_V();
+            a->onnx = v;
+        } else if (!strcmp(o, "--dump")) {
+            NEED_V();
+            a->dump = v;
+        } else if (!strcmp(o, "--dump-dir")) {
+            NEED_V();
+            a->dump_dir = v;
+        } else if (!strcmp(o, "--chat"))
+            a->chat = 1;
+        else if (!strcmp(o, "--raw"))
+            a->raw = 1;
+        else if (!strcmp(o, "--json"))
+            a->json = 1;
+        else if (!strcmp(o, "--greedy"))
+            a->greedy = 1;
+        else if (!strcmp(o, "--exact-lm-head"))
+            a->exact_lm_head = 1;
+        else if (!strcmp(o, "--embedding-resident"))
+            a->embedding_resident = 1;
+        else if (!strcmp(o, "--profile"))
+            a->profile = 1;
+        else if (!strcmp(o, "--prefetch"))
+            a->prefetch = 1;
+        else if (!strcmp(o, "--ignore-eos"))
+            a->gp.ignore_eos = 1;
+#define INT_FLAG(dst, lo, hi) \
+    do { \
+        long long x_; \
+        NEED_V(); \
+        if (!flag_int(o, v, lo, hi, &x_)) return 2; \
+        dst = (int)x_; \
+    } while (0)
+#define NUM_FLAG(dst, lo, open, hi) \
+    do { \
+        double x_; \
+        NEED_V(); \
+        if (!flag_num(o, v, lo, open, hi, &x_)) return 2; \
+        dst = x_; \
+    } while (0)
+        else if (!strcmp(o, "--max-tokens")) {
+            INT_FLAG(a->gp.max_tokens, 1, QW_CLI_MAX_CONTEXT);
+            a->set_max = 1;
+        } else if (!strcmp(o, "--temperature")) {
+            NUM_FLAG(a->gp.temperature, 0, 0, QW_SAMPLER_MAX_TEMPERATURE);
+            a->set_temp = 1;
+        } else if (!strcmp(o, "--top-k")) {
+            INT_FLAG(a->gp.top_k, 0, INT32_MAX);
+            a->set_topk = 1;
+        } else if (!strcmp(o, "--top-p")) {
+            NUM_FLAG(a->gp.top_p, 0, 1, 1);
+            a->set_topp = 1;
+        } else if (!strcmp(o, "--min-p")) {
+            NUM_FLAG(a->gp.min_p, 0, 0, 1);
+            a->set_minp = 1;
+        } else if (!strcmp(o, "--repeat-penalty")) {
+            NUM_FLAG(a->gp.repetition_penalty, 0, 1, QW_SAMPLER_MAX_PENALTY);
+            a->set_rep = 1;
+        } else if (!strcmp(o, "--seed")) {
+            NEED_V();
+            if (!flag_u64(o, v, &a->gp.seed)) return 2;
+        } else if (!strcmp(o, "--threads"))
+            INT_FLAG(a->threads, 1, QW_CLI_MAX_THREADS);
+        else if (!strcmp(o, "--mem-cap-mb"))
+            NUM_FLAG(a->mem_cap_mb, 0, 1, 1 << 22); /* fractions: tiny test models */
+        else if (!strcmp(o, "--max-context"))
+            INT_FLAG(a->max_context, 1, QW_CLI_MAX_CONTEXT);
         else if (!strcmp(o, "--speculative")) {
             NEED_V();
-            if (!strcmp(v, "auto")) a->gp.speculative = QW_SPEC_AUTO;
-            else if (!strcmp(v, "on")) a->gp.speculative = QW_SPEC_ON;
-            else if (!strcmp(v, "off")) a->gp.speculative = QW_SPEC_OFF;
-            else { fprintf(stderr, "qwasm run: --speculative takes auto, on or off, not '%s'\n", v); return 2; }
-        }
-        else if (!strcmp(o, "--spec-draft")) INT_FLAG(a->gp.spec_max_draft, 1, 16); /* QW_SPEC_MAX_DRAFT */
-        else if (!strcmp(o, "--draft")) { NEED_V(); a->draft = v; }
-        else if (!strcmp(o, "--draft-mem-cap-mb")) { NUM_FLAG(a->draft_mem_cap_mb, 0, 1, 1 << 22); a->set_draft_cap = 1; }
-        else if (!strcmp(o, "--spec-no-lookup")) a->gp.spec_no_lookup = 1;
-        else if (!strcmp(o, "--prompt-cache")) { NEED_V(); a->prompt_cache = v; }
-        else if (!strcmp(o, "--kv-cache")) {
+            if (!strcmp(v, "auto"))
+                a->gp.speculative = QW_SPEC_AUTO;
+            else if (!strcmp(v, "on"))
+                a->gp.speculative = QW_SPEC_ON;
+            else if (!strcmp(v, "off"))
+                a->gp.speculative = QW_SPEC_OFF;
+            else {
+                fprintf(stderr, "qwasm run: --speculative takes auto, on or off, not '%s'\n", v);
+                return 2;
+            }
+        } else if (!strcmp(o, "--spec-draft"))
+            INT_FLAG(a->gp.spec_max_draft, 1, 16); /* QW_SPEC_MAX_DRAFT */
+        else if (!strcmp(o, "--draft")) {
             NEED_V();
-            if (!strcmp(v, "fp16")) a->kv_cache = QW_KV_CACHE_F16;
-            else if (!strcmp(v, "int8")) a->kv_cache = QW_KV_CACHE_INT8;
-            else if (!strcmp(v, "fp32")) a->kv_cache = QW_KV_CACHE_F32;
-            else { fprintf(stderr, "qwasm run: --kv-cache takes fp16, int8 or fp32, not '%s'\n", v); return 2; }
+            a->draft = v;
+        } else if (!strcmp(o, "--draft-mem-cap-mb")) {
+            NUM_FLAG(a->draft_mem_cap_mb, 0, 1, 1 << 22);
+            a->set_draft_cap = 1;
+        } else if (!strcmp(o, "--spec-no-lookup"))
+            a->gp.spec_no_lookup = 1;
+        else if (!strcmp(o, "--prompt-cache")) {
+            NEED_V();
+            a->prompt_cache = v;
+        } else if (!strcmp(o, "--kv-cache")) {
+            NEED_V();
+            if (!strcmp(v, "fp16"))
+                a->kv_cache = QW_KV_CACHE_F16;
+            else if (!strcmp(v, "int8"))
+                a->kv_cache = QW_KV_CACHE_INT8;
+            else if (!strcmp(v, "fp32"))
+                a->kv_cache = QW_KV_CACHE_F32;
+            else {
+                fprintf(stderr, "qwasm run: --kv-cache takes fp16, int8 or fp32, not '%s'\n", v);
+                return 2;
+            }
         }
 #undef INT_FLAG
 #undef NUM_FLAG
         else if (!strcmp(o, "--stop")) {
             NEED_V();
-            if (a->n_stops == MAX_STOPS) { fprintf(stderr, "qwasm run: at most %d --stop\n", MAX_STOPS); return 2; }
+            if (a->n_stops == MAX_STOPS) {
+                fprintf(stderr, "qwasm run: at most %d --stop\n", MAX_STOPS);
+                return 2;
+            }
             a->stops[a->n_stops++] = v;
-        } else if (!strcmp(o, "--help") || !strcmp(o, "-h")) { usage(); return 2; }
-        else if (o[0] == '-') { fprintf(stderr, "qwasm run: unknown option %s\n", o); usage(); return 2; }
-        else if (!a->dir) a->dir = o;
-        else { fprintf(stderr, "qwasm run: unexpected argument %s\n", o); return 2; }
+        } else if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+            usage();
+            return 2;
+        } else if (o[0] == '-') {
+            fprintf(stderr, "qwasm run: unknown option %s\n", o);
+            usage();
+            return 2;
+        } else if (!a->dir)
+            a->dir = o;
+        else {
+            fprintf(stderr, "qwasm run: unexpected argument %s\n", o);
+            return 2;
+        }
 #undef NEED_V
     }
-    if (!a->dir) { usage(); return 2; }
+    if (!a->dir) {
+        usage();
+        return 2;
+    }
     if (!a->dump != !a->dump_dir) {
         fprintf(stderr, "qwasm run: --dump and --dump-dir go together\n");
         return 2;
@@ -220,10 +312,16 @@ static int parse_ids(const char *s, int32_t **ids, size_t *n) {
     while (*p) {
         char *end;
         long long x = strtoll(p, &end, 10); /* long is 32 bits on WASI */
-        if (end == p || x < 0 || x > INT32_MAX) { free(v); return -1; }
+        if (end == p || x < 0 || x > INT32_MAX) {
+            free(v);
+            return -1;
+        }
         if (k == cap) {
             int32_t *nv = realloc(v, (cap *= 2) * sizeof *v);
-            if (!nv) { free(v); return -1; }
+            if (!nv) {
+                free(v);
+                return -1;
+            }
             v = nv;
         }
         v[k++] = (int32_t)x;
@@ -249,7 +347,7 @@ static void json_print_string(FILE *f, const char *s, size_t len) {
 }
 
 typedef struct run_result {
-    char *text;   /* all generated text (malloc'd) */
+    char *text; /* all generated text (malloc'd) */
     size_t len, cap;
 } run_result;
 
@@ -269,17 +367,18 @@ static void result_append(run_result *r, const char *s, size_t n) {
 /* ---- --dump: named intermediate tensors through the tap (qw_model_set_tap) ---- */
 typedef struct dump_state {
     const char *dir;
-    char *names;        /* the --dump list, split in place at the commas */
-    const char **name;  /* (n) */
-    int *written;       /* (n) 1 once name[i] was written */
+    char *names;       /* the --dump list, split in place at the commas */
+    const char **name; /* (n) */
+    int *written;      /* (n) 1 once name[i] was written */
     int n, failed;
     cJSON *index;
 } dump_state;
 
 static float half_to_float(uint16_t h) {
     int e = (h >> 10) & 31, f = h & 1023;
-    float v = e == 0 ? f * (1.0f / 16777216.0f) : e == 31 ? (f ? 0.0f / 0.0f : 1.0f / 0.0f)
-                                                : (1024 + f) * ldexpf(1.0f, e - 25);
+    float v = e == 0    ? f * (1.0f / 16777216.0f)
+              : e == 31 ? (f ? 0.0f / 0.0f : 1.0f / 0.0f)
+                        : (1024 + f) * ldexpf(1.0f, e - 25);
     return h & 0x8000 ? -v : v;
 }
 
@@ -305,7 +404,10 @@ static void dump_tap(void *user, const char *name, int dtype, int ndim, const in
         ok = fwrite(&v, 4, 1, f) == 1;
     }
     if (f && fclose(f) != 0) ok = 0;
-    if (!ok) { fprintf(stderr, "qwasm run: --dump: cannot write %s\n", path); d->failed = 1; }
+    if (!ok) {
+        fprintf(stderr, "qwasm run: --dump: cannot write %s\n", path);
+        d->failed = 1;
+    }
     cJSON *e = cJSON_CreateObject();
     cJSON_AddStringToObject(e, "name", name);
     cJSON_AddStringToObject(e, "file", file);
@@ -343,8 +445,7 @@ static int dump_end(dump_state *d) {
     if (f && fclose(f) != 0) ok = 0;
     if (!ok) fprintf(stderr, "qwasm run: --dump: cannot write %s\n", path);
     for (int i = 0; i < d->n; i++)
-        if (!d->written[i])
-            fprintf(stderr, "qwasm run: --dump: no float tensor named '%s' was computed\n", d->name[i]);
+        if (!d->written[i]) fprintf(stderr, "qwasm run: --dump: no float tensor named '%s' was computed\n", d->name[i]);
     free(s);
     cJSON_Delete(d->index);
     free(d->names);
@@ -360,8 +461,8 @@ static void prompt_cache_load(qw_model *m, const char *file) {
     if (!f) return;
     void *buf = NULL;
     long len = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)len)) &&
-        fread(buf, 1, (size_t)len, f) != (size_t)len)
+    if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = malloc((size_t)len)) && fread(buf, 1, (size_t)len, f) != (size_t)len)
         len = -1;
     fclose(f);
     qw_error err = {0};
@@ -426,7 +527,10 @@ static int generate(qw_model *m, const run_args *a, const int32_t *prompt, size_
             if (have_text) result_append(res, ev.text, ev.text_len);
             if (a->json) {
                 printf("{\"id\":%d,\"step_ms\":%.2f", ev.id, ev.step_ms);
-                if (have_text) { fputs(",\"text\":", stdout); json_print_string(stdout, ev.text, ev.text_len); }
+                if (have_text) {
+                    fputs(",\"text\":", stdout);
+                    json_print_string(stdout, ev.text, ev.text_len);
+                }
                 fputs("}\n", stdout);
             } else if (have_text) {
                 fwrite(ev.text, 1, ev.text_len, stdout);
@@ -451,7 +555,10 @@ static int generate(qw_model *m, const run_args *a, const int32_t *prompt, size_
             fputs("{\"ids\":[", stdout);
             for (size_t i = 0; i < n_ids; i++) printf("%s%d", i ? "," : "", ids[i]);
             fputs("]", stdout);
-            if (have_text) { fputs(",\"text\":", stdout); json_print_string(stdout, res->text ? res->text : "", res->len); }
+            if (have_text) {
+                fputs(",\"text\":", stdout);
+                json_print_string(stdout, res->text ? res->text : "", res->len);
+            }
             printf(",\"n_prompt\":%d,\"stop_reason\":\"%s\",\"load_s\":%.3f,\"prefill_tok_s\":%.2f,"
                    "\"decode_tok_s\":%.2f,\"peak_rss_mb\":%.1f,\"prefill_ms\":%.1f,\"prompt_cached\":%zu,"
                    "\"prompt_cache_ms\":%.1f",
@@ -465,8 +572,9 @@ static int generate(qw_model *m, const run_args *a, const int32_t *prompt, size_
             if (a->profile) printf(",\"stats\":%s", qw_model_stats_json(m));
             fputs("}\n", stdout);
         } else {
-            fprintf(stderr, "\n[%zu tokens, %s; load %.2f s, prefill %.1f tok/s, decode %.1f tok/s, peak RSS %.0f MB]\n",
-                    n_ids, ev.stop_reason ? ev.stop_reason : "", load_s, prefill_tps, decode_tps, peak_rss_mb());
+            fprintf(stderr,
+                    "\n[%zu tokens, %s; load %.2f s, prefill %.1f tok/s, decode %.1f tok/s, peak RSS %.0f MB]\n", n_ids,
+                    ev.stop_reason ? ev.stop_reason : "", load_s, prefill_tps, decode_tps, peak_rss_mb());
             if (a->profile) fprintf(stderr, "%s\n", qw_model_stats_json(m));
         }
     }
@@ -562,7 +670,10 @@ int qw_cli_run(int argc, char **argv) {
     if (a.set_max) a.gp.max_tokens = defaults.max_tokens;
     a.gp.seed = defaults.seed;
     a.gp.ignore_eos = defaults.ignore_eos;
-    if (a.greedy) { a.gp.temperature = 0; a.gp.repetition_penalty = 1; }
+    if (a.greedy) {
+        a.gp.temperature = 0;
+        a.gp.repetition_penalty = 1;
+    }
     a.gp.stop = a.stops;
     a.gp.n_stop = a.n_stops;
 
@@ -571,7 +682,10 @@ int qw_cli_run(int argc, char **argv) {
         if (dump_begin(&dump, a.dump, a.dump_dir) != 0) {
             fprintf(stderr, "qwasm run: out of memory\n");
             qw_model_free(m);
-            if (dm) { qw_model_free(dm); qw_fs_close(&dfs); }
+            if (dm) {
+                qw_model_free(dm);
+                qw_fs_close(&dfs);
+            }
             qw_fs_close(&fs);
             return 1;
         }
@@ -614,7 +728,10 @@ int qw_cli_run(int argc, char **argv) {
         if (a.system) cJSON_AddItemToArray(msgs, message("system", a.system));
         char line[8192];
         for (;;) {
-            if (!a.json) { fputs("> ", stdout); fflush(stdout); }
+            if (!a.json) {
+                fputs("> ", stdout);
+                fflush(stdout);
+            }
             if (!fgets(line, sizeof line, stdin)) break;
             line[strcspn(line, "\r\n")] = 0;
             if (!line[0]) continue;
@@ -635,6 +752,9 @@ int qw_cli_run(int argc, char **argv) {
     free(res.text);
     qw_model_free(m); /* the target first: it detaches the draft */
     qw_fs_close(&fs);
-    if (dm) { qw_model_free(dm); qw_fs_close(&dfs); }
+    if (dm) {
+        qw_model_free(dm);
+        qw_fs_close(&dfs);
+    }
     return rc;
 }

@@ -70,7 +70,9 @@ EMSCRIPTEN_KEEPALIVE volatile int *qw_wasm_abort_flag(void) { return &g_abort; }
 
 /* ---- the qw_fs backed by a JS file source ------------------------------------------------------------- */
 
-typedef struct js_fs { int id; } js_fs;
+typedef struct js_fs {
+    int id;
+} js_fs;
 
 static qw_status js_size(void *ctx, const char *name, uint64_t *size) {
     uint32_t v[2] = {0, 0};
@@ -219,12 +221,15 @@ EMSCRIPTEN_KEEPALIVE qw_wasm_model *qw_wasm_model_load(int fs_id, const char *op
         return NULL;
     }
     /* numbers checked before the casts to int (undefined for 1e300 or NaN), named when refused */
-    static const struct { const char *k; double hi; } lim[] = {
-        {"threads", 1024}, {"mem_cap_mb", 4194304}, {"max_context", 16777216}};
+    static const struct {
+        const char *k;
+        double hi;
+    } lim[] = {{"threads", 1024}, {"mem_cap_mb", 4194304}, {"max_context", 16777216}};
     for (int i = 0; i < 3; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, lim[i].k);
-        if (v && !cJSON_IsNull(v) && (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= lim[i].hi) ||
-                                      (i != 1 && v->valuedouble != (double)(int64_t)v->valuedouble))) {
+        if (v && !cJSON_IsNull(v) &&
+            (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= lim[i].hi) ||
+             (i != 1 && v->valuedouble != (double)(int64_t)v->valuedouble))) {
             qw_error_set(&err, QW_E_ARG, "model options: %s must be %s from 0 to %.0f", lim[i].k,
                          i == 1 ? "a number" : "an integer", lim[i].hi);
             set_err(&err);
@@ -247,8 +252,11 @@ EMSCRIPTEN_KEEPALIVE qw_wasm_model *qw_wasm_model_load(int fs_id, const char *op
     const cJSON *kvc = cJSON_GetObjectItemCaseSensitive(o, "kv_cache");
     if (cJSON_IsString(kvc)) {
         const char *k = kvc->valuestring;
-        lo.kv_cache = !strcmp(k, "fp16") ? QW_KV_CACHE_F16 : !strcmp(k, "int8") ? QW_KV_CACHE_INT8
-                    : !strcmp(k, "fp32") ? QW_KV_CACHE_F32 : !strcmp(k, "auto") ? QW_KV_CACHE_AUTO : -1;
+        lo.kv_cache = !strcmp(k, "fp16")   ? QW_KV_CACHE_F16
+                      : !strcmp(k, "int8") ? QW_KV_CACHE_INT8
+                      : !strcmp(k, "fp32") ? QW_KV_CACHE_F32
+                      : !strcmp(k, "auto") ? QW_KV_CACHE_AUTO
+                                           : -1;
     }
     lo.profile = (int)jnum(o, "profile", 0);
     lo.external_decoder = (int)jnum(o, "external_decoder", 0);
@@ -276,7 +284,11 @@ EMSCRIPTEN_KEEPALIVE void qw_wasm_model_free(qw_wasm_model *w) {
  * (see qw_wasm_last_error). */
 EMSCRIPTEN_KEEPALIVE int qw_wasm_model_set_draft(qw_wasm_model *target, qw_wasm_model *draft) {
     qw_error err = {0};
-    if (!target) { qw_error_set(&err, QW_E_ARG, "set_draft: no model"); set_err(&err); return QW_E_ARG; }
+    if (!target) {
+        qw_error_set(&err, QW_E_ARG, "set_draft: no model");
+        set_err(&err);
+        return QW_E_ARG;
+    }
     qw_status st = qw_model_set_draft(target->m, draft ? draft->m : NULL, &err);
     if (st != QW_OK) set_err(&err);
     return (int)st;
@@ -295,9 +307,17 @@ EMSCRIPTEN_KEEPALIVE int32_t *qw_wasm_tokenize(qw_wasm_model *w, const char *tex
     int32_t *ids = NULL;
     size_t n = 0;
     *n_out = 0;
-    if (!w) { qw_error_set(&err, QW_E_ARG, "tokenize: no model"); set_err(&err); return NULL; }
+    if (!w) {
+        qw_error_set(&err, QW_E_ARG, "tokenize: no model");
+        set_err(&err);
+        return NULL;
+    }
     qw_status st = qw_tokenize(w->m, text, len, &ids, &n, &err);
-    if (st != QW_OK) { set_err(&err); free(ids); return NULL; }
+    if (st != QW_OK) {
+        set_err(&err);
+        free(ids);
+        return NULL;
+    }
     if (!ids) ids = malloc(sizeof(int32_t));
     *n_out = (int)n;
     return ids;
@@ -307,8 +327,16 @@ EMSCRIPTEN_KEEPALIVE int32_t *qw_wasm_tokenize(qw_wasm_model *w, const char *tex
 EMSCRIPTEN_KEEPALIVE char *qw_wasm_detokenize(qw_wasm_model *w, const int32_t *ids, int n) {
     qw_error err = {0};
     char *text = NULL;
-    if (!w) { qw_error_set(&err, QW_E_ARG, "detokenize: no model"); set_err(&err); return NULL; }
-    if (qw_detokenize(w->m, ids, (size_t)(n < 0 ? 0 : n), &text, &err) != QW_OK) { set_err(&err); free(text); return NULL; }
+    if (!w) {
+        qw_error_set(&err, QW_E_ARG, "detokenize: no model");
+        set_err(&err);
+        return NULL;
+    }
+    if (qw_detokenize(w->m, ids, (size_t)(n < 0 ? 0 : n), &text, &err) != QW_OK) {
+        set_err(&err);
+        free(text);
+        return NULL;
+    }
     return text;
 }
 
@@ -318,7 +346,11 @@ EMSCRIPTEN_KEEPALIVE char *qw_wasm_chat_render(qw_wasm_model *w, const char *mes
                                                int add_generation_prompt) {
     qw_error err = {0};
     char *out = NULL;
-    if (!w) { qw_error_set(&err, QW_E_ARG, "chat: no model"); set_err(&err); return NULL; }
+    if (!w) {
+        qw_error_set(&err, QW_E_ARG, "chat: no model");
+        set_err(&err);
+        return NULL;
+    }
     if (qw_chat_render_tools(w->m, messages_json, tools_json, add_generation_prompt, &out, &err) != QW_OK) {
         set_err(&err);
         free(out);
@@ -354,9 +386,14 @@ static void gen_release(qw_wasm_gen *h) {
  *    "ignore_eos", "speculative" (QW_SPEC_OFF/ON/AUTO: 0/1/2), "spec_max_draft", "spec_no_lookup", "stop":["..."],
  *    "bias":{"<id>": value}}
  * Resets the abort flag. Returns a generator handle, or 0 (see qw_wasm_last_error). */
-EMSCRIPTEN_KEEPALIVE qw_wasm_gen *qw_wasm_gen_begin(qw_wasm_model *w, const int32_t *ids, int n, const char *params_json) {
+EMSCRIPTEN_KEEPALIVE qw_wasm_gen *qw_wasm_gen_begin(qw_wasm_model *w, const int32_t *ids, int n,
+                                                    const char *params_json) {
     qw_error err = {0};
-    if (!w) { qw_error_set(&err, QW_E_ARG, "generate: no model"); set_err(&err); return NULL; }
+    if (!w) {
+        qw_error_set(&err, QW_E_ARG, "generate: no model");
+        set_err(&err);
+        return NULL;
+    }
     cJSON *o = params_json && *params_json ? cJSON_Parse(params_json) : cJSON_CreateObject();
     qw_wasm_gen *h = calloc(1, sizeof *h);
     if (!o || !h) {
@@ -405,8 +442,10 @@ EMSCRIPTEN_KEEPALIVE qw_wasm_gen *qw_wasm_gen_begin(qw_wasm_model *w, const int3
         const cJSON *s;
         cJSON_ArrayForEach(s, stop) {
             if (oom || !cJSON_IsString(s) || !s->valuestring[0]) continue;
-            if (!(h->stop[h->n_stop] = strdup(s->valuestring))) oom = 1;
-            else h->n_stop++;
+            if (!(h->stop[h->n_stop] = strdup(s->valuestring)))
+                oom = 1;
+            else
+                h->n_stop++;
         }
         p.stop = (const char *const *)h->stop;
         p.n_stop = h->n_stop;
@@ -419,11 +458,11 @@ EMSCRIPTEN_KEEPALIVE qw_wasm_gen *qw_wasm_gen_begin(qw_wasm_model *w, const int3
         oom |= !h->bias_ids || !h->bias_values;
         const cJSON *b;
         if (!oom) cJSON_ArrayForEach(b, bias) {
-            if (!cJSON_IsNumber(b)) continue;
-            long long id = strtoll(b->string, NULL, 10); /* out of range: -1, which qw_gen_begin refuses */
-            h->bias_ids[k] = id >= 0 && id <= INT32_MAX ? (int32_t)id : -1;
-            h->bias_values[k++] = (float)b->valuedouble;
-        }
+                if (!cJSON_IsNumber(b)) continue;
+                long long id = strtoll(b->string, NULL, 10); /* out of range: -1, which qw_gen_begin refuses */
+                h->bias_ids[k] = id >= 0 && id <= INT32_MAX ? (int32_t)id : -1;
+                h->bias_values[k++] = (float)b->valuedouble;
+            }
         p.bias_ids = h->bias_ids;
         p.bias_values = h->bias_values;
         p.n_bias = k;
@@ -449,11 +488,18 @@ EMSCRIPTEN_KEEPALIVE qw_wasm_gen *qw_wasm_gen_begin(qw_wasm_model *w, const int3
  * (QW_E_ABORTED after an abort; the generator must then be freed, the model stays usable). */
 EMSCRIPTEN_KEEPALIVE int qw_wasm_gen_next(qw_wasm_gen *h) {
     qw_error err = {0};
-    if (!h) { qw_error_set(&err, QW_E_ARG, "generate: no generator"); set_err(&err); return QW_E_ARG; }
+    if (!h) {
+        qw_error_set(&err, QW_E_ARG, "generate: no generator");
+        set_err(&err);
+        return QW_E_ARG;
+    }
     qw_gen_event ev;
     memset(&ev, 0, sizeof ev);
     qw_status st = qw_gen_next(h->g, &ev, &err);
-    if (st != QW_OK) { set_err(&err); return (int)st; }
+    if (st != QW_OK) {
+        set_err(&err);
+        return (int)st;
+    }
     qw_wasm_event *e = &h->ev;
     e->kind = ev.kind;
     e->id = ev.id;
@@ -482,7 +528,11 @@ EMSCRIPTEN_KEEPALIVE int qw_wasm_gen_next(qw_wasm_gen *h) {
  * returned. Returns 0 or a status (see qw_wasm_last_error). */
 EMSCRIPTEN_KEEPALIVE int qw_wasm_gen_logits(qw_wasm_gen *h, const float *logits, int n) {
     qw_error err = {0};
-    if (!h) { qw_error_set(&err, QW_E_ARG, "generate: no generator"); set_err(&err); return QW_E_ARG; }
+    if (!h) {
+        qw_error_set(&err, QW_E_ARG, "generate: no generator");
+        set_err(&err);
+        return QW_E_ARG;
+    }
     qw_status st = qw_gen_set_logits(h->g, logits, (size_t)(n < 0 ? 0 : n), &err);
     if (st != QW_OK) set_err(&err);
     return (int)st;
@@ -518,8 +568,15 @@ EMSCRIPTEN_KEEPALIVE void *qw_wasm_kv_export(qw_wasm_model *w, int n, int *len_o
     void *blob = NULL;
     size_t len = 0;
     *len_out = 0;
-    if (!w || n < 0) { qw_error_set(&err, QW_E_ARG, "no model"); set_err(&err); return NULL; }
-    if (qw_model_kv_export(w->m, (size_t)n, &blob, &len, &err) != QW_OK) { set_err(&err); return NULL; }
+    if (!w || n < 0) {
+        qw_error_set(&err, QW_E_ARG, "no model");
+        set_err(&err);
+        return NULL;
+    }
+    if (qw_model_kv_export(w->m, (size_t)n, &blob, &len, &err) != QW_OK) {
+        set_err(&err);
+        return NULL;
+    }
     *len_out = (int)len;
     return blob;
 }
@@ -527,7 +584,8 @@ EMSCRIPTEN_KEEPALIVE void *qw_wasm_kv_export(qw_wasm_model *w, int n, int *len_o
 /* Replaces the model's KV cache with a blob; returns a qw_status (the message: qw_wasm_last_error). */
 EMSCRIPTEN_KEEPALIVE int qw_wasm_kv_import(qw_wasm_model *w, const void *blob, int len) {
     qw_error err = {0};
-    qw_status st = w && len >= 0 ? qw_model_kv_import(w->m, blob, (size_t)len, &err) : qw_error_set(&err, QW_E_ARG, "no model");
+    qw_status st = w && len >= 0 ? qw_model_kv_import(w->m, blob, (size_t)len, &err)
+                                 : qw_error_set(&err, QW_E_ARG, "no model");
     if (st != QW_OK) set_err(&err);
     return (int)st;
 }
