@@ -114,11 +114,28 @@ export async function loadAndWait(page, timeout = 180000) {
   await page.click('#load-btn');
   return waitLoaded(page, timeout);
 }
+/** What the demo shows, for a timeout's message (a hang must say where it stopped). */
+async function demoState(page) {
+  return page.evaluate(() => {
+    const t = (id) => { const e = document.getElementById(id); return e ? e.innerText.replace(/\s+/g, ' ').slice(0, 300) : null; };
+    return JSON.stringify({ state: window.qwasmDemo && window.qwasmDemo.state, banner: t('banner'), tokens: t('stat-tokens'), speed: t('stat-speed'),
+      progress: t('progress'), generations: window.qwasmDemo && window.qwasmDemo.generations });
+  }).catch((e) => `(page not readable: ${e.message})`);
+}
+
+async function waitDemo(page, what, fn, arg, timeout) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout, polling: 100 });
+  } catch (e) {
+    throw new Error(`${what}: ${e.message}; the demo shows ${await demoState(page)}`);
+  }
+}
+
 export async function waitLoaded(page, timeout = 180000) {
-  await page.waitForFunction(() => {
+  await waitDemo(page, 'waiting for the load', () => {
     const s = window.qwasmDemo && window.qwasmDemo.state;
     return s === 'ready' || (s === 'idle' && !document.getElementById('banner').hidden);
-  }, null, { timeout, polling: 100 });
+  }, null, timeout);
   const state = await page.evaluate(() => window.qwasmDemo.state);
   if (state !== 'ready') {
     const msg = await page.evaluate(() => document.getElementById('banner').innerText);
@@ -131,7 +148,8 @@ export async function chat(page, text, timeout = 120000) {
   const before = await page.evaluate(() => window.qwasmDemo.generations);
   await page.fill('#prompt', text);
   await page.press('#prompt', 'Enter');
-  await page.waitForFunction((n) => window.qwasmDemo.generations > n && window.qwasmDemo.state !== 'generating', before, { timeout, polling: 100 });
+  await waitDemo(page, 'waiting for the reply', (n) => window.qwasmDemo.generations > n && window.qwasmDemo.state !== 'generating',
+    before, timeout);
   return page.evaluate(() => {
     const msgs = document.querySelectorAll('.msg.assistant');
     const last = msgs[msgs.length - 1];
