@@ -198,7 +198,7 @@ tests.push({
       assert(settled.tabPss > 0, 'the tab processes were found');
       // No Blob copy beside the heap any more (issue #17: before, every chunk stayed in memory, the tab held the
       // model twice and more): the settled tab asserted under 2x, the peak printed. Issue #17's target, 1.3x, is met
-      // by a tab without DevTools (peak 1.22x, measured over a page-only CDP pipe: js/http-source.js collects
+      // by a tab without DevTools (peak 1.22x, measured over a page-only CDP pipe: js/net/http-source.js collects
       // the dropped responses every 32 MiB) but cannot be asserted here: Playwright enables the Network domain in
       // the worker, whose agent keeps up to ~200 MB of XHR bodies in the renderer (here 1.31-1.32x settled,
       // 1.37-1.39x peak).
