@@ -187,4 +187,26 @@ static inline __m128i hsum4_i32(__m256i a, __m256i b, __m256i c, __m256i d) {
 }
 #endif
 
+/* What a packed 4-bit x int8 tile (qw_kernels_packed*.c) reads, found once per call: group g's packed nibbles
+ * (n_blocks, B/32, 64), its 4 rows' scales (fp32 sc or fp16 sh, (n_blocks, 4)) and zero points (or NULL) ... */
+static inline __attribute__((always_inline)) void q8p_group(const qw_q4w *w, int g, const uint8_t **qg,
+                                                            const float **sc, const uint16_t **sh, const uint8_t **zp) {
+    const size_t nb = (size_t)w->n_blocks, gs = nb * 4;
+    *qg = w->q + (size_t)g * nb * (size_t)(w->block / 32) * 64;
+    *sc = w->scales_h ? NULL : w->scales + (size_t)g * gs;
+    *sh = w->scales_h ? w->scales_h + (size_t)g * gs : NULL;
+    *zp = w->zp ? w->zp + (size_t)g * gs : NULL;
+}
+
+/* ... and activation rows m .. m+MB-1: their int8 values, block scales and block sums. */
+static inline __attribute__((always_inline)) void q8p_act_rows(const qw_q8act *a, int m, int MB, int nb,
+                                                               const int8_t **qa, const float **da,
+                                                               const int32_t **sa) {
+    for (int mi = 0; mi < MB; mi++) {
+        qa[mi] = a->q + (size_t)(m + mi) * a->kp;
+        da[mi] = a->d + (size_t)(m + mi) * nb;
+        sa[mi] = a->s + (size_t)(m + mi) * nb;
+    }
+}
+
 #endif /* QW_KERNELS_IMPL_H */

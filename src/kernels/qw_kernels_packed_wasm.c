@@ -28,18 +28,14 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
                                                            const int MB, const int DA, float *out) {
     (void)DA;
     const int nb = w->n_blocks, B = w->block, nc = B / 32;
-    const uint8_t *qg = w->q + (size_t)g * nb * nc * 64;
-    const float *sc = w->scales_h ? NULL : w->scales + (size_t)g * nb * 4;
-    const uint16_t *sh = w->scales_h ? w->scales_h + (size_t)g * nb * 4 : NULL;
-    const uint8_t *zp = w->zp ? w->zp + (size_t)g * nb * 4 : NULL;
+    const uint8_t *qg, *zp;
+    const float *sc;
+    const uint16_t *sh;
+    q8p_group(w, g, &qg, &sc, &sh, &zp);
     const int8_t *qa[Q8P_MB];
     const float *da[Q8P_MB];
     const int32_t *sa[Q8P_MB];
-    for (int mi = 0; mi < MB; mi++) {
-        qa[mi] = a->q + (size_t)(m + mi) * a->kp;
-        da[mi] = a->d + (size_t)(m + mi) * nb;
-        sa[mi] = a->s + (size_t)(m + mi) * nb;
-    }
+    q8p_act_rows(a, m, MB, nb, qa, da, sa);
     v128_t acc[Q8P_MB];
     for (int mi = 0; mi < MB; mi++) acc[mi] = wasm_f32x4_splat(0.0f);
     const v128_t m4 = wasm_i8x16_splat(15);
@@ -136,18 +132,14 @@ static inline __attribute__((always_inline)) void q8p_tile2(const qw_q4w *w, int
                                                             const int MB, float *out) {
     const int nb = w->n_blocks, B = w->block, nc = B / 32;
     const size_t gq = (size_t)nb * nc * 64, gs = (size_t)nb * 4; /* one group's bytes of q, scales per group */
-    const uint8_t *qg = w->q + (size_t)g * gq;
-    const float *sc = w->scales_h ? NULL : w->scales + (size_t)g * gs;
-    const uint16_t *sh = w->scales_h ? w->scales_h + (size_t)g * gs : NULL;
-    const uint8_t *zp = w->zp ? w->zp + (size_t)g * gs : NULL;
+    const uint8_t *qg, *zp;
+    const float *sc;
+    const uint16_t *sh;
+    q8p_group(w, g, &qg, &sc, &sh, &zp);
     const int8_t *qa[4];
     const float *da[4];
     const int32_t *sa[4];
-    for (int mi = 0; mi < MB; mi++) {
-        qa[mi] = a->q + (size_t)(m + mi) * a->kp;
-        da[mi] = a->d + (size_t)(m + mi) * nb;
-        sa[mi] = a->s + (size_t)(m + mi) * nb;
-    }
+    q8p_act_rows(a, m, MB, nb, qa, da, sa);
     v128_t acc0[4], acc1[4];
     for (int mi = 0; mi < MB; mi++) acc0[mi] = acc1[mi] = wasm_f32x4_splat(0.0f);
     const v128_t m4 = wasm_i8x16_splat(15);

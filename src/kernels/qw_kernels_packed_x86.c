@@ -19,18 +19,14 @@ static inline __m128 q8p_scales(const float *sc, const uint16_t *sh, int b) {
 static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int g, const qw_q8act *a, int m,
                                                            const int MB, float *out) {
     const int nb = w->n_blocks, B = w->block, nc = B / 32;
-    const uint8_t *qg = w->q + (size_t)g * nb * nc * 64;
-    const float *sc = w->scales_h ? NULL : w->scales + (size_t)g * nb * 4;
-    const uint16_t *sh = w->scales_h ? w->scales_h + (size_t)g * nb * 4 : NULL;
-    const uint8_t *zp = w->zp ? w->zp + (size_t)g * nb * 4 : NULL;
+    const uint8_t *qg, *zp;
+    const float *sc;
+    const uint16_t *sh;
+    q8p_group(w, g, &qg, &sc, &sh, &zp);
     const int8_t *qa[Q8P_MB];
     const float *da[Q8P_MB];
     const int32_t *sa[Q8P_MB];
-    for (int mi = 0; mi < MB; mi++) {
-        qa[mi] = a->q + (size_t)(m + mi) * a->kp;
-        da[mi] = a->d + (size_t)(m + mi) * nb;
-        sa[mi] = a->s + (size_t)(m + mi) * nb;
-    }
+    q8p_act_rows(a, m, MB, nb, qa, da, sa);
     /* two weight vectors (j, j+1) per 256-bit step; the halves add up once per block */
     __m128 acc[Q8P_MB];
     for (int mi = 0; mi < MB; mi++) acc[mi] = _mm_setzero_ps();
