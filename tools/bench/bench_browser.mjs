@@ -26,7 +26,7 @@
 // missing); wllama gets the GGUF tools/gen/onnx2gguf.py writes next to them (converted when missing/stale).
 //
 // What one run of one engine does (a fresh Chromium profile each time, so caches start empty):
-//   1. cold load: open tools/bench/<engine>.html, clear the HTTP cache (CDP) and the origin's storage,
+//   1. cold load: open tools/bench/pages/<engine>.html, clear the HTTP cache (CDP) and the origin's storage,
 //      load the model from the dev server (tools/serve/serve.mjs, COOP/COEP so wasm threads work);
 //   2. close that page, open a new one in the same profile and load again: warm load (from the engine's
 //      own cache: Cache Storage for Transformers.js and the ort page, OPFS for wllama, qwasm's own);
@@ -317,7 +317,7 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
     ctx = await launchBrowser(a.browser, dir, { chromium: a.chromium, firefox: a.firefox });
     mem = new MemSampler(findBrowserRoot(dir));
     if (!mem.root) res.errors.push('browser pid not found: no memory figures');
-    const url = `${srvUrl}tools/bench/${eng.page}.html`;
+    const url = `${srvUrl}tools/bench/pages/${eng.page}.html`;
     const loadOpts = {
       model: '/' + m.rel + '/', modelName: m.name, modelsPath: '/build/models/', onnx: m.onnx,
       external: m.ext, gguf: '/' + m.gguf, threads: a.threads, memoryCapMB: eng.memoryCapMB, profile: engKey === 'qwasm',
@@ -370,7 +370,7 @@ async function runLong(a, srvUrl, m, engKey) {
   try {
     ctx = await launchBrowser(a.browser, dir, { chromium: a.chromium, firefox: a.firefox });
     mem = new MemSampler(findBrowserRoot(dir));
-    const url = `${srvUrl}tools/bench/${eng.page}.html`;
+    const url = `${srvUrl}tools/bench/pages/${eng.page}.html`;
     const maxLen = Math.max(...a.lengths);
     const loadOpts = { model: '/' + m.rel + '/', modelName: m.name, modelsPath: '/build/models/', onnx: m.onnx, external: m.ext,
       gguf: '/' + m.gguf, threads: a.threads, memoryCapMB: eng.memoryCapMB, nCtx: maxLen + a.tokens + 8,
