@@ -129,6 +129,40 @@ static void test_f16(void) {
         }
     }
     CHECK(bad == 0, "f32->f16: %d mismatches of %d", bad, NV);
+
+    /* round through fp16 in place (the attention scores' roundings): the scalar qw_round_f16 bit for bit on the
+     * values above and on every half's exact value, its neighbours and the ties between consecutive halves */
+    static float w[NV + 8 * 65536];
+    size_t nw = 0;
+    for (int i = 0; i < NV; i++) w[nw++] = v[i];
+    for (int h = 0; h < 65536; h++) {
+        float f = half_ref((uint16_t)h), g = half_ref((uint16_t)(h + 1));
+        uint32_t b;
+        memcpy(&b, &f, 4);
+        for (int k = -2; k <= 2; k++) {
+            uint32_t c = b + (uint32_t)k;
+            memcpy(&w[nw++], &c, 4);
+        }
+        float tie = (h & 0x7fff) < 0x7bff ? (f + g) * 0.5f : f;
+        w[nw++] = tie;
+        w[nw++] = nextafterf(tie, INFINITY);
+        w[nw++] = nextafterf(tie, -INFINITY);
+    }
+    static float r[NV + 8 * 65536];
+    memcpy(r, w, nw * sizeof *w);
+    qw_round_f16_array(r, nw);
+    bad = 0;
+    for (size_t i = 0; i < nw; i++) {
+        float want = qw_round_f16(w[i]);
+        uint32_t a, b;
+        memcpy(&a, &r[i], 4);
+        memcpy(&b, &want, 4);
+        if (want != want ? r[i] == r[i] : a != b) {
+            if (bad < 5) fprintf(stderr, "  round_f16 %a: array %a scalar %a\n", w[i], r[i], want);
+            bad++;
+        }
+    }
+    CHECK(bad == 0, "round through f16: %d mismatches of %zu", bad, nw);
 }
 
 /* ---- q4 ----------------------------------------------------------------------------------------- */
@@ -867,8 +901,7 @@ static int run_tests(void) {
     return qw_test_summary("test_kernels");
 }
 
-#if !defined(__EMSCRIPTEN__)
-/* bench-attn [threads] (native): ms of attention per token for the 1.5B's shape (28 layers, 12 heads / 2 kv heads of 128) at
+/* bench-attn [threads] (wasm: `bench T attn`): ms of attention per token for the 1.5B's shape (28 layers, 12 heads / 2 kv heads of 128) at
  * cache lengths 64 .. 8192, decode (one query) and prefill (chunks of 64), the tiled kernel on fp16 rows against the
  * loop it replaced (one query row at a time over fp32 rows, one expf per score: kept here for this A/B only);
  * best of interleaved runs, one JSON line per length. The times are the process's CPU time (with 1 thread: the
@@ -961,8 +994,6 @@ static int bench_attn(int threads) {
     qw_pool_free(pool);
     return 0;
 }
-#endif
-
 #if defined(__EMSCRIPTEN__)
 #include <emscripten.h>
 /* clang >= 16 renames main(argc, argv) to a symbol emscripten 3.1.6's runtime does not call (the
@@ -974,8 +1005,9 @@ int main(void) {
         var i = a.indexOf('bench');
         return i < 0 ? -1
                      : (a.length > i + 1 ? parseInt(a[i + 1], 10) : 0) + (a.indexOf('no-dot-add') >= 0 ? 1000 : 0) +
-                           (a.indexOf('prefill') >= 0 ? 2000 : 0);
+                           (a.indexOf('prefill') >= 0 ? 2000 : 0) + (a.indexOf('attn') >= 0 ? 3000 : 0);
     });
+    if (mode >= 3000) return bench_attn(mode % 1000 ? mode % 1000 : 2);
     if (mode >= 2000) return bench_prefill(mode % 1000);
     return mode >= 0 ? bench(mode % 1000, mode >= 1000) : run_tests();
 }

@@ -159,6 +159,8 @@ float qw_logistic_ref(float x);
 void qw_rmsnorm_f32(const float *x, const float *w, float eps, int n, float *y);
 /* fp16 <-> fp32 arrays. */
 void qw_f16_to_f32_array(const uint16_t *src, float *dst, size_t n);
+/* x[i] = qw_round_f16(x[i]), bit for bit (NaN stays NaN), vectorised: the fp16 roundings of attention scores */
+void qw_round_f16_array(float *x, size_t n);
 void qw_f32_to_f16_array(const float *src, uint16_t *dst, size_t n);
 /* out(D) = sum over i < n of p[i] * rows[i*ld .. i*ld+D), rows in order, zero weights skipped: the
  * attention's probability-weighted sum of value rows. */

@@ -182,6 +182,30 @@ static float finish_score(const qw_attn *a, float d, int h, int s, int t) {
     return d;
 }
 
+/* finish_score over keys first .. n-1 of row (h, s): four or eight at a time where the scores need no per-key
+ * scalar work (no softcap; the mask, if any, contiguous over keys), the same operations in the same order, so
+ * the same bits; the fp16 roundings were most of the per-score cost as scalar code */
+static void finish_row(const qw_attn *a, float *sc, int h, int s, int first, int n) {
+    int t = first;
+#if defined(QW_WASM_SIMD) || defined(QW_AVX2)
+    if (a->softcap <= 0 && (!a->mask || a->m_ts == 1)) {
+        const float *m = a->mask ? a->mask + h * a->m_hs + s * a->m_ss : NULL;
+        const qv_f32 c = qv_set1(a->scale);
+        for (; t + QV_W <= n; t += QV_W) {
+            qv_f32 d = qv_load(sc + t);
+            if (a->round_qk) d = qv_round_f16(d);
+            d = a->div ? qv_div(d, c) : qv_mul(d, c);
+            if (a->round_scaled) d = qv_round_f16(d);
+            if (m) d = qv_add(d, qv_load(m + t));
+            if (a->kmask) d = qv_add(d, qv_load(a->kmask + t));
+            if (a->round_masked) d = qv_round_f16(d);
+            qv_store(sc + t, d);
+        }
+    }
+#endif
+    for (; t < n; t++) sc[t] = finish_score(a, sc[t], h, s, t);
+}
+
 typedef struct att_plan {
     const qw_attn *a;
     int group, qb, n_qb, gs, n_gs; /* positions per block, blocks; heads per part of a group, parts */
@@ -246,10 +270,9 @@ static void att_task(void *arg, int ith, int nth) {
             float *sc = scores + (size_t)r * ld;
             int first = a->window > 0 && n - a->window > 0 ? n - a->window : 0; /* keys before: outside the window */
             for (int t = 0; t < first; t++) sc[t] = -INFINITY;
-            for (int t = first; t < n; t++) sc[t] = finish_score(a, sc[t], h, s, t);
+            finish_row(a, sc, h, s, first, n);
             softmax_row(sc, n);
-            if (a->round_probs)
-                for (int t = 0; t < n; t++) sc[t] = qw_round_f16(sc[t]);
+            if (a->round_probs) qw_round_f16_array(sc, (size_t)n);
             float *o = a->out + h * a->o_hs + s * a->o_ss;
             for (int d = 0; d < D; d++) o[d] = 0;
         }

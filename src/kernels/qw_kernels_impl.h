@@ -53,6 +53,8 @@ typedef __m256 qv_f32;
 #define qv_abs(a) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), (a))
 #define qv_round(a) _mm256_round_ps((a), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC) /* ties to even */
 #define qv_load_f16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+/* x rounded through fp16 and back (qw_round_f16 lane by lane; NaNs stay NaN) */
+#define qv_round_f16(x) _mm256_cvtph_ps(_mm256_cvtps_ph((x), _MM_FROUND_TO_NEAREST_INT))
 static inline float qv_hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -104,6 +106,23 @@ static inline void qw_f16x8_full(v128_t h, v128_t *lo, v128_t *hi) {
     *lo = wasm_v128_or(*lo, wasm_v128_and(wasm_i32x4_extend_low_i16x8(inf16), e));
     *hi = wasm_v128_or(*hi, wasm_v128_and(wasm_i32x4_extend_high_i16x8(inf16), e));
 }
+/* x rounded through fp16 and back, qw_round_f16 lane by lane (NaNs stay NaN): normal halves round the fp32
+ * mantissa to 10 bits, ties to even, in the integer domain; below 2^-14 the fp32 add of 0.5 rounds to
+ * multiples of 2^-24 (the ulp of 0.5), which is the subnormal halves' spacing, also ties to even. */
+static inline v128_t qv_round_f16(v128_t x) {
+    const v128_t absm = wasm_i32x4_splat(0x7fffffff), half = wasm_f32x4_splat(0.5f);
+    v128_t sign = wasm_v128_andnot(x, absm), a = wasm_v128_and(x, absm);
+    v128_t lsb = wasm_v128_and(wasm_u32x4_shr(a, 13), wasm_i32x4_splat(1));
+    v128_t nrm = wasm_v128_and(wasm_i32x4_add(a, wasm_i32x4_add(wasm_i32x4_splat(0xfff), lsb)),
+                               wasm_i32x4_splat((int32_t)0xffffe000u));
+    v128_t sub = wasm_f32x4_sub(wasm_f32x4_add(a, half), half);
+    v128_t r = wasm_v128_bitselect(sub, nrm, wasm_u32x4_lt(a, wasm_i32x4_splat(0x38800000)));
+    /* >= 65520 overflows to inf; inf stays inf, NaN becomes the quiet NaN */
+    v128_t big = wasm_v128_bitselect(wasm_i32x4_splat(0x7fc00000), wasm_i32x4_splat(0x7f800000),
+                                     wasm_u32x4_gt(a, wasm_i32x4_splat(0x7f800000)));
+    r = wasm_v128_bitselect(big, r, wasm_u32x4_ge(a, wasm_i32x4_splat(0x477ff000)));
+    return wasm_v128_or(r, sign);
+}
 static inline v128_t qv_load_f16(const uint16_t *p) {
     const v128_t z = wasm_i32x4_splat(0);
     v128_t h = wasm_v128_load64_zero(p);
@@ -127,6 +146,7 @@ typedef float qv_f32;
 #define qv_abs(a) fabsf(a)
 #define qv_round(a) nearbyintf(a)
 #define qv_load_f16(p) qw_f16_to_f32(*(p))
+#define qv_round_f16(x) qw_round_f16(x)
 #define qv_hsum(v) (v)
 #endif
 

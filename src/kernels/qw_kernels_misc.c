@@ -38,6 +38,14 @@ void qw_rmsnorm_f32(const float *x, const float *w, float eps, int n, float *y) 
     for (; k < n; k++) y[k] = x[k] * r * w[k];
 }
 
+void qw_round_f16_array(float *x, size_t n) {
+    size_t i = 0;
+#if defined(QW_WASM_SIMD) || defined(QW_AVX2)
+    for (; i + QV_W <= n; i += QV_W) qv_store(x + i, qv_round_f16(qv_load(x + i)));
+#endif
+    for (; i < n; i++) x[i] = qw_round_f16(x[i]);
+}
+
 void qw_f16_to_f32_array(const uint16_t *src, float *dst, size_t n) {
     size_t i = 0;
 #if defined(QW_WASM_SIMD)
