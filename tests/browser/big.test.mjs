@@ -15,6 +15,7 @@ import {
   REPO, server, chromium, openDemo, setSettings, loadAndWait, chat, nativeGreedy, shot, assert, assertEq,
   runIfMain, missingRuntime, DEFAULT_SYSTEM, CLI,
 } from './lib.mjs';
+import { pipeChromium } from './pipe.mjs';
 
 const MODEL = 'qwen2.5-1.5b-q4f16-op18-ext';
 const PROMPT = 'Redacta la epicrisis de un paciente de 67 años ingresado por neumonía.';
@@ -203,6 +204,41 @@ tests.push({
       // the worker, whose agent keeps up to ~200 MB of XHR bodies in the renderer (here 1.31-1.32x settled,
       // 1.37-1.39x peak).
       assert(settled.tabPss < 2 * modelBytes, `tab after load ${settled.tabPss} B < 2 x ${modelBytes} B`);
+    } finally {
+      mem.stop();
+      await b.close();
+      await s.close();
+    }
+  },
+});
+
+tests.push({
+  name: `big: ${MODEL} with cache 'none' in a tab without DevTools: peak and settled PSS < 1.3x the model (issue #17)`,
+  needs: missing,
+  fn: async () => {
+    const dir = path.join(REPO, 'build/models', MODEL);
+    const modelBytes = ['onnx/model_q4f16.onnx', 'onnx/model_q4f16.onnx_data'].reduce((a, f) => a + fs.statSync(path.join(dir, f)).size, 0);
+    const s = await server();
+    const b = await pipeChromium();
+    const mem = tabSampler(b.userDataDir);
+    try {
+      await b.goto(`${s.url}tests/browser/bare.html`, 'window.bareReady === true');
+      const t0 = Date.now();
+      const r = await b.evaluate(`window.bare.load({ model: ${JSON.stringify(`${s.url}build/models/${MODEL}/`)}, cache: 'none', threads: 2 })`);
+      const loadS = (Date.now() - t0) / 1000;
+      assert(!r.error, `cache 'none' load: ${JSON.stringify(r.error)}`);
+      const g = await b.evaluate('window.bare.greedy([151644, 872, 198, 9707, 151645, 198, 151644, 77091, 198], 8)');
+      assertEq(g.ids.length, 8, 'tokens generated');
+      await new Promise((r) => setTimeout(r, 5000)); // settled: the worker idle for a while (its GC runs when idle)
+      const settled = mem.now();
+      const peak = mem.stop();
+      assertEq((r.stats.source || {}).kind, 'http', 'read from the server straight into the heap');
+      console.log(`        cache 'none', no DevTools: tab ${(settled.tabPss / MB).toFixed(0)} MB PSS settled ` +
+        `(${(settled.tabPss / modelBytes).toFixed(2)}x the ${(modelBytes / MB).toFixed(0)} MB model), peak ${(peak.tabPss / MB).toFixed(0)} MB ` +
+        `(${(peak.tabPss / modelBytes).toFixed(2)}x, sampled every 500 ms); load ${loadS.toFixed(1)} s`);
+      assert(settled.tabPss > 0, 'the tab processes were found');
+      assert(peak.tabPss < 1.3 * modelBytes, `tab peak ${peak.tabPss} B < 1.3 x ${modelBytes} B`);
+      assert(settled.tabPss < 1.3 * modelBytes, `tab settled ${settled.tabPss} B < 1.3 x ${modelBytes} B`);
     } finally {
       mem.stop();
       await b.close();
