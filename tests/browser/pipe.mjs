@@ -12,7 +12,7 @@ export async function pipeChromium() {
   const proc = spawn(CHROMIUM, ['--headless', ...CHROME_ARGS, '--remote-debugging-pipe', `--user-data-dir=${userDataDir}`, 'about:blank'],
     { stdio: ['ignore', 'ignore', 'ignore', 'pipe', 'pipe'] });
   const out = proc.stdio[3], inp = proc.stdio[4];
-  const waiting = new Map(), events = [];
+  const waiting = new Map(); // replies by id; events (messages without one) are not used
   let id = 0, buf = '';
   inp.on('data', (d) => {
     buf += d.toString('utf8');
@@ -21,7 +21,6 @@ export async function pipeChromium() {
       buf = buf.slice(i + 1);
       const w = waiting.get(m.id);
       if (w) { waiting.delete(m.id); if (m.error) w.reject(new Error(`CDP ${w.method}: ${m.error.message}`)); else w.resolve(m.result); }
-      else if (m.method) for (const e of events.splice(0)) e(m);
     }
   });
   const send = (method, params = {}, sessionId) => new Promise((resolve, reject) => {
