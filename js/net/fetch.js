@@ -13,6 +13,9 @@
 //    file from the cache and fails with CORRUPT. (A `<name>.sha256` sidecar is not fetched: one more request per file.)
 //  - Without Range support (a 200 to the first ranged request) the body is streamed in one GET, stored chunk by
 //    chunk as it arrives (no whole-file buffer).
+//  - A stalled connection (no byte for `stallTimeoutMs`, default 30 s; no response headers for as long) is
+//    dropped and retried like a dropped one (NETWORK, "no data for N s"): a request that stops delivering
+//    cannot hang the load, and the chunks already stored stay.
 //  - A complete file is trusted without any request; `revalidate: true` re-checks its ETag/size with a 1-byte
 //    ranged request and downloads again when it changed.
 // Progress: onProgress({phase:'download'|'cache', file, bytesDone, bytesTotal, rate, eta, fromCache}).
@@ -21,6 +24,8 @@ import { QwasmError } from '../worker/protocol.js';
 import { sha256Stream } from './sha256.js';
 
 export const DEFAULT_CHUNK = 32 << 20;
+/** No byte (or no response headers) for this long: the request has stalled; it is dropped and retried. */
+export const DEFAULT_STALL_MS = 30000;
 
 const sleep = (ms, signal) => new Promise((resolve, reject) => {
   const t = setTimeout(resolve, ms);
@@ -52,36 +57,76 @@ function hexSha(h) {
 const chunkLen = (meta, i) => Math.min(meta.chunkSize, meta.size - i * meta.chunkSize);
 export const bytesCached = (meta) => (meta ? meta.done.reduce((a, d, i) => a + (d ? chunkLen(meta, i) : 0), 0) : 0);
 
-/** Reads a response body of exactly `len` bytes into one Uint8Array, reporting bytes as they come. */
-async function readExactly(resp, len, name, onBytes, signal) {
-  const out = new Uint8Array(len);
-  let pos = 0;
+/**
+ * A body reader whose read() rejects with NETWORK when no bytes come for `stallMs` (the response is cancelled)
+ * and with ABORTED when `signal` aborts, even while a read is pending.
+ */
+function guardedReader(resp, { name, signal, stallMs, where }) {
   const reader = resp.body.getReader();
-  try {
-    for (;;) {
-      if (signal && signal.aborted) throw abortError();
+  let stalled = false;
+  const cancel = () => { reader.cancel().catch(() => { /* already closed */ }); };
+  if (signal) signal.addEventListener('abort', cancel, { once: true });
+  return {
+    async read() {
+      // only the time spent waiting for bytes counts (not the caller's cache writes between reads)
+      const timer = stallMs > 0 ? setTimeout(() => { stalled = true; cancel(); }, stallMs) : null;
       let r;
       try { r = await reader.read(); } catch (e) {
-        if (signal && signal.aborted) throw abortError();
-        throw new QwasmError('NETWORK', `${name}: connection lost after ${pos} of ${len} bytes (${e.message || e})`, { file: name, cause: e });
-      }
+        if (!stalled && !(signal && signal.aborted)) {
+          throw new QwasmError('NETWORK', `${name}: connection lost after ${where()} (${e.message || e})`, { file: name, cause: e });
+        }
+      } finally { clearTimeout(timer); }
+      if (stalled) throw new QwasmError('NETWORK', `${name}: the connection stalled: no data for ${stallMs / 1000} s after ${where()}`, { file: name, stalled: true });
+      if (signal && signal.aborted) throw abortError();
+      return r;
+    },
+    release() {
+      if (signal) signal.removeEventListener('abort', cancel);
+      try { reader.releaseLock(); } catch { /* released */ }
+    },
+  };
+}
+
+/** Reads a response body of exactly `len` bytes into one Uint8Array, reporting bytes as they come. */
+async function readExactly(resp, len, name, onBytes, signal, stallMs) {
+  const out = new Uint8Array(len);
+  let pos = 0;
+  const reader = guardedReader(resp, { name, signal, stallMs, where: () => `${pos} of ${len} bytes` });
+  try {
+    for (;;) {
+      const r = await reader.read();
       if (r.done) break;
       if (pos + r.value.length > len) throw new QwasmError('CORRUPT', `${name}: server sent more than the ${len} bytes requested`, { file: name });
       out.set(r.value, pos);
       pos += r.value.length;
       onBytes(r.value.length);
     }
-  } finally { try { reader.releaseLock(); } catch { /* released */ } }
+  } finally { reader.release(); }
   if (pos !== len) throw new QwasmError('NETWORK', `${name}: connection closed after ${pos} of ${len} bytes`, { file: name });
   return out;
 }
 
-async function doFetch(url, init, name) {
+/**
+ * fetch() with errors naming the file; with `stallMs`, a response whose headers do not come in that time is
+ * abandoned (NETWORK, retryable).
+ */
+async function doFetch(url, init, name, stallMs) {
+  const parent = init.signal;
+  const ctrl = stallMs > 0 ? new AbortController() : null;
+  let stalled = false;
+  const onAbort = () => ctrl.abort();
+  if (ctrl && parent) { if (parent.aborted) ctrl.abort(); else parent.addEventListener('abort', onAbort, { once: true }); }
+  const timer = ctrl ? setTimeout(() => { stalled = true; ctrl.abort(); }, stallMs) : null;
   try {
-    return await fetch(url, init);
+    return await fetch(url, ctrl ? { ...init, signal: ctrl.signal } : init);
   } catch (e) {
-    if (init.signal && init.signal.aborted) throw abortError();
+    if (stalled) throw new QwasmError('NETWORK', `${name}: the server did not answer in ${stallMs / 1000} s (${url})`, { file: name, stalled: true });
+    if (parent && parent.aborted) throw abortError();
     throw new QwasmError('NETWORK', `${name}: network error fetching ${url} (offline, CORS or connection refused): ${e.message || e}`, { file: name, cause: e });
+  } finally {
+    // the body is read through guardedReader, which cancels it on the parent's abort itself
+    clearTimeout(timer);
+    if (ctrl && parent) parent.removeEventListener('abort', onAbort);
   }
 }
 
@@ -99,6 +144,8 @@ async function doFetch(url, init, name) {
  * @param {AbortSignal} [o.signal]
  * @param {(p:object)=>void} [o.onProgress]
  * @param {string} [o.query]   appended to the file URL (tests)
+ * @param {number} [o.stallTimeoutMs]  no byte (or no headers) for this long: the request is retried (default 30 s, 0: off)
+ * @param {{bytes:number, retries:number, stalls:number}} [o.stats]  counters, added to (bytes downloaded, requests retried, stalls seen)
  */
 export async function downloadFile(o) {
   try {
@@ -113,6 +160,7 @@ async function downloadFileInner(o) {
   const chunkSize = o.chunkSize || DEFAULT_CHUNK;
   const concurrency = Math.max(1, o.concurrency || 3);
   const retries = o.retries == null ? 4 : o.retries;
+  const stallMs = stallOf(o);
   const url = fileUrl(o.baseUrl, name, o.query);
   const progress = o.onProgress || (() => {});
   let meta = await store.getMeta(name);
@@ -127,7 +175,7 @@ async function downloadFileInner(o) {
   const headers = (start, end) => ({ Range: `bytes=${start}-${end}` });
   let first = null; // a response already holding chunk 0
   if (meta && o.revalidate && meta.complete) {
-    const r = await withRetries(() => doFetch(url, { headers: headers(0, 0), signal, cache: 'no-store' }, name), retries, signal);
+    const r = await withRetries(() => doFetch(url, { headers: headers(0, 0), signal, cache: 'no-store' }, name, stallMs), retries, signal, o.stats);
     if (r.status !== 206 && r.status !== 200) throw httpError(r, name, url);
     const cr = parseContentRange(r.headers.get('content-range'));
     const size = cr ? cr.total : +r.headers.get('content-length');
@@ -144,10 +192,10 @@ async function downloadFileInner(o) {
   if (!meta || !meta.size || meta.chunkSize !== chunkSize && bytesCached(meta) === 0) {
     // First contact: a ranged GET of chunk 0 tells the size, the identity and whether Range works.
     const r = await withRetries(async () => {
-      const resp = await doFetch(url, { headers: headers(0, chunkSize - 1), signal, cache: 'no-store' }, name);
+      const resp = await doFetch(url, { headers: headers(0, chunkSize - 1), signal, cache: 'no-store' }, name, stallMs);
       if (!resp.ok) { try { await resp.body?.cancel(); } catch { /* ignore */ } throw httpError(resp, name, url); }
       return resp;
-    }, retries, signal);
+    }, retries, signal, o.stats);
     const cr = r.status === 206 ? parseContentRange(r.headers.get('content-range')) : null;
     const etag = r.headers.get('etag'), lastModified = r.headers.get('last-modified');
     const sha = (o.sha256 || hexSha(r.headers.get('x-linked-etag')) || hexSha(etag) || null);
@@ -157,10 +205,10 @@ async function downloadFileInner(o) {
         // or without a total: fall back to one plain streamed GET.
         try { await r.body?.cancel(); } catch { /* ignore */ }
         const whole = await withRetries(async () => {
-          const resp = await doFetch(url, { signal, cache: 'no-store' }, name);
+          const resp = await doFetch(url, { signal, cache: 'no-store' }, name, stallMs);
           if (!resp.ok) { try { await resp.body?.cancel(); } catch { /* ignore */ } throw httpError(resp, name, url); }
           return resp;
-        }, retries, signal);
+        }, retries, signal, o.stats);
         return streamWhole(o, url, whole, { etag, lastModified, sha, chunkSize });
       }
       return streamWhole(o, url, r, { etag, lastModified, sha, chunkSize });
@@ -221,7 +269,7 @@ async function downloadFileInner(o) {
           try {
             let resp;
             if (i === 0 && first && attempt === 0) { resp = first; first = null; } else {
-              resp = await doFetch(url, { headers: headers(start, start + len - 1), signal: ctrl.signal, cache: 'no-store' }, name);
+              resp = await doFetch(url, { headers: headers(start, start + len - 1), signal: ctrl.signal, cache: 'no-store' }, name, stallMs);
               if (resp.status !== 206) {
                 try { await resp.body?.cancel(); } catch { /* ignore */ }
                 if (resp.ok) throw new QwasmError('HTTP', `${name}: server ignored the Range request on resume (HTTP ${resp.status})`, { file: name, status: resp.status });
@@ -238,10 +286,11 @@ async function downloadFileInner(o) {
                 throw new QwasmError('CORRUPT', `${name}: the file changed on the server (ETag ${et}, cached ${meta.etag})`, { file: name });
               }
             }
-            return await readExactly(resp, len, name, (n) => { got += n; doneBytes += n; sessionBytes += n; report(false); }, ctrl.signal);
+            return await readExactly(resp, len, name, (n) => { got += n; doneBytes += n; sessionBytes += n; report(false); }, ctrl.signal, stallMs);
           } catch (e) { doneBytes -= got; sessionBytes -= got; throw e; }
-        }, retries, ctrl.signal);
+        }, retries, ctrl.signal, o.stats);
         await store1(i, bytes);
+        if (o.stats) o.stats.bytes += bytes.length;
         report(false);
       } catch (e) {
         if (!firstErr) firstErr = e;
@@ -271,7 +320,7 @@ export async function probeFile(o) {
   const retries = o.retries == null ? 4 : o.retries;
   const url = fileUrl(o.baseUrl, name, o.query);
   const r = await withRetries(async () => {
-    const resp = await doFetch(url, { headers: { Range: 'bytes=0-0' }, signal, cache: 'no-store' }, name);
+    const resp = await doFetch(url, { headers: { Range: 'bytes=0-0' }, signal, cache: 'no-store' }, name, stallOf(o));
     if (!resp.ok && resp.status !== 404 && resp.status !== 410) {
       try { await resp.body?.cancel(); } catch { /* ignore */ }
       throw httpError(resp, name, url);
@@ -307,6 +356,8 @@ export function storeError(e, name, bytesLeft) {
   return new QwasmError('IO', `${name}: could not write to the cache: ${msg}`, { file: name, cause: e });
 }
 
+const stallOf = (o) => (o.stallTimeoutMs == null ? DEFAULT_STALL_MS : o.stallTimeoutMs);
+
 function truncated(name, size, needed) {
   return new QwasmError('CORRUPT', `${name}: truncated: the file has ${size} bytes but the model's tensors need ${needed} (${needed - size} missing)`, { file: name });
 }
@@ -338,8 +389,9 @@ async function streamWhole(o, url, resp, { etag, lastModified, sha, chunkSize })
   await store.deleteFile(name);
   const meta = { url: o.baseUrl, name, size: expected || 0, etag, lastModified, chunkSize, nChunks: 0, done: [], complete: false, sha256: sha, verified: false, time: Date.now(), noRange: true };
   const progress = o.onProgress || (() => {});
-  const reader = resp.body.getReader();
   let buf = new Uint8Array(chunkSize), fill = 0, total = 0, idx = 0, last = 0;
+  const reader = guardedReader(resp, { name, signal, stallMs: stallOf(o),
+    where: () => `${total} bytes (the server has no Range support, so the download restarts from the beginning)` });
   const t0 = Date.now();
   const flush = async () => {
     if (!fill) return;
@@ -349,28 +401,27 @@ async function streamWhole(o, url, resp, { etag, lastModified, sha, chunkSize })
     } catch (e) { throw storeError(e, name, expected != null ? expected - total + fill : fill); }
     idx++; fill = 0; buf = new Uint8Array(chunkSize);
   };
-  for (;;) {
-    let r;
-    try { r = await reader.read(); } catch (e) {
-      if (signal && signal.aborted) throw abortError();
-      throw new QwasmError('NETWORK', `${name}: connection lost after ${total} bytes (the server has no Range support, so the download restarts from the beginning): ${e.message || e}`, { file: name, cause: e });
+  try {
+    for (;;) {
+      const r = await reader.read();
+      if (r.done) break;
+      let v = r.value;
+      while (v.length) {
+        const n = Math.min(v.length, chunkSize - fill);
+        buf.set(v.subarray(0, n), fill);
+        fill += n; total += n; v = v.subarray(n);
+        if (fill === chunkSize) await flush();
+      }
+      const now = Date.now();
+      if (now - last > 100) {
+        last = now;
+        const rate = total / Math.max(0.001, (now - t0) / 1000);
+        progress({ phase: 'download', file: name, bytesDone: total, bytesTotal: expected, rate, eta: expected ? (expected - total) / rate : null });
+      }
     }
-    if (r.done) break;
-    let v = r.value;
-    while (v.length) {
-      const n = Math.min(v.length, chunkSize - fill);
-      buf.set(v.subarray(0, n), fill);
-      fill += n; total += n; v = v.subarray(n);
-      if (fill === chunkSize) await flush();
-    }
-    const now = Date.now();
-    if (now - last > 100) {
-      last = now;
-      const rate = total / Math.max(0.001, (now - t0) / 1000);
-      progress({ phase: 'download', file: name, bytesDone: total, bytesTotal: expected, rate, eta: expected ? (expected - total) / rate : null });
-    }
-  }
+  } finally { reader.release(); }
   await flush();
+  if (o.stats) o.stats.bytes += total;
   if (expected != null && total !== expected) {
     throw new QwasmError('CORRUPT', `${name}: truncated download: ${total} of ${expected} bytes (Content-Length)`, { file: name });
   }
@@ -380,14 +431,16 @@ async function streamWhole(o, url, resp, { etag, lastModified, sha, chunkSize })
   return finish(o, meta);
 }
 
-async function withRetries(fn, retries, signal) {
+async function withRetries(fn, retries, signal, stats) {
   for (let attempt = 0; ; attempt++) {
     if (signal && signal.aborted) throw abortError();
     try {
       return await fn(attempt);
     } catch (e) {
       if (signal && signal.aborted) throw abortError();
+      if (stats && e.stalled) stats.stalls++;
       if (attempt >= retries || !retryable(e)) throw e;
+      if (stats) stats.retries++;
       await sleep(Math.min(8000, 500 * 2 ** attempt), signal);
     }
   }

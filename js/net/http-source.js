@@ -12,6 +12,7 @@
 
 import { QwasmError } from '../worker/protocol.js';
 import { Sha256 } from './sha256.js';
+import { DEFAULT_STALL_MS } from './fetch.js';
 import { QW_STATUS } from '../worker/qwasm-abi.js';
 
 const WINDOW_MIN = 1 << 20;   // the graph's protobuf is read in 64 KiB pieces: small windows, few wasted bytes
@@ -37,11 +38,13 @@ function spin(ms) { const t = Date.now() + ms; while (Date.now() < t) { /* a syn
 
 /**
  * A reader ({size, read(offset, dst), close}) for `url`, whose size and identity a probe found.
- * @param {object} o  {url, name, size, etag, sha256, retries, stats: a shared counter object, onBytes(n)}
+ * @param {object} o  {url, name, size, etag, sha256, retries, timeoutMs (the stall limit), stats: a shared counter object, onBytes(n)}
  */
 export function httpReader(o) {
   const { url, name, size } = o;
   const retries = o.retries == null ? 4 : o.retries;
+  // a window's whole time limit: 4x the asynchronous downloads' stall limit (8 MiB at ~70 KB/s), 0: none
+  const timeoutMs = o.timeoutMs == null ? 4 * DEFAULT_STALL_MS : 4 * o.timeoutMs;
   const st = o.stats;
   let win = null, winStart = 0;          // the last window fetched (dropped when the next one comes)
   const hash = o.sha256 ? new Sha256() : null;
@@ -56,8 +59,13 @@ export function httpReader(o) {
         x.open('GET', url, false);
         x.responseType = 'arraybuffer';
         x.setRequestHeader('Range', `bytes=${start}-${end}`);
+        if (timeoutMs > 0) x.timeout = timeoutMs; // a synchronous request cannot be watched for stalls: a time limit
         x.send();
-      } catch (e) { err = new QwasmError('NETWORK', `${name}: network error reading bytes ${start}-${end} of ${url}: ${e.message || e}`, { file: name }); }
+      } catch (e) {
+        err = e && e.name === 'TimeoutError'
+          ? new QwasmError('NETWORK', `${name}: no answer in ${timeoutMs / 1000} s reading bytes ${start}-${end} of ${url} (the connection stalled)`, { file: name, stalled: true })
+          : new QwasmError('NETWORK', `${name}: network error reading bytes ${start}-${end} of ${url}: ${e.message || e}`, { file: name });
+      }
       if (!err) {
         const s = x.status;
         if (s === 206) {

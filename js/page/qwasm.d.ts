@@ -9,7 +9,7 @@ export type ErrorCodeName =
 export declare class QwasmError extends Error {
   constructor(code: ErrorCodeName, message: string,
               extra?: { file?: string | null; status?: number; cause?: unknown; bytesNeeded?: number; bytesAvailable?: number;
-                        tried?: string[]; model?: string });
+                        tried?: string[]; model?: string; stalled?: boolean });
   readonly code: ErrorCodeName;
   /** The model file concerned ("config.json", "onnx/model_q4f16.onnx_data"), when there is one. */
   readonly file?: string;
@@ -20,6 +20,8 @@ export declare class QwasmError extends Error {
   readonly bytesAvailable?: number;
   /** 'draft' when the load's draftModel failed (the message then starts `draftModel:`). */
   readonly model?: string;
+  /** NETWORK: true when the server stopped sending (no byte within stallTimeoutMs) rather than refusing. */
+  readonly stalled?: boolean;
 }
 
 export declare const ErrorCode: { readonly [K in ErrorCodeName]: K };
@@ -89,6 +91,12 @@ export interface LoadOptions {
   chunkMB?: number;
   concurrency?: number;
   retries?: number;
+  /** A request that delivers no byte (or no response headers) for this long is dropped and retried, as a
+   *  dropped connection is (NETWORK, error.stalled, after the retries). Default 30000; 0 turns the watchdog off.
+   *  rt.stats().source.download counts this load's {bytes, retries, stalls}.
+   *  cache:'none' reads each window with a synchronous request: there it is the window's whole time limit
+   *  (default 4x this: an 8 MiB window at 70 KB/s). */
+  stallTimeoutMs?: number;
   /** Expected sha256 (hex) of files, by name; checked after download. */
   hashes?: Record<string, string>;
   /** 'mt' (needs crossOriginIsolated) or 'st'; default: mt when possible. */

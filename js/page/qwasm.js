@@ -228,7 +228,7 @@ async function load(opts = /** @type {import('./qwasm.d.ts').LoadOptions} */ (/*
     const { flavour, abortCell } = await init.promise;
     const options = {
       onnxFile: opts.onnxFile, dtype: opts.dtype, cache: opts.cache || 'auto', memoryCapMB: opts.memoryCapMB, threads: opts.threads,
-      revalidate: !!opts.revalidate, chunkMB: opts.chunkMB, concurrency: opts.concurrency, retries: opts.retries,
+      revalidate: !!opts.revalidate, chunkMB: opts.chunkMB, concurrency: opts.concurrency, retries: opts.retries, stallTimeoutMs: opts.stallTimeoutMs,
       maxContext: opts.maxContext, kvCache: opts.kvCache, hashes: opts.hashes, cacheDir: opts.cacheDir, exactLmHead: opts.exactLmHead, profile: opts.profile,
       derivedCache: opts.derivedCache, embeddingOnDemand: opts.embeddingOnDemand,
       query: opts.query, fallback: opts.fallback, ortUrl: opts.ortUrl && String(opts.ortUrl),

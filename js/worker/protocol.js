@@ -17,7 +17,7 @@
 
 /** QwasmError as a message: code, message, the file concerned (null when none), HTTP status, quota figures.
  * @typedef {{code:string, message:string, file:string|null, status?:number, bytesNeeded?:number,
- *   bytesAvailable?:number, tried?:string[], model?:string}} ErrorMessage */
+ *   bytesAvailable?:number, tried?:string[], model?:string, stalled?:boolean}} ErrorMessage */
 
 /** Page -> worker: requests, each with a unique integer `id`; each is answered by a result or an error.
  *  init -> {info, flavour, abortCell}: abortCell (mt only) is {buffer: the wasm memory's SharedArrayBuffer, index};
@@ -91,7 +91,7 @@ export const STATUS_CODE = Object.freeze(Object.fromEntries(
 export class QwasmError extends Error {
   /** @param {string} code @param {string} message
    *  @param {{file?:string|null, status?:number, cause?:any, bytesNeeded?:number, bytesAvailable?:number,
-   *    tried?:string[], model?:string}} [extra] */
+   *    tried?:string[], model?:string, stalled?:boolean}} [extra] */
   constructor(code, message, extra = {}) {
     super(message, extra.cause ? { cause: extra.cause } : undefined);
     this.name = 'QwasmError';
@@ -101,6 +101,7 @@ export class QwasmError extends Error {
     if (extra.bytesNeeded != null) this.bytesNeeded = extra.bytesNeeded;
     if (extra.bytesAvailable != null) this.bytesAvailable = extra.bytesAvailable;
     if (extra.model) this.model = extra.model; // 'draft': the load's draftModel failed
+    if (extra.stalled) this.stalled = true;     // NETWORK: no data within stallTimeoutMs (not a refused connection)
   }
 }
 
@@ -108,7 +109,7 @@ export class QwasmError extends Error {
 export function serializeError(e) {
   if (e instanceof QwasmError || (e && typeof e.code === 'string' && ErrorCode[e.code])) {
     const o = { code: e.code, message: String(e.message), file: e.file || null };
-    for (const k of ['status', 'bytesNeeded', 'bytesAvailable', 'model']) if (e[k] != null) o[k] = e[k];
+    for (const k of ['status', 'bytesNeeded', 'bytesAvailable', 'model', 'stalled']) if (e[k] != null) o[k] = e[k];
     return o;
   }
   if (e && e.name === 'AbortError') return { code: 'ABORTED', message: 'aborted', file: null };

@@ -558,10 +558,10 @@ async function doLoad(msg, signal) {
   const progress = (p) => post({ type: 'progress', id: msg.id, progress: p });
   await ensureModule(msg.id);
   await unloadModel();
-  let src, onnxFile = o.onnxFile || null, files = null, store = null, http = null;
+  let src, onnxFile = o.onnxFile || null, files = null, store = null, http = null, download = null;
   {
     const r = await openSource(source, o, signal, progress);
-    src = r.src; files = r.files || null; store = r.store || null; http = r.http || null;
+    src = r.src; files = r.files || null; store = r.store || null; http = r.http || null; download = r.download || null;
     if (source.kind === 'url') onnxFile = r.onnxFile;
   }
   if (signal.aborted) { src.close && src.close(); if (store) await store.close(); throw new QwasmError('ABORTED', 'load aborted'); }
@@ -617,6 +617,7 @@ async function doLoad(msg, signal) {
   }
   model = h; modelFsId = fsId; modelStore = store; engine = fb;
   loadSource = sourceStats(srcKind, http, o);
+  if (download) loadSource.download = download;
   startDerivedSave(h, store, o);
   const info = JSON.parse(M.UTF8ToString(M._qw_wasm_model_info(model)));
   if (engine) Object.assign(info, { engine: engine.name, engine_version: engine.version, fallback_reason: engine.reason });
@@ -652,8 +653,9 @@ async function fetchModel(base, o, signal, progress) {
         throw new QwasmError('QUOTA', `${name}: not enough storage: ${need} bytes needed, ${e.available} available (${kind} cache, quota ${e.quota})`, { file: name, bytesNeeded: need, bytesAvailable: e.available });
       }
     };
+    const download = { bytes: 0, retries: 0, stalls: 0 }; // this load's downloads (rt.stats().source.download)
     const dl = (name, extra = {}) => downloadFile({
-      baseUrl: base, name, store, chunkSize, concurrency: o.concurrency, retries: o.retries, signal,
+      baseUrl: base, name, store, chunkSize, concurrency: o.concurrency, retries: o.retries, stallTimeoutMs: o.stallTimeoutMs, signal, stats: download,
       onProgress: progress, revalidate: o.revalidate, checkQuota, sha256: o.hashes && o.hashes[name], query: o.query, ...extra,
     });
     const got = [];
@@ -661,7 +663,7 @@ async function fetchModel(base, o, signal, progress) {
     for (const [name, required] of [['config.json', true], ['genai_config.json', false], ['generation_config.json', false], ['tokenizer.json', false], ['tokenizer_config.json', false]]) {
       if (absent.has(name)) { newAbsent.push(name); continue; }
       // revalidating a file absent before: a 1-byte probe, as for the cached files
-      if (o.revalidate && (manifest.absent || []).includes(name) && !(await probeFile({ baseUrl: base, name, signal, retries: o.retries, query: o.query })).exists) {
+      if (o.revalidate && (manifest.absent || []).includes(name) && !(await probeFile({ baseUrl: base, name, signal, retries: o.retries, stallTimeoutMs: o.stallTimeoutMs, query: o.query })).exists) {
         newAbsent.push(name); continue;
       }
       try { await dl(name); got.push(name); } catch (e) {
@@ -677,11 +679,11 @@ async function fetchModel(base, o, signal, progress) {
     }
     // cache 'none' in a browser worker: large files are read from the server into the heap, not stored
     const http = kind === 'memory' && syncHttpAvailable() ? { files: [], stats: { requests: 0, bytes: 0, retries: 0, windowsDropped: 0 } } : null;
-    const probe = (name) => probeFile({ baseUrl: base, name, signal, retries: o.retries, query: o.query, sha256: o.hashes && o.hashes[name] });
+    const probe = (name) => probeFile({ baseUrl: base, name, signal, retries: o.retries, stallTimeoutMs: o.stallTimeoutMs, query: o.query, sha256: o.hashes && o.hashes[name] });
     const direct = async (name, p) => {
       if (!p.ranges) return false; // no Range support: stored whole in memory chunks instead
       const f = { name, size: p.size, sha256: p.sha256, done: 0 };
-      f.reader = httpReader({ url: p.url, name, size: p.size, etag: p.etag, sha256: p.sha256, retries: o.retries, stats: http.stats,
+      f.reader = httpReader({ url: p.url, name, size: p.size, etag: p.etag, sha256: p.sha256, retries: o.retries, timeoutMs: o.stallTimeoutMs, stats: http.stats,
         onBytes: (n) => { f.done += n; progress({ phase: 'download', file: name, bytesDone: Math.min(f.done, p.size), bytesTotal: p.size, direct: true }); } });
       http.files.push(f);
       readers.set(name, f.reader);
@@ -748,7 +750,7 @@ async function fetchModel(base, o, signal, progress) {
     // what the core derived from these files at an earlier load (int8 lm_head rows), while still valid
     const derived = derivedCacheOn(kind, o) ? await openDerived(store, manifest, readers) : [];
     await store.putManifest({ onnxFile, files: [...got, onnxFile, ...ext.map((f) => f.name)], absent: [...new Set(newAbsent)], derived, complete: true, time: Date.now(), backend: kind });
-    return { src: storeSource(readers), onnxFile, files: listing.files, store, http };
+    return { src: storeSource(readers), onnxFile, files: listing.files, store, http, download };
   } catch (e) {
     await store.close();
     throw e;

@@ -145,6 +145,32 @@ for (const kind of ['indexeddb', 'opfs']) {
   });
 }
 
+await check('opfs: a stalled response (headers and 1 MiB, then silence on an open connection) is dropped and retried; the file completes', async () => {
+  if (!mdir) { console.log(`  skipped: build/models/${MODEL} missing`); return; }
+  const base = `${srv.url}build/models/${MODEL}/`;
+  const size = fs.statSync(path.join(mdir, FILE)).size;
+  Object.assign(srv.hooks, { stall: 1 << 20, stallTimes: 2 });
+  const before = srv.requests.length;
+  const page = await newPage();
+  try {
+    const r = await inWorker(page, async ({ base }) => {
+      const { openStore } = await import(origin + '/js/cache/cache.js');
+      const { downloadFile } = await import(origin + '/js/net/fetch.js');
+      const store = await openStore('opfs', base);
+      await store.deleteFile('onnx/model_q4f16.onnx_data'); // an earlier check cached it
+      const stats = { bytes: 0, retries: 0, stalls: 0 };
+      const t0 = Date.now();
+      const meta = await downloadFile({ baseUrl: base, name: 'onnx/model_q4f16.onnx_data', store, chunkSize: 4 << 20, concurrency: 2, stallTimeoutMs: 1500, stats });
+      await store.close();
+      return { complete: meta.complete, size: meta.size, stats, ms: Date.now() - t0 };
+    }, { base });
+    assert(r.complete && r.size === size, `complete (${JSON.stringify(r)})`);
+    assert(r.stats.stalls === 2 && r.stats.retries === 2, `two stalls seen and retried (${JSON.stringify(r.stats)})`);
+    const stalled = srv.requests.slice(before).filter((q) => q.stalled);
+    assert(stalled.length === 2 && srv.hooks.stallTimes === 0, `the server stalled two responses (${stalled.length})`);
+  } finally { Object.assign(srv.hooks, { stall: 0, stallTimes: Infinity }); await page.close(); }
+});
+
 // ---- 3. the whole runtime in the page ---------------------------------------------------------------------------
 const TINY = 'tiny-q4f16-op18-ext';
 await check('Qwasm.load from a URL in Chromium; the second load makes zero requests', async () => {

@@ -66,6 +66,42 @@ test('a dropped connection keeps the finished chunks; the resume fetches only th
   } finally { await srv.close(); }
 });
 
+test('a stalled connection (open, no more bytes) is dropped after stallTimeoutMs and retried; the download completes', { skip }, async () => {
+  let stalls = 2;
+  const srv = await startTestServer(MODELS, { stall: (req, start) => (start > 0 && stalls-- > 0 ? 1000 : null) });
+  const store = new NodeStore(base(srv), tmp());
+  try {
+    const meta = await downloadFile({ baseUrl: base(srv), name: FILE, store, chunkSize: CHUNK, concurrency: 2, stallTimeoutMs: 300 });
+    assert.equal(meta.complete, true);
+    assert.equal(srv.requests.length, meta.nChunks + 2, 'each stalled chunk asked once more');
+    assert.ok((await cachedBytes(store, FILE)).equals(fs.readFileSync(path.join(dir, FILE))));
+  } finally { await srv.close(); }
+});
+
+test('a connection that keeps stalling fails with NETWORK "stalled" naming the file; the stored chunks stay', { skip }, async () => {
+  const size = fs.statSync(path.join(dir, FILE)).size;
+  const cut = Math.floor(size / 2);
+  const srv = await startTestServer(MODELS, { stall: (req, start) => (start >= cut ? 10 : null) });
+  const store = new NodeStore(base(srv), tmp());
+  try {
+    const t0 = Date.now();
+    await assert.rejects(downloadFile({ baseUrl: base(srv), name: FILE, store, chunkSize: CHUNK, concurrency: 2, retries: 1, stallTimeoutMs: 300 }),
+      (e) => e.code === 'NETWORK' && e.file === FILE && e.stalled === true && /stalled: no data for 0.3 s after 10 of/.test(e.message));
+    assert.ok(Date.now() - t0 < 10000, 'fails in about (retries + 1) x the stall limit');
+    const meta = await store.getMeta(FILE);
+    assert.ok(meta.done.some((d) => d) && !meta.complete, 'the chunks before the stall are kept');
+  } finally { await srv.close(); }
+});
+
+test('a server that never answers (no headers) is abandoned after stallTimeoutMs', { skip }, async () => {
+  const srv = await startTestServer(MODELS, { delay: () => 60000 });
+  const store = new NodeStore(base(srv), tmp());
+  try {
+    await assert.rejects(downloadFile({ baseUrl: base(srv), name: FILE, store, chunkSize: CHUNK, retries: 1, stallTimeoutMs: 300 }),
+      (e) => e.code === 'NETWORK' && e.file === FILE && e.stalled === true && /did not answer in 0.3 s/.test(e.message));
+  } finally { await srv.close(); }
+});
+
 test('404 and 403 reject with code and file', { skip }, async () => {
   const srv = await startTestServer(MODELS, { status: (req, rel) => (rel.endsWith('secret.bin') ? 403 : null) });
   const store = new NodeStore(base(srv), tmp());

@@ -59,11 +59,15 @@ export async function startTestServer(root, hooks = {}) {
     res.writeHead(status, headers);
     if (req.method === 'HEAD') { res.end(); return; }
     const dropAt = hooks.drop ? hooks.drop(req, start, end, rel) : null;
-    const stream = fs.createReadStream(file, { start, end: dropAt != null ? Math.min(end, start + dropAt - 1) : end });
+    // stall: send that many bytes, then nothing more, keeping the connection open (a hung server or proxy)
+    const stallAt = dropAt == null && hooks.stall ? hooks.stall(req, start, end, rel) : null;
+    const cut = dropAt != null ? dropAt : stallAt;
+    const stream = fs.createReadStream(file, { start, end: cut != null ? Math.min(end, start + cut - 1) : end });
     if (dropAt != null) {
       stream.on('end', () => res.socket && res.socket.destroy());
       stream.pipe(res, { end: false });
-    } else stream.pipe(res);
+    } else if (stallAt != null) stream.pipe(res, { end: false });
+    else stream.pipe(res);
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   return {

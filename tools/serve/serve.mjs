@@ -22,7 +22,9 @@
 //   ?__status=CODE respond with CODE (e.g. 503, 404) and an empty body.
 //   ?__throttle=B  send at most B bytes per 100 ms (to test progress / Stop).
 //   env QWASM_SERVE_THROTTLE=B applies the throttle to "/models/" paths.
-//   startServer({drop, dropTimes, throttle}) / env QWASM_SERVE_DROP_TIMES: the same for "/models/" paths,
+//   ?__stall=B     send B bytes, then nothing, keeping the connection open (a hung server: the stall watchdog).
+//   startServer({drop, dropTimes, throttle, stall, stallTimes}) / env QWASM_SERVE_DROP_TIMES, QWASM_SERVE_STALL(_TIMES):
+//                  the same for "/models/" paths,
 //   settable at run time through srv.hooks (drop only hits responses longer than `drop`, `dropTimes` times).
 //   Hooks are honoured only when startServer({testHooks: true}) or
 //   --test-hooks / env QWASM_SERVE_TEST_HOOKS=1 is set.
@@ -31,7 +33,7 @@
 //   import { startServer } from './tools/serve/serve.mjs';
 //   const srv = await startServer({ port: 0, root, isolation: true });
 //   srv.url  // 'http://127.0.0.1:PORT/'
-//   srv.requests  // array of {method, url, status, range, time}
+//   srv.requests  // array of {method, url, status, range, time, sent (body bytes), ended (time), stalled}
 //   await srv.close();
 
 import http from 'node:http';
@@ -145,6 +147,8 @@ export function startServer(opts = {}) {
     drop: testHooks ? Number(opts.drop ?? process.env.QWASM_SERVE_DROP ?? 0) : 0,
     dropTimes: Number(opts.dropTimes ?? process.env.QWASM_SERVE_DROP_TIMES ?? Infinity),
     throttle: testHooks ? Number(opts.throttle ?? process.env.QWASM_SERVE_THROTTLE ?? 0) : 0,
+    stall: testHooks ? Number(opts.stall ?? process.env.QWASM_SERVE_STALL ?? 0) : 0,
+    stallTimes: Number(opts.stallTimes ?? process.env.QWASM_SERVE_STALL_TIMES ?? Infinity),
   };
   const log = opts.log || ((s) => { if (!quiet) console.log(s); });
   const requests = [];
@@ -264,6 +268,8 @@ export function startServer(opts = {}) {
       const isModel = u.pathname.includes('/models/');
       let drop = hook('__drop');
       if (!drop && isModel && hooks.drop > 0 && length > hooks.drop && hooks.dropTimes > 0) { drop = hooks.drop; hooks.dropTimes--; }
+      let stall = drop ? 0 : hook('__stall');
+      if (!drop && !stall && isModel && hooks.stall > 0 && length > hooks.stall && hooks.stallTimes > 0) { stall = hooks.stall; hooks.stallTimes--; }
       const throttle = hook('__throttle') || (isModel ? hooks.throttle : 0);
       const stream = fs.createReadStream(target, { start, end, highWaterMark: throttle ? Math.max(1, Math.min(throttle, 65536)) : 1 << 20 });
       let sent = 0;
@@ -276,7 +282,15 @@ export function startServer(opts = {}) {
           res.write(part, () => setTimeout(() => res.socket?.destroy(), 20));
           return;
         }
+        if (stall > 0 && sent + chunk.length >= stall) {
+          // a hung server: the bytes up to `stall`, then nothing, the connection left open until the client goes
+          stream.destroy();
+          rec.stalled = true;
+          res.write(chunk.subarray(0, Math.max(0, stall - sent)));
+          return;
+        }
         sent += chunk.length;
+        rec.sent = sent;
         const more = res.write(chunk);
         if (throttle > 0) {
           stream.pause();
@@ -286,7 +300,7 @@ export function startServer(opts = {}) {
           res.once('drain', () => stream.resume());
         }
       });
-      stream.on('end', () => res.end());
+      stream.on('end', () => { rec.ended = Date.now(); res.end(); });
     } catch (err) {
       if (!res.headersSent) finish(500, { 'Content-Type': 'text/plain' }, 'Internal error\n');
       else res.destroy();
