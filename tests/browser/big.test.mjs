@@ -37,6 +37,13 @@ function missing() {
   return missingRuntime();
 }
 
+/** Prints the load's download counters (stalls retried by the watchdog) and the server's stalled or unfinished responses. */
+async function logDownload(page, s) {
+  const d = await page.evaluate(async () => { const st = await window.qwasmDemo.stats(); return st && st.source && st.source.download; });
+  const open = s.requests.filter((r) => r.url.includes('/build/models/') && r.status === 206 && !r.ended).length;
+  console.log(`        download: ${JSON.stringify(d)}; model responses not finished by the server: ${open}`);
+}
+
 export const tests = [
   {
     name: `big: ${CALM} gives onnxruntime-node's 32 greedy tokens natively and in Chromium`,
@@ -63,6 +70,7 @@ export const tests = [
         await openDemo(b.page, s.url, `?model=${CALM}`);
         await setSettings(b.page, { greedy: true, maxTokens: steps, system: DEFAULT_SYSTEM, memCap: 0 });
         await loadAndWait(b.page, 600000);
+        await logDownload(b.page, s);
         const r = await chat(b.page, CALM_USER, 600000);
         assert(!r.error, `no error (${JSON.stringify(r.error)})`);
         const nPrompt = await b.page.evaluate(() => document.getElementById('stat-prefill').textContent);
@@ -90,6 +98,7 @@ export const tests = [
         let t0 = Date.now();
         await loadAndWait(page, 600000);
         const coldS = (Date.now() - t0) / 1000;
+        await logDownload(page, s);
         const r1 = await chat(page, PROMPT, 600000);
         assert(!r1.error, `no error (${JSON.stringify(r1.error)})`);
         assertEq(r1.ids.length, MAX, 'tokens generated');
