@@ -9,7 +9,8 @@
 //        [--out build/bench-browser.json] [--md build/bench-browser.md] [--timeout-min 20]
 //        [--chromium /usr/bin/chromium] [--browser chromium|firefox|webkit|webkitgtk] [--firefox /usr/bin/firefox-esr]
 //        [--no-native] [--verbose]
-//        [--long [--lengths 512,2048,4096,8192] [--kv-cache fp16|int8|fp32] [--prompt-cache 2000 | --no-prompt-cache]]
+//        [--long [--lengths 512,2048,4096,8192] [--kv-cache fp16|int8|fp32] [--prompt-cache 2000 | --no-prompt-cache]
+//         [--profile]]   (--profile: per length, the ms of each op kind in that generation, from the core's counters)
 //
 // --long (issue #18, long clinical prompts): qwasm only by default (onnxruntime-web and Transformers.js need
 // 4.5 GB for the 1.5B at 64 tokens, wllama prefills it at 2.8 tok/s: 49 min for 8192 tokens), one browser and
@@ -90,7 +91,7 @@ function parseArgs(argv) {
     models: ['0.5b', '1.5b'], engines: Object.keys(ENGINES).filter((e) => !['qwasmsample', 'qwasmspec', 'qwasmnocache', 'qwasmnocacheemb'].includes(e)), runs: 3, tokens: 128, promptLen: 64, threads: 2,
     check: 16, out: path.join(REPO, 'build/bench-browser.json'), md: path.join(REPO, 'build/bench-browser.md'),
     timeoutMin: 20, chromium: '/usr/bin/chromium', firefox: '/usr/bin/firefox-esr', browser: 'chromium', verbose: false, native: true,
-    long: false, lengths: [512, 2048, 4096, 8192], kvCache: null, promptCache: 2000,
+    long: false, lengths: [512, 2048, 4096, 8192], kvCache: null, promptCache: 2000, profile: false,
   };
   let setEngines = false, setModels = false, setTokens = false;
   for (let i = 0; i < argv.length; i++) {
@@ -100,6 +101,7 @@ function parseArgs(argv) {
     else if (k === '--long') a.long = true;
     else if (k === '--lengths') a.lengths = v().split(',').filter(Boolean).map(Number);
     else if (k === '--kv-cache') a.kvCache = v();
+    else if (k === '--profile') a.profile = true;
     else if (k === '--prompt-cache') a.promptCache = +v();
     else if (k === '--no-prompt-cache') a.promptCache = 0;
     else if (k === '--runs') a.runs = +v();
@@ -374,19 +376,28 @@ async function runLong(a, srvUrl, m, engKey) {
     const maxLen = Math.max(...a.lengths);
     const loadOpts = { model: '/' + m.rel + '/', modelName: m.name, modelsPath: '/build/models/', onnx: m.onnx, external: m.ext,
       gguf: '/' + m.gguf, threads: a.threads, memoryCapMB: eng.memoryCapMB, nCtx: maxLen + a.tokens + 8,
-      maxContext: maxLen + a.tokens + 8, kvCache: a.kvCache || undefined };
+      maxContext: maxLen + a.tokens + 8, kvCache: a.kvCache || undefined, profile: a.profile };
     mem.phase = 'load';
     const page = await openPage(ctx, url, res);
     const ld = await withTimeout(page.evaluate((o) => window.benchEngine.load(o), loadOpts), T, 'load');
     res.loadMs = ld.loadMs;
+    let profBefore = {};
     for (const [li, L] of a.lengths.entries()) {
       mem.phase = `gen${L}`;
       mem.sample(true);
       const row = { promptLen: L };
       try {
-        const g = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o), { promptIds: longIds(L, li), maxTokens: a.tokens }), T, `generate ${L}`);
+        const g = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o), { promptIds: longIds(L, li), maxTokens: a.tokens, profileSplit: false }), T, `generate ${L}`);
         Object.assign(row, { ok: true, ttftMs: g.ttftMs, prefillTokS: g.prefillTokS, decodeTokS: g.decodeTokS, nGenerated: g.nGenerated,
           kv: g.stats && g.stats.kv, tokensHead: (g.tokens || []).slice(0, 8) });
+        if (a.profile && g.profileTotal) {
+          // the counters add up since load: this generation's share is the difference
+          const now = Object.fromEntries(Object.entries(g.profileTotal).map(([k, v]) => [k, v.ms]));
+          row.opMs = Object.fromEntries(Object.keys(now).map((k) => [k, Math.round((now[k] - (profBefore[k] || 0)) * 10) / 10]));
+          profBefore = now;
+          const top = Object.entries(row.opMs).sort((x, y) => y[1] - x[1]).slice(0, 5);
+          log(`    ops (ms, prefill + ${a.tokens} tokens): ${top.map(([k, v]) => `${k} ${v}`).join(', ')}`);
+        }
       } catch (e) { row.ok = false; row.error = String(e && e.message || e).split('\n')[0].slice(0, 300); }
       mem.sample(true);
       row.peakRssBytes = mem.peak[mem.phase] || null; row.peakPssBytes = mem.peakPss[mem.phase] || null;

@@ -40,7 +40,7 @@ async function load({ model, threads = 2, memoryCapMB = undefined, profile = fal
            derivedCache: st.derived_cache && st.derived_cache.state, derivedSaveMs: Math.round(now() - t1) };
 }
 
-async function generate({ promptIds, maxTokens = 128, sampling = null, cachePrefix = undefined }) {
+async function generate({ promptIds, maxTokens = 128, sampling = null, cachePrefix = undefined, profileSplit: split = true }) {
   // generate() is an async generator of GenEvents: kind 'token' with the new id, a last done event with
   // stats and every generated id (options go to a worker: no callbacks in them).
   const tokens = [], times = [], coreSteps = [];
@@ -62,7 +62,8 @@ async function generate({ promptIds, maxTokens = 128, sampling = null, cachePref
   r.firstStepsMs = times.slice(0, 11).map((t, i, a) => (i ? Math.round((t - a[i - 1]) * 10) / 10 : null)).slice(1);
   // the same steps timed inside the core (the graph and the sampler, without the message to the page)
   r.coreStepsMs = coreSteps.slice(1, 11).map((x) => Math.round(x * 10) / 10);
-  if (profiling) r.profile = await profileSplit(promptIds, tokens.length);
+  if (profiling) r.profileTotal = (await rt.stats()).profile; // the counters since load
+  if (profiling && split) r.profile = await profileSplit(promptIds, tokens.length);
   return r;
 }
 
