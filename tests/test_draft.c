@@ -13,33 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "qwasm.h"
-
+#include "test_session.h"
 #include "qw_test.h"
-
-#define MAX_GEN 48
-typedef struct run_result {
-    int32_t ids[MAX_GEN];
-    int n, drafted, accepted, model_drafted, model_accepted;
-    double draft_ms;
-} run_result;
-
-static qw_status run(qw_model *m, const int32_t *prompt, int n_prompt, const qw_gen_params *p, run_result *r,
-                     qw_error *err) {
-    memset(r, 0, sizeof *r);
-    qw_gen *g = NULL;
-    qw_status st = qw_gen_begin(m, prompt, (size_t)n_prompt, p, &g, err);
-    if (st != QW_OK) return st;
-    for (;;) {
-        qw_gen_event ev;
-        if ((st = qw_gen_next(g, &ev, err)) != QW_OK) break;
-        if (ev.kind == QW_GEN_TOKEN && r->n < MAX_GEN) r->ids[r->n++] = ev.id;
-        r->drafted = ev.spec_drafted, r->accepted = ev.spec_accepted;
-        r->model_drafted = ev.draft_drafted, r->model_accepted = ev.draft_accepted, r->draft_ms = ev.draft_ms;
-        if (ev.kind == QW_GEN_DONE) break;
-    }
-    qw_gen_free(g);
-    return st;
-}
 
 static char models[1024];
 
@@ -101,14 +76,13 @@ static void check_pair(const char *tname, const char *dname, uint64_t draft_cap,
             p.repetition_penalty = 1;
         }
         p.spec_no_lookup = mode < 2;
-        run_result a, b, a2, b2;
+        gen_result a, b, a2, b2;
         p.speculative = QW_SPEC_OFF;
-        CHECK(run(plain, prompt, np, &p, &a, &err) == QW_OK, "%s %s plain: %s", tname, what, err.msg);
+        CHECK(gen_run(plain, prompt, np, &p, &a, &err) == QW_OK, "%s %s plain: %s", tname, what, err.msg);
         p.speculative = QW_SPEC_ON;
         p.spec_max_draft = 4;
-        CHECK(run(t, prompt, np, &p, &b, &err) == QW_OK, "%s <- %s %s: %s", tname, dname, what, err.msg);
-        CHECK(a.n == b.n && !memcmp(a.ids, b.ids, (size_t)a.n * sizeof *a.ids),
-              "%s <- %s %s: tokens differ from plain decoding's", tname, dname, what);
+        CHECK(gen_run(t, prompt, np, &p, &b, &err) == QW_OK, "%s <- %s %s: %s", tname, dname, what, err.msg);
+        CHECK(gen_same(&a, &b), "%s <- %s %s: tokens differ from plain decoding's", tname, dname, what);
         printf("%s <- %s%s %s: %d tokens equal; %d drafted (%d by the draft model), %d accepted (%d), draft %.1f ms\n",
                tname, dname, draft_cap ? " (capped)" : "", what, b.n, b.drafted, b.model_drafted, b.accepted,
                b.model_accepted, b.draft_ms);
@@ -120,17 +94,17 @@ static void check_pair(const char *tname, const char *dname, uint64_t draft_cap,
             CHECK(b.model_accepted * 2 > b.model_drafted, "%s <- %s: a model drafting for itself: %d of %d accepted",
                   tname, dname, b.model_accepted, b.model_drafted);
         /* a second turn extending the first: both caches roll back to the shared prefix */
-        int32_t turn[64 + MAX_GEN + 3];
+        int32_t turn[64 + GEN_MAX_IDS + 3];
         memcpy(turn, prompt, (size_t)np * sizeof *turn);
         memcpy(turn + np, a.ids, (size_t)(a.n > 8 ? 8 : a.n) * sizeof *turn);
         int nt = np + (a.n > 8 ? 8 : a.n);
         turn[nt++] = prompt[3], turn[nt++] = prompt[1], turn[nt++] = prompt[2];
         p.max_tokens = 16;
         p.speculative = QW_SPEC_OFF;
-        CHECK(run(plain, turn, nt, &p, &a2, &err) == QW_OK, "%s turn 2 plain: %s", tname, err.msg);
+        CHECK(gen_run(plain, turn, nt, &p, &a2, &err) == QW_OK, "%s turn 2 plain: %s", tname, err.msg);
         p.speculative = QW_SPEC_ON;
-        CHECK(run(t, turn, nt, &p, &b2, &err) == QW_OK, "%s turn 2: %s", tname, err.msg);
-        int same2 = a2.n == b2.n && !memcmp(a2.ids, b2.ids, (size_t)a2.n * sizeof *a2.ids);
+        CHECK(gen_run(t, turn, nt, &p, &b2, &err) == QW_OK, "%s turn 2: %s", tname, err.msg);
+        int same2 = gen_same(&a2, &b2);
 #if defined(__SANITIZE_ADDRESS__)
         /* Known: in the sanitizer build (-O1) layer 0's keys/values of a verified position are not bit-identical
          * to a one-row step's (seen on small, sampled: position 23 of 52), so a sampled second turn reusing them

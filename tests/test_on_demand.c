@@ -104,34 +104,20 @@ done:
     return ok;
 }
 
-/* A generation through qw_model / qw_gen: the ids. */
-static int gen_ids(qw_fs *fs, int exact, int on_demand, const qw_gen_params *p, int32_t *ids, int max) {
+/* A generation through qw_model / qw_gen on a fresh load of fs with the lm_head options: *r (its ids). */
+static void gen_ids(qw_fs *fs, int exact, int on_demand, const qw_gen_params *p, gen_result *r) {
     qw_load_opts lo = {0};
     lo.threads = 2;
     lo.exact_lm_head = exact;
     lo.embedding_on_demand = on_demand;
     lo.lm_head_min_rows = MIN_ROWS;
     qw_model *m = NULL;
-    qw_gen *g = NULL;
     qw_error err = {0};
-    int n = 0;
-    int32_t prompt[6] = {9707, 11, 1246, 525, 498, 30};
-    if (qw_model_load(fs, &lo, &m, &err) != QW_OK || qw_gen_begin(m, prompt, 6, p, &g, &err) != QW_OK) {
+    static const int32_t prompt[6] = {9707, 11, 1246, 525, 498, 30};
+    memset(r, 0, sizeof *r);
+    if (qw_model_load(fs, &lo, &m, &err) != QW_OK || gen_run(m, prompt, 6, p, r, &err) != QW_OK)
         CHECK(0, "gen: %s", err.msg);
-    } else {
-        for (;;) {
-            qw_gen_event ev;
-            if (qw_gen_next(g, &ev, &err) != QW_OK) {
-                CHECK(0, "gen: %s", err.msg);
-                break;
-            }
-            if (ev.kind == QW_GEN_TOKEN && n < max) ids[n++] = ev.id;
-            if (ev.kind == QW_GEN_DONE) break;
-        }
-    }
-    qw_gen_free(g);
     qw_model_free(m);
-    return n;
 }
 
 static void test_sampled(qw_fs *fs) {
@@ -152,13 +138,15 @@ static void test_sampled(qw_fs *fs) {
             p.top_p = 1;
             p.repetition_penalty = 3.0f;
         } /* greedy, strongly penalised */
-        int32_t a[24], b[24], c[24];
-        int na = gen_ids(fs, 1, 0, &p, a, 24), nb = gen_ids(fs, 0, 0, &p, b, 24), nc = gen_ids(fs, 0, 1, &p, c, 24);
+        /* the exact lm_head, the int8 one resident, the int8 one with the embedding on demand */
+        gen_result a, b, c;
+        gen_ids(fs, 1, 0, &p, &a);
+        gen_ids(fs, 0, 0, &p, &b);
+        gen_ids(fs, 0, 1, &p, &c);
         const char *what = k ? "greedy with a repetition penalty" : "top-k 20, top-p 0.8, penalty 1.05";
-        CHECK(na == 24 && nb == na && !memcmp(a, b, sizeof a), "%s: int8 lm_head tokens differ from the exact path",
-              what);
-        CHECK(nc == na && !memcmp(a, c, sizeof a), "%s: tokens on demand differ from the exact path", what);
-        printf("%s: %d tokens, the same with the exact, int8 and on-demand lm_head\n", what, na);
+        CHECK(a.n == 24 && gen_same(&a, &b), "%s: int8 lm_head tokens differ from the exact path", what);
+        CHECK(gen_same(&a, &c), "%s: tokens on demand differ from the exact path", what);
+        printf("%s: %d tokens, the same with the exact, int8 and on-demand lm_head\n", what, a.n);
     }
 }
 

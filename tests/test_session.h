@@ -1,5 +1,8 @@
-/* test_session.h - a model folder opened down to a decoder (fs, ONNX, graph, decoder), shared by the
- * decoder, memory-cap, derived-file and on-demand tests. Header-only, like memfs.h. */
+/* test_session.h - what several C tests share, header-only like memfs.h:
+ *  - a model folder opened down to a decoder (fs, ONNX, graph, decoder): the decoder, memory-cap, derived-file
+ *    and on-demand tests;
+ *  - one generation through the public API (qw_gen_begin, qw_gen_next until DONE) collecting its token ids and
+ *    speculation counters: the draft, speculate and on-demand tests. */
 #ifndef QW_TEST_SESSION_H
 #define QW_TEST_SESSION_H
 
@@ -66,6 +69,46 @@ static inline int argmax(const float *x, int n) {
     for (int i = 1; i < n; i++)
         if (x[i] > x[b]) b = i;
     return b;
+}
+
+/* ---- one generation through qw_model / qw_gen ------------------------------------------------------------ */
+
+#define GEN_MAX_IDS 64 /* the ids a gen_result keeps: more than any test's max_tokens */
+
+/* What one generation returned: its first GEN_MAX_IDS token ids, and the speculation counters of its last event
+ * (the DONE event's, or the last good one before an error), as qw_gen_event names them. */
+typedef struct gen_result {
+    int32_t ids[GEN_MAX_IDS];
+    int n;
+    int drafted, accepted, steps;      /* spec_drafted, spec_accepted, spec_steps */
+    int model_drafted, model_accepted; /* draft_drafted, draft_accepted: the draft model's share */
+    double draft_ms;
+} gen_result;
+
+/* Generates on m from prompt (n_prompt ids) with p until QW_GEN_DONE or an error, whose status it returns (*err
+ * set); *r holds what came before either. m, prompt and p stay the caller's: only the qw_gen is made and freed
+ * here, so m's KV cache keeps this generation for the next one (a second turn). */
+static inline qw_status gen_run(qw_model *m, const int32_t *prompt, int n_prompt, const qw_gen_params *p, gen_result *r,
+                                qw_error *err) {
+    memset(r, 0, sizeof *r);
+    qw_gen *g = NULL;
+    qw_status st = qw_gen_begin(m, prompt, (size_t)n_prompt, p, &g, err);
+    if (st != QW_OK) return st;
+    for (;;) {
+        qw_gen_event ev;
+        if ((st = qw_gen_next(g, &ev, err)) != QW_OK) break;
+        if (ev.kind == QW_GEN_TOKEN && r->n < GEN_MAX_IDS) r->ids[r->n++] = ev.id;
+        r->drafted = ev.spec_drafted, r->accepted = ev.spec_accepted, r->steps = ev.spec_steps;
+        r->model_drafted = ev.draft_drafted, r->model_accepted = ev.draft_accepted, r->draft_ms = ev.draft_ms;
+        if (ev.kind == QW_GEN_DONE) break;
+    }
+    qw_gen_free(g);
+    return st;
+}
+
+/* Whether two generations returned the same ids. */
+static inline int gen_same(const gen_result *a, const gen_result *b) {
+    return a->n == b->n && !memcmp(a->ids, b->ids, (size_t)a->n * sizeof *a->ids);
 }
 
 #endif

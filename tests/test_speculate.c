@@ -17,30 +17,8 @@
 #include "qw_model.h"
 #include "qw_speculate.h"
 #include "cJSON.h"
+#include "test_session.h"
 #include "qw_test.h"
-
-#define MAX_GEN 64
-typedef struct run_result {
-    int32_t ids[MAX_GEN];
-    int n, drafted, accepted, steps;
-} run_result;
-
-static qw_status run(qw_model *m, const int32_t *prompt, int n_prompt, const qw_gen_params *p, run_result *r,
-                     qw_error *err) {
-    memset(r, 0, sizeof *r);
-    qw_gen *g = NULL;
-    qw_status st = qw_gen_begin(m, prompt, (size_t)n_prompt, p, &g, err);
-    if (st != QW_OK) return st;
-    for (;;) {
-        qw_gen_event ev;
-        if ((st = qw_gen_next(g, &ev, err)) != QW_OK) break;
-        if (ev.kind == QW_GEN_TOKEN && r->n < MAX_GEN) r->ids[r->n++] = ev.id;
-        r->drafted = ev.spec_drafted, r->accepted = ev.spec_accepted, r->steps = ev.spec_steps;
-        if (ev.kind == QW_GEN_DONE) break;
-    }
-    qw_gen_free(g);
-    return st;
-}
 
 static void test_lookup(void) {
     qw_spec s;
@@ -93,13 +71,13 @@ static void test_distribution(qw_model *m, qw_model *oracle, const int32_t *prom
     p.speculative = QW_SPEC_ON;
     int V = qw_model_vocab(m), bins[10] = {0}, total = 0, drafted = 0, accepted = 0;
     float *lg = malloc((size_t)V * 4);
-    int32_t *seq = malloc((size_t)(np + MAX_GEN) * sizeof *seq);
+    int32_t *seq = malloc((size_t)(np + GEN_MAX_IDS) * sizeof *seq);
     uint64_t u = 12345;
     qw_error err = {0};
     for (int r = 0; r < 24; r++) {
-        run_result a;
+        gen_result a;
         p.seed = 1000 + (uint64_t)r;
-        if (run(m, prompt, np, &p, &a, &err) != QW_OK) {
+        if (gen_run(m, prompt, np, &p, &a, &err) != QW_OK) {
             CHECK(0, "sampled run: %s", err.msg);
             break;
         }
@@ -185,7 +163,7 @@ static void test_model(const char *dir, const char *name) {
         p.ignore_eos = 1;
         p.temperature = 0;
         p.repetition_penalty = 1;
-        run_result a, b, a2, b2;
+        gen_result a, b, a2, b2;
         for (int mode = 0; mode < 2; mode++) {
             const char *what = mode ? "sampled" : "greedy";
             if (mode) {
@@ -196,11 +174,11 @@ static void test_model(const char *dir, const char *name) {
                 p.seed = 5;
             }
             p.speculative = QW_SPEC_OFF;
-            CHECK(run(plain, prompt, np, &p, &a, &err) == QW_OK, "%s %s plain: %s", name, what, err.msg);
+            CHECK(gen_run(plain, prompt, np, &p, &a, &err) == QW_OK, "%s %s plain: %s", name, what, err.msg);
             p.speculative = QW_SPEC_ON;
             p.spec_max_draft = mode ? 8 : 4;
-            CHECK(run(spec, prompt, np, &p, &b, &err) == QW_OK, "%s %s spec: %s", name, what, err.msg);
-            int same = a.n == b.n && !memcmp(a.ids, b.ids, (size_t)a.n * sizeof *a.ids);
+            CHECK(gen_run(spec, prompt, np, &p, &b, &err) == QW_OK, "%s %s spec: %s", name, what, err.msg);
+            int same = gen_same(&a, &b);
             CHECK(same, "%s %s: speculative tokens differ from plain decoding's", name, what);
             printf("%s %s: %d tokens equal; %d drafted, %d accepted in %d verify steps\n", name, what, b.n, b.drafted,
                    b.accepted, b.steps);
@@ -208,18 +186,17 @@ static void test_model(const char *dir, const char *name) {
                 CHECK(b.accepted * 2 > b.drafted && b.steps > 0, "%s: a copying model accepts most drafts (%d of %d)",
                       name, b.accepted, b.drafted);
             /* a second turn: the cache after rolled-back drafts is the plain one */
-            int32_t turn[512 + MAX_GEN + 3];
+            int32_t turn[512 + GEN_MAX_IDS + 3];
             memcpy(turn, prompt, (size_t)np * sizeof *turn);
             memcpy(turn + np, a.ids, (size_t)a.n * sizeof *turn);
             int nt = np + a.n;
             turn[nt++] = prompt[0], turn[nt++] = prompt[1 % np], turn[nt++] = prompt[2 % np];
             p.max_tokens = 16;
             p.speculative = QW_SPEC_OFF;
-            CHECK(run(plain, turn, nt, &p, &a2, &err) == QW_OK, "%s turn 2 plain: %s", name, err.msg);
+            CHECK(gen_run(plain, turn, nt, &p, &a2, &err) == QW_OK, "%s turn 2 plain: %s", name, err.msg);
             p.speculative = QW_SPEC_ON;
-            CHECK(run(spec, turn, nt, &p, &b2, &err) == QW_OK, "%s turn 2 spec: %s", name, err.msg);
-            CHECK(a2.n == b2.n && !memcmp(a2.ids, b2.ids, (size_t)a2.n * sizeof *a2.ids),
-                  "%s %s: second turn after speculation differs", name, what);
+            CHECK(gen_run(spec, turn, nt, &p, &b2, &err) == QW_OK, "%s turn 2 spec: %s", name, err.msg);
+            CHECK(gen_same(&a2, &b2), "%s %s: second turn after speculation differs", name, what);
             p.max_tokens = 32;
         }
         if (!strcmp(name, "tiny-copy")) test_distribution(spec, plain, prompt, np);

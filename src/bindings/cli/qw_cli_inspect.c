@@ -49,6 +49,11 @@ static int by_count_desc(const void *a, const void *b) {
     return strcmp(x->key, y->key);
 }
 
+/* The order every counted listing is emitted in: most counted first, ties by key. */
+static void counter_sort(counter *c) {
+    if (c->n > 1) qsort(c->e, (size_t)c->n, sizeof *c->e, by_count_desc);
+}
+
 static cJSON *value_infos(const qw_onnx_model *m, const qw_onnx_value_info *v, int n, int skip_inits) {
     cJSON *arr = cJSON_CreateArray();
     for (int i = 0; i < n; i++) {
@@ -75,16 +80,25 @@ static cJSON *value_infos(const qw_onnx_model *m, const qw_onnx_value_info *v, i
     return arr;
 }
 
-static void add_unique_num(cJSON *arr, double v) {
+/* Appends v (a number or a string) to arr unless an equal value is there already, then frees v: the distinct
+ * values in the order first seen. */
+static void add_unique(cJSON *arr, cJSON *v) {
     cJSON *it;
-    cJSON_ArrayForEach(it, arr) if (it->valuedouble == v) return;
-    cJSON_AddItemToArray(arr, cJSON_CreateNumber(v));
+    cJSON_ArrayForEach(it, arr) {
+        if (cJSON_Compare(it, v, 1)) {
+            cJSON_Delete(v);
+            return;
+        }
+    }
+    cJSON_AddItemToArray(arr, v);
 }
 
-static void add_unique_str(cJSON *arr, const char *s) {
-    cJSON *it;
-    cJSON_ArrayForEach(it, arr) if (!strcmp(it->valuestring, s)) return;
-    cJSON_AddItemToArray(arr, cJSON_CreateString(s));
+/* {"count": count, "bytes": bytes} as to's member key; returned for members to follow. */
+static cJSON *add_count_bytes(cJSON *to, const char *key, double count, double bytes) {
+    cJSON *o = cJSON_AddObjectToObject(to, key);
+    cJSON_AddNumberToObject(o, "count", count);
+    cJSON_AddNumberToObject(o, "bytes", bytes);
+    return o;
 }
 
 static cJSON *matmulnbits(const qw_onnx_model *m) {
@@ -99,25 +113,22 @@ static cJSON *matmulnbits(const qw_onnx_model *m) {
         const qw_onnx_attr *a;
         long long K = (a = qw_onnx_attr_find(nd, "K")) ? (long long)a->i : -1;
         long long N = (a = qw_onnx_attr_find(nd, "N")) ? (long long)a->i : -1;
-        add_unique_num(bits, (a = qw_onnx_attr_find(nd, "bits")) ? (double)a->i : 4);
-        add_unique_num(blocks, (a = qw_onnx_attr_find(nd, "block_size")) ? (double)a->i : -1);
+        add_unique(bits, cJSON_CreateNumber((a = qw_onnx_attr_find(nd, "bits")) ? (double)a->i : 4));
+        add_unique(blocks, cJSON_CreateNumber((a = qw_onnx_attr_find(nd, "block_size")) ? (double)a->i : -1));
         if (nd->n_inputs > 3 && nd->inputs[3][0]) with_zp++;
         const qw_onnx_tensor *s = nd->n_inputs > 2 ? qw_onnx_init_find(m, nd->inputs[2]) : NULL;
-        add_unique_str(scales, s ? qw_dtype_name(s->dtype) : "unknown");
+        add_unique(scales, cJSON_CreateString(s ? qw_dtype_name(s->dtype) : "unknown"));
         char key[64];
         snprintf(key, sizeof key, "%lldx%lld", K, N);
-        count_entry *e = counter_get(&shapes, key);
-        if (e) {
-            e->count++;
-            e->bytes = (double)K;
-        }
+        count_entry *e = counter_get(&shapes, key); /* K and N are read back from the key */
+        if (e) e->count++;
     }
     cJSON_AddNumberToObject(o, "count", n);
     cJSON_AddItemToObject(o, "bits", bits);
     cJSON_AddItemToObject(o, "block_sizes", blocks);
     cJSON_AddNumberToObject(o, "with_zero_points", with_zp);
     cJSON_AddItemToObject(o, "scale_dtypes", scales);
-    if (shapes.n > 1) qsort(shapes.e, (size_t)shapes.n, sizeof *shapes.e, by_count_desc);
+    counter_sort(&shapes);
     cJSON *sh = cJSON_AddArrayToObject(o, "shapes");
     for (int i = 0; i < shapes.n; i++) {
         long long K = 0, N = 0;
@@ -189,7 +200,7 @@ static cJSON *build(const qw_onnx_model *m, const char *onnx_name, const qw_mode
             if (nd->attrs[a].type == QW_ATTR_TENSOR && nd->attrs[a].t)
                 tensor_stats(&cdt, nd->attrs[a].t, &n_const, &const_bytes);
     }
-    if (hist.n > 1) qsort(hist.e, (size_t)hist.n, sizeof *hist.e, by_count_desc);
+    counter_sort(&hist);
     cJSON *h = cJSON_AddObjectToObject(o, "ops");
     for (int i = 0; i < hist.n; i++) cJSON_AddNumberToObject(h, hist.e[i].key, hist.e[i].count);
     cJSON_AddNumberToObject(o, "nodes", m->n_nodes);
@@ -208,23 +219,15 @@ static cJSON *build(const qw_onnx_model *m, const char *onnx_name, const qw_mode
         else
             external += (double)t->nbytes;
     }
-    cJSON *in = cJSON_AddObjectToObject(o, "initializers");
-    cJSON_AddNumberToObject(in, "count", n_init);
-    cJSON_AddNumberToObject(in, "bytes", init_bytes);
+    cJSON *in = add_count_bytes(o, "initializers", n_init, init_bytes);
     cJSON_AddNumberToObject(in, "bytes_in_onnx_file", in_onnx);
     cJSON_AddNumberToObject(in, "bytes_external", external);
     cJSON_AddNumberToObject(in, "bytes_decoded", decoded);
-    if (idt.n > 1) qsort(idt.e, (size_t)idt.n, sizeof *idt.e, by_count_desc);
+    counter_sort(&idt);
     cJSON *bd = cJSON_AddObjectToObject(in, "by_dtype");
-    for (int i = 0; i < idt.n; i++) {
-        cJSON *x = cJSON_AddObjectToObject(bd, idt.e[i].key);
-        cJSON_AddNumberToObject(x, "count", idt.e[i].count);
-        cJSON_AddNumberToObject(x, "bytes", idt.e[i].bytes);
-    }
+    for (int i = 0; i < idt.n; i++) add_count_bytes(bd, idt.e[i].key, idt.e[i].count, idt.e[i].bytes);
     counter_free(&idt);
-    cJSON *co = cJSON_AddObjectToObject(in, "constants");
-    cJSON_AddNumberToObject(co, "count", n_const);
-    cJSON_AddNumberToObject(co, "bytes", const_bytes);
+    add_count_bytes(in, "constants", n_const, const_bytes);
 
     cJSON *ext = cJSON_AddArrayToObject(o, "external_data");
     for (int i = 1; i < m->n_files; i++) {
