@@ -58,6 +58,26 @@ const chunkLen = (meta, i) => Math.min(meta.chunkSize, meta.size - i * meta.chun
 export const bytesCached = (meta) => (meta ? meta.done.reduce((a, d, i) => a + (d ? chunkLen(meta, i) : 0), 0) : 0);
 
 /**
+ * Calls onStall once `ms` of waiting have passed, counting only the time this thread could have run: it ticks,
+ * and a tick that comes late (the thread was busy, e.g. in a synchronous cache write or a page in the
+ * background) adds at most two ticks' worth, so a slow disk is not taken for a stalled connection.
+ * Returns stop(). ms <= 0: never.
+ */
+function stallTimer(ms, onStall) {
+  if (!(ms > 0)) return () => {};
+  const tick = Math.max(10, Math.min(1000, ms / 4));
+  let waited = 0, prev = Date.now(), t = null;
+  const step = () => {
+    const now = Date.now();
+    waited += Math.min(now - prev, 2 * tick);
+    prev = now;
+    if (waited >= ms) onStall(); else t = setTimeout(step, tick);
+  };
+  t = setTimeout(step, tick);
+  return () => clearTimeout(t);
+}
+
+/**
  * A body reader whose read() rejects with NETWORK when no bytes come for `stallMs` (the response is cancelled)
  * and with ABORTED when `signal` aborts, even while a read is pending.
  */
@@ -69,13 +89,13 @@ function guardedReader(resp, { name, signal, stallMs, where }) {
   return {
     async read() {
       // only the time spent waiting for bytes counts (not the caller's cache writes between reads)
-      const timer = stallMs > 0 ? setTimeout(() => { stalled = true; cancel(); }, stallMs) : null;
+      const stop = stallTimer(stallMs, () => { stalled = true; cancel(); });
       let r;
       try { r = await reader.read(); } catch (e) {
         if (!stalled && !(signal && signal.aborted)) {
           throw new QwasmError('NETWORK', `${name}: connection lost after ${where()} (${e.message || e})`, { file: name, cause: e });
         }
-      } finally { clearTimeout(timer); }
+      } finally { stop(); }
       if (stalled) throw new QwasmError('NETWORK', `${name}: the connection stalled: no data for ${stallMs / 1000} s after ${where()}`, { file: name, stalled: true });
       if (signal && signal.aborted) throw abortError();
       return r;
@@ -116,7 +136,7 @@ async function doFetch(url, init, name, stallMs) {
   let stalled = false;
   const onAbort = () => ctrl.abort();
   if (ctrl && parent) { if (parent.aborted) ctrl.abort(); else parent.addEventListener('abort', onAbort, { once: true }); }
-  const timer = ctrl ? setTimeout(() => { stalled = true; ctrl.abort(); }, stallMs) : null;
+  const stop = ctrl ? stallTimer(stallMs, () => { stalled = true; ctrl.abort(); }) : () => {};
   try {
     return await fetch(url, ctrl ? { ...init, signal: ctrl.signal } : init);
   } catch (e) {
@@ -125,7 +145,7 @@ async function doFetch(url, init, name, stallMs) {
     throw new QwasmError('NETWORK', `${name}: network error fetching ${url} (offline, CORS or connection refused): ${e.message || e}`, { file: name, cause: e });
   } finally {
     // the body is read through guardedReader, which cancels it on the parent's abort itself
-    clearTimeout(timer);
+    stop();
     if (ctrl && parent) parent.removeEventListener('abort', onAbort);
   }
 }
