@@ -4,7 +4,7 @@
 // store of cache.js kept every chunk as a Blob for the whole session: the model twice).
 //
 // The C core reads a file through qw_fs in pieces of at most 4 MiB, mostly in file order; each miss fetches a
-// window of WINDOW_MIN..WINDOW_MAX bytes from the read's offset. Requests are one at a time (the core waits on
+// window of WINDOW_MIN..WINDOW_MAX bytes from the read's offset (a small read out of order: about its own bytes). Requests are one at a time (the core waits on
 // each read), retried on network errors and 408/429/5xx. Every response must be a 206 of the bytes asked for
 // with the size and ETag the probe saw (else CORRUPT: the file changed on the server). When a sha256 is known
 // and the windows covered the file in order, the hash is checked (`hashState()`); reads out of order leave it
@@ -18,6 +18,10 @@ import { QW_STATUS } from '../worker/qwasm-abi.js';
 const WINDOW_MIN = 1 << 20;   // the graph's protobuf is read in 64 KiB pieces: small windows, few wasted bytes
 const WINDOW_MAX = 8 << 20;   // the weights' 4 MiB reads: 8 MiB per request (each response is garbage once copied)
 const COLLECT_EVERY = 32 << 20; // bytes fetched between two collections of the dropped responses (collect())
+// A small read away from where the last window ended (an embedding row with embeddingOnDemand: the token embedded,
+// each logit rescored; tens per token) fetches just its bytes: a 1 MiB window per 3 KiB row would move 300x more.
+const ROW_READ_MAX = 64 << 10;
+const ROW_WINDOW_MIN = 4 << 10;
 
 /** Whether this context can read synchronously over HTTP (a dedicated worker; not Node, not a page). */
 export function syncHttpAvailable() {
@@ -100,8 +104,10 @@ export function httpReader(o) {
         const off = offset + pos;
         if (!win || off < winStart || off >= winStart + win.length) {
           if (off >= size) throw Object.assign(new Error(`${name}: read past the end (offset ${off} of ${size})`), { qwStatus: QW_STATUS.QW_E_RANGE });
-          const want = Math.min(WINDOW_MAX, Math.max(WINDOW_MIN, (dst.length - pos) * 4));
-          const end = Math.min(size, off + Math.max(want, dst.length - pos)) - 1;
+          const left = dst.length - pos;
+          const inOrder = win ? off === winStart + win.length : off === 0;
+          const want = !inOrder && left <= ROW_READ_MAX ? ROW_WINDOW_MIN : Math.min(WINDOW_MAX, Math.max(WINDOW_MIN, left * 4));
+          const end = Math.min(size, off + Math.max(want, left)) - 1;
           if (win) { st.windowsDropped++; uncollected += win.length; }
           win = null;                        // the old window goes before the new one comes
           if (uncollected >= COLLECT_EVERY) { collect(); uncollected = 0; }
