@@ -4,7 +4,7 @@
 // store of cache.js kept every chunk as a Blob for the whole session: the model twice).
 //
 // The C core reads a file through qw_fs in pieces of at most 4 MiB, mostly in file order; each miss fetches a
-// window of WINDOW_MIN..WINDOW_MAX bytes from the read's offset. Requests are one at a time (the core waits on
+// window of WINDOW_MIN..WINDOW_MAX bytes from the read's offset (a small read out of order: about its own bytes). Requests are one at a time (the core waits on
 // each read), retried on network errors and 408/429/5xx. Every response must be a 206 of the bytes asked for
 // with the size and ETag the probe saw (else CORRUPT: the file changed on the server). When a sha256 is known
 // and the windows covered the file in order, the hash is checked (`hashState()`); reads out of order leave it
@@ -18,6 +18,11 @@ import { QW_STATUS } from '../worker/qwasm-abi.js';
 const WINDOW_MIN = 1 << 20;   // the graph's protobuf is read in 64 KiB pieces: small windows, few wasted bytes
 const WINDOW_MAX = 8 << 20;   // the weights' 4 MiB reads: 8 MiB per request (each response is garbage once copied)
 const COLLECT_EVERY = 32 << 20; // bytes fetched between two collections of the dropped responses (collect())
+// A small read before the last window or far past it (an embedding row with embeddingOnDemand: the token embedded,
+// each logit rescored; tens per token) fetches about its own bytes: a 1 MiB window per 3 KiB row would move 300x
+// more. Reads in file order, and small skips forward, keep the large windows.
+const ROW_READ_MAX = 64 << 10;
+const ROW_WINDOW_MIN = 4 << 10;
 
 /** Whether this context can read synchronously over HTTP (a dedicated worker; not Node, not a page). */
 export function syncHttpAvailable() {
@@ -33,6 +38,13 @@ export function syncHttpAvailable() {
  * allocator gives; other engines throw at once.
  */
 function collect() { try { new ArrayBuffer(2 ** 34); } catch { /* expected: the GC has run */ } }
+
+/** Frees a dropped response's bytes now where the engine allows it: ArrayBuffer.prototype.transfer(0) detaches the
+ *  buffer (JavaScriptCore then frees its contents at once; its GC, sized to the wasm heap beside it, let hundreds
+ *  of MB of dropped responses pile up during a load). */
+function drop(view) {
+  if (view && typeof view.buffer.transfer === 'function') { try { view.buffer.transfer(0); } catch { /* detached already */ } }
+}
 
 function spin(ms) { const t = Date.now() + ms; while (Date.now() < t) { /* a sync read cannot await a timer */ } }
 
@@ -100,9 +112,12 @@ export function httpReader(o) {
         const off = offset + pos;
         if (!win || off < winStart || off >= winStart + win.length) {
           if (off >= size) throw Object.assign(new Error(`${name}: read past the end (offset ${off} of ${size})`), { qwStatus: QW_STATUS.QW_E_RANGE });
-          const want = Math.min(WINDOW_MAX, Math.max(WINDOW_MIN, (dst.length - pos) * 4));
-          const end = Math.min(size, off + Math.max(want, dst.length - pos)) - 1;
-          if (win) { st.windowsDropped++; uncollected += win.length; }
+          const left = dst.length - pos;
+          const ahead = off - (win ? winStart + win.length : 0); // bytes skipped forward since the last window
+          const row = left <= ROW_READ_MAX && (ahead < 0 || ahead >= WINDOW_MIN);
+          const want = row ? ROW_WINDOW_MIN : Math.min(WINDOW_MAX, Math.max(WINDOW_MIN, left * 4));
+          const end = Math.min(size, off + Math.max(want, left)) - 1;
+          if (win) { st.windowsDropped++; uncollected += win.length; drop(win); }
           win = null;                        // the old window goes before the new one comes
           if (uncollected >= COLLECT_EVERY) { collect(); uncollected = 0; }
           win = fetchRange(off, end);
@@ -128,7 +143,7 @@ export function httpReader(o) {
       return hash.hex() === o.sha256 ? 'verified' : 'mismatch';
     },
     /** The bytes read so far are not needed again unless the core pages or reads rows (memory cap). */
-    release() { win = null; },
-    close() { win = null; },
+    release() { drop(win); win = null; },
+    close() { drop(win); win = null; },
   };
 }

@@ -62,7 +62,13 @@ export interface LoadOptions {
    *  'none' in a browser: nothing is kept; the large files are read from the server straight into the wasm heap
    *  with ranged requests (the server must support Range), the tied embedding stays in memory and is the lm_head
    *  itself (exactLmHead by default), so the tab holds the model's bytes once but decodes slower than with
-   *  'auto' (rt.stats().source.notes says why). 'none' in Node holds the downloaded bytes in memory. */
+   *  'auto' (rt.stats().source.notes says why). 'none' in Node holds the downloaded bytes in memory.
+   *  When the default cache (unset or 'auto') has no room for the model's external data (the quota check before
+   *  the large downloads, or a QUOTA while storing them: WebKit's ephemeral sessions give IndexedDB 1000 MiB, less
+   *  than the 1.5B's 1.21 GB), a browser load does not fail: it goes on as 'none' with embeddingOnDemand true
+   *  (unless set), so the tab holds about the model's bytes; the small files (config, tokenizer, graph) stay
+   *  cached and derived data is not kept. rt.stats().source.fallback says so ({from: 'opfs' | 'indexeddb',
+   *  to: 'none', reason: the QUOTA message}; a note too). An explicit 'opfs' or 'indexeddb' fails with QUOTA. */
   cache?: CacheKind;
   /** Cap on resident weights in MiB; the rest is paged from the cache on demand. */
   memoryCapMB?: number;
@@ -119,7 +125,8 @@ export interface LoadOptions {
   /** Leave the tied embedding (the model's largest tensor: 467 MB of the 1.5B's 1211) in the cache instead of
    *  memory: once the int8 lm_head replaces its product, only rows are needed (the token being embedded, the
    *  logits rescored exactly), read from the cache as needed. Default 'auto': on with the OPFS and Node caches
-   *  and a Node path (fast random reads), off with IndexedDB, picked Files and cache 'none'.
+   *  and a Node path (fast random reads), off with IndexedDB, picked Files and cache 'none' (on after the default
+   *  cache's fallback to 'none': see cache).
    *  rt.stats().paging.on_demand_bytes says how many bytes stay out of memory. */
   embeddingOnDemand?: boolean | 'auto';
   /** Per-op time counters (two clock reads per node), in rt.stats().profile: {op: {ms, calls}} since load. */

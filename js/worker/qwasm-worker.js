@@ -336,6 +336,21 @@ function requireModel() {
  *  through FileReaderSync, ~210 MB/s measured) take longer than making the int8 lm_head rows again. */
 function derivedCacheOn(kind, o) { return o.derivedCache !== false && (kind === 'opfs' || kind === 'node'); }
 
+/** Whether a QUOTA of the default cache gives way to cache 'none' (fetchModel): only for cache 'auto' (an explicit
+ *  cache is what the caller asked for: its QUOTA is the answer) and where 'none' reads the server straight into the
+ *  heap (a browser worker; Node's 'none' would hold the files in memory beside it). */
+function cacheFallbackAllowed(o, kind) {
+  return (o.cache || 'auto') === 'auto' && kind !== 'memory' && syncHttpAvailable();
+}
+
+/** The options a load goes on with after that fallback: cache 'none''s, with the tied embedding left on the server
+ *  (embeddingOnDemand true unless the caller chose), so the tab holds about the model's bytes (WebKit's 1.5B: the
+ *  embedding resident beside the int8 rows would be 467 MB more), and nothing derived is kept. */
+function fallbackOptions(o) {
+  const eod = o.embeddingOnDemand;
+  return { ...o, cache: 'none', embeddingOnDemand: eod === undefined || eod === 'auto' ? true : eod, derivedCache: false };
+}
+
 /** Whether the tied embedding is left in the model's files (read a row at a time; qwasm.d.ts embeddingOnDemand):
  *  'auto' where random reads are fast: the OPFS cache (sync access handles), the Node cache and Node paths. */
 function embeddingOnDemandOn(kind, o) {
@@ -353,7 +368,7 @@ function exactLmHeadOn(kind, o) {
 
 /** How this load reads its files, and why a mode is slower than the default one (rt.stats().source). */
 let loadSource = null;
-function sourceStats(kind, http, o) {
+function sourceStats(kind, http, o, fallback) {
   const s = { kind, threads: { requested: o.threads || 'all', flavour } };
   if (flavour === 'st' && !IS_NODE) {
     s.threads.note = (typeof crossOriginIsolated !== 'undefined' && !crossOriginIsolated)
@@ -361,13 +376,22 @@ function sourceStats(kind, http, o) {
       : 'the single-thread build was asked for (flavour "st")';
   }
   const notes = [];
+  if (fallback) {
+    s.fallback = fallback;
+    notes.push(`the default cache (${fallback.from}) has no room for the model's external data, so this load reads ` +
+      "them as cache 'none' does, with embeddingOnDemand (the small files stay cached; nothing else is kept): " + fallback.reason);
+  }
   if (kind === 'http') {
     Object.assign(s, { requests: http.stats.requests, bytesFetched: http.stats.bytes, retries: http.stats.retries,
       files: http.files.map((f) => ({ name: f.name, size: f.size, sha256: f.hash })) });
-    notes.push("cache 'none': files are read from the server straight into the wasm heap and not kept; the tied " +
-      'embedding stays in memory (a row read per token over HTTP would be slow) and is the lm_head itself ' +
-      "(exact fp16, no int8 rows), so the model's bytes are held once; decode is slower than with the OPFS " +
-      "cache (cache 'auto'), where the embedding stays in the cache and the int8 rows are kept");
+    notes.push(embeddingOnDemandOn(kind, o)
+      ? "cache 'none' with embeddingOnDemand: files are read from the server straight into the wasm heap and not " +
+        'kept; the tied embedding stays on the server (a row read over HTTP for each token embedded and each logit ' +
+        'rescored) and the lm_head runs on int8 rows made at every load: the least memory, the slowest decode'
+      : "cache 'none': files are read from the server straight into the wasm heap and not kept; the tied " +
+        'embedding stays in memory (a row read per token over HTTP would be slow) and is the lm_head itself ' +
+        "(exact fp16, no int8 rows), so the model's bytes are held once; decode is slower than with the OPFS " +
+        "cache (cache 'auto'), where the embedding stays in the cache and the int8 rows are kept");
     if (o.memoryCapMB) notes.push("with memoryCapMB, pages are read over HTTP again at every use: slow");
   } else if (kind === 'memory') {
     notes.push("cache 'none' without synchronous HTTP (Node): the downloaded files are held in memory beside the heap");
@@ -450,7 +474,8 @@ async function preparePrefix(ids, msg, want) {
   const held = kvIds();
   let same = 0;
   while (same < n && same < held.length && held[same] === prefix[same]) same++;
-  const store = modelStore && (modelStore.kind === 'opfs' || modelStore.kind === 'node') ? modelStore : null;
+  // (not after a cache fallback: the store holds only the small files, and has no room)
+  const store = modelStore && !(loadSource && loadSource.fallback) && (modelStore.kind === 'opfs' || modelStore.kind === 'node') ? modelStore : null;
   if (same >= n - 1) { pc.state = store && !promptSaved.has(pc.name) ? 'save' : 'memory'; return pc; }
   if (!store) return pc;
   const files = ((await store.getManifest()) || {}).files || [];
@@ -553,16 +578,17 @@ async function loadDraft(h, source, o, opts, signal, progress) {
 
 async function doLoad(msg, signal) {
   const { source } = msg;
-  const o = msg.options || {};
+  let o = msg.options || {};
   checkLoadOptions(o);
   const progress = (p) => post({ type: 'progress', id: msg.id, progress: p });
   await ensureModule(msg.id);
   await unloadModel();
-  let src, onnxFile = o.onnxFile || null, files = null, store = null, http = null, download = null;
+  let src, onnxFile = o.onnxFile || null, files = null, store = null, http = null, download = null, fallback = null;
   {
     const r = await openSource(source, o, signal, progress);
     src = r.src; files = r.files || null; store = r.store || null; http = r.http || null; download = r.download || null;
     if (source.kind === 'url') onnxFile = r.onnxFile;
+    if (r.fallback) { fallback = r.fallback; o = fallbackOptions(o); }
   }
   if (signal.aborted) { src.close && src.close(); if (store) await store.close(); throw new QwasmError('ABORTED', 'load aborted'); }
   const fsId = nextFsId++;
@@ -616,7 +642,7 @@ async function doLoad(msg, signal) {
     try { draft = await loadDraft(h, msg.draftSource, o, opts, signal, progress); } catch (e) { await release(); throw e; }
   }
   model = h; modelFsId = fsId; modelStore = store; engine = fb;
-  loadSource = sourceStats(srcKind, http, o);
+  loadSource = sourceStats(srcKind, http, o, fallback);
   if (download) loadSource.download = download;
   startDerivedSave(h, store, o);
   const info = JSON.parse(M.UTF8ToString(M._qw_wasm_model_info(model)));
@@ -646,17 +672,18 @@ async function fetchModel(base, o, signal, progress) {
     const manifest = (await store.getManifest()) || {};
     const absent = new Set(o.revalidate ? [] : (manifest.absent || []));
     const chunkSize = (o.chunkMB ? Math.round(o.chunkMB * 1048576) : 0) || DEFAULT_CHUNK;
-    const checkQuota = async (need, name) => {
-      if (kind === 'memory') return;
+    // throws QUOTA when `need` more bytes do not fit in the store `into` (a memory store has no quota)
+    const checkQuota = async (need, name, into = store) => {
+      if (into.kind === 'memory') return;
       const e = await cacheEstimate({ cacheDir: o.cacheDir });
       if (need > e.available) {
-        throw new QwasmError('QUOTA', `${name}: not enough storage: ${need} bytes needed, ${e.available} available (${kind} cache, quota ${e.quota})`, { file: name, bytesNeeded: need, bytesAvailable: e.available });
+        throw new QwasmError('QUOTA', `${name}: not enough storage: ${need} bytes needed, ${e.available} available (${into.kind} cache, quota ${e.quota})`, { file: name, bytesNeeded: need, bytesAvailable: e.available });
       }
     };
     const download = { bytes: 0, retries: 0, stalls: 0 }; // this load's downloads (rt.stats().source.download)
-    const dl = (name, extra = {}) => downloadFile({
-      baseUrl: base, name, store, chunkSize, concurrency: o.concurrency, retries: o.retries, stallTimeoutMs: o.stallTimeoutMs, signal, stats: download,
-      onProgress: progress, revalidate: o.revalidate, checkQuota, sha256: o.hashes && o.hashes[name], query: o.query, ...extra,
+    const dl = (name, extra = {}, into = store) => downloadFile({
+      baseUrl: base, name, store: into, chunkSize, concurrency: o.concurrency, retries: o.retries, stallTimeoutMs: o.stallTimeoutMs, signal, stats: download,
+      onProgress: progress, revalidate: o.revalidate, checkQuota: (need, n) => checkQuota(need, n, into), sha256: o.hashes && o.hashes[name], query: o.query, ...extra,
     });
     const got = [];
     const newAbsent = [];
@@ -671,14 +698,15 @@ async function fetchModel(base, o, signal, progress) {
       }
     }
     const readers = new Map();
-    const open = async (name) => { readers.set(name, await store.openReader(name, await store.getMeta(name))); };
+    const open = async (name, from = store) => { readers.set(name, await from.openReader(name, await from.getMeta(name))); };
     for (const n of got) await open(n);
     const cfgSrc = storeSource(readers);
     try { JSON.parse(readAllText(cfgSrc, 'config.json')); } catch (e) {
       throw new QwasmError('CORRUPT', `config.json: invalid JSON (${e.message})`, { file: 'config.json' });
     }
     // cache 'none' in a browser worker: large files are read from the server into the heap, not stored
-    const http = kind === 'memory' && syncHttpAvailable() ? { files: [], stats: { requests: 0, bytes: 0, retries: 0, windowsDropped: 0 } } : null;
+    const readsServer = () => ({ files: [], stats: { requests: 0, bytes: 0, retries: 0, windowsDropped: 0 } });
+    let http = kind === 'memory' && syncHttpAvailable() ? readsServer() : null;
     const probe = (name) => probeFile({ baseUrl: base, name, signal, retries: o.retries, stallTimeoutMs: o.stallTimeoutMs, query: o.query, sha256: o.hashes && o.hashes[name] });
     const direct = async (name, p) => {
       if (!p.ranges) return false; // no Range support: stored whole in memory chunks instead
@@ -731,7 +759,7 @@ async function fetchModel(base, o, signal, progress) {
       throw new QwasmError('CORRUPT', `${onnxFile}: truncated: ${readers.get(onnxFile).size} bytes, the graph's tensors need ${onnxNeeded}`, { file: onnxFile });
     }
     const extDirect = new Set();
-    if (http) {
+    const readDirect = async () => { // cache 'none': the large external data files are read from the server
       for (const f of ext) {
         fileUrl(base, f.name); // a name the graph gives must stay in the folder (the core checked it too)
         const p = await probe(f.name);
@@ -741,16 +769,30 @@ async function fetchModel(base, o, signal, progress) {
         }
         if (p.size > DIRECT_MIN && await direct(f.name, p)) extDirect.add(f.name);
       }
+    };
+    const storeExt = async (into) => { // the others are downloaded into `into`: quota for all of it first
+      let need = 0;
+      for (const f of ext) { if (extDirect.has(f.name)) continue; const m = await into.getMeta(f.name); need += Math.max(0, f.bytes_needed - bytesCached(m && m.complete ? { ...m, done: m.done.map(() => 1) } : m)); }
+      if (need > 0) await checkQuota(need, ext.map((f) => f.name).join(', '), into);
+      for (const f of ext) { if (extDirect.has(f.name)) continue; await dl(f.name, { bytesNeeded: f.bytes_needed }, into); await open(f.name, into); }
+    };
+    if (http) await readDirect();
+    let fallback = null;
+    try {
+      await storeExt(store);
+    } catch (e) {
+      // The default cache has no room for the external data (the up-front check, or a write the estimate let
+      // through): the load goes on as cache 'none' would (loadOptionsAfter), the small files staying cached.
+      if (!(e instanceof QwasmError && e.code === 'QUOTA' && cacheFallbackAllowed(o, kind))) throw e;
+      fallback = { from: kind, to: 'none', reason: e.message };
+      http = readsServer();
+      await readDirect();
+      await storeExt(await openStore('memory', base));
     }
-    // Quota for everything still missing, before any large download starts.
-    let need = 0;
-    for (const f of ext) { if (extDirect.has(f.name)) continue; const m = await store.getMeta(f.name); need += Math.max(0, f.bytes_needed - bytesCached(m && m.complete ? { ...m, done: m.done.map(() => 1) } : m)); }
-    if (need > 0) await checkQuota(need, ext.map((f) => f.name).join(', '));
-    for (const f of ext) { if (extDirect.has(f.name)) continue; await dl(f.name, { bytesNeeded: f.bytes_needed }); await open(f.name); }
     // what the core derived from these files at an earlier load (int8 lm_head rows), while still valid
-    const derived = derivedCacheOn(kind, o) ? await openDerived(store, manifest, readers) : [];
-    await store.putManifest({ onnxFile, files: [...got, onnxFile, ...ext.map((f) => f.name)], absent: [...new Set(newAbsent)], derived, complete: true, time: Date.now(), backend: kind });
-    return { src: storeSource(readers), onnxFile, files: listing.files, store, http, download };
+    const derived = fallback ? manifest.derived || [] : derivedCacheOn(kind, o) ? await openDerived(store, manifest, readers) : [];
+    await store.putManifest({ onnxFile, files: [...got, onnxFile, ...ext.map((f) => f.name)], absent: [...new Set(newAbsent)], derived, complete: !fallback, time: Date.now(), backend: kind });
+    return { src: storeSource(readers), onnxFile, files: listing.files, store, http, download, fallback };
   } catch (e) {
     await store.close();
     throw e;
