@@ -229,4 +229,20 @@ static inline __attribute__((always_inline)) void q8p_act_rows(const qw_q8act *a
     }
 }
 
+/* Brings n bytes at p toward the caches ahead of their use (weights streamed from DRAM): a prefetch per 64-byte
+ * line natively; wasm has no prefetch instruction, so there a load per line, its value summed into *sink, which
+ * the caller hands to qw_touch_publish so the loads are kept. */
+extern volatile unsigned qw_touch_sink;
+static inline void qw_touch(const uint8_t *p, size_t n, unsigned *sink) {
+#if defined(__wasm__)
+    unsigned s = 0;
+    for (size_t i = 0; i < n; i += 64) s += p[i];
+    *sink += s;
+#else
+    for (size_t i = 0; i < n; i += 64) __builtin_prefetch(p + i);
+    (void)sink;
+#endif
+}
+static inline void qw_touch_publish(unsigned sink) { qw_touch_sink = sink; }
+
 #endif /* QW_KERNELS_IMPL_H */

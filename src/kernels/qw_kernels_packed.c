@@ -150,16 +150,24 @@ static inline void q8p_store(const qw_q4w *w, const float *o, int g, int ng, int
             }
 }
 
+volatile unsigned qw_touch_sink; /* qw_touch's loads (wasm) are kept by a store of their sum here */
 void qw_q4_matmul_q8_packed_task(const qw_kernel_table *kt, const qw_q4w *w, const qw_q8act *a, int M,
                                  const float *bias, float *y, int ith, int nth) {
     int lo, hi;
     qw_split(w->N / 4, ith, nth, QW_ROW_ALIGN / 4, &lo, &hi);
     float o[4 * QW_MB_MAX]; /* also two groups x 4 rows (tile2) */
     if (M == 1) {
+        /* decode streams the weights from DRAM: the next group is touched before this one is computed, so its
+         * cache misses overlap this group's work (1.5B shape on a 2-core Xeon: 9.8 -> 16 tok/s native, 7.2 ->
+         * 11.5 in Chromium) */
+        const size_t gbytes = (size_t)w->n_blocks * (size_t)(w->block / 32) * 64;
+        unsigned sink = 0;
         for (int g = lo; g < hi; g++) {
+            if (g + 1 < hi) qw_touch(w->q + (size_t)(g + 1) * gbytes, gbytes, &sink);
             kt->decode(w, g, a, 0, 1, o);
             q8p_store(w, o, g, 1, 0, 1, bias, y);
         }
+        qw_touch_publish(sink);
         return;
     }
     for (int m0 = 0; m0 < M; m0 += QW_M_TILE) {
@@ -401,11 +409,15 @@ static void i8_mv_run(void *p, int ith, int nth) {
     const qw_i8w *w = t->w;
     int lo, hi;
     qw_split(w->N4 / 4, ith, nth, QW_ROW_ALIGN / 4, &lo, &hi);
+    const size_t gbytes = (size_t)w->n_blocks * (size_t)w->block * 4;
+    unsigned sink = 0;
     for (int g = lo; g < hi; g++) {
         float o[4];
+        if (g + 1 < hi) qw_touch((const uint8_t *)w->q + (size_t)(g + 1) * gbytes, gbytes, &sink); /* as in decode's q4 products */
         i8_group(w, g, t->qx, t->qu, t->dx, o);
         for (int r = 0; r < 4 && g * 4 + r < w->N; r++) t->y[g * 4 + r] = o[r];
     }
+    qw_touch_publish(sink);
 }
 
 void qw_i8_matvec(qw_pool *pool, const qw_i8w *w, const float *x, float *y, void *work, double *xn_out,
