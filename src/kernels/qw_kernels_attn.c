@@ -14,6 +14,25 @@
 #define ATT_TK 64   /* keys per tile */
 #define ATT_ROWS 24 /* query rows per task at most (a whole GQA group always fits) */
 
+#if defined(QW_WASM_SIMD)
+/* fp16 -> fp32 of cache rows with the fast conversion (half the operations of qw_f16x8_full: the conversions were
+ * half of a decode step's attention in wasm); 0 when a half was Inf or NaN, which only the full one keeps */
+static int f16_rows_finite(const uint16_t *src, float *dst, size_t n) {
+    const v128_t e = wasm_i16x8_splat(0x7c00);
+    v128_t bad = wasm_i16x8_splat(0);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v128_t h = wasm_v128_load(src + i), lo, hi;
+        bad = wasm_v128_or(bad, wasm_i16x8_eq(wasm_v128_and(h, e), e));
+        qw_f16x8_fast(h, &lo, &hi);
+        wasm_v128_store(dst + i, lo);
+        wasm_v128_store(dst + i + 4, hi);
+    }
+    for (; i < n; i++) dst[i] = qw_f16_to_f32(src[i]);
+    return !wasm_v128_any_true(bad);
+}
+#endif
+
 /* cache rows t0 .. t0+n-1 of kv head hk as fp32: the rows themselves (fp32 cache) or converted into dst */
 static const float *kv_rows(const qw_attn *a, const void *base, const float *scales, int hk, int t0, int n,
                             float *dst) {
@@ -21,6 +40,9 @@ static const float *kv_rows(const qw_attn *a, const void *base, const float *sca
     size_t off = ((size_t)hk * (size_t)a->cap + (size_t)t0) * (size_t)D;
     if (a->kv_dtype == QW_KV_F32) return (const float *)base + off;
     if (a->kv_dtype == QW_KV_F16) {
+#if defined(QW_WASM_SIMD)
+        if (f16_rows_finite((const uint16_t *)base + off, dst, (size_t)n * (size_t)D)) return dst;
+#endif
         qw_f16_to_f32_array((const uint16_t *)base + off, dst, (size_t)n * (size_t)D);
         return dst;
     }
@@ -68,6 +90,33 @@ static void dot4(const float *q, const float *k, int D, float *o) {
     o[3] = s3;
 }
 
+/* dot4 for two query rows at once: each key vector loaded once for both; each row's sums are dot4's, in its
+ * order, so the same bits */
+static void dot4x2(const float *q0, const float *q1, const float *k, int D, float *o0, float *o1) {
+    qv_f32 a0 = qv_zero(), a1 = qv_zero(), a2 = qv_zero(), a3 = qv_zero();
+    qv_f32 b0 = qv_zero(), b1 = qv_zero(), b2 = qv_zero(), b3 = qv_zero();
+    int d = 0;
+    for (; d + QV_W <= D; d += QV_W) {
+        qv_f32 x = qv_load(q0 + d), y = qv_load(q1 + d);
+        qv_f32 k0 = qv_load(k + d), k1 = qv_load(k + D + d), k2 = qv_load(k + 2 * D + d), k3 = qv_load(k + 3 * D + d);
+        a0 = qv_fma(a0, x, k0);
+        a1 = qv_fma(a1, x, k1);
+        a2 = qv_fma(a2, x, k2);
+        a3 = qv_fma(a3, x, k3);
+        b0 = qv_fma(b0, y, k0);
+        b1 = qv_fma(b1, y, k1);
+        b2 = qv_fma(b2, y, k2);
+        b3 = qv_fma(b3, y, k3);
+    }
+    if (d < D) { /* D not a multiple of the vector width: the rows one at a time (dot4's scalar tail) */
+        dot4(q0, k, D, o0);
+        dot4(q1, k, D, o1);
+        return;
+    }
+    o0[0] = qv_hsum(a0), o0[1] = qv_hsum(a1), o0[2] = qv_hsum(a2), o0[3] = qv_hsum(a3);
+    o1[0] = qv_hsum(b0), o1[1] = qv_hsum(b1), o1[2] = qv_hsum(b2), o1[3] = qv_hsum(b3);
+}
+
 /* out(D) += sum over i < n of p[i] * v[i*D ..], keys in order, zero weights skipped (masked keys) */
 static void acc_rows(float *out, const float *p, const float *v, int n, int D) {
     int d = 0;
@@ -91,6 +140,48 @@ static void acc_rows(float *out, const float *p, const float *v, int n, int D) {
     for (; d < D; d++)
         for (int i = 0; i < n; i++)
             if (p[i] != 0) out[d] += p[i] * v[(size_t)i * D + d];
+}
+
+/* acc_rows for two rows over the same n value rows: each value vector loaded once for both; each row's
+ * accumulation is acc_rows' (keys in order, its zero weights skipped), so the same bits */
+static void acc_rows2(float *out0, float *out1, const float *p0, const float *p1, const float *v, int n, int D) {
+    if (D % (4 * QV_W)) { /* acc_rows' scalar tail: one row at a time */
+        acc_rows(out0, p0, v, n, D);
+        acc_rows(out1, p1, v, n, D);
+        return;
+    }
+    for (int d = 0; d < D; d += 4 * QV_W) {
+        qv_f32 a0 = qv_load(out0 + d), a1 = qv_load(out0 + d + QV_W), a2 = qv_load(out0 + d + 2 * QV_W),
+               a3 = qv_load(out0 + d + 3 * QV_W);
+        qv_f32 b0 = qv_load(out1 + d), b1 = qv_load(out1 + d + QV_W), b2 = qv_load(out1 + d + 2 * QV_W),
+               b3 = qv_load(out1 + d + 3 * QV_W);
+        for (int i = 0; i < n; i++) {
+            const float *r = v + (size_t)i * D + d;
+            qv_f32 v0 = qv_load(r), v1 = qv_load(r + QV_W), v2 = qv_load(r + 2 * QV_W), v3 = qv_load(r + 3 * QV_W);
+            if (p0[i] != 0) {
+                qv_f32 w = qv_set1(p0[i]);
+                a0 = qv_fma(a0, w, v0);
+                a1 = qv_fma(a1, w, v1);
+                a2 = qv_fma(a2, w, v2);
+                a3 = qv_fma(a3, w, v3);
+            }
+            if (p1[i] != 0) {
+                qv_f32 w = qv_set1(p1[i]);
+                b0 = qv_fma(b0, w, v0);
+                b1 = qv_fma(b1, w, v1);
+                b2 = qv_fma(b2, w, v2);
+                b3 = qv_fma(b3, w, v3);
+            }
+        }
+        qv_store(out0 + d, a0);
+        qv_store(out0 + d + QV_W, a1);
+        qv_store(out0 + d + 2 * QV_W, a2);
+        qv_store(out0 + d + 3 * QV_W, a3);
+        qv_store(out1 + d, b0);
+        qv_store(out1 + d + QV_W, b1);
+        qv_store(out1 + d + 2 * QV_W, b2);
+        qv_store(out1 + d + 3 * QV_W, b3);
+    }
 }
 
 /* ---- softmax of a score row: exp vectorised (a scalar expf per score was 1.4 M calls per token at position 4096
@@ -261,6 +352,19 @@ static void att_task(void *arg, int ith, int nth) {
                 const float *q = a->q + h * a->q_hs + s * a->q_ss;
                 float *sc = scores + (size_t)r * ld + t0;
                 int i = 0;
+                if (r + 1 < rows) { /* two rows share the key loads over the keys both see */
+                    int h1 = h0 + (r + 1) / ns, s1 = s0 + (r + 1) % ns;
+                    int n1 = row_keys(a, s1) - t0;
+                    n1 = n1 > nt ? nt : n1;
+                    const float *q1 = a->q + h1 * a->q_hs + s1 * a->q_ss;
+                    float *sc1 = scores + (size_t)(r + 1) * ld + t0;
+                    int nc = n < n1 ? n : n1;
+                    for (; i + 4 <= nc; i += 4) dot4x2(q, q1, K + (size_t)i * D, D, sc + i, sc1 + i);
+                    int j = i;
+                    for (; j + 4 <= n1; j += 4) dot4(q1, K + (size_t)j * D, D, sc1 + j);
+                    for (; j < n1; j++) sc1[j] = qw_dot_f32(q1, K + (size_t)j * D, D);
+                    r++;
+                }
                 for (; i + 4 <= n; i += 4) dot4(q, K + (size_t)i * D, D, sc + i);
                 for (; i < n; i++) sc[i] = qw_dot_f32(q, K + (size_t)i * D, D);
             }
@@ -285,7 +389,23 @@ static void att_task(void *arg, int ith, int nth) {
                 int n = row_keys(a, s) - t0;
                 if (n <= 0) continue;
                 if (n > nt) n = nt;
-                acc_rows(a->out + h * a->o_hs + s * a->o_ss, scores + (size_t)r * ld + t0, V, n, D);
+                float *o = a->out + h * a->o_hs + s * a->o_ss;
+                const float *pr = scores + (size_t)r * ld + t0;
+                if (r + 1 < rows) { /* two rows share the value loads over the keys both see */
+                    int h1 = h0 + (r + 1) / ns, s1 = s0 + (r + 1) % ns;
+                    int n1 = row_keys(a, s1) - t0;
+                    n1 = n1 > nt ? nt : n1;
+                    float *o1 = a->out + h1 * a->o_hs + s1 * a->o_ss;
+                    const float *pr1 = scores + (size_t)(r + 1) * ld + t0;
+                    int nc = n < n1 ? n : n1;
+                    if (nc > 0) acc_rows2(o, o1, pr, pr1, V, nc, D);
+                    else nc = 0;
+                    if (n1 > nc) acc_rows(o1, pr1 + nc, V + (size_t)nc * D, n1 - nc, D);
+                    if (n > nc) acc_rows(o, pr + nc, V + (size_t)nc * D, n - nc, D);
+                    r++;
+                    continue;
+                }
+                acc_rows(o, pr, V, n, D);
             }
         }
     }
