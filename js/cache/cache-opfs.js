@@ -31,15 +31,28 @@ export function opfsSyncAvailable() {
     typeof FileSystemFileHandle.prototype.createSyncAccessHandle === 'function';
 }
 
+/**
+ * An OPFS call that does not settle in OPFS_DEADLINE_MS fails with IO naming the file, instead of hanging the load
+ * (a load was once seen stuck between two OPFS steps with no request in flight; the cause is not known).
+ */
+export const OPFS_DEADLINE_MS = 30000;
+function answer(p, what) {
+  let t = null;
+  const late = new Promise((_, reject) => {
+    t = setTimeout(() => reject(Object.assign(new Error(`${what}: the browser's OPFS storage did not answer in ${OPFS_DEADLINE_MS / 1000} s`), { code: 'IO' })), OPFS_DEADLINE_MS);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(t));
+}
+
 async function rootDir(create) {
-  const root = await navigator.storage.getDirectory();
-  return root.getDirectoryHandle('qwasm', { create });
+  const root = await answer(navigator.storage.getDirectory(), 'the OPFS root');
+  return answer(root.getDirectoryHandle('qwasm', { create }), 'the OPFS folder qwasm/');
 }
 
 async function readJson(dir, fname) {
   try {
-    const fh = await dir.getFileHandle(fname);
-    return JSON.parse(await (await fh.getFile()).text());
+    const fh = await answer(dir.getFileHandle(fname), fname);
+    return JSON.parse(await answer(fh.getFile().then((f) => f.text()), fname));
   } catch (e) {
     if (e && (e.name === 'NotFoundError' || e instanceof SyntaxError)) return null;
     throw e;
@@ -51,16 +64,16 @@ const enc = new TextEncoder();
 export class OpfsStore {
   constructor(url) { this.url = url; this.kind = 'opfs'; this.handles = new Map(); this.dir = null; }
   async _dir() {
-    if (!this.dir) this.dir = await (await rootDir(true)).getDirectoryHandle(fnv1a64(this.url), { create: true });
+    if (!this.dir) this.dir = await answer((await rootDir(true)).getDirectoryHandle(fnv1a64(this.url), { create: true }), `the OPFS folder of ${this.url}`);
     return this.dir;
   }
   async _writeJson(fname, obj) {
     const dir = await this._dir();
-    const fh = await dir.getFileHandle(fname, { create: true });
+    const fh = await answer(dir.getFileHandle(fname, { create: true }), fname);
     const bytes = enc.encode(JSON.stringify(obj));
     if (opfsSyncAvailable()) {
       // Another write to the same small file may be in flight (metas of one file are serialized by the caller).
-      const h = await fh.createSyncAccessHandle();
+      const h = await answer(fh.createSyncAccessHandle(), fname);
       try { h.truncate(0); h.write(bytes, { at: 0 }); h.flush(); } finally { h.close(); }
     } else {
       const w = await fh.createWritable();
@@ -76,8 +89,8 @@ export class OpfsStore {
     let h = this.handles.get(name);
     if (!h) {
       const dir = await this._dir();
-      const fh = await dir.getFileHandle(encodeURIComponent(name), { create: true });
-      h = fh.createSyncAccessHandle().catch((e) => {
+      const fh = await answer(dir.getFileHandle(encodeURIComponent(name), { create: true }), name);
+      h = answer(fh.createSyncAccessHandle(), name).catch((e) => {
         this.handles.delete(name);
         if (e && e.name === 'NoModificationAllowedError') {
           throw Object.assign(new Error(`${name}: the OPFS cache file is open in another tab or worker (${e.message})`), { code: 'IO', file: name });

@@ -292,6 +292,14 @@ class MemSampler {
 // ---------------------------------------------------------------- one engine run
 const withTimeout = (p, ms, what) => Promise.race([p, new Promise((_, rej) =>
   setTimeout(() => rej(new Error(`timeout after ${Math.round(ms / 1000)} s in ${what}`)), ms).unref())]);
+/** A load under withTimeout; a timeout says where the load stopped (the page's last progress event, when it has one). */
+async function loadIn(page, opts, ms, what) {
+  try { return await withTimeout(page.evaluate((o) => window.benchEngine.load(o), opts), ms, what); } catch (e) {
+    const last = await withTimeout(page.evaluate(() => window.__benchLastProgress || null), 5000, 'last progress').catch(() => null);
+    if (last) e.message += `; last progress ${JSON.stringify(last)}`;
+    throw e;
+  }
+}
 
 async function openPage(ctx, url, info) {
   const page = await ctx.newPage();
@@ -330,7 +338,7 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
     let page = await openPage(ctx, url, res);
     if (ctx.newCDPSession) await (await ctx.newCDPSession(page)).send('Network.clearBrowserCache'); // Firefox: the profile is new
     res.cleared = await page.evaluate(async () => (await import('./common.js')).clearOriginStorage());
-    const cold = await withTimeout(page.evaluate((o) => window.benchEngine.load(o), loadOpts), T, 'cold load');
+    const cold = await loadIn(page, loadOpts, T, 'cold load');
     res.coldLoadMs = cold.loadMs; res.coldInfo = cold;
     res.storage = await page.evaluate(async () => (await import('./common.js')).storageEstimate());
     try { await withTimeout(page.evaluate(() => window.benchEngine.unload()), 60000, 'unload'); } catch {}
@@ -339,7 +347,7 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
     // 2. warm
     mem.phase = 'warm';
     page = await openPage(ctx, url, res);
-    const warm = await withTimeout(page.evaluate((o) => window.benchEngine.load(o), loadOpts), T, 'warm load');
+    const warm = await loadIn(page, loadOpts, T, 'warm load');
     res.warmLoadMs = warm.loadMs; res.warmInfo = warm;
     // 3. generate
     mem.phase = 'generate';
@@ -379,7 +387,7 @@ async function runLong(a, srvUrl, m, engKey) {
       maxContext: maxLen + a.tokens + 8, kvCache: a.kvCache || undefined, profile: a.profile };
     mem.phase = 'load';
     const page = await openPage(ctx, url, res);
-    const ld = await withTimeout(page.evaluate((o) => window.benchEngine.load(o), loadOpts), T, 'load');
+    const ld = await loadIn(page, loadOpts, T, 'load');
     res.loadMs = ld.loadMs;
     let profBefore = {};
     for (const [li, L] of a.lengths.entries()) {
@@ -414,7 +422,7 @@ async function runLong(a, srvUrl, m, engKey) {
       await page.evaluate(() => window.benchEngine.unload()).catch(() => {});
       await page.close();
       const p2 = await openPage(ctx, url, res);
-      await withTimeout(p2.evaluate((o) => window.benchEngine.load(o), loadOpts), T, 'reload');
+      await loadIn(p2, loadOpts, T, 'reload');
       const g2 = await withTimeout(p2.evaluate((o) => window.benchEngine.generate(o), { promptIds: [...pre, ...tail(2)], maxTokens: 4, cachePrefix: a.promptCache }), T, 'prompt cache, after reload');
       res.promptCache = { prefix: a.promptCache, coldTtftMs: g1.ttftMs, reloadTtftMs: g2.ttftMs, ratio: g2.ttftMs / g1.ttftMs,
         coldState: g1.stats && g1.stats.prompt_cache, reloadState: g2.stats && g2.stats.prompt_cache };

@@ -23,7 +23,10 @@ async function load({ model, threads = 2, memoryCapMB = undefined, profile = fal
   if (profile) opts.profile = true; // qwasm's per-op counters (two clock reads per node)
   // where the load time goes: ms from the start of the load to the first event of each progress phase
   const phases = {};
-  opts.onProgress = (p) => { if (!(p.phase in phases)) phases[p.phase] = Math.round(now() - t0); };
+  opts.onProgress = (p) => {
+    if (!(p.phase in phases)) phases[p.phase] = Math.round(now() - t0);
+    window.__benchLastProgress = { ms: Math.round(now() - t0), phase: p.phase, file: p.file, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal }; // a timeout's message
+  };
   rt = await Q.load(opts);
   const loadMs = now() - t0;
   // inside the core: reading whole weights into the heap, and making derived forms (repacking, int8 lm_head)
