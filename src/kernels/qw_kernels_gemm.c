@@ -114,7 +114,8 @@ static void gemm_tb1(const gemm_task *t, int m0, int m1, int n0, int n1) {
             const uint16_t *b[4];
             for (int r = 0; r < 4; r++) b[r] = B + (size_t)QW_MIN(n + r, n1 - 1) * t->ldb;
             /* the next 4 rows touched first (the fp16 lm_head streams from DRAM: see qw_touch) */
-            for (int r = 4; r < 8 && n + r < n1; r++) qw_touch((const uint8_t *)(B + (size_t)(n + r) * t->ldb), (size_t)K * 2, &sink);
+            for (int r = 4; r < 8 && n + r < n1; r++)
+                qw_touch((const uint8_t *)(B + (size_t)(n + r) * t->ldb), (size_t)K * 2, &sink);
             float o[4];
             dot4_f16(t->A + (size_t)m0 * t->lda, b, K, o);
             for (int r = 0; r < 4 && n + r < n1; r++) c[n + r] = o[r];

@@ -413,7 +413,8 @@ static void i8_mv_run(void *p, int ith, int nth) {
     unsigned sink = 0;
     for (int g = lo; g < hi; g++) {
         float o[4];
-        if (g + 1 < hi) qw_touch((const uint8_t *)w->q + (size_t)(g + 1) * gbytes, gbytes, &sink); /* as in decode's q4 products */
+        if (g + 1 < hi)
+            qw_touch((const uint8_t *)w->q + (size_t)(g + 1) * gbytes, gbytes, &sink); /* as in decode's q4 products */
         i8_group(w, g, t->qx, t->qu, t->dx, o);
         for (int r = 0; r < 4 && g * 4 + r < w->N; r++) t->y[g * 4 + r] = o[r];
     }
