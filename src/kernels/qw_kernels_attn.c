@@ -14,25 +14,6 @@
 #define ATT_TK 64   /* keys per tile */
 #define ATT_ROWS 24 /* query rows per task at most (a whole GQA group always fits) */
 
-#if defined(QW_WASM_SIMD)
-/* fp16 -> fp32 of cache rows with the fast conversion (half the operations of qw_f16x8_full: the conversions were
- * half of a decode step's attention in wasm); 0 when a half was Inf or NaN, which only the full one keeps */
-static int f16_rows_finite(const uint16_t *src, float *dst, size_t n) {
-    const v128_t e = wasm_i16x8_splat(0x7c00);
-    v128_t bad = wasm_i16x8_splat(0);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v128_t h = wasm_v128_load(src + i), lo, hi;
-        bad = wasm_v128_or(bad, wasm_i16x8_eq(wasm_v128_and(h, e), e));
-        qw_f16x8_fast(h, &lo, &hi);
-        wasm_v128_store(dst + i, lo);
-        wasm_v128_store(dst + i + 4, hi);
-    }
-    for (; i < n; i++) dst[i] = qw_f16_to_f32(src[i]);
-    return !wasm_v128_any_true(bad);
-}
-#endif
-
 /* cache rows t0 .. t0+n-1 of kv head hk as fp32: the rows themselves (fp32 cache) or converted into dst */
 static const float *kv_rows(const qw_attn *a, const void *base, const float *scales, int hk, int t0, int n,
                             float *dst) {
@@ -40,10 +21,7 @@ static const float *kv_rows(const qw_attn *a, const void *base, const float *sca
     size_t off = ((size_t)hk * (size_t)a->cap + (size_t)t0) * (size_t)D;
     if (a->kv_dtype == QW_KV_F32) return (const float *)base + off;
     if (a->kv_dtype == QW_KV_F16) {
-#if defined(QW_WASM_SIMD)
-        if (f16_rows_finite((const uint16_t *)base + off, dst, (size_t)n * (size_t)D)) return dst;
-#endif
-        qw_f16_to_f32_array((const uint16_t *)base + off, dst, (size_t)n * (size_t)D);
+        qv_f16_to_f32_rows((const uint16_t *)base + off, dst, (size_t)n * (size_t)D);
         return dst;
     }
     const int8_t *q = (const int8_t *)base + off;

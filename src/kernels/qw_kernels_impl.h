@@ -7,6 +7,7 @@
 #define QW_KERNELS_IMPL_H
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include "qw_dtype.h"
@@ -229,10 +230,38 @@ static inline __attribute__((always_inline)) void q8p_act_rows(const qw_q8act *a
     }
 }
 
+/* qw_f16_to_f32_array's body, inlined where it is hot (the attention's KV tiles) */
+static inline void qv_f16_to_f32_rows(const uint16_t *src, float *dst, size_t n) {
+    size_t i = 0;
+#if defined(QW_WASM_SIMD)
+    /* the fast conversion (half the operations: it was half of a decode step's attention over an fp16 KV cache),
+     * then the full one over the array again if a half was Inf or NaN (rare; a test per vector cost more) */
+    const v128_t e = wasm_i16x8_splat(0x7c00);
+    v128_t special = wasm_i16x8_splat(0);
+    for (; i + 8 <= n; i += 8) {
+        v128_t h = wasm_v128_load(src + i), lo, hi;
+        special = wasm_v128_or(special, wasm_i16x8_eq(wasm_v128_and(h, e), e));
+        qw_f16x8_fast(h, &lo, &hi);
+        wasm_v128_store(dst + i, lo);
+        wasm_v128_store(dst + i + 4, hi);
+    }
+    if (wasm_v128_any_true(special))
+        for (i = 0; i + 8 <= n; i += 8) {
+            v128_t lo, hi;
+            qw_f16x8_full(wasm_v128_load(src + i), &lo, &hi);
+            wasm_v128_store(dst + i, lo);
+            wasm_v128_store(dst + i + 4, hi);
+        }
+#elif defined(QW_AVX2)
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+#endif
+    for (; i < n; i++) dst[i] = qw_f16_to_f32(src[i]);
+}
+
 /* Brings n bytes at p toward the caches ahead of their use (weights streamed from DRAM): a prefetch per 64-byte
  * line natively; wasm has no prefetch instruction, so there a load per line, its value summed into *sink, which
- * the caller hands to qw_touch_publish so the loads are kept. */
-extern volatile unsigned qw_touch_sink;
+ * the caller hands to qw_touch_publish so the loads are kept (an atomic store: every thread publishes). */
+extern _Atomic unsigned qw_touch_sink;
 static inline void qw_touch(const uint8_t *p, size_t n, unsigned *sink) {
 #if defined(__wasm__)
     unsigned s = 0;
@@ -243,6 +272,8 @@ static inline void qw_touch(const uint8_t *p, size_t n, unsigned *sink) {
     (void)sink;
 #endif
 }
-static inline void qw_touch_publish(unsigned sink) { qw_touch_sink = sink; }
+static inline void qw_touch_publish(unsigned sink) {
+    atomic_store_explicit(&qw_touch_sink, sink, memory_order_relaxed);
+}
 
 #endif /* QW_KERNELS_IMPL_H */

@@ -46,20 +46,7 @@ void qw_round_f16_array(float *x, size_t n) {
     for (; i < n; i++) x[i] = qw_round_f16(x[i]);
 }
 
-void qw_f16_to_f32_array(const uint16_t *src, float *dst, size_t n) {
-    size_t i = 0;
-#if defined(QW_WASM_SIMD)
-    for (; i + 8 <= n; i += 8) {
-        v128_t lo, hi;
-        qw_f16x8_full(wasm_v128_load(src + i), &lo, &hi);
-        wasm_v128_store(dst + i, lo);
-        wasm_v128_store(dst + i + 4, hi);
-    }
-#elif defined(QW_AVX2)
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-#endif
-    for (; i < n; i++) dst[i] = qw_f16_to_f32(src[i]);
-}
+void qw_f16_to_f32_array(const uint16_t *src, float *dst, size_t n) { qv_f16_to_f32_rows(src, dst, n); }
 
 void qw_f32_to_f16_array(const float *src, uint16_t *dst, size_t n) {
     size_t i = 0;
