@@ -10,6 +10,7 @@
 // exclusive), kept open until the store is closed. List/delete/estimate use async APIs and also work on the page.
 
 import { QW_STATUS } from '../worker/qwasm-abi.js';
+import { stallTimer } from '../net/stall-timer.js';
 
 export function fnv1a64(s) {
   let h1 = 0x811c9dc5 >>> 0, h2 = 0xcbf29ce4 >>> 0;
@@ -33,15 +34,16 @@ export function opfsSyncAvailable() {
 
 /**
  * An OPFS call that does not settle in OPFS_DEADLINE_MS fails with IO naming the file, instead of hanging the load
- * (a load was once seen stuck between two OPFS steps with no request in flight; the cause is not known).
+ * (a load was once seen stuck between two OPFS steps with no request in flight; the cause is not known). Only
+ * time the worker could run counts (stallTimer), so a long synchronous call in between is not taken for it.
  */
 export const OPFS_DEADLINE_MS = 30000;
 function answer(p, what) {
-  let t = null;
+  let stop = () => {};
   const late = new Promise((_, reject) => {
-    t = setTimeout(() => reject(Object.assign(new Error(`${what}: the browser's OPFS storage did not answer in ${OPFS_DEADLINE_MS / 1000} s`), { code: 'IO' })), OPFS_DEADLINE_MS);
+    stop = stallTimer(OPFS_DEADLINE_MS, () => reject(Object.assign(new Error(`${what}: the browser's OPFS storage did not answer in ${OPFS_DEADLINE_MS / 1000} s`), { code: 'IO' })));
   });
-  return Promise.race([p, late]).finally(() => clearTimeout(t));
+  return Promise.race([p, late]).finally(() => stop());
 }
 
 async function rootDir(create) {

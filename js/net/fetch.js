@@ -22,6 +22,7 @@
 
 import { QwasmError } from '../worker/protocol.js';
 import { sha256Stream } from './sha256.js';
+import { stallTimer } from './stall-timer.js';
 
 export const DEFAULT_CHUNK = 32 << 20;
 /** No byte (or no response headers) for this long: the request has stalled; it is dropped and retried. */
@@ -56,26 +57,6 @@ function hexSha(h) {
 
 const chunkLen = (meta, i) => Math.min(meta.chunkSize, meta.size - i * meta.chunkSize);
 export const bytesCached = (meta) => (meta ? meta.done.reduce((a, d, i) => a + (d ? chunkLen(meta, i) : 0), 0) : 0);
-
-/**
- * Calls onStall once `ms` of waiting have passed, counting only the time this thread could have run: it ticks,
- * and a tick that comes late (the thread was busy, e.g. in a synchronous cache write or a page in the
- * background) adds at most two ticks' worth, so a slow disk is not taken for a stalled connection.
- * Returns stop(). ms <= 0: never.
- */
-function stallTimer(ms, onStall) {
-  if (!(ms > 0)) return () => {};
-  const tick = Math.max(10, Math.min(1000, ms / 4));
-  let waited = 0, prev = Date.now(), t = null;
-  const step = () => {
-    const now = Date.now();
-    waited += Math.min(now - prev, 2 * tick);
-    prev = now;
-    if (waited >= ms) onStall(); else t = setTimeout(step, tick);
-  };
-  t = setTimeout(step, tick);
-  return () => clearTimeout(t);
-}
 
 /**
  * A body reader whose read() rejects with NETWORK when no bytes come for `stallMs` (the response is cancelled)

@@ -782,7 +782,7 @@ async function fetchModel(base, o, signal, progress) {
       await storeExt(store);
     } catch (e) {
       // The default cache has no room for the external data (the up-front check, or a write the estimate let
-      // through): the load goes on as cache 'none' would (loadOptionsAfter), the small files staying cached.
+      // through): the load goes on as cache 'none' would (fallbackOptions), the small files staying cached.
       if (!(e instanceof QwasmError && e.code === 'QUOTA' && cacheFallbackAllowed(o, kind))) throw e;
       fallback = { from: kind, to: 'none', reason: e.message };
       http = readsServer();
