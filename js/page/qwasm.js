@@ -229,7 +229,7 @@ async function load(opts = /** @type {import('./qwasm.d.ts').LoadOptions} */ (/*
     const options = {
       onnxFile: opts.onnxFile, dtype: opts.dtype, cache: opts.cache || 'auto', memoryCapMB: opts.memoryCapMB, threads: opts.threads,
       revalidate: !!opts.revalidate, chunkMB: opts.chunkMB, concurrency: opts.concurrency, retries: opts.retries, stallTimeoutMs: opts.stallTimeoutMs,
-      maxContext: opts.maxContext, kvCache: opts.kvCache, hashes: opts.hashes, cacheDir: opts.cacheDir, exactLmHead: opts.exactLmHead, profile: opts.profile,
+      maxContext: opts.maxContext, kvCache: opts.kvCache, lookahead: opts.lookahead, hashes: opts.hashes, cacheDir: opts.cacheDir, exactLmHead: opts.exactLmHead, profile: opts.profile,
       derivedCache: opts.derivedCache, embeddingOnDemand: opts.embeddingOnDemand,
       query: opts.query, fallback: opts.fallback, ortUrl: opts.ortUrl && String(opts.ortUrl),
       draftMemoryCapMB: opts.draftMemoryCapMB, draftHashes: opts.draftHashes,

@@ -182,6 +182,7 @@ export function checkLoadOptions(o) {
         `${int ? 'an integer' : 'a number'} from 0 to ${hi} expected`);
     }
   }
+  checkOneOf('load', 'lookahead', o.lookahead, ['auto', 'on', 'off']);
   checkOneOf('load', 'kvCache', o.kvCache, ['auto', 'fp16', 'int8', 'fp32']); // (dtype: the core's qw_dtype_problem)
 }
 

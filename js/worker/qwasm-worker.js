@@ -598,7 +598,7 @@ async function doLoad(msg, signal) {
   // start workers mid-load, which a browser can only do once this worker returns to its event loop.
   const poolSize = IS_NODE ? Infinity : (navigator.hardwareConcurrency || 1);
   const srcKind = http ? 'http' : store ? store.kind : source.kind;
-  const opts = { onnx_file: onnxFile || '', dtype: o.dtype || '', threads: Math.min(o.threads || 0, poolSize), mem_cap_mb: o.memoryCapMB || 0, max_context: o.maxContext || 0, ...(o.kvCache ? { kv_cache: String(o.kvCache) } : {}),
+  const opts = { onnx_file: onnxFile || '', dtype: o.dtype || '', threads: Math.min(o.threads || 0, poolSize), mem_cap_mb: o.memoryCapMB || 0, max_context: o.maxContext || 0, ...(o.kvCache ? { kv_cache: String(o.kvCache) } : {}), ...(o.lookahead ? { lookahead: String(o.lookahead) } : {}),
     exact_lm_head: exactLmHeadOn(srcKind, o) ? 1 : 0, profile: o.profile ? 1 : 0,
     embedding_on_demand: embeddingOnDemandOn(srcKind, o) ? 1 : 0 };
   const loadC = (extra) => {

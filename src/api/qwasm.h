@@ -133,6 +133,13 @@ typedef enum qw_kv_cache_type {
     QW_KV_CACHE_F32 = 3
 } qw_kv_cache_type;
 
+/* The decode look-ahead (the next weight group's cache lines touched before the current group is computed).
+ * AUTO: natively on (a prefetch, which never waits); in wasm, where it is a load that waits for its line and pays
+ * on some CPUs and costs on others, timed at load on two decode steps of the model itself with and without it,
+ * the faster kept (not under mem_cap_bytes: on). Process-wide: the last load's choice holds for every model. The
+ * choice and its timings: "lookahead" in qw_model_stats_json. Tokens are the same either way. */
+typedef enum qw_lookahead_mode { QW_LOOKAHEAD_AUTO = 0, QW_LOOKAHEAD_ON = 1, QW_LOOKAHEAD_OFF = 2 } qw_lookahead_mode;
+
 typedef struct qw_load_opts {
     const char *onnx_file;   /* which .onnx in the folder; NULL: the first of qw_onnx_candidates that exists */
     const char *dtype;       /* NULL: config.json's transformers.js_config.dtype; else as Transformers.js's
@@ -153,6 +160,7 @@ typedef struct qw_load_opts {
                                   with the file in the page cache on 2 cores it cost 5-10 % of decode speed) */
     int lm_head_min_rows;    /* 0: the int8 lm_head replaces a tied lm_head of at least 16384 rows and 8M
                                   elements; else of at least this many rows (tests: small models' heads) */
+    int lookahead;           /* qw_lookahead_mode: whether the decode products touch the next weights ahead */
     int external_decoder;    /* 1: read config, tokenizer and template only, not the graph: another engine
                                   computes the logits, which qw_gen_next asks for with QW_GEN_FEED events */
     qw_progress_fn progress; /* may be NULL */

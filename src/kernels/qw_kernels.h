@@ -123,6 +123,15 @@ void qw_gemm_tb_rows(const float *a, const void *B, int f16, int ldb, int K, con
 void qw_gemm_tb_rows_pool(qw_pool *pool, const float *a, const void *B, int f16, int ldb, int K, const int32_t *rows,
                           int n, float *out);
 
+/* Decode look-ahead: the decode products (packed q4 rows, int8 lm_head rows, fp16 lm_head for one row) touch the
+ * next weight group's cache lines before computing the current one (qw_touch). Natively a prefetch, which never
+ * waits; wasm has none, so there a load per line, which holds the core until its line arrives: measured to pay on
+ * one CPU (2-core Xeon, Chromium 7.2 -> 12.1 tok/s on the 1.5B) and to cost on another (2-core EPYC: 8.1-9.1 ->
+ * 6.1-6.3), hence a switch that the load sets by timing (qw_model_load). Process-wide; on (1) by default; set it
+ * while no product runs. */
+void qw_kernels_set_lookahead(int on);
+int qw_kernels_lookahead(void);
+
 /* Runs every decode kernel a few times on small scratch data so that JIT tiers (V8's TurboFan,
  * SpiderMonkey's Ion) compile them before the first token; a few ms natively. Call once after load. */
 void qw_kernels_warmup(qw_pool *pool);

@@ -262,7 +262,9 @@ static inline void qv_f16_to_f32_rows(const uint16_t *src, float *dst, size_t n)
  * line natively; wasm has no prefetch instruction, so there a load per line, its value summed into *sink, which
  * the caller hands to qw_touch_publish so the loads are kept (an atomic store: every thread publishes). */
 extern _Atomic unsigned qw_touch_sink;
+extern int qw_lookahead_on; /* qw_kernels_set_lookahead */
 static inline void qw_touch(const uint8_t *p, size_t n, unsigned *sink) {
+    if (!qw_lookahead_on) return;
 #if defined(__wasm__)
     unsigned s = 0;
     for (size_t i = 0; i < n; i += 64) s += p[i];

@@ -151,6 +151,9 @@ static inline void q8p_store(const qw_q4w *w, const float *o, int g, int ng, int
 }
 
 _Atomic unsigned qw_touch_sink; /* qw_touch's loads (wasm) are kept by a store of their sum here */
+int qw_lookahead_on = 1;
+void qw_kernels_set_lookahead(int on) { qw_lookahead_on = on != 0; }
+int qw_kernels_lookahead(void) { return qw_lookahead_on; }
 void qw_q4_matmul_q8_packed_task(const qw_kernel_table *kt, const qw_q4w *w, const qw_q8act *a, int M,
                                  const float *bias, float *y, int ith, int nth) {
     int lo, hi;

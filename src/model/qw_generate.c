@@ -435,7 +435,10 @@ qw_status qw_gen_next(qw_gen *g, qw_gen_event *ev, qw_error *err) {
         if (k > 0) {
             if ((st = verify(g, draft, k, from_model, &t0, err)) != QW_OK) return st;
         } else {
+            int trial = qw_model_lookahead_step(g->m, -1);
+            double ts = qw_now_ms();
             if ((st = feed(g, &g->ids[g->n_ids - 1], 1, 1, &t0, err)) != QW_OK) return st;
+            if (trial) qw_model_lookahead_step(g->m, qw_now_ms() - ts);
             if (g->ext_wait) return feed_event(g, ev);
         }
         g->pending = 0;

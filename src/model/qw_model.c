@@ -61,6 +61,62 @@ static qw_status find_no_token_ids(qw_model *m, qw_error *err) {
     return QW_OK;
 }
 
+/* One decode step through the whole graph at position 0, then forgotten (lg: the logits' room). */
+static qw_status warmup_step(qw_model *m, float *lg, qw_error *err) {
+    int32_t id = 0;
+    qw_status st = qw_decoder_forward(m->dec, &id, 1, lg, NULL, NULL, err);
+    qw_decoder_reset(m->dec);
+    return st;
+}
+
+/* Sets the decode look-ahead as qw_lookahead_mode says; AUTO in wasm: on until the trial of the first plain
+ * decode steps (qw_model_lookahead_step) decides. */
+static qw_status pick_lookahead(qw_model *m, const qw_load_opts *opts, qw_error *err) {
+    if (opts->lookahead == QW_LOOKAHEAD_ON || opts->lookahead == QW_LOOKAHEAD_OFF) {
+        qw_kernels_set_lookahead(opts->lookahead == QW_LOOKAHEAD_ON);
+        m->lookahead_how = "option";
+        return QW_OK;
+    }
+    if (opts->lookahead != QW_LOOKAHEAD_AUTO)
+        return qw_error_set(err, QW_E_ARG, "qw_model_load: lookahead %d", opts->lookahead);
+    qw_kernels_set_lookahead(1);
+#if defined(__wasm__)
+    m->lookahead_how = "trial";
+    m->lookahead_trial = 1;
+#else
+    m->lookahead_how = "native";
+#endif
+    return QW_OK;
+}
+
+static double median_ms(double *x, int n) { /* n small: insertion sort */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && x[j] < x[j - 1]; j--) {
+            double t = x[j];
+            x[j] = x[j - 1];
+            x[j - 1] = t;
+        }
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+int qw_model_lookahead_step(qw_model *m, double ms) {
+    if (!m->lookahead_trial) return 0;
+    if (ms >= 0) {
+        int on = qw_kernels_lookahead();
+        m->lookahead_ms[on][m->lookahead_n[on]++] = ms;
+        if (m->lookahead_n[0] == QW_LOOKAHEAD_TRIALS && m->lookahead_n[1] == QW_LOOKAHEAD_TRIALS) {
+            m->lookahead_med[0] = median_ms(m->lookahead_ms[0], QW_LOOKAHEAD_TRIALS);
+            m->lookahead_med[1] = median_ms(m->lookahead_ms[1], QW_LOOKAHEAD_TRIALS);
+            qw_kernels_set_lookahead(m->lookahead_med[1] <= m->lookahead_med[0]);
+            m->lookahead_trial = 0;
+            m->lookahead_how = "timed";
+            return 0;
+        }
+    }
+    qw_kernels_set_lookahead(m->lookahead_n[1] < m->lookahead_n[0]); /* alternate: off first */
+    return 1;
+}
+
 qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **out, qw_error *err) {
     *out = NULL;
     if (!fs || !fs->read || !fs->size) return qw_error_set(err, QW_E_ARG, "qw_model_load: no file source");
@@ -140,17 +196,16 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
      * weight once) */
     if (!opts->mem_cap_bytes) {
         float *lg = malloc((size_t)qw_decoder_vocab(m->dec) * sizeof(float));
-        int32_t id = 0;
         if (!lg) {
             st = qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory");
             goto fail;
         }
-        st = qw_decoder_forward(m->dec, &id, 1, lg, NULL, NULL, err);
+        st = warmup_step(m, lg, err);
         free(lg);
-        qw_decoder_reset(m->dec);
         qw_graph_profile_reset(m->graph);
         if (st != QW_OK) goto fail;
     }
+    if ((st = pick_lookahead(m, opts, err)) != QW_OK) goto fail;
     if ((st = find_no_token_ids(m, err)) != QW_OK) goto fail;
     m->load_ms = qw_now_ms() - t0;
     if (opts->progress) opts->progress(opts->progress_user, "ready", 0, 0);
@@ -360,6 +415,15 @@ const char *qw_model_stats_json(qw_model *m) {
         }
     }
     cJSON_AddNumberToObject(o, "threads", qw_pool_threads(m->pool));
+    if (m->lookahead_how) {
+        cJSON *la = cJSON_AddObjectToObject(o, "lookahead");
+        cJSON_AddBoolToObject(la, "on", qw_kernels_lookahead());
+        cJSON_AddStringToObject(la, "how", m->lookahead_how);
+        if (!strcmp(m->lookahead_how, "timed")) { /* the medians of the trial's decode steps */
+            cJSON_AddNumberToObject(la, "step_ms_off", m->lookahead_med[0]);
+            cJSON_AddNumberToObject(la, "step_ms_on", m->lookahead_med[1]);
+        }
+    }
     cJSON_AddItemToObject(o, "build", cJSON_Parse(qw_build_info_json())); /* the variant: simd, relaxed, threads */
     return replace_json(&m->stats_json, o);
 }

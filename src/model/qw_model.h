@@ -12,6 +12,8 @@
 #include "qw_decoder.h"
 #include "qw_chat.h"
 
+#define QW_LOOKAHEAD_TRIALS 6 /* plain decode steps each way (qw_model_lookahead_step) */
+
 struct qw_model {
     qw_fs fs; /* the caller's, borrowed: weights may be paged from it */
     qw_model_config cfg;
@@ -36,8 +38,20 @@ struct qw_model {
     long draft_drafted, draft_accepted, draft_steps; /* of those, the draft model's (every generation) */
     double draft_ms; /* time in the draft model (catch-up and drafting), every generation */
     double load_ms;
+    const char *lookahead_how; /* how the decode look-ahead was set: "option", "native", "trial" (running), "timed" */
+    int lookahead_trial;       /* 1: plain decode steps still alternate without / with it (qw_model_lookahead_step) */
+    int lookahead_n[2];
+    double lookahead_ms[2][QW_LOOKAHEAD_TRIALS]; /* the trial's step times without (0) and with (1) it */
+    double lookahead_med[2];                     /* "timed": their medians */
     char *info_json, *stats_json;
 };
+
+/* The decode look-ahead's trial (QW_LOOKAHEAD_AUTO in wasm, where it pays on some CPUs and costs on others:
+ * qw_kernels_set_lookahead): before a plain decode step call it with ms < 0: it sets the switch for the step and
+ * returns 1 while the trial runs (then time the step and call it again with its ms); after QW_LOOKAHEAD_TRIALS
+ * steps each way the faster by median is kept for the process. Real steps, not a timed load: a step at load
+ * measured the engine's compiler tiers, not the kernels. */
+int qw_model_lookahead_step(qw_model *m, double ms);
 
 /* Room for n ids in m->cached (grown as the context grows); QW_E_NOMEM. */
 qw_status qw_model_cached_reserve(qw_model *m, int n);

@@ -8,7 +8,7 @@
 //        [--runs 3] [--tokens 128] [--prompt-len 64] [--threads 2] [--check 16]
 //        [--out build/bench-browser.json] [--md build/bench-browser.md] [--timeout-min 20]
 //        [--chromium /usr/bin/chromium] [--browser chromium|firefox|webkit|webkitgtk] [--firefox /usr/bin/firefox-esr]
-//        [--no-native] [--verbose]
+//        [--no-native] [--verbose] [--first-use] [--gens N]
 //        [--long [--lengths 512,2048,4096,8192] [--kv-cache fp16|int8|fp32] [--prompt-cache 2000 | --no-prompt-cache]
 //         [--profile]]   (--profile: per length, the ms of each op kind in that generation, from the core's counters)
 //
@@ -43,6 +43,9 @@
 // as Qwen2.5-Instruct's generation_config says (not in the default engine list; its tokens are not compared),
 // qwasmspec = qwasm with speculative: 'auto' (not in the default list; the other qwasm rows decode plainly).
 // A failure (not available, out of memory, timeout) is a table cell, not fatal.
+// --first-use: also generate on the cold page, right after the first load in a new profile (what a first-time user
+// gets: no compiled-code cache, the derived data just saved); --gens N: N generations on the warm page, each one's
+// decode tok/s reported (the first is the table's), to see whether the first is slower (V8 tier-up).
 // --prompt-ids-file FILE takes the prompt ids from a JSON file (tools/gen/spec_prompt.mjs's copy-heavy prompt).
 // The first --check greedy tokens of each engine are compared with onnxruntime-node (tools/ref/ort_ref.mjs).
 // Then, unless --no-native, the native rows of the same run: tools/bench/bench_native.mjs (qwasm's CLI,
@@ -91,7 +94,7 @@ function parseArgs(argv) {
     models: ['0.5b', '1.5b'], engines: Object.keys(ENGINES).filter((e) => !['qwasmsample', 'qwasmspec', 'qwasmnocache', 'qwasmnocacheemb'].includes(e)), runs: 3, tokens: 128, promptLen: 64, threads: 2,
     check: 16, out: path.join(REPO, 'build/bench-browser.json'), md: path.join(REPO, 'build/bench-browser.md'),
     timeoutMin: 20, chromium: '/usr/bin/chromium', firefox: '/usr/bin/firefox-esr', browser: 'chromium', verbose: false, native: true,
-    long: false, lengths: [512, 2048, 4096, 8192], kvCache: null, promptCache: 2000, profile: false,
+    firstUse: false, gens: 1, long: false, lengths: [512, 2048, 4096, 8192], kvCache: null, promptCache: 2000, profile: false,
   };
   let setEngines = false, setModels = false, setTokens = false;
   for (let i = 0; i < argv.length; i++) {
@@ -99,6 +102,8 @@ function parseArgs(argv) {
     if (k === '--models') { a.models = v().split(',').filter(Boolean); setModels = true; }
     else if (k === '--engines') { a.engines = v().split(',').filter(Boolean); setEngines = true; }
     else if (k === '--long') a.long = true;
+    else if (k === '--first-use') a.firstUse = true;
+    else if (k === '--gens') a.gens = Math.max(1, +v());
     else if (k === '--lengths') a.lengths = v().split(',').filter(Boolean).map(Number);
     else if (k === '--kv-cache') a.kvCache = v();
     else if (k === '--profile') a.profile = true;
@@ -341,6 +346,11 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
     const cold = await loadIn(page, loadOpts, T, 'cold load');
     res.coldLoadMs = cold.loadMs; res.coldInfo = cold;
     res.storage = await page.evaluate(async () => (await import('./common.js')).storageEstimate());
+    if (a.firstUse) {
+      const g0 = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o), { promptIds: ids, promptText: prompt.text, maxTokens: a.tokens, sampling: eng.sampling, profileSplit: false }), T, 'first-use generate');
+      res.coldGen = { ttftMs: g0.ttftMs, prefillTokS: g0.prefillTokS, decodeTokS: g0.decodeTokS, firstStepsMs: g0.firstStepsMs };
+      log(`  ${engKey} first use (cold page): prefill ${g0.prefillTokS?.toFixed(1)} decode ${g0.decodeTokS?.toFixed(2)} tok/s`);
+    }
     try { await withTimeout(page.evaluate(() => window.benchEngine.unload()), 60000, 'unload'); } catch {}
     await page.close();
     await new Promise((r) => setTimeout(r, 1000));
@@ -356,6 +366,12 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
       profile: g.profile, firstStepsMs: g.firstStepsMs, coreStepsMs: g.coreStepsMs, genExtra: { timings: g.timings, usage: g.usage, stats: g.stats, chunks: g.chunks, promptTokenMismatch: g.promptTokenMismatch, bannedTokens: g.bannedTokens } });
     if (g.promptTokenMismatch != null) res.errors.push(`engine saw ${g.promptTokenMismatch} prompt tokens`);
     if (g.nGenerated !== a.tokens) res.errors.push(`generated ${g.nGenerated} tokens, not ${a.tokens}`);
+    res.gens = [g.decodeTokS];
+    for (let k = 1; k < a.gens; k++) {
+      const gk = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o), { promptIds: ids, promptText: prompt.text, maxTokens: a.tokens, sampling: eng.sampling, profileSplit: false }), T, 'generate');
+      res.gens.push(gk.decodeTokS);
+    }
+    if (a.gens > 1) log(`  ${engKey} decode tok/s of generations 1..${a.gens}: ${res.gens.map((x) => x?.toFixed(2)).join(', ')}`);
     res.ok = true;
   } catch (e) {
     res.error = String(e && e.message || e).split('\n')[0].slice(0, 300);
@@ -520,6 +536,9 @@ function aggregate(runs, ref, n, decode) {
   if (errs.length) agg.error = errs.join(' | ');
   const mt = ok.length ? matchCount(ok[0].tokens, ref, n, ok[0].text, decode) : null;
   if (mt) agg.match = mt;
+  const cold = ok.map((r) => r.coldGen?.decodeTokS).filter((x) => x != null);
+  if (cold.length) agg.firstUseDecodeTokS = median(cold);
+  if (ok.length && ok[0].gens?.length > 1) agg.gensDecodeTokS = ok[0].gens.map((_, i) => median(ok.map((r) => r.gens?.[i]).filter((x) => x != null)));
   if (ok[0]?.genExtra?.bannedTokens) agg.bannedTokens = ok[0].genExtra.bannedTokens;
   const profs = ok.map((r) => r.profile).filter(Boolean);
   if (profs.length) { // per op, the median over runs
@@ -552,6 +571,10 @@ function table(results, a) {
       const note = (agg.error ? `${agg.ok}/${agg.runs} ok; ${agg.error.slice(0, 160)}` : `${agg.ok}/${agg.runs} ok`) +
         (agg.bannedTokens ? `; greedy over whole-UTF-8 tokens (${agg.bannedTokens} banned)` : '');
       lines.push(`| ${ENGINES[k].label} | ${cells.join(' | ')} | ${mt} | ${note} |`);
+    }
+    for (const [k, agg] of Object.entries(m.engines)) {
+      if (agg.firstUseDecodeTokS != null) lines.push(`\n${ENGINES[k].label}: decode on the first load's page (a new profile, first use) ${agg.firstUseDecodeTokS.toFixed(2)} tok/s`);
+      if (agg.gensDecodeTokS) lines.push(`\n${ENGINES[k].label}: decode tok/s of ${agg.gensDecodeTokS.length} generations in a row on the warm page: ${agg.gensDecodeTokS.map((x) => x.toFixed(2)).join(', ')}`);
     }
     if (Array.isArray(m.native)) {
       const label = { qwasm: 'qwasm native (CLI)', 'onnxruntime-node': 'onnxruntime-node 1.30 (native)' };

@@ -24,7 +24,8 @@
 
 typedef struct run_args {
     const char *dir, *prompt, *prompt_ids, *system, *onnx, *dump, *dump_dir, *prompt_cache, *draft;
-    int chat, raw, json, threads, greedy, exact_lm_head, embedding_resident, profile, max_context, kv_cache, prefetch;
+    int chat, raw, json, threads, greedy, exact_lm_head, embedding_resident, profile, max_context, kv_cache, prefetch,
+        lookahead;
     double mem_cap_mb, draft_mem_cap_mb;
     int set_draft_cap;
     const char *stops[MAX_STOPS];
@@ -73,6 +74,7 @@ static void usage(void) {
             "  --prefetch           under --mem-cap-mb, read the next paged weight ahead (cold cache, slow disk)\n"
             "  --max-context N      longest context (default: the model's limit; the KV cache grows as needed)\n"
             "  --kv-cache TYPE      KV cache rows: fp16 (default for fp16 models), int8, fp32\n"
+            "  --lookahead MODE     decode look-ahead: auto (default: on natively, timed at load in wasm), on, off\n"
             "  --prompt-cache FILE  keep the prompt's KV state in FILE: a later run whose prompt starts with the\n"
             "                       same tokens skips their prefill (a stale or damaged FILE is rebuilt)\n"
             "  --onnx FILE          which .onnx in the folder (default: from config.json)\n"
@@ -253,6 +255,16 @@ static int parse_args(int argc, char **argv, run_args *a) {
                 a->kv_cache = QW_KV_CACHE_F32;
             else {
                 fprintf(stderr, "qwasm run: --kv-cache takes fp16, int8 or fp32, not '%s'\n", v);
+                return 2;
+            }
+        } else if (!strcmp(o, "--lookahead")) {
+            NEED_V();
+            if (!strcmp(v, "auto") || !strcmp(v, "on") || !strcmp(v, "off"))
+                a->lookahead = !strcmp(v, "on")    ? QW_LOOKAHEAD_ON
+                               : !strcmp(v, "off") ? QW_LOOKAHEAD_OFF
+                                                   : QW_LOOKAHEAD_AUTO;
+            else {
+                fprintf(stderr, "qwasm run: --lookahead takes auto, on or off, not '%s'\n", v);
                 return 2;
             }
         }
@@ -624,6 +636,7 @@ int qw_cli_run(int argc, char **argv) {
     lo.embedding_on_demand = !a.embedding_resident; /* files on disk: a row read is a pread from the page cache */
     lo.max_context = a.max_context;
     lo.kv_cache = a.kv_cache;
+    lo.lookahead = a.lookahead;
     lo.profile = a.profile;
     double t0 = now_s();
     qw_model *m = NULL;

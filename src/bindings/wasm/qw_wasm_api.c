@@ -201,7 +201,7 @@ static double jnum(const cJSON *o, const char *k, double def) {
 /* Loads the model folder of source fs_id. opts_json (may be NULL or ""):
  *   {"onnx_file":"onnx/model_q4f16.onnx", "dtype":"q4f16", "threads":0, "mem_cap_mb":0, "exact_lm_head":false,
  *    "embedding_on_demand":false, "max_context":0, "kv_cache":"fp16"|"int8"|"fp32", "profile":false,
- *    "external_decoder":false}
+ *    "lookahead":"auto"|"on"|"off", "external_decoder":false}
  * Progress is reported through qw_js_progress. The source must stay registered until qw_wasm_model_free
  * (weights may be paged from it). Returns a handle, or 0 (see qw_wasm_last_error). */
 EMSCRIPTEN_KEEPALIVE qw_wasm_model *qw_wasm_model_load(int fs_id, const char *opts_json) {
@@ -257,6 +257,14 @@ EMSCRIPTEN_KEEPALIVE qw_wasm_model *qw_wasm_model_load(int fs_id, const char *op
                       : !strcmp(k, "fp32") ? QW_KV_CACHE_F32
                       : !strcmp(k, "auto") ? QW_KV_CACHE_AUTO
                                            : -1;
+    }
+    const cJSON *la = cJSON_GetObjectItemCaseSensitive(o, "lookahead");
+    if (cJSON_IsString(la)) {
+        const char *k = la->valuestring;
+        lo.lookahead = !strcmp(k, "on")     ? QW_LOOKAHEAD_ON
+                       : !strcmp(k, "off")  ? QW_LOOKAHEAD_OFF
+                       : !strcmp(k, "auto") ? QW_LOOKAHEAD_AUTO
+                                            : -1;
     }
     lo.profile = (int)jnum(o, "profile", 0);
     lo.external_decoder = (int)jnum(o, "external_decoder", 0);
