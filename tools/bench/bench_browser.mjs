@@ -8,7 +8,7 @@
 //        [--runs 3] [--tokens 128] [--prompt-len 64] [--threads 2] [--check 16]
 //        [--out build/bench-browser.json] [--md build/bench-browser.md] [--timeout-min 20]
 //        [--chromium /usr/bin/chromium] [--browser chromium|firefox|webkit|webkitgtk] [--firefox /usr/bin/firefox-esr]
-//        [--no-native] [--verbose] [--first-use] [--gens N]
+//        [--no-native] [--verbose] [--first-use] [--gens N] [--lookahead auto|on|off]
 //        [--long [--lengths 512,2048,4096,8192] [--kv-cache fp16|int8|fp32] [--prompt-cache 2000 | --no-prompt-cache]
 //         [--profile]]   (--profile: per length, the ms of each op kind in that generation, from the core's counters)
 //
@@ -77,6 +77,8 @@ const ENGINES = {
   qwasmnocache: { label: "qwasm (cache: 'none')", page: 'qwasm', cache: 'none' },
   // the same with the tied embedding read by rows from the cached chunks ('auto' does that only on OPFS / Node)
   qwasmnocacheemb: { label: "qwasm (cache: 'none', embeddingOnDemand)", page: 'qwasm', cache: 'none', embeddingOnDemand: true },
+  // the tied embedding resident (OPFS's default reads its rows from the cache file on demand)
+  qwasmres: { label: 'qwasm (embedding resident)', page: 'qwasm', embeddingOnDemand: false },
   // Qwen2.5-Instruct's generation_config.json sampling instead of greedy: the int8 lm_head then keeps the top 64
   // logits exact (a repetition penalty can promote any of them), i.e. rescores more rows than greedy's top 1
   qwasmsample: { label: 'qwasm (sampling)', page: 'qwasm', sampling: { temperature: 0.7, topK: 20, topP: 0.8, repetitionPenalty: 1.05, seed: 1 } },
@@ -91,7 +93,7 @@ const PROMPT_TEXT =
 
 function parseArgs(argv) {
   const a = {
-    models: ['0.5b', '1.5b'], engines: Object.keys(ENGINES).filter((e) => !['qwasmsample', 'qwasmspec', 'qwasmnocache', 'qwasmnocacheemb'].includes(e)), runs: 3, tokens: 128, promptLen: 64, threads: 2,
+    models: ['0.5b', '1.5b'], engines: Object.keys(ENGINES).filter((e) => !['qwasmsample', 'qwasmspec', 'qwasmnocache', 'qwasmnocacheemb', 'qwasmres'].includes(e)), runs: 3, tokens: 128, promptLen: 64, threads: 2,
     check: 16, out: path.join(REPO, 'build/bench-browser.json'), md: path.join(REPO, 'build/bench-browser.md'),
     timeoutMin: 20, chromium: '/usr/bin/chromium', firefox: '/usr/bin/firefox-esr', browser: 'chromium', verbose: false, native: true,
     firstUse: false, gens: 1, long: false, lengths: [512, 2048, 4096, 8192], kvCache: null, promptCache: 2000, profile: false,
@@ -103,6 +105,7 @@ function parseArgs(argv) {
     else if (k === '--engines') { a.engines = v().split(',').filter(Boolean); setEngines = true; }
     else if (k === '--long') a.long = true;
     else if (k === '--first-use') a.firstUse = true;
+    else if (k === '--lookahead') a.lookahead = v(); // qwasm's load option (default 'auto')
     else if (k === '--gens') a.gens = Math.max(1, +v());
     else if (k === '--lengths') a.lengths = v().split(',').filter(Boolean).map(Number);
     else if (k === '--kv-cache') a.kvCache = v();
@@ -336,7 +339,7 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
     const loadOpts = {
       model: '/' + m.rel + '/', modelName: m.name, modelsPath: '/build/models/', onnx: m.onnx,
       external: m.ext, gguf: '/' + m.gguf, threads: a.threads, memoryCapMB: eng.memoryCapMB, profile: engKey === 'qwasm',
-      cache: eng.cache, embeddingOnDemand: eng.embeddingOnDemand,
+      cache: eng.cache, embeddingOnDemand: eng.embeddingOnDemand, lookahead: a.lookahead,
     };
     // 1. cold
     mem.phase = 'cold';

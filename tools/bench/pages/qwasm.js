@@ -8,7 +8,7 @@ let rt = null;
 
 let profiling = false;
 
-async function load({ model, threads = 2, memoryCapMB = undefined, profile = false, cache = undefined, embeddingOnDemand = undefined, maxContext = 0, kvCache = undefined }) {
+async function load({ model, threads = 2, memoryCapMB = undefined, profile = false, cache = undefined, embeddingOnDemand = undefined, maxContext = 0, kvCache = undefined, lookahead = undefined }) {
   const t0 = now();
   profiling = profile;
   const mod = await import('/js/page/qwasm.js');
@@ -20,6 +20,7 @@ async function load({ model, threads = 2, memoryCapMB = undefined, profile = fal
   if (embeddingOnDemand !== undefined) opts.embeddingOnDemand = embeddingOnDemand;
   if (maxContext) opts.maxContext = maxContext; // --long: the KV cache sized for the longest prompt
   if (kvCache) opts.kvCache = kvCache;
+  if (lookahead) opts.lookahead = lookahead;
   if (profile) opts.profile = true; // qwasm's per-op counters (two clock reads per node)
   // where the load time goes: ms from the start of the load to the first event of each progress phase
   const phases = {};
