@@ -92,8 +92,8 @@ export interface LoadOptions {
    *  scale per kv head and position: values off by up to half a step), 'fp32'. rt.stats().kv.bytes_per_token. */
   kvCache?: 'fp16' | 'int8' | 'fp32';
   /** Decode look-ahead: the next weights' cache lines touched before the current ones are computed. 'auto' (the
-   *  default): timed at load on two decode steps of the model with and without it, the faster kept (it pays on some
-   *  CPUs and costs on others); 'on', 'off'. Same tokens either way. rt.stats().lookahead: the choice and timings. */
+   *  default): the first 12 plain decode steps alternate without and with it and the faster by median is kept (it
+   *  pays on some CPUs and costs on others); 'on', 'off'. Same tokens either way. rt.stats().lookahead: the choice and timings. */
   lookahead?: 'auto' | 'on' | 'off';
   /** Re-check cached files against the server (one 1-byte ranged request each). Default false: zero requests. */
   revalidate?: boolean;

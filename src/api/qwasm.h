@@ -135,8 +135,8 @@ typedef enum qw_kv_cache_type {
 
 /* The decode look-ahead (the next weight group's cache lines touched before the current group is computed).
  * AUTO: natively on (a prefetch, which never waits); in wasm, where it is a load that waits for its line and pays
- * on some CPUs and costs on others, timed at load on two decode steps of the model itself with and without it,
- * the faster kept (not under mem_cap_bytes: on). Process-wide: the last load's choice holds for every model. The
+ * on some CPUs and costs on others, on until the first 12 plain decode steps of a generation have run without and
+ * with it alternately, then the faster by median kept. Process-wide: the last choice holds for every model. The
  * choice and its timings: "lookahead" in qw_model_stats_json. Tokens are the same either way. */
 typedef enum qw_lookahead_mode { QW_LOOKAHEAD_AUTO = 0, QW_LOOKAHEAD_ON = 1, QW_LOOKAHEAD_OFF = 2 } qw_lookahead_mode;
 

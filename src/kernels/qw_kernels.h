@@ -127,7 +127,7 @@ void qw_gemm_tb_rows_pool(qw_pool *pool, const float *a, const void *B, int f16,
  * next weight group's cache lines before computing the current one (qw_touch). Natively a prefetch, which never
  * waits; wasm has none, so there a load per line, which holds the core until its line arrives: measured to pay on
  * one CPU (2-core Xeon, Chromium 7.2 -> 12.1 tok/s on the 1.5B) and to cost on another (2-core EPYC: 8.1-9.1 ->
- * 6.1-6.3), hence a switch that the load sets by timing (qw_model_load). Process-wide; on (1) by default; set it
+ * 6.1-6.3), hence a switch, set by timing real decode steps (qw_model_lookahead_step). Process-wide; on (1) by default; set it
  * while no product runs. */
 void qw_kernels_set_lookahead(int on);
 int qw_kernels_lookahead(void);

@@ -61,14 +61,6 @@ static qw_status find_no_token_ids(qw_model *m, qw_error *err) {
     return QW_OK;
 }
 
-/* One decode step through the whole graph at position 0, then forgotten (lg: the logits' room). */
-static qw_status warmup_step(qw_model *m, float *lg, qw_error *err) {
-    int32_t id = 0;
-    qw_status st = qw_decoder_forward(m->dec, &id, 1, lg, NULL, NULL, err);
-    qw_decoder_reset(m->dec);
-    return st;
-}
-
 /* Sets the decode look-ahead as qw_lookahead_mode says; AUTO in wasm: on until the trial of the first plain
  * decode steps (qw_model_lookahead_step) decides. */
 static qw_status pick_lookahead(qw_model *m, const qw_load_opts *opts, qw_error *err) {
@@ -196,12 +188,14 @@ qw_status qw_model_load(const qw_fs *fs, const qw_load_opts *opts, qw_model **ou
      * weight once) */
     if (!opts->mem_cap_bytes) {
         float *lg = malloc((size_t)qw_decoder_vocab(m->dec) * sizeof(float));
+        int32_t id = 0;
         if (!lg) {
             st = qw_error_set(err, QW_E_NOMEM, "qw_model_load: out of memory");
             goto fail;
         }
-        st = warmup_step(m, lg, err);
+        st = qw_decoder_forward(m->dec, &id, 1, lg, NULL, NULL, err);
         free(lg);
+        qw_decoder_reset(m->dec);
         qw_graph_profile_reset(m->graph);
         if (st != QW_OK) goto fail;
     }

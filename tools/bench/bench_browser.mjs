@@ -341,6 +341,9 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
       external: m.ext, gguf: '/' + m.gguf, threads: a.threads, memoryCapMB: eng.memoryCapMB, profile: engKey === 'qwasm',
       cache: eng.cache, embeddingOnDemand: eng.embeddingOnDemand, lookahead: a.lookahead,
     };
+    // one generation of the prompt on page (extra: generate options); what names it in a timeout
+    const generate = (page, what, extra = {}) => withTimeout(page.evaluate((o) => window.benchEngine.generate(o),
+      { promptIds: ids, promptText: prompt.text, maxTokens: a.tokens, sampling: eng.sampling, ...extra }), T, what);
     // 1. cold
     mem.phase = 'cold';
     let page = await openPage(ctx, url, res);
@@ -350,7 +353,7 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
     res.coldLoadMs = cold.loadMs; res.coldInfo = cold;
     res.storage = await page.evaluate(async () => (await import('./common.js')).storageEstimate());
     if (a.firstUse) {
-      const g0 = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o), { promptIds: ids, promptText: prompt.text, maxTokens: a.tokens, sampling: eng.sampling, profileSplit: false }), T, 'first-use generate');
+      const g0 = await generate(page, 'first-use generate', { profileSplit: false });
       res.coldGen = { ttftMs: g0.ttftMs, prefillTokS: g0.prefillTokS, decodeTokS: g0.decodeTokS, firstStepsMs: g0.firstStepsMs };
       log(`  ${engKey} first use (cold page): prefill ${g0.prefillTokS?.toFixed(1)} decode ${g0.decodeTokS?.toFixed(2)} tok/s`);
     }
@@ -364,15 +367,14 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
     res.warmLoadMs = warm.loadMs; res.warmInfo = warm;
     // 3. generate
     mem.phase = 'generate';
-    const g = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o), { promptIds: ids, promptText: prompt.text, maxTokens: a.tokens, sampling: eng.sampling }), T, 'generate');
+    const g = await generate(page, 'generate');
     Object.assign(res, { ttftMs: g.ttftMs, prefillTokS: g.prefillTokS, decodeTokS: g.decodeTokS, nGenerated: g.nGenerated, tokens: g.tokens, text: g.text,
       profile: g.profile, firstStepsMs: g.firstStepsMs, coreStepsMs: g.coreStepsMs, genExtra: { timings: g.timings, usage: g.usage, stats: g.stats, chunks: g.chunks, promptTokenMismatch: g.promptTokenMismatch, bannedTokens: g.bannedTokens } });
     if (g.promptTokenMismatch != null) res.errors.push(`engine saw ${g.promptTokenMismatch} prompt tokens`);
     if (g.nGenerated !== a.tokens) res.errors.push(`generated ${g.nGenerated} tokens, not ${a.tokens}`);
     res.gens = [g.decodeTokS];
     for (let k = 1; k < a.gens; k++) {
-      const gk = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o), { promptIds: ids, promptText: prompt.text, maxTokens: a.tokens, sampling: eng.sampling, profileSplit: false }), T, 'generate');
-      res.gens.push(gk.decodeTokS);
+      res.gens.push((await generate(page, 'generate', { profileSplit: false })).decodeTokS);
     }
     if (a.gens > 1) log(`  ${engKey} decode tok/s of generations 1..${a.gens}: ${res.gens.map((x) => x?.toFixed(2)).join(', ')}`);
     res.ok = true;

@@ -74,7 +74,8 @@ static void usage(void) {
             "  --prefetch           under --mem-cap-mb, read the next paged weight ahead (cold cache, slow disk)\n"
             "  --max-context N      longest context (default: the model's limit; the KV cache grows as needed)\n"
             "  --kv-cache TYPE      KV cache rows: fp16 (default for fp16 models), int8, fp32\n"
-            "  --lookahead MODE     decode look-ahead: auto (default: on natively, timed at load in wasm), on, off\n"
+            "  --lookahead MODE     decode look-ahead: auto (default: on natively, timed on decode steps in wasm), on, "
+            "off\n"
             "  --prompt-cache FILE  keep the prompt's KV state in FILE: a later run whose prompt starts with the\n"
             "                       same tokens skips their prefill (a stale or damaged FILE is rebuilt)\n"
             "  --onnx FILE          which .onnx in the folder (default: from config.json)\n"
@@ -259,11 +260,11 @@ static int parse_args(int argc, char **argv, run_args *a) {
             }
         } else if (!strcmp(o, "--lookahead")) {
             NEED_V();
-            if (!strcmp(v, "auto") || !strcmp(v, "on") || !strcmp(v, "off"))
-                a->lookahead = !strcmp(v, "on")    ? QW_LOOKAHEAD_ON
-                               : !strcmp(v, "off") ? QW_LOOKAHEAD_OFF
-                                                   : QW_LOOKAHEAD_AUTO;
-            else {
+            a->lookahead = !strcmp(v, "on")     ? QW_LOOKAHEAD_ON
+                           : !strcmp(v, "off")  ? QW_LOOKAHEAD_OFF
+                           : !strcmp(v, "auto") ? QW_LOOKAHEAD_AUTO
+                                                : -1;
+            if (a->lookahead < 0) {
                 fprintf(stderr, "qwasm run: --lookahead takes auto, on or off, not '%s'\n", v);
                 return 2;
             }

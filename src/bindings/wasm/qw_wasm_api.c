@@ -198,6 +198,16 @@ static double jnum(const cJSON *o, const char *k, double def) {
     return cJSON_IsNumber(v) ? v->valuedouble : cJSON_IsBool(v) ? (cJSON_IsTrue(v) ? 1 : 0) : def;
 }
 
+/* The index of string option k among names (an enum in their order); 0 when absent; -1 for another name, which
+ * qw_model_load refuses by the option's name. */
+static int jname(const cJSON *o, const char *k, const char *const *names, int n) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsString(v)) return 0;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(v->valuestring, names[i])) return i;
+    return -1;
+}
+
 /* Loads the model folder of source fs_id. opts_json (may be NULL or ""):
  *   {"onnx_file":"onnx/model_q4f16.onnx", "dtype":"q4f16", "threads":0, "mem_cap_mb":0, "exact_lm_head":false,
  *    "embedding_on_demand":false, "max_context":0, "kv_cache":"fp16"|"int8"|"fp32", "profile":false,
@@ -249,23 +259,10 @@ EMSCRIPTEN_KEEPALIVE qw_wasm_model *qw_wasm_model_load(int fs_id, const char *op
     lo.exact_lm_head = (int)jnum(o, "exact_lm_head", 0);
     lo.embedding_on_demand = (int)jnum(o, "embedding_on_demand", 0);
     lo.max_context = (int)jnum(o, "max_context", 0);
-    const cJSON *kvc = cJSON_GetObjectItemCaseSensitive(o, "kv_cache");
-    if (cJSON_IsString(kvc)) {
-        const char *k = kvc->valuestring;
-        lo.kv_cache = !strcmp(k, "fp16")   ? QW_KV_CACHE_F16
-                      : !strcmp(k, "int8") ? QW_KV_CACHE_INT8
-                      : !strcmp(k, "fp32") ? QW_KV_CACHE_F32
-                      : !strcmp(k, "auto") ? QW_KV_CACHE_AUTO
-                                           : -1;
-    }
-    const cJSON *la = cJSON_GetObjectItemCaseSensitive(o, "lookahead");
-    if (cJSON_IsString(la)) {
-        const char *k = la->valuestring;
-        lo.lookahead = !strcmp(k, "on")     ? QW_LOOKAHEAD_ON
-                       : !strcmp(k, "off")  ? QW_LOOKAHEAD_OFF
-                       : !strcmp(k, "auto") ? QW_LOOKAHEAD_AUTO
-                                            : -1;
-    }
+    static const char *const kv_names[] = {"auto", "fp16", "int8", "fp32"}; /* qw_kv_cache_type's order */
+    static const char *const la_names[] = {"auto", "on", "off"};            /* qw_lookahead_mode's order */
+    lo.kv_cache = jname(o, "kv_cache", kv_names, 4);
+    lo.lookahead = jname(o, "lookahead", la_names, 3);
     lo.profile = (int)jnum(o, "profile", 0);
     lo.external_decoder = (int)jnum(o, "external_decoder", 0);
     lo.progress = on_progress;
