@@ -69,8 +69,9 @@ typedef v128_t qv_f32;
 #define qv_set1(x) wasm_f32x4_splat(x)
 #define qv_load(p) wasm_v128_load(p)
 #define qv_store(p, v) wasm_v128_store((p), (v))
-/* Not relaxed_madd: Debian's binaryen (wasm-emscripten-finalize of emscripten 3.1.6) cannot parse its
- * standard opcode, so the relaxed build fails to link with it. */
+/* A separate multiply and add, so every kernel's SIMD result has the scalar reference's bits. (relaxed_madd
+ * links in the relaxed build, whose -O1 link runs no binaryen pass, and may or may not fuse: only the attention
+ * uses it, att_fma in qw_kernels_attn.c, where the tests bound the error instead.) */
 #define qv_fma(acc, a, b) wasm_f32x4_add((acc), wasm_f32x4_mul((a), (b)))
 #define qv_add(a, b) wasm_f32x4_add((a), (b))
 #define qv_mul(a, b) wasm_f32x4_mul((a), (b))
