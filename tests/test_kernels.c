@@ -393,6 +393,22 @@ static void test_i8_lmhead(qw_pool *pool) {
             qw_i8_matvec(pass ? pool : NULL, &w, x, y, work, &xn, &ex);
             CHECK(memcmp(y, yr, (size_t)N * 4) == 0, "i8_matvec N=%d K=%d: err %.3g", N, K, nerr(y, yr, N));
         }
+        { /* M rows at once (a speculative step's verified rows): each row's bits, norms and error as alone */
+            enum { M = 3 };
+            float *xm = malloc((size_t)M * K * 4), *ym = malloc((size_t)M * N * 4), *y1 = malloc((size_t)N * 4);
+            void *wm = malloc(qw_i8_matmul_work_size(&w, M));
+            double xnm[M], exm[M], xn1, ex1;
+            for (int i = 0; i < M * K; i++) xm[i] = act_rand() * (i < K ? 3.0f : 1.0f);
+            memcpy(xm + K, x, (size_t)K * 4);
+            qw_i8_matmul(pool, &w, M, xm, ym, wm, xnm, exm);
+            int same = 1;
+            for (int m = 0; m < M; m++) {
+                qw_i8_matvec(pool, &w, xm + (size_t)m * K, y1, work, &xn1, &ex1);
+                same &= memcmp(y1, ym + (size_t)m * N, (size_t)N * 4) == 0 && xn1 == xnm[m] && ex1 == exm[m];
+            }
+            CHECK(same, "i8_matmul M=%d N=%d K=%d = i8_matvec per row", M, N, K);
+            free(xm), free(ym), free(y1), free(wm);
+        }
         if (f16)
             qw_gemm_f16b(NULL, 1, N, K, x, K, Bm, K, 1, ye, N);
         else

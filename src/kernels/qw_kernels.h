@@ -115,6 +115,11 @@ void qw_i8w_quantize_rows(qw_pool *pool, qw_i8w *w, const void *B, int f16, int 
  * work: qw_i8_matvec_work_size(w) bytes. */
 size_t qw_i8_matvec_work_size(const qw_i8w *w);
 void qw_i8_matvec(qw_pool *pool, const qw_i8w *w, const float *x, float *y, void *work, double *xn_out, double *ex_out);
+/* qw_i8_matvec for M activation rows x (M, K) -> y (M, N), the weights streamed once: row m's outputs, xn_out[m]
+ * and ex_out[m] have the bits qw_i8_matvec gives that row alone. work: qw_i8_matmul_work_size(w, M) bytes. */
+size_t qw_i8_matmul_work_size(const qw_i8w *w, int M);
+void qw_i8_matmul(qw_pool *pool, const qw_i8w *w, int M, const float *x, float *y, void *work, double *xn_out,
+                  double *ex_out);
 void qw_i8_matvec_ref(const qw_i8w *w, const float *x, float *y);
 /* Exact rows of C = a . B^T for one A row (trans_b = 1): out[i] = the value qw_gemm_f16b / qw_gemm_f32
  * with M = 1 computes for row rows[i], bit for bit. */

@@ -289,10 +289,7 @@ void qw_i8w_quantize_rows(qw_pool *pool, qw_i8w *w, const void *B, int f16, int 
 }
 
 /* 7-bit activations per block: (n_blocks * block) int8, the same + 64 (0..127, the relaxed dot's unsigned
- * operand) and n_blocks float scales. */
-size_t qw_i8_matvec_work_size(const qw_i8w *w) {
-    return 192 + 2 * (size_t)w->n_blocks * w->block + (size_t)w->n_blocks * sizeof(float);
-}
+ * operand) and n_blocks float scales (i8_row_bytes). */
 
 static void i8_quant_x(const qw_i8w *w, const float *x, int8_t *qx, float *dx, double *xn, double *ex) {
     const int nb = w->n_blocks, B = w->block, K = w->K;
@@ -399,14 +396,17 @@ static inline void i8_group(const qw_i8w *w, int g, const int8_t *qx, const uint
 #endif
 }
 
+/* M activation rows, each quantised as qw_i8_matvec quantises one: row m's qx / qu / dx at m * stride bytes */
 typedef struct {
     const qw_i8w *w;
-    const int8_t *qx;
-    const uint8_t *qu;
-    const float *dx;
-    float *y;
+    const uint8_t *act; /* M rows of (qx, qu, dx), stride bytes apart */
+    size_t stride, qu_off, dx_off;
+    int M;
+    float *y; /* (M, N) */
 } i8mv_task;
 
+/* Each thread streams its weight groups once; every activation row takes a group while it is in L1, so M rows
+ * cost one pass over the 233 MB of the 1.5B's rows instead of M (a speculative step's verified rows) */
 static void i8_mv_run(void *p, int ith, int nth) {
     i8mv_task *t = p;
     const qw_i8w *w = t->w;
@@ -418,24 +418,50 @@ static void i8_mv_run(void *p, int ith, int nth) {
         float o[4];
         if (g + 1 < hi)
             qw_touch((const uint8_t *)w->q + (size_t)(g + 1) * gbytes, gbytes, &sink); /* as in decode's q4 products */
-        i8_group(w, g, t->qx, t->qu, t->dx, o);
-        for (int r = 0; r < 4 && g * 4 + r < w->N; r++) t->y[g * 4 + r] = o[r];
+        for (int m = 0; m < t->M; m++) {
+            const uint8_t *r = t->act + (size_t)m * t->stride;
+            i8_group(w, g, (const int8_t *)r, r + t->qu_off, (const float *)(r + t->dx_off), o);
+            float *y = t->y + (size_t)m * (size_t)w->N;
+            for (int k = 0; k < 4 && g * 4 + k < w->N; k++) y[g * 4 + k] = o[k];
+        }
     }
     qw_touch_publish(sink);
 }
 
+/* one activation row's part of the work: qx (kp int8), qu (kp uint8), dx (n_blocks floats), each 64-aligned */
+static size_t i8_row_bytes(const qw_i8w *w, size_t *qu_off, size_t *dx_off) {
+    const size_t kp = (size_t)w->n_blocks * w->block, a = (kp + 63) & ~(size_t)63;
+    *qu_off = a;
+    *dx_off = 2 * a;
+    return 2 * a + (((size_t)w->n_blocks * sizeof(float) + 63) & ~(size_t)63);
+}
+
+size_t qw_i8_matmul_work_size(const qw_i8w *w, int M) {
+    size_t qo, dxo;
+    return 64 + (size_t)(M > 0 ? M : 1) * i8_row_bytes(w, &qo, &dxo);
+}
+
+void qw_i8_matmul(qw_pool *pool, const qw_i8w *w, int M, const float *x, float *y, void *work, double *xn_out,
+                  double *ex_out) {
+    size_t qu_off, dx_off, stride = i8_row_bytes(w, &qu_off, &dx_off);
+    uint8_t *act = (uint8_t *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
+    for (int m = 0; m < M; m++) {
+        uint8_t *r = act + (size_t)m * stride;
+        i8_quant_x(w, x + (size_t)m * (size_t)w->K, (int8_t *)r, (float *)(r + dx_off), xn_out ? xn_out + m : NULL,
+                   ex_out ? ex_out + m : NULL);
+#if defined(QW_WASM_RELAXED)
+        for (size_t k = 0; k < (size_t)w->n_blocks * w->block; k++) r[qu_off + k] = (uint8_t)(((int8_t *)r)[k] + 64);
+#endif
+    }
+    i8mv_task t = {w, act, stride, qu_off, dx_off, M, y};
+    qw_pool_run(pool, i8_mv_run, &t);
+}
+
+size_t qw_i8_matvec_work_size(const qw_i8w *w) { return qw_i8_matmul_work_size(w, 1); }
+
 void qw_i8_matvec(qw_pool *pool, const qw_i8w *w, const float *x, float *y, void *work, double *xn_out,
                   double *ex_out) {
-    int8_t *qx = (int8_t *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
-    const size_t kp = (size_t)w->n_blocks * w->block;
-    uint8_t *qu = (uint8_t *)(((uintptr_t)(qx + kp) + 63) & ~(uintptr_t)63);
-    float *dx = (float *)(((uintptr_t)(qu + kp) + 63) & ~(uintptr_t)63);
-    i8_quant_x(w, x, qx, dx, xn_out, ex_out);
-#if defined(QW_WASM_RELAXED)
-    for (size_t k = 0; k < kp; k++) qu[k] = (uint8_t)(qx[k] + 64);
-#endif
-    i8mv_task t = {w, qx, qu, dx, y};
-    qw_pool_run(pool, i8_mv_run, &t);
+    qw_i8_matmul(pool, w, 1, x, y, work, xn_out, ex_out);
 }
 
 void qw_i8_matvec_ref(const qw_i8w *w, const float *x, float *y) {

@@ -25,8 +25,9 @@
  * near-ties that the exact fp16 path itself may break differently. When the rescoring passes a budget of rows
  * (flat logits) the whole exact product runs instead. M > 1 runs the exact product; a prefill whose node is
  * last_row_only (qw_graph_logits_last_only, set by the decoder) has one row, so it runs as a decode step, and a
- * speculative step's few last rows (qw_graph_step.logits_rows) run as that many decode steps: each row's top R has
- * the bits plain decoding gives it, so the verified tokens are plain decoding's.
+ * speculative step's few last rows (qw_graph_step.logits_rows) run as that many decode steps, their approximate
+ * products in one pass over the int8 rows (qw_i8_matmul): each row's top R has the bits plain decoding gives it,
+ * so the verified tokens are plain decoding's.
  * qw_graph_opts.lm_head_check also computes the exact product and prints per call how many rows were
  * rescored, the largest error of the approximate (not rescored) logits and whether the argmax matches. */
 #define _POSIX_C_SOURCE 200809L
@@ -120,8 +121,8 @@ typedef struct lmh_work {
     float *vals, *heap;
 } lmh_work;
 
-static qw_status lmh_row(qw_op_ctx *c, lmh_state *s, const void *B, const float *x, float *y, const lmh_work *wk,
-                         qw_error *err);
+static qw_status lmh_row(qw_op_ctx *c, lmh_state *s, const void *B, const float *x, float *y, double xn, double ex,
+                         const lmh_work *wk, qw_error *err);
 
 static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor **out, int n_out, qw_error *err) {
     lmh_state *s = c->node->state;
@@ -143,7 +144,7 @@ static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
     const size_t row_bytes = (size_t)K * (s->f16 ? 2 : 4);
     const float *x = qw_tensor_f32(c, A);
     float *y = out[0]->dtype == QW_DT_F32 ? (float *)out[0]->data : qw_op_scratch(c, (size_t)(M * N) * 4 + 4);
-    lmh_work wk = {qw_op_scratch(c, qw_i8_matvec_work_size(&s->w)),
+    lmh_work wk = {qw_op_scratch(c, qw_i8_matmul_work_size(&s->w, (int)M)),
                    B ? NULL : qw_op_scratch(c, QW_LMHEAD_BATCH * row_bytes),
                    qw_op_scratch(c, (size_t)N * sizeof(lmh_cand) + 8),
                    qw_op_scratch(c, QW_LMHEAD_BATCH * 4),
@@ -151,15 +152,21 @@ static qw_status run_lmh(qw_op_ctx *c, qw_tensor *const *in, int n_in, qw_tensor
                    qw_op_scratch(c, QW_LMHEAD_TOPK * 4)};
     if (!x || !y || !wk.work || !wk.cand || !wk.rows || !wk.vals || !wk.heap || (!B && !wk.rbuf))
         return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
+    /* every row's approximate logits in one pass over the int8 rows (each row's bits as alone), then per row
+     * its bound and rescoring */
+    double *xn = qw_op_scratch(c, (size_t)M * 2 * sizeof(double)), *ex = xn ? xn + M : NULL;
+    if (!xn) return qw_op_err(c->node, err, QW_E_NOMEM, "out of memory");
+    qw_i8_matmul(c->pool, &s->w, (int)M, x, y, wk.work, xn, ex);
     for (int64_t i = 0; i < M; i++)
-        if ((st = lmh_row(c, s, B, x + i * K, y + i * N, &wk, err)) != QW_OK) return st;
+        if ((st = lmh_row(c, s, B, x + i * K, y + i * N, xn[i], ex[i], &wk, err)) != QW_OK) return st;
     if (out[0]->dtype != QW_DT_F32) qw_store_f32(out[0], y, M * N);
     return QW_OK;
 }
 
-/* y = the logits of one activation row x: approximate, the top R exact */
-static qw_status lmh_row(qw_op_ctx *c, lmh_state *s, const void *B, const float *x, float *y, const lmh_work *wk,
-                         qw_error *err) {
+/* y = the logits of one activation row x: approximate (y holds qw_i8_matmul's, with x's norm xn and its
+ * quantisation error's ex), the top R exact */
+static qw_status lmh_row(qw_op_ctx *c, lmh_state *s, const void *B, const float *x, float *y, double xn, double ex,
+                         const lmh_work *wk, qw_error *err) {
     const int N = s->N, K = s->K;
     const size_t row_bytes = (size_t)K * (s->f16 ? 2 : 4);
     const int top = c->step->lm_head_top;
@@ -167,13 +174,11 @@ static qw_status lmh_row(qw_op_ctx *c, lmh_state *s, const void *B, const float 
     /* ids the sampler can only lower (a repetition penalty's seen ids): they never push another row out of the
      * top R, so R counts the others only */
     const uint8_t *low = c->step->lm_head_lowered;
-    void *work = wk->work, *rbuf = wk->rbuf;
+    void *rbuf = wk->rbuf;
     lmh_cand *cand = wk->cand;
     int32_t *rows = wk->rows;
     float *vals = wk->vals, *heap = wk->heap;
     qw_status st;
-    double xn, ex;
-    qw_i8_matvec(c->pool, &s->w, x, y, work, &xn, &ex);
     /* bounds; L = the R-th largest lower bound; candidates: rows whose upper bound reaches L */
     const double slack_k = 1.2e-7 * (K + 2 * s->w.n_blocks);
     int hn = 0, cnt = 0;
