@@ -220,8 +220,9 @@ static void tile2_relaxed(const qw_q4w *w, int g, const qw_q8act *a, int m, int 
 static void decode_relaxed(const qw_q4w *w, int g, const qw_q8act *a, int m, int mb, float *out) {
     q8p_tile(w, g, a, m, 1, 0, out);
 }
-/* Prefill tile 1 (two groups x 4 rows) is the default: more GMAC per CPU second than tile 0 in Node (test_kernels
- * bench 1 prefill); tile 0 stays a row for that comparison. */
+/* Prefill tile 0 (one group x 8 rows) is the default (q8p_rows' order): in Chromium 156 and Firefox 153 it gives
+ * 5-8 % more GMAC/s than tile 1 (two groups x 4 rows), which only Node 20's V8 runs faster
+ * (tools/bench/kernel_probe.mjs --prefill, 2026-12-04); tile 1 stays a row for that comparison. */
 const qw_kernel_table qw_kt_relaxed = {"relaxed", 0, Q8P_MB, decode_relaxed, tile_relaxed, tile2_relaxed};
 const qw_kernel_table qw_kt_relaxed_tile0 = {"relaxed-tile0", 0, Q8P_MB, decode_relaxed, tile_relaxed, NULL};
 
@@ -231,8 +232,7 @@ static void decode_dot_add(const qw_q4w *w, int g, const qw_q8act *a, int m, int
 }
 /* The dot-add for decode rows only: in Chromium it made the 4-row prefill tiles slower and the one-row decode
  * tile faster (tools/bench/kernel_probe.mjs, no-dot-add). */
-const qw_kernel_table qw_kt_relaxed_dot_add = {"relaxed-dot-add", 1, Q8P_MB, decode_dot_add, tile_relaxed,
-                                               tile2_relaxed};
+const qw_kernel_table qw_kt_relaxed_dot_add = {"relaxed-dot-add", 1, Q8P_MB, decode_dot_add, tile_relaxed, NULL};
 
 /* Node 20's V8 (11.3) gets i32x4.relaxed_dot_i8x16_i7x16_add_s wrong; Chromium's and Firefox's are right.
  * So the relaxed build checks the engine on known values before using it. */
