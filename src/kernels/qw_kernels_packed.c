@@ -108,7 +108,8 @@ static const qw_kernel_table *const q8p_rows[] = {
 #if defined(QW_WASM_DOT_ADD)
     &qw_kt_relaxed_dot_add,
 #endif
-#if defined(QW_WASM_RELAXED) /* tile0 first: 87-92 against 80-88 GMAC/s in Chromium 156 and Firefox (Node 20: the reverse) */
+#if defined( \
+    QW_WASM_RELAXED) /* tile0 first: 87-92 against 80-88 GMAC/s in Chromium 156 and Firefox (Node 20: the reverse) */
     &qw_kt_relaxed_tile0,
     &qw_kt_relaxed,
 #elif defined(QW_WASM_SIMD)
