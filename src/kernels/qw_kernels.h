@@ -217,6 +217,11 @@ size_t qw_attn_work_size(const qw_attn *a, int nth);
 void qw_attn_run(qw_pool *pool, const qw_attn *a, void *work);
 /* Plain loops, one query row at a time; scores: n_keys floats. */
 void qw_attn_ref(const qw_attn *a, float *scores);
+/* int8 keys (head_dim <= 256): the scores are integer dot products of the key rows with each query row made int16
+ * by qw_attn_quant_q16 (round half even of x * 32767 / amax; scale amax / 32767; 0 when a value is not finite,
+ * and then that task keeps fp32 scores): score = (float)sum * (q scale * key scale), in every build. */
+int qw_attn_int_keys(const qw_attn *a);
+int qw_attn_quant_q16(const float *x, int D, int16_t *q, float *scale);
 /* One cache row of D values as int8 (round half even of x * 127 / amax) and its scale amax / 127. */
 void qw_kv_quant_i8(const float *x, int D, int8_t *q, float *scale);
 

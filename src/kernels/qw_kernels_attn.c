@@ -51,6 +51,12 @@ static const float *kv_rows(const qw_attn *a, const void *base, const float *sca
     return dst;
 }
 
+/* keys query row s sees */
+static int row_keys(const qw_attn *a, int s) {
+    int n = a->past >= 0 ? a->past + s + 1 : a->n_keys;
+    return n < a->n_keys ? n : a->n_keys;
+}
+
 /* brings cache rows t0 .. t0+n-1 of kv head hk toward the caches (qw_touch) before the tile's turn: at long
  * context a decode step reads every layer's cache from DRAM (115 MB of fp16 rows at 4096 positions on the 1.5B) */
 static void kv_touch(const qw_attn *a, const void *base, int hk, int t0, int n, unsigned *sink) {
@@ -109,6 +115,115 @@ static void dot4x2(const float *q0, const float *q1, const float *k, int D, floa
     }
     o0[0] = qv_hsum(a0), o0[1] = qv_hsum(a1), o0[2] = qv_hsum(a2), o0[3] = qv_hsum(a3);
     o1[0] = qv_hsum(b0), o1[1] = qv_hsum(b1), o1[2] = qv_hsum(b2), o1[3] = qv_hsum(b3);
+}
+
+/* ---- int8 keys (QW_KV_I8): the scores' dot products in integers. Each query row is quantised to int16
+ * (qw_attn_quant_q16: 2^-15 of its largest value, far below the keys' int8 steps) and dotted with the int8 key
+ * rows as they are in the cache (no conversion to fp32): i32 sums, exact in any order, so every build's score is
+ * the same (float)sum * (q scale * key scale), which qw_attn_ref computes too. */
+
+int qw_attn_int_keys(const qw_attn *a) { return a->kv_dtype == QW_KV_I8 && a->head_dim <= 256; } /* sums < 2^31 */
+
+int qw_attn_quant_q16(const float *x, int D, int16_t *q, float *scale) {
+    float amax = 0;
+    for (int d = 0; d < D; d++) {
+        if (!(fabsf(x[d]) <= 3.0e38f)) return 0; /* Inf / NaN: the float path says what it gives */
+        amax = fabsf(x[d]) > amax ? fabsf(x[d]) : amax;
+    }
+    float inv = amax > 0 ? 32767.0f / amax : 0;
+    for (int d = 0; d < D; d++) {
+        float v = nearbyintf(x[d] * inv);
+        q[d] = (int16_t)(v > 32767 ? 32767 : v < -32767 ? -32767 : v);
+    }
+    *scale = amax / 32767.0f;
+    return 1;
+}
+
+static int32_t idot1(const int16_t *q, const int8_t *k, int D) {
+    int32_t s = 0;
+    for (int d = 0; d < D; d++) s += (int32_t)q[d] * k[d];
+    return s;
+}
+
+/* o0[j], o1[j] = q0 . k_j, q1 . k_j for the 4 int8 rows k_j = k + j * D */
+static void idot4x2(const int16_t *q0, const int16_t *q1, const int8_t *k, int D, int32_t *o0, int32_t *o1) {
+#if defined(QW_WASM_SIMD)
+    if (D % 16 == 0) {
+        v128_t a[4], b[4];
+        for (int j = 0; j < 4; j++) a[j] = b[j] = wasm_i32x4_splat(0);
+        for (int d = 0; d < D; d += 16) {
+            v128_t xl = wasm_v128_load(q0 + d), xh = wasm_v128_load(q0 + d + 8);
+            v128_t yl = wasm_v128_load(q1 + d), yh = wasm_v128_load(q1 + d + 8);
+            for (int j = 0; j < 4; j++) {
+                v128_t kv = wasm_v128_load(k + (size_t)j * D + d);
+                v128_t kl = wasm_i16x8_extend_low_i8x16(kv), kh = wasm_i16x8_extend_high_i8x16(kv);
+                a[j] = wasm_i32x4_add(a[j], wasm_i32x4_add(wasm_i32x4_dot_i16x8(kl, xl), wasm_i32x4_dot_i16x8(kh, xh)));
+                b[j] = wasm_i32x4_add(b[j], wasm_i32x4_add(wasm_i32x4_dot_i16x8(kl, yl), wasm_i32x4_dot_i16x8(kh, yh)));
+            }
+        }
+        for (int j = 0; j < 4; j++) {
+            v128_t u = wasm_i32x4_add(a[j], wasm_i32x4_shuffle(a[j], a[j], 2, 3, 0, 1));
+            v128_t w = wasm_i32x4_add(b[j], wasm_i32x4_shuffle(b[j], b[j], 2, 3, 0, 1));
+            o0[j] = wasm_i32x4_extract_lane(u, 0) + wasm_i32x4_extract_lane(u, 1);
+            o1[j] = wasm_i32x4_extract_lane(w, 0) + wasm_i32x4_extract_lane(w, 1);
+        }
+        return;
+    }
+#elif defined(QW_AVX2)
+    if (D % 16 == 0) {
+        __m256i a[4], b[4];
+        for (int j = 0; j < 4; j++) a[j] = b[j] = _mm256_setzero_si256();
+        for (int d = 0; d < D; d += 16) {
+            __m256i x = _mm256_loadu_si256((const __m256i *)(q0 + d)),
+                    y = _mm256_loadu_si256((const __m256i *)(q1 + d));
+            for (int j = 0; j < 4; j++) {
+                __m256i kw = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(k + (size_t)j * D + d)));
+                a[j] = _mm256_add_epi32(a[j], _mm256_madd_epi16(kw, x));
+                b[j] = _mm256_add_epi32(b[j], _mm256_madd_epi16(kw, y));
+            }
+        }
+        for (int j = 0; j < 4; j++) {
+            __m128i u = _mm_add_epi32(_mm256_castsi256_si128(a[j]), _mm256_extracti128_si256(a[j], 1));
+            __m128i w = _mm_add_epi32(_mm256_castsi256_si128(b[j]), _mm256_extracti128_si256(b[j], 1));
+            u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0x4e));
+            w = _mm_add_epi32(w, _mm_shuffle_epi32(w, 0x4e));
+            o0[j] = _mm_cvtsi128_si32(u) + _mm_extract_epi32(u, 1);
+            o1[j] = _mm_cvtsi128_si32(w) + _mm_extract_epi32(w, 1);
+        }
+        return;
+    }
+#endif
+    for (int j = 0; j < 4; j++) o0[j] = idot1(q0, k + (size_t)j * D, D), o1[j] = idot1(q1, k + (size_t)j * D, D);
+}
+
+/* the scores of a task's rows over one tile of int8 keys (nt from cache row t0): row r (quantised: qi + r * D,
+ * scale qs[r]) into sc + r * ld, two rows at a time over the keys both see */
+static void int_key_tile(const qw_attn *a, int hk, int s0, int ns, int rows, int t0, int nt, const int16_t *qi,
+                         const float *qs, float *sc, size_t ld) {
+    const int D = a->head_dim;
+    const int8_t *K = (const int8_t *)a->k + ((size_t)hk * (size_t)a->cap + (size_t)t0) * (size_t)D;
+    const float *ks = a->k_scale + (size_t)hk * (size_t)a->cap + (size_t)t0;
+    for (int r = 0; r < rows; r++) {
+        int n = row_keys(a, s0 + r % ns) - t0, n1 = r + 1 < rows ? row_keys(a, s0 + (r + 1) % ns) - t0 : 0;
+        n = n > nt ? nt : n;
+        n1 = n1 > nt ? nt : n1;
+        float *o = sc + (size_t)r * ld + t0, *o1 = o + ld;
+        const int16_t *q = qi + (size_t)r * D, *q1 = q + D;
+        int i = 0;
+        if (r + 1 < rows) {
+            for (; i + 4 <= n && i + 4 <= n1; i += 4) {
+                int32_t d0[4], d1[4];
+                idot4x2(q, q1, K + (size_t)i * D, D, d0, d1);
+                for (int j = 0; j < 4; j++) {
+                    o[i + j] = (float)d0[j] * (qs[r] * ks[i + j]);
+                    o1[i + j] = (float)d1[j] * (qs[r + 1] * ks[i + j]);
+                }
+            }
+            for (int j = i; j < n1; j++) o1[j] = (float)idot1(q1, K + (size_t)j * D, D) * (qs[r + 1] * ks[j]);
+        }
+        for (; i < n; i++) o[i] = (float)idot1(q, K + (size_t)i * D, D) * (qs[r] * ks[i]);
+        if (r + 1 < rows) r++;
+    }
 }
 
 /* out(D) += sum over i < n of p[i] * v[i*D ..], keys in order, zero weights skipped (masked keys) */
@@ -246,12 +361,6 @@ static void softmax_row(float *x, int n) {
     for (i = 0; i < n; i++) x[i] *= inv;
 }
 
-/* keys query row s sees */
-static int row_keys(const qw_attn *a, int s) {
-    int n = a->past >= 0 ? a->past + s + 1 : a->n_keys;
-    return n < a->n_keys ? n : a->n_keys;
-}
-
 /* the raw dot product d of query (h, s) and key t -> the score the softmax takes */
 static float finish_score(const qw_attn *a, float d, int h, int s, int t) {
     if (a->round_qk) d = qw_round_f16(d);
@@ -310,6 +419,8 @@ static void plan(const qw_attn *a, int nth, att_plan *p) {
     p->n_gs = (p->group + p->gs - 1) / p->gs;
     p->n_units = a->n_kv_heads * p->n_qb * p->n_gs;
     p->per_thread = (size_t)ATT_TK * (size_t)a->head_dim + (size_t)(p->gs * p->qb) * (size_t)(a->n_keys + 4) + 16;
+    if (qw_attn_int_keys(a)) /* the task's query rows as int16 and their scales (int8 keys) */
+        p->per_thread += (size_t)(p->gs * p->qb) * (size_t)((a->head_dim + 1) / 2 + 1) + 16;
 }
 
 size_t qw_attn_work_size(const qw_attn *a, int nth) {
@@ -325,6 +436,9 @@ static void att_task(void *arg, int ith, int nth) {
     float *tile = p->work + (size_t)ith * p->per_thread;
     float *scores = tile + (size_t)ATT_TK * D; /* (rows, T + 4) */
     const size_t ld = (size_t)T + 4;
+    const int ikeys = qw_attn_int_keys(a);
+    float *qsc = scores + (size_t)(p->gs * p->qb) * ld;       /* (rows) int8 keys: the int16 query rows' scales */
+    int16_t *qi = (int16_t *)(qsc + (size_t)(p->gs * p->qb)); /* (rows, D) and the rows */
     unsigned sink = 0;
     for (int u = ith; u < p->n_units; u += nth) {
         int hk = u / (p->n_qb * p->n_gs), rem = u % (p->n_qb * p->n_gs);
@@ -332,6 +446,10 @@ static void att_task(void *arg, int ith, int nth) {
         int ns = a->n_q - s0 < p->qb ? a->n_q - s0 : p->qb;
         int nh = hk * p->group + p->group - h0 < p->gs ? hk * p->group + p->group - h0 : p->gs;
         int rows = ns * nh, kmax = row_keys(a, s0 + ns - 1);
+        int iq = ikeys; /* int8 keys: integer dot products, unless a query row is not finite */
+        for (int r = 0; iq && r < rows; r++)
+            iq = qw_attn_quant_q16(a->q + (h0 + r / ns) * a->q_hs + (s0 + r % ns) * a->q_ss, D, qi + (size_t)r * D,
+                                   &qsc[r]);
         /* pass 1: scores of every row, a tile of keys at a time (the next tile touched first; after the last,
          * the first tile of values) */
         for (int t0 = 0; t0 < kmax; t0 += ATT_TK) {
@@ -340,6 +458,10 @@ static void att_task(void *arg, int ith, int nth) {
                 kv_touch(a, a->k, hk, t0 + ATT_TK, kmax - t0 - ATT_TK < ATT_TK ? kmax - t0 - ATT_TK : ATT_TK, &sink);
             else
                 kv_touch(a, a->v, hk, 0, kmax < ATT_TK ? kmax : ATT_TK, &sink);
+            if (iq) {
+                int_key_tile(a, hk, s0, ns, rows, t0, nt, qi, qsc, scores, ld);
+                continue;
+            }
             const float *K = kv_rows(a, a->k, a->k_scale, hk, t0, nt, tile);
             for (int r = 0; r < rows; r++) {
                 int h = h0 + r / ns, s = s0 + r % ns;

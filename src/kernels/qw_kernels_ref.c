@@ -119,9 +119,19 @@ void qw_attn_ref(const qw_attn *a, float *scores) {
             if (n > a->n_keys) n = a->n_keys;
             int first = a->window > 0 && n - a->window > 0 ? n - a->window : 0;
             for (int t = 0; t < first; t++) scores[t] = -INFINITY;
+            int16_t qi[256];
+            float qs = 0;
+            const int iq = qw_attn_int_keys(a) && qw_attn_quant_q16(q, D, qi, &qs);
             for (int t = first; t < n; t++) {
                 float d = 0;
-                for (int e = 0; e < D; e++) d += q[e] * kv_elem(a, 0, hk, t, e);
+                if (iq) { /* int8 keys: the integer dot product (qw_attn_int_keys) */
+                    const size_t row = (size_t)hk * (size_t)a->cap + (size_t)t;
+                    int32_t is = 0;
+                    for (int e = 0; e < D; e++)
+                        is += (int32_t)qi[e] * ((const int8_t *)a->k)[row * (size_t)D + (size_t)e];
+                    d = (float)is * (qs * a->k_scale[row]);
+                } else
+                    for (int e = 0; e < D; e++) d += q[e] * kv_elem(a, 0, hk, t, e);
                 if (a->round_qk) d = qw_round_f16(d);
                 d = a->div ? d / a->scale : d * a->scale;
                 if (a->round_scaled) d = qw_round_f16(d);
