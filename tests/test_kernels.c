@@ -957,6 +957,36 @@ static void old_attn_task(void *arg, int ith, int nth) {
     }
 }
 
+/* the 1.5B's attention shape for bench-attn: nq query rows (decode 1, prefill 64) after T - nq cached keys; fp16
+ * rows with the decomposed graph's fp16 roundings, int8 rows with their scales and none */
+static qw_attn bench_attn_shape(int nq, int T, const float *q, float *o, const void *k, const void *v, const float *ks,
+                                const float *vs, int dtype) {
+    const int H = 12, Hkv = 2, D = 128, f16 = dtype == QW_KV_F16;
+    return (qw_attn){.n_q = nq,
+                     .n_keys = T,
+                     .past = T - nq,
+                     .n_heads = H,
+                     .n_kv_heads = Hkv,
+                     .head_dim = D,
+                     .q = q,
+                     .q_hs = (int64_t)nq * D,
+                     .q_ss = D,
+                     .out = o,
+                     .o_hs = (int64_t)nq * D,
+                     .o_ss = D,
+                     .k = k,
+                     .v = v,
+                     .k_scale = ks,
+                     .v_scale = vs,
+                     .kv_dtype = dtype,
+                     .cap = T,
+                     .scale = 11.3137f,
+                     .div = 1,
+                     .round_qk = f16,
+                     .round_scaled = f16,
+                     .round_probs = f16};
+}
+
 static int bench_attn(int threads) {
     qw_pool *pool = qw_pool_new(threads);
     const int H = 12, Hkv = 2, D = 128, L = 28, S = 64;
@@ -978,27 +1008,7 @@ static int bench_attn(int threads) {
             for (int ph = 0; ph < 2; ph++) {
                 int nq = ph ? S : 1;
                 old_attn oj = {q, kf, vf, o, ow, nq, T, H, Hkv, D, T - nq, T, 11.3137f};
-                qw_attn a = {.n_q = nq,
-                             .n_keys = T,
-                             .past = T - nq,
-                             .n_heads = H,
-                             .n_kv_heads = Hkv,
-                             .head_dim = D,
-                             .q = q,
-                             .q_hs = (int64_t)nq * D,
-                             .q_ss = D,
-                             .out = o,
-                             .o_hs = (int64_t)nq * D,
-                             .o_ss = D,
-                             .k = kh,
-                             .v = vh,
-                             .kv_dtype = QW_KV_F16,
-                             .cap = T,
-                             .scale = 11.3137f,
-                             .div = 1,
-                             .round_qk = 1,
-                             .round_scaled = 1,
-                             .round_probs = 1};
+                qw_attn a = bench_attn_shape(nq, T, q, o, kh, vh, NULL, NULL, QW_KV_F16);
                 void *wk = malloc(qw_attn_work_size(&a, qw_pool_threads(pool)));
                 double t0 = cpu_s();
                 qw_pool_run(pool, old_attn_task, &oj);
@@ -1016,25 +1026,7 @@ static int bench_attn(int threads) {
         double cold[2] = {1e30, 1e30}; /* [without / with the look-ahead touch] */
         if (klay && vlay) {
             for (int l = 0; l < L; l++) memcpy(klay + kn * l, kh, kn * 2), memcpy(vlay + kn * l, vh, kn * 2);
-            qw_attn a = {.n_q = 1,
-                         .n_keys = T,
-                         .past = T - 1,
-                         .n_heads = H,
-                         .n_kv_heads = Hkv,
-                         .head_dim = D,
-                         .q = q,
-                         .q_hs = D,
-                         .q_ss = D,
-                         .out = o,
-                         .o_hs = D,
-                         .o_ss = D,
-                         .kv_dtype = QW_KV_F16,
-                         .cap = T,
-                         .scale = 11.3137f,
-                         .div = 1,
-                         .round_qk = 1,
-                         .round_scaled = 1,
-                         .round_probs = 1};
+            qw_attn a = bench_attn_shape(1, T, q, o, klay, vlay, NULL, NULL, QW_KV_F16);
             void *wk = malloc(qw_attn_work_size(&a, qw_pool_threads(pool)));
             int la = qw_kernels_lookahead();
             for (int r = 0; r < reps + 2; r++) {
@@ -1063,26 +1055,7 @@ static int bench_attn(int threads) {
             for (int r = 0; r < reps + 2; r++)
                 for (int ph = 0; ph < 2; ph++) {
                     int nq = ph ? S : 1;
-                    qw_attn a = {.n_q = nq,
-                                 .n_keys = T,
-                                 .past = T - nq,
-                                 .n_heads = H,
-                                 .n_kv_heads = Hkv,
-                                 .head_dim = D,
-                                 .q = q,
-                                 .q_hs = (int64_t)nq * D,
-                                 .q_ss = D,
-                                 .out = o,
-                                 .o_hs = (int64_t)nq * D,
-                                 .o_ss = D,
-                                 .k = k8,
-                                 .v = v8,
-                                 .k_scale = ks8,
-                                 .v_scale = vs8,
-                                 .kv_dtype = QW_KV_I8,
-                                 .cap = T,
-                                 .scale = 11.3137f,
-                                 .div = 1};
+                    qw_attn a = bench_attn_shape(nq, T, q, o, k8, v8, ks8, vs8, QW_KV_I8);
                     void *wk = malloc(qw_attn_work_size(&a, qw_pool_threads(pool)));
                     double t0 = cpu_s();
                     qw_attn_run(pool, &a, wk);
