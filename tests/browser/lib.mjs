@@ -127,7 +127,7 @@ async function waitDemo(page, what, fn, arg, timeout) {
   try {
     await page.waitForFunction(fn, arg, { timeout, polling: 100 });
   } catch (e) {
-    throw new Error(`${what}: ${e.message}; the demo shows ${await demoState(page)}`);
+    throw new Error(`${what}: ${e.message}; the demo shows ${await demoState(page)}`, { cause: e });
   }
 }
 

@@ -1,5 +1,5 @@
 // Type checks and lint of js/: tsc -p . (tsconfig.json: checkJs over js/, js/page/qwasm.js against js/page/qwasm.d.ts, the
-// worker protocol's typedefs in js/worker/protocol.js) and eslint js/ (eslint.config.js). Dev dependencies (package.json).
+// worker protocol's typedefs in js/worker/protocol.js) and eslint js/ tests/ tools/ (eslint.config.js). Dev dependencies (package.json).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -14,7 +14,7 @@ test('tsc -p . finds no type errors', () => {
   assert.equal(r.status, 0, `tsc:\n${r.stdout}${r.stderr}`);
 });
 
-test('eslint js/ finds no problems', () => {
-  const r = spawnSync(bin('eslint'), ['js/'], { cwd: root, encoding: 'utf8' });
+test('eslint js/ tests/ tools/ finds no problems', () => {
+  const r = spawnSync(bin('eslint'), ['js/', 'tests/', 'tools/'], { cwd: root, encoding: 'utf8' });
   assert.equal(r.status, 0, `eslint:\n${r.stdout}${r.stderr}`);
 });

@@ -136,7 +136,7 @@ function qwasmHidden(dir, onnxRel, ids, names, threads, tmp) {
     execFileSync(CLI, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
     // a name the graph does not compute is reported but the others were written
-    if (!fs.existsSync(path.join(dump, 'index.json'))) throw new Error(`qwasm run failed: ${e.stderr || e.message}`);
+    if (!fs.existsSync(path.join(dump, 'index.json'))) throw new Error(`qwasm run failed: ${e.stderr || e.message}`, { cause: e });
   }
   const res = {};
   for (const e of JSON.parse(fs.readFileSync(path.join(dump, 'index.json'), 'utf8'))) {

@@ -11,12 +11,12 @@ let passed = 0, failed = 0;
 for (const file of files) {
   // One process per file: some files need Node flags (relaxed SIMD) named in their first line.
   const first = (await import('node:fs')).readFileSync(file, 'utf8').split('\n', 1)[0];
-  const flags = (first.match(/^\/\/ node-flags: (.*)$/) || [, ''])[1].split(' ').filter(Boolean);
+  const flags = (first.match(/^\/\/ node-flags: (.*)$/) || [null, ''])[1].split(' ').filter(Boolean);
   const r = spawnSync(process.execPath, [...flags, '--test', '--test-reporter=tap', file],
                       { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20 });
   const out = (r.stdout || '') + (r.stderr || '');
-  const p = +(out.match(/^# pass (\d+)/m) || [, 0])[1];
-  const f = +(out.match(/^# fail (\d+)/m) || [, 0])[1] + (r.status !== 0 && !/^# fail [1-9]/m.test(out) ? 1 : 0);
+  const p = +(out.match(/^# pass (\d+)/m) || [null, 0])[1];
+  const f = +(out.match(/^# fail (\d+)/m) || [null, 0])[1] + (r.status !== 0 && !/^# fail [1-9]/m.test(out) ? 1 : 0);
   passed += p; failed += f;
   console.log(`${path.relative(root, file)}: ${p} passed, ${f} failed`);
   if (f) console.log(out.split('\n').filter((l) => !/^\s*$/.test(l)).slice(-60).join('\n'));

@@ -106,8 +106,8 @@ export async function launchWebKit(opts = {}) {
     driver.stderr.on('data', (d) => { driverErr = (driverErr + d).slice(-2000); });
     for (let t0 = Date.now(); ;) {
       try { await request(port, 'GET', '/status'); break; } catch (e) {
-        if (driver.exitCode != null) throw new Error(`WebKitWebDriver exited with ${driver.exitCode}: ${driverErr}`);
-        if (Date.now() - t0 > 20000) throw new Error(`WebKitWebDriver did not answer within 20 s: ${e.message}`);
+        if (driver.exitCode != null) throw new Error(`WebKitWebDriver exited with ${driver.exitCode}: ${driverErr}`, { cause: e });
+        if (Date.now() - t0 > 20000) throw new Error(`WebKitWebDriver did not answer within 20 s: ${e.message}`, { cause: e });
         await new Promise((r) => setTimeout(r, 100));
       }
     }
@@ -115,7 +115,7 @@ export async function launchWebKit(opts = {}) {
     if (opts.tag) args.push(`--name=${opts.tag}`);
     const caps = { capabilities: { alwaysMatch: { 'webkitgtk:browserOptions': { binary: MINIBROWSER, args } } } };
     let s;
-    try { s = await request(port, 'POST', '/session', caps); } catch (e) { throw new Error(`${e.message}\n  driver: ${driverErr.slice(-600)}`); }
+    try { s = await request(port, 'POST', '/session', caps); } catch (e) { throw new Error(`${e.message}\n  driver: ${driverErr.slice(-600)}`, { cause: e }); }
     const sid = s.sessionId;
     const wd = (method, p, body) => request(port, method, `/session/${sid}${p}`, body);
     await wd('POST', '/timeouts', { script: 2 ** 31 - 1, pageLoad: 300000 });

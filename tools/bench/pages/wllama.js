@@ -4,7 +4,7 @@
 // onnxruntime's within a few steps on our random-weight models because ggml's Q4_0 matmul quantises the
 // activations to Q8_0, not because of the GGUF: the same file with its Q4_0 weights dequantised to F32
 // follows onnxruntime's logits to about 0.05 (checked on the small test model).
-import { now, summarize, markReady, fail } from './common.js';
+import { now, markReady, fail } from './common.js';
 
 const WL = '/node_modules/@wllama/wllama/esm/index.js';
 let W = null;
