@@ -57,9 +57,11 @@ static int row_keys(const qw_attn *a, int s) {
     return n < a->n_keys ? n : a->n_keys;
 }
 
-/* brings cache rows t0 .. t0+n-1 of kv head hk toward the caches (qw_touch) before the tile's turn: at long
- * context a decode step reads every layer's cache from DRAM (115 MB of fp16 rows at 4096 positions on the 1.5B) */
-static void kv_touch(const qw_attn *a, const void *base, int hk, int t0, int n, unsigned *sink) {
+/* brings the tile of cache rows from t0 (of the first kmax) of kv head hk toward the caches (qw_touch) before its
+ * turn: at long context a decode step reads every layer's cache from DRAM (115 MB of fp16 rows at 4096 positions
+ * on the 1.5B) */
+static void kv_touch(const qw_attn *a, const void *base, int hk, int t0, int kmax, unsigned *sink) {
+    const int n = kmax - t0 < ATT_TK ? kmax - t0 : ATT_TK;
     if (n <= 0) return;
     const size_t esz = a->kv_dtype == QW_KV_F32 ? 4 : a->kv_dtype == QW_KV_F16 ? 2 : 1;
     size_t off = ((size_t)hk * (size_t)a->cap + (size_t)t0) * (size_t)a->head_dim;
@@ -455,9 +457,9 @@ static void att_task(void *arg, int ith, int nth) {
         for (int t0 = 0; t0 < kmax; t0 += ATT_TK) {
             int nt = kmax - t0 < ATT_TK ? kmax - t0 : ATT_TK;
             if (t0 + ATT_TK < kmax)
-                kv_touch(a, a->k, hk, t0 + ATT_TK, kmax - t0 - ATT_TK < ATT_TK ? kmax - t0 - ATT_TK : ATT_TK, &sink);
+                kv_touch(a, a->k, hk, t0 + ATT_TK, kmax, &sink);
             else
-                kv_touch(a, a->v, hk, 0, kmax < ATT_TK ? kmax : ATT_TK, &sink);
+                kv_touch(a, a->v, hk, 0, kmax, &sink);
             if (iq) {
                 int_key_tile(a, hk, s0, ns, rows, t0, nt, qi, qsc, scores, ld);
                 continue;
@@ -502,8 +504,7 @@ static void att_task(void *arg, int ith, int nth) {
         /* pass 2: out = P . V, a tile of values at a time */
         for (int t0 = 0; t0 < kmax; t0 += ATT_TK) {
             int nt = kmax - t0 < ATT_TK ? kmax - t0 : ATT_TK;
-            if (t0 + ATT_TK < kmax)
-                kv_touch(a, a->v, hk, t0 + ATT_TK, kmax - t0 - ATT_TK < ATT_TK ? kmax - t0 - ATT_TK : ATT_TK, &sink);
+            kv_touch(a, a->v, hk, t0 + ATT_TK, kmax, &sink);
             const float *V = kv_rows(a, a->v, a->v_scale, hk, t0, nt, tile);
             for (int r = 0; r < rows; r++) {
                 int h = h0 + r / ns, s = s0 + r % ns;

@@ -108,8 +108,8 @@ static const qw_kernel_table *const q8p_rows[] = {
 #if defined(QW_WASM_DOT_ADD)
     &qw_kt_relaxed_dot_add,
 #endif
-#if defined( \
-    QW_WASM_RELAXED) /* tile0 first: 87-92 against 80-88 GMAC/s in Chromium 156 and Firefox (Node 20: the reverse) */
+/* relaxed: tile 0 first, 87-92 against 80-88 GMAC/s in Chromium 156 and Firefox (Node 20: the reverse) */
+#if defined(QW_WASM_RELAXED)
     &qw_kt_relaxed_tile0,
     &qw_kt_relaxed,
 #elif defined(QW_WASM_SIMD)
@@ -289,9 +289,6 @@ void qw_i8w_quantize_rows(qw_pool *pool, qw_i8w *w, const void *B, int f16, int 
     qw_pool_run(pool, i8_quant_rows, &t);
 }
 
-/* 7-bit activations per block: (n_blocks * block) int8, the same + 64 (0..127, the relaxed dot's unsigned
- * operand) and n_blocks float scales (i8_row_bytes). */
-
 static void i8_quant_x(const qw_i8w *w, const float *x, int8_t *qx, float *dx, double *xn, double *ex) {
     const int nb = w->n_blocks, B = w->block, K = w->K;
     double sx = 0, se = 0;
@@ -429,7 +426,8 @@ static void i8_mv_run(void *p, int ith, int nth) {
     qw_touch_publish(sink);
 }
 
-/* one activation row's part of the work: qx (kp int8), qu (kp uint8), dx (n_blocks floats), each 64-aligned */
+/* one activation row's part of the work, its 7-bit activations per block: qx (kp = n_blocks * block int8), qu (the
+ * same + 64: 0..127, the relaxed dot's unsigned operand) and dx (n_blocks float scales), each 64-aligned */
 static size_t i8_row_bytes(const qw_i8w *w, size_t *qu_off, size_t *dx_off) {
     const size_t kp = (size_t)w->n_blocks * w->block, a = (kp + 63) & ~(size_t)63;
     *qu_off = a;
