@@ -607,6 +607,60 @@ static void test_misc(qw_pool *pool) {
             }
 }
 
+/* an fp16 cache gives the bits of an fp32 cache holding the same values (the conversion is exact, and wasm's
+ * unscaled fp16 rows with query and probabilities scaled by 2^112 instead are exact too): decode and prefill
+ * rows, subnormal halves, a query value past 2^16 (that task converts as before), an Inf half in a value row */
+static int same_bits_or_nan(const float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!(x[i] != x[i] && y[i] != y[i]) && memcmp(x + i, y + i, 4)) return 0;
+    return 1;
+}
+static void test_attn_f16_bits(qw_pool *pool) {
+    const int nh = 12, nkv = 2, hd = 128, ms = 200;
+    for (int c = 0; c < 4; c++) {
+        int nq = c == 1 ? 9 : 1, p0 = 150;
+        size_t qn = (size_t)nq * nh * hd, kn = (size_t)nkv * ms * hd;
+        float *q = malloc(qn * 4), *kf = malloc(kn * 4), *vf = malloc(kn * 4), *o16 = malloc(qn * 4),
+              *o32 = malloc(qn * 4);
+        uint16_t *kh = malloc(kn * 2), *vh = malloc(kn * 2);
+        for (size_t i = 0; i < qn; i++) q[i] = 4 * frand();
+        for (size_t i = 0; i < kn; i++) kf[i] = frand(), vf[i] = frand();
+        if (c == 2) /* subnormal halves, and one query value past 2^16 */
+            for (size_t i = 0; i < kn; i += 7) kf[i] *= 1e-4f, vf[i] *= 1e-4f;
+        if (c == 2) q[5] = 70000.0f;
+        if (c == 3) vf[(size_t)(p0 - 3) * hd + 17] = INFINITY;
+        qw_f32_to_f16_array(kf, kh, kn);
+        qw_f32_to_f16_array(vf, vh, kn);
+        qw_f16_to_f32_array(kh, kf, kn);
+        qw_f16_to_f32_array(vh, vf, kn);
+        qw_attn a = {.n_q = nq,
+                     .n_keys = p0 + nq,
+                     .past = p0,
+                     .n_heads = nh,
+                     .n_kv_heads = nkv,
+                     .head_dim = hd,
+                     .q = q,
+                     .q_hs = (int64_t)nq * hd,
+                     .q_ss = hd,
+                     .o_hs = (int64_t)nq * hd,
+                     .o_ss = hd,
+                     .cap = ms,
+                     .scale = sqrtf((float)hd),
+                     .div = 1,
+                     .round_qk = 1,
+                     .round_scaled = 1,
+                     .round_probs = 1};
+        a.kv_dtype = QW_KV_F16; /* the larger work area of the two */
+        void *wk = malloc(qw_attn_work_size(&a, qw_pool_threads(pool)));
+        a.k = kf, a.v = vf, a.kv_dtype = QW_KV_F32, a.out = o32;
+        qw_attn_run(pool, &a, wk);
+        a.k = kh, a.v = vh, a.kv_dtype = QW_KV_F16, a.out = o16;
+        qw_attn_run(pool, &a, wk);
+        CHECK(same_bits_or_nan(o16, o32, qn), "attention over fp16 rows = over the same values in fp32, case %d", c);
+        free(q), free(kf), free(vf), free(o16), free(o32), free(kh), free(vh), free(wk);
+    }
+}
+
 /* ---- pool --------------------------------------------------------------------------------------- */
 
 typedef struct {
@@ -923,6 +977,7 @@ static int run_tests(void) {
     test_gemm(pool);
     test_logistic(pool);
     test_misc(pool);
+    test_attn_f16_bits(pool);
     qw_pool_free(pool);
     printf("(pool of 3 threads)\n");
     return qw_test_summary("test_kernels");

@@ -21,13 +21,21 @@
 #define att_fma(acc, a, b) qv_fma((acc), (a), (b))
 #endif
 
-/* cache rows t0 .. t0+n-1 of kv head hk as fp32: the rows themselves (fp32 cache) or converted into dst */
-static const float *kv_rows(const qw_attn *a, const void *base, const float *scales, int hk, int t0, int n,
+/* cache rows t0 .. t0+n-1 of kv head hk as fp32: the rows themselves (fp32 cache) or converted into dst; raw:
+ * fp16 rows times 2^-112 (qv_f16_raw_rows: the caller has scaled the other operand by 2^112) */
+static const float *kv_rows(const qw_attn *a, const void *base, const float *scales, int hk, int t0, int n, int raw,
                             float *dst) {
     const int D = a->head_dim;
     size_t off = ((size_t)hk * (size_t)a->cap + (size_t)t0) * (size_t)D;
     if (a->kv_dtype == QW_KV_F32) return (const float *)base + off;
     if (a->kv_dtype == QW_KV_F16) {
+#if defined(QW_HAVE_F16_RAW_ROWS)
+        if (raw) {
+            qv_f16_raw_rows((const uint16_t *)base + off, dst, (size_t)n * (size_t)D);
+            return dst;
+        }
+#endif
+        (void)raw;
         qv_f16_to_f32_rows((const uint16_t *)base + off, dst, (size_t)n * (size_t)D);
         return dst;
     }
@@ -399,6 +407,26 @@ static void finish_row(const qw_attn *a, float *sc, int h, int s, int first, int
     for (; t < n; t++) sc[t] = finish_score(a, sc[t], h, s, t);
 }
 
+/* ---- fp16 rows without the conversion's multiply (QW_HAVE_F16_RAW_ROWS): keys and values as their values times
+ * 2^-112, the query rows and the probabilities times 2^112 instead. Both scalings are exact and their products
+ * are the same real numbers, so every score and output keeps its bits; only a finite query value of 2^16 or more
+ * could overflow, and such a task keeps the plain conversion. */
+#define ATT_RAW_UP 0x1p112f
+
+/* q (D) times 2^112 into dst; 0 if a finite value is 2^16 or more */
+static int raw_query(const float *q, int D, float *dst) {
+    for (int d = 0; d < D; d++) {
+        float x = fabsf(q[d]);
+        if (x >= 65536.0f && x <= 3.4e38f) return 0;
+        dst[d] = q[d] * ATT_RAW_UP;
+    }
+    return 1;
+}
+
+static void scale_up(float *x, int n) {
+    for (int i = 0; i < n; i++) x[i] *= ATT_RAW_UP;
+}
+
 typedef struct att_plan {
     const qw_attn *a;
     int group, qb, n_qb, gs, n_gs; /* positions per block, blocks; heads per part of a group, parts */
@@ -423,6 +451,8 @@ static void plan(const qw_attn *a, int nth, att_plan *p) {
     p->per_thread = (size_t)ATT_TK * (size_t)a->head_dim + (size_t)(p->gs * p->qb) * (size_t)(a->n_keys + 4) + 16;
     if (qw_attn_int_keys(a)) /* the task's query rows as int16 and their scales (int8 keys) */
         p->per_thread += (size_t)(p->gs * p->qb) * (size_t)((a->head_dim + 1) / 2 + 1) + 16;
+    if (a->kv_dtype == QW_KV_F16) /* the task's query rows times 2^112 (fp16 keys without the multiply) */
+        p->per_thread += (size_t)(p->gs * p->qb) * (size_t)a->head_dim;
 }
 
 size_t qw_attn_work_size(const qw_attn *a, int nth) {
@@ -441,6 +471,13 @@ static void att_task(void *arg, int ith, int nth) {
     const int ikeys = qw_attn_int_keys(a);
     float *qsc = scores + (size_t)(p->gs * p->qb) * ld;       /* (rows) int8 keys: the int16 query rows' scales */
     int16_t *qi = (int16_t *)(qsc + (size_t)(p->gs * p->qb)); /* (rows, D) and the rows */
+    float *qup = scores + (size_t)(p->gs * p->qb) * ld;       /* (rows, D) fp16 keys: the query rows times 2^112 */
+    if (ikeys) qup += (size_t)(p->gs * p->qb) * (size_t)((D + 1) / 2 + 1) + 16;
+#if defined(QW_HAVE_F16_RAW_ROWS)
+    const int vraw = a->kv_dtype == QW_KV_F16;
+#else
+    const int vraw = 0;
+#endif
     unsigned sink = 0;
     for (int u = ith; u < p->n_units; u += nth) {
         int hk = u / (p->n_qb * p->n_gs), rem = u % (p->n_qb * p->n_gs);
@@ -452,6 +489,9 @@ static void att_task(void *arg, int ith, int nth) {
         for (int r = 0; iq && r < rows; r++)
             iq = qw_attn_quant_q16(a->q + (h0 + r / ns) * a->q_hs + (s0 + r % ns) * a->q_ss, D, qi + (size_t)r * D,
                                    &qsc[r]);
+        int kraw = vraw; /* fp16 keys times 2^-112, the query rows scaled up */
+        for (int r = 0; kraw && r < rows; r++)
+            kraw = raw_query(a->q + (h0 + r / ns) * a->q_hs + (s0 + r % ns) * a->q_ss, D, qup + (size_t)r * D);
         /* pass 1: scores of every row, a tile of keys at a time (the next tile touched first; after the last,
          * the first tile of values) */
         for (int t0 = 0; t0 < kmax; t0 += ATT_TK) {
@@ -464,20 +504,20 @@ static void att_task(void *arg, int ith, int nth) {
                 int_key_tile(a, hk, s0, ns, rows, t0, nt, qi, qsc, scores, ld);
                 continue;
             }
-            const float *K = kv_rows(a, a->k, a->k_scale, hk, t0, nt, tile);
+            const float *K = kv_rows(a, a->k, a->k_scale, hk, t0, nt, kraw, tile);
             for (int r = 0; r < rows; r++) {
                 int h = h0 + r / ns, s = s0 + r % ns;
                 int n = row_keys(a, s) - t0;
                 if (n <= 0) continue;
                 if (n > nt) n = nt;
-                const float *q = a->q + h * a->q_hs + s * a->q_ss;
+                const float *q = kraw ? qup + (size_t)r * D : a->q + h * a->q_hs + s * a->q_ss;
                 float *sc = scores + (size_t)r * ld + t0;
                 int i = 0;
                 if (r + 1 < rows) { /* two rows share the key loads over the keys both see */
                     int h1 = h0 + (r + 1) / ns, s1 = s0 + (r + 1) % ns;
                     int n1 = row_keys(a, s1) - t0;
                     n1 = n1 > nt ? nt : n1;
-                    const float *q1 = a->q + h1 * a->q_hs + s1 * a->q_ss;
+                    const float *q1 = kraw ? qup + (size_t)(r + 1) * D : a->q + h1 * a->q_hs + s1 * a->q_ss;
                     float *sc1 = scores + (size_t)(r + 1) * ld + t0;
                     int nc = n < n1 ? n : n1;
                     for (; i + 4 <= nc; i += 4) dot4x2(q, q1, K + (size_t)i * D, D, sc + i, sc1 + i);
@@ -498,6 +538,7 @@ static void att_task(void *arg, int ith, int nth) {
             finish_row(a, sc, h, s, first, n);
             softmax_row(sc, n);
             if (a->round_probs) qw_round_f16_array(sc, (size_t)n);
+            if (vraw) scale_up(sc, n);
             float *o = a->out + h * a->o_hs + s * a->o_ss;
             for (int d = 0; d < D; d++) o[d] = 0;
         }
@@ -505,7 +546,7 @@ static void att_task(void *arg, int ith, int nth) {
         for (int t0 = 0; t0 < kmax; t0 += ATT_TK) {
             int nt = kmax - t0 < ATT_TK ? kmax - t0 : ATT_TK;
             kv_touch(a, a->v, hk, t0 + ATT_TK, kmax, &sink);
-            const float *V = kv_rows(a, a->v, a->v_scale, hk, t0, nt, tile);
+            const float *V = kv_rows(a, a->v, a->v_scale, hk, t0, nt, vraw, tile);
             for (int r = 0; r < rows; r++) {
                 int h = h0 + r / ns, s = s0 + r % ns;
                 int n = row_keys(a, s) - t0;

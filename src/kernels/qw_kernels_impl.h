@@ -87,26 +87,39 @@ static inline float qv_hsum(v128_t v) {
 }
 /* fp16 -> fp32 for finite halves with four integer/float ops per 4 values: put the half in the top
  * 16 bits of a lane (sign lands on bit 31), shift exponent+mantissa arithmetically into fp32 position,
- * mask the smeared sign bits, and let one multiply by 2^112 rebias the exponent (exact, and it also
- * normalises subnormal halves). Inf/NaN halves come out as large finite values: use qw_f16x8_full
- * where they matter. */
+ * mask the smeared sign bits (qw_f16x8_raw: the value times 2^-112, exact for every finite half, subnormal
+ * halves included), and let one multiply by 2^112 rebias the exponent (exact, and it also normalises
+ * subnormal halves). Inf/NaN halves come out as large finite values: use qw_f16x8_full where they matter. */
 #define QW_F16_MAGIC 0x8fffe000u
-static inline void qw_f16x8_fast(v128_t h, v128_t *lo, v128_t *hi) {
+static inline void qw_f16x8_raw(v128_t h, v128_t *lo, v128_t *hi) {
     const v128_t z = wasm_i32x4_splat(0);
     const v128_t m = wasm_i32x4_splat((int32_t)QW_F16_MAGIC);
-    const v128_t k = wasm_f32x4_splat(0x1p112f);
     v128_t a = wasm_i16x8_shuffle(z, h, 0, 8, 1, 9, 2, 10, 3, 11);
     v128_t b = wasm_i16x8_shuffle(z, h, 4, 12, 5, 13, 6, 14, 7, 15);
-    *lo = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shr(a, 3), m), k);
-    *hi = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shr(b, 3), m), k);
+    *lo = wasm_v128_and(wasm_i32x4_shr(a, 3), m);
+    *hi = wasm_v128_and(wasm_i32x4_shr(b, 3), m);
 }
-/* The same, exact for every half including Inf and NaN (payload kept, as qw_f16_to_f32). */
-static inline void qw_f16x8_full(v128_t h, v128_t *lo, v128_t *hi) {
-    qw_f16x8_fast(h, lo, hi);
+/* qw_f16x8_raw with Inf and NaN halves made Inf and NaN (payload kept): an fp32 Inf/NaN is the same times any
+ * power of two, so the full conversion and its raw form share this fix-up */
+static inline void qw_f16x8_raw_full(v128_t h, v128_t *lo, v128_t *hi) {
+    qw_f16x8_raw(h, lo, hi);
     v128_t inf16 = wasm_i16x8_gt(wasm_v128_and(h, wasm_i16x8_splat(0x7fff)), wasm_i16x8_splat(0x7bff));
     const v128_t e = wasm_i32x4_splat(0x7f800000);
     *lo = wasm_v128_or(*lo, wasm_v128_and(wasm_i32x4_extend_low_i16x8(inf16), e));
     *hi = wasm_v128_or(*hi, wasm_v128_and(wasm_i32x4_extend_high_i16x8(inf16), e));
+}
+static inline void qw_f16x8_fast(v128_t h, v128_t *lo, v128_t *hi) {
+    const v128_t k = wasm_f32x4_splat(0x1p112f);
+    qw_f16x8_raw(h, lo, hi);
+    *lo = wasm_f32x4_mul(*lo, k);
+    *hi = wasm_f32x4_mul(*hi, k);
+}
+/* The same, exact for every half including Inf and NaN (payload kept, as qw_f16_to_f32). */
+static inline void qw_f16x8_full(v128_t h, v128_t *lo, v128_t *hi) {
+    const v128_t k = wasm_f32x4_splat(0x1p112f);
+    qw_f16x8_raw_full(h, lo, hi);
+    *lo = wasm_f32x4_mul(*lo, k);
+    *hi = wasm_f32x4_mul(*hi, k);
 }
 /* x rounded through fp16 and back, qw_round_f16 lane by lane (NaNs stay NaN): normal halves round the fp32
  * mantissa to 10 bits, ties to even, in the integer domain; below 2^-14 the fp32 add of 0.5 rounds to
@@ -258,6 +271,37 @@ static inline void qv_f16_to_f32_rows(const uint16_t *src, float *dst, size_t n)
 #endif
     for (; i < n; i++) dst[i] = qw_f16_to_f32(src[i]);
 }
+
+#if defined(QW_WASM_SIMD)
+/* fp16 rows -> their values times 2^-112 (qw_f16x8_raw; Inf and NaN kept): exact, and it saves the conversion's
+ * multiply where the consumer can take the 2^112 elsewhere (the attention scales its query rows and its
+ * probabilities instead, which are far fewer). The Inf/NaN test is one shift and one max per 8 halves. */
+#define QW_HAVE_F16_RAW_ROWS 1
+static inline void qv_f16_raw_rows(const uint16_t *src, float *dst, size_t n) {
+    v128_t top = wasm_i16x8_splat(0); /* the largest magnitude seen, shifted out of the sign */
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v128_t h = wasm_v128_load(src + i), lo, hi;
+        top = wasm_u16x8_max(top, wasm_i16x8_shl(h, 1));
+        qw_f16x8_raw(h, &lo, &hi);
+        wasm_v128_store(dst + i, lo);
+        wasm_v128_store(dst + i + 4, hi);
+    }
+    for (; i < n; i++) {
+        uint32_t h = src[i];
+        uint32_t b = (h & 0x8000u) << 16 | (h & 0x7fffu) << 13;
+        if ((h & 0x7c00u) == 0x7c00u) b |= 0x7f800000u;
+        memcpy(dst + i, &b, 4);
+    }
+    if (!wasm_v128_any_true(wasm_u16x8_ge(top, wasm_i16x8_splat((int16_t)0xf800)))) return;
+    for (i = 0; i + 8 <= n; i += 8) { /* an Inf or NaN half (rare): the exact conversion again */
+        v128_t lo, hi;
+        qw_f16x8_raw_full(wasm_v128_load(src + i), &lo, &hi);
+        wasm_v128_store(dst + i, lo);
+        wasm_v128_store(dst + i + 4, hi);
+    }
+}
+#endif
 
 /* Brings n bytes at p toward the caches ahead of their use (weights streamed from DRAM): a prefetch per 64-byte
  * line natively; wasm has no prefetch instruction, so there a load per line, its value summed into *sink, which
