@@ -76,6 +76,19 @@ static void kv_touch(const qw_attn *a, const void *base, int hk, int t0, int kma
     qw_touch((const uint8_t *)base + off * esz, (size_t)n * (size_t)a->head_dim * esz, sink);
 }
 
+/* o[j] = qv_hsum(c_j) for j < 4: in wasm the four reductions share their shuffles (9 operations, not 20, then one
+ * store), adding the same lanes in the same order as qv_hsum, so the same bits */
+static inline void hsum4(float *o, qv_f32 c0, qv_f32 c1, qv_f32 c2, qv_f32 c3) {
+#if defined(QW_WASM_SIMD)
+    v128_t s01 = wasm_f32x4_add(wasm_i32x4_shuffle(c0, c1, 0, 4, 1, 5), wasm_i32x4_shuffle(c0, c1, 2, 6, 3, 7));
+    v128_t s23 = wasm_f32x4_add(wasm_i32x4_shuffle(c2, c3, 0, 4, 1, 5), wasm_i32x4_shuffle(c2, c3, 2, 6, 3, 7));
+    wasm_v128_store(o,
+                    wasm_f32x4_add(wasm_i32x4_shuffle(s01, s23, 0, 1, 4, 5), wasm_i32x4_shuffle(s01, s23, 2, 3, 6, 7)));
+#else
+    o[0] = qv_hsum(c0), o[1] = qv_hsum(c1), o[2] = qv_hsum(c2), o[3] = qv_hsum(c3);
+#endif
+}
+
 /* o[j] = q . k_j for the 4 rows k_j = k + j * D */
 static void dot4(const float *q, const float *k, int D, float *o) {
     qv_f32 c0 = qv_zero(), c1 = qv_zero(), c2 = qv_zero(), c3 = qv_zero();
@@ -87,17 +100,13 @@ static void dot4(const float *q, const float *k, int D, float *o) {
         c2 = att_fma(c2, x, qv_load(k + 2 * D + d));
         c3 = att_fma(c3, x, qv_load(k + 3 * D + d));
     }
-    float s0 = qv_hsum(c0), s1 = qv_hsum(c1), s2 = qv_hsum(c2), s3 = qv_hsum(c3);
+    hsum4(o, c0, c1, c2, c3);
     for (; d < D; d++) {
-        s0 += q[d] * k[d];
-        s1 += q[d] * k[D + d];
-        s2 += q[d] * k[2 * D + d];
-        s3 += q[d] * k[3 * D + d];
+        o[0] += q[d] * k[d];
+        o[1] += q[d] * k[D + d];
+        o[2] += q[d] * k[2 * D + d];
+        o[3] += q[d] * k[3 * D + d];
     }
-    o[0] = s0;
-    o[1] = s1;
-    o[2] = s2;
-    o[3] = s3;
 }
 
 /* dot4 for two query rows at once: each key vector loaded once for both; each row's sums are dot4's, in its
@@ -123,8 +132,8 @@ static void dot4x2(const float *q0, const float *q1, const float *k, int D, floa
         dot4(q1, k, D, o1);
         return;
     }
-    o0[0] = qv_hsum(a0), o0[1] = qv_hsum(a1), o0[2] = qv_hsum(a2), o0[3] = qv_hsum(a3);
-    o1[0] = qv_hsum(b0), o1[1] = qv_hsum(b1), o1[2] = qv_hsum(b2), o1[3] = qv_hsum(b3);
+    hsum4(o0, a0, a1, a2, a3);
+    hsum4(o1, b0, b1, b2, b3);
 }
 
 /* ---- int8 keys (QW_KV_I8): the scores' dot products in integers. Each query row is quantised to int16

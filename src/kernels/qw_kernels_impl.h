@@ -121,21 +121,19 @@ static inline void qw_f16x8_full(v128_t h, v128_t *lo, v128_t *hi) {
     *lo = wasm_f32x4_mul(*lo, k);
     *hi = wasm_f32x4_mul(*hi, k);
 }
-/* x rounded through fp16 and back, qw_round_f16 lane by lane (NaNs stay NaN): normal halves round the fp32
- * mantissa to 10 bits, ties to even, in the integer domain; below 2^-14 the fp32 add of 0.5 rounds to
- * multiples of 2^-24 (the ulp of 0.5), which is the subnormal halves' spacing, also ties to even. */
+/* x rounded through fp16 and back, qw_round_f16 lane by lane (NaNs stay NaN): |x| + m - m with m the power of two
+ * 2^13 times |x|'s own, so the sum's last mantissa bit weighs what a half's does at |x| (the fp32 add rounds to
+ * nearest even, the subtraction is exact); below 2^-14 m stays 2^-1, whose ulp 2^-24 is the subnormal halves'
+ * spacing. |x| >= 65520 overflows to inf (where m's exponent would overflow, the result is replaced anyway; inf
+ * itself gets m = 2^-1 and stays inf). Ten operations, not sixteen: three per score in an fp16 graph's attention. */
 static inline v128_t qv_round_f16(v128_t x) {
-    const v128_t absm = wasm_i32x4_splat(0x7fffffff), half = wasm_f32x4_splat(0.5f);
+    const v128_t absm = wasm_i32x4_splat(0x7fffffff);
     v128_t sign = wasm_v128_andnot(x, absm), a = wasm_v128_and(x, absm);
-    v128_t lsb = wasm_v128_and(wasm_u32x4_shr(a, 13), wasm_i32x4_splat(1));
-    v128_t nrm = wasm_v128_and(wasm_i32x4_add(a, wasm_i32x4_add(wasm_i32x4_splat(0xfff), lsb)),
-                               wasm_i32x4_splat((int32_t)0xffffe000u));
-    v128_t sub = wasm_f32x4_sub(wasm_f32x4_add(a, half), half);
-    v128_t r = wasm_v128_bitselect(sub, nrm, wasm_u32x4_lt(a, wasm_i32x4_splat(0x38800000)));
-    /* >= 65520 overflows to inf; inf stays inf, NaN becomes the quiet NaN */
-    v128_t big = wasm_v128_bitselect(wasm_i32x4_splat(0x7fc00000), wasm_i32x4_splat(0x7f800000),
-                                     wasm_u32x4_gt(a, wasm_i32x4_splat(0x7f800000)));
-    r = wasm_v128_bitselect(big, r, wasm_u32x4_ge(a, wasm_i32x4_splat(0x477ff000)));
+    v128_t m = wasm_i32x4_max(
+        wasm_i32x4_add(wasm_v128_and(a, wasm_i32x4_splat(0x7f800000)), wasm_i32x4_splat(13 << 23)),
+        wasm_i32x4_splat(0x3f000000));
+    v128_t r = wasm_f32x4_sub(wasm_f32x4_add(a, m), m);
+    r = wasm_v128_bitselect(wasm_i32x4_splat(0x7f800000), r, wasm_f32x4_ge(a, wasm_f32x4_splat(65520.0f)));
     return wasm_v128_or(r, sign);
 }
 static inline v128_t qv_load_f16(const uint16_t *p) {
