@@ -245,14 +245,15 @@ static void int_key_tile(const qw_attn *a, int hk, int s0, int ns, int rows, int
     }
 }
 
-/* out(D) += sum over i < n of p[i] * v[i*D ..], keys in order, zero weights skipped (masked keys) */
+/* out(D) += sum over i < n of p[i] * v[i*D ..], keys in order. Zero weights (masked keys) are not skipped: a test
+ * per key and output vector cost more than the multiply-adds it saved, and 0 * v adds nothing (as in the
+ * reference and onnxruntime's MatMul, an Inf or NaN value row makes the output NaN even at weight 0). */
 static void acc_rows(float *out, const float *p, const float *v, int n, int D) {
     int d = 0;
     for (; d + 4 * QV_W <= D; d += 4 * QV_W) {
         qv_f32 a0 = qv_load(out + d), a1 = qv_load(out + d + QV_W), a2 = qv_load(out + d + 2 * QV_W),
                a3 = qv_load(out + d + 3 * QV_W);
         for (int i = 0; i < n; i++) {
-            if (p[i] == 0) continue;
             qv_f32 w = qv_set1(p[i]);
             const float *r = v + (size_t)i * D + d;
             a0 = att_fma(a0, w, qv_load(r));
@@ -266,46 +267,41 @@ static void acc_rows(float *out, const float *p, const float *v, int n, int D) {
         qv_store(out + d + 3 * QV_W, a3);
     }
     for (; d < D; d++)
-        for (int i = 0; i < n; i++)
-            if (p[i] != 0) out[d] += p[i] * v[(size_t)i * D + d];
+        for (int i = 0; i < n; i++) out[d] += p[i] * v[(size_t)i * D + d];
 }
 
-/* a_j += w * v_j for the 4 vectors of a row's 16 (AVX2: 32) outputs */
-static inline void fma4(qv_f32 *a0, qv_f32 *a1, qv_f32 *a2, qv_f32 *a3, qv_f32 w, qv_f32 v0, qv_f32 v1, qv_f32 v2,
-                        qv_f32 v3) {
-    *a0 = att_fma(*a0, w, v0);
-    *a1 = att_fma(*a1, w, v1);
-    *a2 = att_fma(*a2, w, v2);
-    *a3 = att_fma(*a3, w, v3);
-}
-
-/* acc_rows for two rows over the same n value rows: each value vector loaded once for both; each row's
- * accumulation is acc_rows' (keys in order, its zero weights skipped), so the same bits */
-static void acc_rows2(float *out0, float *out1, const float *p0, const float *p1, const float *v, int n, int D) {
+/* acc_rows for three rows over the same n value rows, two output vectors at a time: each value vector loaded once
+ * for the three (6 accumulators, 2 values and a weight fit the 16 vector registers with room to spare); each
+ * row's accumulation is acc_rows' (keys in order, one multiply-add each), so the same bits */
+static void acc_rows3(float *o0, float *o1, float *o2, const float *p0, const float *p1, const float *p2,
+                      const float *v, int n, int D) {
     if (D % (4 * QV_W)) { /* acc_rows' scalar tail: one row at a time */
-        acc_rows(out0, p0, v, n, D);
-        acc_rows(out1, p1, v, n, D);
+        acc_rows(o0, p0, v, n, D);
+        acc_rows(o1, p1, v, n, D);
+        acc_rows(o2, p2, v, n, D);
         return;
     }
-    for (int d = 0; d < D; d += 4 * QV_W) {
-        qv_f32 a0 = qv_load(out0 + d), a1 = qv_load(out0 + d + QV_W), a2 = qv_load(out0 + d + 2 * QV_W),
-               a3 = qv_load(out0 + d + 3 * QV_W);
-        qv_f32 b0 = qv_load(out1 + d), b1 = qv_load(out1 + d + QV_W), b2 = qv_load(out1 + d + 2 * QV_W),
-               b3 = qv_load(out1 + d + 3 * QV_W);
+    for (int d = 0; d < D; d += 2 * QV_W) {
+        qv_f32 a0 = qv_load(o0 + d), a1 = qv_load(o0 + d + QV_W), b0 = qv_load(o1 + d), b1 = qv_load(o1 + d + QV_W),
+               c0 = qv_load(o2 + d), c1 = qv_load(o2 + d + QV_W);
         for (int i = 0; i < n; i++) {
             const float *r = v + (size_t)i * D + d;
-            qv_f32 v0 = qv_load(r), v1 = qv_load(r + QV_W), v2 = qv_load(r + 2 * QV_W), v3 = qv_load(r + 3 * QV_W);
-            if (p0[i] != 0) fma4(&a0, &a1, &a2, &a3, qv_set1(p0[i]), v0, v1, v2, v3);
-            if (p1[i] != 0) fma4(&b0, &b1, &b2, &b3, qv_set1(p1[i]), v0, v1, v2, v3);
+            qv_f32 x0 = qv_load(r), x1 = qv_load(r + QV_W), w = qv_set1(p0[i]);
+            a0 = att_fma(a0, w, x0);
+            a1 = att_fma(a1, w, x1);
+            w = qv_set1(p1[i]);
+            b0 = att_fma(b0, w, x0);
+            b1 = att_fma(b1, w, x1);
+            w = qv_set1(p2[i]);
+            c0 = att_fma(c0, w, x0);
+            c1 = att_fma(c1, w, x1);
         }
-        qv_store(out0 + d, a0);
-        qv_store(out0 + d + QV_W, a1);
-        qv_store(out0 + d + 2 * QV_W, a2);
-        qv_store(out0 + d + 3 * QV_W, a3);
-        qv_store(out1 + d, b0);
-        qv_store(out1 + d + QV_W, b1);
-        qv_store(out1 + d + 2 * QV_W, b2);
-        qv_store(out1 + d + 3 * QV_W, b3);
+        qv_store(o0 + d, a0);
+        qv_store(o0 + d + QV_W, a1);
+        qv_store(o1 + d, b0);
+        qv_store(o1 + d + QV_W, b1);
+        qv_store(o2 + d, c0);
+        qv_store(o2 + d + QV_W, c1);
     }
 }
 
@@ -557,24 +553,25 @@ static void att_task(void *arg, int ith, int nth) {
             kv_touch(a, a->v, hk, t0 + ATT_TK, kmax, &sink);
             const float *V = kv_rows(a, a->v, a->v_scale, hk, t0, nt, vraw, tile);
             for (int r = 0; r < rows; r++) {
-                int h = h0 + r / ns, s = s0 + r % ns;
-                int n = row_keys(a, s) - t0;
+                int n = row_keys(a, s0 + r % ns) - t0;
                 if (n <= 0) continue;
                 if (n > nt) n = nt;
-                float *o = a->out + h * a->o_hs + s * a->o_ss;
+                float *o = a->out + (h0 + r / ns) * a->o_hs + (s0 + r % ns) * a->o_ss;
                 const float *pr = scores + (size_t)r * ld + t0;
-                if (r + 1 < rows) { /* two rows share the value loads over the keys both see */
-                    int h1 = h0 + (r + 1) / ns, s1 = s0 + (r + 1) % ns;
-                    int n1 = row_keys(a, s1) - t0;
-                    n1 = n1 > nt ? nt : n1;
-                    float *o1 = a->out + h1 * a->o_hs + s1 * a->o_ss;
-                    const float *pr1 = scores + (size_t)(r + 1) * ld + t0;
+                if (r + 2 < rows) { /* three rows share the value loads over the keys all three see */
+                    int n1 = row_keys(a, s0 + (r + 1) % ns) - t0, n2 = row_keys(a, s0 + (r + 2) % ns) - t0;
+                    n1 = n1 > nt ? nt : n1 < 0 ? 0 : n1;
+                    n2 = n2 > nt ? nt : n2 < 0 ? 0 : n2;
+                    float *o1 = a->out + (h0 + (r + 1) / ns) * a->o_hs + (s0 + (r + 1) % ns) * a->o_ss;
+                    float *o2 = a->out + (h0 + (r + 2) / ns) * a->o_hs + (s0 + (r + 2) % ns) * a->o_ss;
+                    const float *pr1 = pr + ld, *pr2 = pr + 2 * ld;
                     int nc = n < n1 ? n : n1;
-                    if (nc < 0) nc = 0;
-                    if (nc > 0) acc_rows2(o, o1, pr, pr1, V, nc, D);
-                    if (n1 > nc) acc_rows(o1, pr1 + nc, V + (size_t)nc * D, n1 - nc, D);
+                    nc = nc < n2 ? nc : n2;
+                    if (nc > 0) acc_rows3(o, o1, o2, pr, pr1, pr2, V, nc, D);
                     if (n > nc) acc_rows(o, pr + nc, V + (size_t)nc * D, n - nc, D);
-                    r++;
+                    if (n1 > nc) acc_rows(o1, pr1 + nc, V + (size_t)nc * D, n1 - nc, D);
+                    if (n2 > nc) acc_rows(o2, pr2 + nc, V + (size_t)nc * D, n2 - nc, D);
+                    r += 2;
                     continue;
                 }
                 acc_rows(o, pr, V, n, D);
