@@ -21,13 +21,6 @@ static inline v128_t q8p_scales(const float *sc, const uint16_t *sh, int b) {
     return sh ? qv_load_f16(sh + (size_t)b * 4) : wasm_v128_load(sc + (size_t)b * 4);
 }
 
-/* zero point x the block's activation sum, per row: without zero points (symmetric weights, 8) a shift, since
- * i32x4.mul is two micro-ops of long latency on x86 and this runs once per block and activation row */
-static inline v128_t q8p_zero_term(const uint8_t *zp, v128_t z, const int32_t *sa) {
-    v128_t s = wasm_v128_load32_splat(sa);
-    return zp ? wasm_i32x4_mul(z, s) : wasm_i32x4_shl(s, 3);
-}
-
 /* One 4-row group g times MB activation rows m .. m+MB-1: out[mi*4 + r].
  * Each 16-byte weight vector holds 4 rows x 4 bytes, so one dot product of its nibbles with 4 activation
  * bytes broadcast to every lane leaves each row's sum in its own lane: no horizontal sums. DA: the dot-add. */
@@ -123,7 +116,7 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
                       : wasm_i32x4_splat(8);
         v128_t ws = q8p_scales(sc, sh, b);
         for (int mi = 0; mi < MB; mi++) {
-            v128_t s = wasm_i32x4_sub(bi[mi], q8p_zero_term(zp, z, sa[mi] + b));
+            v128_t s = wasm_i32x4_sub(bi[mi], wasm_i32x4_mul(z, wasm_i32x4_splat(sa[mi][b])));
             v128_t ds = wasm_f32x4_mul(wasm_f32x4_splat(da[mi][b]), ws);
             acc[mi] = wasm_f32x4_add(acc[mi], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), ds));
         }
@@ -188,9 +181,9 @@ static inline __attribute__((always_inline)) void q8p_tile2(const qw_q4w *w, int
         }
         v128_t ws0 = q8p_scales(sc, sh, b), ws1 = q8p_scales(sc ? sc + gs : NULL, sh ? sh + gs : NULL, b);
         for (int mi = 0; mi < MB; mi++) {
-            v128_t dam = wasm_f32x4_splat(da[mi][b]);
-            v128_t t0 = wasm_i32x4_sub(bi0[mi], q8p_zero_term(zp, z0, sa[mi] + b));
-            v128_t t1 = wasm_i32x4_sub(bi1[mi], q8p_zero_term(zp, z1, sa[mi] + b));
+            v128_t sam = wasm_i32x4_splat(sa[mi][b]), dam = wasm_f32x4_splat(da[mi][b]);
+            v128_t t0 = wasm_i32x4_sub(bi0[mi], wasm_i32x4_mul(z0, sam));
+            v128_t t1 = wasm_i32x4_sub(bi1[mi], wasm_i32x4_mul(z1, sam));
             acc0[mi] = wasm_f32x4_add(acc0[mi], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(t0), wasm_f32x4_mul(dam, ws0)));
             acc1[mi] = wasm_f32x4_add(acc1[mi], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(t1), wasm_f32x4_mul(dam, ws1)));
         }
