@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // kernel_probe.mjs - what the decode kernels reach on the machine at hand, against native streaming bandwidth.
 //
-//   node tools/bench/kernel_probe.mjs [--json-only] [--no-browsers] [--browser chromium|firefox] [--prefill]
+//   node tools/bench/kernel_probe.mjs [--json-only] [--no-browsers] [--browser chromium|firefox] [--prefill | --attn]
 //
 // 1. native streaming read bandwidth (tools/bench/kernel_probe_stream.c, 1 GB buffer, 1 and 2 threads; built here);
 // 2. each kernel's GB/s of weight bytes natively (build/native/test_kernels bench 1|2);
@@ -18,6 +18,8 @@
 // --prefill: only `test_kernels bench T prefill` (no stream): the build's integer-dot peak and the prefill
 // shapes with each prefill tile timed in turn (tile0 = one 4-row group x 8 rows, tile1 = two groups x 4 rows),
 // 1 and 2 threads; in Node and natively also per CPU second of the one thread (steadier on a busy machine).
+// --attn: only the attention bench (`test_kernels bench-attn 1`, wasm `bench 1 attn`: the relaxed build, one
+// thread), natively, in Node and in the browsers: ms per token over the 1.5B's 28 layers at 64 .. 8192 keys.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -27,7 +29,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const jsonOnly = process.argv.includes('--json-only');
 const noBrowsers = process.argv.includes('--no-browsers');
 const prefill = process.argv.includes('--prefill');
-const extra = prefill ? ['prefill'] : [];
+const attn = process.argv.includes('--attn');
+const extra = prefill ? ['prefill'] : attn ? ['attn'] : [];
 const bi = process.argv.indexOf('--browser');
 const onlyBrowser = bi > 0 ? process.argv[bi + 1] : null; // chromium or firefox
 const out = { machine: {}, native: {}, node: {}, chromium: {}, firefox: {} };
@@ -38,6 +41,9 @@ function run(cmd, args, opts = {}) {
   } catch (e) {
     return null;
   }
+}
+function allJson(lines) {
+  return (lines || []).filter((l) => l.startsWith('{')).map((l) => { try { return JSON.parse(l); } catch { return null; } }).filter(Boolean);
 }
 function lastJson(s) {
   if (!s) return null;
@@ -55,11 +61,12 @@ fs.mkdirSync(tmp, { recursive: true });
 const sbin = path.join(tmp, 'kernel_probe_stream');
 if (!fs.existsSync(sbin) || fs.statSync(sbin).mtimeMs < fs.statSync(path.join(root, 'tools/bench/kernel_probe_stream.c')).mtimeMs)
   run('cc', ['-O2', '-march=native', '-pthread', path.join(root, 'tools/bench/kernel_probe_stream.c'), '-o', sbin]);
-out.stream = prefill ? {} : lastJson(run(sbin, [])) || {};
+out.stream = prefill || attn ? {} : lastJson(run(sbin, [])) || {};
 
 // 2. native kernels
 const tk = path.join(root, 'build/native/test_kernels');
-for (const th of [1, 2]) out.native[`t${th}`] = lastJson(run(tk, ['bench', String(th), ...extra]));
+if (attn) out.native.t1 = allJson((run(tk, ['bench-attn', '1'], { timeout: 600000 }) || '').split('\n'));
+else for (const th of [1, 2]) out.native[`t${th}`] = lastJson(run(tk, ['bench', String(th), ...extra]));
 
 // 3. Node
 const variants = [
@@ -69,7 +76,10 @@ const variants = [
   ['relaxed-mt', path.join(root, 'build/wasm-relaxed/test_kernels-mt-relaxed.mjs'), ['--experimental-wasm-relaxed-simd']],
 ];
 for (const [name, file, flags] of variants)
-  if (fs.existsSync(file) && (!prefill || name.startsWith('relaxed'))) out.node[name] = lastJson(run(process.execPath, [...flags, file, 'bench', name.endsWith('mt') ? '2' : '1', ...extra], { timeout: 600000 }));
+  if (attn) {
+    if (name === 'relaxed-st' && fs.existsSync(file))
+      out.node[name] = allJson((run(process.execPath, [...flags, file, 'bench', '1', 'attn'], { timeout: 600000 }) || '').split('\n'));
+  } else if (fs.existsSync(file) && (!prefill || name.startsWith('relaxed'))) out.node[name] = lastJson(run(process.execPath, [...flags, file, 'bench', name.endsWith('mt') ? '2' : '1', ...extra], { timeout: 600000 }));
 
 // 4. browsers
 async function browserStage(name, open) {
@@ -83,7 +93,13 @@ async function browserStage(name, open) {
       ['relaxed-st', 'wasm-relaxed/test_kernels-st-relaxed'], ['relaxed-mt', 'wasm-relaxed/test_kernels-mt-relaxed']]) {
       if (!fs.existsSync(path.join(root, 'build', prog + '.js'))) continue;
       if (prefill && !v.startsWith('relaxed')) continue; /* the tiles differ only there */
+      if (attn && v !== 'relaxed-st') continue;
       try {
+        if (attn) {
+          const r = await runKernelPage(b.page, srv.origin, prog, 'bench,1,attn', 600000);
+          out[name][v] = allJson(r.lines);
+          continue;
+        }
         const r = await runKernelPage(b.page, srv.origin, prog, `bench,${v.endsWith('mt') ? 2 : 1}${prefill ? ',prefill' : ''}`, 600000);
         out[name][v] = r.bench || { error: r.error || `exit ${r.exitCode}` };
       } catch (e) { out[name][v] = { error: e.message }; }
@@ -104,6 +120,19 @@ if (!noBrowsers) {
       const page = (b.pages && b.pages()[0]) || await b.newPage();
       return { page, close: async () => { await b.close(); fs.rmSync(dir, { recursive: true, force: true }); } };
     });
+}
+
+if (attn) { // ms per token by keys: decode over 28 layer caches, a prefill chunk's token
+  const cols = [['native', out.native.t1], ...['node', 'chromium', 'firefox'].map((e) => [e, out[e]['relaxed-st']])].filter(([, v]) => Array.isArray(v) && v.length);
+  if (!jsonOnly) {
+    console.log(['keys'.padEnd(8), ...cols.flatMap(([n]) => [`${n} decode`.padStart(18), `${n} prefill`.padStart(18)])].join(''));
+    for (const row of cols[0] ? cols[0][1] : []) {
+      const k = row.keys, f = (v) => (v == null ? '-' : `${v.toFixed(1)} ms`).padStart(18);
+      console.log([String(k).padEnd(8), ...cols.flatMap(([, v]) => { const r = v.find((x) => x.keys === k) || {}; return [f(r.decode_ms_new_28_caches), f(r.prefill_ms_per_token_new)]; })].join(''));
+    }
+  }
+  console.log(JSON.stringify(out));
+  process.exit(0);
 }
 
 const keys0 = ['q4q8_8960x1536_GBs', 'q4q8p_8960x1536_GBs', 'q4q8_1536x8960_GBs', 'q4q8p_1536x8960_GBs',
