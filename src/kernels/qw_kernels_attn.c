@@ -3,8 +3,9 @@
  *
  * Tiled: a task is the query rows that share one kv head (the heads of a GQA group x a block of positions);
  * keys and values are visited in tiles of ATT_TK rows, converted to fp32 once per tile into the thread's buffer
- * (32 KB at head_dim 128, L1-resident) and used by every row of the task, so a kv head's cache is read once per
- * task instead of once per query head. Scores are kept per row (T floats) so the softmax is the exact two-pass
+ * (32 KB at head_dim 128, L1-resident; in wasm fp16 rows without the conversion's multiply, see raw_query) and
+ * used by every row of the task, so a kv head's cache is read once per task instead of once per query head; two
+ * rows share each key load (dot4x2), three each value load (acc_rows3). Scores are kept per row (T floats) so the softmax is the exact two-pass
  * one of the decomposed graph (max, exp, sum, with its fp16 roundings where the graph stores fp16): the result
  * equals qw_attn_ref up to the fp32 summation order of the dot products. */
 #include <math.h>
