@@ -391,6 +391,19 @@ async function runEngine(a, srvUrl, m, prompt, engKey) {
 
 // ---------------------------------------------------------------- --long: one load, one generation per length
 const longIds = (n, li) => Array.from({ length: n }, (_, i) => (i ? 1000 + ((i * 7919) % 50000) : 1000 + li));
+// wllama takes text only: n ids of real text (the bench prompt repeated behind a numbered heading, distinct per
+// length) and their text, checked to re-encode to the same ids
+async function longTextPrompt(m, n, li) {
+  const T = await import('@huggingface/transformers');
+  T.env.allowRemoteModels = false;
+  T.env.localModelPath = path.dirname(m.dir) + '/';
+  const tok = await T.AutoTokenizer.from_pretrained(m.name);
+  const one = Array.from(tok.encode(PROMPT_TEXT + ' '), Number).length;
+  const text = `Record ${li + 1}.\n` + `${PROMPT_TEXT} `.repeat(Math.ceil(n / one) + 2);
+  const ids = Array.from(tok.encode(text), Number).slice(0, n);
+  const back = Array.from(tok.encode(tok.decode(ids)), Number);
+  return { ids, text: tok.decode(ids), roundTrips: back.length === n && back.every((x, i) => x === ids[i]) };
+}
 
 async function runLong(a, srvUrl, m, engKey) {
   const eng = ENGINES[engKey];
@@ -416,7 +429,10 @@ async function runLong(a, srvUrl, m, engKey) {
       mem.sample(true);
       const row = { promptLen: L };
       try {
-        const g = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o), { promptIds: longIds(L, li), maxTokens: a.tokens, profileSplit: false }), T, `generate ${L}`);
+        const tp = engKey === 'wllama' ? await longTextPrompt(m, L, li) : null;
+        if (tp && !tp.roundTrips) log(`  warning: the ${L}-token text does not re-encode to the same ids`);
+        const g = await withTimeout(page.evaluate((o) => window.benchEngine.generate(o),
+          { promptIds: tp ? tp.ids : longIds(L, li), promptText: tp ? tp.text : undefined, maxTokens: a.tokens, profileSplit: false }), T, `generate ${L}`);
         Object.assign(row, { ok: true, ttftMs: g.ttftMs, prefillTokS: g.prefillTokS, decodeTokS: g.decodeTokS, nGenerated: g.nGenerated,
           kv: g.stats && g.stats.kv, tokensHead: (g.tokens || []).slice(0, 8) });
         if (a.profile && g.profileTotal) {
