@@ -5,9 +5,9 @@
  * keys and values are visited in tiles of ATT_TK rows, converted to fp32 once per tile into the thread's buffer
  * (32 KB at head_dim 128, L1-resident; in wasm fp16 rows without the conversion's multiply, see raw_query) and
  * used by every row of the task, so a kv head's cache is read once per task instead of once per query head; two
- * rows share each key load (dot4x2), three each value load (acc_rows3). Scores are kept per row (T floats) so the softmax is the exact two-pass
- * one of the decomposed graph (max, exp, sum, with its fp16 roundings where the graph stores fp16): the result
- * equals qw_attn_ref up to the fp32 summation order of the dot products. */
+ * rows share each key load (dot4x2), three each value load (acc_rows3). Scores are kept per row (T floats) so the
+ * softmax is the exact two-pass one of the decomposed graph (max, exp, sum, with its fp16 roundings where the graph
+ * stores fp16): the result equals qw_attn_ref up to the fp32 summation order of the dot products. */
 #include <math.h>
 #include <stdlib.h>
 #include "qw_kernels_impl.h"
@@ -423,7 +423,7 @@ static void finish_row(const qw_attn *a, float *sc, int h, int s, int first, int
 static int raw_query(const float *q, int D, float *dst) {
     for (int d = 0; d < D; d++) {
         float x = fabsf(q[d]);
-        if (x >= 65536.0f && x <= 3.4e38f) return 0;
+        if (x >= 65536.0f && x != INFINITY) return 0; /* (NaN compares false: kept, as NaN * 2^112 is NaN) */
         dst[d] = q[d] * ATT_RAW_UP;
     }
     return 1;
