@@ -231,8 +231,9 @@ export declare class Runtime {
   applyChatTemplate(messages: ChatMessage[], addGenerationPrompt?: boolean, opts?: { tools?: Record<string, any>[] }): Promise<string>;
   generate(opts: GenerateOptions): AsyncGenerator<GenEvent, void, void>;
   /** Counters of the C core (qw_model_stats_json): resident/derived weight bytes, paging, kv_tokens, profile,
-   *  and build: {target, simd, relaxed_simd, threads, max_threads, dot_add} (dot_add: the relaxed build's decode
-   *  kernel uses i32x4.relaxed_dot_i8x16_i7x16_add_s, which the engine was checked to compute right). */
+   *  and build: {target, simd, relaxed_simd, threads, max_threads, dot_add, kernels} (dot_add: the relaxed
+   *  build's decode kernel uses i32x4.relaxed_dot_i8x16_i7x16_add_s, which the engine was checked to compute
+   *  right; kernels: the 4-bit kernel row in use, its prefill tile the one timed fastest on this engine at load). */
   stats(): Promise<Record<string, unknown>>;
   dispose(): Promise<void>;
 }

@@ -108,6 +108,7 @@ void qw_get_build_info(qw_build_info *out) {
 #endif
     out->threads = QW_THREADS ? 1 : 0;
     out->dot_add = qw_kernels()->dot_add;
+    out->kernels = qw_kernels()->name;
     out->max_threads = 1;
 #if QW_THREADS && defined(__EMSCRIPTEN__)
     out->max_threads = emscripten_num_logical_cores();
@@ -123,8 +124,8 @@ const char *qw_build_info_json(void) {
     qw_get_build_info(&bi);
     snprintf(buf, sizeof buf,
              "{\"version\":\"%s\",\"target\":\"%s\",\"simd\":%s,\"relaxed_simd\":%s,\"threads\":%s,"
-             "\"max_threads\":%d,\"dot_add\":%s}",
+             "\"max_threads\":%d,\"dot_add\":%s,\"kernels\":\"%s\"}",
              bi.version, bi.target, bi.simd ? "true" : "false", bi.relaxed_simd ? "true" : "false",
-             bi.threads ? "true" : "false", bi.max_threads, bi.dot_add ? "true" : "false");
+             bi.threads ? "true" : "false", bi.max_threads, bi.dot_add ? "true" : "false", bi.kernels);
     return buf;
 }

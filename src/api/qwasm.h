@@ -68,6 +68,8 @@ typedef struct qw_build_info {
     int threads;         /* 1 when the thread pool can run more than one thread */
     int max_threads;     /* hardware threads available to the pool (1 without threads) */
     int dot_add;         /* 1 when the 4-bit kernels use the relaxed i32 dot-add (checked on this engine) */
+    const char *kernels; /* the 4-bit kernel table's row in use ("relaxed-dot-add", ...): after a model's load,
+                            the prefill tile timed fastest on this engine (qw_kernels_choose_tile) */
 } qw_build_info;
 
 void qw_get_build_info(qw_build_info *out);

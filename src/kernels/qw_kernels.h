@@ -140,17 +140,21 @@ int qw_kernels_lookahead(void);
 /* Runs every decode kernel a few times on small scratch data so that JIT tiers (V8's TurboFan,
  * SpiderMonkey's Ion) compile them before the first token; a few ms natively. Call once after load. */
 void qw_kernels_warmup(qw_pool *pool);
+/* Times the build's prefill tiles against each other on this engine (one thread, a few ms) and makes the fastest
+ * the one qw_kernels() returns; qw_kernels_warmup calls it. The outputs are the same bits whichever wins. */
+void qw_kernels_choose_tile(void);
 
 /* ---- the kernel table of the packed 4-bit x int8 product (qw_kernels_packed*.c) ---------------------
  * One row per variant of its tiles that this build has: the scalar reference (every build), AVX2, wasm SIMD128,
- * relaxed SIMD (i16 dots; also without the two-group prefill tile), relaxed SIMD with the i32 dot-add for decode
- * rows (only where the engine computes it right: Node 20's V8 does not; checked once on known values). Every row
- * gives the scalar reference's bits. qw_kernels() is the row qw_q4_matmul_q8 uses: the build's first, the same on
- * every call; qw_q4_matmul_q8_with runs a given row (tests, benchmarks). Tiles write out[] in the order below. */
+ * relaxed SIMD (i16 dots; with and without the two-group prefill tile), relaxed SIMD with the i32 dot-add for
+ * decode rows (the same two prefill tiles; only where the engine computes it right: Node 20's V8 does not; checked
+ * once on known values). Every row gives the scalar reference's bits. qw_kernels() is the row qw_q4_matmul_q8
+ * uses: the build's first, or the one qw_kernels_choose_tile timed fastest; qw_q4_matmul_q8_with runs a given row
+ * (tests, benchmarks). Tiles write out[] in the order below. */
 struct qw_q8act;
 typedef void (*qw_q8p_tile_fn)(const qw_q4w *w, int g, const struct qw_q8act *a, int m, int mb, float *out);
 typedef struct qw_kernel_table {
-    const char *name;      /* "scalar", "avx2", "simd128", "relaxed", "relaxed-tile0", "relaxed-dot-add" */
+    const char *name;      /* "scalar", "avx2", "simd128", "relaxed", "relaxed-tile0", "relaxed-dot-add", ... */
     int dot_add;           /* 1: decode rows use i32x4.relaxed_dot_i8x16_i7x16_add_s */
     int mb_max;            /* activation rows per call of tile (<= 8) */
     qw_q8p_tile_fn decode; /* 4-row group g x activation row m (mb = 1): out[r] */

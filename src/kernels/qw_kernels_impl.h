@@ -194,7 +194,7 @@ extern const qw_kernel_table qw_kt_scalar;
 #if defined(QW_WASM_RELAXED)
 extern const qw_kernel_table qw_kt_relaxed, qw_kt_relaxed_tile0;
 #if defined(QW_WASM_DOT_ADD)
-extern const qw_kernel_table qw_kt_relaxed_dot_add;
+extern const qw_kernel_table qw_kt_relaxed_dot_add, qw_kt_relaxed_dot_add_tile1;
 /* 1 when the engine computes i32x4.relaxed_dot_i8x16_i7x16_add_s right (a check on known values) */
 int qw_q8p_dot_add_works(void);
 #endif

@@ -12,10 +12,13 @@
  * share each unpacked weight vector (relaxed SIMD: two 4-row groups x 4 activation rows share each activation
  * broadcast, the table's tile2), inside tiles of QW_M_TILE activation rows that stay in cache while the thread's
  * weights stream once per tile. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "qw_clock.h"
 #include "qw_kernels_impl.h"
 
 #define QW_M_TILE 32
@@ -106,12 +109,12 @@ const qw_kernel_table qw_kt_scalar = {"scalar", 0, 4, q8p_tile_ref, q8p_tile_ref
 /* This build's rows, the preferred first; the dot-add row counts only where the engine computes it right */
 static const qw_kernel_table *const q8p_rows[] = {
 #if defined(QW_WASM_DOT_ADD)
-    &qw_kt_relaxed_dot_add,
+    &qw_kt_relaxed_dot_add, &qw_kt_relaxed_dot_add_tile1,
 #endif
-/* relaxed: tile 0 first, 87-92 against 80-88 GMAC/s in Chromium 156 and Firefox (Node 20: the reverse) */
+/* relaxed: tile 0 first, 87-92 against 80-88 GMAC/s in Chromium 156 and Firefox (Node 20: the reverse, so
+ * qw_kernels_choose_tile) */
 #if defined(QW_WASM_RELAXED)
-    &qw_kt_relaxed_tile0,
-    &qw_kt_relaxed,
+    &qw_kt_relaxed_tile0,   &qw_kt_relaxed,
 #elif defined(QW_WASM_SIMD)
     &qw_kt_simd128,
 #elif defined(QW_AVX2)
@@ -132,12 +135,63 @@ static int dot_add_ok(void) {
 }
 
 const qw_kernel_table *qw_kernels_variant(int i) {
-    const int skip = !dot_add_ok() && q8p_rows[0]->dot_add;
-    const int n = (int)(sizeof q8p_rows / sizeof q8p_rows[0]) - skip;
-    return i >= 0 && i < n ? q8p_rows[i + skip] : NULL;
+    const int n = (int)(sizeof q8p_rows / sizeof q8p_rows[0]), da = dot_add_ok();
+    for (int r = 0; r < n; r++)
+        if ((da || !q8p_rows[r]->dot_add) && i-- == 0) return q8p_rows[r];
+    return NULL;
 }
 
-const qw_kernel_table *qw_kernels(void) { return qw_kernels_variant(0); }
+static atomic_int q8p_chosen; /* the row qw_kernels() returns: 0 until qw_kernels_choose_tile */
+const qw_kernel_table *qw_kernels(void) {
+    const qw_kernel_table *kt = qw_kernels_variant(atomic_load_explicit(&q8p_chosen, memory_order_relaxed));
+    return kt ? kt : qw_kernels_variant(0);
+}
+
+/* Which prefill tile is fastest depends on the engine as well as the build: V8 makes the i32 dot-add one
+ * vpdpbusd where the CPU has AVX-VNNI (three instructions elsewhere), SpiderMonkey three instructions
+ * everywhere, and the i16 tiles' order differs between V8 versions. So the rows that share row 0's decode
+ * kernel and differ in their prefill tile are timed against each other on one thread, interleaved, best of
+ * many runs (the JIT's later tier counts, not its first), and qw_kernels() returns the fastest. Every row gives
+ * the reference's bits: the choice changes the speed only. A few ms (1.5 ms natively). */
+void qw_kernels_choose_tile(void) {
+    enum { N = 256, K = 1536, M = QW_M_TILE, REPS = 24, MAXC = 4 };
+    const qw_kernel_table *row0 = qw_kernels_variant(0), *kt;
+    int cand[MAXC], nc = 0;
+    for (int i = 0; (kt = qw_kernels_variant(i)) && nc < MAXC; i++) {
+        int dup = kt->decode != row0->decode || !strcmp(kt->name, "scalar");
+        for (int c = 0; c < nc; c++) {
+            const qw_kernel_table *o = qw_kernels_variant(cand[c]);
+            dup |= o->tile == kt->tile && o->tile2 == kt->tile2;
+        }
+        if (!dup) cand[nc++] = i;
+    }
+    if (nc < 2) return;
+    const int nb = K / 32;
+    uint8_t *q = malloc((size_t)N * K / 2);
+    uint16_t *sh = malloc((size_t)N * nb * sizeof(uint16_t));
+    float *x = malloc((size_t)M * K * sizeof(float)), *y = malloc((size_t)M * N * sizeof(float));
+    qw_q4w w = {.N = N, .K = K, .block = 32, .n_blocks = nb, .q = q, .scales_h = sh, .packed = 1};
+    void *work = malloc(qw_q4_matmul_q8_work_size(&w, M));
+    if (q && sh && x && y && work) {
+        for (size_t i = 0; i < (size_t)N * K / 2; i++) q[i] = (uint8_t)(i * 37 + (i >> 7));
+        for (int i = 0; i < N * nb; i++) sh[i] = (uint16_t)(0x2000 + (i * 7) % 0x400);
+        for (int i = 0; i < M * K; i++) x[i] = (float)((i * 13) % 17) - 8.0f;
+        double best[MAXC];
+        for (int c = 0; c < nc; c++) best[c] = 1e30;
+        for (int r = 0; r < REPS; r++)
+            for (int c = 0; c < nc; c++) {
+                double t0 = qw_now_ms();
+                qw_q4_matmul_q8_with(qw_kernels_variant(cand[c]), NULL, &w, x, M, NULL, y, work);
+                double dt = qw_now_ms() - t0;
+                if (dt < best[c]) best[c] = dt;
+            }
+        int win = 0;
+        for (int c = 1; c < nc; c++)
+            if (best[c] < best[win]) win = c;
+        atomic_store_explicit(&q8p_chosen, cand[win], memory_order_relaxed);
+    }
+    free(q), free(sh), free(x), free(y), free(work);
+}
 
 /* Every table row's tile output goes through this scalar tail: bias added, rows m .. m+mb-1 of groups g .. g+ng-1
  * stored into y (M, N) */
@@ -526,4 +580,5 @@ void qw_kernels_warmup(qw_pool *pool) {
         }
     }
     free(q), free(sc), free(x), free(y), free(h), free(iw.q), free(iw.scales), free(iw.wnorm), free(work);
+    qw_kernels_choose_tile();
 }

@@ -231,8 +231,15 @@ static void decode_dot_add(const qw_q4w *w, int g, const qw_q8act *a, int m, int
     q8p_tile(w, g, a, m, 1, 1, out);
 }
 /* The dot-add for decode rows only: in Chromium it made the 4-row prefill tiles slower and the one-row decode
- * tile faster (tools/bench/kernel_probe.mjs, no-dot-add). */
+ * tile faster (tools/bench/kernel_probe.mjs, no-dot-add). Prefill tiles that accumulate with the dot-add (one
+ * group x 8 rows, 4 x 2 and 6 x 2 chains) ran at 47-50 GMAC/s against tile 0's 55 in Chromium 156 on a Zen 5 EPYC,
+ * where V8 makes the dot-add one vpdpbusd (its register-only peak 135-139 GMAC/s against the i16 dot's 113-118):
+ * vpdpbusd does the 16 products of the relaxed i16 dot's pmaddubsw and saves only the i16 add, which was not the
+ * tile's limit (kernel_probe --prefill, 2026-12-04). Two rows, the prefill tiles 0 and 1 under this decode tile,
+ * for qw_kernels_choose_tile. */
 const qw_kernel_table qw_kt_relaxed_dot_add = {"relaxed-dot-add", 1, Q8P_MB, decode_dot_add, tile_relaxed, NULL};
+const qw_kernel_table qw_kt_relaxed_dot_add_tile1 = {
+    "relaxed-dot-add-tile1", 1, Q8P_MB, decode_dot_add, tile_relaxed, tile2_relaxed};
 
 /* Node 20's V8 (11.3) gets i32x4.relaxed_dot_i8x16_i7x16_add_s wrong; Chromium's and Firefox's are right.
  * So the relaxed build checks the engine on known values before using it. */

@@ -17,6 +17,8 @@ async function kernelTests(prog, expectDotAdd) {
     assert(r.checks && r.checks.failed === 0 && r.checks.total > 100, `${prog}: ${JSON.stringify(r.checks)}`);
     const dot = r.lines.some((l) => /relaxed i32 dot-add/.test(l));
     assertEq(dot, expectDotAdd, `${prog} ran the dot-add path`);
+    const tile = r.lines.some((l) => /packed q4 kernels: relaxed-dot-add-tile1/.test(l));
+    assertEq(tile, expectDotAdd, `${prog} ran prefill tile 1 under the dot-add decode tile`);
   } finally {
     await br.close();
     await srv.close();

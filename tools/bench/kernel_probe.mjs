@@ -16,7 +16,9 @@
 // decode layout, q4f32 = fp32 activations, lm_head_f16 = the fp16 tied head, lm_head_i8 = the int8 head rows.
 // prefill64 = 64 activation rows against the packed layout (GMAC/s, compute-bound).
 // --prefill: only `test_kernels bench T prefill` (no stream): the build's integer-dot peak and the prefill
-// shapes with each prefill tile timed in turn (tile0 = one 4-row group x 8 rows, tile1 = two groups x 4 rows),
+// shapes with each distinct prefill tile of the build's kernel table timed in turn ("tileN": the first row with
+// it; relaxed build: tile0 = one 4-row group x 8 rows, tile1 = two groups x 4 rows), the dot-add's register-only
+// peak where the engine computes it right,
 // 1 and 2 threads; in Node and natively also per CPU second of the one thread (steadier on a busy machine).
 // --attn: only the attention bench (`test_kernels bench-attn 1`, wasm `bench 1 attn`: the relaxed build, one
 // thread), natively, in Node and in the browsers: ms per token over the 1.5B's 28 layers at 64 .. 8192 keys.
@@ -155,5 +157,10 @@ if (!jsonOnly) {
     });
     console.log([k.replace('_GBs', '').padEnd(34), ...cells].join(''));
   }
+  if (prefill) // which kernel-table row each tileN is, per column
+    for (const [n, v] of cols) {
+      const names = Object.keys(v || {}).filter((k) => /^tile\d$/.test(k)).map((k) => `${k} = ${v[k]}`);
+      if (names.length) console.log(`${n}: ${names.join(', ')}`);
+    }
 }
 console.log(JSON.stringify(out));

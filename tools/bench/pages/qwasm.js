@@ -41,7 +41,8 @@ async function load({ model, threads = 2, memoryCapMB = undefined, profile = fal
     st = await rt.stats();
   }
   return { loadMs, phases, coreLoadMs: rt.info && rt.info.load_ms, readMs: w.read_ms, deriveMs: w.derive_ms,
-           derivedCache: st.derived_cache && st.derived_cache.state, derivedSaveMs: Math.round(now() - t1) };
+           derivedCache: st.derived_cache && st.derived_cache.state, derivedSaveMs: Math.round(now() - t1),
+           kernels: st.build && st.build.kernels }; // the 4-bit kernel row timed fastest at load
 }
 
 async function generate({ promptIds, maxTokens = 128, sampling = null, cachePrefix = undefined, profileSplit: split = true }) {
