@@ -16,6 +16,10 @@
 #define Q8P_MB 4
 #endif
 
+/* The high nibble of each byte: a 16-bit shift masked with the register that holds m4 = splat(15) already (V8
+ * makes i8x16.shr_u a 16-bit shift and an AND with a constant it rebuilds in the loop: 3 more instructions) */
+static inline v128_t qv_hi_nibbles(v128_t v, v128_t m4) { return wasm_v128_and(wasm_u16x8_shr(v, 4), m4); }
+
 /* The 4 rows' scales of block b: fp16 (sh) converted exactly (finite halves, see qw_q4_pack_scales), else fp32 */
 static inline v128_t q8p_scales(const float *sc, const uint16_t *sh, int b) {
     return sh ? qv_load_f16(sh + (size_t)b * 4) : wasm_v128_load(sc + (size_t)b * 4);
@@ -25,9 +29,9 @@ static inline v128_t q8p_scales(const float *sc, const uint16_t *sh, int b) {
  * Each 16-byte weight vector holds 4 rows x 4 bytes, so one dot product of its nibbles with 4 activation
  * bytes broadcast to every lane leaves each row's sum in its own lane: no horizontal sums. DA: the dot-add. */
 static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int g, const qw_q8act *a, int m,
-                                                           const int MB, const int DA, float *out) {
+                                                           const int MB, const int DA, const int NC, float *out) {
     (void)DA;
-    const int nb = w->n_blocks, B = w->block, nc = B / 32;
+    const int nb = w->n_blocks, B = NC ? NC * 32 : w->block, nc = NC ? NC : B / 32;
     const uint8_t *qg, *zp;
     const float *sc;
     const uint16_t *sh;
@@ -50,7 +54,7 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
                     for (int mi = 0; mi < MB; mi++) bi[mi] = wasm_i32x4_splat(0);
                 for (int j = 0; j < 4; j++) {
                     v128_t v = wasm_v128_load(qb + c * 64 + j * 16);
-                    v128_t lo = wasm_v128_and(v, m4), hi = wasm_u8x16_shr(v, 4);
+                    v128_t lo = wasm_v128_and(v, m4), hi = qv_hi_nibbles(v, m4);
                     for (int mi = 0; mi < MB; mi++) {
                         v128_t xa = wasm_v128_load32_splat(qa[mi] + koff + 8 * j);
                         v128_t xb = wasm_v128_load32_splat(qa[mi] + koff + 8 * j + 4);
@@ -71,7 +75,7 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
             for (int mi = 0; mi < MB; mi++) s16[mi] = wasm_i16x8_splat(0);
             for (int j = 0; j < 4; j++) {
                 v128_t v = wasm_v128_load(qb + c * 64 + j * 16);
-                v128_t lo = wasm_v128_and(v, m4), hi = wasm_u8x16_shr(v, 4);
+                v128_t lo = wasm_v128_and(v, m4), hi = qv_hi_nibbles(v, m4);
                 for (int mi = 0; mi < MB; mi++) {
                     v128_t xa = wasm_v128_load32_splat(qa[mi] + koff + 8 * j);
                     v128_t xb = wasm_v128_load32_splat(qa[mi] + koff + 8 * j + 4);
@@ -92,7 +96,7 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
             for (int mi = 0; mi < MB; mi++) p01[mi] = p23[mi] = wasm_i32x4_splat(0);
             for (int j = 0; j < 4; j++) {
                 v128_t v = wasm_v128_load(qb + c * 64 + j * 16);
-                v128_t lo = wasm_v128_and(v, m4), hi = wasm_u8x16_shr(v, 4);
+                v128_t lo = wasm_v128_and(v, m4), hi = qv_hi_nibbles(v, m4);
                 v128_t lo01 = wasm_u16x8_extend_low_u8x16(lo), lo23 = wasm_u16x8_extend_high_u8x16(lo);
                 v128_t hi01 = wasm_u16x8_extend_low_u8x16(hi), hi23 = wasm_u16x8_extend_high_u8x16(hi);
                 for (int mi = 0; mi < MB; mi++) {
@@ -152,8 +156,8 @@ static inline __attribute__((always_inline)) void q8p_tile2(const qw_q4w *w, int
             for (int mi = 0; mi < MB; mi++) s0[mi] = s1[mi] = wasm_i16x8_splat(0);
             for (int j = 0; j < 4; j++) {
                 v128_t v0 = wasm_v128_load(qb + c * 64 + j * 16), v1 = wasm_v128_load(qb + gq + c * 64 + j * 16);
-                v128_t lo0 = wasm_v128_and(v0, m4), hi0 = wasm_u8x16_shr(v0, 4);
-                v128_t lo1 = wasm_v128_and(v1, m4), hi1 = wasm_u8x16_shr(v1, 4);
+                v128_t lo0 = wasm_v128_and(v0, m4), hi0 = qv_hi_nibbles(v0, m4);
+                v128_t lo1 = wasm_v128_and(v1, m4), hi1 = qv_hi_nibbles(v1, m4);
                 for (int mi = 0; mi < MB; mi++) {
                     v128_t xa = wasm_v128_load32_splat(qa[mi] + koff + 8 * j);
                     v128_t xb = wasm_v128_load32_splat(qa[mi] + koff + 8 * j + 4);
@@ -198,15 +202,19 @@ static inline __attribute__((always_inline)) void q8p_tile2(const qw_q4w *w, int
 /* The table's entry points: MB a constant in each expansion of the tile */
 #if defined(QW_WASM_RELAXED)
 static void tile_relaxed(const qw_q4w *w, int g, const qw_q8act *a, int m, int mb, float *out) {
+    if (mb == 8 && w->block == 32) { /* the exports' block: one chunk per block, no chunk loop (fewer spills) */
+        q8p_tile(w, g, a, m, 8, 0, 1, out);
+        return;
+    }
     switch (mb) {
-    case 8: q8p_tile(w, g, a, m, 8, 0, out); break;
-    case 7: q8p_tile(w, g, a, m, 7, 0, out); break;
-    case 6: q8p_tile(w, g, a, m, 6, 0, out); break;
-    case 5: q8p_tile(w, g, a, m, 5, 0, out); break;
-    case 4: q8p_tile(w, g, a, m, 4, 0, out); break;
-    case 3: q8p_tile(w, g, a, m, 3, 0, out); break;
-    case 2: q8p_tile(w, g, a, m, 2, 0, out); break;
-    default: q8p_tile(w, g, a, m, 1, 0, out); break;
+    case 8: q8p_tile(w, g, a, m, 8, 0, 0, out); break;
+    case 7: q8p_tile(w, g, a, m, 7, 0, 0, out); break;
+    case 6: q8p_tile(w, g, a, m, 6, 0, 0, out); break;
+    case 5: q8p_tile(w, g, a, m, 5, 0, 0, out); break;
+    case 4: q8p_tile(w, g, a, m, 4, 0, 0, out); break;
+    case 3: q8p_tile(w, g, a, m, 3, 0, 0, out); break;
+    case 2: q8p_tile(w, g, a, m, 2, 0, 0, out); break;
+    default: q8p_tile(w, g, a, m, 1, 0, 0, out); break;
     }
 }
 static void tile2_relaxed(const qw_q4w *w, int g, const qw_q8act *a, int m, int mb, float *out) {
@@ -218,7 +226,7 @@ static void tile2_relaxed(const qw_q4w *w, int g, const qw_q8act *a, int m, int 
     }
 }
 static void decode_relaxed(const qw_q4w *w, int g, const qw_q8act *a, int m, int mb, float *out) {
-    q8p_tile(w, g, a, m, 1, 0, out);
+    q8p_tile(w, g, a, m, 1, 0, 0, out);
 }
 /* Prefill tile 0 (one group x 8 rows) is the default (q8p_rows' order): in Chromium 156 and Firefox 153 it gives
  * 5-8 % more GMAC/s than tile 1 (two groups x 4 rows), which only Node 20's V8 runs faster
@@ -228,7 +236,7 @@ const qw_kernel_table qw_kt_relaxed_tile0 = {"relaxed-tile0", 0, Q8P_MB, decode_
 
 #if defined(QW_WASM_DOT_ADD)
 static void decode_dot_add(const qw_q4w *w, int g, const qw_q8act *a, int m, int mb, float *out) {
-    q8p_tile(w, g, a, m, 1, 1, out);
+    q8p_tile(w, g, a, m, 1, 1, 0, out);
 }
 /* The dot-add for decode rows only: in Chromium it made the 4-row prefill tiles slower and the one-row decode
  * tile faster (tools/bench/kernel_probe.mjs, no-dot-add). Prefill tiles that accumulate with the dot-add (one
@@ -263,14 +271,14 @@ int qw_q8p_dot_add_works(void) {
 #else /* SIMD128 without relaxed SIMD */
 static void tile_simd128(const qw_q4w *w, int g, const qw_q8act *a, int m, int mb, float *out) {
     switch (mb) {
-    case 4: q8p_tile(w, g, a, m, 4, 0, out); break;
-    case 3: q8p_tile(w, g, a, m, 3, 0, out); break;
-    case 2: q8p_tile(w, g, a, m, 2, 0, out); break;
-    default: q8p_tile(w, g, a, m, 1, 0, out); break;
+    case 4: q8p_tile(w, g, a, m, 4, 0, 0, out); break;
+    case 3: q8p_tile(w, g, a, m, 3, 0, 0, out); break;
+    case 2: q8p_tile(w, g, a, m, 2, 0, 0, out); break;
+    default: q8p_tile(w, g, a, m, 1, 0, 0, out); break;
     }
 }
 static void decode_simd128(const qw_q4w *w, int g, const qw_q8act *a, int m, int mb, float *out) {
-    q8p_tile(w, g, a, m, 1, 0, out);
+    q8p_tile(w, g, a, m, 1, 0, 0, out);
 }
 const qw_kernel_table qw_kt_simd128 = {"simd128", 0, Q8P_MB, decode_simd128, tile_simd128, NULL};
 #endif
