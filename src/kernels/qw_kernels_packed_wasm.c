@@ -133,8 +133,8 @@ static inline __attribute__((always_inline)) void q8p_tile(const qw_q4w *w, int 
  * feeds both groups' weight vectors, so a product of 32 nibbles costs two dots, two adds and one broadcast
  * (the one-group tile: two broadcasts); the integer and float arithmetic per output is q8p_tile's. */
 static inline __attribute__((always_inline)) void q8p_tile2(const qw_q4w *w, int g, const qw_q8act *a, int m,
-                                                            const int MB, float *out) {
-    const int nb = w->n_blocks, B = w->block, nc = B / 32;
+                                                            const int MB, const int NC, float *out) {
+    const int nb = w->n_blocks, B = NC ? NC * 32 : w->block, nc = NC ? NC : B / 32;
     const size_t gq = (size_t)nb * nc * 64, gs = (size_t)nb * 4; /* one group's bytes of q, scales per group */
     const uint8_t *qg, *zp;
     const float *sc;
@@ -218,11 +218,15 @@ static void tile_relaxed(const qw_q4w *w, int g, const qw_q8act *a, int m, int m
     }
 }
 static void tile2_relaxed(const qw_q4w *w, int g, const qw_q8act *a, int m, int mb, float *out) {
+    if (mb == 4 && w->block == 32) {
+        q8p_tile2(w, g, a, m, 4, 1, out);
+        return;
+    }
     switch (mb) {
-    case 4: q8p_tile2(w, g, a, m, 4, out); break;
-    case 3: q8p_tile2(w, g, a, m, 3, out); break;
-    case 2: q8p_tile2(w, g, a, m, 2, out); break;
-    default: q8p_tile2(w, g, a, m, 1, out); break;
+    case 4: q8p_tile2(w, g, a, m, 4, 0, out); break;
+    case 3: q8p_tile2(w, g, a, m, 3, 0, out); break;
+    case 2: q8p_tile2(w, g, a, m, 2, 0, out); break;
+    default: q8p_tile2(w, g, a, m, 1, 0, out); break;
     }
 }
 static void decode_relaxed(const qw_q4w *w, int g, const qw_q8act *a, int m, int mb, float *out) {
