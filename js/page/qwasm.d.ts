@@ -178,6 +178,7 @@ export interface GenerateOptions {
   cachePrefix?: boolean | number;
   /** Logit bias by token id. */
   logitBias?: Record<number, number>;
+  /** Prompt positions per prefill step (default 128; larger: a little faster, more memory). */
   prefillChunk?: number;
   /** Prompt-lookup speculative decoding: drafts copied from the prompt and the text so far are verified in one
    *  step; the tokens are the ones plain decoding gives (greedy, and sampled with the same seed). 'auto' (default):

@@ -238,7 +238,7 @@ typedef struct qw_gen_params {
     float min_p;              /* 0: off */
     float repetition_penalty; /* 1: off */
     uint64_t seed;
-    int prefill_chunk;       /* prompt tokens per prefill step; <= 0: default (64) */
+    int prefill_chunk;       /* prompt tokens per prefill step; <= 0: default (128) */
     const char *const *stop; /* stop strings (n_stop of them); the text stops before them */
     int n_stop;
     const int32_t *bias_ids; /* per-id logit bias */

@@ -88,7 +88,7 @@ test('multi-turn chat keeps the KV of earlier turns: the second turn prefills it
   const t2 = await collect(rt, { messages: turn2, ...opts });
   await rt.dispose();
   assert.ok(kept > 50, `${kept} positions cached after turn 1`);
-  // the first prefill step starts after the reused positions (at most one chunk of 64 new tokens past them)
+  // the first prefill step starts after the reused positions (at most one chunk of new tokens past them)
   assert.ok(t2.prefill[0] > kept - 12 && t2.prefill[0] - 64 <= t2.last.nPrompt, `turn 2 first prefill step ends at ${t2.prefill[0]} of ${t2.last.nPrompt}`);
   assert.ok(t2.prefill.length <= Math.ceil((t2.last.nPrompt - kept + 12) / 64), `${t2.prefill.length} prefill steps`);
   const fresh = await Qwasm.load({ model: dir, wasmBase: WASM_DIR });

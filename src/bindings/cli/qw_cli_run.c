@@ -58,6 +58,7 @@ static void usage(void) {
             "  --chat               interactive multi-turn chat on stdin\n"
             "  --system TEXT        system prompt (default: the template's)\n"
             "  --max-tokens N       new tokens (default 256)\n"
+            "  --prefill-chunk N    prompt positions per prefill step (default 128)\n"
             "  --greedy             argmax decoding (same as --temperature 0)\n"
             "  --temperature F --top-k N --top-p F --min-p F --repeat-penalty F --seed N\n"
             "  --stop TEXT          stop string (repeatable)\n"
@@ -212,7 +213,9 @@ static int parse_args(int argc, char **argv, run_args *a) {
         } else if (!strcmp(o, "--repeat-penalty")) {
             NUM_FLAG(a->gp.repetition_penalty, 0, 1, QW_SAMPLER_MAX_PENALTY);
             a->set_rep = 1;
-        } else if (!strcmp(o, "--seed")) {
+        } else if (!strcmp(o, "--prefill-chunk"))
+            INT_FLAG(a->gp.prefill_chunk, 1, QW_CLI_MAX_CONTEXT);
+        else if (!strcmp(o, "--seed")) {
             NEED_V();
             if (!flag_u64(o, v, &a->gp.seed)) return 2;
         } else if (!strcmp(o, "--threads"))

@@ -45,14 +45,14 @@ async function load({ model, threads = 2, memoryCapMB = undefined, profile = fal
            kernels: st.build && st.build.kernels }; // the 4-bit kernel row timed fastest at load
 }
 
-async function generate({ promptIds, maxTokens = 128, sampling = null, cachePrefix = undefined, profileSplit: split = true }) {
+async function generate({ promptIds, maxTokens = 128, sampling = null, cachePrefix = undefined, profileSplit: split = true, prefillChunk = undefined }) {
   // generate() is an async generator of GenEvents: kind 'token' with the new id, a last done event with
   // stats and every generated id (options go to a worker: no callbacks in them).
   const tokens = [], times = [], coreSteps = [];
   let stats = null, last = null;
   const t0 = now();
   const how = sampling ? { ...sampling } : { greedy: true, speculative: 'off' }; // plain decode (qwasmspec: 'auto')
-  for await (const ev of rt.generate({ promptIds, maxTokens, ...how, ignoreEos: true, ...(cachePrefix ? { cachePrefix } : {}) })) {
+  for await (const ev of rt.generate({ promptIds, maxTokens, ...how, ignoreEos: true, ...(cachePrefix ? { cachePrefix } : {}), ...(prefillChunk ? { prefillChunk } : {}) })) {
     const t = now();
     if (ev.kind === 'token') { times.push(t); coreSteps.push(ev.stepMs); if (typeof ev.id === 'number') tokens.push(ev.id); }
     if (ev.stats) stats = ev.stats;
