@@ -152,7 +152,7 @@ const qw_kernel_table *qw_kernels(void) {
  * everywhere, and the i16 tiles' order differs between V8 versions. So the rows that share row 0's decode
  * kernel and differ in their prefill tile are timed against each other on one thread, interleaved, best of
  * many runs (the JIT's later tier counts, not its first), and qw_kernels() returns the fastest. Every row gives
- * the reference's bits: the choice changes the speed only. A few ms (1.5 ms natively). */
+ * the reference's bits: the choice changes the speed only. About 15 ms in Node; nothing to time natively (one row). */
 void qw_kernels_choose_tile(void) {
     enum { N = 256, K = 1536, M = QW_M_TILE, REPS = 24, MAXC = 4 };
     const qw_kernel_table *row0 = qw_kernels_variant(0), *kt;
