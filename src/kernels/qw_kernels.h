@@ -140,8 +140,9 @@ int qw_kernels_lookahead(void);
 /* Runs every decode kernel a few times on small scratch data so that JIT tiers (V8's TurboFan,
  * SpiderMonkey's Ion) compile them before the first token; a few ms natively. Call once after load. */
 void qw_kernels_warmup(qw_pool *pool);
-/* Times the build's prefill tiles against each other on this engine (one thread, a few ms) and makes the fastest
- * the one qw_kernels() returns; qw_kernels_warmup calls it. The outputs are the same bits whichever wins. */
+/* Times the build's prefill tiles against each other on this engine (one thread, a few ms; once per process, later
+ * calls return at once) and makes the fastest the one qw_kernels() returns; qw_kernels_warmup calls it. The outputs
+ * are the same bits whichever wins. */
 void qw_kernels_choose_tile(void);
 
 /* ---- the kernel table of the packed 4-bit x int8 product (qw_kernels_packed*.c) ---------------------

@@ -111,8 +111,7 @@ static const qw_kernel_table *const q8p_rows[] = {
 #if defined(QW_WASM_DOT_ADD)
     &qw_kt_relaxed_dot_add, &qw_kt_relaxed_dot_add_tile1,
 #endif
-/* relaxed: tile 0 first, 87-92 against 80-88 GMAC/s in Chromium 156 and Firefox (Node 20: the reverse, so
- * qw_kernels_choose_tile) */
+/* relaxed: tile 0 first (faster in Chromium 156 and Firefox 153); qw_kernels_choose_tile times them on the engine */
 #if defined(QW_WASM_RELAXED)
     &qw_kt_relaxed_tile0,   &qw_kt_relaxed,
 #elif defined(QW_WASM_SIMD)
@@ -155,6 +154,8 @@ const qw_kernel_table *qw_kernels(void) {
  * the reference's bits: the choice changes the speed only. About 15 ms in Node; nothing to time natively (one row). */
 void qw_kernels_choose_tile(void) {
     enum { N = 256, K = 1536, M = QW_M_TILE, REPS = 24, MAXC = 4 };
+    static atomic_int timed; /* once per process, as dot_add_ok: the engine does not change between model loads */
+    if (atomic_exchange_explicit(&timed, 1, memory_order_relaxed)) return;
     const qw_kernel_table *row0 = qw_kernels_variant(0), *kt;
     int cand[MAXC], nc = 0;
     for (int i = 0; (kt = qw_kernels_variant(i)) && nc < MAXC; i++) {

@@ -232,9 +232,9 @@ static void tile2_relaxed(const qw_q4w *w, int g, const qw_q8act *a, int m, int 
 static void decode_relaxed(const qw_q4w *w, int g, const qw_q8act *a, int m, int mb, float *out) {
     q8p_tile(w, g, a, m, 1, 0, 0, out);
 }
-/* Prefill tile 0 (one group x 8 rows) is the default (q8p_rows' order): in Chromium 156 and Firefox 153 it gives
- * 5-8 % more GMAC/s than tile 1 (two groups x 4 rows), which only Node 20's V8 runs faster
- * (tools/bench/kernel_probe.mjs --prefill, 2026-12-04); tile 1 stays a row for that comparison. */
+/* Prefill tile 0 (one group x 8 rows) comes first in q8p_rows, the row used until qw_kernels_choose_tile has timed
+ * both: in Chromium 156 and Firefox 153 it gives 0-8 % more GMAC/s than tile 1 (two groups x 4 rows), which Node
+ * 20's V8 runs 12-35 % faster (tools/bench/kernel_probe.mjs --prefill, 2026-12-04). */
 const qw_kernel_table qw_kt_relaxed = {"relaxed", 0, Q8P_MB, decode_relaxed, tile_relaxed, tile2_relaxed};
 const qw_kernel_table qw_kt_relaxed_tile0 = {"relaxed-tile0", 0, Q8P_MB, decode_relaxed, tile_relaxed, NULL};
 

@@ -14,8 +14,9 @@
 #include "qw_speculate.h"
 #include "qw_draft.h"
 
-/* prompt positions per prefill step: 128 gave 2-6 % more prefill tok/s than 64 at 2048 positions in Chromium and
- * natively (fewer steps, each weight streamed once per step), for 12 MB more of the tab (2026-12-04, Zen 5) */
+/* prompt positions per prefill step: 128 gave 3-9 % more prefill tok/s than 64 at 2048 positions in Chromium (two
+ * A/B rounds) and 2 % natively (fewer steps, each weight streamed once per step), for 12 MB more of the tab
+ * (2026-12-04, Zen 5) */
 #define QW_DEFAULT_PREFILL_CHUNK 128
 #define QW_DEFAULT_SPEC_DRAFT 8
 

@@ -665,9 +665,10 @@ function nativeRows(a, entry) {
   const json = path.join(REPO, 'build', `bench-native-${entry.model}${a.long ? '-long' : ''}.json`);
   if (a.long) {
     log(`${entry.model} native long: tools/bench/bench_native.mjs --lengths ${a.lengths.join(',')}`);
+    const cliArgs = [a.kvCache && `--kv-cache ${a.kvCache}`, a.prefillChunk && `--prefill-chunk ${a.prefillChunk}`].filter(Boolean).join(' ');
     const r = spawnSync(process.execPath, [path.join(REPO, 'tools/bench/bench_native.mjs'), '--runs', '1', '--threads', String(a.threads),
       '--decode', String(a.tokens), '--lengths', a.lengths.join(','), '--json', json,
-      ...(a.kvCache || a.prefillChunk ? ['--cli-args', [a.kvCache ? `--kv-cache ${a.kvCache}` : '', a.prefillChunk ? `--prefill-chunk ${a.prefillChunk}` : ''].join(' ').trim()] : []), dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+      ...(cliArgs ? ['--cli-args', cliArgs] : []), dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
     if (r.status !== 0 || !fs.existsSync(json)) return { error: `bench_native exited with ${r.status}` };
     const j = JSON.parse(fs.readFileSync(json, 'utf8'));
     entry.nativePromptCache = j.prompt_cache;
